@@ -1,0 +1,91 @@
+"""`kmeans(X, k)`: one call, plain results."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _native
+from ._backend import resolve as resolve_backend
+from ._validation import check_array, check_sample_weight, seed_from
+
+
+class KMeansResult(NamedTuple):
+    """What `kmeans` returns."""
+
+    centroids: np.ndarray
+    """(k, n_features) cluster centres, in the data's float type."""
+    labels: np.ndarray
+    """(n_samples,) int32 index of each row's centroid."""
+    distances: np.ndarray
+    """(n_samples,) squared Euclidean distance from each row to its centroid."""
+    inertia: float
+    """Sum of `distances` (weighted by `sample_weight` when given)."""
+    n_iter: int
+    """Lloyd iterations run (in the best of the `n_init` runs)."""
+    backend: str
+    """The backend that ran the fit."""
+
+
+def kmeans(
+    X,
+    k: int,
+    *,
+    init="k-means++",
+    n_init: int = 1,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    sample_weight=None,
+    seed: int | None = 0,
+    spherical: bool = False,
+    backend: str = "auto",
+    verbose: bool = False,
+) -> KMeansResult:
+    """Cluster the rows of X into k groups with Lloyd's algorithm.
+
+    `init` is 'k-means++', 'random' or a (k, n_features) array; `tol` is relative to the
+    mean feature variance (as in scikit-learn); `seed` makes the result reproducible.
+    C-contiguous float32/float64 arrays are used without a copy; float32 stays float32.
+    """
+    from ._kmeans import KMeans
+
+    estimator = KMeans(
+        n_clusters=k,
+        init=init,
+        n_init=n_init,
+        max_iter=max_iter,
+        tol=tol,
+        random_state=seed,
+        backend=backend,
+        spherical=spherical,
+        verbose=verbose,
+    )
+    estimator._check_params()
+    X = check_array(X, owner="kmeans")
+    if X.shape[0] < k:
+        raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={k}.")
+    weights = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+    engine_seed = seed_from(seed)
+    chosen = resolve_backend(backend)
+    init = estimator._resolve_init(X, engine_seed)
+    result = _native.kmeans_fit(
+        X,
+        weights,
+        n_clusters=int(k),
+        init=init,
+        n_init=estimator._n_init_for(init),
+        max_iter=int(max_iter),
+        tol=float(tol),
+        seed=engine_seed,
+        spherical=bool(spherical),
+        progress=estimator._progress(),
+    )
+    return KMeansResult(
+        centroids=result["centroids"],
+        labels=result["labels"],
+        distances=result["distances"],
+        inertia=float(result["inertia"]),
+        n_iter=int(result["n_iter"]),
+        backend=chosen,
+    )

@@ -1,0 +1,240 @@
+"""Input checks with scikit-learn's messages, and the one conversion of data to what the
+engine borrows: a C-contiguous float32 or float64 array in native byte order."""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+_FLOATS = (np.float32, np.float64)
+
+
+def _type_name(obj) -> str:
+    return type(obj).__name__
+
+
+def check_array(X, *, name: str = "X", owner: str = "KMeans", dtype=None) -> np.ndarray:
+    """Returns X as a C-contiguous float32/float64 2-D array.
+
+    A C-contiguous float32/float64 array in native byte order is returned as it is (no copy).
+    float16 becomes float32; other numeric types become float64 (one copy), as do other
+    layouts. `dtype` forces one of the two float types.
+    """
+    if _is_sparse(X):
+        raise TypeError(
+            f"{owner} does not support sparse input; got {_type_name(X)}. "
+            "Convert it with X.toarray() first."
+        )
+    if hasattr(X, "__array__") or isinstance(X, (list, tuple, np.ndarray)):
+        try:
+            array = np.asarray(X)
+        except Exception as exc:  # ragged lists and the like
+            raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from exc
+    elif isinstance(X, numbers.Number):
+        array = np.asarray(X)
+    else:
+        raise TypeError(
+            f"{name} must be an array-like of numbers (NumPy array, list of lists, ...); "
+            f"got {_type_name(X)}"
+        )
+    kind = array.dtype.kind
+    if kind == "c":
+        raise ValueError(f"Complex data not supported\n{name} has dtype {array.dtype}")
+    if kind in "OUSV" or kind == "M" or kind == "m":
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{name} must contain numbers only; could not convert dtype {array.dtype} "
+                f"to float: {exc}"
+            ) from exc
+        if array.dtype.kind == "c":
+            raise ValueError(f"Complex data not supported\n{name} has dtype {array.dtype}")
+    if array.ndim == 0:
+        raise ValueError(
+            f"Expected 2D array, got scalar array instead:\narray={array}.\n"
+            "Reshape your data either using array.reshape(-1, 1) if your data has a single "
+            "feature or array.reshape(1, -1) if it contains a single sample."
+        )
+    if array.ndim == 1:
+        raise ValueError(
+            f"Expected 2D array, got 1D array instead:\narray={array}.\n"
+            "Reshape your data either using array.reshape(-1, 1) if your data has a single "
+            "feature or array.reshape(1, -1) if it contains a single sample."
+        )
+    if array.ndim > 2:
+        raise ValueError(f"Found array with dim {array.ndim}. {owner} expected <= 2.")
+    n_samples, n_features = array.shape
+    if n_samples < 1:
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={array.shape}) while a minimum of 1 is "
+            f"required by {owner}."
+        )
+    if n_features < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={array.shape}) while a minimum of 1 is "
+            f"required by {owner}."
+        )
+    if dtype is not None:
+        target = np.dtype(dtype)
+    elif array.dtype in (np.float32, np.float64):
+        target = array.dtype.newbyteorder("=")
+    elif array.dtype == np.float16:
+        target = np.dtype(np.float32)
+    else:
+        target = np.dtype(np.float64)
+    target = target.newbyteorder("=")
+    if array.dtype != target or not array.flags.c_contiguous or not array.dtype.isnative:
+        array = np.ascontiguousarray(array, dtype=target)
+    _assert_all_finite(array, name)
+    return array
+
+
+def _assert_all_finite(array: np.ndarray, name: str) -> None:
+    # np.isfinite(sum) is a cheap first pass; the full check runs only when it fails.
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sum(array, dtype=np.float64)
+    if np.isfinite(total):
+        return
+    if np.isnan(array).any():
+        raise ValueError(f"Input {name} contains NaN.")
+    if np.isinf(array).any():
+        raise ValueError(
+            f"Input {name} contains infinity or a value too large for {array.dtype!r}."
+        )
+
+
+def _is_sparse(X) -> bool:
+    try:
+        import scipy.sparse as sp
+    except ImportError:
+        return False
+    return sp.issparse(X)
+
+
+def check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray | None:
+    """None stays None (unweighted); a number becomes a constant vector; otherwise a
+    finite, non-negative 1-D vector of length n_samples in the data's dtype."""
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
+        weights = np.full(n_samples, sample_weight, dtype=dtype)
+    else:
+        try:
+            weights = np.asarray(sample_weight)
+        except Exception as exc:
+            raise ValueError(f"sample_weight could not be converted to an array: {exc}") from exc
+        if weights.dtype.kind not in "biuf":
+            raise ValueError(f"sample_weight must be numeric; got dtype {weights.dtype}")
+        if weights.ndim != 1:
+            raise ValueError("Sample weights must be 1D array or scalar")
+        if weights.shape != (n_samples,):
+            raise ValueError(
+                f"sample_weight.shape == {weights.shape}, expected {(n_samples,)}!"
+            )
+        weights = np.ascontiguousarray(weights, dtype=np.dtype(dtype).newbyteorder("="))
+    if not np.isfinite(weights).all():
+        bad = "NaN" if np.isnan(weights).any() else "infinity"
+        raise ValueError(f"Input sample_weight contains {bad}.")
+    if (weights < 0).any():
+        raise ValueError("Negative values in data passed to `sample_weight`")
+    if not weights.sum() > 0:
+        raise ValueError("sample_weight must not sum to zero")
+    return weights
+
+
+def feature_names(X) -> np.ndarray | None:
+    """String column names of a DataFrame-like X, as scikit-learn records them."""
+    columns = getattr(X, "columns", None)
+    if columns is None or isinstance(X, np.ndarray):
+        return None
+    names = np.asarray(list(columns), dtype=object)
+    if len(names) == 0:
+        return None
+    types = sorted({type(v).__qualname__ for v in names})
+    are_str = [isinstance(v, str) for v in names]
+    if any(are_str) and not all(are_str):
+        raise TypeError(
+            "Feature names are only supported if all input features have string names, "
+            f"but your input has {types} as feature name / column name types. "
+            "If you want feature names to be stored and validated, you must convert them "
+            "all to strings, by using X.columns = X.columns.astype(str) for example. "
+            "Otherwise you can remove feature / column names from your input data, or "
+            "convert them all to a non-string data type."
+        )
+    return names if all(are_str) else None
+
+
+def check_feature_names(estimator, X, *, reset: bool) -> None:
+    names = feature_names(X)
+    owner = type(estimator).__name__
+    if reset:
+        if names is not None:
+            estimator.feature_names_in_ = names
+        elif hasattr(estimator, "feature_names_in_"):
+            del estimator.feature_names_in_
+        return
+    fitted = getattr(estimator, "feature_names_in_", None)
+    if fitted is None and names is None:
+        return
+    if names is not None and fitted is None:
+        warnings.warn(
+            f"X has feature names, but {owner} was fitted without feature names", UserWarning
+        )
+        return
+    if names is None and fitted is not None:
+        warnings.warn(
+            f"X does not have valid feature names, but {owner} was fitted with feature names",
+            UserWarning,
+        )
+        return
+    if len(fitted) != len(names) or np.any(fitted != names):
+        message = "The feature names should match those that were passed during fit.\n"
+        unseen = sorted(set(names) - set(fitted))
+        missing = sorted(set(fitted) - set(names))
+        if unseen:
+            message += "Feature names unseen at fit time:\n" + "".join(f"- {n}\n" for n in unseen)
+        if missing:
+            message += "Feature names seen at fit time, yet now missing:\n" + "".join(
+                f"- {n}\n" for n in missing
+            )
+        if not unseen and not missing:
+            message += "Feature names must be in the same order as they were in fit.\n"
+        raise ValueError(message)
+
+
+def check_n_features(estimator, X: np.ndarray, *, reset: bool) -> None:
+    n_features = X.shape[1]
+    if reset:
+        estimator.n_features_in_ = n_features
+        return
+    expected = getattr(estimator, "n_features_in_", None)
+    if expected is not None and n_features != expected:
+        raise ValueError(
+            f"X has {n_features} features, but {type(estimator).__name__} is expecting "
+            f"{expected} features as input."
+        )
+
+
+def seed_from(random_state) -> int:
+    """A 64-bit engine seed from scikit-learn's `random_state` forms. An int is used as it is,
+    so results for a given int do not depend on NumPy's generators."""
+    if random_state is None:
+        return int(np.random.mtrand._rand.randint(0, 2**31 - 1))
+    if isinstance(random_state, (numbers.Integral, np.integer)) and not isinstance(random_state, bool):
+        value = int(random_state)
+        if not 0 <= value < 2**32:
+            raise ValueError(
+                f"random_state must be between 0 and 2**32 - 1; got {value}"
+            )
+        return value
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**63 - 1))
+    raise ValueError(
+        f"{random_state!r} cannot be used as random_state: use None, an int, or a "
+        "numpy.random.RandomState / Generator"
+    )

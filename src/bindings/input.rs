@@ -1,0 +1,69 @@
+//! Turns Python arguments into borrowed engine views. Nothing past this module knows
+//! Python types. The Python layer has already validated and, where needed, converted the
+//! data once; here C-contiguous float32/float64 NumPy arrays are borrowed as they are.
+
+use numpy::{Element, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::{Init, Scalar};
+
+/// The float type of the data, decided by the data matrix.
+pub enum Dtype {
+    F32,
+    F64,
+}
+
+pub fn dtype_of(x: &Bound<'_, PyAny>) -> PyResult<Dtype> {
+    if x.cast::<numpy::PyArray2<f32>>().is_ok() {
+        Ok(Dtype::F32)
+    } else if x.cast::<numpy::PyArray2<f64>>().is_ok() {
+        Ok(Dtype::F64)
+    } else {
+        Err(PyTypeError::new_err("expected a 2-D NumPy array of float32 or float64"))
+    }
+}
+
+/// A borrowed C-contiguous matrix.
+pub fn matrix<'py, T: Scalar + Element>(x: &Bound<'py, PyAny>, name: &str) -> PyResult<(PyReadonlyArray2<'py, T>, usize, usize)> {
+    let array: PyReadonlyArray2<'py, T> = x.extract().map_err(|_| {
+        PyTypeError::new_err(format!("{name} must be a 2-D {} NumPy array", T::NAME))
+    })?;
+    if !array.is_c_contiguous() {
+        return Err(PyValueError::new_err(format!("{name} must be C-contiguous")));
+    }
+    let shape = array.shape();
+    let (rows, cols) = (shape[0], shape[1]);
+    Ok((array, rows, cols))
+}
+
+pub fn vector<'py, T: Scalar + Element>(v: Option<&Bound<'py, PyAny>>, name: &str) -> PyResult<Option<PyReadonlyArray1<'py, T>>> {
+    let Some(v) = v.filter(|v| !v.is_none()) else { return Ok(None) };
+    let array: PyReadonlyArray1<'py, T> = v.extract().map_err(|_| {
+        PyTypeError::new_err(format!("{name} must be a 1-D {} NumPy array", T::NAME))
+    })?;
+    if !array.is_contiguous() {
+        return Err(PyValueError::new_err(format!("{name} must be contiguous")));
+    }
+    Ok(Some(array))
+}
+
+/// `"k-means++"`, `"random"`, or a `k × d` array of starting centroids.
+pub fn init<T: Scalar + Element>(init: &Bound<'_, PyAny>, k: usize, d: usize) -> PyResult<Init<T>> {
+    if let Ok(name) = init.extract::<String>() {
+        return match name.as_str() {
+            "k-means++" => Ok(Init::KMeansPlusPlus),
+            "random" => Ok(Init::Random),
+            other => Err(PyValueError::new_err(format!(
+                "init should be 'k-means++', 'random' or an array of shape (n_clusters, n_features); got {other:?}"
+            ))),
+        };
+    }
+    let (array, rows, cols) = matrix::<T>(init, "init")?;
+    if rows != k || cols != d {
+        return Err(PyValueError::new_err(format!(
+            "The shape of the initial centers ({rows}, {cols}) does not match the number of clusters {k} and features {d}"
+        )));
+    }
+    Ok(Init::Given(array.as_slice().expect("contiguous").to_vec()))
+}

@@ -1,0 +1,204 @@
+//! Initial centroids: greedy k-means++ (as scikit-learn does it), random rows, or given.
+
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use crate::error::{invalid, Result};
+use crate::kernel::Kernel;
+use crate::matrix::{weight_at, MatRef, REDUCE_CHUNK};
+use crate::scalar::Scalar;
+
+/// How the first centroids are chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Init<T> {
+    /// Greedy k-means++: `2 + ln k` D²-sampled candidates per step, the one that lowers the
+    /// potential most is kept.
+    KMeansPlusPlus,
+    /// `k` distinct rows drawn with probability proportional to their weight.
+    Random,
+    /// Exactly these centroids (`k × d`, row-major).
+    Given(Vec<T>),
+}
+
+/// Chooses `k` initial centroids from the rows of `x`.
+pub fn initial_centroids<T: Scalar, K: Kernel<T>>(
+    kernel: &K,
+    x: MatRef<'_, T>,
+    x_sq_norms: &[T],
+    weights: Option<&[T]>,
+    k: usize,
+    init: &Init<T>,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<T>> {
+    match init {
+        Init::KMeansPlusPlus => kmeans_plusplus(kernel, x, x_sq_norms, weights, k, rng),
+        Init::Random => Ok(x.gather(&weighted_sample_without_replacement(x.rows(), weights, k, rng)?)),
+        Init::Given(centroids) => {
+            if centroids.len() != k * x.cols() {
+                return invalid(format!(
+                    "init has {} values; expected n_clusters × n_features = {} × {}",
+                    centroids.len(),
+                    k,
+                    x.cols()
+                ));
+            }
+            Ok(centroids.clone())
+        }
+    }
+}
+
+/// Index of the first entry whose running sum reaches `target` (NumPy's `searchsorted`,
+/// side "left", on the cumulative sum), given per-chunk totals of `values`; clipped to the
+/// last index.
+fn search_cumulative(values: &[f64], chunk_totals: &[f64], target: f64) -> usize {
+    let mut running = 0.0;
+    for (c, &total) in chunk_totals.iter().enumerate() {
+        if running + total >= target {
+            let start = c * REDUCE_CHUNK;
+            let end = (start + REDUCE_CHUNK).min(values.len());
+            for (i, &v) in values[start..end].iter().enumerate() {
+                running += v;
+                if running >= target {
+                    return start + i;
+                }
+            }
+            return end - 1;
+        }
+        running += total;
+    }
+    values.len() - 1
+}
+
+fn chunk_totals(values: &[f64]) -> Vec<f64> {
+    values.par_chunks(REDUCE_CHUNK).map(|c| c.iter().sum()).collect()
+}
+
+/// Greedy k-means++ (Arthur & Vassilvitskii; the greedy variant scikit-learn uses).
+pub fn kmeans_plusplus<T: Scalar, K: Kernel<T>>(
+    kernel: &K,
+    x: MatRef<'_, T>,
+    x_sq_norms: &[T],
+    weights: Option<&[T]>,
+    k: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<T>> {
+    let (n, d) = (x.rows(), x.cols());
+    if k == 0 || k > n {
+        return invalid(format!("n_clusters={k} must be between 1 and n_samples={n}"));
+    }
+    let n_trials = 2 + (k as f64).ln() as usize;
+    let mut centroids = Vec::with_capacity(k * d);
+
+    // First centre: one row drawn with probability proportional to its weight.
+    let row_weights: Vec<f64> = (0..n).map(|i| weight_at(weights, i)).collect();
+    let totals = chunk_totals(&row_weights);
+    let total_weight: f64 = totals.iter().sum();
+    if !(total_weight > 0.0) {
+        return invalid("sample weights sum to zero");
+    }
+    let first = search_cumulative(&row_weights, &totals, rng.random::<f64>() * total_weight);
+    // numpy's choice searches side="right"; a zero-weight row must never be picked.
+    let first = (first..n).find(|&i| row_weights[i] > 0.0).unwrap_or(first);
+    centroids.extend_from_slice(x.row(first));
+
+    let mut closest = vec![T::zero(); n];
+    kernel.pairwise(x, x_sq_norms, MatRef::new(x.row(first), 1, d)?, &mut closest);
+    // Weighted distances: the sampling distribution and, summed, the potential.
+    let mut weighted: Vec<f64> =
+        closest.iter().enumerate().map(|(i, &v)| v.as_f64() * row_weights[i]).collect();
+    let mut totals = chunk_totals(&weighted);
+    let mut potential: f64 = totals.iter().sum();
+
+    let mut candidate_distances = vec![T::zero(); n * n_trials];
+    for _ in 1..k {
+        let candidates: Vec<usize> = (0..n_trials)
+            .map(|_| search_cumulative(&weighted, &totals, rng.random::<f64>() * potential))
+            .collect();
+        let candidate_rows = x.gather(&candidates);
+        kernel.pairwise(x, x_sq_norms, MatRef::new(&candidate_rows, n_trials, d)?, &mut candidate_distances);
+
+        // Potential if each candidate were added, summed per fixed chunk then in order.
+        let chunk_potentials: Vec<Vec<f64>> = candidate_distances
+            .par_chunks(REDUCE_CHUNK * n_trials)
+            .enumerate()
+            .map(|(c, block)| {
+                let mut pots = vec![0.0f64; n_trials];
+                for (r, row) in block.chunks_exact(n_trials).enumerate() {
+                    let i = c * REDUCE_CHUNK + r;
+                    let current = closest[i];
+                    for (pot, &dist) in pots.iter_mut().zip(row) {
+                        *pot += dist.min(current).as_f64() * row_weights[i];
+                    }
+                }
+                pots
+            })
+            .collect();
+        let mut pots = vec![0.0f64; n_trials];
+        for chunk in &chunk_potentials {
+            for (p, v) in pots.iter_mut().zip(chunk) {
+                *p += v;
+            }
+        }
+        let mut best = 0;
+        for t in 1..n_trials {
+            if pots[t] < pots[best] {
+                best = t;
+            }
+        }
+        closest.par_iter_mut().zip(weighted.par_iter_mut()).enumerate().for_each(|(i, (c, w))| {
+            let dist = candidate_distances[i * n_trials + best];
+            if dist < *c {
+                *c = dist;
+            }
+            *w = c.as_f64() * row_weights[i];
+        });
+        totals = chunk_totals(&weighted);
+        potential = totals.iter().sum();
+        centroids.extend_from_slice(x.row(candidates[best]));
+    }
+    Ok(centroids)
+}
+
+/// `k` distinct indices in `0..n`, each drawn with probability proportional to its weight
+/// (Efraimidis–Spirakis keys; a plain partial shuffle when unweighted).
+pub fn weighted_sample_without_replacement<T: Scalar>(
+    n: usize,
+    weights: Option<&[T]>,
+    k: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<usize>> {
+    match weights {
+        None => {
+            if k > n {
+                return invalid(format!("cannot draw {k} distinct rows from {n}"));
+            }
+            let mut indices: Vec<usize> = (0..n).collect();
+            for i in 0..k {
+                let j = rng.random_range(i..n);
+                indices.swap(i, j);
+            }
+            indices.truncate(k);
+            Ok(indices)
+        }
+        Some(w) => {
+            let positive = w.iter().filter(|&&v| v > T::zero()).count();
+            if k > positive {
+                return invalid(format!(
+                    "cannot draw {k} distinct rows: only {positive} have a positive sample weight"
+                ));
+            }
+            let mut keyed: Vec<(f64, usize)> = w
+                .iter()
+                .enumerate()
+                .filter(|(_, &v)| v > T::zero())
+                .map(|(i, &v)| {
+                    let u: f64 = rng.random::<f64>();
+                    (u.max(f64::MIN_POSITIVE).ln() / v.as_f64(), i)
+                })
+                .collect();
+            keyed.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            Ok(keyed.into_iter().take(k).map(|(_, i)| i).collect())
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The kernels the k-means loop is written against. A backend provides a [`Kernel`];
+//! everything else (initialisation, the Lloyd loop, mini-batch steps) is shared.
+
+pub mod cpu;
+
+use rayon::prelude::*;
+
+use crate::matrix::{weight_at, MatRef, REDUCE_CHUNK};
+use crate::scalar::Scalar;
+
+/// The two operations whose cost grows with n·k·d.
+pub trait Kernel<T: Scalar>: Sync {
+    /// Short name for logs and results ("cpu", "mlx", ...).
+    fn name(&self) -> &'static str;
+
+    /// For every row of `x`, the index of its nearest centroid and the squared distance
+    /// to it (ties go to the lowest index). `x_sq_norms` are the rows' squared norms.
+    fn assign(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+    );
+
+    /// Squared distances from every row of `x` to every row of `centroids`,
+    /// written row-major into `out` (`x.rows() × centroids.rows()`), clamped at zero.
+    fn pairwise(&self, x: MatRef<'_, T>, x_sq_norms: &[T], centroids: MatRef<'_, T>, out: &mut [T]);
+
+    /// Per-cluster weighted sums (`k × d`, f64) and total weights of the rows in each cluster.
+    /// The default sums each cluster's rows in row order, so the result does not depend on
+    /// the number of threads.
+    fn accumulate(
+        &self,
+        x: MatRef<'_, T>,
+        weights: Option<&[T]>,
+        labels: &[u32],
+        k: usize,
+    ) -> ClusterSums {
+        accumulate_by_cluster(x, weights, labels, k)
+    }
+}
+
+/// Per-cluster weighted coordinate sums and weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterSums {
+    /// `k × d`, row-major.
+    pub sums: Vec<f64>,
+    /// Total sample weight in each cluster.
+    pub weights: Vec<f64>,
+}
+
+/// Deterministic per-cluster sums: rows are bucketed by label (a stable counting sort),
+/// then each cluster adds its own rows in row order, clusters in parallel.
+pub fn accumulate_by_cluster<T: Scalar>(
+    x: MatRef<'_, T>,
+    weights: Option<&[T]>,
+    labels: &[u32],
+    k: usize,
+) -> ClusterSums {
+    let d = x.cols();
+    let mut offsets = vec![0usize; k + 1];
+    for &label in labels {
+        offsets[label as usize + 1] += 1;
+    }
+    for j in 0..k {
+        offsets[j + 1] += offsets[j];
+    }
+    let mut cursor = offsets.clone();
+    let mut order = vec![0usize; labels.len()];
+    for (i, &label) in labels.iter().enumerate() {
+        let slot = &mut cursor[label as usize];
+        order[*slot] = i;
+        *slot += 1;
+    }
+    let mut sums = vec![0.0f64; k * d];
+    let mut cluster_weights = vec![0.0f64; k];
+    sums.par_chunks_mut(d).zip(cluster_weights.par_iter_mut()).enumerate().for_each(
+        |(j, (sum, weight))| {
+            for &i in &order[offsets[j]..offsets[j + 1]] {
+                let w = weight_at(weights, i);
+                *weight += w;
+                for (s, &v) in sum.iter_mut().zip(x.row(i)) {
+                    *s += v.as_f64() * w;
+                }
+            }
+        },
+    );
+    ClusterSums { sums, weights: cluster_weights }
+}
+
+/// Exact squared distance (by differences, in f64) from each row to its labelled
+/// centroid, and the weighted total: the inertia that is reported to users.
+pub fn labelled_sq_distances<T: Scalar>(
+    x: MatRef<'_, T>,
+    weights: Option<&[T]>,
+    centroids: MatRef<'_, T>,
+    labels: &[u32],
+) -> (Vec<T>, f64) {
+    let mut distances = vec![T::zero(); x.rows()];
+    let partials: Vec<f64> = distances
+        .par_chunks_mut(REDUCE_CHUNK)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let offset = c * REDUCE_CHUNK;
+            let mut total = 0.0f64;
+            for (j, out) in chunk.iter_mut().enumerate() {
+                let i = offset + j;
+                let centroid = centroids.row(labels[i] as usize);
+                let sq: f64 = x
+                    .row(i)
+                    .iter()
+                    .zip(centroid)
+                    .map(|(&a, &b)| {
+                        let diff = a.as_f64() - b.as_f64();
+                        diff * diff
+                    })
+                    .sum();
+                *out = T::of_f64(sq);
+                total += sq * weight_at(weights, i);
+            }
+            total
+        })
+        .collect();
+    (distances, partials.iter().sum())
+}

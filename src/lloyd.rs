@@ -1,0 +1,272 @@
+//! The Lloyd loop, written once for every kernel and float type, and `n_init` restarts.
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{invalid, Error, Result};
+use crate::init::{initial_centroids, Init};
+use crate::kernel::{labelled_sq_distances, ClusterSums, Kernel};
+use crate::matrix::{mean_feature_variance, row_sq_norms, weighted_sum, MatRef};
+use crate::scalar::Scalar;
+
+/// What the loop reports after each iteration; the monitor returns `false` to stop it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// 1-based iteration number within the current run.
+    pub iteration: usize,
+    /// Which of the `n_init` runs this is (0-based).
+    pub run: usize,
+    /// Weighted inertia of the assignment made in this iteration (before the update).
+    pub inertia: f64,
+    /// Sum over centroids of the squared distance each one moved.
+    pub center_shift: f64,
+}
+
+/// A callback between iterations: progress display, Ctrl-C checks. `false` stops the fit.
+pub type Monitor<'a> = &'a mut dyn FnMut(&Progress) -> bool;
+
+/// Parameters of a full k-means fit.
+#[derive(Debug, Clone)]
+pub struct KMeansParams<T> {
+    pub n_clusters: usize,
+    pub init: Init<T>,
+    pub n_init: usize,
+    pub max_iter: usize,
+    /// Relative tolerance: the fit stops when the squared centre shift falls below
+    /// `tol × mean feature variance` (scikit-learn's convention).
+    pub tol: f64,
+    pub seed: u64,
+    /// Keep centroids at unit norm (for cosine similarity on normalised data).
+    pub spherical: bool,
+}
+
+/// The outcome of a fit: the best of the `n_init` runs.
+#[derive(Debug, Clone)]
+pub struct KMeansFit<T> {
+    /// `k × d`, row-major.
+    pub centroids: Vec<T>,
+    pub labels: Vec<u32>,
+    /// Squared distance from each row to its centroid.
+    pub distances: Vec<T>,
+    /// Weighted sum of `distances`, in f64.
+    pub inertia: f64,
+    pub n_iter: usize,
+    /// Inertia of each iteration of the returned run.
+    pub inertia_history: Vec<f64>,
+}
+
+/// One Lloyd step on a block of rows: labels, distances, per-cluster sums and the block's
+/// inertia. Usable on its own, e.g. per partition of a distributed dataset.
+pub struct Step<T> {
+    pub labels: Vec<u32>,
+    pub distances: Vec<T>,
+    pub sums: ClusterSums,
+    pub inertia: f64,
+}
+
+pub fn lloyd_step<T: Scalar, K: Kernel<T>>(
+    kernel: &K,
+    x: MatRef<'_, T>,
+    x_sq_norms: &[T],
+    weights: Option<&[T]>,
+    centroids: MatRef<'_, T>,
+) -> Step<T> {
+    let n = x.rows();
+    let mut labels = vec![0u32; n];
+    let mut distances = vec![T::zero(); n];
+    kernel.assign(x, x_sq_norms, centroids, &mut labels, &mut distances);
+    let sums = kernel.accumulate(x, weights, &labels, centroids.rows());
+    let inertia = weighted_sum(&distances, weights);
+    Step { labels, distances, sums, inertia }
+}
+
+pub fn check_weights<T: Scalar>(weights: Option<&[T]>, n: usize) -> Result<()> {
+    if let Some(w) = weights {
+        if w.len() != n {
+            return invalid(format!("sample_weight has {} entries; expected {n}", w.len()));
+        }
+        if w.iter().any(|&v| !(v >= T::zero()) || !v.is_finite()) {
+            return invalid("sample_weight must be finite and non-negative");
+        }
+        if !(w.iter().map(|v| v.as_f64()).sum::<f64>() > 0.0) {
+            return invalid("sample_weight sums to zero");
+        }
+    }
+    Ok(())
+}
+
+/// Runs `n_init` initialisations, each followed by Lloyd iterations; keeps the lowest inertia.
+pub fn fit<T: Scalar, K: Kernel<T>>(
+    kernel: &K,
+    x: MatRef<'_, T>,
+    weights: Option<&[T]>,
+    params: &KMeansParams<T>,
+    monitor: Monitor<'_>,
+) -> Result<KMeansFit<T>> {
+    let (n, k) = (x.rows(), params.n_clusters);
+    if k == 0 || k > n {
+        return invalid(format!("n_samples={n} should be >= n_clusters={k}"));
+    }
+    if params.max_iter == 0 || params.n_init == 0 {
+        return invalid("max_iter and n_init must be at least 1");
+    }
+    if !(params.tol >= 0.0) {
+        return invalid("tol must be non-negative");
+    }
+    check_weights(weights, n)?;
+    let x_sq_norms = row_sq_norms(x);
+    let tol = if params.tol > 0.0 { params.tol * mean_feature_variance(x) } else { 0.0 };
+    let mut seeds = ChaCha8Rng::seed_from_u64(params.seed);
+    let mut best: Option<KMeansFit<T>> = None;
+    for run in 0..params.n_init {
+        let mut rng = ChaCha8Rng::seed_from_u64(seeds.random::<u64>());
+        let mut centroids =
+            initial_centroids(kernel, x, &x_sq_norms, weights, k, &params.init, &mut rng)?;
+        if params.spherical {
+            normalize_rows(&mut centroids, x.cols());
+        }
+        let result = lloyd(kernel, x, &x_sq_norms, weights, centroids, params.max_iter, tol, params.spherical, run, monitor)?;
+        log::debug!("run {run}: inertia {:.6e} after {} iterations", result.inertia, result.n_iter);
+        if best.as_ref().is_none_or(|b| result.inertia < b.inertia) {
+            best = Some(result);
+        }
+    }
+    Ok(best.expect("n_init >= 1"))
+}
+
+/// Lloyd iterations from the given centroids, with scikit-learn's stopping rules: stop when
+/// labels no longer change (strict convergence) or the squared centre shift is `<= tol`.
+#[allow(clippy::too_many_arguments)]
+pub fn lloyd<T: Scalar, K: Kernel<T>>(
+    kernel: &K,
+    x: MatRef<'_, T>,
+    x_sq_norms: &[T],
+    weights: Option<&[T]>,
+    mut centroids: Vec<T>,
+    max_iter: usize,
+    tol: f64,
+    spherical: bool,
+    run: usize,
+    monitor: Monitor<'_>,
+) -> Result<KMeansFit<T>> {
+    let (n, d) = (x.rows(), x.cols());
+    let k = centroids.len() / d;
+    let mut labels = vec![0u32; n];
+    let mut labels_old = vec![u32::MAX; n];
+    let mut distances = vec![T::zero(); n];
+    let mut strict_convergence = false;
+    let mut n_iter = 0;
+    let mut history = Vec::new();
+    for iteration in 1..=max_iter {
+        n_iter = iteration;
+        let current = MatRef::new(&centroids, k, d)?;
+        kernel.assign(x, x_sq_norms, current, &mut labels, &mut distances);
+        let mut sums = kernel.accumulate(x, weights, &labels, k);
+        relocate_empty_clusters(x, weights, &labels, &distances, &mut sums);
+        let updated = average(&sums, &centroids, d, spherical);
+        let center_shift: f64 = updated
+            .iter()
+            .zip(&centroids)
+            .map(|(&a, &b)| (a.as_f64() - b.as_f64()).powi(2))
+            .sum();
+        let inertia = weighted_sum(&distances, weights);
+        history.push(inertia);
+        centroids = updated;
+        if !monitor(&Progress { iteration, run, inertia, center_shift }) {
+            return Err(Error::Interrupted);
+        }
+        if labels == labels_old {
+            strict_convergence = true;
+            log::debug!("converged at iteration {iteration}: strict convergence");
+            break;
+        }
+        if center_shift <= tol {
+            log::debug!("converged at iteration {iteration}: center shift {center_shift:.3e} within tolerance {tol:.3e}");
+            break;
+        }
+        labels_old.copy_from_slice(&labels);
+    }
+    let final_centroids = MatRef::new(&centroids, k, d)?;
+    if !strict_convergence {
+        // One more assignment so the labels match the returned centroids.
+        kernel.assign(x, x_sq_norms, final_centroids, &mut labels, &mut distances);
+    }
+    let (distances, inertia) = labelled_sq_distances(x, weights, final_centroids, &labels);
+    Ok(KMeansFit { centroids, labels, distances, inertia, n_iter, inertia_history: history })
+}
+
+/// Divides each cluster's sum by its weight; a cluster with no weight keeps its centroid.
+fn average<T: Scalar>(sums: &ClusterSums, previous: &[T], d: usize, spherical: bool) -> Vec<T> {
+    let mut out = previous.to_vec();
+    for (j, &w) in sums.weights.iter().enumerate() {
+        if w > 0.0 {
+            for (o, &s) in out[j * d..(j + 1) * d].iter_mut().zip(&sums.sums[j * d..(j + 1) * d]) {
+                *o = T::of_f64(s / w);
+            }
+        }
+    }
+    if spherical {
+        normalize_rows(&mut out, d);
+    }
+    out
+}
+
+/// Scales every row to unit Euclidean norm (zero rows stay zero).
+pub fn normalize_rows<T: Scalar>(values: &mut [T], d: usize) {
+    for row in values.chunks_exact_mut(d) {
+        let norm = row.iter().map(|v| v.as_f64().powi(2)).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            for v in row {
+                *v = T::of_f64(v.as_f64() / norm);
+            }
+        }
+    }
+}
+
+/// Empty-cluster repair (scikit-learn's policy): each cluster with no weight takes over the
+/// positive-weight row that lies farthest from its current centroid (farthest first, ties by
+/// lowest row index); that row's sums move from its old cluster to the empty one. Labels are
+/// left as they are; the next assignment settles them.
+pub(crate) fn relocate_empty_clusters<T: Scalar>(
+    x: MatRef<'_, T>,
+    weights: Option<&[T]>,
+    labels: &[u32],
+    distances: &[T],
+    sums: &mut ClusterSums,
+) -> usize {
+    let empty: Vec<usize> = (0..sums.weights.len()).filter(|&j| !(sums.weights[j] > 0.0)).collect();
+    if empty.is_empty() {
+        return 0;
+    }
+    let d = x.cols();
+    let mut candidates: Vec<usize> =
+        (0..x.rows()).filter(|&i| weights.is_none_or(|w| w[i] > T::zero())).collect();
+    let farther = |a: &usize, b: &usize| distances[*b].partial_cmp(&distances[*a]).unwrap().then(a.cmp(b));
+    let take = empty.len().min(candidates.len());
+    if take == 0 {
+        return 0;
+    }
+    if take < candidates.len() {
+        candidates.select_nth_unstable_by(take - 1, farther);
+        candidates.truncate(take);
+    }
+    candidates.sort_by(farther);
+    for (&cluster, &i) in empty.iter().zip(&candidates) {
+        let w = weights.map_or(1.0, |w| w[i].as_f64());
+        let old = labels[i] as usize;
+        let row = x.row(i);
+        for (p, &v) in row.iter().enumerate() {
+            sums.sums[old * d + p] -= v.as_f64() * w;
+            sums.sums[cluster * d + p] = v.as_f64() * w;
+        }
+        let before = sums.weights[old];
+        sums.weights[old] -= w;
+        // Cancellation can leave a sliver of weight behind: treat it as empty.
+        if sums.weights[old] <= 1e-12 * before {
+            sums.weights[old] = 0.0;
+        }
+        sums.weights[cluster] = w;
+    }
+    log::debug!("relocated {take} empty cluster(s) to the farthest points");
+    take
+}

@@ -1,0 +1,138 @@
+//! Borrowed row-major matrices and the per-row statistics the loop needs.
+
+use rayon::prelude::*;
+
+use crate::error::{invalid, Result};
+use crate::scalar::Scalar;
+
+/// Rows are processed in chunks of this many in every parallel reduction, so
+/// the order of floating-point sums never depends on the number of threads.
+pub(crate) const REDUCE_CHUNK: usize = 4096;
+
+/// A borrowed, row-major `rows × cols` matrix.
+#[derive(Debug, Clone, Copy)]
+pub struct MatRef<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+}
+
+impl<'a, T: Scalar> MatRef<'a, T> {
+    pub fn new(data: &'a [T], rows: usize, cols: usize) -> Result<Self> {
+        if cols == 0 {
+            return invalid("matrix has no columns");
+        }
+        if rows.checked_mul(cols) != Some(data.len()) {
+            return invalid(format!(
+                "buffer of {} values does not hold a {rows}×{cols} matrix",
+                data.len()
+            ));
+        }
+        Ok(Self { data, rows, cols })
+    }
+
+    #[inline(always)]
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    #[inline(always)]
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    #[inline(always)]
+    pub fn as_slice(&self) -> &'a [T] {
+        self.data
+    }
+
+    #[inline(always)]
+    pub fn row(&self, i: usize) -> &'a [T] {
+        &self.data[i * self.cols..(i + 1) * self.cols]
+    }
+
+    /// Rows `start..end` as a matrix of their own.
+    pub fn slice_rows(&self, start: usize, end: usize) -> MatRef<'a, T> {
+        MatRef { data: &self.data[start * self.cols..end * self.cols], rows: end - start, cols: self.cols }
+    }
+
+    /// Copies the given rows into a new row-major buffer.
+    pub fn gather(&self, indices: &[usize]) -> Vec<T> {
+        let mut out = Vec::with_capacity(indices.len() * self.cols);
+        for &i in indices {
+            out.extend_from_slice(self.row(i));
+        }
+        out
+    }
+}
+
+/// Squared Euclidean norm of each row.
+pub fn row_sq_norms<T: Scalar>(x: MatRef<'_, T>) -> Vec<T> {
+    let mut norms = vec![T::zero(); x.rows()];
+    norms.par_iter_mut().enumerate().with_min_len(256).for_each(|(i, norm)| {
+        *norm = x.row(i).iter().map(|&v| v * v).sum();
+    });
+    norms
+}
+
+#[inline(always)]
+pub(crate) fn weight_at<T: Scalar>(weights: Option<&[T]>, i: usize) -> f64 {
+    weights.map_or(1.0, |w| w[i].as_f64())
+}
+
+/// Sum of `values[i] * weights[i]` in f64, in an order fixed by the length alone.
+pub fn weighted_sum<T: Scalar>(values: &[T], weights: Option<&[T]>) -> f64 {
+    let partials: Vec<f64> = values
+        .par_chunks(REDUCE_CHUNK)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let offset = c * REDUCE_CHUNK;
+            chunk.iter().enumerate().map(|(j, &v)| v.as_f64() * weight_at(weights, offset + j)).sum()
+        })
+        .collect();
+    partials.iter().sum()
+}
+
+/// scikit-learn's tolerance scale: the mean over features of the (unweighted) variance.
+pub fn mean_feature_variance<T: Scalar>(x: MatRef<'_, T>) -> f64 {
+    let (n, d) = (x.rows(), x.cols());
+    let chunk_moments = |start: usize, end: usize| {
+        let mut sum = vec![0.0f64; d];
+        for i in start..end {
+            for (s, &v) in sum.iter_mut().zip(x.row(i)) {
+                *s += v.as_f64();
+            }
+        }
+        sum
+    };
+    let sums = reduce_chunks(n, d, &chunk_moments);
+    let means: Vec<f64> = sums.iter().map(|s| s / n as f64).collect();
+    let chunk_sq = |start: usize, end: usize| {
+        let mut sq = vec![0.0f64; d];
+        for i in start..end {
+            for ((s, &v), m) in sq.iter_mut().zip(x.row(i)).zip(&means) {
+                let diff = v.as_f64() - m;
+                *s += diff * diff;
+            }
+        }
+        sq
+    };
+    let sq = reduce_chunks(n, d, &chunk_sq);
+    sq.iter().map(|s| s / n as f64).sum::<f64>() / d as f64
+}
+
+/// Runs `f` over fixed row chunks in parallel and adds the vectors it returns in chunk order.
+fn reduce_chunks(n: usize, d: usize, f: &(dyn Fn(usize, usize) -> Vec<f64> + Sync)) -> Vec<f64> {
+    let n_chunks = n.div_ceil(REDUCE_CHUNK);
+    let partials: Vec<Vec<f64>> = (0..n_chunks)
+        .into_par_iter()
+        .map(|c| f(c * REDUCE_CHUNK, ((c + 1) * REDUCE_CHUNK).min(n)))
+        .collect();
+    let mut total = vec![0.0f64; d];
+    for p in partials {
+        for (t, v) in total.iter_mut().zip(p) {
+            *t += v;
+        }
+    }
+    total
+}
