@@ -46,7 +46,8 @@ def check_array(X, *, name: str = "X", owner: str = "KMeans", dtype=None) -> np.
         try:
             array = array.astype(np.float64)
         except (TypeError, ValueError) as exc:
-            raise ValueError(
+            # Same exception type as NumPy's: TypeError for non-numbers, ValueError for text.
+            raise type(exc)(
                 f"{name} must contain numbers only; could not convert dtype {array.dtype} "
                 f"to float: {exc}"
             ) from exc

@@ -341,7 +341,11 @@ fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    pyo3_log::init();
+    // No level caching: log records are rare (per iteration at most), and a user who
+    // turns on DEBUG logging mid-session must see them at once.
+    if let Ok(logger) = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Nothing) {
+        let _ = logger.install();
+    }
     m.add_function(wrap_pyfunction!(kmeans_fit, m)?)?;
     m.add_function(wrap_pyfunction!(minibatch_fit, m)?)?;
     m.add_function(wrap_pyfunction!(minibatch_partial_fit, m)?)?;

@@ -1,0 +1,48 @@
+"""Deterministic data for the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def make_mixture(n_samples: int, n_features: int, n_centers: int, seed: int, spread: float = 1.0, dtype=np.float64):
+    """Gaussian mixture: centres drawn with scale 10, unit-variance clusters."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=10.0, size=(n_centers, n_features))
+    members = rng.integers(0, n_centers, size=n_samples)
+    X = centers[members] + spread * rng.standard_normal((n_samples, n_features))
+    return np.ascontiguousarray(X, dtype=dtype), members
+
+
+@pytest.fixture
+def blobs():
+    X, _ = make_mixture(600, 5, 6, seed=1)
+    return X
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
+def dtype(request):
+    return request.param
+
+
+def reference_lloyd(X, centers, max_iter, sample_weight=None):
+    """Plain NumPy Lloyd in float64 (no tolerance; stops when labels repeat)."""
+    X = np.asarray(X, dtype=np.float64)
+    centers = np.array(centers, dtype=np.float64)
+    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    labels = None
+    for _ in range(max_iter):
+        d = ((X[:, None, :] - centers[None, :, :]) ** 2).sum(-1)
+        new_labels = d.argmin(1)
+        if labels is not None and np.array_equal(labels, new_labels):
+            break
+        labels = new_labels
+        for j in range(len(centers)):
+            m = labels == j
+            if w[m].sum() > 0:
+                centers[j] = (X[m] * w[m, None]).sum(0) / w[m].sum()
+    d = ((X[:, None, :] - centers[None, :, :]) ** 2).sum(-1)
+    labels = d.argmin(1)
+    inertia = float((d[np.arange(len(X)), labels] * w).sum())
+    return centers, labels, inertia

@@ -1,0 +1,162 @@
+"""KMeans against scikit-learn and a float64 NumPy reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans as SkKMeans
+from sklearn.datasets import load_digits
+
+from conftest import make_mixture, reference_lloyd
+from mlx_kmeans import KMeans
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_given_init_matches_sklearn(dtype, weighted):
+    X, _ = make_mixture(2000, 16, 12, seed=3, spread=3.0, dtype=dtype)
+    init = X[::167][:12].copy()
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(X)).astype(dtype) if weighted else None
+    ours = KMeans(12, init=init, n_init=1, max_iter=50, tol=1e-6).fit(X, sample_weight=w)
+    ref = SkKMeans(12, init=init, n_init=1, max_iter=50, tol=1e-6).fit(X, sample_weight=w)
+    rtol = 1e-4 if dtype == np.float32 else 1e-9
+    assert ours.cluster_centers_.dtype == dtype
+    assert (ours.labels_ == ref.labels_).mean() >= 0.999
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=rtol, atol=rtol * 10)
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=rtol)
+    assert ours.n_iter_ == ref.n_iter_
+
+
+def test_given_init_matches_numpy_reference():
+    X, _ = make_mixture(500, 4, 5, seed=7, spread=4.0)
+    init = X[:5].copy()
+    centers, labels, inertia = reference_lloyd(X, init, max_iter=100)
+    ours = KMeans(5, init=init, n_init=1, max_iter=100, tol=0).fit(X)
+    np.testing.assert_array_equal(ours.labels_, labels)
+    np.testing.assert_allclose(ours.cluster_centers_, centers, rtol=1e-10)
+    assert ours.inertia_ == pytest.approx(inertia, rel=1e-10)
+
+
+def _mean_inertia(estimator_cls, X, k, seeds, **kw):
+    return float(np.mean([estimator_cls(k, random_state=s, **kw).fit(X).inertia_ for s in seeds]))
+
+
+@pytest.mark.parametrize("k", [10, 30])
+def test_kmeanspp_inertia_close_to_sklearn_on_digits(k):
+    X = load_digits().data
+    seeds = range(8)
+    ours = _mean_inertia(KMeans, X, k, seeds, n_init=1)
+    ref = _mean_inertia(SkKMeans, X, k, seeds, n_init=1)
+    assert ours <= ref * 1.01, (ours, ref)
+
+
+@pytest.mark.parametrize("dtype_", [np.float32, np.float64])
+def test_kmeanspp_inertia_close_to_sklearn_on_mixture(dtype_):
+    X, _ = make_mixture(3000, 20, 40, seed=11, spread=2.0, dtype=dtype_)
+    seeds = range(5)
+    ours = _mean_inertia(KMeans, X, 40, seeds, n_init=1)
+    ref = _mean_inertia(SkKMeans, X, 40, seeds, n_init=1)
+    assert ours <= ref * 1.01, (ours, ref)
+
+
+def test_random_init_and_n_init_keep_best():
+    X, _ = make_mixture(1500, 8, 15, seed=5, spread=2.0)
+    single = [KMeans(15, init="random", n_init=1, random_state=s).fit(X).inertia_ for s in range(30)]
+    multi = KMeans(15, init="random", n_init=6, random_state=0).fit(X).inertia_
+    # Random init is noisy (single runs spread over 2x here): compare means over 30 seeds.
+    ref = _mean_inertia(SkKMeans, X, 15, range(30), init="random", n_init=1)
+    assert multi <= np.mean(single)
+    assert np.mean(single) <= ref * 1.2
+
+
+def test_predict_transform_score_against_numpy(blobs, dtype):
+    X = blobs.astype(dtype)
+    est = KMeans(6, random_state=0).fit(X)
+    X64 = X.astype(np.float64)
+    C64 = est.cluster_centers_.astype(np.float64)
+    d2 = ((X64[:, None, :] - C64[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(est.predict(X), d2.argmin(1))
+    np.testing.assert_array_equal(est.labels_, d2.argmin(1))
+    tol = 1e-3 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(est.transform(X), np.sqrt(d2), rtol=tol, atol=tol)
+    assert est.transform(X).dtype == dtype
+    assert est.score(X) == pytest.approx(-d2.min(1).sum(), rel=1e-6)
+    assert est.inertia_ == pytest.approx(d2.min(1).sum(), rel=1e-6)
+    np.testing.assert_array_equal(est.fit_predict(X), est.labels_)
+
+
+def test_centroids_are_means_of_members_after_convergence(blobs):
+    est = KMeans(6, random_state=1, tol=0, max_iter=500).fit(blobs)
+    for j in range(6):
+        np.testing.assert_allclose(est.cluster_centers_[j], blobs[est.labels_ == j].mean(0), rtol=1e-9)
+
+
+def test_empty_cluster_is_repaired():
+    # Two far-away centres start with no members: both must end up owning rows.
+    X, _ = make_mixture(300, 2, 3, seed=2)
+    init = np.vstack([X[:3], [[1e4, 1e4], [-1e4, -1e4]]])
+    est = KMeans(5, init=init, n_init=1, max_iter=100).fit(X)
+    assert len(np.unique(est.labels_)) == 5
+    assert np.abs(est.cluster_centers_).max() < 1e3
+
+
+def test_sample_weight_integer_equals_repetition():
+    X, _ = make_mixture(200, 3, 4, seed=9)
+    init = X[:4].copy()
+    w = np.random.default_rng(1).integers(1, 4, len(X))
+    weighted = KMeans(4, init=init, n_init=1).fit(X, sample_weight=w)
+    repeated = KMeans(4, init=init, n_init=1).fit(np.repeat(X, w, axis=0))
+    np.testing.assert_allclose(weighted.cluster_centers_, repeated.cluster_centers_, rtol=1e-10)
+    assert weighted.inertia_ == pytest.approx(repeated.inertia_, rel=1e-10)
+
+
+def test_spherical_centroids_have_unit_norm():
+    X, _ = make_mixture(800, 10, 5, seed=4)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    est = KMeans(5, spherical=True, random_state=0).fit(X)
+    np.testing.assert_allclose(np.linalg.norm(est.cluster_centers_, axis=1), 1.0, rtol=1e-12)
+    # Nearest by Euclidean distance to unit centroids is highest cosine similarity.
+    np.testing.assert_array_equal(est.labels_, (X @ est.cluster_centers_.T).argmax(1))
+
+
+def test_same_seed_same_result_and_tolerance_stops_early(blobs):
+    a = KMeans(6, random_state=3).fit(blobs)
+    b = KMeans(6, random_state=3).fit(blobs)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    loose = KMeans(6, init=blobs[:6].copy(), n_init=1, tol=10.0).fit(blobs)
+    strict = KMeans(6, init=blobs[:6].copy(), n_init=1, tol=0).fit(blobs)
+    assert loose.n_iter_ < strict.n_iter_
+
+
+def test_max_iter_is_respected(blobs):
+    est = KMeans(6, init=blobs[:6].copy(), n_init=1, max_iter=1, tol=0).fit(blobs)
+    assert est.n_iter_ == 1
+    # Labels match the returned centroids even when the loop stopped early.
+    np.testing.assert_array_equal(est.labels_, est.predict(blobs))
+
+
+def test_fewer_distinct_points_than_clusters_warns():
+    X = np.repeat(np.arange(3.0)[:, None], 10, axis=0)
+    from mlx_kmeans._sklearn_compat import ConvergenceWarning
+
+    with pytest.warns(ConvergenceWarning, match="distinct clusters"):
+        est = KMeans(5, random_state=0).fit(X)
+    assert est.inertia_ == pytest.approx(0.0)
+
+
+def test_callable_init(blobs):
+    calls = []
+
+    def init(X, k, random_state):
+        calls.append((X.shape, k))
+        return X[:k] + 0.0
+
+    est = KMeans(6, init=init, n_init=1).fit(blobs)
+    assert calls == [(blobs.shape, 6)]
+    ref = KMeans(6, init=blobs[:6].copy(), n_init=1).fit(blobs)
+    np.testing.assert_array_equal(est.cluster_centers_, ref.cluster_centers_)
+
+
+def test_explicit_init_with_n_init_warns_and_runs_once(blobs):
+    with pytest.warns(RuntimeWarning, match="only one init"):
+        KMeans(6, init=blobs[:6].copy(), n_init=5).fit(blobs)

@@ -1,0 +1,126 @@
+"""Bindings behaviour: GIL released, logging, panics, pickling, scikit-learn optional."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from mlx_kmeans import KMeans, MiniBatchKMeans, _native
+
+
+def test_gil_is_released_during_a_fit():
+    X = np.random.default_rng(0).normal(size=(60_000, 64)).astype(np.float32)
+    ticks = []
+    done = threading.Event()
+
+    def count():
+        while not done.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.001)
+
+    fit_times = []
+
+    def fit():
+        start = time.perf_counter()
+        KMeans(256, random_state=0, max_iter=15, tol=0).fit(X)
+        fit_times.append((start, time.perf_counter()))
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    fitter = threading.Thread(target=fit)
+    fitter.start()
+    fitter.join()
+    done.set()
+    counter.join()
+    start, end = fit_times[0]
+    during = [t for t in ticks if start < t < end]
+    # With the GIL held the counter would be frozen for the whole fit.
+    assert end - start > 0.05
+    possible = (end - start) / 0.001
+    assert len(during) >= 0.1 * possible, (len(during), possible)
+
+
+def test_rust_log_records_reach_python_logging(caplog):
+    X = np.vstack([np.zeros((5, 2)), np.ones((5, 2))])
+    with caplog.at_level(logging.DEBUG):
+        KMeans(2, random_state=0, n_init=1).fit(X)
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("mlx_kmeans")]
+    assert any("converged" in m for m in messages), messages
+
+
+def test_rust_panic_becomes_python_exception():
+    with pytest.raises(RuntimeError, match="internal error in the k-means engine: deliberate test panic"):
+        _native._panic_for_test()
+
+
+def test_progress_callback_errors_stop_the_fit():
+    X = np.random.default_rng(0).normal(size=(2000, 4))
+
+    class Stop(Exception):
+        pass
+
+    def progress(run, iteration, inertia, shift):
+        if iteration == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        _native.kmeans_fit(X, None, n_clusters=5, init="random", n_init=1, max_iter=50, tol=0.0, seed=0, progress=progress)
+
+
+def test_verbose_reports_iterations(capsys):
+    X = np.random.default_rng(0).normal(size=(300, 3))
+    KMeans(3, verbose=1, random_state=0).fit(X)
+    assert "iteration 1, inertia" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cls", [KMeans, MiniBatchKMeans])
+def test_pickle_round_trip(cls):
+    X = np.random.default_rng(1).normal(size=(500, 4)).astype(np.float32)
+    est = cls(5, random_state=0).fit(X)
+    clone = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(clone.predict(X), est.predict(X))
+    np.testing.assert_array_equal(clone.cluster_centers_, est.cluster_centers_)
+
+
+def test_works_without_scikit_learn():
+    code = textwrap.dedent(
+        """
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == "sklearn" or name.startswith("sklearn."):
+                    raise ImportError("blocked")
+        sys.meta_path.insert(0, Block())
+        import numpy as np
+        from mlx_kmeans import KMeans, MiniBatchKMeans, kmeans
+        from mlx_kmeans._sklearn_compat import HAVE_SKLEARN, NotFittedError
+        assert not HAVE_SKLEARN
+        X = np.random.default_rng(0).normal(size=(300, 3))
+        est = KMeans(4, random_state=0).fit(X)
+        assert est.get_params()["n_clusters"] == 4
+        est.set_params(n_clusters=3)
+        assert repr(est) == "KMeans(n_clusters=3, random_state=0)", repr(est)
+        assert est.fit_predict(X).max() == 2
+        assert est.fit_transform(X).shape == (300, 3)
+        assert list(est.get_feature_names_out()) == ["kmeans0", "kmeans1", "kmeans2"]
+        try:
+            KMeans().predict(X)
+        except NotFittedError:
+            pass
+        else:
+            raise AssertionError("expected NotFittedError")
+        MiniBatchKMeans(4, random_state=0).partial_fit(X)
+        print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
