@@ -311,3 +311,43 @@ pub fn fit<T: Scalar, K: Kernel<T>>(
     };
     Ok(MiniBatchFit { state, labels, distances, inertia, n_steps: steps_done, n_iter, batch_size, init_size, inertia_history: history })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::cpu::CpuKernel;
+    use approx::assert_relative_eq;
+
+    #[test]
+    fn step_moves_centres_by_count_weighted_means() {
+        // Centre 0 has absorbed weight 2 at (0,0); two new rows at (3,0) and (3,3) join it.
+        let mut state = MiniBatchState { centroids: vec![0.0, 0.0, 100.0, 100.0], counts: vec![2.0, 1.0], n_since_last_reassign: 0 };
+        let xb = vec![3.0, 0.0, 3.0, 3.0];
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let inertia = minibatch_step(&CpuKernel, MatRef::new(&xb, 2, 2).unwrap(), None, &mut state, &mut rng, false, 0.0, false).unwrap();
+        assert_relative_eq!(inertia, 9.0 + 18.0, max_relative = 1e-12);
+        assert_relative_eq!(state.centroids[0], (0.0 * 2.0 + 6.0) / 4.0);
+        assert_relative_eq!(state.centroids[1], 3.0 / 4.0);
+        assert_eq!(state.counts, vec![4.0, 1.0]);
+        assert_eq!(&state.centroids[2..], &[100.0, 100.0]);
+    }
+
+    #[test]
+    fn init_size_rule() {
+        assert_eq!(resolve_init_size(None, 1024, 500, 100_000), 3072);
+        assert_eq!(resolve_init_size(None, 100, 500, 100_000), 1500);
+        assert_eq!(resolve_init_size(Some(10), 100, 50, 100_000), 150);
+        assert_eq!(resolve_init_size(None, 1024, 500, 2000), 2000);
+    }
+
+    #[test]
+    fn starved_centres_are_reassigned() {
+        let mut state = MiniBatchState { centroids: vec![0.0, 50.0, 99.0], counts: vec![100.0, 0.0, 0.5], n_since_last_reassign: 0 };
+        let xb = vec![1.0, 2.0, 3.0, 4.0];
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        reassign_starved(MatRef::new(&xb, 4, 1).unwrap(), &mut state, &mut rng, 0.01).unwrap();
+        assert!(xb.contains(&state.centroids[1]) && xb.contains(&state.centroids[2]));
+        assert_eq!(state.counts, vec![100.0, 100.0, 100.0]);
+        assert_eq!(state.centroids[0], 0.0);
+    }
+}

@@ -120,3 +120,89 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::accumulate_by_cluster;
+    use approx::assert_relative_eq;
+    use rand::{RngExt, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn random_matrix(rows: usize, cols: usize, seed: u64) -> Vec<f64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..rows * cols).map(|_| rng.random::<f64>() * 10.0 - 5.0).collect()
+    }
+
+    fn brute_sq(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+    }
+
+    /// Sizes that cross the row-block (128) and centroid-panel (1024) boundaries.
+    #[test]
+    fn assign_matches_brute_force_f64_and_f32() {
+        let (n, k, d) = (300, 1100, 7);
+        let x = random_matrix(n, d, 1);
+        let c = random_matrix(k, d, 2);
+        let xm = MatRef::new(&x, n, d).unwrap();
+        let cm = MatRef::new(&c, k, d).unwrap();
+        let mut labels = vec![0u32; n];
+        let mut dist = vec![0.0f64; n];
+        CpuKernel.assign(xm, &row_sq_norms(xm), cm, &mut labels, &mut dist);
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let c32: Vec<f32> = c.iter().map(|&v| v as f32).collect();
+        let xm32 = MatRef::new(&x32, n, d).unwrap();
+        let mut labels32 = vec![0u32; n];
+        let mut dist32 = vec![0.0f32; n];
+        CpuKernel.assign(xm32, &row_sq_norms(xm32), MatRef::new(&c32, k, d).unwrap(), &mut labels32, &mut dist32);
+        for i in 0..n {
+            let all: Vec<f64> = (0..k).map(|j| brute_sq(xm.row(i), cm.row(j))).collect();
+            let best = (0..k).min_by(|&a, &b| all[a].total_cmp(&all[b])).unwrap();
+            assert_eq!(labels[i] as usize, best, "row {i}");
+            assert_relative_eq!(dist[i], all[best], max_relative = 1e-9, epsilon = 1e-9);
+            // float32 may pick a near-tie; its distance must still be the minimum to 1e-4.
+            assert!((all[labels32[i] as usize] - all[best]).abs() <= 1e-4 * (1.0 + all[best]));
+            assert_relative_eq!(dist32[i] as f64, all[best], max_relative = 1e-3, epsilon = 1e-3);
+        }
+    }
+
+    #[test]
+    fn pairwise_matches_brute_force() {
+        let (n, k, d) = (260, 33, 5);
+        let x = random_matrix(n, d, 3);
+        let c = random_matrix(k, d, 4);
+        let xm = MatRef::new(&x, n, d).unwrap();
+        let cm = MatRef::new(&c, k, d).unwrap();
+        let mut out = vec![0.0f64; n * k];
+        CpuKernel.pairwise(xm, &row_sq_norms(xm), cm, &mut out);
+        for i in 0..n {
+            for j in 0..k {
+                assert_relative_eq!(out[i * k + j], brute_sq(xm.row(i), cm.row(j)), max_relative = 1e-9, epsilon = 1e-9);
+            }
+        }
+    }
+
+    #[test]
+    fn accumulate_matches_brute_force() {
+        let (n, k, d) = (5000, 9, 3);
+        let x = random_matrix(n, d, 5);
+        let xm = MatRef::new(&x, n, d).unwrap();
+        let labels: Vec<u32> = (0..n).map(|i| ((i * 7919) % k) as u32).collect();
+        let weights: Vec<f64> = (0..n).map(|i| 0.5 + (i % 3) as f64).collect();
+        let sums = accumulate_by_cluster(xm, Some(&weights), &labels, k);
+        for j in 0..k {
+            let mut expected = vec![0.0; d];
+            let mut w = 0.0;
+            for i in (0..n).filter(|&i| labels[i] as usize == j) {
+                w += weights[i];
+                for p in 0..d {
+                    expected[p] += x[i * d + p] * weights[i];
+                }
+            }
+            assert_relative_eq!(sums.weights[j], w, max_relative = 1e-12);
+            for p in 0..d {
+                assert_relative_eq!(sums.sums[j * d + p], expected[p], max_relative = 1e-10, epsilon = 1e-10);
+            }
+        }
+    }
+}

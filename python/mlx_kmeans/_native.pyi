@@ -1,0 +1,95 @@
+"""Type stubs for the Rust extension. Arrays are C-contiguous float32 or float64; every
+array argument of one call shares the dtype of `x`."""
+
+from typing import Any, Callable, Literal, Optional, TypedDict, Union
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+_Float = Union[np.float32, np.float64]
+_Matrix = npt.NDArray[_Float]
+_Init = Union[Literal["k-means++", "random"], _Matrix]
+_Progress = Callable[[int, int, float, float], Any]
+
+class _KMeansFit(TypedDict):
+    centroids: _Matrix
+    labels: npt.NDArray[np.int32]
+    distances: npt.NDArray[_Float]
+    inertia: float
+    n_iter: int
+    inertia_history: list[float]
+
+class _MiniBatchFit(TypedDict):
+    centroids: _Matrix
+    counts: npt.NDArray[np.float64]
+    n_since_last_reassign: int
+    labels: Optional[npt.NDArray[np.int32]]
+    distances: Optional[npt.NDArray[_Float]]
+    inertia: float
+    n_steps: int
+    n_iter: int
+    batch_size: int
+    init_size: int
+    inertia_history: list[float]
+
+def kmeans_fit(
+    x: _Matrix,
+    sample_weight: Optional[npt.NDArray[_Float]],
+    *,
+    n_clusters: int,
+    init: _Init,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    seed: int,
+    spherical: bool = False,
+    progress: Optional[_Progress] = None,
+) -> _KMeansFit: ...
+def minibatch_fit(
+    x: _Matrix,
+    sample_weight: Optional[npt.NDArray[_Float]],
+    *,
+    n_clusters: int,
+    init: _Init,
+    n_init: int,
+    max_iter: int,
+    batch_size: int,
+    init_size: Optional[int],
+    tol: float,
+    max_no_improvement: Optional[int],
+    reassignment_ratio: float,
+    seed: int,
+    compute_labels: bool,
+    spherical: bool = False,
+    progress: Optional[_Progress] = None,
+) -> _MiniBatchFit: ...
+def init_centroids(
+    x: _Matrix,
+    sample_weight: Optional[npt.NDArray[_Float]],
+    *,
+    n_clusters: int,
+    init: _Init,
+    batch_size: int,
+    init_size: Optional[int],
+    seed: int,
+    spherical: bool = False,
+) -> _Matrix: ...
+def minibatch_partial_fit(
+    x: _Matrix,
+    sample_weight: Optional[npt.NDArray[_Float]],
+    *,
+    centroids: _Matrix,
+    counts: list[float],
+    n_since_last_reassign: int,
+    batch_size: int,
+    reassignment_ratio: float,
+    seed: int,
+    spherical: bool = False,
+) -> tuple[_Matrix, npt.NDArray[np.float64], int]: ...
+def assign(
+    x: _Matrix, centroids: _Matrix, sample_weight: Optional[npt.NDArray[_Float]] = None
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[_Float], float]: ...
+def sq_distances(x: _Matrix, centroids: _Matrix) -> _Matrix: ...
+def _panic_for_test() -> None: ...
