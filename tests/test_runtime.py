@@ -124,3 +124,28 @@ def test_works_without_scikit_learn():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_bit_identical_at_one_and_two_threads(tmp_path):
+    code = textwrap.dedent(
+        """
+        import numpy as np, sys
+        from mlx_kmeans import KMeans, MiniBatchKMeans
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(20000, 16)).astype(np.float32)
+        a = KMeans(64, random_state=1, n_init=2).fit(X)
+        b = MiniBatchKMeans(64, random_state=1, batch_size=512).fit(X)
+        np.savez(sys.argv[1], ac=a.cluster_centers_, al=a.labels_, bc=b.cluster_centers_, bl=b.labels_)
+        """
+    )
+    import os
+
+    outputs = []
+    for threads in ("1", "2"):
+        target = tmp_path / f"t{threads}.npz"
+        env = dict(os.environ, RAYON_NUM_THREADS=threads)
+        run = subprocess.run([sys.executable, "-c", code, str(target)], env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        outputs.append(np.load(target))
+    for key in ("ac", "al", "bc", "bl"):
+        np.testing.assert_array_equal(outputs[0][key], outputs[1][key])
