@@ -22,7 +22,7 @@ pub enum Init<T> {
 }
 
 /// Chooses `k` initial centroids from the rows of `x`.
-pub fn initial_centroids<T: Scalar, K: Kernel<T>>(
+pub fn initial_centroids<T: Scalar, K: Kernel<T> + ?Sized>(
     kernel: &K,
     x: MatRef<'_, T>,
     x_sq_norms: &[T],
@@ -75,7 +75,7 @@ fn chunk_totals(values: &[f64]) -> Vec<f64> {
 }
 
 /// Greedy k-means++ (Arthur & Vassilvitskii; the greedy variant scikit-learn uses).
-pub fn kmeans_plusplus<T: Scalar, K: Kernel<T>>(
+pub fn kmeans_plusplus<T: Scalar, K: Kernel<T> + ?Sized>(
     kernel: &K,
     x: MatRef<'_, T>,
     x_sq_norms: &[T],

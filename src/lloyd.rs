@@ -64,7 +64,7 @@ pub struct Step<T> {
     pub inertia: f64,
 }
 
-pub fn lloyd_step<T: Scalar, K: Kernel<T>>(
+pub fn lloyd_step<T: Scalar, K: Kernel<T> + ?Sized>(
     kernel: &K,
     x: MatRef<'_, T>,
     x_sq_norms: &[T],
@@ -96,7 +96,7 @@ pub fn check_weights<T: Scalar>(weights: Option<&[T]>, n: usize) -> Result<()> {
 }
 
 /// Runs `n_init` initialisations, each followed by Lloyd iterations; keeps the lowest inertia.
-pub fn fit<T: Scalar, K: Kernel<T>>(
+pub fn fit<T: Scalar, K: Kernel<T> + ?Sized>(
     kernel: &K,
     x: MatRef<'_, T>,
     weights: Option<&[T]>,
@@ -137,7 +137,7 @@ pub fn fit<T: Scalar, K: Kernel<T>>(
 /// Lloyd iterations from the given centroids, with scikit-learn's stopping rules: stop when
 /// labels no longer change (strict convergence) or the squared centre shift is `<= tol`.
 #[allow(clippy::too_many_arguments)]
-pub fn lloyd<T: Scalar, K: Kernel<T>>(
+pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
     kernel: &K,
     x: MatRef<'_, T>,
     x_sq_norms: &[T],

@@ -93,7 +93,7 @@ pub fn resolve_init_size(init_size: Option<usize>, batch_size: usize, k: usize, 
 /// One mini-batch step on the rows `xb`: assign, move each hit centre towards the mean of
 /// its rows with learning rate `weight / count`, then (on a reassignment turn) move starved
 /// centres onto random rows of the batch. Returns the batch's weighted inertia.
-pub fn minibatch_step<T: Scalar, K: Kernel<T>>(
+pub fn minibatch_step<T: Scalar, K: Kernel<T> + ?Sized>(
     kernel: &K,
     xb: MatRef<'_, T>,
     weights: Option<&[T]>,
@@ -172,7 +172,7 @@ fn reassign_starved<T: Scalar>(
 /// Initial centroids chosen on `init_size` rows drawn at random (with replacement, as
 /// scikit-learn does), or on all rows when `init_size >= n`.
 #[allow(clippy::too_many_arguments)]
-pub fn init_on_sample<T: Scalar, K: Kernel<T>>(
+pub fn init_on_sample<T: Scalar, K: Kernel<T> + ?Sized>(
     kernel: &K,
     x: MatRef<'_, T>,
     weights: Option<&[T]>,
@@ -207,7 +207,7 @@ fn gather_weights<T: Scalar>(weights: Option<&[T]>, indices: &[usize]) -> Option
 }
 
 /// A full mini-batch fit.
-pub fn fit<T: Scalar, K: Kernel<T>>(
+pub fn fit<T: Scalar, K: Kernel<T> + ?Sized>(
     kernel: &K,
     x: MatRef<'_, T>,
     weights: Option<&[T]>,

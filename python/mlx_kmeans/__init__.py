@@ -3,9 +3,14 @@
     from mlx_kmeans import KMeans, MiniBatchKMeans, kmeans, backends
 """
 
-from ._api import KMeansResult, kmeans
-from ._backend import Backend, backends
-from ._kmeans import KMeans, MiniBatchKMeans
-from ._native import __version__
+from ._loader import load_native
+
+_native = load_native()
+
+from ._api import KMeansResult, kmeans  # noqa: E402
+from ._backend import Backend, backends  # noqa: E402
+from ._kmeans import KMeans, MiniBatchKMeans  # noqa: E402
+
+__version__ = _native.__version__
 
 __all__ = ["KMeans", "MiniBatchKMeans", "kmeans", "KMeansResult", "backends", "Backend", "__version__"]

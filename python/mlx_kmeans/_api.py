@@ -7,8 +7,9 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _native
+from ._backend import compute_dtype, native_backend
 from ._backend import resolve as resolve_backend
-from ._validation import check_array, check_sample_weight, seed_from
+from ._validation import check_array, check_sample_weight, is_mlx_array, seed_from, to_mlx
 
 
 class KMeansResult(NamedTuple):
@@ -44,6 +45,8 @@ def kmeans(
 ) -> KMeansResult:
     """Cluster the rows of X into k groups with Lloyd's algorithm.
 
+    X may be a NumPy array, an MLX array (results are then MLX arrays too) or a list of lists.
+
     `init` is 'k-means++', 'random' or a (k, n_features) array; `tol` is relative to the
     mean feature variance (as in scikit-learn); `seed` makes the result reproducible.
     C-contiguous float32/float64 arrays are used without a copy; float32 stays float32.
@@ -62,12 +65,14 @@ def kmeans(
         verbose=verbose,
     )
     estimator._check_params()
+    mlx_output = is_mlx_array(X)
     X = check_array(X, owner="kmeans")
     if X.shape[0] < k:
         raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={k}.")
+    chosen = resolve_backend(backend, X.dtype)
+    X = X.astype(compute_dtype(chosen, X.dtype), copy=False)
     weights = check_sample_weight(sample_weight, X.shape[0], X.dtype)
     engine_seed = seed_from(seed)
-    chosen = resolve_backend(backend)
     init = estimator._resolve_init(X, engine_seed)
     result = _native.kmeans_fit(
         X,
@@ -80,11 +85,13 @@ def kmeans(
         seed=engine_seed,
         spherical=bool(spherical),
         progress=estimator._progress(),
+        backend=native_backend(chosen),
     )
+    wrap = to_mlx if mlx_output else (lambda a: a)
     return KMeansResult(
-        centroids=result["centroids"],
-        labels=result["labels"],
-        distances=result["distances"],
+        centroids=wrap(result["centroids"]),
+        labels=wrap(result["labels"]),
+        distances=wrap(result["distances"]),
         inertia=float(result["inertia"]),
         n_iter=int(result["n_iter"]),
         backend=chosen,

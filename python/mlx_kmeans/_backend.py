@@ -1,64 +1,164 @@
-"""Which engine runs a fit. The auto order and the reasons a backend is unavailable are
-reported by `backends()`; `backend=` and the MLX_KMEANS_BACKEND environment variable
-override the automatic choice."""
+"""Which engine runs a fit.
+
+The automatic order (documented, and reported by `backends()` with reasons):
+- macOS: `mlx` (Metal GPU) → `cpu`. faiss is never used on macOS (with MLX or NumPy it brings
+  a second OpenMP runtime, which segfaults); asking for it there is an error.
+- Linux / Windows: `faiss` (GPU build if it sees a GPU, else CPU) when it imports → `cpu`;
+  `mlx` is chosen automatically only when MLX reports a GPU (CUDA), because MLX's CPU path
+  on Linux uses reference BLAS, about 10× slower than the `cpu` backend.
+- faiss and MLX compute in float32: for float64 data the automatic choice moves on to `cpu`;
+  an explicit request converts the data to float32 once.
+`backend=` and the MLX_KMEANS_BACKEND environment variable override the automatic choice;
+every choice and every skipped candidate is logged (logger "mlx_kmeans") with its reason.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import sys
 from dataclasses import dataclass
+
+import numpy as np
+
+from . import _native
 
 logger = logging.getLogger("mlx_kmeans")
 
 ENV_VAR = "MLX_KMEANS_BACKEND"
 KNOWN = ("cpu", "mlx", "faiss")
+FLOAT32_ONLY = ("mlx", "faiss")
 
 
 @dataclass(frozen=True)
 class Backend:
-    """A backend as seen on this machine: whether it can run and, if not, why."""
+    """A backend as seen on this machine."""
 
     name: str
     available: bool
+    """Whether it can run here (when asked for by name)."""
     reason: str
+    """Why it is (or is not) usable, and what it runs on."""
+    auto: bool = False
+    """Whether the automatic choice may pick it here."""
 
 
-def _probe(name: str) -> Backend:
-    if name == "cpu":
-        return Backend("cpu", True, "pure-Rust engine (rayon + SIMD GEMM), always built in")
-    if name == "mlx":
-        return Backend("mlx", False, "this build of mlx_kmeans has no MLX kernel")
-    return Backend("faiss", False, "this build of mlx_kmeans has no faiss kernel")
+def _platform(platform: str | None) -> str:
+    platform = platform or sys.platform
+    return "darwin" if platform == "darwin" else ("windows" if platform.startswith("win") else "linux")
 
 
-def backends() -> list[Backend]:
-    """Every backend in the automatic order for this platform, available ones first in
-    that order, each with the reason it is (or is not) usable here."""
-    return [_probe(name) for name in ("faiss", "mlx", "cpu")]
+@functools.lru_cache(maxsize=1)
+def _mlx_info():
+    return _native.mlx_info()
 
 
-def resolve(requested: str | None) -> str:
-    """The backend that will run: `requested` unless it is "auto" (or None), in which case
-    the environment variable, else the first available backend in the auto order."""
+def _probe_cpu(platform: str) -> Backend:
+    return Backend("cpu", True, "pure-Rust engine (rayon threads, SIMD GEMM), always built in", auto=True)
+
+
+def _probe_mlx(platform: str) -> Backend:
+    built, runs, gpu, description = _mlx_info()
+    if not (built and runs):
+        return Backend("mlx", False, description)
+    if gpu:
+        return Backend("mlx", True, f"MLX on its GPU device ({description})", auto=True)
+    return Backend(
+        "mlx",
+        True,
+        f"MLX reports no GPU ({description}); its CPU path uses reference BLAS, about 10x "
+        "slower than the cpu backend, so it runs only when asked for",
+        auto=False,
+    )
+
+
+def _probe_faiss(platform: str) -> Backend:
+    if platform == "darwin":
+        return Backend(
+            "faiss",
+            False,
+            "never used on macOS: faiss brings a second OpenMP runtime, which segfaults there",
+        )
+    try:
+        import faiss
+    except Exception as exc:  # not installed, or a broken install
+        return Backend("faiss", False, f"faiss does not import ({type(exc).__name__}: {exc})")
+    gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    build = f"GPU build, {gpus} GPU(s)" if gpus else "CPU build"
+    return Backend("faiss", True, f"faiss {getattr(faiss, '__version__', '')} {build}: flat L2 search in our loop", auto=True)
+
+
+PROBES = {"cpu": _probe_cpu, "mlx": _probe_mlx, "faiss": _probe_faiss}
+
+
+def auto_order(platform: str | None = None) -> tuple[str, ...]:
+    """The documented automatic order for a platform."""
+    return ("mlx", "cpu") if _platform(platform) == "darwin" else ("faiss", "mlx", "cpu")
+
+
+def backends(platform: str | None = None) -> list[Backend]:
+    """Every backend, in the automatic order for this platform (faiss last, unavailable, on
+    macOS), each with the reason it is or is not usable here."""
+    platform = _platform(platform)
+    order = auto_order(platform)
+    names = list(order) + [n for n in KNOWN if n not in order]
+    return [PROBES[name](platform) for name in names]
+
+
+def resolve(requested: str | None, dtype=np.float32, platform: str | None = None) -> str:
+    """The backend that runs: `requested` unless it is "auto" (or None); then the environment
+    variable, else the first backend of the automatic order that is available, allowed to be
+    chosen automatically and able to compute in `dtype`."""
     if requested is None:
         requested = "auto"
     if not isinstance(requested, str):
         raise TypeError(f"backend must be a string; got {type(requested).__name__}")
-    requested = requested.lower()
+    requested = requested.strip().lower()
+    platform = _platform(platform)
     if requested == "auto":
         from_env = os.environ.get(ENV_VAR, "").strip().lower()
         if from_env and from_env != "auto":
             logger.info("backend %r chosen by %s", from_env, ENV_VAR)
-            return resolve(from_env)
-        for candidate in backends():
-            if candidate.available:
-                logger.info("backend %r chosen automatically (%s)", candidate.name, candidate.reason)
-                return candidate.name
-            logger.info("backend %r skipped: %s", candidate.name, candidate.reason)
+            return resolve(from_env, dtype, platform)
+        for name in auto_order(platform):
+            candidate = PROBES[name](platform)
+            if not candidate.available:
+                logger.info("backend %r skipped: %s", name, candidate.reason)
+            elif not candidate.auto:
+                logger.info("backend %r skipped: %s", name, candidate.reason)
+            elif name in FLOAT32_ONLY and np.dtype(dtype) != np.float32:
+                logger.info("backend %r skipped: it computes in float32 and the data is %s", name, np.dtype(dtype))
+            else:
+                logger.info("backend %r chosen automatically: %s", name, candidate.reason)
+                return name
         raise RuntimeError("no k-means backend is available")  # unreachable: cpu always is
     if requested not in KNOWN:
         raise ValueError(f"unknown backend {requested!r}; expected 'auto' or one of {KNOWN}")
-    probe = _probe(requested)
+    probe = PROBES[requested](platform)
     if not probe.available:
         raise ValueError(f"backend {requested!r} is not available here: {probe.reason}")
+    logger.info("backend %r requested: %s", requested, probe.reason)
     return requested
+
+
+def _faiss_assign(x: np.ndarray, centroids: np.ndarray):
+    """Nearest centroid by a faiss flat L2 search (on all GPUs when faiss sees any)."""
+    import faiss
+
+    index = faiss.IndexFlatL2(x.shape[1])
+    if hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
+        index = faiss.index_cpu_to_all_gpus(index)
+    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+    distances, labels = index.search(np.ascontiguousarray(x, dtype=np.float32), 1)
+    return distances[:, 0], labels[:, 0]
+
+
+def native_backend(name: str):
+    """What the native functions take for a backend: a kernel name or an assign callable."""
+    return _faiss_assign if name == "faiss" else name
+
+
+def compute_dtype(name: str, dtype) -> np.dtype:
+    """The dtype a backend computes in for data of `dtype`."""
+    return np.dtype(np.float32) if name in FLOAT32_ONLY else np.dtype(dtype)

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from . import _native
+from ._backend import compute_dtype, native_backend
 from ._backend import resolve as resolve_backend
 from ._sklearn_compat import ESTIMATOR_BASES, HAVE_SKLEARN, ConvergenceWarning, NotFittedError
 from ._validation import (
@@ -15,7 +16,9 @@ from ._validation import (
     check_feature_names,
     check_n_features,
     check_sample_weight,
+    is_mlx_array,
     seed_from,
+    to_mlx,
 )
 
 __all__ = ["KMeans", "MiniBatchKMeans"]
@@ -104,12 +107,35 @@ class _BaseKMeans(*ESTIMATOR_BASES):
 
     # -- data ---------------------------------------------------------------------------
     def _validate_fit_data(self, X, sample_weight):
+        """Checked data, weights and the backend that will run (data in its compute dtype)."""
+        self._mlx_output = is_mlx_array(X)
         check_feature_names(self, X, reset=True)
         X = check_array(X, owner=type(self).__name__)
         check_n_features(self, X, reset=True)
         if X.shape[0] < self.n_clusters:
             raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}.")
-        return X, check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        backend = resolve_backend(self.backend, X.dtype)
+        X = X.astype(compute_dtype(backend, X.dtype), copy=False)
+        return X, check_sample_weight(sample_weight, X.shape[0], X.dtype), backend
+
+    def _centers(self) -> np.ndarray:
+        """The fitted centres as NumPy (a view when they are an MLX array)."""
+        return np.asarray(self.cluster_centers_)
+
+    def _native_backend(self):
+        return native_backend(getattr(self, "backend_", "cpu"))
+
+    def _output(self, value, X):
+        """MLX in, MLX out."""
+        return to_mlx(value) if is_mlx_array(X) else value
+
+    def _set_fitted(self, centers, labels):
+        if getattr(self, "_mlx_output", False):
+            centers = to_mlx(centers)
+            labels = None if labels is None else to_mlx(labels)
+        self.cluster_centers_ = centers
+        if labels is not None:
+            self.labels_ = labels
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "cluster_centers_"):
@@ -121,7 +147,7 @@ class _BaseKMeans(*ESTIMATOR_BASES):
     def _validate_test_data(self, X) -> np.ndarray:
         self._check_fitted()
         check_feature_names(self, X, reset=False)
-        X = check_array(X, owner=type(self).__name__, dtype=self.cluster_centers_.dtype)
+        X = check_array(X, owner=type(self).__name__, dtype=self._centers().dtype)
         check_n_features(self, X, reset=False)
         return X
 
@@ -137,20 +163,21 @@ class _BaseKMeans(*ESTIMATOR_BASES):
     # -- inference ----------------------------------------------------------------------
     def predict(self, X):
         """Index of the nearest cluster centre for each row of X."""
-        X = self._validate_test_data(X)
-        labels, _, _ = _native.assign(X, self.cluster_centers_)
-        return labels
+        data = self._validate_test_data(X)
+        labels, _, _ = _native.assign(data, self._centers(), backend=self._native_backend())
+        return self._output(labels, X)
 
     def transform(self, X):
         """Euclidean distance from each row of X to every cluster centre."""
-        X = self._validate_test_data(X)
-        return np.sqrt(_native.sq_distances(X, self.cluster_centers_))
+        data = self._validate_test_data(X)
+        distances = np.sqrt(_native.sq_distances(data, self._centers(), backend=self._native_backend()))
+        return self._output(distances, X)
 
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the (weighted) inertia of X on the fitted centres."""
         X = self._validate_test_data(X)
         weights = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        _, _, inertia = _native.assign(X, self.cluster_centers_, weights)
+        _, _, inertia = _native.assign(X, self._centers(), weights, backend=self._native_backend())
         return -inertia
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -158,7 +185,7 @@ class _BaseKMeans(*ESTIMATOR_BASES):
         return self.fit(X, sample_weight=sample_weight).labels_
 
     def _warn_if_fewer_distinct(self) -> None:
-        distinct = len(np.unique(self.labels_))
+        distinct = len(np.unique(np.asarray(self.labels_)))
         if distinct < self.n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
@@ -225,9 +252,8 @@ class KMeans(_BaseKMeans):
     def fit(self, X, y=None, sample_weight=None):
         """Compute k-means clustering of X (n_samples × n_features)."""
         self._check_params()
-        X, weights = self._validate_fit_data(X, sample_weight)
+        X, weights, backend = self._validate_fit_data(X, sample_weight)
         seed = seed_from(self.random_state)
-        backend = resolve_backend(self.backend)
         init = self._resolve_init(X, seed)
         result = _native.kmeans_fit(
             X,
@@ -240,13 +266,13 @@ class KMeans(_BaseKMeans):
             seed=seed,
             spherical=bool(self.spherical),
             progress=self._progress(),
+            backend=native_backend(backend),
         )
-        self.cluster_centers_ = result["centroids"]
-        self.labels_ = result["labels"]
+        self._set_fitted(result["centroids"], result["labels"])
         self.inertia_ = float(result["inertia"])
         self.n_iter_ = int(result["n_iter"])
         self.inertia_history_ = np.asarray(result["inertia_history"])
-        self._n_features_out = self.cluster_centers_.shape[0]
+        self._n_features_out = self._centers().shape[0]
         self.backend_ = backend
         self._warn_if_fewer_distinct()
         return self
@@ -310,9 +336,8 @@ class MiniBatchKMeans(_BaseKMeans):
     def fit(self, X, y=None, sample_weight=None):
         """Compute the centroids on X by chunking it into mini-batches."""
         self._check_params()
-        X, weights = self._validate_fit_data(X, sample_weight)
+        X, weights, backend = self._validate_fit_data(X, sample_weight)
         seed = seed_from(self.random_state)
-        backend = resolve_backend(self.backend)
         init = self._resolve_init(X, seed)
         result = _native.minibatch_fit(
             X,
@@ -330,10 +355,9 @@ class MiniBatchKMeans(_BaseKMeans):
             compute_labels=bool(self.compute_labels),
             spherical=bool(self.spherical),
             progress=self._progress(),
+            backend=native_backend(backend),
         )
-        self.cluster_centers_ = result["centroids"]
-        if result["labels"] is not None:
-            self.labels_ = result["labels"]
+        self._set_fitted(result["centroids"], result["labels"])
         self.inertia_ = float(result["inertia"])
         self.n_iter_ = int(result["n_iter"])
         self.n_steps_ = int(result["n_steps"])
@@ -342,7 +366,7 @@ class MiniBatchKMeans(_BaseKMeans):
         self._n_since_last_reassign = int(result["n_since_last_reassign"])
         self._batch_size = int(result["batch_size"])
         self._init_size = int(result["init_size"])
-        self._n_features_out = self.cluster_centers_.shape[0]
+        self._n_features_out = self._centers().shape[0]
         self.backend_ = backend
         return self
 
@@ -351,17 +375,13 @@ class MiniBatchKMeans(_BaseKMeans):
         has_centers = hasattr(self, "cluster_centers_")
         if has_centers:
             X = self._validate_test_data(X)
+            backend = self.backend_
         else:
             self._check_params()
-            check_feature_names(self, X, reset=True)
-            X = check_array(X, owner=type(self).__name__)
-            check_n_features(self, X, reset=True)
-            if X.shape[0] < self.n_clusters:
-                raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}.")
+            X, _, backend = self._validate_fit_data(X, None)
         weights = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         if not hasattr(self, "_random_state"):
             self._random_state = _as_random_state(self.random_state)
-        backend = resolve_backend(self.backend)
         if not has_centers:
             seed = seed_from(self._random_state)
             init = self._resolve_init(X, seed)
@@ -375,11 +395,12 @@ class MiniBatchKMeans(_BaseKMeans):
                 init_size=None if self.init_size is None else int(self.init_size),
                 seed=seed,
                 spherical=bool(self.spherical),
+                backend=native_backend(backend),
             )
             counts = np.zeros(self.n_clusters, dtype=np.float64)
             n_since = 0
         else:
-            centers, counts, n_since = self.cluster_centers_, self._counts, self._n_since_last_reassign
+            centers, counts, n_since = self._centers(), self._counts, self._n_since_last_reassign
         centers, counts, n_since = _native.minibatch_partial_fit(
             X,
             weights,
@@ -390,15 +411,17 @@ class MiniBatchKMeans(_BaseKMeans):
             reassignment_ratio=float(self.reassignment_ratio),
             seed=seed_from(self._random_state),
             spherical=bool(self.spherical),
+            backend=native_backend(backend),
         )
-        self.cluster_centers_ = centers
+        labels = None
+        if self.compute_labels:
+            labels, _, inertia = _native.assign(X, centers, weights, backend=native_backend(backend))
+            self.inertia_ = float(inertia)
+        self._set_fitted(centers, labels)
         self._counts = counts
         self._n_since_last_reassign = int(n_since)
-        if self.compute_labels:
-            self.labels_, _, inertia = _native.assign(X, centers, weights)
-            self.inertia_ = float(inertia)
         self.n_steps_ = getattr(self, "n_steps_", 0) + 1
-        self._n_features_out = self.cluster_centers_.shape[0]
+        self._n_features_out = self._centers().shape[0]
         self.backend_ = backend
         return self
 

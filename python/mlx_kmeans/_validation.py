@@ -15,6 +15,28 @@ def _type_name(obj) -> str:
     return type(obj).__name__
 
 
+def is_mlx_array(X) -> bool:
+    """Whether X is an `mlx.core.array` (without importing MLX)."""
+    cls = type(X)
+    return cls.__name__ == "array" and cls.__module__.split(".")[0] == "mlx"
+
+
+def mlx_to_numpy(X) -> np.ndarray:
+    """A NumPy view of an MLX array's host memory (no copy); bfloat16, which NumPy lacks,
+    is converted to float32 by MLX first."""
+    import mlx.core as mx
+
+    if X.dtype == mx.bfloat16:
+        X = X.astype(mx.float32)
+    return np.asarray(X)
+
+
+def to_mlx(value):
+    import mlx.core as mx
+
+    return mx.array(value)
+
+
 def check_array(X, *, name: str = "X", owner: str = "KMeans", dtype=None) -> np.ndarray:
     """Returns X as a C-contiguous float32/float64 2-D array.
 
@@ -22,6 +44,8 @@ def check_array(X, *, name: str = "X", owner: str = "KMeans", dtype=None) -> np.
     float16 becomes float32; other numeric types become float64 (one copy), as do other
     layouts. `dtype` forces one of the two float types.
     """
+    if is_mlx_array(X):
+        X = mlx_to_numpy(X)
     if _is_sparse(X):
         raise TypeError(
             f"{owner} does not support sparse input; got {_type_name(X)}. "

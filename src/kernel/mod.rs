@@ -2,6 +2,8 @@
 //! everything else (initialisation, the Lloyd loop, mini-batch steps) is shared.
 
 pub mod cpu;
+#[cfg(all(feature = "mlx", any(target_os = "linux", target_os = "macos")))]
+pub mod mlx;
 
 use rayon::prelude::*;
 

@@ -1,0 +1,153 @@
+//! The MLX kernel (mlx-rs): distances as one matmul plus norms, argmin, and per-cluster sums
+//! as a one-hot matmul, on MLX's default device (Metal or CUDA GPU, else MLX's CPU).
+//! MLX computes in float32. The data matrix given at construction is copied into MLX memory
+//! once and reused by every call on it; other matrices (mini-batches, candidates) are copied
+//! per call.
+
+use std::sync::Mutex;
+
+use mlx_rs::ops::indexing::argmin_axis;
+use mlx_rs::{Array, Device, DeviceType};
+
+use super::{ClusterSums, Kernel};
+use crate::matrix::MatRef;
+
+/// Rows per MLX call, bounded so that a `rows × k` block stays near 2^26 floats (256 MB).
+fn rows_per_block(k: usize) -> usize {
+    ((1usize << 26) / k.max(1)).clamp(1024, 1 << 20)
+}
+
+fn check(result: Result<Array, mlx_rs::error::Exception>) -> Array {
+    result.unwrap_or_else(|e| panic!("MLX operation failed: {e}"))
+}
+
+/// Whether MLX runs on a GPU here (Metal or CUDA), and a description of its device.
+pub fn device_description() -> Result<(bool, String), String> {
+    let device = Device::try_default().map_err(|e| e.to_string())?;
+    let kind = device.get_type().map_err(|e| e.to_string())?;
+    // A tiny computation proves the library really runs, not only that it loaded.
+    let probe = Array::from_slice(&[1.0f32, 2.0], &[2]).sum(None).map_err(|e| e.to_string())?;
+    probe.eval().map_err(|e| e.to_string())?;
+    if probe.as_slice::<f32>() != [3.0] {
+        return Err("MLX returned a wrong result for 1 + 2".into());
+    }
+    Ok((matches!(kind, DeviceType::Gpu), format!("{device:?}")))
+}
+
+pub struct MlxKernel<'a> {
+    /// The fit's data matrix and its copy in MLX memory. The borrow keeps the address
+    /// from being reused for other data while this kernel lives, so comparing pointers is sound.
+    data: Option<(&'a [f32], Mutex<Array>)>,
+}
+
+// SAFETY: the MLX array is only touched under the mutex; MLX arrays are reference-counted
+// handles that MLX allows to be used from any thread.
+unsafe impl Sync for MlxKernel<'_> {}
+
+impl<'a> MlxKernel<'a> {
+    /// A kernel that keeps `data` (`rows × cols`) resident in MLX memory.
+    pub fn new(data: Option<MatRef<'a, f32>>) -> Self {
+        let data = data.map(|m| {
+            (m.as_slice(), Mutex::new(Array::from_slice(m.as_slice(), &[m.rows() as i32, m.cols() as i32])))
+        });
+        Self { data }
+    }
+
+    /// Rows `start..end` of `x` as an MLX array, from the resident copy when `x` is the data.
+    fn rows(&self, x: MatRef<'_, f32>, start: usize, end: usize) -> Array {
+        if let Some((slice, array)) = &self.data {
+            if slice.as_ptr() == x.as_slice().as_ptr() && slice.len() == x.as_slice().len() {
+                let whole = array.lock().expect("MLX data lock");
+                if start == 0 && end == x.rows() {
+                    return whole.clone();
+                }
+                let idx = Array::from_iter((start as i32)..(end as i32), &[(end - start) as i32]);
+                return check(whole.take_axis(&idx, 0));
+            }
+        }
+        let block = x.slice_rows(start, end);
+        Array::from_slice(block.as_slice(), &[(end - start) as i32, x.cols() as i32])
+    }
+}
+
+fn to_mlx(m: MatRef<'_, f32>) -> Array {
+    Array::from_slice(m.as_slice(), &[m.rows() as i32, m.cols() as i32])
+}
+
+/// `‖c‖² − 2 x·c` for a block of rows against all centroids (`rows × k`).
+fn partial_distances(block: &Array, centroids: &Array, c_norms: &Array) -> Array {
+    let dots = check(block.matmul(&centroids.t()));
+    check(c_norms.subtract(&check(dots.multiply(&Array::from_f32(2.0)))))
+}
+
+impl Kernel<f32> for MlxKernel<'_> {
+    fn name(&self) -> &'static str {
+        "mlx"
+    }
+
+    fn assign(&self, x: MatRef<'_, f32>, x_sq_norms: &[f32], centroids: MatRef<'_, f32>, labels: &mut [u32], distances: &mut [f32]) {
+        let n = x.rows();
+        let c = to_mlx(centroids);
+        let c_norms = check(check(c.square()).sum_axis(1, true)).reshape(&[1, centroids.rows() as i32]);
+        let c_norms = check(c_norms);
+        let step = rows_per_block(centroids.rows());
+        for start in (0..n).step_by(step) {
+            let end = (start + step).min(n);
+            let partial = partial_distances(&self.rows(x, start, end), &c, &c_norms);
+            let best = check(argmin_axis(&partial, 1, false));
+            let best_value = check(partial.min_axis(1, false));
+            mlx_rs::transforms::eval([&best, &best_value]).unwrap_or_else(|e| panic!("MLX eval failed: {e}"));
+            labels[start..end].copy_from_slice(best.as_slice::<u32>());
+            for ((d, &v), &xn) in distances[start..end].iter_mut().zip(best_value.as_slice::<f32>()).zip(&x_sq_norms[start..end]) {
+                *d = (v + xn).max(0.0);
+            }
+        }
+    }
+
+    fn pairwise(&self, x: MatRef<'_, f32>, x_sq_norms: &[f32], centroids: MatRef<'_, f32>, out: &mut [f32]) {
+        let (n, k) = (x.rows(), centroids.rows());
+        let c = to_mlx(centroids);
+        let c_norms = check(check(check(c.square()).sum_axis(1, true)).reshape(&[1, k as i32]));
+        let step = rows_per_block(k);
+        for start in (0..n).step_by(step) {
+            let end = (start + step).min(n);
+            let partial = partial_distances(&self.rows(x, start, end), &c, &c_norms);
+            partial.eval().unwrap_or_else(|e| panic!("MLX eval failed: {e}"));
+            let values = partial.as_slice::<f32>();
+            for (r, row) in values.chunks_exact(k).enumerate() {
+                let xn = x_sq_norms[start + r];
+                for (o, &v) in out[(start + r) * k..(start + r + 1) * k].iter_mut().zip(row) {
+                    *o = (v + xn).max(0.0);
+                }
+            }
+        }
+    }
+
+    fn accumulate(&self, x: MatRef<'_, f32>, weights: Option<&[f32]>, labels: &[u32], k: usize) -> ClusterSums {
+        let (n, d) = (x.rows(), x.cols());
+        let clusters = Array::from_iter(0..k as u32, &[k as i32, 1]);
+        let mut sums = vec![0.0f64; k * d];
+        let mut cluster_weights = vec![0.0f64; k];
+        let step = rows_per_block(k);
+        for start in (0..n).step_by(step) {
+            let end = (start + step).min(n);
+            let m = (end - start) as i32;
+            let block_labels = Array::from_slice(&labels[start..end], &[1, m]);
+            // one_hot[j, i] = weight of row i if it belongs to cluster j.
+            let mut one_hot = check(check(clusters.eq(&block_labels)).as_type::<f32>());
+            if let Some(w) = weights {
+                one_hot = check(one_hot.multiply(&Array::from_slice(&w[start..end], &[1, m])));
+            }
+            let block_sums = check(one_hot.matmul(&self.rows(x, start, end)));
+            let block_weights = check(one_hot.sum_axis(1, false));
+            mlx_rs::transforms::eval([&block_sums, &block_weights]).unwrap_or_else(|e| panic!("MLX eval failed: {e}"));
+            for (s, &v) in sums.iter_mut().zip(block_sums.as_slice::<f32>()) {
+                *s += v as f64;
+            }
+            for (s, &v) in cluster_weights.iter_mut().zip(block_weights.as_slice::<f32>()) {
+                *s += v as f64;
+            }
+        }
+        ClusterSums { sums, weights: cluster_weights }
+    }
+}
