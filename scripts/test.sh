@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --disable-pip-version-check ".[test]"
-cargo test --locked
+# The engine tests (the MLX kernel is exercised through the Python suite).
+cargo test --locked --no-default-features
 # Run from tests/ so the installed package (not the source folder) is imported.
 cd tests && python -m pytest -p no:cacheprovider "$@"

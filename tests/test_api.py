@@ -11,6 +11,7 @@ from sklearn.cluster import KMeans as SkKMeans
 import mlx_kmeans
 from conftest import make_mixture
 from mlx_kmeans import KMeans, KMeansResult, backends, kmeans
+from mlx_kmeans._backend import resolve
 
 
 def test_kmeans_function_results(dtype):
@@ -30,7 +31,7 @@ def test_kmeans_function_results(dtype):
     np.testing.assert_allclose(distances, exact, rtol=1e-5 if dtype == np.float32 else 1e-12)
     assert inertia == pytest.approx(exact.sum(), rel=1e-9)
     assert n_iter == ref.n_iter_
-    assert backend == "cpu"
+    assert backend == resolve("auto", dtype)
 
 
 def test_kmeans_function_is_reproducible_and_weighted():

@@ -1,0 +1,172 @@
+"""Every backend runs the same loop: from the same init they agree with the cpu backend.
+The automatic order is checked on each platform with the probes simulated."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+import mlx_kmeans._backend as backend_mod
+from conftest import make_mixture
+from mlx_kmeans import KMeans, MiniBatchKMeans, backends, kmeans
+from mlx_kmeans._backend import Backend, resolve
+
+AVAILABLE = {b.name for b in backends() if b.available}
+OTHERS = [pytest.param(name, marks=pytest.mark.skipif(name not in AVAILABLE, reason=f"{name} unavailable here")) for name in ("mlx", "faiss")]
+
+
+@pytest.fixture
+def data():
+    X, _ = make_mixture(3000, 24, 16, seed=21, spread=3.0, dtype=np.float32)
+    return X, X[::150][:16].copy()
+
+
+def _agree(a_labels, b_labels, a_centroids, b_centroids, X):
+    a_labels, b_labels = np.asarray(a_labels), np.asarray(b_labels)
+    a_centroids, b_centroids = np.asarray(a_centroids), np.asarray(b_centroids)
+    differ = np.flatnonzero(a_labels != b_labels)
+    # A differing label must be a tie: both centroids equally near, to float32 precision.
+    for i in differ:
+        da = ((X[i] - a_centroids[a_labels[i]]) ** 2).sum()
+        db = ((X[i] - a_centroids[b_labels[i]]) ** 2).sum()
+        assert abs(da - db) <= 1e-4 * max(da, 1.0), (i, da, db)
+    assert len(differ) <= 0.001 * len(X)
+    np.testing.assert_allclose(a_centroids, b_centroids, rtol=1e-4, atol=1e-4 * np.abs(b_centroids).max())
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_kmeans_estimator_agrees_with_cpu(name, data):
+    X, init = data
+    ref = KMeans(16, init=init, n_init=1, max_iter=100, backend="cpu").fit(X)
+    other = KMeans(16, init=init, n_init=1, max_iter=100, backend=name).fit(X)
+    assert other.backend_ == name
+    _agree(other.labels_, ref.labels_, other.cluster_centers_, ref.cluster_centers_, X)
+    assert other.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
+    np.testing.assert_array_equal(other.predict(X), np.asarray(other.labels_))
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_minibatch_agrees_with_cpu(name, data):
+    X, init = data
+    params = dict(n_clusters=16, init=init, n_init=1, batch_size=256, random_state=0, max_iter=5)
+    ref = MiniBatchKMeans(backend="cpu", **params).fit(X)
+    other = MiniBatchKMeans(backend=name, **params).fit(X)
+    _agree(other.labels_, ref.labels_, other.cluster_centers_, ref.cluster_centers_, X)
+    # partial_fit follows the same steps too.
+    ref_p = MiniBatchKMeans(backend="cpu", reassignment_ratio=0.0, **params)
+    other_p = MiniBatchKMeans(backend=name, reassignment_ratio=0.0, **params)
+    for start in range(0, 3000, 500):
+        ref_p.partial_fit(X[start : start + 500])
+        other_p.partial_fit(X[start : start + 500])
+    _agree(other_p.labels_, ref_p.labels_, other_p.cluster_centers_, ref_p.cluster_centers_, X[2500:])
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_kmeans_function_agrees_with_cpu(name, data):
+    X, init = data
+    ref = kmeans(X, 16, init=init, backend="cpu")
+    other = kmeans(X, 16, init=init, backend=name)
+    assert other.backend == name
+    _agree(other.labels, ref.labels, other.centroids, ref.centroids, X)
+    np.testing.assert_allclose(other.distances, ref.distances, rtol=1e-3, atol=1e-3)
+    # Same seed, same k-means++ init on every backend.
+    a, b = kmeans(X, 16, seed=3, backend="cpu"), kmeans(X, 16, seed=3, backend=name)
+    _agree(b.labels, a.labels, b.centroids, a.centroids, X)
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_float64_input_is_computed_in_float32_when_asked(name, data):
+    X, init = data
+    est = KMeans(16, init=init, n_init=1, backend=name).fit(X.astype(np.float64))
+    assert np.asarray(est.cluster_centers_).dtype == np.float32
+
+
+@pytest.mark.skipif("mlx" not in AVAILABLE, reason="mlx unavailable here")
+def test_mlx_arrays_in_mlx_arrays_out(data):
+    import mlx.core as mx
+
+    X, init = data
+    X_mx = mx.array(X)
+    result = kmeans(X_mx, 16, init=init, backend="mlx")
+    assert all(isinstance(v, mx.array) for v in (result.centroids, result.labels, result.distances))
+    ref = kmeans(X, 16, init=init, backend="cpu")
+    _agree(np.array(result.labels), ref.labels, np.array(result.centroids), ref.centroids, X)
+    est = KMeans(16, init=init, n_init=1).fit(X_mx)
+    assert isinstance(est.cluster_centers_, mx.array) and isinstance(est.labels_, mx.array)
+    assert isinstance(est.predict(X_mx), mx.array)
+    assert isinstance(est.predict(X), np.ndarray)
+    assert isinstance(est.transform(X_mx), mx.array)
+    # float16 and bfloat16 MLX input are accepted (computed in float32).
+    for dtype in (mx.float16, mx.bfloat16):
+        half = kmeans(X_mx.astype(dtype), 16, init=init, backend="mlx")
+        assert half.centroids.dtype == mx.float32
+    # NumPy in, NumPy out.
+    assert isinstance(kmeans(X, 16, init=init, backend="mlx").centroids, np.ndarray)
+
+
+
+
+@pytest.fixture
+def simulate(monkeypatch):
+    """simulate(mlx=(available, auto), faiss=(available, auto)) replaces the probes."""
+
+    def apply(**states):
+        probes = dict(backend_mod.PROBES)
+        for name, (available, auto) in states.items():
+            probes[name] = lambda platform, n=name, a=available, u=auto: Backend(n, a, f"simulated {n}", auto=u)
+        monkeypatch.setattr(backend_mod, "PROBES", probes)
+        monkeypatch.delenv("MLX_KMEANS_BACKEND", raising=False)
+
+    return apply
+
+
+@pytest.mark.parametrize(
+    "platform, mlx, faiss, dtype, expected",
+    [
+        ("darwin", (True, True), (True, True), np.float32, "mlx"),
+        ("darwin", (False, False), (True, True), np.float32, "cpu"),
+        ("darwin", (True, True), (True, True), np.float64, "cpu"),
+        ("linux", (True, True), (True, True), np.float32, "faiss"),
+        ("linux", (True, True), (False, False), np.float32, "mlx"),
+        ("linux", (True, False), (False, False), np.float32, "cpu"),
+        ("linux", (True, True), (True, True), np.float64, "cpu"),
+        ("win32", (False, False), (True, True), np.float32, "faiss"),
+        ("win32", (False, False), (False, False), np.float32, "cpu"),
+    ],
+)
+def test_auto_order(simulate, platform, mlx, faiss, dtype, expected, caplog):
+    simulate(mlx=mlx, faiss=faiss)
+    with caplog.at_level(logging.INFO, logger="mlx_kmeans"):
+        assert resolve("auto", dtype, platform) == expected
+    assert any("chosen automatically" in r.getMessage() for r in caplog.records)
+
+
+def test_order_lists_and_faiss_never_on_macos(monkeypatch):
+    monkeypatch.setattr(backend_mod, "_mlx_info", lambda: (True, True, True, "Device(gpu, 0)"))
+    assert [b.name for b in backends("darwin")] == ["mlx", "cpu", "faiss"]
+    assert [b.name for b in backends("linux")] == ["faiss", "mlx", "cpu"]
+    mac_faiss = {b.name: b for b in backends("darwin")}["faiss"]
+    assert not mac_faiss.available and "macOS" in mac_faiss.reason
+    with pytest.raises(ValueError, match="faiss.*macOS"):
+        resolve("faiss", np.float32, "darwin")
+
+
+def test_environment_variable_overrides(simulate, monkeypatch):
+    simulate(mlx=(True, True), faiss=(True, True))
+    monkeypatch.setenv("MLX_KMEANS_BACKEND", "cpu")
+    assert resolve("auto", np.float32, "linux") == "cpu"
+    assert resolve("mlx", np.float32, "linux") == "mlx"  # an explicit argument wins
+
+
+def test_runs_on_cpu_when_mlx_fails_to_load(monkeypatch, data):
+    monkeypatch.setattr(backend_mod, "_mlx_info", lambda: (True, False, False, "libmlx failed to load (simulated)"))
+    mlx = {b.name: b for b in backends()}["mlx"]
+    assert not mlx.available and "simulated" in mlx.reason
+    X, _ = data
+    monkeypatch.delenv("MLX_KMEANS_BACKEND", raising=False)
+    assert KMeans(4, random_state=0, backend="cpu").fit(X).backend_ == "cpu"
+    assert resolve("auto", np.float32, "darwin") == "cpu"
+    with pytest.raises(ValueError, match="simulated"):
+        KMeans(4, backend="mlx").fit(X)
