@@ -4,6 +4,7 @@ The automatic order is checked on each platform with the probes simulated."""
 from __future__ import annotations
 
 import logging
+import sys
 
 import numpy as np
 import pytest
@@ -170,3 +171,23 @@ def test_runs_on_cpu_when_mlx_fails_to_load(monkeypatch, data):
     assert resolve("auto", np.float32, "darwin") == "cpu"
     with pytest.raises(ValueError, match="simulated"):
         KMeans(4, backend="mlx").fit(X)
+
+
+@pytest.mark.skipif("mlx" not in AVAILABLE or not sys.platform.startswith("linux"), reason="needs mlx and /proc")
+@pytest.mark.parametrize("first", ["mlx.core", "mlx_kmeans"])
+def test_one_libmlx_per_process(first):
+    import subprocess
+
+    second = "mlx_kmeans" if first == "mlx.core" else "mlx.core"
+    code = (
+        f"import {first}; import {second}; import numpy as np, mlx_kmeans, mlx.core as mx\n"
+        "mlx_kmeans.kmeans(np.arange(20, dtype=np.float32).reshape(10, 2), 2, backend='mlx')\n"
+        "print(mx.sum(mx.array([1.0, 2.0])).item())\n"
+        "print(sorted({l.split()[-1] for l in open('/proc/self/maps') if 'libmlx' in l}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "3.0"
+    libraries = eval(lines[1])
+    assert len(libraries) == 1, libraries
