@@ -16,6 +16,44 @@ const COL_PANEL: usize = 1024;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CpuKernel;
 
+/// Minimum over `j` of `c_norms[j] − 2·dots[j]` and its first index. Eight independent lanes
+/// (minimum and index per lane) let the compiler vectorise the scan; the lanes are merged
+/// with ties going to the lowest index, so the result equals a plain left-to-right scan.
+#[inline]
+fn argmin_partial<T: Scalar>(dots: &[T], c_norms: &[T]) -> (T, usize) {
+    const LANES: usize = 8;
+    let two = T::one() + T::one();
+    let mut best = [T::infinity(); LANES];
+    let mut best_j = [0usize; LANES];
+    let full = dots.len() / LANES * LANES;
+    for base in (0..full).step_by(LANES) {
+        let d = &dots[base..base + LANES];
+        let c = &c_norms[base..base + LANES];
+        for l in 0..LANES {
+            let v = c[l] - two * d[l];
+            let better = v < best[l];
+            best[l] = if better { v } else { best[l] };
+            best_j[l] = if better { base + l } else { best_j[l] };
+        }
+    }
+    let mut value = T::infinity();
+    let mut index = 0usize;
+    for l in 0..LANES {
+        if best[l] < value || (best[l] == value && best_j[l] < index) {
+            value = best[l];
+            index = best_j[l];
+        }
+    }
+    for j in full..dots.len() {
+        let v = c_norms[j] - two * dots[j];
+        if v < value {
+            value = v;
+            index = j;
+        }
+    }
+    (value, index)
+}
+
 /// `out (m × n, row stride ldo) = a (m × d) · bᵀ` where `b` is `n × d`, both row-major.
 fn dot_rows<T: Scalar>(a: MatRef<'_, T>, b: MatRef<'_, T>, out: &mut [T], ldo: usize) {
     let (m, n, d) = (a.rows(), b.rows(), a.cols());
@@ -63,7 +101,6 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         let k = centroids.rows();
         let c_norms = row_sq_norms(centroids);
         let panel = COL_PANEL.min(k);
-        let two = T::one() + T::one();
         labels
             .par_chunks_mut(ROW_BLOCK)
             .zip(distances.par_chunks_mut(ROW_BLOCK))
@@ -80,18 +117,12 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
                         let kc = panel.min(k - j0);
                         dot_rows(block, centroids.slice_rows(j0, j0 + kc), dots, kc);
                         for r in 0..m {
-                            let row = &dots[r * kc..(r + 1) * kc];
-                            let mut best = block_distances[r];
-                            let mut best_j = block_labels[r];
-                            for (j, (&dot, &cn)) in row.iter().zip(&c_norms[j0..j0 + kc]).enumerate() {
-                                let partial = cn - two * dot;
-                                if partial < best {
-                                    best = partial;
-                                    best_j = (j0 + j) as u32;
-                                }
+                            let (best, best_j) = argmin_partial(&dots[r * kc..(r + 1) * kc], &c_norms[j0..j0 + kc]);
+                            // Strictly smaller: ties keep the earlier panel, i.e. the lowest index.
+                            if best < block_distances[r] {
+                                block_distances[r] = best;
+                                block_labels[r] = (j0 + best_j) as u32;
                             }
-                            block_distances[r] = best;
-                            block_labels[r] = best_j;
                         }
                     }
                     for r in 0..m {
