@@ -4,7 +4,8 @@ use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::error::{invalid, Result};
+use crate::error::{invalid, Error, Result};
+use crate::lloyd::{Monitor, Progress, Stage};
 use crate::kernel::Kernel;
 use crate::matrix::{weight_at, MatRef, REDUCE_CHUNK};
 use crate::scalar::Scalar;
@@ -22,6 +23,7 @@ pub enum Init<T> {
 }
 
 /// Chooses `k` initial centroids from the rows of `x`.
+#[allow(clippy::too_many_arguments)]
 pub fn initial_centroids<T: Scalar, K: Kernel<T> + ?Sized>(
     kernel: &K,
     x: MatRef<'_, T>,
@@ -30,9 +32,11 @@ pub fn initial_centroids<T: Scalar, K: Kernel<T> + ?Sized>(
     k: usize,
     init: &Init<T>,
     rng: &mut ChaCha8Rng,
+    run: usize,
+    monitor: Monitor<'_>,
 ) -> Result<Vec<T>> {
     match init {
-        Init::KMeansPlusPlus => kmeans_plusplus(kernel, x, x_sq_norms, weights, k, rng),
+        Init::KMeansPlusPlus => kmeans_plusplus(kernel, x, x_sq_norms, weights, k, rng, run, monitor),
         Init::Random => Ok(x.gather(&weighted_sample_without_replacement(x.rows(), weights, k, rng)?)),
         Init::Given(centroids) => {
             if centroids.len() != k * x.cols() {
@@ -75,6 +79,7 @@ fn chunk_totals(values: &[f64]) -> Vec<f64> {
 }
 
 /// Greedy k-means++ (Arthur & Vassilvitskii; the greedy variant scikit-learn uses).
+#[allow(clippy::too_many_arguments)]
 pub fn kmeans_plusplus<T: Scalar, K: Kernel<T> + ?Sized>(
     kernel: &K,
     x: MatRef<'_, T>,
@@ -82,6 +87,8 @@ pub fn kmeans_plusplus<T: Scalar, K: Kernel<T> + ?Sized>(
     weights: Option<&[T]>,
     k: usize,
     rng: &mut ChaCha8Rng,
+    run: usize,
+    monitor: Monitor<'_>,
 ) -> Result<Vec<T>> {
     let (n, d) = (x.rows(), x.cols());
     if k == 0 || k > n {
@@ -111,7 +118,11 @@ pub fn kmeans_plusplus<T: Scalar, K: Kernel<T> + ?Sized>(
     let mut potential: f64 = totals.iter().sum();
 
     let mut candidate_distances = vec![T::zero(); n * n_trials];
-    for _ in 1..k {
+    for step in 1..k {
+        // Each step is a pass over the data: let Ctrl-C (and progress) in between.
+        if !monitor(&Progress { stage: Stage::Init, iteration: step, run, inertia: potential, center_shift: 0.0 }) {
+            return Err(Error::Interrupted);
+        }
         let candidates: Vec<usize> = (0..n_trials)
             .map(|_| search_cumulative(&weighted, &totals, rng.random::<f64>() * potential))
             .collect();

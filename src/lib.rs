@@ -15,7 +15,7 @@ mod bindings;
 pub use error::{Error, Result};
 pub use init::Init;
 pub use kernel::{cpu::CpuKernel, ClusterSums, Kernel};
-pub use lloyd::{fit, lloyd_step, KMeansFit, KMeansParams, Progress};
+pub use lloyd::{fit, lloyd_step, KMeansFit, KMeansParams, Progress, Stage};
 pub use matrix::MatRef;
 pub use minibatch::{MiniBatchFit, MiniBatchParams, MiniBatchState};
 pub use scalar::Scalar;

@@ -9,10 +9,20 @@ use crate::kernel::{labelled_sq_distances, ClusterSums, Kernel};
 use crate::matrix::{mean_feature_variance, row_sq_norms, weighted_sum, MatRef};
 use crate::scalar::Scalar;
 
-/// What the loop reports after each iteration; the monitor returns `false` to stop it.
+/// Which phase of a fit a [`Progress`] report comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Choosing initial centroids (k-means++ steps).
+    Init,
+    /// A Lloyd iteration or a mini-batch step.
+    Iteration,
+}
+
+/// What the loop reports during a fit; the monitor returns `false` to stop it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Progress {
-    /// 1-based iteration number within the current run.
+    pub stage: Stage,
+    /// 1-based iteration (or k-means++ step) number within the current run.
     pub iteration: usize,
     /// Which of the `n_init` runs this is (0-based).
     pub run: usize,
@@ -121,7 +131,7 @@ pub fn fit<T: Scalar, K: Kernel<T> + ?Sized>(
     for run in 0..params.n_init {
         let mut rng = ChaCha8Rng::seed_from_u64(seeds.random::<u64>());
         let mut centroids =
-            initial_centroids(kernel, x, &x_sq_norms, weights, k, &params.init, &mut rng)?;
+            initial_centroids(kernel, x, &x_sq_norms, weights, k, &params.init, &mut rng, run, monitor)?;
         if params.spherical {
             normalize_rows(&mut centroids, x.cols());
         }
@@ -172,7 +182,7 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
         let inertia = weighted_sum(&distances, weights);
         history.push(inertia);
         centroids = updated;
-        if !monitor(&Progress { iteration, run, inertia, center_shift }) {
+        if !monitor(&Progress { stage: Stage::Iteration, iteration, run, inertia, center_shift }) {
             return Err(Error::Interrupted);
         }
         if labels == labels_old {

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::{invalid, Error, Result};
 use crate::init::{initial_centroids, weighted_sample_without_replacement, Init};
 use crate::kernel::{labelled_sq_distances, Kernel};
-use crate::lloyd::{check_weights, normalize_rows, Monitor, Progress};
+use crate::lloyd::{check_weights, normalize_rows, Monitor, Progress, Stage};
 use crate::matrix::{mean_feature_variance, row_sq_norms, weighted_sum, MatRef};
 use crate::scalar::Scalar;
 
@@ -181,6 +181,8 @@ pub fn init_on_sample<T: Scalar, K: Kernel<T> + ?Sized>(
     init_size: usize,
     spherical: bool,
     rng: &mut ChaCha8Rng,
+    run: usize,
+    monitor: Monitor<'_>,
 ) -> Result<Vec<T>> {
     let (n, d) = (x.rows(), x.cols());
     let mut centroids = if init_size < n {
@@ -188,9 +190,9 @@ pub fn init_on_sample<T: Scalar, K: Kernel<T> + ?Sized>(
         let rows = x.gather(&idx);
         let sample = MatRef::new(&rows, idx.len(), d)?;
         let w = gather_weights(weights, &idx);
-        initial_centroids(kernel, sample, &row_sq_norms(sample), w.as_deref(), k, init, rng)?
+        initial_centroids(kernel, sample, &row_sq_norms(sample), w.as_deref(), k, init, rng, run, monitor)?
     } else {
-        initial_centroids(kernel, x, &row_sq_norms(x), weights, k, init, rng)?
+        initial_centroids(kernel, x, &row_sq_norms(x), weights, k, init, rng, run, monitor)?
     };
     if spherical {
         normalize_rows(&mut centroids, d);
@@ -239,7 +241,7 @@ pub fn fit<T: Scalar, K: Kernel<T> + ?Sized>(
 
     let mut best: Option<(f64, Vec<T>)> = None;
     for run in 0..params.n_init {
-        let centroids = init_on_sample(kernel, x, weights, k, &params.init, init_size, params.spherical, &mut rng)?;
+        let centroids = init_on_sample(kernel, x, weights, k, &params.init, init_size, params.spherical, &mut rng, run, monitor)?;
         let mut labels = vec![0u32; init_size];
         let mut distances = vec![T::zero(); init_size];
         kernel.assign(x_valid, &valid_norms, MatRef::new(&centroids, k, d)?, &mut labels, &mut distances);
@@ -271,7 +273,7 @@ pub fn fit<T: Scalar, K: Kernel<T> + ?Sized>(
             p.iter().zip(&state.centroids).map(|(&a, &b)| (a.as_f64() - b.as_f64()).powi(2)).sum()
         });
         history.push(batch_inertia);
-        if !monitor(&Progress { iteration: step, run: 0, inertia: batch_inertia, center_shift: shift }) {
+        if !monitor(&Progress { stage: Stage::Iteration, iteration: step, run: 0, inertia: batch_inertia, center_shift: shift }) {
             return Err(Error::Interrupted);
         }
         // The first step's inertia reflects the initialisation only.

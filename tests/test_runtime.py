@@ -149,3 +149,31 @@ def test_bit_identical_at_one_and_two_threads(tmp_path):
         outputs.append(np.load(target))
     for key in ("ac", "al", "bc", "bl"):
         np.testing.assert_array_equal(outputs[0][key], outputs[1][key])
+
+
+@pytest.mark.parametrize("cls", [KMeans, MiniBatchKMeans])
+def test_ctrl_c_interrupts_a_long_fit_quickly(cls):
+    import os
+    import signal
+
+    if not hasattr(signal, "SIGINT") or threading.current_thread() is not threading.main_thread():
+        pytest.skip("needs SIGINT in the main thread")
+    # Long in k-means++ alone (thousands of passes over the data).
+    X = np.random.default_rng(0).normal(size=(200_000, 32)).astype(np.float32)
+    est = cls(2000, random_state=0, n_init=1, max_iter=300, init_size=200_000) if cls is MiniBatchKMeans else cls(2000, random_state=0, n_init=1)
+    sent = []
+
+    def interrupt():
+        sent.append(time.perf_counter())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(0.5, interrupt)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            est.fit(X)
+        raised = time.perf_counter()
+    finally:
+        timer.cancel()
+    assert sent and raised - sent[0] < 1.0, raised - sent[0]
+    assert not hasattr(est, "cluster_centers_")  # left unfitted, not half-written

@@ -228,14 +228,14 @@ fn init_centroids_t<'py, T: KernelFor>(
     let data = view(x_array.as_slice()?, n, d)?;
     let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
     let spec = backend_spec(backend)?;
-    let centroids = detached(py, None, |_| {
+    let centroids = detached(py, None, |monitor| {
         let kernel = T::kernel(&spec, None)?;
         if n_clusters == 0 || n_clusters > n {
             return Err(crate::Error::InvalidArgument(format!("n_samples={n} should be >= n_clusters={n_clusters}")));
         }
         let init_size = minibatch::resolve_init_size(init_size, batch_size.clamp(1, n), n_clusters, n);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        minibatch::init_on_sample(&*kernel, data, w, n_clusters, &init, init_size, spherical, &mut rng)
+        minibatch::init_on_sample(&*kernel, data, w, n_clusters, &init, init_size, spherical, &mut rng, 0, monitor)
     })?;
     matrix_out(py, centroids, n_clusters, d)
 }

@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::{Error, Progress};
+use crate::{Error, Progress, Stage};
 
 /// Runs `work` with the GIL released. `work` gets a monitor to hand to the engine; the
 /// monitor re-attaches between iterations to check for signals and call `progress`.
@@ -19,9 +19,11 @@ pub fn detached<T: Send>(
     let outcome = py.detach(|| {
         let mut monitor = |p: &Progress| -> bool {
             Python::attach(|py| {
-                let result = py.check_signals().and_then(|_| match &progress {
-                    Some(callback) => callback.call1(py, (p.run, p.iteration, p.inertia, p.center_shift)).map(|_| ()),
-                    None => Ok(()),
+                let result = py.check_signals().and_then(|_| match (&progress, p.stage) {
+                    (Some(callback), Stage::Iteration) => {
+                        callback.call1(py, (p.run, p.iteration, p.inertia, p.center_shift)).map(|_| ())
+                    }
+                    _ => Ok(()),
                 });
                 match result {
                     Ok(()) => true,
