@@ -6,6 +6,7 @@ use numpy::{Element, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
+use crate::matrix::MatRef;
 use crate::{Init, Scalar};
 
 /// The float type of the data, decided by the data matrix.
@@ -66,4 +67,28 @@ pub fn init<T: Scalar + Element>(init: &Bound<'_, PyAny>, k: usize, d: usize) ->
         )));
     }
     Ok(Init::Given(array.as_slice().expect("contiguous").to_vec()))
+}
+
+/// The data matrix of a call and its optional sample weights, borrowed from NumPy.
+pub struct Data<'py, T: Scalar + Element> {
+    x: PyReadonlyArray2<'py, T>,
+    weights: Option<PyReadonlyArray1<'py, T>>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl<'py, T: Scalar + Element> Data<'py, T> {
+    pub fn new(x: &Bound<'py, PyAny>, sample_weight: Option<&Bound<'py, PyAny>>) -> PyResult<Self> {
+        let (x, rows, cols) = matrix::<T>(x, "X")?;
+        let weights = vector::<T>(sample_weight, "sample_weight")?;
+        Ok(Self { x, weights, rows, cols })
+    }
+
+    pub fn matrix(&self) -> PyResult<MatRef<'_, T>> {
+        MatRef::new(self.x.as_slice()?, self.rows, self.cols).map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    pub fn weights(&self) -> PyResult<Option<&[T]>> {
+        Ok(self.weights.as_ref().map(|w| w.as_slice()).transpose()?)
+    }
 }
