@@ -7,9 +7,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _native
-from ._backend import compute_dtype, native_backend
-from ._backend import resolve as resolve_backend
-from ._validation import check_array, check_sample_weight, is_mlx_array, seed_from, to_mlx
+from ._backend import native_backend, prepare
+from ._validation import check_array, is_mlx_array, seed_from, to_mlx
 
 
 class KMeansResult(NamedTuple):
@@ -69,9 +68,7 @@ def kmeans(
     X = check_array(X, owner="kmeans")
     if X.shape[0] < k:
         raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={k}.")
-    chosen = resolve_backend(backend, X.dtype)
-    X = X.astype(compute_dtype(chosen, X.dtype), copy=False)
-    weights = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+    X, weights, chosen = prepare(X, sample_weight, backend)
     engine_seed = seed_from(seed)
     init = estimator._resolve_init(X, engine_seed)
     result = _native.kmeans_fit(

@@ -106,15 +106,24 @@ def backends(platform: str | None = None) -> list[Backend]:
     return [PROBES[name](platform) for name in names]
 
 
+def check_name(requested) -> str:
+    """The normalised backend name ("auto" for None); TypeError/ValueError for anything else
+    than "auto" or a known backend. Probes nothing."""
+    if requested is None:
+        return "auto"
+    if not isinstance(requested, str):
+        raise TypeError(f"backend must be a string; got {type(requested).__name__}")
+    requested = requested.strip().lower()
+    if requested != "auto" and requested not in KNOWN:
+        raise ValueError(f"unknown backend {requested!r}; expected 'auto' or one of {KNOWN}")
+    return requested
+
+
 def resolve(requested: str | None, dtype=np.float32, platform: str | None = None) -> str:
     """The backend that runs: `requested` unless it is "auto" (or None); then the environment
     variable, else the first backend of the automatic order that is available, allowed to be
     chosen automatically and able to compute in `dtype`."""
-    if requested is None:
-        requested = "auto"
-    if not isinstance(requested, str):
-        raise TypeError(f"backend must be a string; got {type(requested).__name__}")
-    requested = requested.strip().lower()
+    requested = check_name(requested)
     platform = _platform(platform)
     if requested == "auto":
         from_env = os.environ.get(ENV_VAR, "").strip().lower()
@@ -133,8 +142,6 @@ def resolve(requested: str | None, dtype=np.float32, platform: str | None = None
                 logger.info("backend %r chosen automatically: %s", name, candidate.reason)
                 return name
         raise RuntimeError("no k-means backend is available")  # unreachable: cpu always is
-    if requested not in KNOWN:
-        raise ValueError(f"unknown backend {requested!r}; expected 'auto' or one of {KNOWN}")
     probe = PROBES[requested](platform)
     if not probe.available:
         raise ValueError(f"backend {requested!r} is not available here: {probe.reason}")
@@ -162,3 +169,13 @@ def native_backend(name: str):
 def compute_dtype(name: str, dtype) -> np.dtype:
     """The dtype a backend computes in for data of `dtype`."""
     return np.dtype(np.float32) if name in FLOAT32_ONLY else np.dtype(dtype)
+
+
+def prepare(X: np.ndarray, sample_weight, requested):
+    """For checked data X: the backend that runs, X in that backend's compute dtype (a copy
+    only when it differs) and the checked sample weights: (X, weights, backend)."""
+    from ._validation import check_sample_weight
+
+    backend = resolve(requested, X.dtype)
+    X = X.astype(compute_dtype(backend, X.dtype), copy=False)
+    return X, check_sample_weight(sample_weight, X.shape[0], X.dtype), backend

@@ -8,9 +8,8 @@ import time
 import numpy as np
 
 from . import _native
-from ._backend import compute_dtype, native_backend
-from ._backend import resolve as resolve_backend
-from ._validation import check_array, check_sample_weight
+from ._backend import native_backend, prepare
+from ._validation import check_array
 
 logger = logging.getLogger("mlx_kmeans")
 
@@ -63,9 +62,7 @@ class Kmeans:
         n = x.shape[0]
         if n < self.k:
             raise ValueError(f"Number of training points ({n}) should be at least as large as number of clusters ({self.k})")
-        backend = resolve_backend(self.backend, x.dtype)
-        x = x.astype(compute_dtype(backend, x.dtype), copy=False)
-        w = check_sample_weight(weights, n, x.dtype)
+        x, w, backend = prepare(x, weights, self.backend)
         rng = np.random.default_rng(self.seed)
         if n > self.max_points_per_centroid * self.k:
             keep = np.sort(rng.choice(n, self.max_points_per_centroid * self.k, replace=False))

@@ -8,8 +8,7 @@ import warnings
 import numpy as np
 
 from . import _native
-from ._backend import compute_dtype, native_backend
-from ._backend import resolve as resolve_backend
+from ._backend import check_name, native_backend, prepare
 from ._sklearn_compat import ESTIMATOR_BASES, HAVE_SKLEARN, ConvergenceWarning, NotFittedError
 from ._validation import (
     check_array,
@@ -67,7 +66,7 @@ class _BaseKMeans(*ESTIMATOR_BASES):
             raise TypeError(f"The 'verbose' parameter must be an int or bool; got {self.verbose!r}.")
         if not isinstance(self.spherical, (bool, np.bool_)):
             raise TypeError(f"The 'spherical' parameter must be a bool; got {self.spherical!r}.")
-        resolve_backend(self.backend)  # fails early for an unknown or unavailable backend
+        check_name(self.backend)  # fails early for an unknown name; availability at fit
 
     def _n_init_for(self, init) -> int:
         if isinstance(self.n_init, str):  # "auto"
@@ -114,9 +113,7 @@ class _BaseKMeans(*ESTIMATOR_BASES):
         check_n_features(self, X, reset=True)
         if X.shape[0] < self.n_clusters:
             raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}.")
-        backend = resolve_backend(self.backend, X.dtype)
-        X = X.astype(compute_dtype(backend, X.dtype), copy=False)
-        return X, check_sample_weight(sample_weight, X.shape[0], X.dtype), backend
+        return prepare(X, sample_weight, self.backend)
 
     def _centers(self) -> np.ndarray:
         """The fitted centres as NumPy (a view when they are an MLX array)."""
