@@ -5,7 +5,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::error::{invalid, Error, Result};
-use crate::lloyd::{Monitor, Progress, Stage};
+use crate::lloyd::{check_n_clusters, Monitor, Progress, Stage};
 use crate::kernel::Kernel;
 use crate::matrix::{weight_at, MatRef, REDUCE_CHUNK};
 use crate::scalar::Scalar;
@@ -91,9 +91,7 @@ pub fn kmeans_plusplus<T: Scalar, K: Kernel<T> + ?Sized>(
     monitor: Monitor<'_>,
 ) -> Result<Vec<T>> {
     let (n, d) = (x.rows(), x.cols());
-    if k == 0 || k > n {
-        return invalid(format!("n_clusters={k} must be between 1 and n_samples={n}"));
-    }
+    check_n_clusters(n, k)?;
     let n_trials = 2 + (k as f64).ln() as usize;
     let mut centroids = Vec::with_capacity(k * d);
 

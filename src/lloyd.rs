@@ -90,6 +90,17 @@ pub fn lloyd_step<T: Scalar, K: Kernel<T> + ?Sized>(
     Step { labels, distances, sums, inertia }
 }
 
+/// `k` must lie in `1..=n`.
+pub fn check_n_clusters(n: usize, k: usize) -> Result<()> {
+    if k == 0 {
+        return invalid("n_clusters must be at least 1");
+    }
+    if k > n {
+        return invalid(format!("n_samples={n} should be >= n_clusters={k}"));
+    }
+    Ok(())
+}
+
 pub fn check_weights<T: Scalar>(weights: Option<&[T]>, n: usize) -> Result<()> {
     if let Some(w) = weights {
         if w.len() != n {
@@ -114,9 +125,7 @@ pub fn fit<T: Scalar, K: Kernel<T> + ?Sized>(
     monitor: Monitor<'_>,
 ) -> Result<KMeansFit<T>> {
     let (n, k) = (x.rows(), params.n_clusters);
-    if k == 0 || k > n {
-        return invalid(format!("n_samples={n} should be >= n_clusters={k}"));
-    }
+    check_n_clusters(n, k)?;
     if params.max_iter == 0 || params.n_init == 0 {
         return invalid("max_iter and n_init must be at least 1");
     }

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::{invalid, Error, Result};
 use crate::init::{initial_centroids, weighted_sample_without_replacement, Init};
 use crate::kernel::{labelled_sq_distances, Kernel};
-use crate::lloyd::{check_weights, normalize_rows, Monitor, Progress, Stage};
+use crate::lloyd::{check_n_clusters, check_weights, normalize_rows, Monitor, Progress, Stage};
 use crate::matrix::{mean_feature_variance, row_sq_norms, weighted_sum, MatRef};
 use crate::scalar::Scalar;
 
@@ -217,9 +217,7 @@ pub fn fit<T: Scalar, K: Kernel<T> + ?Sized>(
     monitor: Monitor<'_>,
 ) -> Result<MiniBatchFit<T>> {
     let (n, d, k) = (x.rows(), x.cols(), params.n_clusters);
-    if k == 0 || k > n {
-        return invalid(format!("n_samples={n} should be >= n_clusters={k}"));
-    }
+    check_n_clusters(n, k)?;
     if params.batch_size == 0 || params.max_iter == 0 || params.n_init == 0 {
         return invalid("batch_size, max_iter and n_init must be at least 1");
     }

@@ -13,7 +13,6 @@ use super::input::{self, Data};
 use super::kernels::KernelFor;
 use super::run::detached;
 use super::{backend_spec, by_dtype, labels_out, matrix_out};
-use crate::error::Error;
 use crate::minibatch::{self, MiniBatchParams, MiniBatchState};
 use crate::{lloyd, Init, KMeansParams};
 
@@ -238,9 +237,7 @@ fn init_centroids_t<'py, T: KernelFor>(
     let spec = backend_spec(backend)?;
     let centroids = detached(py, None, |monitor| {
         let kernel = T::kernel(&spec, None)?;
-        if k == 0 || k > n {
-            return Err(Error::InvalidArgument(format!("n_samples={n} should be >= n_clusters={k}")));
-        }
+        lloyd::check_n_clusters(n, k)?;
         let init_size = minibatch::resolve_init_size(args.init_size, args.batch_size.clamp(1, n), k, n);
         let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
         minibatch::init_on_sample(&*kernel, data, w, k, &init, init_size, args.spherical, &mut rng, 0, monitor)

@@ -74,6 +74,11 @@ fn to_mlx(m: MatRef<'_, f32>) -> Array {
     Array::from_slice(m.as_slice(), &[m.rows() as i32, m.cols() as i32])
 }
 
+/// Squared norms of the centroids as a `1 × k` row.
+fn row_norms(c: &Array, k: usize) -> Array {
+    check(check(check(c.square()).sum_axis(1, true)).reshape(&[1, k as i32]))
+}
+
 /// `‖c‖² − 2 x·c` for a block of rows against all centroids (`rows × k`).
 fn partial_distances(block: &Array, centroids: &Array, c_norms: &Array) -> Array {
     let dots = check(block.matmul(&centroids.t()));
@@ -88,8 +93,7 @@ impl Kernel<f32> for MlxKernel<'_> {
     fn assign(&self, x: MatRef<'_, f32>, x_sq_norms: &[f32], centroids: MatRef<'_, f32>, labels: &mut [u32], distances: &mut [f32]) {
         let n = x.rows();
         let c = to_mlx(centroids);
-        let c_norms = check(check(c.square()).sum_axis(1, true)).reshape(&[1, centroids.rows() as i32]);
-        let c_norms = check(c_norms);
+        let c_norms = row_norms(&c, centroids.rows());
         let step = rows_per_block(centroids.rows());
         for start in (0..n).step_by(step) {
             let end = (start + step).min(n);
@@ -107,7 +111,7 @@ impl Kernel<f32> for MlxKernel<'_> {
     fn pairwise(&self, x: MatRef<'_, f32>, x_sq_norms: &[f32], centroids: MatRef<'_, f32>, out: &mut [f32]) {
         let (n, k) = (x.rows(), centroids.rows());
         let c = to_mlx(centroids);
-        let c_norms = check(check(check(c.square()).sum_axis(1, true)).reshape(&[1, k as i32]));
+        let c_norms = row_norms(&c, k);
         let step = rows_per_block(k);
         for start in (0..n).step_by(step) {
             let end = (start + step).min(n);
