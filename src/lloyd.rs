@@ -84,8 +84,7 @@ pub fn lloyd_step<T: Scalar, K: Kernel<T> + ?Sized>(
     let n = x.rows();
     let mut labels = vec![0u32; n];
     let mut distances = vec![T::zero(); n];
-    kernel.assign(x, x_sq_norms, centroids, &mut labels, &mut distances);
-    let sums = kernel.accumulate(x, weights, &labels, centroids.rows());
+    let sums = kernel.assign_accumulate(x, x_sq_norms, weights, centroids, &mut labels, &mut distances);
     let inertia = weighted_sum(&distances, weights);
     Step { labels, distances, sums, inertia }
 }
@@ -176,11 +175,11 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
     let mut strict_convergence = false;
     let mut n_iter = 0;
     let mut history = Vec::new();
+    let started = std::time::Instant::now();
     for iteration in 1..=max_iter {
         n_iter = iteration;
         let current = MatRef::new(&centroids, k, d)?;
-        kernel.assign(x, x_sq_norms, current, &mut labels, &mut distances);
-        let mut sums = kernel.accumulate(x, weights, &labels, k);
+        let mut sums = kernel.assign_accumulate(x, x_sq_norms, weights, current, &mut labels, &mut distances);
         relocate_empty_clusters(x, weights, &labels, &distances, &mut sums);
         let updated = average(&sums, &centroids, d, spherical);
         let center_shift: f64 = updated
@@ -191,6 +190,7 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
         let inertia = weighted_sum(&distances, weights);
         history.push(inertia);
         centroids = updated;
+        log::debug!("iteration {iteration}: inertia {inertia:.6e}, {:.1} ms since the first", started.elapsed().as_secs_f64() * 1e3);
         if !monitor(&Progress { stage: Stage::Iteration, iteration, run, inertia, center_shift }) {
             return Err(Error::Interrupted);
         }
@@ -211,6 +211,7 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
         kernel.assign(x, x_sq_norms, final_centroids, &mut labels, &mut distances);
     }
     let (distances, inertia) = labelled_sq_distances(x, weights, final_centroids, &labels);
+    log::debug!("{n_iter} iterations and final labels in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
     Ok(KMeansFit { centroids, labels, distances, inertia, n_iter, inertia_history: history })
 }
 

@@ -108,9 +108,9 @@ pub fn minibatch_step<T: Scalar, K: Kernel<T> + ?Sized>(
     let norms = row_sq_norms(xb);
     let mut labels = vec![0u32; m];
     let mut distances = vec![T::zero(); m];
-    kernel.assign(xb, &norms, MatRef::new(&state.centroids, k, d)?, &mut labels, &mut distances);
+    let centroids = MatRef::new(&state.centroids, k, d)?;
+    let sums = kernel.assign_accumulate(xb, &norms, weights, centroids, &mut labels, &mut distances);
     let inertia = weighted_sum(&distances, weights);
-    let sums = kernel.accumulate(xb, weights, &labels, k);
     for j in 0..k {
         let w = sums.weights[j];
         if w > 0.0 {

@@ -111,12 +111,15 @@ def test_mlx_arrays_in_mlx_arrays_out(data):
 
 @pytest.fixture
 def simulate(monkeypatch):
-    """simulate(mlx=(available, auto), faiss=(available, auto)) replaces the probes."""
+    """simulate(mlx=(available, auto), faiss=(available, auto, gpu)) replaces the probes; an
+    automatic mlx runs on a GPU, faiss on one only when told."""
 
     def apply(**states):
         probes = dict(backend_mod.PROBES)
-        for name, (available, auto) in states.items():
-            probes[name] = lambda platform, n=name, a=available, u=auto: Backend(n, a, f"simulated {n}", auto=u)
+        for name, state in states.items():
+            available, auto = state[:2]
+            gpu = state[2] if len(state) > 2 else (name == "mlx" and auto)
+            probes[name] = lambda platform, n=name, a=available, u=auto, g=gpu: Backend(n, a, f"simulated {n}", u, g)
         monkeypatch.setattr(backend_mod, "PROBES", probes)
         monkeypatch.delenv("MLX_KMEANS_BACKEND", raising=False)
 
@@ -129,7 +132,9 @@ def simulate(monkeypatch):
         ("darwin", (True, True), (True, True), np.float32, "mlx"),
         ("darwin", (False, False), (True, True), np.float32, "cpu"),
         ("darwin", (True, True), (True, True), np.float64, "cpu"),
-        ("linux", (True, True), (True, True), np.float32, "faiss"),
+        ("linux", (True, True), (True, True), np.float32, "mlx"),  # MLX's GPU before faiss on CPU
+        ("linux", (True, True), (True, True, True), np.float32, "faiss"),  # faiss's GPU build first
+        ("linux", (True, False), (True, True), np.float32, "faiss"),
         ("linux", (True, True), (False, False), np.float32, "mlx"),
         ("linux", (True, False), (False, False), np.float32, "cpu"),
         ("linux", (True, True), (True, True), np.float64, "cpu"),

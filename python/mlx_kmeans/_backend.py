@@ -6,6 +6,8 @@ The automatic order (documented, and reported by `backends()` with reasons):
 - Linux / Windows: `faiss` (GPU build if it sees a GPU, else CPU) when it imports → `cpu`;
   `mlx` is chosen automatically only when MLX reports a GPU (CUDA), because MLX's CPU path
   on Linux uses reference BLAS, about 10× slower than the `cpu` backend.
+- A candidate that runs on a GPU goes before those that don't: with an NVIDIA GPU that MLX
+  sees and a CPU build of faiss, `mlx` is chosen (a faiss GPU build still comes first).
 - faiss and MLX compute in float32: for float64 data the automatic choice moves on to `cpu`;
   an explicit request converts the data to float32 once.
 `backend=` and the MLX_KMEANS_BACKEND environment variable override the automatic choice;
@@ -42,6 +44,8 @@ class Backend:
     """Why it is (or is not) usable, and what it runs on."""
     auto: bool = False
     """Whether the automatic choice may pick it here."""
+    gpu: bool = False
+    """Whether it computes on a GPU here."""
 
 
 def _platform(platform: str | None) -> str:
@@ -63,7 +67,7 @@ def _probe_mlx(platform: str) -> Backend:
     if not (built and runs):
         return Backend("mlx", False, description)
     if gpu:
-        return Backend("mlx", True, f"MLX on its GPU device ({description})", auto=True)
+        return Backend("mlx", True, f"MLX on its GPU device ({description})", auto=True, gpu=True)
     return Backend(
         "mlx",
         True,
@@ -86,7 +90,8 @@ def _probe_faiss(platform: str) -> Backend:
         return Backend("faiss", False, f"faiss does not import ({type(exc).__name__}: {exc})")
     gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
     build = f"GPU build, {gpus} GPU(s)" if gpus else "CPU build"
-    return Backend("faiss", True, f"faiss {getattr(faiss, '__version__', '')} {build}: flat L2 search in our loop", auto=True)
+    reason = f"faiss {getattr(faiss, '__version__', '')} {build}: flat L2 search in our loop"
+    return Backend("faiss", True, reason, auto=True, gpu=gpus > 0)
 
 
 PROBES = {"cpu": _probe_cpu, "mlx": _probe_mlx, "faiss": _probe_faiss}
@@ -122,7 +127,7 @@ def check_name(requested) -> str:
 def resolve(requested: str | None, dtype=np.float32, platform: str | None = None) -> str:
     """The backend that runs: `requested` unless it is "auto" (or None); then the environment
     variable, else the first backend of the automatic order that is available, allowed to be
-    chosen automatically and able to compute in `dtype`."""
+    chosen automatically and able to compute in `dtype`, one on a GPU before any other."""
     requested = check_name(requested)
     platform = _platform(platform)
     if requested == "auto":
@@ -130,6 +135,7 @@ def resolve(requested: str | None, dtype=np.float32, platform: str | None = None
         if from_env and from_env != "auto":
             logger.info("backend %r chosen by %s", from_env, ENV_VAR)
             return resolve(from_env, dtype, platform)
+        eligible = []
         for name in auto_order(platform):
             candidate = PROBES[name](platform)
             if not candidate.available:
@@ -139,8 +145,13 @@ def resolve(requested: str | None, dtype=np.float32, platform: str | None = None
             elif name in FLOAT32_ONLY and np.dtype(dtype) != np.float32:
                 logger.info("backend %r skipped: it computes in float32 and the data is %s", name, np.dtype(dtype))
             else:
-                logger.info("backend %r chosen automatically: %s", name, candidate.reason)
-                return name
+                eligible.append(candidate)
+        if eligible:
+            chosen = next((c for c in eligible if c.gpu), eligible[0])
+            for other in eligible[: eligible.index(chosen)]:
+                logger.info("backend %r passed over: %r runs on a GPU", other.name, chosen.name)
+            logger.info("backend %r chosen automatically: %s", chosen.name, chosen.reason)
+            return chosen.name
         raise RuntimeError("no k-means backend is available")  # unreachable: cpu always is
     probe = PROBES[requested](platform)
     if not probe.available:

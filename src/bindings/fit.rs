@@ -75,7 +75,9 @@ fn kmeans_fit_t<'py, T: KernelFor>(
     let (data, w) = (input.matrix()?, input.weights()?);
     let spec = backend_spec(backend)?;
     let result = detached(py, progress, |monitor| {
+        let started = std::time::Instant::now();
         let kernel = T::kernel(&spec, Some(data))?;
+        log::debug!("{} kernel ready in {:.1} ms", kernel.name(), started.elapsed().as_secs_f64() * 1e3);
         lloyd::fit(&*kernel, data, w, &params, monitor)
     })?;
     let out = PyDict::new(py);

@@ -42,6 +42,22 @@ pub trait Kernel<T: Scalar>: Sync {
     ) -> ClusterSums {
         accumulate_by_cluster(x, weights, labels, k)
     }
+
+    /// One step's kernel work: [`assign`](Kernel::assign) into `labels` and `distances`, then
+    /// [`accumulate`](Kernel::accumulate) by those labels. A backend that holds the data on a
+    /// device overrides it to do both in one pass, with one round trip.
+    fn assign_accumulate(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        weights: Option<&[T]>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+    ) -> ClusterSums {
+        self.assign(x, x_sq_norms, centroids, labels, distances);
+        self.accumulate(x, weights, labels, centroids.rows())
+    }
 }
 
 /// Per-cluster weighted coordinate sums and weights.
