@@ -162,12 +162,32 @@ def bench(workload: str, repeats: int) -> dict:
             mx.eval(c)
         return np.asarray(c), ITERATIONS
 
+    def mlx_python_ops_host_round_trip():
+        # The step above, with our engine's traffic: centroids up from the host, labels,
+        # distances and per-cluster sums back to it, the update made on the host.
+        c_host = init.astype(np.float64)
+        clusters = mx.arange(k)[:, None]
+        for _ in range(ITERATIONS):
+            c = mx.array(c_host.astype(np.float32))
+            dist = (c * c).sum(1)[None, :] - 2.0 * (x_m @ c.T)
+            labels = mx.argmin(dist, axis=1, keepdims=True)
+            best = mx.take_along_axis(dist, labels, axis=1)
+            one_hot = (labels.reshape(1, -1) == clusters).astype(mx.float32)
+            sums, counts = one_hot @ x_m, one_hot.sum(1)
+            mx.eval(labels, best, sums, counts)
+            labels_h, best_h = np.array(labels), np.array(best)
+            sums_h, counts_h = np.array(sums, dtype=np.float64), np.array(counts, dtype=np.float64)
+            hit = counts_h > 0
+            c_host[hit] = sums_h[hit] / counts_h[hit, None]
+        return c_host, ITERATIONS
+
     peers = {
         "mlx_kmeans (mlx, MLX array in)": ours_mlx_input,
         "mlx_kmeans (mlx, NumPy in)": ours_numpy_input,
         "mlx_kmeans (mlx, NumPy in, 1 iteration)": ours_one_iteration,
         "PyTorch loop": torch_loop,
         "MLX Python ops": mlx_python_ops,
+        "MLX Python ops, host round trip per step": mlx_python_ops_host_round_trip,
     }
     try:
         from flash_kmeans import batch_kmeans_Euclid

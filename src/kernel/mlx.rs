@@ -84,10 +84,10 @@ fn row_norms(c: &Array, k: usize) -> Array {
     check(check(check(c.square()).sum_axis(1, true)).reshape(&[1, k as i32]))
 }
 
-/// `‖c‖² − 2 x·c` for a block of rows against all centroids (`rows × k`).
+/// `‖c‖² − 2 x·c` for a block of rows against all centroids (`rows × k`), as one GEMM whose
+/// epilogue adds the norms.
 fn partial_distances(block: &Array, centroids: &Array, c_norms: &Array) -> Array {
-    let dots = check(block.matmul(&centroids.t()));
-    check(c_norms.subtract(&check(dots.multiply(&Array::from_f32(2.0)))))
+    check(mlx_rs::ops::addmm(c_norms, block, &centroids.t(), -2.0, 1.0))
 }
 
 /// Per-cluster weighted sums (`k × d`) and weights (`k`) of `block`'s rows by `labels`, as a
