@@ -8,6 +8,7 @@ import numpy as np
 
 from . import _native
 from ._backend import native_backend, prepare
+from ._progress import progress_bar
 from ._validation import check_array, is_mlx_array, seed_from, to_mlx
 
 
@@ -71,19 +72,20 @@ def kmeans(
     X, weights, chosen = prepare(X, sample_weight, backend)
     engine_seed = seed_from(seed)
     init = estimator._resolve_init(X, engine_seed)
-    result = _native.kmeans_fit(
-        X,
-        weights,
-        n_clusters=int(k),
-        init=init,
-        n_init=estimator._n_init_for(init),
-        max_iter=int(max_iter),
-        tol=float(tol),
-        seed=engine_seed,
-        spherical=bool(spherical),
-        progress=estimator._progress(),
-        backend=native_backend(chosen),
-    )
+    with progress_bar(verbose, int(max_iter), "kmeans") as progress:
+        result = _native.kmeans_fit(
+            X,
+            weights,
+            n_clusters=int(k),
+            init=init,
+            n_init=estimator._n_init_for(init),
+            max_iter=int(max_iter),
+            tol=float(tol),
+            seed=engine_seed,
+            spherical=bool(spherical),
+            progress=progress,
+            backend=native_backend(chosen),
+        )
     wrap = to_mlx if mlx_output else (lambda a: a)
     return KMeansResult(
         centroids=wrap(result["centroids"]),

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _native
 from ._backend import check_name, native_backend, prepare
+from ._progress import progress_bar
 from ._sklearn_compat import ESTIMATOR_BASES, HAVE_SKLEARN, ConvergenceWarning, NotFittedError
 from ._validation import (
     check_array,
@@ -148,14 +149,9 @@ class _BaseKMeans(*ESTIMATOR_BASES):
         check_n_features(self, X, reset=False)
         return X
 
-    def _progress(self):
-        if not self.verbose:
-            return None
-
-        def report(run, iteration, inertia, center_shift):
-            print(f"Run {run}, iteration {iteration}, inertia {inertia:.6g}, center shift {center_shift:.3g}.")
-
-        return report
+    def _progress(self, total: int | None, unit: str = "it"):
+        """A progress bar for `verbose` (a context manager giving the engine's callback)."""
+        return progress_bar(self.verbose, total, type(self).__name__, unit)
 
     # -- inference ----------------------------------------------------------------------
     def predict(self, X):
@@ -252,19 +248,20 @@ class KMeans(_BaseKMeans):
         X, weights, backend = self._validate_fit_data(X, sample_weight)
         seed = seed_from(self.random_state)
         init = self._resolve_init(X, seed)
-        result = _native.kmeans_fit(
-            X,
-            weights,
-            n_clusters=int(self.n_clusters),
-            init=init,
-            n_init=self._n_init_for(init),
-            max_iter=int(self.max_iter),
-            tol=float(self.tol),
-            seed=seed,
-            spherical=bool(self.spherical),
-            progress=self._progress(),
-            backend=native_backend(backend),
-        )
+        with self._progress(int(self.max_iter)) as progress:
+            result = _native.kmeans_fit(
+                X,
+                weights,
+                n_clusters=int(self.n_clusters),
+                init=init,
+                n_init=self._n_init_for(init),
+                max_iter=int(self.max_iter),
+                tol=float(self.tol),
+                seed=seed,
+                spherical=bool(self.spherical),
+                progress=progress,
+                backend=native_backend(backend),
+            )
         self._set_fitted(result["centroids"], result["labels"])
         self.inertia_ = float(result["inertia"])
         self.n_iter_ = int(result["n_iter"])
@@ -336,24 +333,27 @@ class MiniBatchKMeans(_BaseKMeans):
         X, weights, backend = self._validate_fit_data(X, sample_weight)
         seed = seed_from(self.random_state)
         init = self._resolve_init(X, seed)
-        result = _native.minibatch_fit(
-            X,
-            weights,
-            n_clusters=int(self.n_clusters),
-            init=init,
-            n_init=self._n_init_for(init),
-            max_iter=int(self.max_iter),
-            batch_size=int(self.batch_size),
-            init_size=None if self.init_size is None else int(self.init_size),
-            tol=float(self.tol),
-            max_no_improvement=None if self.max_no_improvement is None else int(self.max_no_improvement),
-            reassignment_ratio=float(self.reassignment_ratio),
-            seed=seed,
-            compute_labels=bool(self.compute_labels),
-            spherical=bool(self.spherical),
-            progress=self._progress(),
-            backend=native_backend(backend),
-        )
+        batch_size = min(int(self.batch_size), X.shape[0])
+        max_steps = int(self.max_iter) * -(-X.shape[0] // batch_size)
+        with self._progress(max_steps, unit="step") as progress:
+            result = _native.minibatch_fit(
+                X,
+                weights,
+                n_clusters=int(self.n_clusters),
+                init=init,
+                n_init=self._n_init_for(init),
+                max_iter=int(self.max_iter),
+                batch_size=int(self.batch_size),
+                init_size=None if self.init_size is None else int(self.init_size),
+                tol=float(self.tol),
+                max_no_improvement=None if self.max_no_improvement is None else int(self.max_no_improvement),
+                reassignment_ratio=float(self.reassignment_ratio),
+                seed=seed,
+                compute_labels=bool(self.compute_labels),
+                spherical=bool(self.spherical),
+                progress=progress,
+                backend=native_backend(backend),
+            )
         self._set_fitted(result["centroids"], result["labels"])
         self.inertia_ = float(result["inertia"])
         self.n_iter_ = int(result["n_iter"])
