@@ -1,14 +1,16 @@
-"""`python -m mlx_kmeans`: cluster a generated dataset and report backend, time and inertia
-(and scikit-learn's, when it is installed)."""
+"""`python -m mlx_kmeans [FILE] -k K ...`: cluster the rows of a .npy, Parquet or Arrow IPC
+file and print a summary (optionally saving the result), or, without FILE, cluster a
+generated dataset and report backend, time and inertia (and scikit-learn's, when installed)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
 
-from . import KMeans, __version__
+from . import KMeans, MiniBatchKMeans, __version__
 
 
 def make_data(n_samples: int, n_features: int, n_centers: int, seed: int) -> np.ndarray:
@@ -20,21 +22,83 @@ def make_data(n_samples: int, n_features: int, n_centers: int, seed: int) -> np.
     return np.ascontiguousarray(centers[members] + noise)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m mlx_kmeans",
-        description="Cluster a generated Gaussian mixture and print backend, time, iterations "
-        "and inertia; scikit-learn's KMeans runs too when it is installed.",
+        description="Cluster the rows of FILE (.npy, Parquet, or Arrow IPC .arrow/.feather) "
+        "into k groups and print a summary; --out saves centroids and labels. Without FILE, "
+        "cluster a generated Gaussian mixture and compare with scikit-learn's KMeans when it "
+        "is installed.",
+        epilog="examples:\n  python -m mlx_kmeans embeddings.npy -k 500 --mini-batch --out result.npz\n"
+        "  python -m mlx_kmeans table.parquet --column embedding -k 100\n  python -m mlx_kmeans",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--n-samples", type=int, default=10_000)
-    parser.add_argument("--n-features", type=int, default=128)
-    parser.add_argument("-k", "--n-clusters", type=int, default=500)
-    parser.add_argument("--max-iter", type=int, default=20, help="Lloyd iterations (default 20)")
+    parser.add_argument("file", nargs="?", metavar="FILE", help="data to cluster, one row per sample")
+    parser.add_argument("-k", "--n-clusters", type=int, default=None, help="number of clusters (FILE: required; demo: 500)")
+    parser.add_argument("--column", help="for Parquet/Arrow files with several columns: the one holding the vectors")
+    parser.add_argument("--backend", default="auto", help="auto (default), cpu, mlx or faiss")
+    parser.add_argument("--mini-batch", action="store_true", help="MiniBatchKMeans instead of KMeans")
+    parser.add_argument("--batch-size", type=int, default=1024, help="rows per mini-batch step (default 1024)")
+    parser.add_argument("--max-iter", type=int, default=None, help="Lloyd iterations or mini-batch epochs (FILE: 300 / 100; demo: 20)")
+    parser.add_argument("--n-init", type=int, default=1, help="initialisations, the best is kept (default 1)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--backend", default="auto")
-    parser.add_argument("--no-sklearn", action="store_true", help="skip the scikit-learn comparison")
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", help="save centroids, labels, inertia, n_iter and backend to this .npz file")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo = parser.add_argument_group("demo (no FILE)")
+    demo.add_argument("--n-samples", type=int, default=10_000)
+    demo.add_argument("--n-features", type=int, default=128)
+    demo.add_argument("--no-sklearn", action="store_true", help="skip the scikit-learn comparison")
+    return parser
 
+
+def cluster_file(args) -> int:
+    from ._io import load_matrix
+
+    if args.n_clusters is None:
+        raise SystemExit("error: -k/--n-clusters is required with FILE")
+    X = load_matrix(args.file, args.column)
+    common = dict(n_clusters=args.n_clusters, n_init=args.n_init, random_state=args.seed, backend=args.backend, verbose=not args.quiet)
+    if args.mini_batch:
+        model = MiniBatchKMeans(batch_size=args.batch_size, max_iter=args.max_iter or 100, **common)
+    else:
+        model = KMeans(max_iter=args.max_iter or 300, **common)
+    start = time.perf_counter()
+    model.fit(X)
+    elapsed = time.perf_counter() - start
+    n, d = model.labels_.shape[0], model.n_features_in_
+    print(
+        f"{args.file}: {n}x{d}, k={args.n_clusters}, {type(model).__name__}, backend={model.backend_}, "
+        f"time={elapsed:.3f} s, iterations={model.n_iter_}, inertia={model.inertia_:.6e}"
+    )
+    sizes = np.bincount(model.labels_, minlength=args.n_clusters)
+    print(f"cluster sizes: min {sizes.min()}, median {int(np.median(sizes))}, max {sizes.max()}, empty {int((sizes == 0).sum())}")
+    if args.out:
+        np.savez(
+            args.out,
+            centroids=model.cluster_centers_,
+            labels=model.labels_,
+            inertia=model.inertia_,
+            n_iter=model.n_iter_,
+            backend=model.backend_,
+        )
+        print(f"saved centroids {model.cluster_centers_.shape} and labels to {args.out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.file is not None:
+        try:
+            return cluster_file(args)
+        except (OSError, ValueError, TypeError, ImportError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return demo(args)
+
+
+def demo(args) -> int:
+    args.n_clusters = 500 if args.n_clusters is None else args.n_clusters
+    args.max_iter = 20 if args.max_iter is None else args.max_iter
     X = make_data(args.n_samples, args.n_features, max(args.n_clusters, 1), args.seed)
     print(
         f"mlx-kmeans {__version__}: {args.n_samples}x{args.n_features} float32, "

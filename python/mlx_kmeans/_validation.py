@@ -37,15 +37,29 @@ def to_mlx(value):
     return mx.array(value)
 
 
+def is_arrow(X) -> bool:
+    """Whether X speaks the Arrow PyCapsule protocol and is read as Arrow (pyarrow, polars,
+    ...). NumPy arrays and pandas objects keep their own path."""
+    if isinstance(X, np.ndarray) or type(X).__module__.split(".")[0] == "pandas":
+        return False
+    return hasattr(X, "__arrow_c_array__") or hasattr(X, "__arrow_c_stream__")
+
+
 def check_array(X, *, name: str = "X", owner: str = "KMeans", dtype=None) -> np.ndarray:
     """Returns X as a C-contiguous float32/float64 2-D array.
 
     A C-contiguous float32/float64 array in native byte order is returned as it is (no copy).
     float16 becomes float32; other numeric types become float64 (one copy), as do other
-    layouts. `dtype` forces one of the two float types.
+    layouts. `dtype` forces one of the two float types. Arrow data (one list or fixed-size
+    list of numbers per row) is read through the Arrow C data interface: one chunk of
+    float32/float64 without nulls is borrowed, several chunks are gathered once.
     """
     if is_mlx_array(X):
         X = mlx_to_numpy(X)
+    elif is_arrow(X):
+        from . import _native
+
+        X = _native.arrow_matrix(X)
     if _is_sparse(X):
         raise TypeError(
             f"{owner} does not support sparse input; got {_type_name(X)}. "

@@ -1,6 +1,7 @@
 //! `mlx_kmeans._native`: converts arguments, releases the GIL, calls the engine, and
 //! hands results back as NumPy arrays. No algorithm lives here.
 
+mod arrow;
 mod fit;
 mod input;
 mod kernels;
@@ -137,6 +138,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fit::minibatch_fit, m)?)?;
     m.add_function(wrap_pyfunction!(fit::minibatch_partial_fit, m)?)?;
     m.add_function(wrap_pyfunction!(fit::init_centroids, m)?)?;
+    m.add_function(wrap_pyfunction!(arrow::arrow_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(assign, m)?)?;
     m.add_function(wrap_pyfunction!(sq_distances, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;

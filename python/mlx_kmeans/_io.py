@@ -1,0 +1,71 @@
+"""Reading a data matrix from a file for the command line: `.npy` (memory-mapped), Parquet
+and Arrow IPC (`.arrow`, `.feather`, `.ipc`; memory-mapped) through pyarrow."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+ARROW_IPC_SUFFIXES = (".arrow", ".feather", ".ipc", ".arrows")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def _pyarrow(path: str):
+    try:
+        import pyarrow
+    except ImportError:
+        raise ImportError(f"reading {path} needs pyarrow: pip install pyarrow") from None
+    return pyarrow
+
+
+def read_table(path: str):
+    """A pyarrow Table from a Parquet or Arrow IPC file (file or stream format)."""
+    pa = _pyarrow(path)
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in PARQUET_SUFFIXES:
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path, memory_map=True)
+    source = pa.memory_map(path, "r")
+    try:
+        return pa.ipc.open_file(source).read_all()
+    except pa.ArrowInvalid:
+        source.seek(0)
+        return pa.ipc.open_stream(source).read_all()
+
+
+def table_matrix(table, column: str | None, path: str):
+    """The data of a table: the named column (a list or fixed-size list of floats per row);
+    else its only column; else all of its columns when they are all numeric (one copy)."""
+    import pyarrow as pa
+
+    names = table.column_names
+    if column is not None:
+        if column not in names:
+            raise ValueError(f"{path} has no column {column!r}; its columns are {names}")
+        return table.column(column)
+    if len(names) == 1:
+        return table.column(0)
+    numeric = [pa.types.is_integer(f.type) or pa.types.is_floating(f.type) for f in table.schema]
+    if all(numeric):
+        return np.column_stack([table.column(name).to_numpy() for name in names])
+    raise ValueError(f"{path} has several columns {names}; name the one that holds the vectors with --column")
+
+
+def load_matrix(path: str, column: str | None = None):
+    """The rows to cluster from `path`: a NumPy array (.npy, memory-mapped, read-only) or an
+    Arrow column that `KMeans` reads without a copy when it is one chunk without nulls."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix == ".npy":
+        if column is not None:
+            raise ValueError("--column applies to Parquet and Arrow files, not .npy")
+        return np.load(path, mmap_mode="r")
+    if suffix in PARQUET_SUFFIXES or suffix in ARROW_IPC_SUFFIXES:
+        return table_matrix(read_table(path), column, path)
+    raise ValueError(
+        f"cannot read {path}: expected .npy, Parquet ({', '.join(PARQUET_SUFFIXES)}) "
+        f"or Arrow IPC ({', '.join(ARROW_IPC_SUFFIXES)})"
+    )

@@ -1,0 +1,94 @@
+"""`python -m mlx_kmeans FILE -k K ...` on .npy, Parquet and Arrow IPC files, checked against
+the same fit made in-process."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import make_mixture
+
+from mlx_kmeans import KMeans, MiniBatchKMeans
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "mlx_kmeans", *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def X():
+    return make_mixture(1200, 8, 6, seed=21, dtype=np.float32)[0]
+
+
+@pytest.fixture(scope="module")
+def files(X, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    paths = {"npy": folder / "x.npy"}
+    np.save(paths["npy"], X)
+    try:
+        import pyarrow as pa
+        import pyarrow.feather as feather
+        import pyarrow.parquet as pq
+    except ImportError:
+        return paths
+    column = pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), X.shape[1])
+    table = pa.table({"id": pa.array(range(len(X))), "embedding": column})
+    paths["parquet"] = folder / "x.parquet"
+    pq.write_table(table, paths["parquet"])
+    paths["arrow"] = folder / "x.arrow"
+    feather.write_feather(pa.table({"embedding": column}), paths["arrow"])
+    return paths
+
+
+@pytest.mark.parametrize("kind, extra", [("npy", []), ("parquet", ["--column", "embedding"]), ("arrow", [])])
+def test_file_kinds_match_in_process_fit(files, X, kind, extra, tmp_path):
+    if kind not in files:
+        pytest.skip("pyarrow is not installed")
+    out = tmp_path / "result.npz"
+    done = run_cli(files[kind], "-k", 6, "--seed", 3, "--backend", "cpu", "--out", out, *extra)
+    assert done.returncode == 0, done.stderr
+    ref = KMeans(6, n_init=1, random_state=3, backend="cpu").fit(X)
+    result = np.load(out)
+    np.testing.assert_array_equal(result["labels"], ref.labels_)
+    np.testing.assert_array_equal(result["centroids"], ref.cluster_centers_)
+    assert float(result["inertia"]) == pytest.approx(ref.inertia_, rel=1e-12)
+    assert str(result["backend"]) == "cpu" and int(result["n_iter"]) == ref.n_iter_
+    assert f"1200x8, k=6, KMeans, backend=cpu" in done.stdout and f"inertia={ref.inertia_:.6e}" in done.stdout
+    assert "inertia=" in done.stderr  # the progress bar
+
+
+def test_mini_batch(files, X, tmp_path):
+    out = tmp_path / "mb.npz"
+    done = run_cli(files["npy"], "-k", 6, "--mini-batch", "--batch-size", 256, "--seed", 1, "--backend", "cpu", "--quiet", "--out", out)
+    assert done.returncode == 0, done.stderr
+    ref = MiniBatchKMeans(6, batch_size=256, n_init=1, random_state=1, backend="cpu").fit(X)
+    np.testing.assert_array_equal(np.load(out)["centroids"], ref.cluster_centers_)
+    assert "MiniBatchKMeans" in done.stdout and done.stderr == ""
+
+
+def test_help_explains():
+    done = run_cli("--help")
+    assert done.returncode == 0
+    for word in ("FILE", "--mini-batch", "--out", "--column", "Parquet", "--backend"):
+        assert word in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{npy}"], "-k/--n-clusters is required"),
+        (["{folder}/missing.npy", "-k", "2"], "no such file"),
+        (["{folder}/data.csv", "-k", "2"], "expected .npy, Parquet"),
+        (["{parquet}", "-k", "2"], "several columns"),
+        (["{parquet}", "-k", "2", "--column", "nope"], "no column 'nope'"),
+        (["{npy}", "-k", "5000"], "n_samples=1200 should be >= n_clusters=5000"),
+    ],
+)
+def test_errors_are_messages_not_tracebacks(files, args, message):
+    if "{parquet}" in args and "parquet" not in files:
+        pytest.skip("pyarrow is not installed")
+    folder = files["npy"].parent
+    (folder / "data.csv").write_text("1,2\n")
+    done = run_cli(*[a.format(npy=files["npy"], parquet=files.get("parquet"), folder=folder) for a in args])
+    assert done.returncode != 0
+    assert message in done.stderr and "Traceback" not in done.stderr
