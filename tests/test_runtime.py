@@ -75,12 +75,6 @@ def test_progress_callback_errors_stop_the_fit():
         _native.kmeans_fit(X, None, n_clusters=5, init="random", n_init=1, max_iter=50, tol=0.0, seed=0, progress=progress)
 
 
-def test_verbose_reports_iterations(capsys):
-    X = np.random.default_rng(0).normal(size=(300, 3))
-    KMeans(3, verbose=1, random_state=0).fit(X)
-    assert "iteration 1, inertia" in capsys.readouterr().out
-
-
 @pytest.mark.parametrize("cls", [KMeans, MiniBatchKMeans])
 def test_pickle_round_trip(cls):
     X = np.random.default_rng(1).normal(size=(500, 4)).astype(np.float32)
