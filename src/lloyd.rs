@@ -5,7 +5,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{invalid, Error, Result};
 use crate::init::{initial_centroids, Init};
-use crate::kernel::{labelled_sq_distances, ClusterSums, Kernel};
+use crate::kernel::{assign_accumulate_in_chunks, assign_in_chunks, labelled_sq_distances, ClusterSums, Kernel};
 use crate::matrix::{mean_feature_variance, row_sq_norms, weighted_sum, MatRef};
 use crate::scalar::Scalar;
 
@@ -16,6 +16,8 @@ pub enum Stage {
     Init,
     /// A Lloyd iteration or a mini-batch step.
     Iteration,
+    /// Between chunks of rows inside one pass over the data (a chance to stop, nothing to report).
+    Block,
 }
 
 /// What the loop reports during a fit; the monitor returns `false` to stop it.
@@ -179,7 +181,11 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
     for iteration in 1..=max_iter {
         n_iter = iteration;
         let current = MatRef::new(&centroids, k, d)?;
-        let mut sums = kernel.assign_accumulate(x, x_sq_norms, weights, current, &mut labels, &mut distances);
+        let block = Progress { stage: Stage::Block, iteration, run, inertia: f64::NAN, center_shift: f64::NAN };
+        let Some(mut sums) = assign_accumulate_in_chunks(kernel, x, x_sq_norms, weights, current, &mut labels, &mut distances, &mut || monitor(&block))
+        else {
+            return Err(Error::Interrupted);
+        };
         relocate_empty_clusters(x, weights, &labels, &distances, &mut sums);
         let updated = average(&sums, &centroids, d, spherical);
         let center_shift: f64 = updated
@@ -208,7 +214,10 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
     let final_centroids = MatRef::new(&centroids, k, d)?;
     if !strict_convergence {
         // One more assignment so the labels match the returned centroids.
-        kernel.assign(x, x_sq_norms, final_centroids, &mut labels, &mut distances);
+        let block = Progress { stage: Stage::Block, iteration: n_iter, run, inertia: f64::NAN, center_shift: f64::NAN };
+        if !assign_in_chunks(kernel, x, x_sq_norms, final_centroids, &mut labels, &mut distances, &mut || monitor(&block)) {
+            return Err(Error::Interrupted);
+        }
     }
     let (distances, inertia) = labelled_sq_distances(x, weights, final_centroids, &labels);
     log::debug!("{n_iter} iterations and final labels in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);

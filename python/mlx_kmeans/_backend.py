@@ -185,8 +185,13 @@ def compute_dtype(name: str, dtype) -> np.dtype:
 def prepare(X: np.ndarray, sample_weight, requested):
     """For checked data X: the backend that runs, X in that backend's compute dtype (a copy
     only when it differs) and the checked sample weights: (X, weights, backend)."""
-    from ._validation import check_sample_weight
+    from ._validation import check_sample_weight, outside_float32_range
 
     backend = resolve(requested, X.dtype)
+    if backend in FLOAT32_ONLY and X.dtype != np.float32 and outside_float32_range(X):
+        raise ValueError(
+            f"backend {backend!r} computes in float32, but X has magnitudes beyond the float32-safe "
+            "range for squared distances; use backend='cpu' (which computes in float64 here)"
+        )
     X = X.astype(compute_dtype(backend, X.dtype), copy=False)
     return X, check_sample_weight(sample_weight, X.shape[0], X.dtype), backend

@@ -74,7 +74,7 @@ class Kmeans:
                 n, self.k, self.min_points_per_centroid * self.k,
             )
         if init_centroids is not None:
-            init = check_array(init_centroids, name="init_centroids", owner="Kmeans", dtype=x.dtype)
+            init = check_array(init_centroids, name="init_centroids", owner="Kmeans", dtype=x.dtype).astype(x.dtype, copy=False)
             if init.shape != (self.k, self.d):
                 raise ValueError(f"init_centroids must have shape ({self.k}, {self.d}); got {init.shape}")
             n_init = 1
@@ -111,5 +111,6 @@ class Kmeans:
         x = check_array(x, owner="Kmeans", dtype=self.centroids.dtype)
         if x.shape[1] != self.d:
             raise ValueError(f"x has {x.shape[1]} columns; this Kmeans was made for d={self.d}")
-        labels, distances, _ = _native.assign(x, self.centroids, backend=native_backend(self.backend_))
+        centroids = self.centroids.astype(x.dtype, copy=False)
+        labels, distances, _ = _native.assign(x, centroids, backend=native_backend(self.backend_))
         return distances, labels.astype(np.int64)

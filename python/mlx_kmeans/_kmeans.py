@@ -90,7 +90,7 @@ class _BaseKMeans(*ESTIMATOR_BASES):
             return init
         if callable(init):
             init = init(X, self.n_clusters, random_state=np.random.RandomState(seed % 2**32))
-        centers = check_array(init, name="init", owner=type(self).__name__, dtype=X.dtype)
+        centers = check_array(init, name="init", owner=type(self).__name__, dtype=X.dtype).astype(X.dtype, copy=False)
         if centers is init:
             centers = centers.copy()
         if centers.shape[0] != self.n_clusters:
@@ -119,6 +119,10 @@ class _BaseKMeans(*ESTIMATOR_BASES):
     def _centers(self) -> np.ndarray:
         """The fitted centres as NumPy (a view when they are an MLX array)."""
         return np.asarray(self.cluster_centers_)
+
+    def _centers_for(self, X: np.ndarray) -> np.ndarray:
+        """The centres in X's float type (X is float64 where float32 would overflow)."""
+        return self._centers().astype(X.dtype, copy=False)
 
     def _native_backend(self):
         return native_backend(getattr(self, "backend_", "cpu"))
@@ -157,20 +161,20 @@ class _BaseKMeans(*ESTIMATOR_BASES):
     def predict(self, X):
         """Index of the nearest cluster centre for each row of X."""
         data = self._validate_test_data(X)
-        labels, _, _ = _native.assign(data, self._centers(), backend=self._native_backend())
+        labels, _, _ = _native.assign(data, self._centers_for(data), backend=self._native_backend())
         return self._output(labels, X)
 
     def transform(self, X):
         """Euclidean distance from each row of X to every cluster centre."""
         data = self._validate_test_data(X)
-        distances = np.sqrt(_native.sq_distances(data, self._centers(), backend=self._native_backend()))
+        distances = np.sqrt(_native.sq_distances(data, self._centers_for(data), backend=self._native_backend()))
         return self._output(distances, X)
 
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the (weighted) inertia of X on the fitted centres."""
         X = self._validate_test_data(X)
         weights = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        _, _, inertia = _native.assign(X, self._centers(), weights, backend=self._native_backend())
+        _, _, inertia = _native.assign(X, self._centers_for(X), weights, backend=self._native_backend())
         return -inertia
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -397,7 +401,7 @@ class MiniBatchKMeans(_BaseKMeans):
             counts = np.zeros(self.n_clusters, dtype=np.float64)
             n_since = 0
         else:
-            centers, counts, n_since = self._centers(), self._counts, self._n_since_last_reassign
+            centers, counts, n_since = self._centers_for(X), self._counts, self._n_since_last_reassign
         centers, counts, n_since = _native.minibatch_partial_fit(
             X,
             weights,

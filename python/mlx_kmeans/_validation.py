@@ -3,12 +3,32 @@ engine borrows: a C-contiguous float32 or float64 array in native byte order."""
 
 from __future__ import annotations
 
+import logging
 import numbers
 import warnings
 
 import numpy as np
 
 _FLOATS = (np.float32, np.float64)
+
+logger = logging.getLogger("mlx_kmeans")
+
+# Squared distances of float32 rows overflow once values near 1e19 / sqrt(n_features), and
+# lose everything to underflow near 1e-19; inside this range float32 is as good as anywhere.
+FLOAT32_SAFE_RANGE = (1e-15, 1e15)
+
+
+def max_magnitude(array: np.ndarray) -> float:
+    """The largest |value| in `array`, in two passes with no temporary array."""
+    return max(float(array.max()), -float(array.min())) if array.size else 0.0
+
+
+def outside_float32_range(array: np.ndarray, top: float | None = None) -> bool:
+    """Whether the largest magnitude in `array` is too large or too small (but not zero) for
+    squared distances in float32."""
+    top = max_magnitude(array) if top is None else top
+    low, high = FLOAT32_SAFE_RANGE
+    return top > high or 0.0 < top < low
 
 
 def _type_name(obj) -> str:
@@ -50,7 +70,9 @@ def check_array(X, *, name: str = "X", owner: str = "KMeans", dtype=None) -> np.
 
     A C-contiguous float32/float64 array in native byte order is returned as it is (no copy).
     float16 becomes float32; other numeric types become float64 (one copy), as do other
-    layouts. `dtype` forces one of the two float types. Arrow data (one list or fixed-size
+    layouts. `dtype` forces one of the two float types. float32 values so large or small that
+    squared distances would overflow or underflow in float32 (beyond `FLOAT32_SAFE_RANGE`)
+    are computed in float64 (one copy). Arrow data (one list or fixed-size
     list of numbers per row) is read through the Arrow C data interface: one chunk of
     float32/float64 without nulls is borrowed, several chunks are gathered once.
     """
@@ -80,7 +102,13 @@ def check_array(X, *, name: str = "X", owner: str = "KMeans", dtype=None) -> np.
     kind = array.dtype.kind
     if kind == "c":
         raise ValueError(f"Complex data not supported\n{name} has dtype {array.dtype}")
-    if kind in "OUSV" or kind == "M" or kind == "m":
+    if kind in "USV":
+        # As scikit-learn: text is refused even when it spells numbers.
+        raise ValueError(
+            f"{name} must contain numbers only; got dtype {array.dtype} (strings or bytes). "
+            "Convert it with X.astype(float) if it holds numbers."
+        )
+    if kind in "O" or kind == "M" or kind == "m":
         try:
             array = array.astype(np.float64)
         except (TypeError, ValueError) as exc:
@@ -128,6 +156,15 @@ def check_array(X, *, name: str = "X", owner: str = "KMeans", dtype=None) -> np.
     if array.dtype != target or not array.flags.c_contiguous or not array.dtype.isnative:
         array = np.ascontiguousarray(array, dtype=target)
     _assert_all_finite(array, name)
+    top = max_magnitude(array)
+    if top > 1e150:
+        raise ValueError(
+            f"{name} has magnitudes up to {top:.3g}: squared distances would overflow even in "
+            "float64; rescale the data (k-means is unchanged by a common scale factor)"
+        )
+    if array.dtype == np.float32 and outside_float32_range(array, top):
+        logger.info("%s has magnitudes outside %s: computing in float64 so that squared distances neither overflow nor underflow", name, FLOAT32_SAFE_RANGE)
+        array = array.astype(np.float64)
     return array
 
 

@@ -43,7 +43,7 @@ pub fn device_description() -> Result<(bool, String), String> {
 pub struct MlxKernel<'a> {
     /// The fit's data matrix and its copy in MLX memory. The borrow keeps the address
     /// from being reused for other data while this kernel lives, so comparing pointers is sound.
-    data: Option<(&'a [f32], Mutex<Array>)>,
+    data: Option<(&'a [f32], usize, Mutex<Array>)>,
 }
 
 // SAFETY: the MLX array is only touched under the mutex; MLX arrays are reference-counted
@@ -54,20 +54,27 @@ impl<'a> MlxKernel<'a> {
     /// A kernel that keeps `data` (`rows × cols`) resident in MLX memory.
     pub fn new(data: Option<MatRef<'a, f32>>) -> Self {
         let data = data.map(|m| {
-            (m.as_slice(), Mutex::new(Array::from_slice(m.as_slice(), &[m.rows() as i32, m.cols() as i32])))
+            (m.as_slice(), m.cols(), Mutex::new(Array::from_slice(m.as_slice(), &[m.rows() as i32, m.cols() as i32])))
         });
         Self { data }
     }
 
-    /// Rows `start..end` of `x` as an MLX array, from the resident copy when `x` is the data.
+    /// Rows `start..end` of `x` as an MLX array: a slice of the resident copy when `x` is
+    /// the data or a run of its rows, else a copy of those rows.
     fn rows(&self, x: MatRef<'_, f32>, start: usize, end: usize) -> Array {
-        if let Some((slice, array)) = &self.data {
-            if slice.as_ptr() == x.as_slice().as_ptr() && slice.len() == x.as_slice().len() {
+        if let Some((data, data_cols, array)) = &self.data {
+            let cols = *data_cols;
+            let (base, len) = (data.as_ptr() as usize, data.len());
+            let at = x.as_slice().as_ptr() as usize;
+            let size = std::mem::size_of::<f32>();
+            // Both point into the one borrowed data slice, so comparing addresses is sound.
+            if cols > 0 && x.cols() == cols && at >= base && at + x.as_slice().len() * size <= base + len * size && (at - base) % (cols * size) == 0 {
+                let first = (at - base) / (cols * size);
                 let whole = array.lock().expect("MLX data lock");
-                if start == 0 && end == x.rows() {
+                if first + start == 0 && first + end == len / cols {
                     return whole.clone();
                 }
-                return whole.index((start as i32..end as i32, ..));
+                return whole.index(((first + start) as i32..(first + end) as i32, ..));
             }
         }
         let block = x.slice_rows(start, end);

@@ -69,6 +69,87 @@ pub struct ClusterSums {
     pub weights: Vec<f64>,
 }
 
+impl ClusterSums {
+    pub fn zeros(k: usize, d: usize) -> Self {
+        Self { sums: vec![0.0; k * d], weights: vec![0.0; k] }
+    }
+
+    fn add(&mut self, other: &ClusterSums) {
+        self.sums.iter_mut().zip(&other.sums).for_each(|(a, b)| *a += b);
+        self.weights.iter_mut().zip(&other.weights).for_each(|(a, b)| *a += b);
+    }
+}
+
+/// Distance work (2·rows·k·d flops) between two interrupt checks within one pass over the
+/// data: a fraction of a second on one core, so Ctrl-C is answered quickly on any size.
+const FLOPS_PER_CHECK: usize = 1 << 33;
+
+/// Rows per kernel call when a pass is split for interrupt checks (fixed by the shapes, never
+/// by the thread count, so results stay reproducible).
+pub fn rows_per_check(k: usize, d: usize) -> usize {
+    (FLOPS_PER_CHECK / (2 * k * d).max(1)).max(4096)
+}
+
+/// [`Kernel::assign_accumulate`] over chunks of rows, asking `keep_going` between chunks;
+/// `None` when it answers `false`.
+#[allow(clippy::too_many_arguments)]
+pub fn assign_accumulate_in_chunks<T: Scalar, K: Kernel<T> + ?Sized>(
+    kernel: &K,
+    x: MatRef<'_, T>,
+    x_sq_norms: &[T],
+    weights: Option<&[T]>,
+    centroids: MatRef<'_, T>,
+    labels: &mut [u32],
+    distances: &mut [T],
+    keep_going: &mut dyn FnMut() -> bool,
+) -> Option<ClusterSums> {
+    let (n, k, d) = (x.rows(), centroids.rows(), x.cols());
+    let step = rows_per_check(k, d);
+    if step >= n {
+        return Some(kernel.assign_accumulate(x, x_sq_norms, weights, centroids, labels, distances));
+    }
+    let mut total = ClusterSums::zeros(k, d);
+    for start in (0..n).step_by(step) {
+        let end = (start + step).min(n);
+        let sums = kernel.assign_accumulate(
+            x.slice_rows(start, end),
+            &x_sq_norms[start..end],
+            weights.map(|w| &w[start..end]),
+            centroids,
+            &mut labels[start..end],
+            &mut distances[start..end],
+        );
+        total.add(&sums);
+        if end < n && !keep_going() {
+            return None;
+        }
+    }
+    Some(total)
+}
+
+/// [`Kernel::assign`] over chunks of rows, asking `keep_going` between chunks; `false` when
+/// it answers `false`.
+pub fn assign_in_chunks<T: Scalar, K: Kernel<T> + ?Sized>(
+    kernel: &K,
+    x: MatRef<'_, T>,
+    x_sq_norms: &[T],
+    centroids: MatRef<'_, T>,
+    labels: &mut [u32],
+    distances: &mut [T],
+    keep_going: &mut dyn FnMut() -> bool,
+) -> bool {
+    let (n, step) = (x.rows(), rows_per_check(centroids.rows(), x.cols()));
+    for start in (0..n).step_by(step.max(1)) {
+        let end = (start + step).min(n);
+        let rows = x.slice_rows(start, end);
+        kernel.assign(rows, &x_sq_norms[start..end], centroids, &mut labels[start..end], &mut distances[start..end]);
+        if end < n && !keep_going() {
+            return false;
+        }
+    }
+    true
+}
+
 /// Deterministic per-cluster sums: rows are bucketed by label (a stable counting sort),
 /// then each cluster adds its own rows in row order, clusters in parallel.
 pub fn accumulate_by_cluster<T: Scalar>(

@@ -126,7 +126,7 @@ class AnyClustering:
         x = check_array(xs, owner="AnyClustering", dtype=model.cluster_centers_.dtype)
         if x.shape[1] != self.d:
             raise ValueError(f"Data dimension {x.shape[1]} does not match d={self.d}")
-        labels, distances, _ = _native.assign(x, model.cluster_centers_, backend=model._native_backend())
+        labels, distances, _ = _native.assign(x, model._centers_for(x), backend=model._native_backend())
         return _output(distances), _output(labels)
 
     @property
