@@ -9,6 +9,8 @@ unchanged; bad input raises only ValueError or TypeError, with a message naming 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -18,12 +20,21 @@ from hypothesis import strategies as st  # noqa: E402
 
 import mlx_kmeans  # noqa: E402
 from mlx_kmeans import Kmeans, KMeans, MiniBatchKMeans, kmeans  # noqa: E402
-from mlx_kmeans._backend import compute_dtype  # noqa: E402
+from mlx_kmeans._backend import FLOAT32_ONLY, compute_dtype  # noqa: E402
+from mlx_kmeans._validation import outside_float32_range  # noqa: E402
 from mlx_kmeans.metalfaiss.clustering import AnyClustering, ClusteringParameters  # noqa: E402
 
 BACKENDS = [b.name for b in mlx_kmeans.backends() if b.available]
-EXAMPLES = 60
-SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomized (the same examples on every run, so CI cannot fail by chance) unless
+# MLX_KMEANS_HYPOTHESIS_EXAMPLES asks for a longer random search.
+EXAMPLES = int(os.environ.get("MLX_KMEANS_HYPOTHESIS_EXAMPLES", "200"))
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize="MLX_KMEANS_HYPOTHESIS_EXAMPLES" not in os.environ,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 DTYPES = ["float16", "float32", "float64", ">f4", ">f8", "int8", "int32", "int64", "uint8", "bool"]
 LAYOUTS = ["C", "F", "strided", "readonly", "list"]
@@ -79,6 +90,12 @@ def computed_on(data: np.ndarray, backend: str) -> np.ndarray:
     return as_float.astype(compute_dtype(backend, as_float.dtype)).astype(np.float64)
 
 
+def refused_for_float32(data, backend) -> bool:
+    """A float32-only backend refuses data that float32 cannot square safely (a ValueError)."""
+    values = np.asarray(data, dtype=np.float64)
+    return backend in FLOAT32_ONLY and outside_float32_range(values)
+
+
 def recomputed_inertia(X, centroids, labels) -> float:
     X64, C64 = np.asarray(X, dtype=np.float64), np.asarray(centroids, dtype=np.float64)
     return float(((X64 - C64[np.asarray(labels)]) ** 2).sum())
@@ -95,6 +112,10 @@ def test_kmeans_properties(case, dtype, layout, backend):
     typed = as_dtype(X, dtype)
     data = with_layout(typed, layout)
     before = snapshot(data)
+    if refused_for_float32(typed, backend):
+        with pytest.raises(ValueError, match="float32-safe range"):
+            KMeans(k, backend=backend).fit(data)
+        return
     km = KMeans(k, n_init=1, tol=0.0, max_iter=300, random_state=0, backend=backend).fit(data)
     assert snapshot(data) == before
     labels, centroids = km.labels_, km.cluster_centers_
@@ -105,8 +126,10 @@ def test_kmeans_properties(case, dtype, layout, backend):
     if km.n_iter_ < 300:  # converged: labels stopped changing, so centroids are member means
         for j in np.unique(labels):
             np.testing.assert_allclose(centroids[j], values64[labels == j].mean(0), rtol=1e-4, atol=1e-4 * (1 + np.abs(values64).max()))
-    # The same values in C order give the same result.
-    reference = KMeans(k, n_init=1, tol=0.0, max_iter=300, random_state=0, backend=backend).fit(np.ascontiguousarray(typed))
+    # The same values in C order give the same result (a list carries no dtype: its values
+    # come back as Python numbers, read as float64).
+    same_values = np.asarray(data) if layout == "list" else np.ascontiguousarray(typed)
+    reference = KMeans(k, n_init=1, tol=0.0, max_iter=300, random_state=0, backend=backend).fit(same_values)
     np.testing.assert_array_equal(labels, reference.labels_)
     np.testing.assert_array_equal(centroids, reference.cluster_centers_)
 
@@ -119,6 +142,10 @@ def test_other_entry_points_properties(case, dtype, backend, weighted):
     before = data.tobytes()
     weights = np.random.default_rng(0).uniform(0.5, 2.0, X.shape[0]) if weighted else None
     w_before = None if weights is None else weights.tobytes()
+    if refused_for_float32(data, backend):
+        with pytest.raises(ValueError, match="float32-safe range"):
+            kmeans(data, k, backend=backend)
+        return
     mb = MiniBatchKMeans(k, batch_size=16, max_iter=5, n_init=1, random_state=0, backend=backend).fit(data, sample_weight=weights)
     result = kmeans(data, k, sample_weight=weights, backend=backend)
     faiss_style = Kmeans(X.shape[1], k, niter=10, backend=backend)
@@ -213,7 +240,10 @@ def test_odd_inputs_raise_only_value_or_type_errors(case, which, backend):
     make, expected = ODD_INPUTS[which]
     odd = make(X)
     if expected is None:
-        KMeans(k, n_init=1, random_state=0, backend=backend).fit(odd)
-        return
+        if refused_for_float32(X, backend):
+            expected = ValueError
+        else:
+            KMeans(k, n_init=1, random_state=0, backend=backend).fit(odd)
+            return
     with pytest.raises(expected):
         KMeans(k, n_init=1, random_state=0, backend=backend).fit(odd)
