@@ -9,6 +9,39 @@ use crate::scalar::Scalar;
 /// the order of floating-point sums never depends on the number of threads.
 pub(crate) const REDUCE_CHUNK: usize = 4096;
 
+/// What a pass over the values finds: NaN, infinities, and the largest finite magnitude.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ValueSummary {
+    pub has_nan: bool,
+    pub has_inf: bool,
+    pub max_magnitude: f64,
+}
+
+/// One parallel pass over `values` (order-independent: flags and a maximum).
+pub fn value_summary<T: Scalar>(values: &[T]) -> ValueSummary {
+    values
+        .par_chunks(1 << 16)
+        .map(|chunk| {
+            let mut s = ValueSummary::default();
+            for &v in chunk {
+                let v = v.as_f64();
+                if v.is_nan() {
+                    s.has_nan = true;
+                } else if v.is_infinite() {
+                    s.has_inf = true;
+                } else if v.abs() > s.max_magnitude {
+                    s.max_magnitude = v.abs();
+                }
+            }
+            s
+        })
+        .reduce(ValueSummary::default, |a, b| ValueSummary {
+            has_nan: a.has_nan || b.has_nan,
+            has_inf: a.has_inf || b.has_inf,
+            max_magnitude: a.max_magnitude.max(b.max_magnitude),
+        })
+}
+
 /// A borrowed, row-major `rows × cols` matrix.
 #[derive(Debug, Clone, Copy)]
 pub struct MatRef<'a, T> {

@@ -92,7 +92,7 @@ def computed_on(data: np.ndarray, backend: str) -> np.ndarray:
 
 def refused_for_float32(data, backend) -> bool:
     """A float32-only backend refuses data that float32 cannot square safely (a ValueError)."""
-    values = np.asarray(data, dtype=np.float64)
+    values = np.ascontiguousarray(data, dtype=np.float64)
     return backend in FLOAT32_ONLY and outside_float32_range(values)
 
 

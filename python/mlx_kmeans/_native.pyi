@@ -91,6 +91,8 @@ def minibatch_partial_fit(
 def arrow_matrix(data: Any) -> _Matrix:
     """An Arrow array/stream (one list of numbers per row) as a 2-D float array; one chunk of
     float32/float64 without nulls is a read-only view of the Arrow buffer."""
+def value_summary(x: _Matrix) -> tuple[bool, bool, float]:
+    """(has_nan, has_inf, largest finite magnitude) of a C-contiguous float matrix."""
 def assign(
     x: _Matrix, centroids: _Matrix, sample_weight: Optional[npt.NDArray[_Float]] = None
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[_Float], float]: ...

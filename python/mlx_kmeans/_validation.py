@@ -18,15 +18,21 @@ logger = logging.getLogger("mlx_kmeans")
 FLOAT32_SAFE_RANGE = (1e-15, 1e15)
 
 
-def max_magnitude(array: np.ndarray) -> float:
-    """The largest |value| in `array`, in two passes with no temporary array."""
-    return max(float(array.max()), -float(array.min())) if array.size else 0.0
+def value_summary(array: np.ndarray) -> tuple[bool, bool, float]:
+    """`(has_nan, has_inf, max_magnitude)` of a C-contiguous 2-D float array, in one parallel
+    pass without a temporary array."""
+    from . import _native
+
+    if array.size == 0:
+        return False, False, 0.0
+    return _native.value_summary(array)
 
 
 def outside_float32_range(array: np.ndarray, top: float | None = None) -> bool:
-    """Whether the largest magnitude in `array` is too large or too small (but not zero) for
-    squared distances in float32."""
-    top = max_magnitude(array) if top is None else top
+    """Whether the largest magnitude in `array` (a checked C-contiguous float matrix, or `top`
+    when already known) is too large or too small (but not zero) for squared distances in
+    float32."""
+    top = value_summary(array)[2] if top is None else top
     low, high = FLOAT32_SAFE_RANGE
     return top > high or 0.0 < top < low
 
@@ -155,8 +161,11 @@ def check_array(X, *, name: str = "X", owner: str = "KMeans", dtype=None) -> np.
     target = target.newbyteorder("=")
     if array.dtype != target or not array.flags.c_contiguous or not array.dtype.isnative:
         array = np.ascontiguousarray(array, dtype=target)
-    _assert_all_finite(array, name)
-    top = max_magnitude(array)
+    has_nan, has_inf, top = value_summary(array)
+    if has_nan:
+        raise ValueError(f"Input {name} contains NaN.")
+    if has_inf:
+        raise ValueError(f"Input {name} contains infinity or a value too large for {array.dtype!r}.")
     if top > 1e150:
         raise ValueError(
             f"{name} has magnitudes up to {top:.3g}: squared distances would overflow even in "
@@ -166,20 +175,6 @@ def check_array(X, *, name: str = "X", owner: str = "KMeans", dtype=None) -> np.
         logger.info("%s has magnitudes outside %s: computing in float64 so that squared distances neither overflow nor underflow", name, FLOAT32_SAFE_RANGE)
         array = array.astype(np.float64)
     return array
-
-
-def _assert_all_finite(array: np.ndarray, name: str) -> None:
-    # np.isfinite(sum) is a cheap first pass; the full check runs only when it fails.
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = np.sum(array, dtype=np.float64)
-    if np.isfinite(total):
-        return
-    if np.isnan(array).any():
-        raise ValueError(f"Input {name} contains NaN.")
-    if np.isinf(array).any():
-        raise ValueError(
-            f"Input {name} contains infinity or a value too large for {array.dtype!r}."
-        )
 
 
 def _is_sparse(X) -> bool:

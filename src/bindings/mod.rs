@@ -121,6 +121,19 @@ fn sq_distances_t<'py, T: KernelFor>(py: Python<'py>, x: &Bound<'py, PyAny>, cen
     matrix_out(py, out, n, k)
 }
 
+/// `(has_nan, has_inf, max_magnitude)` of a C-contiguous float array, in one parallel pass.
+#[pyfunction]
+fn value_summary(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<(bool, bool, f64)> {
+    by_dtype!(x, value_summary_t(py, x))
+}
+
+fn value_summary_t<T: KernelFor>(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<(bool, bool, f64)> {
+    let (array, _, _) = input::matrix::<T>(x, "X")?;
+    let values = array.as_slice()?;
+    let s = py.detach(|| crate::matrix::value_summary(values));
+    Ok((s.has_nan, s.has_inf, s.max_magnitude))
+}
+
 /// Triggers a Rust panic inside the engine wrapper: proves panics become Python exceptions.
 #[pyfunction]
 fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
@@ -139,6 +152,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fit::minibatch_partial_fit, m)?)?;
     m.add_function(wrap_pyfunction!(fit::init_centroids, m)?)?;
     m.add_function(wrap_pyfunction!(arrow::arrow_matrix, m)?)?;
+    m.add_function(wrap_pyfunction!(value_summary, m)?)?;
     m.add_function(wrap_pyfunction!(assign, m)?)?;
     m.add_function(wrap_pyfunction!(sq_distances, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
