@@ -41,3 +41,10 @@ def test_quiet_by_default(X, capsys):
     KMeans(6, n_init=1, random_state=0).fit(X)
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+def test_estimators_show_an_html_repr_in_notebooks():
+    pytest.importorskip("sklearn")
+    html = KMeans(12, random_state=0)._repr_html_()
+    assert "KMeans" in html and "n_clusters" in html and "<div" in html
+    assert "MiniBatchKMeans" in MiniBatchKMeans(3)._repr_html_()

@@ -44,6 +44,8 @@ pub struct MlxKernel<'a> {
     /// The fit's data matrix and its copy in MLX memory. The borrow keeps the address
     /// from being reused for other data while this kernel lives, so comparing pointers is sound.
     data: Option<(&'a [f32], usize, Mutex<Array>)>,
+    /// Whether MLX computes on a GPU (then a pass is split far less often).
+    on_gpu: bool,
 }
 
 // SAFETY: the MLX array is only touched under the mutex; MLX arrays are reference-counted
@@ -56,7 +58,8 @@ impl<'a> MlxKernel<'a> {
         let data = data.map(|m| {
             (m.as_slice(), m.cols(), Mutex::new(Array::from_slice(m.as_slice(), &[m.rows() as i32, m.cols() as i32])))
         });
-        Self { data }
+        let on_gpu = matches!(Device::try_default().and_then(|d| d.get_type()), Ok(DeviceType::Gpu));
+        Self { data, on_gpu }
     }
 
     /// Rows `start..end` of `x` as an MLX array: a slice of the resident copy when `x` is
@@ -124,6 +127,12 @@ fn add_block_sums(out: &mut ClusterSums, block_sums: &Array, block_weights: &Arr
 impl Kernel<f32> for MlxKernel<'_> {
     fn name(&self) -> &'static str {
         "mlx"
+    }
+
+    fn rows_per_check(&self, k: usize, d: usize) -> usize {
+        // A GPU runs ~100× the CPU's flops; each split costs a device round trip.
+        let rows = super::rows_per_check(k, d);
+        if self.on_gpu { rows.saturating_mul(128) } else { rows }
     }
 
     fn assign(&self, x: MatRef<'_, f32>, x_sq_norms: &[f32], centroids: MatRef<'_, f32>, labels: &mut [u32], distances: &mut [f32]) {

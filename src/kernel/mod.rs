@@ -43,6 +43,12 @@ pub trait Kernel<T: Scalar>: Sync {
         accumulate_by_cluster(x, weights, labels, k)
     }
 
+    /// Rows per kernel call when a pass over the data is split so that Ctrl-C is noticed
+    /// within a fraction of a second (see [`rows_per_check`]); a faster device takes more.
+    fn rows_per_check(&self, k: usize, d: usize) -> usize {
+        rows_per_check(k, d)
+    }
+
     /// One step's kernel work: [`assign`](Kernel::assign) into `labels` and `distances`, then
     /// [`accumulate`](Kernel::accumulate) by those labels. A backend that holds the data on a
     /// device overrides it to do both in one pass, with one round trip.
@@ -104,7 +110,7 @@ pub fn assign_accumulate_in_chunks<T: Scalar, K: Kernel<T> + ?Sized>(
     keep_going: &mut dyn FnMut() -> bool,
 ) -> Option<ClusterSums> {
     let (n, k, d) = (x.rows(), centroids.rows(), x.cols());
-    let step = rows_per_check(k, d);
+    let step = kernel.rows_per_check(k, d);
     if step >= n {
         return Some(kernel.assign_accumulate(x, x_sq_norms, weights, centroids, labels, distances));
     }
@@ -138,7 +144,7 @@ pub fn assign_in_chunks<T: Scalar, K: Kernel<T> + ?Sized>(
     distances: &mut [T],
     keep_going: &mut dyn FnMut() -> bool,
 ) -> bool {
-    let (n, step) = (x.rows(), rows_per_check(centroids.rows(), x.cols()));
+    let (n, step) = (x.rows(), kernel.rows_per_check(centroids.rows(), x.cols()));
     for start in (0..n).step_by(step.max(1)) {
         let end = (start + step).min(n);
         let rows = x.slice_rows(start, end);
