@@ -59,13 +59,20 @@ def check_correctness() -> dict:
     X = mixture(20_000, 64, 80, seed=1)
     k = 64
     init = X[np.random.default_rng(2).choice(len(X), k, replace=False)]
+    # Well separated clusters, one starting centroid near each (no near ties): whole fits
+    # must agree.
+    rng = np.random.default_rng(4)
+    means = rng.normal(0.0, 20.0, (k, 64))
+    separated = (means[rng.integers(0, k, 20_000)] + rng.normal(size=(20_000, 64))).astype(np.float32)
+    separated_init = (means + rng.normal(scale=0.5, size=means.shape)).astype(np.float32)
     report = {"device": str(mx.default_device()), "cuda": bool(mx.cuda.is_available())}
-    for name, make in (
-        ("KMeans", lambda b: KMeans(k, init=init, n_init=1, max_iter=50, backend=b)),
-        ("KMeans k-means++", lambda b: KMeans(k, n_init=1, max_iter=50, random_state=3, backend=b)),
-        ("MiniBatchKMeans", lambda b: MiniBatchKMeans(k, init=init, n_init=1, max_iter=5, random_state=3, backend=b)),
+    for name, data, make in (
+        ("KMeans, separated clusters, given init", separated, lambda b: KMeans(k, init=separated_init, n_init=1, max_iter=50, backend=b)),
+        ("KMeans, overlapping clusters, given init", X, lambda b: KMeans(k, init=init, n_init=1, max_iter=50, backend=b)),
+        ("KMeans k-means++", X, lambda b: KMeans(k, n_init=1, max_iter=50, random_state=3, backend=b)),
+        ("MiniBatchKMeans", X, lambda b: MiniBatchKMeans(k, init=init, n_init=1, max_iter=5, random_state=3, backend=b)),
     ):
-        gpu, cpu = make("mlx").fit(X), make("cpu").fit(X)
+        gpu, cpu = make("mlx").fit(data), make("cpu").fit(data)
         scale = float(np.abs(cpu.cluster_centers_).max())
         diff = float(np.abs(gpu.cluster_centers_ - cpu.cluster_centers_).max()) / scale
         agree = float(np.mean(gpu.labels_ == cpu.labels_))
@@ -79,10 +86,9 @@ def check_correctness() -> dict:
     # One Lloyd step from the same centroids: the kernels alone, before any tie can cascade.
     one = {b: kmeans(X, k, init=init, max_iter=1, backend=b) for b in ("mlx", "cpu")}
     scale = float(np.abs(one["cpu"].centroids).max())
-    report["one step"] = {
-        "labels_agree": float(np.mean(one["mlx"].labels == one["cpu"].labels)),
-        "centroid_rel_diff": float(np.abs(one["mlx"].centroids - one["cpu"].centroids).max()) / scale,
-    }
+    agree = float(np.mean(one["mlx"].labels == one["cpu"].labels))
+    diff = float(np.abs(one["mlx"].centroids - one["cpu"].centroids).max()) / scale
+    report["one step"] = {"labels_agree": agree, "centroid_rel_diff": diff, "ok": agree >= 0.999 and diff <= 1e-4}
     # Relative error of MLX's float32 matmul against float64 (TF32 would show ~1e-3).
     a, b = (np.random.default_rng(5).standard_normal((2048, 768)).astype(np.float32) for _ in range(2))
     exact = a.astype(np.float64) @ b.T.astype(np.float64)

@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 
 use mlx_rs::ops::indexing::{argmin_axis, IndexOp};
-use mlx_rs::{Array, Device, DeviceType};
+use mlx_rs::{Array, Device, DeviceType, Dtype};
 
 use super::{ClusterSums, Kernel};
 use crate::matrix::MatRef;
@@ -46,6 +46,40 @@ pub struct MlxKernel<'a> {
     data: Option<(&'a [f32], usize, Mutex<Array>)>,
     /// Whether MLX computes on a GPU (then a pass is split far less often).
     on_gpu: bool,
+    /// Whether float32 GEMMs go through the high/low split (see [`Precision`]).
+    split: bool,
+}
+
+/// MLX's CUDA backend runs float32 matrix products on TF32 tensor cores (measured on an H100:
+/// a relative error of 8e-5 where float32 gives ~1e-6), which flips near-tied labels and
+/// blurs centroid sums. The split keeps float32 accuracy: each value `a = hi + lo` with `hi`
+/// exact in bfloat16 (so products of `hi` parts are exact in TF32) and `lo` the rest;
+/// rows become `[hi, hi, lo]` and centroids `[hi, lo, hi]`, so that one GEMM of three times
+/// the width gives `x·c` up to the `lo·lo` term (~2^-18 relative), and a one-hot GEMM on
+/// `[hi, hi, lo]` gives sums whose first and last thirds add up to the float32 sums.
+struct Precision;
+
+impl Precision {
+    fn halves(a: &Array) -> (Array, Array) {
+        let hi = check(check(a.as_dtype(Dtype::Bfloat16)).as_dtype(Dtype::Float32));
+        let lo = check(a.subtract(&hi));
+        (hi, lo)
+    }
+
+    fn rows(a: &Array) -> Array {
+        let (hi, lo) = Self::halves(a);
+        check(mlx_rs::ops::concatenate_axis(&[&hi, &hi, &lo], 1))
+    }
+
+    fn centroids(c: &Array) -> Array {
+        let (hi, lo) = Self::halves(c);
+        check(mlx_rs::ops::concatenate_axis(&[&hi, &lo, &hi], 1))
+    }
+
+    /// `k × 3d` sums of `[hi, hi, lo]` rows back to `k × d`: hi sums plus lo sums.
+    fn fold(sums: &Array, d: i32) -> Array {
+        check(sums.index((.., 0..d)).add(&sums.index((.., 2 * d..3 * d))))
+    }
 }
 
 // SAFETY: the MLX array is only touched under the mutex; MLX arrays are reference-counted
@@ -55,11 +89,30 @@ unsafe impl Sync for MlxKernel<'_> {}
 impl<'a> MlxKernel<'a> {
     /// A kernel that keeps `data` (`rows × cols`) resident in MLX memory.
     pub fn new(data: Option<MatRef<'a, f32>>) -> Self {
-        let data = data.map(|m| {
-            (m.as_slice(), m.cols(), Mutex::new(Array::from_slice(m.as_slice(), &[m.rows() as i32, m.cols() as i32])))
-        });
         let on_gpu = matches!(Device::try_default().and_then(|d| d.get_type()), Ok(DeviceType::Gpu));
-        Self { data, on_gpu }
+        // TF32 arithmetic is a CUDA matter (Metal and MLX's CPU compute float32 products in
+        // float32); MLX_KMEANS_MLX_SPLIT=1 forces the split anywhere, for testing it.
+        let split = (on_gpu && cfg!(target_os = "linux")) || std::env::var_os("MLX_KMEANS_MLX_SPLIT").is_some_and(|v| v == "1");
+        let mut kernel = Self { data: None, on_gpu, split };
+        kernel.data = data.map(|m| (m.as_slice(), m.cols(), Mutex::new(kernel.lift_rows(to_mlx(m)))));
+        kernel
+    }
+
+    /// Rows as the GEMMs take them: `[hi, hi, lo]` when splitting, else as they are.
+    fn lift_rows(&self, rows: Array) -> Array {
+        if self.split { Precision::rows(&rows) } else { rows }
+    }
+
+    /// Centroids as the GEMMs take them, and their squared norms (`1 × k`, in float32).
+    fn lift_centroids(&self, centroids: MatRef<'_, f32>) -> (Array, Array) {
+        let c = to_mlx(centroids);
+        let norms = row_norms(&c, centroids.rows());
+        (if self.split { Precision::centroids(&c) } else { c }, norms)
+    }
+
+    /// Per-cluster sums back to `k × d` (undoing the split's widening).
+    fn fold_sums(&self, sums: Array, d: usize) -> Array {
+        if self.split { Precision::fold(&sums, d as i32) } else { sums }
     }
 
     /// Rows `start..end` of `x` as an MLX array: a slice of the resident copy when `x` is
@@ -81,7 +134,7 @@ impl<'a> MlxKernel<'a> {
             }
         }
         let block = x.slice_rows(start, end);
-        Array::from_slice(block.as_slice(), &[(end - start) as i32, x.cols() as i32])
+        self.lift_rows(Array::from_slice(block.as_slice(), &[(end - start) as i32, x.cols() as i32]))
     }
 }
 
@@ -137,8 +190,7 @@ impl Kernel<f32> for MlxKernel<'_> {
 
     fn assign(&self, x: MatRef<'_, f32>, x_sq_norms: &[f32], centroids: MatRef<'_, f32>, labels: &mut [u32], distances: &mut [f32]) {
         let n = x.rows();
-        let c = to_mlx(centroids);
-        let c_norms = row_norms(&c, centroids.rows());
+        let (c, c_norms) = self.lift_centroids(centroids);
         let step = rows_per_block(centroids.rows());
         for start in (0..n).step_by(step) {
             let end = (start + step).min(n);
@@ -155,8 +207,7 @@ impl Kernel<f32> for MlxKernel<'_> {
 
     fn pairwise(&self, x: MatRef<'_, f32>, x_sq_norms: &[f32], centroids: MatRef<'_, f32>, out: &mut [f32]) {
         let (n, k) = (x.rows(), centroids.rows());
-        let c = to_mlx(centroids);
-        let c_norms = row_norms(&c, k);
+        let (c, c_norms) = self.lift_centroids(centroids);
         let step = rows_per_block(k);
         for start in (0..n).step_by(step) {
             let end = (start + step).min(n);
@@ -181,6 +232,7 @@ impl Kernel<f32> for MlxKernel<'_> {
             let block_labels = Array::from_slice(&labels[start..end], &[(end - start) as i32]);
             let block_weights = weights.map(|w| &w[start..end]);
             let (sums, cluster_weights) = cluster_sums(&self.rows(x, start, end), &block_labels, block_weights, k);
+            let sums = self.fold_sums(sums, x.cols());
             eval_all(&[&sums, &cluster_weights]);
             add_block_sums(&mut totals, &sums, &cluster_weights);
         }
@@ -197,8 +249,7 @@ impl Kernel<f32> for MlxKernel<'_> {
         distances: &mut [f32],
     ) -> ClusterSums {
         let (n, k) = (x.rows(), centroids.rows());
-        let c = to_mlx(centroids);
-        let c_norms = row_norms(&c, k);
+        let (c, c_norms) = self.lift_centroids(centroids);
         let mut totals = ClusterSums { sums: vec![0.0; k * x.cols()], weights: vec![0.0; k] };
         let step = rows_per_block(k);
         for start in (0..n).step_by(step) {
@@ -208,6 +259,7 @@ impl Kernel<f32> for MlxKernel<'_> {
             let best = check(argmin_axis(&partial, 1, true));
             let best_value = check(partial.take_along_axis(&best, 1));
             let (sums, cluster_weights) = cluster_sums(&block, &best, weights.map(|w| &w[start..end]), k);
+            let sums = self.fold_sums(sums, x.cols());
             eval_all(&[&best, &best_value, &sums, &cluster_weights]);
             labels[start..end].copy_from_slice(best.as_slice::<u32>());
             for ((d, &v), &xn) in distances[start..end].iter_mut().zip(best_value.as_slice::<f32>()).zip(&x_sq_norms[start..end]) {
