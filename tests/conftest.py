@@ -46,3 +46,31 @@ def reference_lloyd(X, centers, max_iter, sample_weight=None):
     labels = d.argmin(1)
     inertia = float((d[np.arange(len(X)), labels] * w).sum())
     return centers, labels, inertia
+
+
+def seconds_to_interrupt(fit, after: float) -> float:
+    """Runs `fit()`, sending SIGINT to this process `after` seconds in; asserts that it raises
+    KeyboardInterrupt and returns the seconds from the signal to the exception."""
+    import os
+    import signal
+    import threading
+    import time
+
+    if not hasattr(signal, "SIGINT") or threading.current_thread() is not threading.main_thread():
+        pytest.skip("needs SIGINT in the main thread")
+    sent = []
+
+    def interrupt():
+        sent.append(time.perf_counter())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(after, interrupt)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fit()
+        raised = time.perf_counter()
+    finally:
+        timer.cancel()
+    assert sent, "the fit ended before the signal was sent"
+    return raised - sent[0]

@@ -53,7 +53,7 @@ def test_file_kinds_match_in_process_fit(files, X, kind, extra, tmp_path):
     np.testing.assert_array_equal(result["centroids"], ref.cluster_centers_)
     assert float(result["inertia"]) == pytest.approx(ref.inertia_, rel=1e-12)
     assert str(result["backend"]) == "cpu" and int(result["n_iter"]) == ref.n_iter_
-    assert f"1200x8, k=6, KMeans, backend=cpu" in done.stdout and f"inertia={ref.inertia_:.6e}" in done.stdout
+    assert "1200x8, k=6, KMeans, backend=cpu" in done.stdout and f"inertia={ref.inertia_:.6e}" in done.stdout
     assert "inertia=" in done.stderr  # the progress bar
 
 

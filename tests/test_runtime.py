@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import seconds_to_interrupt
 
 from mlx_kmeans import KMeans, MiniBatchKMeans, _native
 
@@ -147,27 +148,9 @@ def test_bit_identical_at_one_and_two_threads(tmp_path):
 
 @pytest.mark.parametrize("cls", [KMeans, MiniBatchKMeans])
 def test_ctrl_c_interrupts_a_long_fit_quickly(cls):
-    import os
-    import signal
-
-    if not hasattr(signal, "SIGINT") or threading.current_thread() is not threading.main_thread():
-        pytest.skip("needs SIGINT in the main thread")
     # Long in k-means++ alone (thousands of passes over the data).
     X = np.random.default_rng(0).normal(size=(200_000, 32)).astype(np.float32)
     est = cls(2000, random_state=0, n_init=1, max_iter=300, init_size=200_000) if cls is MiniBatchKMeans else cls(2000, random_state=0, n_init=1)
-    sent = []
-
-    def interrupt():
-        sent.append(time.perf_counter())
-        os.kill(os.getpid(), signal.SIGINT)
-
-    timer = threading.Timer(0.5, interrupt)
-    timer.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            est.fit(X)
-        raised = time.perf_counter()
-    finally:
-        timer.cancel()
-    assert sent and raised - sent[0] < 1.0, raised - sent[0]
+    delay = seconds_to_interrupt(lambda: est.fit(X), after=0.5)
+    assert delay < 1.0, delay
     assert not hasattr(est, "cluster_centers_")  # left unfitted, not half-written
