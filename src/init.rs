@@ -78,6 +78,10 @@ fn chunk_totals(values: &[f64]) -> Vec<f64> {
     values.par_chunks(REDUCE_CHUNK).map(|c| c.iter().sum()).collect()
 }
 
+/// Rows per task when summing candidate potentials: small enough to balance the threads on
+/// modest data, fixed so the summation order never depends on the thread count.
+const POTENTIAL_CHUNK: usize = 1024;
+
 /// Greedy k-means++ (Arthur & Vassilvitskii; the greedy variant scikit-learn uses).
 #[allow(clippy::too_many_arguments)]
 pub fn kmeans_plusplus<T: Scalar, K: Kernel<T> + ?Sized>(
@@ -129,12 +133,12 @@ pub fn kmeans_plusplus<T: Scalar, K: Kernel<T> + ?Sized>(
 
         // Potential if each candidate were added, summed per fixed chunk then in order.
         let chunk_potentials: Vec<Vec<f64>> = candidate_distances
-            .par_chunks(REDUCE_CHUNK * n_trials)
+            .par_chunks(POTENTIAL_CHUNK * n_trials)
             .enumerate()
             .map(|(c, block)| {
                 let mut pots = vec![0.0f64; n_trials];
                 for (r, row) in block.chunks_exact(n_trials).enumerate() {
-                    let i = c * REDUCE_CHUNK + r;
+                    let i = c * POTENTIAL_CHUNK + r;
                     let current = closest[i];
                     for (pot, &dist) in pots.iter_mut().zip(row) {
                         *pot += dist.min(current).as_f64() * row_weights[i];
@@ -155,14 +159,26 @@ pub fn kmeans_plusplus<T: Scalar, K: Kernel<T> + ?Sized>(
                 best = t;
             }
         }
-        closest.par_iter_mut().zip(weighted.par_iter_mut()).enumerate().for_each(|(i, (c, w))| {
-            let dist = candidate_distances[i * n_trials + best];
-            if dist < *c {
-                *c = dist;
-            }
-            *w = c.as_f64() * row_weights[i];
-        });
-        totals = chunk_totals(&weighted);
+        // Take the best candidate: update the closest distances and, in the same pass, the
+        // per-chunk totals that the next draws search.
+        totals = closest
+            .par_chunks_mut(REDUCE_CHUNK)
+            .zip(weighted.par_chunks_mut(REDUCE_CHUNK))
+            .enumerate()
+            .map(|(c, (closest, weighted))| {
+                let mut total = 0.0f64;
+                for (r, (near, w)) in closest.iter_mut().zip(weighted.iter_mut()).enumerate() {
+                    let i = c * REDUCE_CHUNK + r;
+                    let dist = candidate_distances[i * n_trials + best];
+                    if dist < *near {
+                        *near = dist;
+                    }
+                    *w = near.as_f64() * row_weights[i];
+                    total += *w;
+                }
+                total
+            })
+            .collect();
         potential = totals.iter().sum();
         centroids.extend_from_slice(x.row(candidates[best]));
     }

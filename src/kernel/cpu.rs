@@ -137,8 +137,10 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         let k = centroids.rows();
         let c_norms = row_sq_norms(centroids);
         let two = T::one() + T::one();
-        out.par_chunks_mut(ROW_BLOCK * k).enumerate().for_each(|(b, block_out)| {
-            let start = b * ROW_BLOCK;
+        // Few centroids (k-means++ candidates): bigger row blocks, fewer GEMM calls.
+        let rows = if k <= 32 { 4 * ROW_BLOCK } else { ROW_BLOCK };
+        out.par_chunks_mut(rows * k).enumerate().for_each(|(b, block_out)| {
+            let start = b * rows;
             let m = block_out.len() / k;
             dot_rows(x.slice_rows(start, start + m), centroids, block_out, k);
             for r in 0..m {
