@@ -167,29 +167,25 @@ where
 pub fn arrow_matrix<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
     let input: AnyArray = data.extract()?;
     let (arrays, _field) = input.into_chunked_array()?.into_inner();
-    let mut chunks = Vec::with_capacity(arrays.len());
+    let mut chunks: Vec<Rows> = Vec::with_capacity(arrays.len());
     let mut first_row = 0;
     for array in arrays.iter().filter(|a| !a.is_empty()) {
         let rows = match table_chunk(array, first_row)? {
             Some(rows) => rows,
             None => chunk_rows(array, first_row)?,
         };
+        if let Some(first) = chunks.first().filter(|first| first.cols != rows.cols) {
+            return Err(value_error(format!(
+                "row {first_row} has {} values but row 0 has {}: rows must have equal lengths",
+                rows.cols, first.cols
+            )));
+        }
         first_row += rows.rows;
         chunks.push(rows);
     }
     let Some(first) = chunks.first() else { return Err(value_error("the Arrow data has no rows".into())) };
     if first.cols == 0 {
         return Err(value_error("the Arrow rows have no values (0 features)".into()));
-    }
-    let mut first_row = 0;
-    for chunk in &chunks {
-        if chunk.cols != first.cols {
-            return Err(value_error(format!(
-                "row {first_row} has {} values but row 0 has {}: rows must have equal lengths",
-                chunk.cols, first.cols
-            )));
-        }
-        first_row += chunk.rows;
     }
     // Mixed float widths across chunks are widened to float64.
     if chunks.iter().all(|c| c.values.data_type() == &DataType::Float32) {

@@ -153,6 +153,22 @@ fn partial_distances(block: &Array, centroids: &Array, c_norms: &Array) -> Array
     check(mlx_rs::ops::addmm(c_norms, block, &centroids.t(), -2.0, 1.0))
 }
 
+/// Index (`rows × 1`, uint32) and value of each row's smallest partial distance.
+fn nearest(partial: &Array) -> (Array, Array) {
+    let best = check(argmin_axis(partial, 1, true));
+    let best_value = check(partial.take_along_axis(&best, 1));
+    (best, best_value)
+}
+
+/// Writes evaluated `nearest` results for rows `start..` into the host labels and squared
+/// distances (the partial distance plus the row's squared norm, clamped at zero).
+fn store_nearest(best: &Array, best_value: &Array, x_sq_norms: &[f32], labels: &mut [u32], distances: &mut [f32]) {
+    labels.copy_from_slice(best.as_slice::<u32>());
+    for ((d, &v), &xn) in distances.iter_mut().zip(best_value.as_slice::<f32>()).zip(x_sq_norms) {
+        *d = (v + xn).max(0.0);
+    }
+}
+
 /// Per-cluster weighted sums (`k × d`) and weights (`k`) of `block`'s rows by `labels`, as a
 /// one-hot matmul: on a GPU it runs as one GEMM. MLX's scatter-add was slower there (on an
 /// H100, a whole 100k×768, k=500 step took ~10 ms with it, ~2 ms with the one-hot matmul).
@@ -194,14 +210,9 @@ impl Kernel<f32> for MlxKernel<'_> {
         let step = rows_per_block(centroids.rows());
         for start in (0..n).step_by(step) {
             let end = (start + step).min(n);
-            let partial = partial_distances(&self.rows(x, start, end), &c, &c_norms);
-            let best = check(argmin_axis(&partial, 1, false));
-            let best_value = check(partial.min_axis(1, false));
+            let (best, best_value) = nearest(&partial_distances(&self.rows(x, start, end), &c, &c_norms));
             eval_all(&[&best, &best_value]);
-            labels[start..end].copy_from_slice(best.as_slice::<u32>());
-            for ((d, &v), &xn) in distances[start..end].iter_mut().zip(best_value.as_slice::<f32>()).zip(&x_sq_norms[start..end]) {
-                *d = (v + xn).max(0.0);
-            }
+            store_nearest(&best, &best_value, &x_sq_norms[start..end], &mut labels[start..end], &mut distances[start..end]);
         }
     }
 
@@ -223,22 +234,6 @@ impl Kernel<f32> for MlxKernel<'_> {
         }
     }
 
-    fn accumulate(&self, x: MatRef<'_, f32>, weights: Option<&[f32]>, labels: &[u32], k: usize) -> ClusterSums {
-        let n = x.rows();
-        let mut totals = ClusterSums { sums: vec![0.0; k * x.cols()], weights: vec![0.0; k] };
-        let step = rows_per_block(k);
-        for start in (0..n).step_by(step) {
-            let end = (start + step).min(n);
-            let block_labels = Array::from_slice(&labels[start..end], &[(end - start) as i32]);
-            let block_weights = weights.map(|w| &w[start..end]);
-            let (sums, cluster_weights) = cluster_sums(&self.rows(x, start, end), &block_labels, block_weights, k);
-            let sums = self.fold_sums(sums, x.cols());
-            eval_all(&[&sums, &cluster_weights]);
-            add_block_sums(&mut totals, &sums, &cluster_weights);
-        }
-        totals
-    }
-
     fn assign_accumulate(
         &self,
         x: MatRef<'_, f32>,
@@ -250,21 +245,16 @@ impl Kernel<f32> for MlxKernel<'_> {
     ) -> ClusterSums {
         let (n, k) = (x.rows(), centroids.rows());
         let (c, c_norms) = self.lift_centroids(centroids);
-        let mut totals = ClusterSums { sums: vec![0.0; k * x.cols()], weights: vec![0.0; k] };
+        let mut totals = ClusterSums::zeros(k, x.cols());
         let step = rows_per_block(k);
         for start in (0..n).step_by(step) {
             let end = (start + step).min(n);
             let block = self.rows(x, start, end);
-            let partial = partial_distances(&block, &c, &c_norms);
-            let best = check(argmin_axis(&partial, 1, true));
-            let best_value = check(partial.take_along_axis(&best, 1));
+            let (best, best_value) = nearest(&partial_distances(&block, &c, &c_norms));
             let (sums, cluster_weights) = cluster_sums(&block, &best, weights.map(|w| &w[start..end]), k);
             let sums = self.fold_sums(sums, x.cols());
             eval_all(&[&best, &best_value, &sums, &cluster_weights]);
-            labels[start..end].copy_from_slice(best.as_slice::<u32>());
-            for ((d, &v), &xn) in distances[start..end].iter_mut().zip(best_value.as_slice::<f32>()).zip(&x_sq_norms[start..end]) {
-                *d = (v + xn).max(0.0);
-            }
+            store_nearest(&best, &best_value, &x_sq_norms[start..end], &mut labels[start..end], &mut distances[start..end]);
             add_block_sums(&mut totals, &sums, &cluster_weights);
         }
         totals
