@@ -52,7 +52,7 @@ WORKLOADS = {
 PEERS = {
     "S": ["mlx_kmeans", "faiss", "sklearn_kmeans", "sklearn_minibatch"],
     "C": ["mlx_kmeans_minibatch", "sklearn_minibatch", "faiss", "mlx_kmeans"],
-    "L": ["mlx_kmeans", "faiss"],
+    "L": ["mlx_kmeans", "mlx_kmeans_dense", "faiss"],
 }
 SLOW = {"C": ["sklearn_kmeans"], "L": ["sklearn_minibatch", "sklearn_kmeans"]}
 
@@ -85,6 +85,15 @@ def run_one(peer, workload, data_path, seed):
         init = given if workload == "L" else "k-means++"
         est = KMeans(k, init=init, n_init=1, max_iter=iters, tol=0.0, random_state=seed, backend="cpu").fit(X)
         centroids, n_iter = np.asarray(est.cluster_centers_), est.n_iter_
+    elif peer == "mlx_kmeans_dense":
+        # Every row searches every centroid each iteration (no bounds): the sgemm comparison.
+        from mlx_kmeans import _native
+
+        init = given if workload == "L" else "k-means++"
+        result = _native.kmeans_fit(
+            X, None, n_clusters=k, init=init, n_init=1, max_iter=iters, tol=0.0, seed=seed, backend="cpu", prune=False
+        )
+        centroids, n_iter = result["centroids"], result["n_iter"]
     elif peer == "mlx_kmeans_minibatch":
         from mlx_kmeans import MiniBatchKMeans
 
@@ -206,7 +215,7 @@ def report(workload, spec, results, rate, input_bytes):
         t = medians[peer]
         n_iter = statistics.median(r["n_iter"] for r in runs)
         inertia = statistics.median(r["inertia"] for r in runs)
-        is_lloyd = peer in ("mlx_kmeans", "faiss", "sklearn_kmeans")
+        is_lloyd = peer in ("mlx_kmeans", "mlx_kmeans_dense", "faiss", "sklearn_kmeans")
         gflops = 2.0 * n * k * d * n_iter / t / 1e9 if is_lloyd else float("nan")
         peak = statistics.median(r["peak_rss"] for r in runs)
         grown = statistics.median(r["peak_rss"] - r["rss_before"] for r in runs)

@@ -1,6 +1,7 @@
 //! mlx-kmeans: one k-means loop (Lloyd and mini-batch), generic over the float type and
 //! over the kernel provider that computes assignments and per-cluster sums.
 
+mod bounds;
 pub mod error;
 pub mod init;
 pub mod kernel;

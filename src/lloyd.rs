@@ -3,6 +3,7 @@
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::bounds::Bounds;
 use crate::error::{invalid, Error, Result};
 use crate::init::{initial_centroids, Init};
 use crate::kernel::{assign_accumulate_in_chunks, assign_in_chunks, labelled_sq_distances, ClusterSums, Kernel};
@@ -50,6 +51,9 @@ pub struct KMeansParams<T> {
     pub seed: u64,
     /// Keep centroids at unit norm (for cosine similarity on normalised data).
     pub spherical: bool,
+    /// Skip distance computations that bounds prove useless, where the kernel gains from it
+    /// (same labels as dense passes, see [`crate::bounds`]).
+    pub prune: bool,
 }
 
 /// The outcome of a fit: the best of the `n_init` runs.
@@ -145,7 +149,7 @@ pub fn fit<T: Scalar, K: Kernel<T> + ?Sized>(
         if params.spherical {
             normalize_rows(&mut centroids, x.cols());
         }
-        let result = lloyd(kernel, x, &x_sq_norms, weights, centroids, params.max_iter, tol, params.spherical, run, monitor)?;
+        let result = lloyd(kernel, x, &x_sq_norms, weights, centroids, params, tol, run, monitor)?;
         log::debug!("run {run}: inertia {:.6e} after {} iterations", result.inertia, result.n_iter);
         if best.as_ref().is_none_or(|b| result.inertia < b.inertia) {
             best = Some(result);
@@ -154,8 +158,9 @@ pub fn fit<T: Scalar, K: Kernel<T> + ?Sized>(
     Ok(best.expect("n_init >= 1"))
 }
 
-/// Lloyd iterations from the given centroids, with scikit-learn's stopping rules: stop when
-/// labels no longer change (strict convergence) or the squared centre shift is `<= tol`.
+/// Lloyd iterations from the given centroids (`params.max_iter`, `spherical`, `prune`), with
+/// scikit-learn's stopping rules: stop when labels no longer change (strict convergence) or
+/// the squared centre shift is `<= tol` (absolute).
 #[allow(clippy::too_many_arguments)]
 pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
     kernel: &K,
@@ -163,14 +168,16 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
     x_sq_norms: &[T],
     weights: Option<&[T]>,
     mut centroids: Vec<T>,
-    max_iter: usize,
+    params: &KMeansParams<T>,
     tol: f64,
-    spherical: bool,
     run: usize,
     monitor: Monitor<'_>,
 ) -> Result<KMeansFit<T>> {
     let (n, d) = (x.rows(), x.cols());
     let k = centroids.len() / d;
+    let (max_iter, spherical) = (params.max_iter, params.spherical);
+    // Bounds pay off once there are several centroids and rows to spare per centroid.
+    let mut bounds = (params.prune && kernel.prunes() && k > 1 && n >= 4 * k).then(|| Bounds::new(n));
     let mut labels = vec![0u32; n];
     let mut labels_old = vec![u32::MAX; n];
     let mut distances = vec![T::zero(); n];
@@ -182,9 +189,16 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
         n_iter = iteration;
         let current = MatRef::new(&centroids, k, d)?;
         let block = Progress { stage: Stage::Block, iteration, run, inertia: f64::NAN, center_shift: f64::NAN };
-        let Some(mut sums) = assign_accumulate_in_chunks(kernel, x, x_sq_norms, weights, current, &mut labels, &mut distances, &mut || monitor(&block))
-        else {
-            return Err(Error::Interrupted);
+        let mut sums = match bounds.as_mut() {
+            Some(bounds) => {
+                let searched = bounds
+                    .assign(kernel, x, x_sq_norms, current, &mut labels, &mut distances, &mut || monitor(&block))
+                    .ok_or(Error::Interrupted)?;
+                log::debug!("iteration {iteration}: {searched} of {n} rows searched all centroids");
+                kernel.accumulate(x, weights, &labels, k)
+            }
+            None => assign_accumulate_in_chunks(kernel, x, x_sq_norms, weights, current, &mut labels, &mut distances, &mut || monitor(&block))
+                .ok_or(Error::Interrupted)?,
         };
         relocate_empty_clusters(x, weights, &labels, &distances, &mut sums);
         let updated = average(&sums, &centroids, d, spherical);
@@ -195,6 +209,9 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
             .sum();
         let inertia = weighted_sum(&distances, weights);
         history.push(inertia);
+        if let Some(bounds) = bounds.as_mut() {
+            bounds.moved(&centroids, &updated, d, &labels);
+        }
         centroids = updated;
         log::debug!("iteration {iteration}: inertia {inertia:.6e}, {:.1} ms since the first", started.elapsed().as_secs_f64() * 1e3);
         if !monitor(&Progress { stage: Stage::Iteration, iteration, run, inertia, center_shift }) {
@@ -215,7 +232,12 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
     if !strict_convergence {
         // One more assignment so the labels match the returned centroids.
         let block = Progress { stage: Stage::Block, iteration: n_iter, run, inertia: f64::NAN, center_shift: f64::NAN };
-        if !assign_in_chunks(kernel, x, x_sq_norms, final_centroids, &mut labels, &mut distances, &mut || monitor(&block)) {
+        let keep_going = &mut || monitor(&block);
+        let done = match bounds.as_mut() {
+            Some(bounds) => bounds.assign(kernel, x, x_sq_norms, final_centroids, &mut labels, &mut distances, keep_going).is_some(),
+            None => assign_in_chunks(kernel, x, x_sq_norms, final_centroids, &mut labels, &mut distances, keep_going),
+        };
+        if !done {
             return Err(Error::Interrupted);
         }
     }
@@ -321,7 +343,7 @@ mod tests {
     }
 
     fn params(k: usize, init: Init<f64>) -> KMeansParams<f64> {
-        KMeansParams { n_clusters: k, init, n_init: 1, max_iter: 100, tol: 0.0, seed: 7, spherical: false }
+        KMeansParams { n_clusters: k, init, n_init: 1, max_iter: 100, tol: 0.0, seed: 7, spherical: false, prune: true }
     }
 
     #[test]
@@ -368,6 +390,34 @@ mod tests {
         assert_eq!(one.labels, two.labels);
         assert_eq!(one.centroids, two.centroids);
         assert_eq!(one.inertia.to_bits(), two.inertia.to_bits());
+    }
+
+    /// Bounds skip searches but change no result: overlapping blobs in 8-D, where labels
+    /// keep moving for many iterations, fit with and without them from the same seeds.
+    #[test]
+    fn bounds_give_the_dense_result() {
+        let (n, d) = (6000, 8);
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let means: Vec<f64> = (0..40 * d).map(|_| rng.random::<f64>() * 6.0).collect();
+        let x: Vec<f64> = (0..n)
+            .flat_map(|i| (0..d).map(move |p| (i, p)).collect::<Vec<_>>())
+            .map(|(i, p)| means[(i % 40) * d + p] + rng.random::<f64>() * 2.0 - 1.0)
+            .collect();
+        let xm = MatRef::new(&x, n, d).unwrap();
+        for seed in 0..3 {
+            let mut p = params(50, Init::KMeansPlusPlus);
+            p.seed = seed;
+            let pruned = fit(&CpuKernel, xm, None, &p, &mut |_| true).unwrap();
+            p.prune = false;
+            let dense = fit(&CpuKernel, xm, None, &p, &mut |_| true).unwrap();
+            assert!(dense.n_iter > 5, "the fit should take several iterations");
+            assert_eq!(pruned.labels, dense.labels);
+            assert_eq!(pruned.n_iter, dense.n_iter);
+            for (a, b) in pruned.centroids.iter().zip(&dense.centroids) {
+                assert_relative_eq!(a, b, max_relative = 1e-12, epsilon = 1e-12);
+            }
+            assert_relative_eq!(pruned.inertia, dense.inertia, max_relative = 1e-12);
+        }
     }
 
     #[test]

@@ -36,6 +36,19 @@ def test_given_init_matches_numpy_reference():
     assert ours.inertia_ == pytest.approx(inertia, rel=1e-10)
 
 
+def test_many_iterations_on_overlapping_clusters_match_numpy_reference():
+    # Overlapping clusters keep labels moving for many iterations, which exercises the bounds
+    # that let rows skip the full search; every label must still be the nearest centroid's.
+    X, _ = make_mixture(3000, 6, 40, seed=5, spread=1.0)
+    init = X[::75][:40].copy()
+    centers, labels, inertia = reference_lloyd(X, init, max_iter=60)
+    ours = KMeans(40, init=init, n_init=1, max_iter=60, tol=0).fit(X)
+    assert ours.n_iter_ >= 8
+    np.testing.assert_array_equal(ours.labels_, labels)
+    np.testing.assert_allclose(ours.cluster_centers_, centers, rtol=1e-9, atol=1e-12)
+    assert ours.inertia_ == pytest.approx(inertia, rel=1e-10)
+
+
 def _mean_inertia(estimator_cls, X, k, seeds, **kw):
     return float(np.mean([estimator_cls(k, random_state=s, **kw).fit(X).inertia_ for s in seeds]))
 

@@ -206,8 +206,10 @@ class KMeans(_BaseKMeans):
     Parameters follow scikit-learn: `n_clusters`, `init` ('k-means++', 'random', an array
     or a callable), `n_init` ('auto': 1 for k-means++, 10 otherwise), `max_iter`, `tol`
     (relative to the mean feature variance), `verbose`, `random_state`, `copy_x` (the
-    input is never modified either way) and `algorithm` ('lloyd'; 'elkan' is accepted and
-    runs Lloyd's algorithm, which gives the same result). Extra: `backend` ('auto', 'cpu')
+    input is never modified either way) and `algorithm` ('lloyd' or 'elkan': both run exact
+    Lloyd iterations; on the CPU backend, rows that triangle-inequality bounds prove keep
+    their centroid skip the search over all centroids (Hamerly's bounds), which changes no
+    label beyond ties within rounding). Extra: `backend` ('auto', 'cpu')
     and `spherical` (unit-norm centroids, for cosine similarity on normalised rows).
 
     Attributes: `cluster_centers_`, `labels_`, `inertia_`, `n_iter_`, `n_features_in_`,

@@ -45,7 +45,9 @@ def kmeans_fit(
     tol: float,
     seed: int,
     spherical: bool = False,
+    prune: bool = True,
     progress: Optional[_Progress] = None,
+    backend: Any = None,
 ) -> _KMeansFit: ...
 def minibatch_fit(
     x: _Matrix,

@@ -24,6 +24,7 @@ struct LloydArgs {
     tol: f64,
     seed: u64,
     spherical: bool,
+    prune: bool,
 }
 
 impl LloydArgs {
@@ -36,12 +37,13 @@ impl LloydArgs {
             tol: self.tol,
             seed: self.seed,
             spherical: self.spherical,
+            prune: self.prune,
         }
     }
 }
 
 #[pyfunction]
-#[pyo3(signature = (x, sample_weight, *, n_clusters, init, n_init, max_iter, tol, seed, spherical=false, progress=None, backend=None))]
+#[pyo3(signature = (x, sample_weight, *, n_clusters, init, n_init, max_iter, tol, seed, spherical=false, prune=true, progress=None, backend=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn kmeans_fit<'py>(
     py: Python<'py>,
@@ -54,10 +56,11 @@ pub fn kmeans_fit<'py>(
     tol: f64,
     seed: u64,
     spherical: bool,
+    prune: bool,
     progress: Option<Py<PyAny>>,
     backend: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let args = LloydArgs { n_clusters, n_init, max_iter, tol, seed, spherical };
+    let args = LloydArgs { n_clusters, n_init, max_iter, tol, seed, spherical, prune };
     by_dtype!(x, kmeans_fit_t(py, x, sample_weight, init, args, progress, backend))
 }
 

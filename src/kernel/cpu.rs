@@ -54,6 +54,48 @@ fn argmin_partial<T: Scalar>(dots: &[T], c_norms: &[T]) -> (T, usize) {
     (value, index)
 }
 
+/// Like [`argmin_partial`], also the second-smallest value (equal to the smallest on a tie).
+/// Branch-free per lane: `second ← min(second, max(best, v))`, `best ← min(best, v)`.
+#[inline]
+fn argmin2_partial<T: Scalar>(dots: &[T], c_norms: &[T]) -> (T, usize, T) {
+    const LANES: usize = 8;
+    let two = T::one() + T::one();
+    let mut best = [T::infinity(); LANES];
+    let mut second = [T::infinity(); LANES];
+    let mut best_j = [0usize; LANES];
+    let full = dots.len() / LANES * LANES;
+    for base in (0..full).step_by(LANES) {
+        let d = &dots[base..base + LANES];
+        let c = &c_norms[base..base + LANES];
+        for l in 0..LANES {
+            let v = c[l] - two * d[l];
+            let better = v < best[l];
+            let displaced = if better { best[l] } else { v };
+            second[l] = if displaced < second[l] { displaced } else { second[l] };
+            best[l] = if better { v } else { best[l] };
+            best_j[l] = if better { base + l } else { best_j[l] };
+        }
+    }
+    let (mut value, mut index, mut runner_up) = (T::infinity(), 0usize, T::infinity());
+    let mut take = |v: T, j: usize, s: T| {
+        if v < value || (v == value && j < index) {
+            runner_up = if value < s { value } else { s };
+            value = v;
+            index = j;
+        } else {
+            runner_up = if v < runner_up { v } else { runner_up };
+        }
+        runner_up = if s < runner_up { s } else { runner_up };
+    };
+    for l in 0..LANES {
+        take(best[l], best_j[l], second[l]);
+    }
+    for j in full..dots.len() {
+        take(c_norms[j] - two * dots[j], j, T::infinity());
+    }
+    (value, index, runner_up)
+}
+
 /// `out (m × n, row stride ldo) = a (m × d) · bᵀ` where `b` is `n × d`, both row-major.
 fn dot_rows<T: Scalar>(a: MatRef<'_, T>, b: MatRef<'_, T>, out: &mut [T], ldo: usize) {
     let (m, n, d) = (a.rows(), b.rows(), a.cols());
@@ -85,6 +127,63 @@ fn dot_rows<T: Scalar>(a: MatRef<'_, T>, b: MatRef<'_, T>, out: &mut [T], ldo: u
     }
 }
 
+/// Nearest centroid (and, with `TOP2`, the second-nearest distance) of each row of `rows`:
+/// one GEMM per panel of centroids into `dots`, then a scan of `‖c‖² − 2·x·c`.
+#[allow(clippy::too_many_arguments)]
+fn scan_block<T: Scalar, const TOP2: bool>(
+    rows: MatRef<'_, T>,
+    x_sq_norms: &[T],
+    centroids: MatRef<'_, T>,
+    c_norms: &[T],
+    dots: &mut [T],
+    labels: &mut [u32],
+    distances: &mut [T],
+    second: &mut [T],
+) {
+    let (m, k) = (rows.rows(), centroids.rows());
+    let panel = COL_PANEL.min(k);
+    let two = T::one() + T::one();
+    distances.fill(T::infinity());
+    labels.fill(0);
+    if TOP2 {
+        second.fill(T::infinity());
+    }
+    for j0 in (0..k).step_by(panel) {
+        let kc = panel.min(k - j0);
+        dot_rows(rows, centroids.slice_rows(j0, j0 + kc), dots, kc);
+        for r in 0..m {
+            let row_dots = &dots[r * kc..(r + 1) * kc];
+            if TOP2 {
+                let (best, best_j, runner_up) = argmin2_partial(row_dots, &c_norms[j0..j0 + kc]);
+                // Strictly smaller: ties keep the earlier panel; the loser becomes a runner-up.
+                if best < distances[r] {
+                    let previous = distances[r];
+                    second[r] = if runner_up < previous { runner_up } else { previous };
+                    distances[r] = best;
+                    labels[r] = (j0 + best_j) as u32;
+                } else {
+                    let cand = if best < runner_up { best } else { runner_up };
+                    second[r] = if cand < second[r] { cand } else { second[r] };
+                }
+            } else {
+                let (best, best_j) = argmin_partial(row_dots, &c_norms[j0..j0 + kc]);
+                // Strictly smaller: ties keep the earlier panel, i.e. the lowest index.
+                if best < distances[r] {
+                    distances[r] = best;
+                    labels[r] = (j0 + best_j) as u32;
+                }
+            }
+        }
+    }
+    let clamp = |v: T| if v > T::zero() { v } else { T::zero() };
+    for r in 0..m {
+        distances[r] = clamp(distances[r] + x_sq_norms[r]);
+        if TOP2 {
+            second[r] = clamp(second[r] + x_sq_norms[r]);
+        }
+    }
+}
+
 impl<T: Scalar> Kernel<T> for CpuKernel {
     fn name(&self) -> &'static str {
         "cpu"
@@ -98,9 +197,8 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         labels: &mut [u32],
         distances: &mut [T],
     ) {
-        let k = centroids.rows();
         let c_norms = row_sq_norms(centroids);
-        let panel = COL_PANEL.min(k);
+        let panel = COL_PANEL.min(centroids.rows());
         labels
             .par_chunks_mut(ROW_BLOCK)
             .zip(distances.par_chunks_mut(ROW_BLOCK))
@@ -109,26 +207,38 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
                 || vec![T::zero(); ROW_BLOCK * panel],
                 |dots, (b, (block_labels, block_distances))| {
                     let start = b * ROW_BLOCK;
-                    let m = block_labels.len();
-                    let block = x.slice_rows(start, start + m);
-                    block_distances.fill(T::infinity());
-                    block_labels.fill(0);
-                    for j0 in (0..k).step_by(panel) {
-                        let kc = panel.min(k - j0);
-                        dot_rows(block, centroids.slice_rows(j0, j0 + kc), dots, kc);
-                        for r in 0..m {
-                            let (best, best_j) = argmin_partial(&dots[r * kc..(r + 1) * kc], &c_norms[j0..j0 + kc]);
-                            // Strictly smaller: ties keep the earlier panel, i.e. the lowest index.
-                            if best < block_distances[r] {
-                                block_distances[r] = best;
-                                block_labels[r] = (j0 + best_j) as u32;
-                            }
-                        }
-                    }
-                    for r in 0..m {
-                        let d = block_distances[r] + x_sq_norms[start + r];
-                        block_distances[r] = if d > T::zero() { d } else { T::zero() };
-                    }
+                    let rows = x.slice_rows(start, start + block_labels.len());
+                    scan_block::<T, false>(rows, &x_sq_norms[start..], centroids, &c_norms, dots, block_labels, block_distances, &mut []);
+                },
+            );
+    }
+
+    fn prunes(&self) -> bool {
+        true
+    }
+
+    fn assign_top2(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        second: &mut [T],
+    ) {
+        let c_norms = row_sq_norms(centroids);
+        let panel = COL_PANEL.min(centroids.rows());
+        labels
+            .par_chunks_mut(ROW_BLOCK)
+            .zip(distances.par_chunks_mut(ROW_BLOCK))
+            .zip(second.par_chunks_mut(ROW_BLOCK))
+            .enumerate()
+            .for_each_init(
+                || vec![T::zero(); ROW_BLOCK * panel],
+                |dots, (b, ((block_labels, block_distances), block_second))| {
+                    let start = b * ROW_BLOCK;
+                    let rows = x.slice_rows(start, start + block_labels.len());
+                    scan_block::<T, true>(rows, &x_sq_norms[start..], centroids, &c_norms, dots, block_labels, block_distances, block_second);
                 },
             );
     }
@@ -196,6 +306,48 @@ mod tests {
             // float32 may pick a near-tie; its distance must still be the minimum to 1e-4.
             assert!((all[labels32[i] as usize] - all[best]).abs() <= 1e-4 * (1.0 + all[best]));
             assert_relative_eq!(dist32[i] as f64, all[best], max_relative = 1e-3, epsilon = 1e-3);
+        }
+    }
+
+    /// The kernel's top-2 search and the trait's default (through `pairwise`) against brute
+    /// force, across the centroid-panel boundary and with exact ties.
+    #[test]
+    fn assign_top2_matches_brute_force() {
+        struct Dense;
+        impl Kernel<f64> for Dense {
+            fn name(&self) -> &'static str {
+                "dense"
+            }
+            fn assign(&self, x: MatRef<'_, f64>, n: &[f64], c: MatRef<'_, f64>, l: &mut [u32], d: &mut [f64]) {
+                CpuKernel.assign(x, n, c, l, d)
+            }
+            fn pairwise(&self, x: MatRef<'_, f64>, n: &[f64], c: MatRef<'_, f64>, out: &mut [f64]) {
+                CpuKernel.pairwise(x, n, c, out)
+            }
+        }
+        let (n, d) = (300, 6);
+        for k in [1, 2, 9, 1100] {
+            let x = random_matrix(n, d, 10 + k as u64);
+            let mut c = random_matrix(k, d, 20 + k as u64);
+            if k > 2 {
+                // A duplicated centroid: its twin is the runner-up at the same distance.
+                let twin = c[..d].to_vec();
+                c[d..2 * d].copy_from_slice(&twin);
+            }
+            let (xm, cm) = (MatRef::new(&x, n, d).unwrap(), MatRef::new(&c, k, d).unwrap());
+            let norms = row_sq_norms(xm);
+            for kernel in [&CpuKernel as &dyn Kernel<f64>, &Dense] {
+                let (mut labels, mut dist, mut second) = (vec![0u32; n], vec![0.0; n], vec![0.0; n]);
+                kernel.assign_top2(xm, &norms, cm, &mut labels, &mut dist, &mut second);
+                for i in 0..n {
+                    let mut all: Vec<f64> = (0..k).map(|j| brute_sq(xm.row(i), cm.row(j))).collect();
+                    assert!((all[labels[i] as usize] - dist[i]).abs() <= 1e-9 * (1.0 + dist[i]), "k={k} row {i}");
+                    all.sort_by(f64::total_cmp);
+                    assert_relative_eq!(dist[i], all[0], max_relative = 1e-9, epsilon = 1e-9);
+                    let expected = if k > 1 { all[1] } else { f64::INFINITY };
+                    assert_relative_eq!(second[i], expected, max_relative = 1e-9, epsilon = 1e-9);
+                }
+            }
         }
     }
 

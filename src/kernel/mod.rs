@@ -26,6 +26,45 @@ pub trait Kernel<T: Scalar>: Sync {
         distances: &mut [T],
     );
 
+    /// Whether the Lloyd loop should skip rows whose bounds prove they keep their centroid
+    /// (see `crate::bounds`): worth it where a distance costs compute, not where a device
+    /// computes them all in one dense pass.
+    fn prunes(&self) -> bool {
+        false
+    }
+
+    /// [`assign`](Kernel::assign), plus each row's squared distance to its second-nearest
+    /// centroid in `second` (infinite when there is one centroid).
+    fn assign_top2(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        second: &mut [T],
+    ) {
+        let k = centroids.rows();
+        let mut all = vec![T::zero(); x.rows().min(4096) * k];
+        for (c, start) in (0..x.rows()).step_by(4096).enumerate() {
+            let end = (start + 4096).min(x.rows());
+            let block = &mut all[..(end - start) * k];
+            self.pairwise(x.slice_rows(start, end), &x_sq_norms[start..end], centroids, block);
+            for (r, row) in block.chunks_exact(k).enumerate() {
+                let i = c * 4096 + r;
+                let (mut best, mut runner_up, mut label) = (T::infinity(), T::infinity(), 0u32);
+                for (j, &v) in row.iter().enumerate() {
+                    if v < best {
+                        (runner_up, best, label) = (best, v, j as u32);
+                    } else if v < runner_up {
+                        runner_up = v;
+                    }
+                }
+                (labels[i], distances[i], second[i]) = (label, best, runner_up);
+            }
+        }
+    }
+
     /// Squared distances from every row of `x` to every row of `centroids`,
     /// written row-major into `out` (`x.rows() × centroids.rows()`), clamped at zero.
     fn pairwise(&self, x: MatRef<'_, T>, x_sq_norms: &[T], centroids: MatRef<'_, T>, out: &mut [T]);

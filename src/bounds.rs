@@ -1,0 +1,149 @@
+//! Triangle-inequality bounds for Lloyd iterations (Hamerly's variant: one lower bound per
+//! row). Each iteration computes every row's exact distance to its own centroid (a single
+//! dot product per row); a row keeps its label without a search over all centroids when
+//! that distance is at most half the gap from its centroid to the nearest other centroid,
+//! or at most a lower bound on its distance to every other centroid. The bound is the
+//! distance to the runner-up at the row's last full search, loosened by how far centroids
+//! have moved since. Rows the bounds cannot settle get the full search, so labels equal
+//! those of a dense pass (up to ties within rounding).
+
+use rayon::prelude::*;
+
+use crate::kernel::Kernel;
+use crate::matrix::{row_sq_norms, MatRef, REDUCE_CHUNK};
+use crate::scalar::Scalar;
+
+/// Centroid rows per block when measuring the gaps between centroids (bounds the buffer).
+const GAP_BLOCK: usize = 1024;
+
+pub(crate) struct Bounds {
+    /// Lower bound (a distance, not squared) on each row's distance to any centroid other
+    /// than its own.
+    lower: Vec<f64>,
+    /// Whether `lower` (and the labels) describe the current centroids.
+    valid: bool,
+}
+
+impl Bounds {
+    pub fn new(n: usize) -> Self {
+        Self { lower: vec![0.0; n], valid: false }
+    }
+
+    /// Labels and squared distances of every row for `centroids`; `None` when `keep_going`
+    /// answers `false` between chunks. Also returns how many rows needed a full search.
+    #[allow(clippy::too_many_arguments)]
+    pub fn assign<T: Scalar, K: Kernel<T> + ?Sized>(
+        &mut self,
+        kernel: &K,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: &mut dyn FnMut() -> bool,
+    ) -> Option<usize> {
+        let (n, k, d) = (x.rows(), centroids.rows(), x.cols());
+        let c_norms = row_sq_norms(centroids);
+        let mut search = vec![true; n];
+        if self.valid {
+            let half_gaps = half_gaps(kernel, centroids, &c_norms);
+            let c_norm_max = c_norms.iter().fold(0.0f64, |m, v| m.max(v.as_f64()));
+            let eps = T::epsilon().as_f64();
+            search
+                .par_chunks_mut(REDUCE_CHUNK)
+                .zip(distances.par_chunks_mut(REDUCE_CHUNK))
+                .enumerate()
+                .for_each(|(c, (search, distances))| {
+                    let two = T::one() + T::one();
+                    for (r, (needs, dist)) in search.iter_mut().zip(distances.iter_mut()).enumerate() {
+                        let i = c * REDUCE_CHUNK + r;
+                        let j = labels[i] as usize;
+                        let dot = x.row(i).iter().zip(centroids.row(j)).fold(T::zero(), |s, (&a, &b)| s + a * b);
+                        let own = x_sq_norms[i] + c_norms[j] - two * dot;
+                        *dist = if own > T::zero() { own } else { T::zero() };
+                        // Rounding in the distances: a margin far below any real gap.
+                        let slack = 64.0 * eps * (x_sq_norms[i].as_f64() + c_norm_max);
+                        let bound = half_gaps[j].max(self.lower[i]);
+                        *needs = !(dist.as_f64() + slack <= bound * bound);
+                    }
+                });
+        }
+        let step = kernel.rows_per_check(k, d).min(n);
+        let mut searched = 0;
+        let mut second = vec![T::zero(); step];
+        for start in (0..n).step_by(step) {
+            let end = (start + step).min(n);
+            let rows: Vec<usize> = (start..end).filter(|&i| search[i]).collect();
+            searched += rows.len();
+            if 2 * rows.len() > end - start {
+                // Mostly unsettled: search the whole chunk in place (no gather).
+                let second = &mut second[..end - start];
+                kernel.assign_top2(
+                    x.slice_rows(start, end),
+                    &x_sq_norms[start..end],
+                    centroids,
+                    &mut labels[start..end],
+                    &mut distances[start..end],
+                    second,
+                );
+                for (lower, &s) in self.lower[start..end].iter_mut().zip(second.iter()) {
+                    *lower = s.as_f64().sqrt();
+                }
+            } else if !rows.is_empty() {
+                let gathered = x.gather(&rows);
+                let norms: Vec<T> = rows.iter().map(|&i| x_sq_norms[i]).collect();
+                let m = rows.len();
+                let (mut l, mut dist) = (vec![0u32; m], vec![T::zero(); m]);
+                kernel.assign_top2(MatRef::new(&gathered, m, d).expect("gathered rows form a matrix"), &norms, centroids, &mut l, &mut dist, &mut second[..m]);
+                for (r, &i) in rows.iter().enumerate() {
+                    (labels[i], distances[i], self.lower[i]) = (l[r], dist[r], second[r].as_f64().sqrt());
+                }
+            }
+            if end < n && !keep_going() {
+                return None;
+            }
+        }
+        self.valid = true;
+        Some(searched)
+    }
+
+    /// The centroids moved from `old` to `new` (`k × d` each): loosen every row's lower
+    /// bound by the farthest move among the centroids other than its own.
+    pub fn moved<T: Scalar>(&mut self, old: &[T], new: &[T], d: usize, labels: &[u32]) {
+        let shifts: Vec<f64> = old
+            .chunks_exact(d)
+            .zip(new.chunks_exact(d))
+            .map(|(a, b)| a.iter().zip(b).map(|(&u, &v)| (u.as_f64() - v.as_f64()).powi(2)).sum::<f64>().sqrt())
+            .collect();
+        let (mut first, mut runner_up, mut farthest) = (0.0f64, 0.0f64, usize::MAX);
+        for (j, &s) in shifts.iter().enumerate() {
+            if s > first {
+                (runner_up, first, farthest) = (first, s, j);
+            } else if s > runner_up {
+                runner_up = s;
+            }
+        }
+        self.lower.par_iter_mut().zip(labels.par_iter()).for_each(|(lower, &label)| {
+            let shift = if label as usize == farthest { runner_up } else { first };
+            *lower = (*lower - shift).max(0.0);
+        });
+    }
+}
+
+/// Half the distance from each centroid to its nearest other centroid (infinite for one).
+fn half_gaps<T: Scalar, K: Kernel<T> + ?Sized>(kernel: &K, centroids: MatRef<'_, T>, c_norms: &[T]) -> Vec<f64> {
+    let k = centroids.rows();
+    let mut gaps = vec![f64::INFINITY; k];
+    let mut block = vec![T::zero(); GAP_BLOCK.min(k) * k];
+    for start in (0..k).step_by(GAP_BLOCK) {
+        let end = (start + GAP_BLOCK).min(k);
+        let out = &mut block[..(end - start) * k];
+        kernel.pairwise(centroids.slice_rows(start, end), &c_norms[start..end], centroids, out);
+        for (r, row) in out.chunks_exact(k).enumerate() {
+            let j = start + r;
+            let nearest = row.iter().enumerate().filter(|&(other, _)| other != j).fold(f64::INFINITY, |m, (_, v)| m.min(v.as_f64()));
+            gaps[j] = 0.5 * nearest.sqrt();
+        }
+    }
+    gaps
+}
