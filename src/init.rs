@@ -129,24 +129,35 @@ pub fn kmeans_plusplus<T: Scalar, K: Kernel<T> + ?Sized>(
             .map(|_| search_cumulative(&weighted, &totals, rng.random::<f64>() * potential))
             .collect();
         let candidate_rows = x.gather(&candidates);
-        kernel.pairwise(x, x_sq_norms, MatRef::new(&candidate_rows, n_trials, d)?, &mut candidate_distances);
-
+        let candidate_rows = MatRef::new(&candidate_rows, n_trials, d)?;
         // Potential if each candidate were added, summed per fixed chunk then in order.
-        let chunk_potentials: Vec<Vec<f64>> = candidate_distances
-            .par_chunks(POTENTIAL_CHUNK * n_trials)
-            .enumerate()
-            .map(|(c, block)| {
-                let mut pots = vec![0.0f64; n_trials];
-                for (r, row) in block.chunks_exact(n_trials).enumerate() {
-                    let i = c * POTENTIAL_CHUNK + r;
-                    let current = closest[i];
-                    for (pot, &dist) in pots.iter_mut().zip(row) {
-                        *pot += dist.min(current).as_f64() * row_weights[i];
-                    }
+        let potentials = |c: usize, block: &[T]| {
+            let mut pots = vec![0.0f64; n_trials];
+            for (r, row) in block.chunks_exact(n_trials).enumerate() {
+                let i = c * POTENTIAL_CHUNK + r;
+                let current = closest[i];
+                for (pot, &dist) in pots.iter_mut().zip(row) {
+                    *pot += dist.min(current).as_f64() * row_weights[i];
                 }
-                pots
-            })
-            .collect();
+            }
+            pots
+        };
+        let chunk_potentials: Vec<Vec<f64>> = if kernel.on_host() {
+            // Each chunk's distances are summed while they are still in cache.
+            candidate_distances
+                .par_chunks_mut(POTENTIAL_CHUNK * n_trials)
+                .enumerate()
+                .map(|(c, block)| {
+                    let start = c * POTENTIAL_CHUNK;
+                    let end = start + block.len() / n_trials;
+                    kernel.pairwise(x.slice_rows(start, end), &x_sq_norms[start..end], candidate_rows, block);
+                    potentials(c, block)
+                })
+                .collect()
+        } else {
+            kernel.pairwise(x, x_sq_norms, candidate_rows, &mut candidate_distances);
+            candidate_distances.par_chunks(POTENTIAL_CHUNK * n_trials).enumerate().map(|(c, block)| potentials(c, block)).collect()
+        };
         let mut pots = vec![0.0f64; n_trials];
         for chunk in &chunk_potentials {
             for (p, v) in pots.iter_mut().zip(chunk) {

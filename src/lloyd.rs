@@ -177,7 +177,7 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
     let k = centroids.len() / d;
     let (max_iter, spherical) = (params.max_iter, params.spherical);
     // Bounds pay off once there are several centroids and rows to spare per centroid.
-    let mut bounds = (params.prune && kernel.prunes() && k > 1 && n >= 4 * k).then(|| Bounds::new(n));
+    let mut bounds = (params.prune && kernel.on_host() && k > 1 && n >= 4 * k).then(|| Bounds::new(n));
     let mut labels = vec![0u32; n];
     let mut labels_old = vec![u32::MAX; n];
     let mut distances = vec![T::zero(); n];

@@ -142,7 +142,6 @@ fn scan_block<T: Scalar, const TOP2: bool>(
 ) {
     let (m, k) = (rows.rows(), centroids.rows());
     let panel = COL_PANEL.min(k);
-    let two = T::one() + T::one();
     distances.fill(T::infinity());
     labels.fill(0);
     if TOP2 {
@@ -213,7 +212,7 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
             );
     }
 
-    fn prunes(&self) -> bool {
+    fn on_host(&self) -> bool {
         true
     }
 

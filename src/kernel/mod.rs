@@ -26,10 +26,11 @@ pub trait Kernel<T: Scalar>: Sync {
         distances: &mut [T],
     );
 
-    /// Whether the Lloyd loop should skip rows whose bounds prove they keep their centroid
-    /// (see `crate::bounds`): worth it where a distance costs compute, not where a device
-    /// computes them all in one dense pass.
-    fn prunes(&self) -> bool {
+    /// Whether this kernel computes on the host CPU, where a call costs little: the Lloyd
+    /// loop then skips rows whose bounds prove they keep their centroid (`crate::bounds`),
+    /// and k-means++ fuses each block's candidate distances with their sums. A device that
+    /// computes every distance in one dense pass gains from neither.
+    fn on_host(&self) -> bool {
         false
     }
 
