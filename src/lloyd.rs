@@ -6,8 +6,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::bounds::Bounds;
 use crate::error::{invalid, Error, Result};
 use crate::init::{initial_centroids, Init};
-use crate::kernel::{assign_accumulate_in_chunks, assign_in_chunks, labelled_sq_distances, ClusterSums, Kernel};
-use crate::matrix::{mean_feature_variance, row_sq_norms, weighted_sum, MatRef};
+use crate::kernel::{assign_accumulate_in_chunks, assign_in_chunks, ClusterSums, Kernel};
+use crate::matrix::{weighted_sum, MatRef};
 use crate::scalar::Scalar;
 
 /// Which phase of a fit a [`Progress`] report comes from.
@@ -138,8 +138,8 @@ pub fn fit<T: Scalar, K: Kernel<T> + ?Sized>(
         return invalid("tol must be non-negative");
     }
     check_weights(weights, n)?;
-    let x_sq_norms = row_sq_norms(x);
-    let tol = if params.tol > 0.0 { params.tol * mean_feature_variance(x) } else { 0.0 };
+    let x_sq_norms = kernel.row_sq_norms(x);
+    let tol = if params.tol > 0.0 { params.tol * kernel.mean_feature_variance(x) } else { 0.0 };
     let mut seeds = ChaCha8Rng::seed_from_u64(params.seed);
     let mut best: Option<KMeansFit<T>> = None;
     for run in 0..params.n_init {
@@ -241,7 +241,7 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
             return Err(Error::Interrupted);
         }
     }
-    let (distances, inertia) = labelled_sq_distances(x, weights, final_centroids, &labels);
+    let (distances, inertia) = kernel.labelled_sq_distances(x, weights, final_centroids, &labels);
     log::debug!("{n_iter} iterations and final labels in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
     Ok(KMeansFit { centroids, labels, distances, inertia, n_iter, inertia_history: history })
 }

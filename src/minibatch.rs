@@ -7,9 +7,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::{invalid, Error, Result};
 use crate::init::{initial_centroids, weighted_sample_without_replacement, Init};
-use crate::kernel::{labelled_sq_distances, Kernel};
+use crate::kernel::Kernel;
 use crate::lloyd::{check_n_clusters, check_weights, normalize_rows, Monitor, Progress, Stage};
-use crate::matrix::{mean_feature_variance, row_sq_norms, weighted_sum, MatRef};
+use crate::matrix::{row_sq_norms, weighted_sum, MatRef};
 use crate::scalar::Scalar;
 
 #[derive(Debug, Clone)]
@@ -227,7 +227,7 @@ pub fn fit<T: Scalar, K: Kernel<T> + ?Sized>(
     check_weights(weights, n)?;
     let batch_size = params.batch_size.min(n);
     let init_size = resolve_init_size(params.init_size, batch_size, k, n);
-    let tol = if params.tol > 0.0 { params.tol * mean_feature_variance(x) } else { 0.0 };
+    let tol = if params.tol > 0.0 { params.tol * kernel.mean_feature_variance(x) } else { 0.0 };
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
 
     // Validation sample on which the n_init candidates are compared.
@@ -298,12 +298,12 @@ pub fn fit<T: Scalar, K: Kernel<T> + ?Sized>(
     }
     let n_iter = (steps_done * batch_size).div_ceil(n);
     let (labels, distances, inertia) = if params.compute_labels {
-        let norms = row_sq_norms(x);
+        let norms = kernel.row_sq_norms(x);
         let mut labels = vec![0u32; n];
         let mut approx = vec![T::zero(); n];
         let centroids = MatRef::new(&state.centroids, k, d)?;
         kernel.assign(x, &norms, centroids, &mut labels, &mut approx);
-        let (distances, inertia) = labelled_sq_distances(x, weights, centroids, &labels);
+        let (distances, inertia) = kernel.labelled_sq_distances(x, weights, centroids, &labels);
         (Some(labels), Some(distances), inertia)
     } else {
         let mean = ewa_inertia.unwrap_or_else(|| history.last().copied().unwrap_or(0.0));

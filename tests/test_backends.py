@@ -107,6 +107,31 @@ def test_mlx_arrays_in_mlx_arrays_out(data):
     assert isinstance(kmeans(X, 16, init=init, backend="mlx").centroids, np.ndarray)
 
 
+@pytest.mark.skipif("mlx" not in AVAILABLE, reason="mlx unavailable here")
+def test_mlx_array_is_shared_not_copied(data, caplog, monkeypatch):
+    # The MLX kernel computes on the caller's MLX array in place; a transposed (non-contiguous)
+    # array, or sharing turned off, takes the copying path. All give the same fit as NumPy
+    # input, and the input is unchanged.
+    import mlx.core as mx
+
+    X, init = data
+    ref = KMeans(16, init=init, n_init=1, backend="cpu").fit(X)
+    X_mx = mx.array(X)
+    transposed = mx.array(np.ascontiguousarray(X.T)).T
+    cases = [("shared", X_mx, True), ("transposed", transposed, False), ("off", X_mx, False)]
+    for case, array, shares in cases:
+        if case == "off":
+            monkeypatch.setenv("MLX_KMEANS_MLX_SHARE", "0")
+        with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
+            caplog.clear()
+            est = KMeans(16, init=init, n_init=1, backend="mlx").fit(array)
+        shared = any("sharing the caller's MLX array" in r.getMessage() for r in caplog.records)
+        assert shared == shares, case
+        _agree(np.array(est.labels_), ref.labels_, np.array(est.cluster_centers_), ref.cluster_centers_, X)
+        assert est.inertia_ == pytest.approx(ref.inertia_, rel=1e-4)
+        np.testing.assert_array_equal(np.array(array), X)
+
+
 
 
 @pytest.fixture

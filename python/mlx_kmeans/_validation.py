@@ -47,6 +47,20 @@ def is_mlx_array(X) -> bool:
     return cls.__name__ == "array" and cls.__module__.split(".")[0] == "mlx"
 
 
+def mlx_value_summary(X) -> tuple[bool, bool, float] | None:
+    """`value_summary` of a floating-point MLX array, computed by MLX where the array lives
+    (on a GPU, the host then never reads the data); None for other dtypes or no elements."""
+    import mlx.core as mx
+
+    if X.size == 0 or not mx.issubdtype(X.dtype, mx.floating):
+        return None
+    has_nan = mx.any(mx.isnan(X))
+    has_inf = mx.any(mx.isinf(X))
+    top = mx.max(mx.where(mx.isfinite(X), mx.abs(X), 0))
+    mx.eval(has_nan, has_inf, top)
+    return bool(has_nan.item()), bool(has_inf.item()), float(top.item())
+
+
 def mlx_to_numpy(X) -> np.ndarray:
     """A NumPy view of an MLX array's host memory (no copy); bfloat16, which NumPy lacks,
     is converted to float32 by MLX first."""
@@ -82,7 +96,9 @@ def check_array(X, *, name: str = "X", owner: str = "KMeans", dtype=None) -> np.
     list of numbers per row) is read through the Arrow C data interface: one chunk of
     float32/float64 without nulls is borrowed, several chunks are gathered once.
     """
+    summary = None
     if is_mlx_array(X):
+        summary = mlx_value_summary(X)
         X = mlx_to_numpy(X)
     elif is_arrow(X):
         from . import _native
@@ -161,7 +177,8 @@ def check_array(X, *, name: str = "X", owner: str = "KMeans", dtype=None) -> np.
     target = target.newbyteorder("=")
     if array.dtype != target or not array.flags.c_contiguous or not array.dtype.isnative:
         array = np.ascontiguousarray(array, dtype=target)
-    has_nan, has_inf, top = value_summary(array)
+    # Conversions above keep every value, so a summary taken by MLX still holds.
+    has_nan, has_inf, top = value_summary(array) if summary is None else summary
     if has_nan:
         raise ValueError(f"Input {name} contains NaN.")
     if has_inf:

@@ -73,13 +73,14 @@ fn kmeans_fit_t<'py, T: KernelFor>(
     progress: Option<Py<PyAny>>,
     backend: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let input = Data::<T>::new(x, sample_weight)?;
+    let mut input = Data::<T>::new(x, sample_weight)?;
     let params = args.params(input::init::<T>(init, args.n_clusters, input.cols)?);
+    let shared = input.take_mlx();
     let (data, w) = (input.matrix()?, input.weights()?);
     let spec = backend_spec(backend)?;
     let result = detached(py, progress, |monitor| {
         let started = std::time::Instant::now();
-        let kernel = T::kernel(&spec, Some(data))?;
+        let kernel = T::kernel(&spec, Some(data), shared)?;
         log::debug!("{} kernel ready in {:.1} ms", kernel.name(), started.elapsed().as_secs_f64() * 1e3);
         lloyd::fit(&*kernel, data, w, &params, monitor)
     })?;
@@ -180,7 +181,7 @@ fn minibatch_fit_t<'py, T: KernelFor>(
     let (data, w) = (input.matrix()?, input.weights()?);
     let spec = backend_spec(backend)?;
     let result = detached(py, progress, |monitor| {
-        let kernel = T::kernel(&spec, None)?;
+        let kernel = T::kernel(&spec, None, None)?;
         minibatch::fit(&*kernel, data, w, &params, monitor)
     })?;
     let out = PyDict::new(py);
@@ -241,7 +242,7 @@ fn init_centroids_t<'py, T: KernelFor>(
     let (data, w) = (input.matrix()?, input.weights()?);
     let spec = backend_spec(backend)?;
     let centroids = detached(py, None, |monitor| {
-        let kernel = T::kernel(&spec, None)?;
+        let kernel = T::kernel(&spec, None, None)?;
         lloyd::check_n_clusters(n, k)?;
         let init_size = minibatch::resolve_init_size(args.init_size, args.batch_size.clamp(1, n), k, n);
         let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
@@ -299,7 +300,7 @@ fn minibatch_partial_fit_t<'py, T: KernelFor>(
     let (data, w) = (input.matrix()?, input.weights()?);
     let spec = backend_spec(backend)?;
     let state = detached(py, None, |_| {
-        let kernel = T::kernel(&spec, None)?;
+        let kernel = T::kernel(&spec, None, None)?;
         lloyd::check_weights(w, input.rows)?;
         let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
         let reassign = state.take_reassign_turn(args.batch_size);

@@ -6,6 +6,7 @@ use numpy::{Element, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
+use super::mlx_share::{shared_mlx, SharedMlx};
 use crate::matrix::MatRef;
 use crate::{Init, Scalar};
 
@@ -69,19 +70,29 @@ pub fn init<T: Scalar + Element>(init: &Bound<'_, PyAny>, k: usize, d: usize) ->
     Ok(Init::Given(array.as_slice().expect("contiguous").to_vec()))
 }
 
-/// The data matrix of a call and its optional sample weights, borrowed from NumPy.
+/// The data matrix of a call and its optional sample weights, borrowed from NumPy; and,
+/// when the matrix is a view of an MLX array, that array, shared (see `mlx_share`).
 pub struct Data<'py, T: Scalar + Element> {
     x: PyReadonlyArray2<'py, T>,
     weights: Option<PyReadonlyArray1<'py, T>>,
+    mlx: Option<SharedMlx>,
     pub rows: usize,
     pub cols: usize,
 }
 
 impl<'py, T: Scalar + Element> Data<'py, T> {
     pub fn new(x: &Bound<'py, PyAny>, sample_weight: Option<&Bound<'py, PyAny>>) -> PyResult<Self> {
+        let view = x;
         let (x, rows, cols) = matrix::<T>(x, "X")?;
         let weights = vector::<T>(sample_weight, "sample_weight")?;
-        Ok(Self { x, weights, rows, cols })
+        let is_f32 = std::mem::size_of::<T>() == 4;
+        let mlx = if is_f32 { shared_mlx(view, x.as_slice()?.as_ptr() as *const f32, rows, cols) } else { None };
+        Ok(Self { x, weights, mlx, rows, cols })
+    }
+
+    /// The MLX array the matrix is a view of, for the kernel to compute on in place.
+    pub fn take_mlx(&mut self) -> Option<SharedMlx> {
+        self.mlx.take()
     }
 
     pub fn matrix(&self) -> PyResult<MatRef<'_, T>> {

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::kernel::{cpu::CpuKernel, ClusterSums, Kernel};
+use super::mlx_share::SharedMlx;
 use crate::matrix::MatRef;
 use crate::Scalar;
 
@@ -35,13 +36,13 @@ impl BackendSpec {
 }
 
 /// Builds the kernel for a float type; `data` is the fit's data matrix (kept resident by
-/// kernels that copy data into device memory).
+/// kernels that hold data in device memory), `shared` an MLX array over the same values.
 pub trait KernelFor: Scalar + Element {
-    fn kernel<'a>(spec: &'a BackendSpec, data: Option<MatRef<'a, Self>>) -> Result<Box<dyn Kernel<Self> + 'a>>;
+    fn kernel<'a>(spec: &'a BackendSpec, data: Option<MatRef<'a, Self>>, shared: Option<SharedMlx>) -> Result<Box<dyn Kernel<Self> + 'a>>;
 }
 
 impl KernelFor for f64 {
-    fn kernel<'a>(spec: &'a BackendSpec, _data: Option<MatRef<'a, f64>>) -> Result<Box<dyn Kernel<f64> + 'a>> {
+    fn kernel<'a>(spec: &'a BackendSpec, _data: Option<MatRef<'a, f64>>, _shared: Option<SharedMlx>) -> Result<Box<dyn Kernel<f64> + 'a>> {
         match spec {
             BackendSpec::Cpu => Ok(Box::new(CpuKernel)),
             BackendSpec::Mlx => Err(Error::InvalidArgument("the mlx backend computes in float32; pass float32 data".into())),
@@ -51,14 +52,14 @@ impl KernelFor for f64 {
 }
 
 impl KernelFor for f32 {
-    fn kernel<'a>(spec: &'a BackendSpec, data: Option<MatRef<'a, f32>>) -> Result<Box<dyn Kernel<f32> + 'a>> {
+    fn kernel<'a>(spec: &'a BackendSpec, data: Option<MatRef<'a, f32>>, shared: Option<SharedMlx>) -> Result<Box<dyn Kernel<f32> + 'a>> {
         match spec {
             BackendSpec::Cpu => Ok(Box::new(CpuKernel)),
             #[cfg(all(feature = "mlx", any(target_os = "linux", target_os = "macos")))]
-            BackendSpec::Mlx => Ok(Box::new(crate::kernel::mlx::MlxKernel::new(data))),
+            BackendSpec::Mlx => Ok(Box::new(crate::kernel::mlx::MlxKernel::new(data, shared.map(|s| s.0)))),
             #[cfg(not(all(feature = "mlx", any(target_os = "linux", target_os = "macos"))))]
             BackendSpec::Mlx => {
-                let _ = data;
+                let _ = (data, shared);
                 Err(Error::InvalidArgument("this build of mlx_kmeans has no MLX kernel".into()))
             }
             BackendSpec::Callback(callback) => Ok(Box::new(CallbackKernel { callback })),

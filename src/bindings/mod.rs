@@ -5,6 +5,7 @@ mod arrow;
 mod fit;
 mod input;
 mod kernels;
+mod mlx_share;
 mod run;
 
 use numpy::ndarray::Array2;
@@ -80,7 +81,7 @@ fn assign_t<'py, T: KernelFor>(
     let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
     let spec = backend_spec(backend)?;
     let (labels, distances, inertia) = detached(py, None, |_| {
-        let kernel = T::kernel(&spec, Some(data))?;
+        let kernel = T::kernel(&spec, Some(data), None)?;
         if let Some(w) = w {
             if w.len() != n {
                 return Err(crate::Error::InvalidArgument(format!("sample_weight has {} entries; expected {n}", w.len())));
@@ -113,7 +114,7 @@ fn sq_distances_t<'py, T: KernelFor>(py: Python<'py>, x: &Bound<'py, PyAny>, cen
     let data = view(x_array.as_slice()?, n, d)?;
     let cents = view(c_array.as_slice()?, k, d)?;
     let out = detached(py, None, |_| {
-        let kernel = T::kernel(&spec, Some(data))?;
+        let kernel = T::kernel(&spec, Some(data), None)?;
         let mut out = vec![T::zero(); n * k];
         kernel.pairwise(data, &row_sq_norms(data), cents, &mut out);
         Ok(out)

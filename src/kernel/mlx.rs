@@ -1,9 +1,11 @@
 //! The MLX kernel (mlx-rs): distances as one matmul plus norms, argmin, and per-cluster sums
 //! as a one-hot matmul, on MLX's default device (Metal or CUDA GPU, else MLX's CPU). A Lloyd step
 //! is one MLX graph and one evaluation: labels never leave the device before the sums are made.
-//! MLX computes in float32. The data matrix given at construction is copied into MLX memory
-//! once and reused by every call on it; other matrices (mini-batches, candidates) are copied
-//! per call.
+//! MLX computes in float32. The data matrix given at construction is held in MLX memory for
+//! the whole fit: shared with the caller's MLX array when there is one, else copied once. Row
+//! norms and final distances of that matrix are computed on the device too, so the host never
+//! reads (in CUDA managed memory: migrates) it. Other matrices (mini-batches, candidates) are
+//! copied per call.
 
 use std::sync::Mutex;
 
@@ -40,10 +42,16 @@ pub fn device_description() -> Result<(bool, String), String> {
     Ok((matches!(kind, DeviceType::Gpu), format!("{device:?}")))
 }
 
+/// The fit's data matrix in MLX memory: as the GEMMs take it (`lifted`) and as it is.
+struct Resident {
+    lifted: Array,
+    plain: Array,
+}
+
 pub struct MlxKernel<'a> {
-    /// The fit's data matrix and its copy in MLX memory. The borrow keeps the address
-    /// from being reused for other data while this kernel lives, so comparing pointers is sound.
-    data: Option<(&'a [f32], usize, Mutex<Array>)>,
+    /// The fit's data matrix and its MLX arrays. The borrow keeps the address from being
+    /// reused for other data while this kernel lives, so comparing pointers is sound.
+    data: Option<(&'a [f32], usize, Mutex<Resident>)>,
     /// Whether MLX computes on a GPU (then a pass is split far less often).
     on_gpu: bool,
     /// Whether float32 GEMMs go through the high/low split (see [`Precision`]).
@@ -68,12 +76,12 @@ impl Precision {
 
     fn rows(a: &Array) -> Array {
         let (hi, lo) = Self::halves(a);
-        check(mlx_rs::ops::concatenate_axis(&[&hi, &hi, &lo], 1))
+        check(mlx_rs::ops::concatenate(&[&hi, &hi, &lo], 1))
     }
 
     fn centroids(c: &Array) -> Array {
         let (hi, lo) = Self::halves(c);
-        check(mlx_rs::ops::concatenate_axis(&[&hi, &lo, &hi], 1))
+        check(mlx_rs::ops::concatenate(&[&hi, &lo, &hi], 1))
     }
 
     /// `k × 3d` sums of `[hi, hi, lo]` rows back to `k × d`: hi sums plus lo sums.
@@ -87,14 +95,18 @@ impl Precision {
 unsafe impl Sync for MlxKernel<'_> {}
 
 impl<'a> MlxKernel<'a> {
-    /// A kernel that keeps `data` (`rows × cols`) resident in MLX memory.
-    pub fn new(data: Option<MatRef<'a, f32>>) -> Self {
+    /// A kernel that keeps `data` (`rows × cols`) resident in MLX memory: `shared`, an MLX
+    /// array over the same values, when the caller has one, else a copy.
+    pub fn new(data: Option<MatRef<'a, f32>>, shared: Option<Array>) -> Self {
         let on_gpu = matches!(Device::try_default().and_then(|d| d.get_type()), Ok(DeviceType::Gpu));
         // TF32 arithmetic is a CUDA matter (Metal and MLX's CPU compute float32 products in
         // float32); MLX_KMEANS_MLX_SPLIT=1 forces the split anywhere, for testing it.
         let split = (on_gpu && cfg!(target_os = "linux")) || std::env::var_os("MLX_KMEANS_MLX_SPLIT").is_some_and(|v| v == "1");
         let mut kernel = Self { data: None, on_gpu, split };
-        kernel.data = data.map(|m| (m.as_slice(), m.cols(), Mutex::new(kernel.lift_rows(to_mlx(m)))));
+        kernel.data = data.map(|m| {
+            let plain = shared.unwrap_or_else(|| to_mlx(m));
+            (m.as_slice(), m.cols(), Mutex::new(Resident { lifted: kernel.lift_rows(plain.clone()), plain }))
+        });
         kernel
     }
 
@@ -115,23 +127,33 @@ impl<'a> MlxKernel<'a> {
         if self.split { Precision::fold(&sums, d as i32) } else { sums }
     }
 
-    /// Rows `start..end` of `x` as an MLX array: a slice of the resident copy when `x` is
+    /// Where `x` lies in the resident data: its first row, if it is a run of its rows.
+    fn resident_offset(&self, x: MatRef<'_, f32>) -> Option<usize> {
+        let (data, cols, _) = self.data.as_ref()?;
+        let (base, len) = (data.as_ptr() as usize, data.len());
+        let at = x.as_slice().as_ptr() as usize;
+        let size = std::mem::size_of::<f32>() * cols;
+        // Both point into the one borrowed data slice, so comparing addresses is sound.
+        let inside = *cols > 0 && x.cols() == *cols && at >= base && at + x.as_slice().len() * 4 <= base + len * 4;
+        (inside && (at - base) % size == 0).then(|| (at - base) / size)
+    }
+
+    /// The resident data as it is, when `x` is all of it.
+    fn whole(&self, x: MatRef<'_, f32>) -> Option<Array> {
+        let (data, cols, resident) = self.data.as_ref()?;
+        (self.resident_offset(x) == Some(0) && x.rows() == data.len() / cols)
+            .then(|| resident.lock().expect("MLX data lock").plain.clone())
+    }
+
+    /// Rows `start..end` of `x` as an MLX array: a slice of the resident data when `x` is
     /// the data or a run of its rows, else a copy of those rows.
     fn rows(&self, x: MatRef<'_, f32>, start: usize, end: usize) -> Array {
-        if let Some((data, data_cols, array)) = &self.data {
-            let cols = *data_cols;
-            let (base, len) = (data.as_ptr() as usize, data.len());
-            let at = x.as_slice().as_ptr() as usize;
-            let size = std::mem::size_of::<f32>();
-            // Both point into the one borrowed data slice, so comparing addresses is sound.
-            if cols > 0 && x.cols() == cols && at >= base && at + x.as_slice().len() * size <= base + len * size && (at - base) % (cols * size) == 0 {
-                let first = (at - base) / (cols * size);
-                let whole = array.lock().expect("MLX data lock");
-                if first + start == 0 && first + end == len / cols {
-                    return whole.clone();
-                }
-                return whole.index(((first + start) as i32..(first + end) as i32, ..));
+        if let (Some(first), Some((data, cols, resident))) = (self.resident_offset(x), &self.data) {
+            let whole = &resident.lock().expect("MLX data lock").lifted;
+            if first + start == 0 && first + end == data.len() / cols {
+                return whole.clone();
             }
+            return whole.index(((first + start) as i32..(first + end) as i32, ..));
         }
         let block = x.slice_rows(start, end);
         self.lift_rows(Array::from_slice(block.as_slice(), &[(end - start) as i32, x.cols() as i32]))
@@ -202,6 +224,31 @@ impl Kernel<f32> for MlxKernel<'_> {
         // A GPU runs ~100× the CPU's flops; each split costs a device round trip.
         let rows = super::rows_per_check(k, d);
         if self.on_gpu { rows.saturating_mul(128) } else { rows }
+    }
+
+    fn row_sq_norms(&self, x: MatRef<'_, f32>) -> Vec<f32> {
+        let Some(data) = self.whole(x) else { return crate::matrix::row_sq_norms(x) };
+        let norms = check(check(data.square()).sum_axis(1, false));
+        eval_all(&[&norms]);
+        norms.as_slice::<f32>().to_vec()
+    }
+
+    fn mean_feature_variance(&self, x: MatRef<'_, f32>) -> f64 {
+        let Some(data) = self.whole(x) else { return crate::matrix::mean_feature_variance(x) };
+        let mean = check(check(data.var_axis(0, false, 0)).mean(false));
+        eval_all(&[&mean]);
+        mean.item_exact::<f32>() as f64
+    }
+
+    fn labelled_sq_distances(&self, x: MatRef<'_, f32>, weights: Option<&[f32]>, centroids: MatRef<'_, f32>, labels: &[u32]) -> (Vec<f32>, f64) {
+        let Some(data) = self.whole(x) else { return super::labelled_sq_distances(x, weights, centroids, labels) };
+        // By differences, as on the host: exact up to float32 rounding of each term.
+        let own = check(to_mlx(centroids).take_axis(&Array::from_slice(labels, &[labels.len() as i32]), 0));
+        let distances = check(check(check(data.subtract(&own)).square()).sum_axis(1, false));
+        eval_all(&[&distances]);
+        let distances = distances.as_slice::<f32>().to_vec();
+        let inertia = distances.iter().enumerate().map(|(i, &v)| v as f64 * crate::matrix::weight_at(weights, i)).sum();
+        (distances, inertia)
     }
 
     fn assign(&self, x: MatRef<'_, f32>, x_sq_norms: &[f32], centroids: MatRef<'_, f32>, labels: &mut [u32], distances: &mut [f32]) {

@@ -26,6 +26,29 @@ pub trait Kernel<T: Scalar>: Sync {
         distances: &mut [T],
     );
 
+    /// Squared norm of every row of `x`. A kernel that holds `x` on a device computes them
+    /// there, so that the host never reads (and, in managed memory, migrates) the data.
+    fn row_sq_norms(&self, x: MatRef<'_, T>) -> Vec<T> {
+        crate::matrix::row_sq_norms(x)
+    }
+
+    /// Mean over features of the per-feature variance (scales `tol`); see `row_sq_norms`.
+    fn mean_feature_variance(&self, x: MatRef<'_, T>) -> f64 {
+        crate::matrix::mean_feature_variance(x)
+    }
+
+    /// Exact squared distance from each row to its labelled centroid and the weighted total
+    /// (the reported inertia); see `row_sq_norms`.
+    fn labelled_sq_distances(
+        &self,
+        x: MatRef<'_, T>,
+        weights: Option<&[T]>,
+        centroids: MatRef<'_, T>,
+        labels: &[u32],
+    ) -> (Vec<T>, f64) {
+        labelled_sq_distances(x, weights, centroids, labels)
+    }
+
     /// Whether this kernel computes on the host CPU, where a call costs little: the Lloyd
     /// loop then skips rows whose bounds prove they keep their centroid (`crate::bounds`),
     /// and k-means++ fuses each block's candidate distances with their sums. A device that
