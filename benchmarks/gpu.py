@@ -236,7 +236,7 @@ def bench(workload: str, repeats: int) -> dict:
     engine_log = logging.getLogger("mlx_kmeans")
     engine_log.addHandler(handler)
     engine_log.setLevel(logging.DEBUG)
-    ours_numpy_input()
+    ours_mlx_input()
     engine_log.removeHandler(handler)
     engine_log.setLevel(logging.WARNING)
     for name, fn in peers.items():
