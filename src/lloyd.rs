@@ -184,40 +184,55 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
     let mut strict_convergence = false;
     let mut n_iter = 0;
     let mut history = Vec::new();
+    // A kernel with device state runs whole iterations there; scalars cross per iteration.
+    let mut device = if bounds.is_none() { kernel.device_lloyd(x, weights, &centroids, spherical) } else { None };
     let started = std::time::Instant::now();
     for iteration in 1..=max_iter {
         n_iter = iteration;
-        let current = MatRef::new(&centroids, k, d)?;
-        let block = Progress { stage: Stage::Block, iteration, run, inertia: f64::NAN, center_shift: f64::NAN };
-        let mut sums = match bounds.as_mut() {
-            Some(bounds) => {
-                let searched = bounds
-                    .assign(kernel, x, x_sq_norms, current, &mut labels, &mut distances, &mut || monitor(&block))
-                    .ok_or(Error::Interrupted)?;
-                log::debug!("iteration {iteration}: {searched} of {n} rows searched all centroids");
-                kernel.accumulate(x, weights, &labels, k)
+        let (inertia, center_shift, labels_changed) = if let Some(device) = device.as_mut() {
+            let step = device.step();
+            if step.empty_clusters == 0 {
+                (step.inertia, step.center_shift, step.labels_changed)
+            } else {
+                // Rare: repair on the host, as below, and continue from there.
+                let (mut sums, current) = (device.sums(), device.centroids());
+                device.assignment(&mut labels, &mut distances);
+                relocate_empty_clusters(x, weights, &labels, &distances, &mut sums);
+                let updated = average(&sums, &current, d, spherical);
+                device.set_centroids(&updated);
+                (step.inertia, squared_shift(&updated, &current), step.labels_changed)
             }
-            None => assign_accumulate_in_chunks(kernel, x, x_sq_norms, weights, current, &mut labels, &mut distances, &mut || monitor(&block))
-                .ok_or(Error::Interrupted)?,
+        } else {
+            let current = MatRef::new(&centroids, k, d)?;
+            let block = Progress { stage: Stage::Block, iteration, run, inertia: f64::NAN, center_shift: f64::NAN };
+            let mut sums = match bounds.as_mut() {
+                Some(bounds) => {
+                    let searched = bounds
+                        .assign(kernel, x, x_sq_norms, current, &mut labels, &mut distances, &mut || monitor(&block))
+                        .ok_or(Error::Interrupted)?;
+                    log::debug!("iteration {iteration}: {searched} of {n} rows searched all centroids");
+                    kernel.accumulate(x, weights, &labels, k)
+                }
+                None => assign_accumulate_in_chunks(kernel, x, x_sq_norms, weights, current, &mut labels, &mut distances, &mut || monitor(&block))
+                    .ok_or(Error::Interrupted)?,
+            };
+            relocate_empty_clusters(x, weights, &labels, &distances, &mut sums);
+            let updated = average(&sums, &centroids, d, spherical);
+            let center_shift = squared_shift(&updated, &centroids);
+            if let Some(bounds) = bounds.as_mut() {
+                bounds.moved(&centroids, &updated, d, &labels);
+            }
+            centroids = updated;
+            let changed = labels != labels_old;
+            labels_old.copy_from_slice(&labels);
+            (weighted_sum(&distances, weights), center_shift, changed)
         };
-        relocate_empty_clusters(x, weights, &labels, &distances, &mut sums);
-        let updated = average(&sums, &centroids, d, spherical);
-        let center_shift: f64 = updated
-            .iter()
-            .zip(&centroids)
-            .map(|(&a, &b)| (a.as_f64() - b.as_f64()).powi(2))
-            .sum();
-        let inertia = weighted_sum(&distances, weights);
         history.push(inertia);
-        if let Some(bounds) = bounds.as_mut() {
-            bounds.moved(&centroids, &updated, d, &labels);
-        }
-        centroids = updated;
         log::debug!("iteration {iteration}: inertia {inertia:.6e}, {:.1} ms since the first", started.elapsed().as_secs_f64() * 1e3);
         if !monitor(&Progress { stage: Stage::Iteration, iteration, run, inertia, center_shift }) {
             return Err(Error::Interrupted);
         }
-        if labels == labels_old {
+        if !labels_changed {
             strict_convergence = true;
             log::debug!("converged at iteration {iteration}: strict convergence");
             break;
@@ -226,7 +241,12 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
             log::debug!("converged at iteration {iteration}: center shift {center_shift:.3e} within tolerance {tol:.3e}");
             break;
         }
-        labels_old.copy_from_slice(&labels);
+    }
+    if let Some(device) = device {
+        centroids = device.centroids();
+        if strict_convergence {
+            device.assignment(&mut labels, &mut distances);
+        }
     }
     let final_centroids = MatRef::new(&centroids, k, d)?;
     if !strict_convergence {
@@ -244,6 +264,11 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
     let (distances, inertia) = kernel.labelled_sq_distances(x, weights, final_centroids, &labels);
     log::debug!("{n_iter} iterations and final labels in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
     Ok(KMeansFit { centroids, labels, distances, inertia, n_iter, inertia_history: history })
+}
+
+/// Sum over centroids of the squared distance each one moved.
+fn squared_shift<T: Scalar>(updated: &[T], previous: &[T]) -> f64 {
+    updated.iter().zip(previous).map(|(&a, &b)| (a.as_f64() - b.as_f64()).powi(2)).sum()
 }
 
 /// Divides each cluster's sum by its weight; a cluster with no weight keeps its centroid.

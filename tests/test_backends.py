@@ -48,6 +48,25 @@ def test_kmeans_estimator_agrees_with_cpu(name, data):
     np.testing.assert_array_equal(other.predict(X), np.asarray(other.labels_))
 
 
+@pytest.mark.parametrize("spherical", [False, True])
+@pytest.mark.parametrize("name", OTHERS)
+def test_empty_clusters_and_spherical_agree_with_cpu(name, spherical, data):
+    # Two starting centroids far from every row come out empty in the first iteration and
+    # are moved to the farthest rows; the MLX backend updates centroids on its device and
+    # repairs empty clusters on the host. Weighted, and with unit-norm centroids.
+    X, init = data
+    init = init.copy()
+    init[3] = 1e3
+    init[9] = -1e3
+    w = np.random.default_rng(4).uniform(0.5, 2.0, len(X)).astype(np.float32)
+    params = dict(init=init, n_init=1, max_iter=100, spherical=spherical)
+    ref = KMeans(16, backend="cpu", **params).fit(X, sample_weight=w)
+    other = KMeans(16, backend=name, **params).fit(X, sample_weight=w)
+    _agree(other.labels_, ref.labels_, other.cluster_centers_, ref.cluster_centers_, X)
+    assert other.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
+    assert other.n_iter_ == ref.n_iter_
+
+
 @pytest.mark.parametrize("name", OTHERS)
 def test_minibatch_agrees_with_cpu(name, data):
     X, init = data

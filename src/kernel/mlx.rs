@@ -12,7 +12,9 @@ use std::sync::Mutex;
 use mlx_rs::ops::indexing::{argmin_axis, IndexOp};
 use mlx_rs::{Array, Device, DeviceType, Dtype};
 
-use super::{ClusterSums, Kernel};
+mod lloyd;
+
+use super::{ClusterSums, DeviceLloyd, Kernel};
 use crate::matrix::MatRef;
 
 /// Rows per MLX call, bounded so that a `rows × k` block stays near 2^27 floats (512 MB):
@@ -117,8 +119,11 @@ impl<'a> MlxKernel<'a> {
 
     /// Centroids as the GEMMs take them, and their squared norms (`1 × k`, in float32).
     fn lift_centroids(&self, centroids: MatRef<'_, f32>) -> (Array, Array) {
-        let c = to_mlx(centroids);
-        let norms = row_norms(&c, centroids.rows());
+        self.lift_centroid_array(to_mlx(centroids), centroids.rows())
+    }
+
+    fn lift_centroid_array(&self, c: Array, k: usize) -> (Array, Array) {
+        let norms = row_norms(&c, k);
         (if self.split { Precision::centroids(&c) } else { c }, norms)
     }
 
@@ -194,13 +199,13 @@ fn store_nearest(best: &Array, best_value: &Array, x_sq_norms: &[f32], labels: &
 /// Per-cluster weighted sums (`k × d`) and weights (`k`) of `block`'s rows by `labels`, as a
 /// one-hot matmul: on a GPU it runs as one GEMM. MLX's scatter-add was slower there (on an
 /// H100, a whole 100k×768, k=500 step took ~10 ms with it, ~2 ms with the one-hot matmul).
-fn cluster_sums(block: &Array, labels: &Array, weights: Option<&[f32]>, k: usize) -> (Array, Array) {
+fn cluster_sums(block: &Array, labels: &Array, weights: Option<&Array>, k: usize) -> (Array, Array) {
     let m = block.shape()[0];
     let clusters = Array::from_iter(0..k as u32, &[k as i32, 1]);
     // one_hot[j, i] = weight of row i if it belongs to cluster j.
     let mut one_hot = check(check(clusters.eq(&check(labels.reshape(&[1, m])))).as_type::<f32>());
     if let Some(w) = weights {
-        one_hot = check(one_hot.multiply(&Array::from_slice(w, &[1, m])));
+        one_hot = check(one_hot.multiply(&check(w.reshape(&[1, m]))));
     }
     (check(one_hot.matmul(block)), check(one_hot.sum_axis(1, false)))
 }
@@ -224,6 +229,12 @@ impl Kernel<f32> for MlxKernel<'_> {
         // A GPU runs ~100× the CPU's flops; each split costs a device round trip.
         let rows = super::rows_per_check(k, d);
         if self.on_gpu { rows.saturating_mul(128) } else { rows }
+    }
+
+    fn device_lloyd<'s>(&'s self, x: MatRef<'_, f32>, weights: Option<&[f32]>, centroids: &[f32], spherical: bool) -> Option<Box<dyn DeviceLloyd<f32> + 's>> {
+        let plain = self.whole(x)?;
+        let lifted = self.data.as_ref()?.2.lock().expect("MLX data lock").lifted.clone();
+        Some(Box::new(lloyd::MlxLloyd::new(self, plain, lifted, weights, centroids, spherical)))
     }
 
     fn row_sq_norms(&self, x: MatRef<'_, f32>) -> Vec<f32> {
@@ -298,7 +309,8 @@ impl Kernel<f32> for MlxKernel<'_> {
             let end = (start + step).min(n);
             let block = self.rows(x, start, end);
             let (best, best_value) = nearest(&partial_distances(&block, &c, &c_norms));
-            let (sums, cluster_weights) = cluster_sums(&block, &best, weights.map(|w| &w[start..end]), k);
+            let block_weights = weights.map(|w| Array::from_slice(&w[start..end], &[(end - start) as i32]));
+            let (sums, cluster_weights) = cluster_sums(&block, &best, block_weights.as_ref(), k);
             let sums = self.fold_sums(sums, x.cols());
             eval_all(&[&best, &best_value, &sums, &cluster_weights]);
             store_nearest(&best, &best_value, &x_sq_norms[start..end], &mut labels[start..end], &mut distances[start..end]);

@@ -49,6 +49,19 @@ pub trait Kernel<T: Scalar>: Sync {
         labelled_sq_distances(x, weights, centroids, labels)
     }
 
+    /// Whole Lloyd iterations on the kernel's device for the data `x`, starting from
+    /// `centroids` (`k × d`): centroids, labels and distances stay there and each iteration
+    /// reports scalars only. `None` (the default) when the kernel has no such device state.
+    fn device_lloyd<'s>(
+        &'s self,
+        _x: MatRef<'_, T>,
+        _weights: Option<&[T]>,
+        _centroids: &[T],
+        _spherical: bool,
+    ) -> Option<Box<dyn DeviceLloyd<T> + 's>> {
+        None
+    }
+
     /// Whether this kernel computes on the host CPU, where a call costs little: the Lloyd
     /// loop then skips rows whose bounds prove they keep their centroid (`crate::bounds`),
     /// and k-means++ fuses each block's candidate distances with their sums. A device that
@@ -127,6 +140,33 @@ pub trait Kernel<T: Scalar>: Sync {
         self.assign(x, x_sq_norms, centroids, labels, distances);
         self.accumulate(x, weights, labels, centroids.rows())
     }
+}
+
+/// What one device-resident Lloyd iteration reports to the loop.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeviceStep {
+    /// Weighted inertia of the assignment made in this iteration (before the update).
+    pub inertia: f64,
+    /// Whether any label differs from the previous iteration's (true on the first).
+    pub labels_changed: bool,
+    /// Squared distance the centroids moved, summed (NaN when `empty_clusters > 0`).
+    pub center_shift: f64,
+    /// Clusters left without weight: the centroids were then not moved; the loop repairs
+    /// them on the host and hands the result back through [`DeviceLloyd::set_centroids`].
+    pub empty_clusters: usize,
+}
+
+/// Lloyd state held on a device (see [`Kernel::device_lloyd`]).
+pub trait DeviceLloyd<T> {
+    /// Assigns every row to its nearest centroid, then moves each centroid to the weighted
+    /// mean of its rows (normalised when spherical), unless a cluster is empty.
+    fn step(&mut self) -> DeviceStep;
+    /// The last step's per-cluster sums, and its labels and squared distances, on the host.
+    fn sums(&self) -> ClusterSums;
+    fn assignment(&self, labels: &mut [u32], distances: &mut [T]);
+    /// The current centroids on the host, and replacing them.
+    fn centroids(&self) -> Vec<T>;
+    fn set_centroids(&mut self, centroids: &[T]);
 }
 
 /// Per-cluster weighted coordinate sums and weights.
