@@ -15,6 +15,7 @@ import argparse
 import importlib.metadata as metadata
 import json
 import logging
+import os
 import statistics
 import subprocess
 import time
@@ -137,6 +138,14 @@ def bench(workload: str, repeats: int) -> dict:
         mx.eval(r.centroids)
         return np.asarray(r.centroids), r.n_iter
 
+    def ours_mlx_input_tf32():
+        # Without the float32-exact split: what TF32 arithmetic alone would cost.
+        os.environ["MLX_KMEANS_MLX_SPLIT"] = "0"
+        try:
+            return ours_mlx_input()
+        finally:
+            del os.environ["MLX_KMEANS_MLX_SPLIT"]
+
     def ours_numpy_input():
         r = kmeans(X, k, init=init, max_iter=ITERATIONS, tol=0.0, backend="mlx")
         return r.centroids, r.n_iter
@@ -189,6 +198,7 @@ def bench(workload: str, repeats: int) -> dict:
 
     peers = {
         "mlx_kmeans (mlx, MLX array in)": ours_mlx_input,
+        "mlx_kmeans (mlx, MLX array in, TF32: no split)": ours_mlx_input_tf32,
         "mlx_kmeans (mlx, NumPy in)": ours_numpy_input,
         "mlx_kmeans (mlx, NumPy in, 1 iteration)": ours_one_iteration,
         "PyTorch loop": torch_loop,

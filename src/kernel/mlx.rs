@@ -102,8 +102,13 @@ impl<'a> MlxKernel<'a> {
     pub fn new(data: Option<MatRef<'a, f32>>, shared: Option<Array>) -> Self {
         let on_gpu = matches!(Device::try_default().and_then(|d| d.get_type()), Ok(DeviceType::Gpu));
         // TF32 arithmetic is a CUDA matter (Metal and MLX's CPU compute float32 products in
-        // float32); MLX_KMEANS_MLX_SPLIT=1 forces the split anywhere, for testing it.
-        let split = (on_gpu && cfg!(target_os = "linux")) || std::env::var_os("MLX_KMEANS_MLX_SPLIT").is_some_and(|v| v == "1");
+        // float32); MLX_KMEANS_MLX_SPLIT=1 forces the split anywhere, for testing it, and
+        // MLX_KMEANS_MLX_SPLIT=0 turns it off (TF32 speed at TF32 accuracy, for measuring).
+        let split = match std::env::var("MLX_KMEANS_MLX_SPLIT").as_deref() {
+            Ok("1") => true,
+            Ok("0") => false,
+            _ => on_gpu && cfg!(target_os = "linux"),
+        };
         let mut kernel = Self { data: None, on_gpu, split };
         kernel.data = data.map(|m| {
             let plain = shared.unwrap_or_else(|| to_mlx(m));
