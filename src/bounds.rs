@@ -22,11 +22,32 @@ pub(crate) struct Bounds {
     lower: Vec<f64>,
     /// Whether `lower` (and the labels) describe the current centroids.
     valid: bool,
+    /// Dense passes to make before the bounds are tried (again), and how many tries have left
+    /// most rows to search. While centroids move far (early iterations from random rows),
+    /// bounds prune little and their bookkeeping costs; each failed try doubles the wait.
+    dense_left: usize,
+    failures: u32,
 }
 
 impl Bounds {
     pub fn new(n: usize) -> Self {
-        Self { lower: vec![0.0; n], valid: false }
+        // The first iteration moves centroids most: make it a dense pass.
+        Self { lower: vec![0.0; n], valid: false, dense_left: 1, failures: 0 }
+    }
+
+    /// Whether this iteration should be a plain dense pass (then the bounds go stale).
+    pub fn dense_now(&mut self) -> bool {
+        if self.dense_left == 0 {
+            return false;
+        }
+        self.dense_left -= 1;
+        self.valid = false;
+        true
+    }
+
+    /// Whether the bounds describe the current centroids.
+    pub fn valid(&self) -> bool {
+        self.valid
     }
 
     /// Labels and squared distances of every row for `centroids`; `None` when `keep_going`
@@ -45,7 +66,8 @@ impl Bounds {
         let (n, k, d) = (x.rows(), centroids.rows(), x.cols());
         let c_norms = row_sq_norms(centroids);
         let mut search = vec![true; n];
-        if self.valid {
+        let tested = self.valid;
+        if tested {
             let half_gaps = half_gaps(kernel, centroids, &c_norms);
             let c_norm_max = c_norms.iter().fold(0.0f64, |m, v| m.max(v.as_f64()));
             let eps = T::epsilon().as_f64();
@@ -104,12 +126,21 @@ impl Bounds {
             }
         }
         self.valid = true;
+        if tested && 2 * searched > n {
+            self.failures += 1;
+            self.dense_left = 2 << self.failures.min(16);
+        } else if tested {
+            self.failures = 0;
+        }
         Some(searched)
     }
 
     /// The centroids moved from `old` to `new` (`k × d` each): loosen every row's lower
     /// bound by the farthest move among the centroids other than its own.
     pub fn moved<T: Scalar>(&mut self, old: &[T], new: &[T], d: usize, labels: &[u32]) {
+        if !self.valid {
+            return;
+        }
         let shifts: Vec<f64> = old
             .chunks_exact(d)
             .zip(new.chunks_exact(d))

@@ -205,7 +205,9 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
         } else {
             let current = MatRef::new(&centroids, k, d)?;
             let block = Progress { stage: Stage::Block, iteration, run, inertia: f64::NAN, center_shift: f64::NAN };
-            let mut sums = match bounds.as_mut() {
+            let dense = bounds.as_mut().is_none_or(|b| b.dense_now());
+            let bounded = if dense { None } else { bounds.as_mut() };
+            let mut sums = match bounded {
                 Some(bounds) => {
                     let searched = bounds
                         .assign(kernel, x, x_sq_norms, current, &mut labels, &mut distances, &mut || monitor(&block))
@@ -253,7 +255,7 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
         // One more assignment so the labels match the returned centroids.
         let block = Progress { stage: Stage::Block, iteration: n_iter, run, inertia: f64::NAN, center_shift: f64::NAN };
         let keep_going = &mut || monitor(&block);
-        let done = match bounds.as_mut() {
+        let done = match bounds.as_mut().filter(|b| b.valid()) {
             Some(bounds) => bounds.assign(kernel, x, x_sq_norms, final_centroids, &mut labels, &mut distances, keep_going).is_some(),
             None => assign_in_chunks(kernel, x, x_sq_norms, final_centroids, &mut labels, &mut distances, keep_going),
         };
