@@ -64,10 +64,10 @@ impl Bounds {
         keep_going: &mut dyn FnMut() -> bool,
     ) -> Option<usize> {
         let (n, k, d) = (x.rows(), centroids.rows(), x.cols());
-        let c_norms = row_sq_norms(centroids);
         let mut search = vec![true; n];
         let tested = self.valid;
         if tested {
+            let c_norms = row_sq_norms(centroids);
             let half_gaps = half_gaps(kernel, centroids, &c_norms);
             let c_norm_max = c_norms.iter().fold(0.0f64, |m, v| m.max(v.as_f64()));
             let eps = T::epsilon().as_f64();

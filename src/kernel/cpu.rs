@@ -183,6 +183,37 @@ fn scan_block<T: Scalar, const TOP2: bool>(
     }
 }
 
+/// [`scan_block`] over fixed row blocks in parallel; `second` (the runner-up distances) is
+/// filled only with `TOP2`, and may be empty otherwise.
+fn assign_blocks<T: Scalar, const TOP2: bool>(
+    x: MatRef<'_, T>,
+    x_sq_norms: &[T],
+    centroids: MatRef<'_, T>,
+    labels: &mut [u32],
+    distances: &mut [T],
+    second: &mut [T],
+) {
+    let c_norms = row_sq_norms(centroids);
+    let panel = COL_PANEL.min(centroids.rows());
+    // One runner-up slice per row block (empty ones without `TOP2`), zipped with the blocks.
+    let blocks = labels.len().div_ceil(ROW_BLOCK);
+    let seconds: Vec<&mut [T]> =
+        if TOP2 { second.chunks_mut(ROW_BLOCK).collect() } else { (0..blocks).map(|_| <&mut [T]>::default()).collect() };
+    labels
+        .par_chunks_mut(ROW_BLOCK)
+        .zip(distances.par_chunks_mut(ROW_BLOCK))
+        .zip(seconds.into_par_iter())
+        .enumerate()
+        .for_each_init(
+            || vec![T::zero(); ROW_BLOCK * panel],
+            |dots, (b, ((block_labels, block_distances), block_second))| {
+                let start = b * ROW_BLOCK;
+                let rows = x.slice_rows(start, start + block_labels.len());
+                scan_block::<T, TOP2>(rows, &x_sq_norms[start..], centroids, &c_norms, dots, block_labels, block_distances, block_second);
+            },
+        );
+}
+
 impl<T: Scalar> Kernel<T> for CpuKernel {
     fn name(&self) -> &'static str {
         "cpu"
@@ -196,20 +227,7 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         labels: &mut [u32],
         distances: &mut [T],
     ) {
-        let c_norms = row_sq_norms(centroids);
-        let panel = COL_PANEL.min(centroids.rows());
-        labels
-            .par_chunks_mut(ROW_BLOCK)
-            .zip(distances.par_chunks_mut(ROW_BLOCK))
-            .enumerate()
-            .for_each_init(
-                || vec![T::zero(); ROW_BLOCK * panel],
-                |dots, (b, (block_labels, block_distances))| {
-                    let start = b * ROW_BLOCK;
-                    let rows = x.slice_rows(start, start + block_labels.len());
-                    scan_block::<T, false>(rows, &x_sq_norms[start..], centroids, &c_norms, dots, block_labels, block_distances, &mut []);
-                },
-            );
+        assign_blocks::<T, false>(x, x_sq_norms, centroids, labels, distances, &mut []);
     }
 
     fn on_host(&self) -> bool {
@@ -225,21 +243,7 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         distances: &mut [T],
         second: &mut [T],
     ) {
-        let c_norms = row_sq_norms(centroids);
-        let panel = COL_PANEL.min(centroids.rows());
-        labels
-            .par_chunks_mut(ROW_BLOCK)
-            .zip(distances.par_chunks_mut(ROW_BLOCK))
-            .zip(second.par_chunks_mut(ROW_BLOCK))
-            .enumerate()
-            .for_each_init(
-                || vec![T::zero(); ROW_BLOCK * panel],
-                |dots, (b, ((block_labels, block_distances), block_second))| {
-                    let start = b * ROW_BLOCK;
-                    let rows = x.slice_rows(start, start + block_labels.len());
-                    scan_block::<T, true>(rows, &x_sq_norms[start..], centroids, &c_norms, dots, block_labels, block_distances, block_second);
-                },
-            );
+        assign_blocks::<T, true>(x, x_sq_norms, centroids, labels, distances, second);
     }
 
     fn pairwise(&self, x: MatRef<'_, T>, x_sq_norms: &[T], centroids: MatRef<'_, T>, out: &mut [T]) {

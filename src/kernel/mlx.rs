@@ -263,7 +263,7 @@ impl Kernel<f32> for MlxKernel<'_> {
         let distances = check(check(check(data.subtract(&own)).square()).sum_axis(1, false));
         eval_all(&[&distances]);
         let distances = distances.as_slice::<f32>().to_vec();
-        let inertia = distances.iter().enumerate().map(|(i, &v)| v as f64 * crate::matrix::weight_at(weights, i)).sum();
+        let inertia = crate::matrix::weighted_sum(&distances, weights);
         (distances, inertia)
     }
 
