@@ -50,6 +50,33 @@ def mixture(n: int, d: int, centers: int, seed: int) -> np.ndarray:
     return X.astype(np.float32)
 
 
+def reference_lloyd(X, init, weights=None, max_iter=50):
+    """Lloyd in float64 with the engine's empty-cluster rule (the farthest row, ties to the
+    lowest index), from `init` until labels stop changing: the exact answer that both
+    backends approximate in float32."""
+    X64, c = X.astype(np.float64), init.astype(np.float64)
+    w = np.ones(len(X)) if weights is None else weights.astype(np.float64)
+    x_norms, labels = (X64**2).sum(1), None
+    for iteration in range(1, max_iter + 1):
+        d2 = x_norms[:, None] - 2 * X64 @ c.T + (c**2).sum(1)[None, :]
+        new = d2.argmin(1)
+        # The nearest centroid's distance again by differences, free of cancellation.
+        dist = ((X64 - c[new]) ** 2).sum(1)
+        sums = np.zeros_like(c)
+        np.add.at(sums, new, X64 * w[:, None])
+        totals = np.bincount(new, weights=w, minlength=len(c))
+        empty = np.flatnonzero(~(totals > 0))
+        for j, i in zip(empty, np.lexsort((np.arange(len(X)), -dist))[: len(empty)]):
+            sums[new[i]] -= X64[i] * w[i]
+            totals[new[i]] -= w[i]
+            sums[j], totals[j] = X64[i] * w[i], w[i]
+        c = np.where(totals[:, None] > 0, sums / np.where(totals > 0, totals, 1.0)[:, None], c)
+        if labels is not None and (labels == new).all():
+            return new, c, iteration
+        labels = new
+    return labels, c, max_iter
+
+
 def check_correctness() -> dict:
     """MLX on the GPU against the cpu backend, from the same initial centroids."""
     import mlx.core as mx
@@ -66,14 +93,31 @@ def check_correctness() -> dict:
     means = rng.normal(0.0, 20.0, (k, 64))
     separated = (means[rng.integers(0, k, 20_000)] + rng.normal(size=(20_000, 64))).astype(np.float32)
     separated_init = (means + rng.normal(scale=0.5, size=means.shape)).astype(np.float32)
+    # Sample weights, two starting centroids far from every row (empty in the first step,
+    # repaired on the host), and unit-norm centroids.
+    weights = rng.uniform(0.5, 2.0, len(separated)).astype(np.float32)
+    far_init = separated_init.copy()
+    far_init[3], far_init[9] = 1e3, -1e3
     report = {"device": str(mx.default_device()), "cuda": bool(mx.cuda.is_available())}
-    for name, data, make in (
-        ("KMeans, separated clusters, given init", separated, lambda b: KMeans(k, init=separated_init, n_init=1, max_iter=50, backend=b)),
-        ("KMeans, overlapping clusters, given init", X, lambda b: KMeans(k, init=init, n_init=1, max_iter=50, backend=b)),
-        ("KMeans k-means++", X, lambda b: KMeans(k, n_init=1, max_iter=50, random_state=3, backend=b)),
-        ("MiniBatchKMeans", X, lambda b: MiniBatchKMeans(k, init=init, n_init=1, max_iter=5, random_state=3, backend=b)),
+    for name, data, make, fit_args in (
+        ("KMeans, separated clusters, given init", separated, lambda b: KMeans(k, init=separated_init, n_init=1, max_iter=50, backend=b), {}),
+        ("KMeans, overlapping clusters, given init", X, lambda b: KMeans(k, init=init, n_init=1, max_iter=50, backend=b), {}),
+        ("KMeans k-means++", X, lambda b: KMeans(k, n_init=1, max_iter=50, random_state=3, backend=b), {}),
+        ("MiniBatchKMeans", X, lambda b: MiniBatchKMeans(k, init=init, n_init=1, max_iter=5, random_state=3, backend=b), {}),
+        (
+            "KMeans, separated, sample weights, two empty starts",
+            separated,
+            lambda b: KMeans(k, init=far_init, n_init=1, max_iter=50, backend=b),
+            {"sample_weight": weights},
+        ),
+        (
+            "KMeans, separated, sample weights, two empty starts, spherical",
+            separated,
+            lambda b: KMeans(k, init=far_init, n_init=1, max_iter=50, spherical=True, backend=b),
+            {"sample_weight": weights},
+        ),
     ):
-        gpu, cpu = make("mlx").fit(data), make("cpu").fit(data)
+        gpu, cpu = make("mlx").fit(data, **fit_args), make("cpu").fit(data, **fit_args)
         scale = float(np.abs(cpu.cluster_centers_).max())
         diff = float(np.abs(gpu.cluster_centers_ - cpu.cluster_centers_).max()) / scale
         agree = float(np.mean(gpu.labels_ == cpu.labels_))
@@ -84,6 +128,23 @@ def check_correctness() -> dict:
             "inertia": [float(gpu.inertia_), float(cpu.inertia_)],
             "ok": agree >= 0.999 and diff <= 1e-4,
         }
+    # Where the backends disagree above, which one is right: both against float64 Lloyd from
+    # the same init, run until labels stop changing (tol=0).
+    for name, data, start, w in (
+        ("overlapping clusters", X, init, None),
+        ("separated, sample weights, two empty starts", separated, far_init, weights),
+    ):
+        labels, centroids, iterations = reference_lloyd(data, start, w)
+        scale = float(np.abs(centroids).max())
+        entry = {"reference_n_iter": iterations}
+        for b in ("mlx", "cpu"):
+            r = kmeans(data, k, init=start, max_iter=50, tol=0.0, sample_weight=w, backend=b)
+            entry[b] = {
+                "n_iter": int(r.n_iter),
+                "labels_agree": float(np.mean(r.labels == labels)),
+                "centroid_rel_diff": float(np.abs(r.centroids - centroids).max()) / scale,
+            }
+        report[f"against float64 Lloyd: {name}"] = entry
     # One Lloyd step from the same centroids: the kernels alone, before any tie can cascade.
     one = {b: kmeans(X, k, init=init, max_iter=1, backend=b) for b in ("mlx", "cpu")}
     scale = float(np.abs(one["cpu"].centroids).max())
@@ -146,6 +207,14 @@ def bench(workload: str, repeats: int) -> dict:
         finally:
             del os.environ["MLX_KMEANS_MLX_SPLIT"]
 
+    def ours_mlx_input_ops_only():
+        # MLX's own ops for the argmin and the per-cluster sums instead of our CUDA kernels.
+        os.environ["MLX_KMEANS_MLX_CUDA_KERNELS"] = "0"
+        try:
+            return ours_mlx_input()
+        finally:
+            del os.environ["MLX_KMEANS_MLX_CUDA_KERNELS"]
+
     def ours_numpy_input():
         r = kmeans(X, k, init=init, max_iter=ITERATIONS, tol=0.0, backend="mlx")
         return r.centroids, r.n_iter
@@ -199,6 +268,7 @@ def bench(workload: str, repeats: int) -> dict:
     peers = {
         "mlx_kmeans (mlx, MLX array in)": ours_mlx_input,
         "mlx_kmeans (mlx, MLX array in, TF32: no split)": ours_mlx_input_tf32,
+        "mlx_kmeans (mlx, MLX array in, MLX ops only)": ours_mlx_input_ops_only,
         "mlx_kmeans (mlx, NumPy in)": ours_numpy_input,
         "mlx_kmeans (mlx, NumPy in, 1 iteration)": ours_one_iteration,
         "PyTorch loop": torch_loop,

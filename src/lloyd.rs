@@ -244,14 +244,16 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
             break;
         }
     }
+    let mut exact = false;
     if let Some(device) = device {
         centroids = device.centroids();
-        if strict_convergence {
+        exact = device.exact_assignment(&mut labels, &mut distances);
+        if strict_convergence && !exact {
             device.assignment(&mut labels, &mut distances);
         }
     }
     let final_centroids = MatRef::new(&centroids, k, d)?;
-    if !strict_convergence {
+    if !strict_convergence && !exact {
         // One more assignment so the labels match the returned centroids.
         let block = Progress { stage: Stage::Block, iteration: n_iter, run, inertia: f64::NAN, center_shift: f64::NAN };
         let keep_going = &mut || monitor(&block);
@@ -263,7 +265,12 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
             return Err(Error::Interrupted);
         }
     }
-    let (distances, inertia) = kernel.labelled_sq_distances(x, weights, final_centroids, &labels);
+    let (distances, inertia) = if exact {
+        let inertia = weighted_sum(&distances, weights);
+        (distances, inertia)
+    } else {
+        kernel.labelled_sq_distances(x, weights, final_centroids, &labels)
+    };
     log::debug!("{n_iter} iterations and final labels in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
     Ok(KMeansFit { centroids, labels, distances, inertia, n_iter, inertia_history: history })
 }

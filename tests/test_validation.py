@@ -144,3 +144,28 @@ def test_fit_allocates_far_less_than_a_copy_of_the_data():
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < X.nbytes / 10, peak
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [(np.nan, "contains NaN"), (np.inf, "infinity"), (-np.inf, "infinity"), (None, None)],
+)
+def test_mlx_array_values_are_checked_like_numpy(value, match):
+    # MLX arrays are checked by MLX (sum and extremes first, each kind of value only when
+    # the sum is not finite); the verdict must equal NumPy's. Values near float32's limit
+    # make the float32 sum overflow without any NaN or infinity present.
+    mx = pytest.importorskip("mlx.core")
+    X = np.random.default_rng(0).normal(size=(60, 3)).astype(np.float32)
+    X[:20] = np.abs(X[:20]) * 3e37
+    if value is not None:
+        X[7, 1] = value
+    if match is not None:
+        for data in (X, mx.array(X)):
+            with pytest.raises(ValueError, match=match):
+                KMeans(n_clusters=2, n_init=1, random_state=0).fit(data)
+        return
+    assert not np.isfinite(mx.sum(mx.array(X)).item())
+    ref = KMeans(n_clusters=2, n_init=1, random_state=0, backend="cpu").fit(X)
+    got = KMeans(n_clusters=2, n_init=1, random_state=0, backend="cpu").fit(mx.array(X))
+    np.testing.assert_array_equal(np.asarray(got.labels_), ref.labels_)
+    np.testing.assert_allclose(np.asarray(got.cluster_centers_), ref.cluster_centers_, rtol=1e-6)

@@ -157,6 +157,16 @@ pub struct DeviceStep {
 }
 
 /// Lloyd state held on a device (see [`Kernel::device_lloyd`]).
+/// A bound on the rounding error of a partial distance `‖c‖² − 2x·c` computed in `T` over
+/// `d` features (a GEMM in any summation order, then the norms), relative to
+/// `‖x‖² + 2 max ‖c‖²`: the dot product errs by at most `d·u·Σ|x_i c_i|` with
+/// `Σ|x_i c_i| ≤ (‖x‖² + ‖c‖²) / 2`, the norm by `d·u·‖c‖²`, and a few roundings follow
+/// (`u` is the unit roundoff). Rows whose two best partial distances are closer than this are
+/// decided again exactly.
+pub fn partial_error_bound<T: Scalar>(d: usize) -> f64 {
+    (2 * d + 8) as f64 * T::epsilon().as_f64() / 2.0
+}
+
 pub trait DeviceLloyd<T> {
     /// Assigns every row to its nearest centroid, then moves each centroid to the weighted
     /// mean of its rows (normalised when spherical), unless a cluster is empty.
@@ -164,6 +174,10 @@ pub trait DeviceLloyd<T> {
     /// The last step's per-cluster sums, and its labels and squared distances, on the host.
     fn sums(&self) -> ClusterSums;
     fn assignment(&self, labels: &mut [u32], distances: &mut [T]);
+    /// Assigns every row to the current centroids on the device and writes labels and exact
+    /// squared distances (by differences) on the host. Returns `false`, writing nothing,
+    /// where the device has no exact assignment; the caller then assigns through the kernel.
+    fn exact_assignment(&self, labels: &mut [u32], distances: &mut [T]) -> bool;
     /// The current centroids on the host, and replacing them.
     fn centroids(&self) -> Vec<T>;
     fn set_centroids(&mut self, centroids: &[T]);

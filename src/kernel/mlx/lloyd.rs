@@ -5,17 +5,23 @@
 //! migrations; keeping labels, distances, sums and centroids on the device removes them.
 
 use mlx_rs::ops::{concatenate, maximum, select, stack};
+use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::Array;
 
-use super::{check, cluster_sums, eval_all, nearest, partial_distances, rows_per_block, MlxKernel};
+use super::cuda::{ClusterMeans, LloydKernels};
+use super::{check, cluster_sums, eval_all, fold_sums, lift_centroid_array, nearest, partial_distances, rows_per_block, MlxKernel};
 use crate::kernel::{ClusterSums, DeviceLloyd, DeviceStep};
 
 pub(super) struct MlxLloyd<'s, 'a> {
     kernel: &'s MlxKernel<'a>,
-    /// The data as the GEMMs take it, its squared row norms (`n`), and sample weights (`n`).
+    /// The data as it is and as the GEMMs take it, its squared row norms (`n`), and sample
+    /// weights (`n`).
+    plain: Array,
     rows: Array,
     x_norms: Array,
     weights: Option<Array>,
+    /// On a CUDA GPU: the custom kernels, and the weights as they take them (ones if none).
+    cuda: Option<(LloydKernels, Array)>,
     centroids: Array,
     spherical: bool,
     /// The last step's labels (`n`, uint32), squared distances (`n`), sums and weights.
@@ -36,43 +42,91 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         let x_norms = check(check(plain.square()).sum_axis(1, false));
         let weights = weights.map(|w| Array::from_slice(w, &[n]));
         let centroids = Array::from_slice(centroids, &[centroids.len() as i32 / d, d]);
-        Self { kernel, rows, x_norms, weights, centroids, spherical, last: None }
+        let cuda = kernel.cuda_kernels.then(|| {
+            let ones = || check(mlx_rs::ops::ones::<f32>(&[n]));
+            (LloydKernels::new(), weights.clone().unwrap_or_else(ones))
+        });
+        Self { kernel, plain, rows, x_norms, weights, cuda, centroids, spherical, last: None }
     }
 
     fn k(&self) -> usize {
         self.centroids.shape()[0] as usize
     }
-}
 
-impl DeviceLloyd<f32> for MlxLloyd<'_, '_> {
-    fn step(&mut self) -> DeviceStep {
+    /// Labels, squared distances, and per-cluster sums, weights and means, by the custom
+    /// CUDA kernels: distances by blocks of rows, then the sums over all rows at once.
+    fn cuda_pass(&self, kernels: &LloydKernels, weights: &Array, c: &Array, c_norms: &Array) -> (Array, Array, Array, Array, Array) {
+        let (labels, distances) = self.cuda_nearest(kernels, c, c_norms);
+        let ClusterMeans { sums, weights, means } = kernels.cluster_means(&self.plain, weights, &labels, self.k());
+        (labels, distances, sums, weights, means)
+    }
+
+    /// Every row's nearest centroid and exact squared distance, by blocks of rows.
+    fn cuda_nearest(&self, kernels: &LloydKernels, c: &Array, c_norms: &Array) -> (Array, Array) {
+        let n = self.x_norms.shape()[0] as usize;
+        let step = rows_per_block(self.k());
+        let tolerance = MlxKernel::gemm_error_bound(self.kernel.split, self.plain.shape()[1] as usize);
+        let (mut labels, mut distances) = (Vec::new(), Vec::new());
+        for start in (0..n).step_by(step) {
+            let end = (start + step).min(n);
+            let (block, block_norms) = self.block(start, end);
+            let plain = if start == 0 && end == n { self.plain.clone() } else { self.plain.index((start as i32..end as i32, ..)) };
+            let partial = partial_distances(&block, c, c_norms);
+            let (best, dist) = kernels.nearest(&partial, &block_norms, &plain, &self.centroids, c_norms, tolerance);
+            labels.push(best);
+            distances.push(dist);
+        }
+        (join(labels), join(distances))
+    }
+
+    /// The same with MLX ops only: one-hot GEMMs for the sums, block by block.
+    fn ops_pass(&self, c: &Array, c_norms: &Array) -> (Array, Array, Array, Array, Array) {
         let (k, d) = (self.k(), self.centroids.shape()[1] as usize);
         let n = self.x_norms.shape()[0] as usize;
-        let (c, c_norms) = self.kernel.lift_centroid_array(self.centroids.clone(), k);
         let step = rows_per_block(k);
         let (mut labels, mut distances, mut sums, mut totals) = (Vec::new(), Vec::new(), None::<Array>, None::<Array>);
         for start in (0..n).step_by(step) {
             let end = (start + step).min(n);
-            let range = start as i32..end as i32;
-            let (block, block_norms, block_weights) = if start == 0 && end == n {
-                (self.rows.clone(), self.x_norms.clone(), self.weights.clone())
-            } else {
-                use mlx_rs::ops::indexing::IndexOp;
-                let w = self.weights.as_ref().map(|w| w.index(range.clone()));
-                (self.rows.index((range.clone(), ..)), self.x_norms.index(range), w)
-            };
-            let (best, best_value) = nearest(&partial_distances(&block, &c, &c_norms));
+            let (block, block_norms) = self.block(start, end);
+            let block_weights = self.weights.as_ref().map(|w| if start == 0 && end == n { w.clone() } else { w.index(start as i32..end as i32) });
+            let (best, best_value) = nearest(&partial_distances(&block, c, c_norms));
             let dist = check(maximum(check(check(best_value.reshape(&[-1])).add(&block_norms)), Array::from_f32(0.0)));
             let (s, w) = cluster_sums(&block, &best, block_weights.as_ref(), k);
-            let s = self.kernel.fold_sums(s, d);
+            let s = fold_sums(s, d, self.kernel.split);
             sums = Some(match sums { Some(total) => check(total.add(&s)), None => s });
             totals = Some(match totals { Some(total) => check(total.add(&w)), None => w });
             labels.push(check(best.reshape(&[-1])));
             distances.push(dist);
         }
         let (sums, weights) = (sums.expect("at least one row"), totals.expect("at least one row"));
-        let labels = if labels.len() == 1 { labels.pop().unwrap() } else { check(concatenate(&labels, 0)) };
-        let distances = if distances.len() == 1 { distances.pop().unwrap() } else { check(concatenate(&distances, 0)) };
+        let column = check(weights.reshape(&[k as i32, 1]));
+        let means = check(sums.divide(&check(maximum(&column, Array::from_f32(f32::MIN_POSITIVE)))));
+        (join(labels), join(distances), sums, weights, means)
+    }
+
+    /// Rows `start..end` as the GEMMs take them, and their squared norms.
+    fn block(&self, start: usize, end: usize) -> (Array, Array) {
+        if start == 0 && end == self.x_norms.shape()[0] as usize {
+            return (self.rows.clone(), self.x_norms.clone());
+        }
+        let range = start as i32..end as i32;
+        (self.rows.index((range.clone(), ..)), self.x_norms.index(range))
+    }
+}
+
+/// One array from per-block pieces along the first axis.
+fn join(mut pieces: Vec<Array>) -> Array {
+    if pieces.len() == 1 { pieces.pop().expect("one piece") } else { check(concatenate(&pieces, 0)) }
+}
+
+impl DeviceLloyd<f32> for MlxLloyd<'_, '_> {
+    fn step(&mut self) -> DeviceStep {
+        let k = self.k();
+        let (c, c_norms) = lift_centroid_array(self.centroids.clone(), k, self.kernel.split);
+        let (labels, distances, sums, weights, means) = match &self.cuda {
+            Some((kernels, weights)) => self.cuda_pass(kernels, weights, &c, &c_norms),
+            None => self.ops_pass(&c, &c_norms),
+        };
         let weighted = match &self.weights {
             Some(w) => check(distances.multiply(w)),
             None => distances.clone(),
@@ -84,8 +138,6 @@ impl DeviceLloyd<f32> for MlxLloyd<'_, '_> {
         };
         let occupied = check(weights.gt(Array::from_f32(0.0)));
         let empty = check(check(check(occupied.logical_not()).as_type::<f32>()).sum(false));
-        let column = check(weights.reshape(&[k as i32, 1]));
-        let means = check(sums.divide(&check(maximum(&column, Array::from_f32(f32::MIN_POSITIVE)))));
         let mut updated = check(select(&check(occupied.reshape(&[k as i32, 1])), &means, &self.centroids));
         if self.spherical {
             let norms = check(check(check(updated.square()).sum_axis(1, true)).sqrt());
@@ -121,6 +173,16 @@ impl DeviceLloyd<f32> for MlxLloyd<'_, '_> {
         let (l, dist, ..) = self.last.as_ref().expect("a step ran");
         labels.copy_from_slice(l.as_slice::<u32>());
         distances.copy_from_slice(dist.as_slice::<f32>());
+    }
+
+    fn exact_assignment(&self, labels: &mut [u32], distances: &mut [f32]) -> bool {
+        let Some((kernels, _)) = &self.cuda else { return false };
+        let (c, c_norms) = lift_centroid_array(self.centroids.clone(), self.k(), self.kernel.split);
+        let (l, dist) = self.cuda_nearest(kernels, &c, &c_norms);
+        eval_all(&[&l, &dist]);
+        labels.copy_from_slice(l.as_slice::<u32>());
+        distances.copy_from_slice(dist.as_slice::<f32>());
+        true
     }
 
     fn centroids(&self) -> Vec<f32> {
