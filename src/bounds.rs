@@ -1,16 +1,16 @@
 //! Triangle-inequality bounds for Lloyd iterations (Hamerly's variant: one lower bound per
-//! row). Each iteration computes every row's exact distance to its own centroid (a single
-//! dot product per row); a row keeps its label without a search over all centroids when
+//! row). Each iteration computes every row's exact distance to its own centroid (by
+//! differences, one pass over the row); a row keeps its label without a search when
 //! that distance is at most half the gap from its centroid to the nearest other centroid,
 //! or at most a lower bound on its distance to every other centroid. The bound is the
 //! distance to the runner-up at the row's last full search, loosened by how far centroids
 //! have moved since. Rows the bounds cannot settle get the full search, so labels equal
-//! those of a dense pass (up to ties within rounding).
+//! those of a dense pass.
 
 use rayon::prelude::*;
 
-use crate::kernel::Kernel;
-use crate::matrix::{row_sq_norms, MatRef, REDUCE_CHUNK};
+use crate::kernel::{partial_error_bound, Kernel};
+use crate::matrix::{exact_sq_distance, row_sq_norms, MatRef, REDUCE_CHUNK};
 use crate::scalar::Scalar;
 
 /// Centroid rows per block when measuring the gaps between centroids (bounds the buffer).
@@ -70,23 +70,23 @@ impl Bounds {
             let c_norms = row_sq_norms(centroids);
             let half_gaps = half_gaps(kernel, centroids, &c_norms);
             let c_norm_max = c_norms.iter().fold(0.0f64, |m, v| m.max(v.as_f64()));
-            let eps = T::epsilon().as_f64();
+            // Rounding in the gaps and lower bounds (made from partial distances): the same
+            // margin within which the kernel decides near ties again.
+            let error = partial_error_bound::<T>(d);
             search
                 .par_chunks_mut(REDUCE_CHUNK)
                 .zip(distances.par_chunks_mut(REDUCE_CHUNK))
                 .enumerate()
                 .for_each(|(c, (search, distances))| {
-                    let two = T::one() + T::one();
                     for (r, (needs, dist)) in search.iter_mut().zip(distances.iter_mut()).enumerate() {
                         let i = c * REDUCE_CHUNK + r;
                         let j = labels[i] as usize;
-                        let dot = x.row(i).iter().zip(centroids.row(j)).fold(T::zero(), |s, (&a, &b)| s + a * b);
-                        let own = x_sq_norms[i] + c_norms[j] - two * dot;
-                        *dist = if own > T::zero() { own } else { T::zero() };
-                        // Rounding in the distances: a margin far below any real gap.
-                        let slack = 64.0 * eps * (x_sq_norms[i].as_f64() + c_norm_max);
+                        // By differences: exact up to the final rounding, like the kernel's.
+                        let own = exact_sq_distance(x.row(i), centroids.row(j));
+                        *dist = T::of_f64(own);
+                        let slack = error * (x_sq_norms[i].as_f64() + 2.0 * c_norm_max);
                         let bound = half_gaps[j].max(self.lower[i]);
-                        *needs = !(dist.as_f64() + slack <= bound * bound);
+                        *needs = !(own + slack <= bound * bound);
                     }
                 });
         }

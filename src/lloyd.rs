@@ -2,12 +2,13 @@
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use crate::bounds::Bounds;
 use crate::error::{invalid, Error, Result};
 use crate::init::{initial_centroids, Init};
 use crate::kernel::{assign_accumulate_in_chunks, assign_in_chunks, ClusterSums, Kernel};
-use crate::matrix::{weighted_sum, MatRef};
+use crate::matrix::{exact_sq_distance, weighted_sum, MatRef};
 use crate::scalar::Scalar;
 
 /// Which phase of a fit a [`Progress`] report comes from.
@@ -197,7 +198,7 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
                 // Rare: repair on the host, as below, and continue from there.
                 let (mut sums, current) = (device.sums(), device.centroids());
                 device.assignment(&mut labels, &mut distances);
-                relocate_empty_clusters(x, weights, &labels, &distances, &mut sums);
+                relocate_empty_clusters(x, weights, &labels, &current, &mut sums);
                 let updated = average(&sums, &current, d, spherical);
                 device.set_centroids(&updated);
                 (step.inertia, squared_shift(&updated, &current), step.labels_changed)
@@ -218,7 +219,7 @@ pub fn lloyd<T: Scalar, K: Kernel<T> + ?Sized>(
                 None => assign_accumulate_in_chunks(kernel, x, x_sq_norms, weights, current, &mut labels, &mut distances, &mut || monitor(&block))
                     .ok_or(Error::Interrupted)?,
             };
-            relocate_empty_clusters(x, weights, &labels, &distances, &mut sums);
+            relocate_empty_clusters(x, weights, &labels, &centroids, &mut sums);
             let updated = average(&sums, &centroids, d, spherical);
             let center_shift = squared_shift(&updated, &centroids);
             if let Some(bounds) = bounds.as_mut() {
@@ -311,12 +312,14 @@ pub fn normalize_rows<T: Scalar>(values: &mut [T], d: usize) {
 /// Empty-cluster repair (scikit-learn's policy): each cluster with no weight takes over the
 /// positive-weight row that lies farthest from its current centroid (farthest first, ties by
 /// lowest row index); that row's sums move from its old cluster to the empty one. Labels are
-/// left as they are; the next assignment settles them.
+/// left as they are; the next assignment settles them. Distances are measured exactly (by
+/// differences, in float64) against `centroids`, the centroids that gave `labels`, so every
+/// backend ranks the rows alike: the expanded form would misorder rows by cancellation.
 pub(crate) fn relocate_empty_clusters<T: Scalar>(
     x: MatRef<'_, T>,
     weights: Option<&[T]>,
     labels: &[u32],
-    distances: &[T],
+    centroids: &[T],
     sums: &mut ClusterSums,
 ) -> usize {
     let empty: Vec<usize> = (0..sums.weights.len()).filter(|&j| !(sums.weights[j] > 0.0)).collect();
@@ -324,18 +327,31 @@ pub(crate) fn relocate_empty_clusters<T: Scalar>(
         return 0;
     }
     let d = x.cols();
-    let mut candidates: Vec<usize> =
-        (0..x.rows()).filter(|&i| weights.is_none_or(|w| w[i] > T::zero())).collect();
-    let farther = |a: &usize, b: &usize| distances[*b].partial_cmp(&distances[*a]).unwrap().then(a.cmp(b));
-    let take = empty.len().min(candidates.len());
+    // The `wanted` farthest positive-weight rows, farthest first, in one parallel pass that
+    // keeps a short list per task (no per-row buffer: the data may be huge).
+    let wanted = empty.len();
+    let farther = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    let keep = |mut top: Vec<(f64, usize)>, item: (f64, usize)| {
+        if top.len() < wanted || farther(&item, top.last().expect("full list")).is_lt() {
+            let at = top.partition_point(|t| farther(t, &item).is_lt());
+            top.insert(at, item);
+            top.truncate(wanted);
+        }
+        top
+    };
+    let candidates: Vec<usize> = (0..x.rows())
+        .into_par_iter()
+        .filter(|&i| weights.is_none_or(|w| w[i] > T::zero()))
+        .map(|i| (exact_sq_distance(x.row(i), &centroids[labels[i] as usize * d..(labels[i] as usize + 1) * d]), i))
+        .fold(Vec::new, keep)
+        .reduce(Vec::new, |a, b| b.into_iter().fold(a, keep))
+        .into_iter()
+        .map(|(_, i)| i)
+        .collect();
+    let take = candidates.len();
     if take == 0 {
         return 0;
     }
-    if take < candidates.len() {
-        candidates.select_nth_unstable_by(take - 1, farther);
-        candidates.truncate(take);
-    }
-    candidates.sort_by(farther);
     for (&cluster, &i) in empty.iter().zip(&candidates) {
         let w = weights.map_or(1.0, |w| w[i].as_f64());
         let old = labels[i] as usize;

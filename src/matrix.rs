@@ -109,6 +109,22 @@ pub fn row_sq_norms<T: Scalar>(x: MatRef<'_, T>) -> Vec<T> {
 }
 
 #[inline(always)]
+/// Squared Euclidean distance between two rows by differences, in float64: exact up to the
+/// float64 rounding of the sum. Eight independent partial sums let the loop vectorise.
+pub fn exact_sq_distance<T: Scalar>(a: &[T], b: &[T]) -> f64 {
+    const LANES: usize = 8;
+    let mut partial = [0.0f64; LANES];
+    let (a_lanes, b_lanes) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = a_lanes.remainder().iter().zip(b_lanes.remainder()).map(|(&u, &v)| (u.as_f64() - v.as_f64()).powi(2)).sum();
+    for (u, v) in a_lanes.zip(b_lanes) {
+        for l in 0..LANES {
+            let diff = u[l].as_f64() - v[l].as_f64();
+            partial[l] += diff * diff;
+        }
+    }
+    partial.iter().sum::<f64>() + tail
+}
+
 pub(crate) fn weight_at<T: Scalar>(weights: Option<&[T]>, i: usize) -> f64 {
     weights.map_or(1.0, |w| w[i].as_f64())
 }

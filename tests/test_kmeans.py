@@ -7,8 +7,8 @@ import pytest
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import load_digits
 
-from conftest import make_mixture, reference_lloyd
-from mlx_kmeans import KMeans
+from conftest import make_mixture, reference_lloyd, reference_lloyd_relocating
+from mlx_kmeans import KMeans, kmeans
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -47,6 +47,36 @@ def test_many_iterations_on_overlapping_clusters_match_numpy_reference():
     np.testing.assert_array_equal(ours.labels_, labels)
     np.testing.assert_allclose(ours.cluster_centers_, centers, rtol=1e-9, atol=1e-12)
     assert ours.inertia_ == pytest.approx(inertia, rel=1e-10)
+
+
+def _float32_mixture(n, d, centers, seed):
+    rng = np.random.default_rng(seed)
+    means = rng.normal(0.0, 4.0, size=(centers, d))
+    return (means[rng.integers(0, centers, size=n)] + rng.normal(size=(n, d))).astype(np.float32)
+
+
+@pytest.mark.parametrize("case", ["overlapping", "weights and empty starts"])
+def test_float32_fit_equals_float64_lloyd(case):
+    # float32 data where the expanded distance ‖x‖² + ‖c‖² − 2x·c misleads: a near-tied row
+    # (overlapping clusters), and rows whose order by distance decides which ones the empty
+    # clusters take (cancellation against large centroid norms). Labels must be the exact
+    # nearest centroids at every iteration, so the whole fit equals float64 Lloyd.
+    k = 64
+    if case == "overlapping":
+        X = _float32_mixture(20_000, 64, 80, seed=1)
+        init, weights = X[np.random.default_rng(2).choice(len(X), k, replace=False)], None
+    else:
+        rng = np.random.default_rng(4)
+        means = rng.normal(0.0, 20.0, (k, 64))
+        X = (means[rng.integers(0, k, 20_000)] + rng.normal(size=(20_000, 64))).astype(np.float32)
+        init = (means + rng.normal(scale=0.5, size=means.shape)).astype(np.float32)
+        weights = rng.uniform(0.5, 2.0, len(X)).astype(np.float32)
+        init[3], init[9] = 1e3, -1e3
+    centers, labels, n_iter = reference_lloyd_relocating(X, init, weights)
+    ours = kmeans(X, k, init=init, max_iter=50, tol=0.0, sample_weight=weights, backend="cpu")
+    assert ours.n_iter == n_iter
+    np.testing.assert_array_equal(ours.labels, labels)
+    np.testing.assert_allclose(ours.centroids, centers, rtol=0, atol=1e-6 * np.abs(centers).max())
 
 
 def _mean_inertia(estimator_cls, X, k, seeds, **kw):

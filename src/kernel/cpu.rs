@@ -5,7 +5,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::Kernel;
-use crate::matrix::{row_sq_norms, MatRef};
+use crate::matrix::{exact_sq_distance, row_sq_norms, MatRef};
 use crate::scalar::Scalar;
 
 /// Rows per block. Fixed (never derived from the thread count) so results are reproducible.
@@ -16,26 +16,33 @@ const COL_PANEL: usize = 1024;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CpuKernel;
 
-/// Minimum over `j` of `c_norms[j] − 2·dots[j]` and its first index. Eight independent lanes
-/// (minimum and index per lane) let the compiler vectorise the scan; the lanes are merged
-/// with ties going to the lowest index, so the result equals a plain left-to-right scan.
+/// Minimum over `j` of `c_norms[j] − 2·dots[j]`, its first index, and whether another `j`
+/// comes within `band` of it (a near tie). Eight independent lanes (minimum and index per
+/// lane) let the compiler vectorise the scan; they are merged with ties going to the lowest
+/// index, so the result equals a plain left-to-right scan. A lane whose minimum lies beyond
+/// the band holds nothing within it, so only the winner's own lane is scanned again.
 #[inline]
-fn argmin_partial<T: Scalar>(dots: &[T], c_norms: &[T]) -> (T, usize) {
+fn argmin_partial<T: Scalar>(dots: &[T], c_norms: &[T], band: T) -> (T, usize, bool) {
     const LANES: usize = 8;
     let two = T::one() + T::one();
     let mut best = [T::infinity(); LANES];
-    let mut best_j = [0usize; LANES];
+    // Indices kept in `T` (exact: a panel has at most COL_PANEL columns) so that their
+    // update is a vector blend, not one conditional move per lane.
+    let mut best_at = [T::zero(); LANES];
+    let lane_offsets: [T; LANES] = std::array::from_fn(|l| T::of_f64(l as f64));
     let full = dots.len() / LANES * LANES;
     for base in (0..full).step_by(LANES) {
         let d = &dots[base..base + LANES];
         let c = &c_norms[base..base + LANES];
+        let base_t = T::of_f64(base as f64);
         for l in 0..LANES {
             let v = c[l] - two * d[l];
             let better = v < best[l];
             best[l] = if better { v } else { best[l] };
-            best_j[l] = if better { base + l } else { best_j[l] };
+            best_at[l] = if better { base_t + lane_offsets[l] } else { best_at[l] };
         }
     }
+    let best_j: [usize; LANES] = std::array::from_fn(|l| best_at[l].as_f64() as usize);
     let mut value = T::infinity();
     let mut index = 0usize;
     for l in 0..LANES {
@@ -51,10 +58,17 @@ fn argmin_partial<T: Scalar>(dots: &[T], c_norms: &[T]) -> (T, usize) {
             index = j;
         }
     }
-    (value, index)
+    let limit = value + band;
+    let partial = |j: usize| c_norms[j] - two * dots[j];
+    let other_lane = full > 0 && (0..LANES).any(|l| best_j[l] != index && best[l] <= limit);
+    let tail = (full..dots.len()).any(|j| j != index && partial(j) <= limit);
+    let own_lane = index < full && (index % LANES..full).step_by(LANES).any(|j| j != index && partial(j) <= limit);
+    (value, index, other_lane || tail || own_lane)
 }
 
-/// Like [`argmin_partial`], also the second-smallest value (equal to the smallest on a tie).
+/// Minimum over `j` of `c_norms[j] − 2·dots[j]`, its first index, and the second-smallest
+/// value (equal to the smallest on a tie). Eight independent lanes let the compiler vectorise
+/// the scan; they are merged with ties going to the lowest index, as a left-to-right scan.
 /// Branch-free per lane: `second ← min(second, max(best, v))`, `best ← min(best, v)`.
 #[inline]
 fn argmin2_partial<T: Scalar>(dots: &[T], c_norms: &[T]) -> (T, usize, T) {
@@ -62,20 +76,24 @@ fn argmin2_partial<T: Scalar>(dots: &[T], c_norms: &[T]) -> (T, usize, T) {
     let two = T::one() + T::one();
     let mut best = [T::infinity(); LANES];
     let mut second = [T::infinity(); LANES];
-    let mut best_j = [0usize; LANES];
+    // Indices in `T`, as in `argmin_partial`.
+    let mut best_at = [T::zero(); LANES];
+    let lane_offsets: [T; LANES] = std::array::from_fn(|l| T::of_f64(l as f64));
     let full = dots.len() / LANES * LANES;
     for base in (0..full).step_by(LANES) {
         let d = &dots[base..base + LANES];
         let c = &c_norms[base..base + LANES];
+        let base_t = T::of_f64(base as f64);
         for l in 0..LANES {
             let v = c[l] - two * d[l];
             let better = v < best[l];
             let displaced = if better { best[l] } else { v };
             second[l] = if displaced < second[l] { displaced } else { second[l] };
             best[l] = if better { v } else { best[l] };
-            best_j[l] = if better { base + l } else { best_j[l] };
+            best_at[l] = if better { base_t + lane_offsets[l] } else { best_at[l] };
         }
     }
+    let best_j: [usize; LANES] = std::array::from_fn(|l| best_at[l].as_f64() as usize);
     let (mut value, mut index, mut runner_up) = (T::infinity(), 0usize, T::infinity());
     let mut take = |v: T, j: usize, s: T| {
         if v < value || (v == value && j < index) {
@@ -127,12 +145,16 @@ fn dot_rows<T: Scalar>(a: MatRef<'_, T>, b: MatRef<'_, T>, out: &mut [T], ldo: u
     }
 }
 
-/// Nearest centroid (and, with `TOP2`, the second-nearest distance) of each row of `rows`:
-/// one GEMM per panel of centroids into `dots`, then a scan of `‖c‖² − 2·x·c`.
+/// Nearest centroid of each row of `rows`, with the second-nearest partial distance (with
+/// `TOP2`) or, without it, only whether a near tie needs [`settle_block`]: then `second` gets
+/// the best partial distance for such a row and infinity for the others (checking the band
+/// costs less than tracking a runner-up). One GEMM per
+/// panel of centroids into `dots`, then a scan of `‖c‖² − 2·x·c`. Leaves partial distances
+/// (without `‖x‖²`) in `distances` and `second`.
 #[allow(clippy::too_many_arguments)]
 fn scan_block<T: Scalar, const TOP2: bool>(
     rows: MatRef<'_, T>,
-    x_sq_norms: &[T],
+    bands: &[T],
     centroids: MatRef<'_, T>,
     c_norms: &[T],
     dots: &mut [T],
@@ -144,16 +166,15 @@ fn scan_block<T: Scalar, const TOP2: bool>(
     let panel = COL_PANEL.min(k);
     distances.fill(T::infinity());
     labels.fill(0);
-    if TOP2 {
-        second.fill(T::infinity());
-    }
+    second.fill(T::infinity());
+    let mut near = [false; ROW_BLOCK];
     for j0 in (0..k).step_by(panel) {
         let kc = panel.min(k - j0);
         dot_rows(rows, centroids.slice_rows(j0, j0 + kc), dots, kc);
         for r in 0..m {
-            let row_dots = &dots[r * kc..(r + 1) * kc];
+            let (row_dots, row_norms) = (&dots[r * kc..(r + 1) * kc], &c_norms[j0..j0 + kc]);
             if TOP2 {
-                let (best, best_j, runner_up) = argmin2_partial(row_dots, &c_norms[j0..j0 + kc]);
+                let (best, best_j, runner_up) = argmin2_partial(row_dots, row_norms);
                 // Strictly smaller: ties keep the earlier panel; the loser becomes a runner-up.
                 if best < distances[r] {
                     let previous = distances[r];
@@ -165,26 +186,80 @@ fn scan_block<T: Scalar, const TOP2: bool>(
                     second[r] = if cand < second[r] { cand } else { second[r] };
                 }
             } else {
-                let (best, best_j) = argmin_partial(row_dots, &c_norms[j0..j0 + kc]);
-                // Strictly smaller: ties keep the earlier panel, i.e. the lowest index.
+                let (best, best_j, close) = argmin_partial(row_dots, row_norms, bands[r]);
                 if best < distances[r] {
+                    // Another centroid of this panel, or the best of earlier ones, is close.
+                    near[r] = close || distances[r] <= best + bands[r];
                     distances[r] = best;
                     labels[r] = (j0 + best_j) as u32;
+                } else {
+                    near[r] |= best <= distances[r] + bands[r];
                 }
             }
         }
     }
-    let clamp = |v: T| if v > T::zero() { v } else { T::zero() };
-    for r in 0..m {
-        distances[r] = clamp(distances[r] + x_sq_norms[r]);
-        if TOP2 {
+    if !TOP2 {
+        for r in 0..m {
+            second[r] = if near[r] { distances[r] } else { T::infinity() };
+        }
+    }
+}
+
+/// After [`scan_block`]: decides near ties exactly. A row whose runner-up partial distance
+/// lies within the GEMM's error bound of the best is assigned again by exact float64
+/// distances to the centroids in that band (their dots come from one more GEMM of that row),
+/// so labels are the exact nearest centroids of the given values. Distances become squared
+/// distances (exact for those rows); `second` becomes a runner-up squared distance (for a
+/// decided row, its own distance: still a lower bound on every other centroid's).
+#[allow(clippy::too_many_arguments)]
+fn settle_block<T: Scalar>(
+    rows: MatRef<'_, T>,
+    x_sq_norms: &[T],
+    centroids: MatRef<'_, T>,
+    c_norms: &[T],
+    c_norm_max: f64,
+    dots: &mut [T],
+    labels: &mut [u32],
+    distances: &mut [T],
+    second: &mut [T],
+) {
+    let (k, d) = (centroids.rows(), rows.cols());
+    let bound = super::partial_error_bound::<T>(d);
+    let two = T::one() + T::one();
+    let panel = COL_PANEL.min(k);
+    for r in 0..rows.rows() {
+        let x = rows.row(r);
+        let xn = x_sq_norms[r].as_f64();
+        let band = bound * (xn + 2.0 * c_norm_max);
+        if second[r].as_f64() - distances[r].as_f64() <= band {
+            let best = distances[r].as_f64();
+            let (mut chosen, mut chosen_distance) = (labels[r], f64::INFINITY);
+            for j0 in (0..k).step_by(panel) {
+                let kc = panel.min(k - j0);
+                dot_rows(rows.slice_rows(r, r + 1), centroids.slice_rows(j0, j0 + kc), dots, kc);
+                for (j, &dot) in dots[..kc].iter().enumerate() {
+                    if (c_norms[j0 + j] - two * dot).as_f64() <= best + band {
+                        let exact = exact_sq_distance(x, centroids.row(j0 + j));
+                        if exact < chosen_distance {
+                            (chosen, chosen_distance) = ((j0 + j) as u32, exact);
+                        }
+                    }
+                }
+            }
+            labels[r] = chosen;
+            distances[r] = T::of_f64(chosen_distance);
+            second[r] = distances[r];
+        } else {
+            let clamp = |v: T| if v > T::zero() { v } else { T::zero() };
+            distances[r] = clamp(distances[r] + x_sq_norms[r]);
             second[r] = clamp(second[r] + x_sq_norms[r]);
         }
     }
 }
 
-/// [`scan_block`] over fixed row blocks in parallel; `second` (the runner-up distances) is
-/// filled only with `TOP2`, and may be empty otherwise.
+/// [`scan_block`] and [`settle_block`] over fixed row blocks in parallel: labels (the exact
+/// nearest centroids, ties to the lowest index), squared distances, and with `TOP2`
+/// runner-up squared distances in `second` (which may be empty otherwise).
 fn assign_blocks<T: Scalar, const TOP2: bool>(
     x: MatRef<'_, T>,
     x_sq_norms: &[T],
@@ -194,8 +269,10 @@ fn assign_blocks<T: Scalar, const TOP2: bool>(
     second: &mut [T],
 ) {
     let c_norms = row_sq_norms(centroids);
+    let c_norm_max = c_norms.iter().fold(0.0f64, |m, v| m.max(v.as_f64()));
+    let bound = super::partial_error_bound::<T>(x.cols());
     let panel = COL_PANEL.min(centroids.rows());
-    // One runner-up slice per row block (empty ones without `TOP2`), zipped with the blocks.
+    // One runner-up slice per row block with `TOP2`; without it, a scratch block each.
     let blocks = labels.len().div_ceil(ROW_BLOCK);
     let seconds: Vec<&mut [T]> =
         if TOP2 { second.chunks_mut(ROW_BLOCK).collect() } else { (0..blocks).map(|_| <&mut [T]>::default()).collect() };
@@ -207,9 +284,19 @@ fn assign_blocks<T: Scalar, const TOP2: bool>(
         .for_each_init(
             || vec![T::zero(); ROW_BLOCK * panel],
             |dots, (b, ((block_labels, block_distances), block_second))| {
+                let mut scratch = [T::zero(); ROW_BLOCK];
+                let block_second = if TOP2 { block_second } else { &mut scratch[..block_labels.len()] };
                 let start = b * ROW_BLOCK;
                 let rows = x.slice_rows(start, start + block_labels.len());
-                scan_block::<T, TOP2>(rows, &x_sq_norms[start..], centroids, &c_norms, dots, block_labels, block_distances, block_second);
+                let norms = &x_sq_norms[start..start + block_labels.len()];
+                let mut bands = [T::zero(); ROW_BLOCK];
+                if !TOP2 {
+                    for (band, &xn) in bands.iter_mut().zip(norms) {
+                        *band = T::of_f64(bound * (xn.as_f64() + 2.0 * c_norm_max));
+                    }
+                }
+                scan_block::<T, TOP2>(rows, &bands, centroids, &c_norms, dots, block_labels, block_distances, block_second);
+                settle_block(rows, norms, centroids, &c_norms, c_norm_max, dots, block_labels, block_distances, block_second);
             },
         );
 }
@@ -282,6 +369,41 @@ mod tests {
 
     fn brute_sq(a: &[f64], b: &[f64]) -> f64 {
         a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+    }
+
+    /// Rows at midpoints between pairs of centroids (plus noise far below float32's GEMM
+    /// error), on a large common offset that makes `‖x‖² + ‖c‖² − 2x·c` cancel: the labels
+    /// must still be the exact nearest centroids of the float32 values (ties to the lowest
+    /// index) and the distances the exact ones, rounded once.
+    #[test]
+    fn near_ties_are_decided_exactly() {
+        let (n, k, d) = (2000, 40, 96);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let c: Vec<f32> = (0..k * d).map(|_| 100.0 + rng.random::<f32>()).collect();
+        let mut x = vec![0f32; n * d];
+        for i in 0..n {
+            let (a, b) = (rng.random_range(0..k), rng.random_range(0..k));
+            for p in 0..d {
+                let mid = 0.5 * (c[a * d + p] as f64 + c[b * d + p] as f64);
+                x[i * d + p] = (mid + 1e-6 * (rng.random::<f64>() - 0.5)) as f32;
+            }
+        }
+        let (xm, cm) = (MatRef::new(&x, n, d).unwrap(), MatRef::new(&c, k, d).unwrap());
+        let (mut labels, mut dist) = (vec![0u32; n], vec![0f32; n]);
+        CpuKernel.assign(xm, &row_sq_norms(xm), cm, &mut labels, &mut dist);
+        let mut flips = 0;
+        for i in 0..n {
+            let exact: Vec<f64> = (0..k).map(|j| exact_sq_distance(xm.row(i), cm.row(j))).collect();
+            let best = (0..k).fold(0, |b, j| if exact[j] < exact[b] { j } else { b });
+            flips += usize::from(labels[i] as usize != best);
+            assert_eq!(dist[i], exact[labels[i] as usize] as f32, "row {i}");
+        }
+        assert_eq!(flips, 0, "{flips} of {n} rows not at their exact nearest centroid");
+        // The top-2 search settles the same way.
+        let (mut l2, mut d2, mut second) = (vec![0u32; n], vec![0f32; n], vec![0f32; n]);
+        CpuKernel.assign_top2(xm, &row_sq_norms(xm), cm, &mut l2, &mut d2, &mut second);
+        assert_eq!(l2, labels);
+        assert!(second.iter().zip(&d2).all(|(s, d)| s >= d));
     }
 
     /// Sizes that cross the row-block (128) and centroid-panel (1024) boundaries.
