@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 
+from float64_lloyd import float64_lloyd
+
 WORKLOADS = {"G": (100_000, 128, 1024), "C": (100_000, 768, 500)}
 ITERATIONS = 25
 
@@ -48,33 +50,6 @@ def mixture(n: int, d: int, centers: int, seed: int) -> np.ndarray:
     means = rng.normal(0.0, 4.0, size=(centers, d))
     X = means[rng.integers(0, centers, size=n)] + rng.normal(size=(n, d))
     return X.astype(np.float32)
-
-
-def reference_lloyd(X, init, weights=None, max_iter=50):
-    """Lloyd in float64 with the engine's empty-cluster rule (the farthest row, ties to the
-    lowest index), from `init` until labels stop changing: the exact answer that both
-    backends approximate in float32."""
-    X64, c = X.astype(np.float64), init.astype(np.float64)
-    w = np.ones(len(X)) if weights is None else weights.astype(np.float64)
-    x_norms, labels = (X64**2).sum(1), None
-    for iteration in range(1, max_iter + 1):
-        d2 = x_norms[:, None] - 2 * X64 @ c.T + (c**2).sum(1)[None, :]
-        new = d2.argmin(1)
-        # The nearest centroid's distance again by differences, free of cancellation.
-        dist = ((X64 - c[new]) ** 2).sum(1)
-        sums = np.zeros_like(c)
-        np.add.at(sums, new, X64 * w[:, None])
-        totals = np.bincount(new, weights=w, minlength=len(c))
-        empty = np.flatnonzero(~(totals > 0))
-        for j, i in zip(empty, np.lexsort((np.arange(len(X)), -dist))[: len(empty)]):
-            sums[new[i]] -= X64[i] * w[i]
-            totals[new[i]] -= w[i]
-            sums[j], totals[j] = X64[i] * w[i], w[i]
-        c = np.where(totals[:, None] > 0, sums / np.where(totals > 0, totals, 1.0)[:, None], c)
-        if labels is not None and (labels == new).all():
-            return new, c, iteration
-        labels = new
-    return labels, c, max_iter
 
 
 def check_correctness() -> dict:
@@ -134,7 +109,7 @@ def check_correctness() -> dict:
         ("overlapping clusters", X, init, None),
         ("separated, sample weights, two empty starts", separated, far_init, weights),
     ):
-        labels, centroids, iterations = reference_lloyd(data, start, w)
+        centroids, labels, iterations = float64_lloyd(data, start, w)
         scale = float(np.abs(centroids).max())
         entry = {"reference_n_iter": iterations}
         for b in ("mlx", "cpu"):
@@ -199,21 +174,16 @@ def bench(workload: str, repeats: int) -> dict:
         mx.eval(r.centroids)
         return np.asarray(r.centroids), r.n_iter
 
-    def ours_mlx_input_tf32():
-        # Without the float32-exact split: what TF32 arithmetic alone would cost.
-        os.environ["MLX_KMEANS_MLX_SPLIT"] = "0"
-        try:
-            return ours_mlx_input()
-        finally:
-            del os.environ["MLX_KMEANS_MLX_SPLIT"]
+    def ours_mlx_input_without(switch):
+        # The same fit with one of the kernel's switches set to 0 (read when a fit starts).
+        def run():
+            os.environ[switch] = "0"
+            try:
+                return ours_mlx_input()
+            finally:
+                del os.environ[switch]
 
-    def ours_mlx_input_ops_only():
-        # MLX's own ops for the argmin and the per-cluster sums instead of our CUDA kernels.
-        os.environ["MLX_KMEANS_MLX_CUDA_KERNELS"] = "0"
-        try:
-            return ours_mlx_input()
-        finally:
-            del os.environ["MLX_KMEANS_MLX_CUDA_KERNELS"]
+        return run
 
     def ours_numpy_input():
         r = kmeans(X, k, init=init, max_iter=ITERATIONS, tol=0.0, backend="mlx")
@@ -267,8 +237,10 @@ def bench(workload: str, repeats: int) -> dict:
 
     peers = {
         "mlx_kmeans (mlx, MLX array in)": ours_mlx_input,
-        "mlx_kmeans (mlx, MLX array in, TF32: no split)": ours_mlx_input_tf32,
-        "mlx_kmeans (mlx, MLX array in, MLX ops only)": ours_mlx_input_ops_only,
+        # Without the float32-exact split: what TF32 arithmetic alone would cost.
+        "mlx_kmeans (mlx, MLX array in, TF32: no split)": ours_mlx_input_without("MLX_KMEANS_MLX_SPLIT"),
+        # MLX's own ops for the argmin and the per-cluster sums instead of our CUDA kernels.
+        "mlx_kmeans (mlx, MLX array in, MLX ops only)": ours_mlx_input_without("MLX_KMEANS_MLX_CUDA_KERNELS"),
         "mlx_kmeans (mlx, NumPy in)": ours_numpy_input,
         "mlx_kmeans (mlx, NumPy in, 1 iteration)": ours_one_iteration,
         "PyTorch loop": torch_loop,

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from float64_lloyd import float64_lloyd as reference_lloyd_relocating  # noqa: E402,F401
 
 
 def make_mixture(n_samples: int, n_features: int, n_centers: int, seed: int, spread: float = 1.0, dtype=np.float64):
@@ -75,27 +81,3 @@ def seconds_to_interrupt(fit, after: float) -> float:
     assert sent, "the fit ended before the signal was sent"
     return raised - sent[0]
 
-
-def reference_lloyd_relocating(X, init, sample_weight=None, max_iter=50):
-    """NumPy Lloyd in float64 with the engine's empty-cluster rule (an empty cluster takes the
-    row farthest from its centroid, ties to the lowest index; that row's weight moves with
-    it), from `init` until labels stop changing. Returns centroids, labels, iterations."""
-    X64, c = np.asarray(X, dtype=np.float64), np.array(init, dtype=np.float64)
-    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    x_norms, labels = (X64**2).sum(1), None
-    for iteration in range(1, max_iter + 1):
-        new = (x_norms[:, None] - 2 * X64 @ c.T + (c**2).sum(1)[None, :]).argmin(1)
-        dist = ((X64 - c[new]) ** 2).sum(1)
-        sums = np.zeros_like(c)
-        np.add.at(sums, new, X64 * w[:, None])
-        totals = np.bincount(new, weights=w, minlength=len(c))
-        empty = np.flatnonzero(~(totals > 0))
-        for j, i in zip(empty, np.lexsort((np.arange(len(X)), -dist))[: len(empty)]):
-            sums[new[i]] -= X64[i] * w[i]
-            totals[new[i]] -= w[i]
-            sums[j], totals[j] = X64[i] * w[i], w[i]
-        c = np.where(totals[:, None] > 0, sums / np.where(totals > 0, totals, 1.0)[:, None], c)
-        if labels is not None and (labels == new).all():
-            return c, new, iteration
-        labels = new
-    return c, labels, max_iter

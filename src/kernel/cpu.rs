@@ -154,7 +154,7 @@ fn dot_rows<T: Scalar>(a: MatRef<'_, T>, b: MatRef<'_, T>, out: &mut [T], ldo: u
 #[allow(clippy::too_many_arguments)]
 fn scan_block<T: Scalar, const TOP2: bool>(
     rows: MatRef<'_, T>,
-    bands: &[T],
+    bands: &[f64],
     centroids: MatRef<'_, T>,
     c_norms: &[T],
     dots: &mut [T],
@@ -186,14 +186,15 @@ fn scan_block<T: Scalar, const TOP2: bool>(
                     second[r] = if cand < second[r] { cand } else { second[r] };
                 }
             } else {
-                let (best, best_j, close) = argmin_partial(row_dots, row_norms, bands[r]);
+                let band = T::of_f64(bands[r]);
+                let (best, best_j, close) = argmin_partial(row_dots, row_norms, band);
                 if best < distances[r] {
                     // Another centroid of this panel, or the best of earlier ones, is close.
-                    near[r] = close || distances[r] <= best + bands[r];
+                    near[r] = close || distances[r] <= best + band;
                     distances[r] = best;
                     labels[r] = (j0 + best_j) as u32;
                 } else {
-                    near[r] |= best <= distances[r] + bands[r];
+                    near[r] |= best <= distances[r] + band;
                 }
             }
         }
@@ -206,7 +207,7 @@ fn scan_block<T: Scalar, const TOP2: bool>(
 }
 
 /// After [`scan_block`]: decides near ties exactly. A row whose runner-up partial distance
-/// lies within the GEMM's error bound of the best is assigned again by exact float64
+/// lies within its band (the GEMM's error bound on its partial distances) of the best is assigned again by exact float64
 /// distances to the centroids in that band (their dots come from one more GEMM of that row),
 /// so labels are the exact nearest centroids of the given values. Distances become squared
 /// distances (exact for those rows); `second` becomes a runner-up squared distance (for a
@@ -215,22 +216,19 @@ fn scan_block<T: Scalar, const TOP2: bool>(
 fn settle_block<T: Scalar>(
     rows: MatRef<'_, T>,
     x_sq_norms: &[T],
+    bands: &[f64],
     centroids: MatRef<'_, T>,
     c_norms: &[T],
-    c_norm_max: f64,
     dots: &mut [T],
     labels: &mut [u32],
     distances: &mut [T],
     second: &mut [T],
 ) {
-    let (k, d) = (centroids.rows(), rows.cols());
-    let bound = super::partial_error_bound::<T>(d);
+    let k = centroids.rows();
     let two = T::one() + T::one();
     let panel = COL_PANEL.min(k);
     for r in 0..rows.rows() {
-        let x = rows.row(r);
-        let xn = x_sq_norms[r].as_f64();
-        let band = bound * (xn + 2.0 * c_norm_max);
+        let (x, band) = (rows.row(r), bands[r]);
         if second[r].as_f64() - distances[r].as_f64() <= band {
             let best = distances[r].as_f64();
             let (mut chosen, mut chosen_distance) = (labels[r], f64::INFINITY);
@@ -289,14 +287,13 @@ fn assign_blocks<T: Scalar, const TOP2: bool>(
                 let start = b * ROW_BLOCK;
                 let rows = x.slice_rows(start, start + block_labels.len());
                 let norms = &x_sq_norms[start..start + block_labels.len()];
-                let mut bands = [T::zero(); ROW_BLOCK];
-                if !TOP2 {
-                    for (band, &xn) in bands.iter_mut().zip(norms) {
-                        *band = T::of_f64(bound * (xn.as_f64() + 2.0 * c_norm_max));
-                    }
+                // Each row's band: the GEMM's error bound on its partial distances.
+                let mut bands = [0.0f64; ROW_BLOCK];
+                for (band, &xn) in bands.iter_mut().zip(norms) {
+                    *band = bound * (xn.as_f64() + 2.0 * c_norm_max);
                 }
                 scan_block::<T, TOP2>(rows, &bands, centroids, &c_norms, dots, block_labels, block_distances, block_second);
-                settle_block(rows, norms, centroids, &c_norms, c_norm_max, dots, block_labels, block_distances, block_second);
+                settle_block(rows, norms, &bands, centroids, &c_norms, dots, block_labels, block_distances, block_second);
             },
         );
 }

@@ -45,11 +45,12 @@ impl Drop for Names {
 }
 
 impl CudaKernel {
-    fn new(name: &'static str, inputs: &[&str], outputs: &[&str], source: &str) -> Self {
+    /// `header` goes before the generated function (helpers); `source` is its body.
+    fn new(name: &'static str, inputs: &[&str], outputs: &[&str], header: &str, source: &str) -> Self {
         let (inputs, outputs) = (Names::new(inputs), Names::new(outputs));
         let c_name = CString::new(name).expect("kernel names have no NUL");
         let source = CString::new(source).expect("kernel sources have no NUL");
-        let header = CString::default();
+        let header = CString::new(header).expect("kernel headers have no NUL");
         // SAFETY: mlx-c copies every argument; the handle is freed in `Drop`.
         let handle = unsafe {
             sys::mlx_fast_cuda_kernel_new(c_name.as_ptr(), inputs.0, outputs.0, source.as_ptr(), header.as_ptr(), true, 0)
@@ -132,13 +133,15 @@ impl LloydKernels {
                 "mlx_kmeans_row_argmin",
                 &["dist", "xnorm", "x", "centroids", "cmax"],
                 &["labels", "distances"],
+                include_str!("cuda/warp_sq_distance.cuh"),
                 include_str!("cuda/row_argmin.cu"),
             ),
-            chunk_sums: CudaKernel::new("mlx_kmeans_chunk_sums", &["x", "w", "order", "sorted"], &["hi", "lo"], include_str!("cuda/chunk_sums.cu")),
+            chunk_sums: CudaKernel::new("mlx_kmeans_chunk_sums", &["x", "w", "order", "sorted"], &["hi", "lo"], "", include_str!("cuda/chunk_sums.cu")),
             cluster_means: CudaKernel::new(
                 "mlx_kmeans_cluster_means",
                 &["hi", "lo", "sorted"],
                 &["sums", "weights", "means"],
+                "",
                 include_str!("cuda/cluster_means.cu"),
             ),
         }

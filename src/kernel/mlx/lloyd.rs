@@ -70,7 +70,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         for start in (0..n).step_by(step) {
             let end = (start + step).min(n);
             let (block, block_norms) = self.block(start, end);
-            let plain = if start == 0 && end == n { self.plain.clone() } else { self.plain.index((start as i32..end as i32, ..)) };
+            let plain = rows_of(&self.plain, start, end);
             let partial = partial_distances(&block, c, c_norms);
             let (best, dist) = kernels.nearest(&partial, &block_norms, &plain, &self.centroids, c_norms, tolerance);
             labels.push(best);
@@ -88,7 +88,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         for start in (0..n).step_by(step) {
             let end = (start + step).min(n);
             let (block, block_norms) = self.block(start, end);
-            let block_weights = self.weights.as_ref().map(|w| if start == 0 && end == n { w.clone() } else { w.index(start as i32..end as i32) });
+            let block_weights = self.weights.as_ref().map(|w| rows_of(w, start, end));
             let (best, best_value) = nearest(&partial_distances(&block, c, c_norms));
             let dist = check(maximum(check(check(best_value.reshape(&[-1])).add(&block_norms)), Array::from_f32(0.0)));
             let (s, w) = cluster_sums(&block, &best, block_weights.as_ref(), k);
@@ -106,12 +106,17 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
 
     /// Rows `start..end` as the GEMMs take them, and their squared norms.
     fn block(&self, start: usize, end: usize) -> (Array, Array) {
-        if start == 0 && end == self.x_norms.shape()[0] as usize {
-            return (self.rows.clone(), self.x_norms.clone());
-        }
-        let range = start as i32..end as i32;
-        (self.rows.index((range.clone(), ..)), self.x_norms.index(range))
+        (rows_of(&self.rows, start, end), rows_of(&self.x_norms, start, end))
     }
+}
+
+/// Rows `start..end` of `a` (along its first axis): `a` itself when that is all of it.
+fn rows_of(a: &Array, start: usize, end: usize) -> Array {
+    if start == 0 && end == a.shape()[0] as usize {
+        return a.clone();
+    }
+    let range = start as i32..end as i32;
+    if a.ndim() == 2 { a.index((range, ..)) } else { a.index(range) }
 }
 
 /// One array from per-block pieces along the first axis.

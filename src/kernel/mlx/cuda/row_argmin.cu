@@ -1,4 +1,5 @@
-// Body of the `row_argmin` kernel (MLX generates the signature). One warp per row of the
+// Body of the `row_argmin` kernel (MLX generates the signature; `warp_sq_distance.cuh` is
+// its header). One warp per row of the
 // `n × K` partial distances `‖c‖² − 2x·c`: each lane scans a strided part, then the warp
 // reduces; ties go to the lower centroid index, as on the host. The partial distances carry
 // the GEMM's error (up to TOL_E6 millionths of ‖x‖² + 2 max‖c‖²), so when another centroid
@@ -34,24 +35,11 @@
     if (__any_sync(0xffffffffu, near)) {
         for (int j = 0; j < K; ++j) {
             if (p[j] > limit) continue;  // the same for every lane
-            const float* cj = centroids + (long long)j * D;
-            double acc = 0.0;
-            for (int c = lane; c < D; c += 32) {
-                const double diff = (double)xr[c] - (double)cj[c];
-                acc += diff * diff;
-            }
-            for (int offset = 16; offset > 0; offset >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, offset);
-            if (acc < best_exact) { best_exact = acc; idx = j; }
+            const double exact = warp_sq_distance(xr, centroids + (long long)j * D, D, lane);
+            if (exact < best_exact) { best_exact = exact; idx = j; }
         }
     } else {
-        const float* ci = centroids + (long long)idx * D;
-        double acc = 0.0;
-        for (int c = lane; c < D; c += 32) {
-            const double diff = (double)xr[c] - (double)ci[c];
-            acc += diff * diff;
-        }
-        for (int offset = 16; offset > 0; offset >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, offset);
-        best_exact = acc;
+        best_exact = warp_sq_distance(xr, centroids + (long long)idx * D, D, lane);
     }
     if (lane == 0) {
         labels[row] = idx;

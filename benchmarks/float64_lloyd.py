@@ -1,0 +1,31 @@
+"""Lloyd in float64 with the engine's empty-cluster rule: the exact answer that the
+backends approximate in float32. Shared by the tests and `benchmarks/gpu.py`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def float64_lloyd(X, init, sample_weight=None, max_iter=50):
+    """NumPy Lloyd in float64 with the engine's empty-cluster rule (an empty cluster takes the
+    row farthest from its centroid, ties to the lowest index; that row's weight moves with
+    it), from `init` until labels stop changing. Returns centroids, labels, iterations."""
+    X64, c = np.asarray(X, dtype=np.float64), np.array(init, dtype=np.float64)
+    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    x_norms, labels = (X64**2).sum(1), None
+    for iteration in range(1, max_iter + 1):
+        new = (x_norms[:, None] - 2 * X64 @ c.T + (c**2).sum(1)[None, :]).argmin(1)
+        dist = ((X64 - c[new]) ** 2).sum(1)
+        sums = np.zeros_like(c)
+        np.add.at(sums, new, X64 * w[:, None])
+        totals = np.bincount(new, weights=w, minlength=len(c))
+        empty = np.flatnonzero(~(totals > 0))
+        for j, i in zip(empty, np.lexsort((np.arange(len(X)), -dist))[: len(empty)]):
+            sums[new[i]] -= X64[i] * w[i]
+            totals[new[i]] -= w[i]
+            sums[j], totals[j] = X64[i] * w[i], w[i]
+        c = np.where(totals[:, None] > 0, sums / np.where(totals > 0, totals, 1.0)[:, None], c)
+        if labels is not None and (labels == new).all():
+            return c, new, iteration
+        labels = new
+    return c, labels, max_iter
