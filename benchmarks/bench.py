@@ -91,7 +91,7 @@ def run_one(peer, workload, data_path, seed):
 
         init = given if workload == "L" else "k-means++"
         result = _native.kmeans_fit(
-            X, None, n_clusters=k, init=init, n_init=1, max_iter=iters, tol=0.0, seed=seed, backend="cpu", prune=False
+            X, None, n_clusters=k, init=init, n_init=1, max_iter=iters, tol=0.0, seed=seed, backend="cpu", algorithm="lloyd"
         )
         centroids, n_iter = result["centroids"], result["n_iter"]
     elif peer == "mlx_kmeans_minibatch":

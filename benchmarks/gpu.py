@@ -1,6 +1,6 @@
-"""The MLX backend on a CUDA GPU: a correctness check against the cpu backend, the automatic
-choice, and a benchmark against GPU peers. Run through `benchmarks/gpu.sh` on a machine with an
-NVIDIA GPU (it installs the wheels and sets the library path first).
+"""The MLX backend on a CUDA GPU: a benchmark against GPU peers. Run through
+`benchmarks/gpu.sh` on a machine with an NVIDIA GPU (it installs the wheels, sets the library
+path and runs the correctness tests, `tests/test_gpu.py`, first).
 
 Workloads (float32 standard normal data, 25 Lloyd iterations from the same initial centroids
 for every peer): G = 100k×128, k=1024 and C = 100k×768, k=500. Peers: a plain PyTorch loop (matmul + argmin +
@@ -22,7 +22,6 @@ import time
 
 import numpy as np
 
-from float64_lloyd import float64_lloyd
 
 WORKLOADS = {"G": (100_000, 128, 1024), "C": (100_000, 768, 500)}
 ITERATIONS = 25
@@ -50,92 +49,6 @@ def mixture(n: int, d: int, centers: int, seed: int) -> np.ndarray:
     means = rng.normal(0.0, 4.0, size=(centers, d))
     X = means[rng.integers(0, centers, size=n)] + rng.normal(size=(n, d))
     return X.astype(np.float32)
-
-
-def check_correctness() -> dict:
-    """MLX on the GPU against the cpu backend, from the same initial centroids."""
-    import mlx.core as mx
-
-    import mlx_kmeans
-    from mlx_kmeans import KMeans, MiniBatchKMeans, kmeans
-
-    X = mixture(20_000, 64, 80, seed=1)
-    k = 64
-    init = X[np.random.default_rng(2).choice(len(X), k, replace=False)]
-    # Well separated clusters, one starting centroid near each (no near ties): whole fits
-    # must agree.
-    rng = np.random.default_rng(4)
-    means = rng.normal(0.0, 20.0, (k, 64))
-    separated = (means[rng.integers(0, k, 20_000)] + rng.normal(size=(20_000, 64))).astype(np.float32)
-    separated_init = (means + rng.normal(scale=0.5, size=means.shape)).astype(np.float32)
-    # Sample weights, two starting centroids far from every row (empty in the first step,
-    # repaired on the host), and unit-norm centroids.
-    weights = rng.uniform(0.5, 2.0, len(separated)).astype(np.float32)
-    far_init = separated_init.copy()
-    far_init[3], far_init[9] = 1e3, -1e3
-    report = {"device": str(mx.default_device()), "cuda": bool(mx.cuda.is_available())}
-    for name, data, make, fit_args in (
-        ("KMeans, separated clusters, given init", separated, lambda b: KMeans(k, init=separated_init, n_init=1, max_iter=50, backend=b), {}),
-        ("KMeans, overlapping clusters, given init", X, lambda b: KMeans(k, init=init, n_init=1, max_iter=50, backend=b), {}),
-        ("KMeans k-means++", X, lambda b: KMeans(k, n_init=1, max_iter=50, random_state=3, backend=b), {}),
-        ("MiniBatchKMeans", X, lambda b: MiniBatchKMeans(k, init=init, n_init=1, max_iter=5, random_state=3, backend=b), {}),
-        (
-            "KMeans, separated, sample weights, two empty starts",
-            separated,
-            lambda b: KMeans(k, init=far_init, n_init=1, max_iter=50, backend=b),
-            {"sample_weight": weights},
-        ),
-        (
-            "KMeans, separated, sample weights, two empty starts, spherical",
-            separated,
-            lambda b: KMeans(k, init=far_init, n_init=1, max_iter=50, spherical=True, backend=b),
-            {"sample_weight": weights},
-        ),
-    ):
-        gpu, cpu = make("mlx").fit(data, **fit_args), make("cpu").fit(data, **fit_args)
-        scale = float(np.abs(cpu.cluster_centers_).max())
-        diff = float(np.abs(gpu.cluster_centers_ - cpu.cluster_centers_).max()) / scale
-        agree = float(np.mean(gpu.labels_ == cpu.labels_))
-        report[name] = {
-            "labels_agree": agree,
-            "centroid_rel_diff": diff,
-            "n_iter": [int(gpu.n_iter_), int(cpu.n_iter_)],
-            "inertia": [float(gpu.inertia_), float(cpu.inertia_)],
-            "ok": agree >= 0.999 and diff <= 1e-4,
-        }
-    # Where the backends disagree above, which one is right: both against float64 Lloyd from
-    # the same init, run until labels stop changing (tol=0).
-    for name, data, start, w in (
-        ("overlapping clusters", X, init, None),
-        ("separated, sample weights, two empty starts", separated, far_init, weights),
-    ):
-        centroids, labels, iterations = float64_lloyd(data, start, w)
-        scale = float(np.abs(centroids).max())
-        entry = {"reference_n_iter": iterations}
-        for b in ("mlx", "cpu"):
-            r = kmeans(data, k, init=start, max_iter=50, tol=0.0, sample_weight=w, backend=b)
-            entry[b] = {
-                "n_iter": int(r.n_iter),
-                "labels_agree": float(np.mean(r.labels == labels)),
-                "centroid_rel_diff": float(np.abs(r.centroids - centroids).max()) / scale,
-            }
-        report[f"against float64 Lloyd: {name}"] = entry
-    # One Lloyd step from the same centroids: the kernels alone, before any tie can cascade.
-    one = {b: kmeans(X, k, init=init, max_iter=1, backend=b) for b in ("mlx", "cpu")}
-    scale = float(np.abs(one["cpu"].centroids).max())
-    agree = float(np.mean(one["mlx"].labels == one["cpu"].labels))
-    diff = float(np.abs(one["mlx"].centroids - one["cpu"].centroids).max()) / scale
-    report["one step"] = {"labels_agree": agree, "centroid_rel_diff": diff, "ok": agree >= 0.999 and diff <= 1e-4}
-    # Relative error of MLX's float32 matmul against float64 (TF32 would show ~1e-3).
-    a, b = (np.random.default_rng(5).standard_normal((2048, 768)).astype(np.float32) for _ in range(2))
-    exact = a.astype(np.float64) @ b.T.astype(np.float64)
-    got = np.asarray(mx.array(a) @ mx.array(b).T)
-    report["matmul_rel_error"] = float(np.abs(got - exact).max() / np.abs(exact).max())
-    auto = KMeans(8, n_init=1, random_state=0).fit(X)
-    report["backends"] = [(b.name, b.available, b.auto, b.reason) for b in mlx_kmeans.backends()]
-    report["auto_choice"] = auto.backend_
-    report["auto_ok"] = auto.backend_ == "mlx"
-    return report
 
 
 def median_time(fn, repeats: int) -> tuple[float, object]:
@@ -313,8 +226,6 @@ def main() -> None:
     args = parser.parse_args()
     results = {"versions": versions()}
     print(json.dumps(results["versions"]), flush=True)
-    results["correctness"] = check_correctness()
-    print(json.dumps(results["correctness"], indent=1), flush=True)
     results["benchmarks"] = [bench(w, args.repeats) for w in args.workloads]
     for b in results["benchmarks"]:
         base = b["rows"].get("mlx_kmeans (mlx, MLX array in)", {}).get("seconds")

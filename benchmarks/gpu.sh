@@ -3,7 +3,8 @@
 # (our abi3 wheel, mlx and mlx-cuda-13 of the same MLX version, flash-kmeans, fastkmeans) into
 # $SITE, put the CUDA libraries that mlx-cuda-13's libmlx needs on the library path, and run
 # benchmarks/gpu.py. mlx-cuda-13's wheel may arrive split in parts named *.whl.part-*, in $WHEELS
-# or in $PARTS (an earlier transfer): they are joined first. Arguments go to gpu.py.
+# or in $PARTS (an earlier transfer): they are joined first. The GPU tests (tests/test_gpu.py)
+# run before the benchmark. Arguments go to gpu.py.
 set -euo pipefail
 WHEELS=${WHEELS:-.gpu}
 PARTS=${PARTS:-/root/parts}
@@ -23,4 +24,10 @@ TORCH_SITE=$(python3 -c 'import os, torch; print(os.path.dirname(os.path.dirname
 NVIDIA_LIBS=$(ls -d "$TORCH_SITE"/nvidia/*/lib | tr '\n' ':')
 export LD_LIBRARY_PATH="$NVIDIA_LIBS$SITE/mlx_cuda_13.libs:${LD_LIBRARY_PATH:-}"
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
+# Correctness first: the GPU tests (pytest must be among the carried wheels or installed).
+if python3 -c 'import pytest' 2>/dev/null; then
+    (cd tests && python3 -m pytest -p no:cacheprovider -m gpu -q test_gpu.py) || echo "GPU correctness tests FAILED"
+else
+    echo "pytest is not installed here: the GPU correctness tests (tests/test_gpu.py) did not run"
+fi
 python3 benchmarks/gpu.py "$@"

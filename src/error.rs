@@ -6,8 +6,12 @@ use std::fmt;
 pub enum Error {
     /// An argument is out of its domain; the message names it.
     InvalidArgument(String),
-    /// The caller's progress callback asked to stop (e.g. Ctrl-C).
+    /// The caller's monitor asked to stop (e.g. Ctrl-C).
     Interrupted,
+    /// A callback into the host application failed; the application holds the details.
+    Callback,
+    /// A backend library failed (e.g. an MLX operation); the message is the library's.
+    Backend(String),
 }
 
 impl fmt::Display for Error {
@@ -15,6 +19,8 @@ impl fmt::Display for Error {
         match self {
             Error::InvalidArgument(message) => f.write_str(message),
             Error::Interrupted => f.write_str("interrupted"),
+            Error::Callback => f.write_str("a callback failed"),
+            Error::Backend(message) => write!(f, "backend failure: {message}"),
         }
     }
 }

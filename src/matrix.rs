@@ -56,10 +56,7 @@ impl<'a, T: Scalar> MatRef<'a, T> {
             return invalid("matrix has no columns");
         }
         if rows.checked_mul(cols) != Some(data.len()) {
-            return invalid(format!(
-                "buffer of {} values does not hold a {rows}×{cols} matrix",
-                data.len()
-            ));
+            return invalid(format!("buffer of {} values does not hold a {rows}×{cols} matrix", data.len()));
         }
         Ok(Self { data, rows, cols })
     }
@@ -115,7 +112,8 @@ pub fn exact_sq_distance<T: Scalar>(a: &[T], b: &[T]) -> f64 {
     const LANES: usize = 8;
     let mut partial = [0.0f64; LANES];
     let (a_lanes, b_lanes) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f64 = a_lanes.remainder().iter().zip(b_lanes.remainder()).map(|(&u, &v)| (u.as_f64() - v.as_f64()).powi(2)).sum();
+    let tail: f64 =
+        a_lanes.remainder().iter().zip(b_lanes.remainder()).map(|(&u, &v)| (u.as_f64() - v.as_f64()).powi(2)).sum();
     for (u, v) in a_lanes.zip(b_lanes) {
         for l in 0..LANES {
             let diff = u[l].as_f64() - v[l].as_f64();
@@ -123,6 +121,46 @@ pub fn exact_sq_distance<T: Scalar>(a: &[T], b: &[T]) -> f64 {
         }
     }
     partial.iter().sum::<f64>() + tail
+}
+
+/// Scales every row to unit Euclidean norm (zero rows stay zero).
+pub fn normalize_rows<T: Scalar>(values: &mut [T], d: usize) {
+    for row in values.chunks_exact_mut(d) {
+        let norm = row.iter().map(|v| v.as_f64().powi(2)).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            for v in row {
+                *v = T::of_f64(v.as_f64() / norm);
+            }
+        }
+    }
+}
+
+/// The rows of one fit as the loop uses them: the matrix, its rows' squared norms and the
+/// optional sample weights.
+#[derive(Debug, Clone, Copy)]
+pub struct Points<'a, T> {
+    pub x: MatRef<'a, T>,
+    pub x_sq_norms: &'a [T],
+    pub weights: Option<&'a [T]>,
+}
+
+impl<'a, T: Scalar> Points<'a, T> {
+    pub fn rows(&self) -> usize {
+        self.x.rows()
+    }
+
+    pub fn cols(&self) -> usize {
+        self.x.cols()
+    }
+
+    /// Rows `start..end`, with their norms and weights.
+    pub fn slice_rows(&self, start: usize, end: usize) -> Points<'a, T> {
+        Points {
+            x: self.x.slice_rows(start, end),
+            x_sq_norms: &self.x_sq_norms[start..end],
+            weights: self.weights.map(|w| &w[start..end]),
+        }
+    }
 }
 
 pub(crate) fn weight_at<T: Scalar>(weights: Option<&[T]>, i: usize) -> f64 {
@@ -173,10 +211,8 @@ pub fn mean_feature_variance<T: Scalar>(x: MatRef<'_, T>) -> f64 {
 /// Runs `f` over fixed row chunks in parallel and adds the vectors it returns in chunk order.
 fn reduce_chunks(n: usize, d: usize, f: &(dyn Fn(usize, usize) -> Vec<f64> + Sync)) -> Vec<f64> {
     let n_chunks = n.div_ceil(REDUCE_CHUNK);
-    let partials: Vec<Vec<f64>> = (0..n_chunks)
-        .into_par_iter()
-        .map(|c| f(c * REDUCE_CHUNK, ((c + 1) * REDUCE_CHUNK).min(n)))
-        .collect();
+    let partials: Vec<Vec<f64>> =
+        (0..n_chunks).into_par_iter().map(|c| f(c * REDUCE_CHUNK, ((c + 1) * REDUCE_CHUNK).min(n))).collect();
     let mut total = vec![0.0f64; d];
     for p in partials {
         for (t, v) in total.iter_mut().zip(p) {

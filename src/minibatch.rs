@@ -5,60 +5,15 @@
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::{invalid, Error, Result};
-use crate::init::{initial_centroids, weighted_sample_without_replacement, Init};
-use crate::kernel::Kernel;
-use crate::lloyd::{check_n_clusters, check_weights, normalize_rows, Monitor, Progress, Stage};
-use crate::matrix::{row_sq_norms, weighted_sum, MatRef};
+use crate::error::Result;
+use crate::init::{initial_centroids, Init};
+use crate::kernel::assign_in_chunks;
+use crate::matrix::{normalize_rows, row_sq_norms, weighted_sum, MatRef, Points};
+use crate::monitor::{report, Monitor, Progress, Stage};
+use crate::params::{check_weights, MiniBatchParams};
 use crate::scalar::Scalar;
-
-#[derive(Debug, Clone)]
-pub struct MiniBatchParams<T> {
-    pub n_clusters: usize,
-    pub init: Init<T>,
-    pub n_init: usize,
-    /// Passes over the data: the fit runs at most `max_iter × n / batch_size` steps.
-    pub max_iter: usize,
-    pub batch_size: usize,
-    /// Rows sampled for initialisation; `None`: `3 × batch_size` (at least `3 × k`).
-    pub init_size: Option<usize>,
-    /// Relative tolerance on the squared centre change per step (0 disables it).
-    pub tol: f64,
-    /// Stop after this many steps without improvement of the smoothed batch inertia.
-    pub max_no_improvement: Option<usize>,
-    pub reassignment_ratio: f64,
-    pub seed: u64,
-    pub compute_labels: bool,
-    pub spherical: bool,
-}
-
-/// What persists between steps (and between `partial_fit` calls).
-#[derive(Debug, Clone)]
-pub struct MiniBatchState<T> {
-    /// `k × d`, row-major.
-    pub centroids: Vec<T>,
-    /// Total weight each centre has absorbed so far (its inverse is the learning rate).
-    pub counts: Vec<f64>,
-    /// Rows seen since centres were last considered for reassignment.
-    pub n_since_last_reassign: usize,
-}
-
-impl<T: Scalar> MiniBatchState<T> {
-    pub fn new(centroids: Vec<T>, k: usize) -> Self {
-        Self { centroids, counts: vec![0.0; k], n_since_last_reassign: 0 }
-    }
-
-    /// Whether this step may reassign starved centres: when some centre has never been
-    /// hit, or after `10 × k` rows since the last time.
-    pub fn take_reassign_turn(&mut self, batch_size: usize) -> bool {
-        self.n_since_last_reassign += batch_size;
-        if self.counts.iter().any(|&c| c == 0.0) || self.n_since_last_reassign >= 10 * self.counts.len() {
-            self.n_since_last_reassign = 0;
-            return true;
-        }
-        false
-    }
-}
+use crate::strategy::Engine;
+pub use crate::strategy::MiniBatchState;
 
 #[derive(Debug, Clone)]
 pub struct MiniBatchFit<T> {
@@ -90,11 +45,10 @@ pub fn resolve_init_size(init_size: Option<usize>, batch_size: usize, k: usize, 
     size.min(n)
 }
 
-/// One mini-batch step on the rows `xb`: assign, move each hit centre towards the mean of
-/// its rows with learning rate `weight / count`, then (on a reassignment turn) move starved
-/// centres onto random rows of the batch. Returns the batch's weighted inertia.
-pub fn minibatch_step<T: Scalar, K: Kernel<T> + ?Sized>(
-    kernel: &K,
+/// One mini-batch step on the rows `xb` by the engine's strategy (see
+/// `strategy::host_minibatch_step`). Returns the batch's weighted inertia.
+pub fn minibatch_step<T: Scalar>(
+    engine: &dyn Engine<T>,
     xb: MatRef<'_, T>,
     weights: Option<&[T]>,
     state: &mut MiniBatchState<T>,
@@ -103,81 +57,19 @@ pub fn minibatch_step<T: Scalar, K: Kernel<T> + ?Sized>(
     reassignment_ratio: f64,
     spherical: bool,
 ) -> Result<f64> {
-    let (m, d) = (xb.rows(), xb.cols());
-    let k = state.counts.len();
     let norms = row_sq_norms(xb);
-    let mut labels = vec![0u32; m];
-    let mut distances = vec![T::zero(); m];
-    let centroids = MatRef::new(&state.centroids, k, d)?;
-    let sums = kernel.assign_accumulate(xb, &norms, weights, centroids, &mut labels, &mut distances);
-    let inertia = weighted_sum(&distances, weights);
-    for j in 0..k {
-        let w = sums.weights[j];
-        if w > 0.0 {
-            let count = state.counts[j];
-            let total = count + w;
-            for (c, &s) in state.centroids[j * d..(j + 1) * d].iter_mut().zip(&sums.sums[j * d..(j + 1) * d]) {
-                *c = T::of_f64((c.as_f64() * count + s) / total);
-            }
-            state.counts[j] = total;
-        }
-    }
-    if random_reassign && reassignment_ratio > 0.0 {
-        reassign_starved(xb, state, rng, reassignment_ratio)?;
-    }
-    if spherical {
-        normalize_rows(&mut state.centroids, d);
-    }
-    Ok(inertia)
-}
-
-fn reassign_starved<T: Scalar>(
-    xb: MatRef<'_, T>,
-    state: &mut MiniBatchState<T>,
-    rng: &mut ChaCha8Rng,
-    reassignment_ratio: f64,
-) -> Result<()> {
-    let (m, d) = (xb.rows(), xb.cols());
-    let k = state.counts.len();
-    let max_count = state.counts.iter().cloned().fold(f64::MIN, f64::max);
-    let mut to_reassign: Vec<bool> = state.counts.iter().map(|&c| c < reassignment_ratio * max_count).collect();
-    // At most half a batch of centres move at once; the least-hit ones go first.
-    let limit = m / 2;
-    if to_reassign.iter().filter(|&&r| r).count() > limit {
-        let mut by_count: Vec<usize> = (0..k).collect();
-        by_count.sort_by(|&a, &b| state.counts[a].total_cmp(&state.counts[b]));
-        for &j in &by_count[limit..] {
-            to_reassign[j] = false;
-        }
-    }
-    let chosen: Vec<usize> = (0..k).filter(|&j| to_reassign[j]).collect();
-    if chosen.is_empty() {
-        return Ok(());
-    }
-    let rows = weighted_sample_without_replacement::<T>(m, None, chosen.len(), rng)?;
-    for (&j, &i) in chosen.iter().zip(&rows) {
-        state.centroids[j * d..(j + 1) * d].copy_from_slice(xb.row(i));
-    }
-    log::debug!("reassigned {} starved cluster centre(s)", chosen.len());
-    // Reset their counts, but not so low that they are reassigned again at once.
-    let floor = (0..k).filter(|&j| !to_reassign[j]).map(|j| state.counts[j]).fold(f64::INFINITY, f64::min);
-    if floor.is_finite() {
-        for &j in &chosen {
-            state.counts[j] = floor;
-        }
-    }
-    Ok(())
+    let batch = Points { x: xb, x_sq_norms: &norms, weights };
+    engine.minibatch_step(batch, state, rng, random_reassign, reassignment_ratio, spherical)
 }
 
 /// Initial centroids chosen on `init_size` rows drawn at random (with replacement, as
 /// scikit-learn does), or on all rows when `init_size >= n`.
-#[allow(clippy::too_many_arguments)]
-pub fn init_on_sample<T: Scalar, K: Kernel<T> + ?Sized>(
-    kernel: &K,
+pub fn init_on_sample<T: Scalar>(
+    engine: &dyn Engine<T>,
     x: MatRef<'_, T>,
     weights: Option<&[T]>,
     k: usize,
-    init: &Init<T>,
+    init: Init<'_, T>,
     init_size: usize,
     spherical: bool,
     rng: &mut ChaCha8Rng,
@@ -190,9 +82,19 @@ pub fn init_on_sample<T: Scalar, K: Kernel<T> + ?Sized>(
         let rows = x.gather(&idx);
         let sample = MatRef::new(&rows, idx.len(), d)?;
         let w = gather_weights(weights, &idx);
-        initial_centroids(kernel, sample, &row_sq_norms(sample), w.as_deref(), k, init, rng, run, monitor)?
+        let norms = row_sq_norms(sample);
+        initial_centroids(
+            engine,
+            Points { x: sample, x_sq_norms: &norms, weights: w.as_deref() },
+            k,
+            init,
+            rng,
+            run,
+            monitor,
+        )?
     } else {
-        initial_centroids(kernel, x, &row_sq_norms(x), weights, k, init, rng, run, monitor)?
+        let norms = engine.kernel().row_sq_norms(x)?;
+        initial_centroids(engine, Points { x, x_sq_norms: &norms, weights }, k, init, rng, run, monitor)?
     };
     if spherical {
         normalize_rows(&mut centroids, d);
@@ -209,25 +111,21 @@ fn gather_weights<T: Scalar>(weights: Option<&[T]>, indices: &[usize]) -> Option
 }
 
 /// A full mini-batch fit.
-pub fn fit<T: Scalar, K: Kernel<T> + ?Sized>(
-    kernel: &K,
+pub fn fit<T: Scalar>(
+    engine: &dyn Engine<T>,
     x: MatRef<'_, T>,
     weights: Option<&[T]>,
-    params: &MiniBatchParams<T>,
+    params: &MiniBatchParams,
+    init: Init<'_, T>,
     monitor: Monitor<'_>,
 ) -> Result<MiniBatchFit<T>> {
     let (n, d, k) = (x.rows(), x.cols(), params.n_clusters);
-    check_n_clusters(n, k)?;
-    if params.batch_size == 0 || params.max_iter == 0 || params.n_init == 0 {
-        return invalid("batch_size, max_iter and n_init must be at least 1");
-    }
-    if !(params.reassignment_ratio >= 0.0) || !(params.tol >= 0.0) {
-        return invalid("reassignment_ratio and tol must be non-negative");
-    }
+    params.check(n)?;
     check_weights(weights, n)?;
+    let kernel = engine.kernel();
     let batch_size = params.batch_size.min(n);
     let init_size = resolve_init_size(params.init_size, batch_size, k, n);
-    let tol = if params.tol > 0.0 { params.tol * kernel.mean_feature_variance(x) } else { 0.0 };
+    let tol = if params.tol > 0.0 { params.tol * kernel.mean_feature_variance(x)? } else { 0.0 };
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
 
     // Validation sample on which the n_init candidates are compared.
@@ -239,17 +137,18 @@ pub fn fit<T: Scalar, K: Kernel<T> + ?Sized>(
 
     let mut best: Option<(f64, Vec<T>)> = None;
     for run in 0..params.n_init {
-        let centroids = init_on_sample(kernel, x, weights, k, &params.init, init_size, params.spherical, &mut rng, run, monitor)?;
+        let centroids =
+            init_on_sample(engine, x, weights, k, init, init_size, params.spherical, &mut rng, run, monitor)?;
         let mut labels = vec![0u32; init_size];
         let mut distances = vec![T::zero(); init_size];
-        kernel.assign(x_valid, &valid_norms, MatRef::new(&centroids, k, d)?, &mut labels, &mut distances);
+        kernel.assign(x_valid, &valid_norms, MatRef::new(&centroids, k, d)?, &mut labels, &mut distances)?;
         let inertia = weighted_sum(&distances, w_valid.as_deref());
         log::debug!("init {run}: validation inertia {inertia:.6e}");
         if best.as_ref().is_none_or(|(b, _)| inertia < *b) {
             best = Some((inertia, centroids));
         }
     }
-    let mut state = MiniBatchState::new(best.expect("n_init >= 1").1, k);
+    let mut state = MiniBatchState::new(best.expect("n_init >= 1 was checked").1, k);
 
     let n_steps = ((params.max_iter as u128 * n as u128) / batch_size as u128).max(1) as usize;
     let mut ewa_inertia: Option<f64> = None;
@@ -265,15 +164,23 @@ pub fn fit<T: Scalar, K: Kernel<T> + ?Sized>(
         let wb = gather_weights(weights, &batch_idx);
         let previous = if tol > 0.0 { Some(state.centroids.clone()) } else { None };
         let reassign = state.take_reassign_turn(batch_size);
-        let batch_inertia = minibatch_step(kernel, xb, wb.as_deref(), &mut state, &mut rng, reassign, params.reassignment_ratio, params.spherical)?
-            / batch_size as f64;
-        let shift: f64 = previous.map_or(0.0, |p| {
-            p.iter().zip(&state.centroids).map(|(&a, &b)| (a.as_f64() - b.as_f64()).powi(2)).sum()
-        });
+        let batch_inertia = minibatch_step(
+            engine,
+            xb,
+            wb.as_deref(),
+            &mut state,
+            &mut rng,
+            reassign,
+            params.reassignment_ratio,
+            params.spherical,
+        )? / batch_size as f64;
+        let shift: f64 = previous
+            .map_or(0.0, |p| p.iter().zip(&state.centroids).map(|(&a, &b)| (a.as_f64() - b.as_f64()).powi(2)).sum());
         history.push(batch_inertia);
-        if !monitor(&Progress { stage: Stage::Iteration, iteration: step, run: 0, inertia: batch_inertia, center_shift: shift }) {
-            return Err(Error::Interrupted);
-        }
+        report(
+            monitor,
+            Progress { stage: Stage::Iteration, iteration: step, run: 0, inertia: batch_inertia, center_shift: shift },
+        )?;
         // The first step's inertia reflects the initialisation only.
         if step == 1 {
             continue;
@@ -298,39 +205,34 @@ pub fn fit<T: Scalar, K: Kernel<T> + ?Sized>(
     }
     let n_iter = (steps_done * batch_size).div_ceil(n);
     let (labels, distances, inertia) = if params.compute_labels {
-        let norms = kernel.row_sq_norms(x);
+        let norms = kernel.row_sq_norms(x)?;
         let mut labels = vec![0u32; n];
         let mut approx = vec![T::zero(); n];
         let centroids = MatRef::new(&state.centroids, k, d)?;
-        kernel.assign(x, &norms, centroids, &mut labels, &mut approx);
-        let (distances, inertia) = kernel.labelled_sq_distances(x, weights, centroids, &labels);
+        let keep_going = &mut || monitor(&Progress::block(steps_done, 0));
+        assign_in_chunks(kernel, x, &norms, centroids, &mut labels, &mut approx, keep_going)?;
+        let (distances, inertia) = kernel.labelled_sq_distances(x, weights, centroids, &labels)?;
         (Some(labels), Some(distances), inertia)
     } else {
         let mean = ewa_inertia.unwrap_or_else(|| history.last().copied().unwrap_or(0.0));
         (None, None, mean * n as f64)
     };
-    Ok(MiniBatchFit { state, labels, distances, inertia, n_steps: steps_done, n_iter, batch_size, init_size, inertia_history: history })
+    Ok(MiniBatchFit {
+        state,
+        labels,
+        distances,
+        inertia,
+        n_steps: steps_done,
+        n_iter,
+        batch_size,
+        init_size,
+        inertia_history: history,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::cpu::CpuKernel;
-    use approx::assert_relative_eq;
-
-    #[test]
-    fn step_moves_centres_by_count_weighted_means() {
-        // Centre 0 has absorbed weight 2 at (0,0); two new rows at (3,0) and (3,3) join it.
-        let mut state = MiniBatchState { centroids: vec![0.0, 0.0, 100.0, 100.0], counts: vec![2.0, 1.0], n_since_last_reassign: 0 };
-        let xb = vec![3.0, 0.0, 3.0, 3.0];
-        let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let inertia = minibatch_step(&CpuKernel, MatRef::new(&xb, 2, 2).unwrap(), None, &mut state, &mut rng, false, 0.0, false).unwrap();
-        assert_relative_eq!(inertia, 9.0 + 18.0, max_relative = 1e-12);
-        assert_relative_eq!(state.centroids[0], (0.0 * 2.0 + 6.0) / 4.0);
-        assert_relative_eq!(state.centroids[1], 3.0 / 4.0);
-        assert_eq!(state.counts, vec![4.0, 1.0]);
-        assert_eq!(&state.centroids[2..], &[100.0, 100.0]);
-    }
 
     #[test]
     fn init_size_rule() {
@@ -338,16 +240,5 @@ mod tests {
         assert_eq!(resolve_init_size(None, 100, 500, 100_000), 1500);
         assert_eq!(resolve_init_size(Some(10), 100, 50, 100_000), 150);
         assert_eq!(resolve_init_size(None, 1024, 500, 2000), 2000);
-    }
-
-    #[test]
-    fn starved_centres_are_reassigned() {
-        let mut state = MiniBatchState { centroids: vec![0.0, 50.0, 99.0], counts: vec![100.0, 0.0, 0.5], n_since_last_reassign: 0 };
-        let xb = vec![1.0, 2.0, 3.0, 4.0];
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        reassign_starved(MatRef::new(&xb, 4, 1).unwrap(), &mut state, &mut rng, 0.01).unwrap();
-        assert!(xb.contains(&state.centroids[1]) && xb.contains(&state.centroids[2]));
-        assert_eq!(state.counts, vec![100.0, 100.0, 100.0]);
-        assert_eq!(state.centroids[0], 0.0);
     }
 }

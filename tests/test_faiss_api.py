@@ -58,5 +58,5 @@ def test_subsampling_and_bad_input(X, caplog):
         Kmeans(16, 50).train(X[:10])
     with pytest.raises(RuntimeError, match="before train"):
         Kmeans(16, 5).assign(X)
-    with pytest.raises(ValueError, match="k must be"):
+    with pytest.raises(ValueError, match="'k' parameter must be"):
         Kmeans(16, 0)

@@ -63,9 +63,7 @@ fn main() {
 }
 
 fn python_executable() -> String {
-    env::var("PYO3_PYTHON")
-        .or_else(|_| env::var("PYTHON_SYS_EXECUTABLE"))
-        .unwrap_or_else(|_| "python3".to_string())
+    env::var("PYO3_PYTHON").or_else(|_| env::var("PYTHON_SYS_EXECUTABLE")).unwrap_or_else(|_| "python3".to_string())
 }
 
 fn python_eval(python: &str, code: &str) -> Option<String> {
@@ -231,7 +229,9 @@ fn build_mlx_c(python: &str, source: &Path, prefix: &Path) -> PathBuf {
 fn generate_bindings(python: &str, source: &Path, out_dir: &Path) {
     if env::var_os("LIBCLANG_PATH").is_none() {
         // libclang from the `libclang` wheel (a build requirement) when none is configured.
-        if let Some(dir) = python_eval(python, "import clang, os; print(os.path.join(os.path.dirname(clang.__file__), 'native'))") {
+        if let Some(dir) =
+            python_eval(python, "import clang, os; print(os.path.join(os.path.dirname(clang.__file__), 'native'))")
+        {
             env::set_var("LIBCLANG_PATH", dir);
         }
     }

@@ -6,10 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _native
-from ._backend import native_backend, prepare
-from ._progress import progress_bar
-from ._validation import check_array, is_mlx_array, seed_from, to_mlx
+from ._validation import is_mlx_array, to_mlx
 
 
 class KMeansResult(NamedTuple):
@@ -40,6 +37,7 @@ def kmeans(
     sample_weight=None,
     seed: int | None = 0,
     spherical: bool = False,
+    algorithm: str = "elkan",
     backend: str = "auto",
     verbose: bool = False,
 ) -> KMeansResult:
@@ -48,7 +46,9 @@ def kmeans(
     X may be a NumPy array, an MLX array (results are then MLX arrays too) or a list of lists.
 
     `init` is 'k-means++', 'random' or a (k, n_features) array; `tol` is relative to the
-    mean feature variance (as in scikit-learn); `seed` makes the result reproducible.
+    mean feature variance (as in scikit-learn); `seed` makes the result reproducible;
+    `algorithm` is 'lloyd' (dense passes) or 'elkan' (bounded passes, same labels). The
+    same checks and engine call as `KMeans(...).fit`.
     C-contiguous float32/float64 arrays are used without a copy; float32 stays float32.
     """
     from ._kmeans import KMeans
@@ -60,33 +60,13 @@ def kmeans(
         max_iter=max_iter,
         tol=tol,
         random_state=seed,
+        algorithm=algorithm,
         backend=backend,
         spherical=spherical,
         verbose=verbose,
     )
-    estimator._check_params()
-    mlx_output = is_mlx_array(X)
-    X = check_array(X, owner="kmeans")
-    if X.shape[0] < k:
-        raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={k}.")
-    X, weights, chosen = prepare(X, sample_weight, backend)
-    engine_seed = seed_from(seed)
-    init = estimator._resolve_init(X, engine_seed)
-    with progress_bar(verbose, int(max_iter), "kmeans") as progress:
-        result = _native.kmeans_fit(
-            X,
-            weights,
-            n_clusters=int(k),
-            init=init,
-            n_init=estimator._n_init_for(init),
-            max_iter=int(max_iter),
-            tol=float(tol),
-            seed=engine_seed,
-            spherical=bool(spherical),
-            progress=progress,
-            backend=native_backend(chosen),
-        )
-    wrap = to_mlx if mlx_output else (lambda a: a)
+    result, chosen = estimator._fit(X, sample_weight)
+    wrap = to_mlx if is_mlx_array(X) else (lambda a: a)
     return KMeansResult(
         centroids=wrap(result["centroids"]),
         labels=wrap(result["labels"]),

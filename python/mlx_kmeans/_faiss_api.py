@@ -8,7 +8,8 @@ import time
 import numpy as np
 
 from . import _native
-from ._backend import native_backend, prepare
+from ._backend import native_backend
+from ._params import BackendName, Bool, Int, check_params
 from ._validation import check_array
 
 logger = logging.getLogger("mlx_kmeans")
@@ -27,6 +28,8 @@ class Kmeans:
     squared distances and int64 labels.
     """
 
+    _constraints = {"d": Int(1), "k": Int(1), "niter": Int(1), "nredo": Int(1), "backend": BackendName()}
+
     def __init__(
         self,
         d,
@@ -40,9 +43,7 @@ class Kmeans:
         verbose=False,
         backend="auto",
     ):
-        for name, value, minimum in (("d", d, 1), ("k", k, 1), ("niter", niter, 1), ("nredo", nredo, 1)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+        check_params(self._constraints, dict(d=d, k=k, niter=niter, nredo=nredo, backend=backend))
         self.d, self.k, self.niter, self.nredo = int(d), int(k), int(niter), int(nredo)
         self.spherical = bool(spherical)
         self.seed = int(seed)
@@ -62,7 +63,7 @@ class Kmeans:
         n = x.shape[0]
         if n < self.k:
             raise ValueError(f"Number of training points ({n}) should be at least as large as number of clusters ({self.k})")
-        x, w, backend = prepare(x, weights, self.backend)
+        w = None if weights is None else np.asarray(weights)
         rng = np.random.default_rng(self.seed)
         if n > self.max_points_per_centroid * self.k:
             keep = np.sort(rng.choice(n, self.max_points_per_centroid * self.k, replace=False))
@@ -74,7 +75,7 @@ class Kmeans:
                 n, self.k, self.min_points_per_centroid * self.k,
             )
         if init_centroids is not None:
-            init = check_array(init_centroids, name="init_centroids", owner="Kmeans", dtype=x.dtype).astype(x.dtype, copy=False)
+            init = check_array(init_centroids, name="init_centroids", owner="Kmeans")
             if init.shape != (self.k, self.d):
                 raise ValueError(f"init_centroids must have shape ({self.k}, {self.d}); got {init.shape}")
             n_init = 1
@@ -88,10 +89,13 @@ class Kmeans:
             if self.verbose:
                 print(f"  Iteration {iteration - 1} ({stats[-1]['time']:.2f} s): objective={inertia:g}")
 
-        result = _native.kmeans_fit(
-            x, w, n_clusters=self.k, init=init, n_init=n_init, max_iter=self.niter, tol=0.0,
-            seed=self.seed, spherical=self.spherical, progress=progress, backend=native_backend(backend),
+        from ._kmeans import KMeans
+
+        model = KMeans(
+            n_clusters=self.k, init=init, n_init=n_init, max_iter=self.niter, tol=0.0,
+            random_state=self.seed, spherical=self.spherical, backend=self.backend,
         )
+        result, backend = model._fit(x, w, progress=progress)
         self.centroids = result["centroids"]
         self.obj = list(result["inertia_history"])
         runs = {}

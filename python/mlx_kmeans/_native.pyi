@@ -12,6 +12,8 @@ _Float = Union[np.float32, np.float64]
 _Matrix = npt.NDArray[_Float]
 _Init = Union[Literal["k-means++", "random"], _Matrix]
 _Progress = Callable[[int, int, float, float], Any]
+# "cpu", "mlx", or a callable `assign(x, centroids) -> (squared_distances, labels)`; None is "cpu".
+_Backend = Union[Literal["cpu", "mlx"], Callable[[_Matrix, _Matrix], Any], None]
 
 class _KMeansFit(TypedDict):
     centroids: _Matrix
@@ -45,9 +47,9 @@ def kmeans_fit(
     tol: float,
     seed: int,
     spherical: bool = False,
-    prune: bool = True,
+    algorithm: Literal["lloyd", "elkan"] = "elkan",
     progress: Optional[_Progress] = None,
-    backend: Any = None,
+    backend: _Backend = None,
 ) -> _KMeansFit: ...
 def minibatch_fit(
     x: _Matrix,
@@ -66,6 +68,7 @@ def minibatch_fit(
     compute_labels: bool,
     spherical: bool = False,
     progress: Optional[_Progress] = None,
+    backend: _Backend = None,
 ) -> _MiniBatchFit: ...
 def init_centroids(
     x: _Matrix,
@@ -77,6 +80,7 @@ def init_centroids(
     init_size: Optional[int],
     seed: int,
     spherical: bool = False,
+    backend: _Backend = None,
 ) -> _Matrix: ...
 def minibatch_partial_fit(
     x: _Matrix,
@@ -89,6 +93,7 @@ def minibatch_partial_fit(
     reassignment_ratio: float,
     seed: int,
     spherical: bool = False,
+    backend: _Backend = None,
 ) -> tuple[_Matrix, npt.NDArray[np.float64], int]: ...
 def arrow_matrix(data: Any) -> _Matrix:
     """An Arrow array/stream (one list of numbers per row) as a 2-D float array; one chunk of
@@ -96,7 +101,12 @@ def arrow_matrix(data: Any) -> _Matrix:
 def value_summary(x: _Matrix) -> tuple[bool, bool, float]:
     """(has_nan, has_inf, largest finite magnitude) of a C-contiguous float matrix."""
 def assign(
-    x: _Matrix, centroids: _Matrix, sample_weight: Optional[npt.NDArray[_Float]] = None
+    x: _Matrix,
+    centroids: _Matrix,
+    sample_weight: Optional[npt.NDArray[_Float]] = None,
+    backend: _Backend = None,
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[_Float], float]: ...
-def sq_distances(x: _Matrix, centroids: _Matrix) -> _Matrix: ...
+def sq_distances(x: _Matrix, centroids: _Matrix, backend: _Backend = None) -> _Matrix: ...
+def mlx_info() -> tuple[bool, bool, bool, str]:
+    """(built with the MLX kernel, runs, on a GPU, a description or the reason it does not)."""
 def _panic_for_test() -> None: ...

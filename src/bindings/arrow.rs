@@ -110,7 +110,11 @@ fn table_chunk(chunk: &ArrayRef, first_row: usize) -> PyResult<Option<Rows>> {
             )));
         }
         if let Some(row) = first_null(column.as_ref()) {
-            return Err(value_error(format!("row {} of column {:?} is null; nulls are not allowed", first_row + row, field.name())));
+            return Err(value_error(format!(
+                "row {} of column {:?} is null; nulls are not allowed",
+                first_row + row,
+                field.name()
+            )));
         }
         let column = arrow_cast::cast(column, &DataType::Float64).map_err(|e| PyTypeError::new_err(e.to_string()))?;
         columns.push(column);
@@ -126,11 +130,14 @@ fn table_chunk(chunk: &ArrayRef, first_row: usize) -> PyResult<Option<Rows>> {
 }
 
 /// The float values of `rows`, checked for nulls.
-fn slice_of<'a, F: ArrowPrimitiveType>(rows: &'a Rows, first_row: usize) -> PyResult<&'a [F::Native]> {
+fn slice_of<F: ArrowPrimitiveType>(rows: &Rows, first_row: usize) -> PyResult<&[F::Native]> {
     let end = rows.start + rows.rows * rows.cols;
     let window = rows.values.slice(rows.start, rows.rows * rows.cols);
     if let Some(i) = first_null(window.as_ref()) {
-        return Err(value_error(format!("row {} holds a null value; nulls are not allowed", first_row + i / rows.cols.max(1))));
+        return Err(value_error(format!(
+            "row {} holds a null value; nulls are not allowed",
+            first_row + i / rows.cols.max(1)
+        )));
     }
     Ok(&rows.values.as_primitive::<F>().values()[rows.start..end])
 }
@@ -194,7 +201,8 @@ pub fn arrow_matrix<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<
         for chunk in &mut chunks {
             if chunk.values.data_type() != &DataType::Float64 {
                 let window = chunk.values.slice(chunk.start, chunk.rows * chunk.cols);
-                chunk.values = arrow_cast::cast(&window, &DataType::Float64).map_err(|e| PyTypeError::new_err(e.to_string()))?;
+                chunk.values =
+                    arrow_cast::cast(&window, &DataType::Float64).map_err(|e| PyTypeError::new_err(e.to_string()))?;
                 chunk.start = 0;
             }
         }

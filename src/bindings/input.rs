@@ -27,10 +27,12 @@ pub fn dtype_of(x: &Bound<'_, PyAny>) -> PyResult<Dtype> {
 }
 
 /// A borrowed C-contiguous matrix.
-pub fn matrix<'py, T: Scalar + Element>(x: &Bound<'py, PyAny>, name: &str) -> PyResult<(PyReadonlyArray2<'py, T>, usize, usize)> {
-    let array: PyReadonlyArray2<'py, T> = x.extract().map_err(|_| {
-        PyTypeError::new_err(format!("{name} must be a 2-D {} NumPy array", T::NAME))
-    })?;
+pub fn matrix<'py, T: Scalar + Element>(
+    x: &Bound<'py, PyAny>,
+    name: &str,
+) -> PyResult<(PyReadonlyArray2<'py, T>, usize, usize)> {
+    let array: PyReadonlyArray2<'py, T> =
+        x.extract().map_err(|_| PyTypeError::new_err(format!("{name} must be a 2-D {} NumPy array", T::NAME)))?;
     if !array.is_c_contiguous() {
         return Err(PyValueError::new_err(format!("{name} must be C-contiguous")));
     }
@@ -39,35 +41,54 @@ pub fn matrix<'py, T: Scalar + Element>(x: &Bound<'py, PyAny>, name: &str) -> Py
     Ok((array, rows, cols))
 }
 
-pub fn vector<'py, T: Scalar + Element>(v: Option<&Bound<'py, PyAny>>, name: &str) -> PyResult<Option<PyReadonlyArray1<'py, T>>> {
+pub fn vector<'py, T: Scalar + Element>(
+    v: Option<&Bound<'py, PyAny>>,
+    name: &str,
+) -> PyResult<Option<PyReadonlyArray1<'py, T>>> {
     let Some(v) = v.filter(|v| !v.is_none()) else { return Ok(None) };
-    let array: PyReadonlyArray1<'py, T> = v.extract().map_err(|_| {
-        PyTypeError::new_err(format!("{name} must be a 1-D {} NumPy array", T::NAME))
-    })?;
+    let array: PyReadonlyArray1<'py, T> =
+        v.extract().map_err(|_| PyTypeError::new_err(format!("{name} must be a 1-D {} NumPy array", T::NAME)))?;
     if !array.is_contiguous() {
         return Err(PyValueError::new_err(format!("{name} must be contiguous")));
     }
     Ok(Some(array))
 }
 
-/// `"k-means++"`, `"random"`, or a `k × d` array of starting centroids.
-pub fn init<T: Scalar + Element>(init: &Bound<'_, PyAny>, k: usize, d: usize) -> PyResult<Init<T>> {
-    if let Ok(name) = init.extract::<String>() {
-        return match name.as_str() {
-            "k-means++" => Ok(Init::KMeansPlusPlus),
-            "random" => Ok(Init::Random),
-            other => Err(PyValueError::new_err(format!(
-                "init should be 'k-means++', 'random' or an array of shape (n_clusters, n_features); got {other:?}"
-            ))),
-        };
+/// The `init` argument: a method, or starting centroids borrowed from NumPy.
+pub enum InitArg<'py, T: Scalar + Element> {
+    KMeansPlusPlus,
+    Random,
+    Given(PyReadonlyArray2<'py, T>),
+}
+
+impl<'py, T: Scalar + Element> InitArg<'py, T> {
+    /// `"k-means++"`, `"random"`, or a C-contiguous `k × d` array of starting centroids.
+    pub fn new(init: &Bound<'py, PyAny>, k: usize, d: usize) -> PyResult<Self> {
+        if let Ok(name) = init.extract::<String>() {
+            return match name.as_str() {
+                "k-means++" => Ok(Self::KMeansPlusPlus),
+                "random" => Ok(Self::Random),
+                other => Err(PyValueError::new_err(format!(
+                    "init should be 'k-means++', 'random' or an array of shape (n_clusters, n_features); got {other:?}"
+                ))),
+            };
+        }
+        let (array, rows, cols) = matrix::<T>(init, "init")?;
+        if rows != k || cols != d {
+            return Err(PyValueError::new_err(format!(
+                "The shape of the initial centers ({rows}, {cols}) does not match the number of clusters {k} and features {d}"
+            )));
+        }
+        Ok(Self::Given(array))
     }
-    let (array, rows, cols) = matrix::<T>(init, "init")?;
-    if rows != k || cols != d {
-        return Err(PyValueError::new_err(format!(
-            "The shape of the initial centers ({rows}, {cols}) does not match the number of clusters {k} and features {d}"
-        )));
+
+    pub fn as_init(&self) -> PyResult<Init<'_, T>> {
+        Ok(match self {
+            Self::KMeansPlusPlus => Init::KMeansPlusPlus,
+            Self::Random => Init::Random,
+            Self::Given(array) => Init::Given(array.as_slice()?),
+        })
     }
-    Ok(Init::Given(array.as_slice().expect("contiguous").to_vec()))
 }
 
 /// The data matrix of a call and its optional sample weights, borrowed from NumPy; and,
@@ -81,12 +102,14 @@ pub struct Data<'py, T: Scalar + Element> {
 }
 
 impl<'py, T: Scalar + Element> Data<'py, T> {
-    pub fn new(x: &Bound<'py, PyAny>, sample_weight: Option<&Bound<'py, PyAny>>) -> PyResult<Self> {
+    /// `share_mlx`: look for an MLX array behind `x` to share with the kernel.
+    pub fn new(x: &Bound<'py, PyAny>, sample_weight: Option<&Bound<'py, PyAny>>, share_mlx: bool) -> PyResult<Self> {
         let view = x;
         let (x, rows, cols) = matrix::<T>(x, "X")?;
         let weights = vector::<T>(sample_weight, "sample_weight")?;
         let is_f32 = std::mem::size_of::<T>() == 4;
-        let mlx = if is_f32 { shared_mlx(view, x.as_slice()?.as_ptr() as *const f32, rows, cols) } else { None };
+        let mlx =
+            if is_f32 && share_mlx { shared_mlx(view, x.as_slice()?.as_ptr() as *const f32, rows, cols) } else { None };
         Ok(Self { x, weights, mlx, rows, cols })
     }
 

@@ -7,26 +7,23 @@
 //! stores the C++ object inside the Python object; its position is read from nanobind's
 //! instance header and accepted only when every check holds, and the shared array must
 //! report the view's shape, dtype and data address. Anything else falls back to a copy.
-//! `MLX_KMEANS_MLX_SHARE=0` turns sharing off.
+//! `MLX_KMEANS_MLX_SHARE=0` turns sharing off (see `engines::MlxSwitches`).
 
 use pyo3::prelude::*;
 
-#[cfg(all(feature = "mlx", any(target_os = "linux", target_os = "macos")))]
+#[cfg(mlx_kernel)]
 pub struct SharedMlx(pub mlx_rs::Array);
 
-#[cfg(not(all(feature = "mlx", any(target_os = "linux", target_os = "macos"))))]
+#[cfg(not(mlx_kernel))]
 pub struct SharedMlx;
 
 /// The `mlx.core.array` that `view` (a C-contiguous `rows × cols` float32 NumPy array at
 /// `data`) was made from, shared; `None` when `view` is not such a view.
-#[cfg(all(feature = "mlx", any(target_os = "linux", target_os = "macos")))]
+#[cfg(mlx_kernel)]
 pub fn shared_mlx(view: &Bound<'_, PyAny>, data: *const f32, rows: usize, cols: usize) -> Option<SharedMlx> {
     use mlx_rs::{Array, Dtype};
     use pyo3::types::PyMemoryView;
 
-    if std::env::var_os("MLX_KMEANS_MLX_SHARE").is_some_and(|v| v == "0") {
-        return None;
-    }
     let base = view.getattr("base").ok()?;
     let owner = if base.is_instance_of::<PyMemoryView>() { base.getattr("obj").ok()? } else { base };
     let ty = owner.get_type();
@@ -77,7 +74,7 @@ pub fn shared_mlx(view: &Bound<'_, PyAny>, data: *const f32, rows: usize, cols: 
     Some(SharedMlx(shared))
 }
 
-#[cfg(not(all(feature = "mlx", any(target_os = "linux", target_os = "macos"))))]
+#[cfg(not(mlx_kernel))]
 pub fn shared_mlx(_view: &Bound<'_, PyAny>, _data: *const f32, _rows: usize, _cols: usize) -> Option<SharedMlx> {
     None
 }

@@ -2,9 +2,9 @@
 //! hands results back as NumPy arrays. No algorithm lives here.
 
 mod arrow;
+mod engines;
 mod fit;
 mod input;
-mod kernels;
 mod mlx_share;
 mod run;
 
@@ -13,10 +13,10 @@ use numpy::IntoPyArray;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::kernel::labelled_sq_distances;
-use crate::matrix::{row_sq_norms, MatRef};
-use crate::Scalar;
-use kernels::{BackendSpec, KernelFor};
+use crate::kernel::assign_in_chunks;
+use crate::matrix::MatRef;
+use crate::monitor::Progress;
+use engines::{BackendSpec, EngineFor};
 use run::detached;
 
 /// Calls `$f::<f32>` or `$f::<f64>` according to the dtype of `$x`.
@@ -30,18 +30,16 @@ macro_rules! by_dtype {
 }
 pub(crate) use by_dtype;
 
-fn backend_spec(backend: Option<&Bound<'_, PyAny>>) -> PyResult<BackendSpec> {
-    match backend {
-        Some(b) if !b.is_none() => BackendSpec::from_py(b),
-        _ => Ok(BackendSpec::Cpu),
-    }
-}
-
-fn view<'a, T: Scalar>(data: &'a [T], rows: usize, cols: usize) -> PyResult<MatRef<'a, T>> {
+fn view<'a, T: crate::Scalar>(data: &'a [T], rows: usize, cols: usize) -> PyResult<MatRef<'a, T>> {
     MatRef::new(data, rows, cols).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
-fn matrix_out<'py, T: KernelFor>(py: Python<'py>, values: Vec<T>, rows: usize, cols: usize) -> PyResult<Bound<'py, PyAny>> {
+fn matrix_out<'py, T: EngineFor>(
+    py: Python<'py>,
+    values: Vec<T>,
+    rows: usize,
+    cols: usize,
+) -> PyResult<Bound<'py, PyAny>> {
     let array = Array2::from_shape_vec((rows, cols), values).map_err(|e| PyValueError::new_err(e.to_string()))?;
     Ok(array.into_pyarray(py).into_any())
 }
@@ -63,13 +61,14 @@ fn assign<'py>(
     by_dtype!(x, assign_t(py, x, centroids, sample_weight, backend))
 }
 
-fn assign_t<'py, T: KernelFor>(
+fn assign_t<'py, T: EngineFor>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     centroids: &Bound<'py, PyAny>,
     sample_weight: Option<&Bound<'py, PyAny>>,
     backend: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, f64)> {
+    let spec = BackendSpec::from_py(backend)?;
     let (x_array, n, d) = input::matrix::<T>(x, "X")?;
     let (c_array, k, cd) = input::matrix::<T>(centroids, "centroids")?;
     if cd != d {
@@ -79,19 +78,17 @@ fn assign_t<'py, T: KernelFor>(
     let data = view(x_array.as_slice()?, n, d)?;
     let cents = view(c_array.as_slice()?, k, d)?;
     let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
-    let spec = backend_spec(backend)?;
-    let (labels, distances, inertia) = detached(py, None, |_| {
-        let kernel = T::kernel(&spec, Some(data), None)?;
-        if let Some(w) = w {
-            if w.len() != n {
-                return Err(crate::Error::InvalidArgument(format!("sample_weight has {} entries; expected {n}", w.len())));
-            }
-        }
-        let norms = row_sq_norms(data);
+    let (labels, distances, inertia) = detached(py, None, |pending, monitor| {
+        let engine = T::engine(&spec, Some(data), None, pending)?;
+        crate::params::check_weights(w, n)?;
+        let kernel = engine.kernel();
+        let norms = kernel.row_sq_norms(data)?;
         let mut labels = vec![0u32; n];
         let mut approx = vec![T::zero(); n];
-        kernel.assign(data, &norms, cents, &mut labels, &mut approx);
-        let (distances, inertia) = labelled_sq_distances(data, w, cents, &labels);
+        assign_in_chunks(kernel, data, &norms, cents, &mut labels, &mut approx, &mut || {
+            monitor(&Progress::block(0, 0))
+        })?;
+        let (distances, inertia) = kernel.labelled_sq_distances(data, w, cents, &labels)?;
         Ok((labels, distances, inertia))
     })?;
     Ok((labels_out(py, labels), distances.into_pyarray(py).into_any(), inertia))
@@ -100,12 +97,22 @@ fn assign_t<'py, T: KernelFor>(
 /// Squared distances from every row to every centroid (`n × k`).
 #[pyfunction]
 #[pyo3(signature = (x, centroids, backend=None))]
-fn sq_distances<'py>(py: Python<'py>, x: &Bound<'py, PyAny>, centroids: &Bound<'py, PyAny>, backend: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+fn sq_distances<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    centroids: &Bound<'py, PyAny>,
+    backend: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
     by_dtype!(x, sq_distances_t(py, x, centroids, backend))
 }
 
-fn sq_distances_t<'py, T: KernelFor>(py: Python<'py>, x: &Bound<'py, PyAny>, centroids: &Bound<'py, PyAny>, backend: Option<&Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
-    let spec = backend_spec(backend)?;
+fn sq_distances_t<'py, T: EngineFor>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    centroids: &Bound<'py, PyAny>,
+    backend: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let spec = BackendSpec::from_py(backend)?;
     let (x_array, n, d) = input::matrix::<T>(x, "X")?;
     let (c_array, k, cd) = input::matrix::<T>(centroids, "centroids")?;
     if cd != d {
@@ -113,10 +120,10 @@ fn sq_distances_t<'py, T: KernelFor>(py: Python<'py>, x: &Bound<'py, PyAny>, cen
     }
     let data = view(x_array.as_slice()?, n, d)?;
     let cents = view(c_array.as_slice()?, k, d)?;
-    let out = detached(py, None, |_| {
-        let kernel = T::kernel(&spec, Some(data), None)?;
+    let out = detached(py, None, |pending, _| {
+        let engine = T::engine(&spec, Some(data), None, pending)?;
         let mut out = vec![T::zero(); n * k];
-        kernel.pairwise(data, &row_sq_norms(data), cents, &mut out);
+        engine.kernel().pairwise(data, &crate::matrix::row_sq_norms(data), cents, &mut out)?;
         Ok(out)
     })?;
     matrix_out(py, out, n, k)
@@ -128,7 +135,7 @@ fn value_summary(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<(bool, bool, 
     by_dtype!(x, value_summary_t(py, x))
 }
 
-fn value_summary_t<T: KernelFor>(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<(bool, bool, f64)> {
+fn value_summary_t<T: EngineFor>(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<(bool, bool, f64)> {
     let (array, _, _) = input::matrix::<T>(x, "X")?;
     let values = array.as_slice()?;
     let s = py.detach(|| crate::matrix::value_summary(values));
@@ -138,7 +145,7 @@ fn value_summary_t<T: KernelFor>(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResu
 /// Triggers a Rust panic inside the engine wrapper: proves panics become Python exceptions.
 #[pyfunction]
 fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
-    detached(py, None, |_| -> crate::Result<()> { panic!("deliberate test panic") })
+    detached(py, None, |_, _| -> crate::Result<()> { panic!("deliberate test panic") })
 }
 
 #[pymodule]
@@ -157,7 +164,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(assign, m)?)?;
     m.add_function(wrap_pyfunction!(sq_distances, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
-    m.add_function(wrap_pyfunction!(kernels::mlx_info, m)?)?;
+    m.add_function(wrap_pyfunction!(engines::mlx_info, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

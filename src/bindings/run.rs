@@ -1,21 +1,44 @@
-//! Running engine code from Python: without the GIL, with panics caught, with a monitor
-//! that checks for Ctrl-C and reports progress between iterations.
+//! Running engine code from Python: without the GIL, with a monitor that checks for Ctrl-C
+//! and reports progress between iterations, and with every failure mapped to an exception.
+//! A Python exception raised in a callback (progress, signal handler, a backend's assign
+//! function) is kept in a [`PendingError`] and re-raised as it is when the engine stops.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
+use crate::monitor::Monitor;
 use crate::{Error, Progress, Stage};
 
-/// Runs `work` with the GIL released. `work` gets a monitor to hand to the engine; the
-/// monitor re-attaches between iterations to check for signals and call `progress`.
+/// The first Python exception raised by a callback during one engine call.
+#[derive(Default)]
+pub struct PendingError(Mutex<Option<PyErr>>);
+
+impl PendingError {
+    /// Keeps `err` unless an earlier exception is already kept (the first one is the cause).
+    pub fn set(&self, err: PyErr) {
+        let mut slot = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot.is_none() {
+            *slot = Some(err);
+        }
+    }
+
+    fn take(&self) -> Option<PyErr> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    }
+}
+
+/// Runs `work` with the GIL released. `work` gets the call's [`PendingError`] (for kernels
+/// that call back into Python) and a monitor to hand to the engine; the monitor re-attaches
+/// between iterations to check for signals and call `progress`.
 pub fn detached<T: Send>(
     py: Python<'_>,
     progress: Option<Py<PyAny>>,
-    work: impl FnOnce(&mut dyn FnMut(&Progress) -> bool) -> crate::Result<T> + Send,
+    work: impl FnOnce(&PendingError, Monitor<'_>) -> crate::Result<T> + Send,
 ) -> PyResult<T> {
-    let mut pending: Option<PyErr> = None;
+    let pending = PendingError::default();
     let outcome = py.detach(|| {
         let mut monitor = |p: &Progress| -> bool {
             Python::attach(|py| {
@@ -25,23 +48,20 @@ pub fn detached<T: Send>(
                     }
                     _ => Ok(()),
                 });
-                match result {
-                    Ok(()) => true,
-                    Err(err) => {
-                        pending = Some(err);
-                        false
-                    }
-                }
+                result.map_err(|err| pending.set(err)).is_ok()
             })
         };
-        catch_unwind(AssertUnwindSafe(|| work(&mut monitor)))
+        // A last guard: engine code reports failures as errors, but a bug must not abort
+        // the interpreter.
+        catch_unwind(AssertUnwindSafe(|| work(&pending, &mut monitor)))
     });
     match outcome {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(Error::Interrupted)) => {
-            Err(pending.unwrap_or_else(|| PyRuntimeError::new_err("fit interrupted")))
+        Ok(Err(Error::Interrupted | Error::Callback)) => {
+            Err(pending.take().unwrap_or_else(|| PyRuntimeError::new_err("the fit was stopped by a callback")))
         }
         Ok(Err(Error::InvalidArgument(message))) => Err(PyValueError::new_err(message)),
+        Ok(Err(error @ Error::Backend(_))) => Err(PyRuntimeError::new_err(error.to_string())),
         Err(panic) => {
             let message = panic
                 .downcast_ref::<String>()

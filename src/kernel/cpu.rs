@@ -5,6 +5,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::Kernel;
+use crate::error::Result;
 use crate::matrix::{exact_sq_distance, row_sq_norms, MatRef};
 use crate::scalar::Scalar;
 
@@ -151,7 +152,6 @@ fn dot_rows<T: Scalar>(a: MatRef<'_, T>, b: MatRef<'_, T>, out: &mut [T], ldo: u
 /// costs less than tracking a runner-up). One GEMM per
 /// panel of centroids into `dots`, then a scan of `‖c‖² − 2·x·c`. Leaves partial distances
 /// (without `‖x‖²`) in `distances` and `second`.
-#[allow(clippy::too_many_arguments)]
 fn scan_block<T: Scalar, const TOP2: bool>(
     rows: MatRef<'_, T>,
     bands: &[f64],
@@ -212,7 +212,6 @@ fn scan_block<T: Scalar, const TOP2: bool>(
 /// so labels are the exact nearest centroids of the given values. Distances become squared
 /// distances (exact for those rows); `second` becomes a runner-up squared distance (for a
 /// decided row, its own distance: still a lower bound on every other centroid's).
-#[allow(clippy::too_many_arguments)]
 fn settle_block<T: Scalar>(
     rows: MatRef<'_, T>,
     x_sq_norms: &[T],
@@ -272,8 +271,11 @@ fn assign_blocks<T: Scalar, const TOP2: bool>(
     let panel = COL_PANEL.min(centroids.rows());
     // One runner-up slice per row block with `TOP2`; without it, a scratch block each.
     let blocks = labels.len().div_ceil(ROW_BLOCK);
-    let seconds: Vec<&mut [T]> =
-        if TOP2 { second.chunks_mut(ROW_BLOCK).collect() } else { (0..blocks).map(|_| <&mut [T]>::default()).collect() };
+    let seconds: Vec<&mut [T]> = if TOP2 {
+        second.chunks_mut(ROW_BLOCK).collect()
+    } else {
+        (0..blocks).map(|_| <&mut [T]>::default()).collect()
+    };
     labels
         .par_chunks_mut(ROW_BLOCK)
         .zip(distances.par_chunks_mut(ROW_BLOCK))
@@ -292,8 +294,27 @@ fn assign_blocks<T: Scalar, const TOP2: bool>(
                 for (band, &xn) in bands.iter_mut().zip(norms) {
                     *band = bound * (xn.as_f64() + 2.0 * c_norm_max);
                 }
-                scan_block::<T, TOP2>(rows, &bands, centroids, &c_norms, dots, block_labels, block_distances, block_second);
-                settle_block(rows, norms, &bands, centroids, &c_norms, dots, block_labels, block_distances, block_second);
+                scan_block::<T, TOP2>(
+                    rows,
+                    &bands,
+                    centroids,
+                    &c_norms,
+                    dots,
+                    block_labels,
+                    block_distances,
+                    block_second,
+                );
+                settle_block(
+                    rows,
+                    norms,
+                    &bands,
+                    centroids,
+                    &c_norms,
+                    dots,
+                    block_labels,
+                    block_distances,
+                    block_second,
+                );
             },
         );
 }
@@ -310,12 +331,9 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         centroids: MatRef<'_, T>,
         labels: &mut [u32],
         distances: &mut [T],
-    ) {
+    ) -> Result<()> {
         assign_blocks::<T, false>(x, x_sq_norms, centroids, labels, distances, &mut []);
-    }
-
-    fn on_host(&self) -> bool {
-        true
+        Ok(())
     }
 
     fn assign_top2(
@@ -326,11 +344,12 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         labels: &mut [u32],
         distances: &mut [T],
         second: &mut [T],
-    ) {
+    ) -> Result<()> {
         assign_blocks::<T, true>(x, x_sq_norms, centroids, labels, distances, second);
+        Ok(())
     }
 
-    fn pairwise(&self, x: MatRef<'_, T>, x_sq_norms: &[T], centroids: MatRef<'_, T>, out: &mut [T]) {
+    fn pairwise(&self, x: MatRef<'_, T>, x_sq_norms: &[T], centroids: MatRef<'_, T>, out: &mut [T]) -> Result<()> {
         let k = centroids.rows();
         let c_norms = row_sq_norms(centroids);
         let two = T::one() + T::one();
@@ -348,6 +367,7 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
                 }
             }
         });
+        Ok(())
     }
 }
 
@@ -387,7 +407,7 @@ mod tests {
         }
         let (xm, cm) = (MatRef::new(&x, n, d).unwrap(), MatRef::new(&c, k, d).unwrap());
         let (mut labels, mut dist) = (vec![0u32; n], vec![0f32; n]);
-        CpuKernel.assign(xm, &row_sq_norms(xm), cm, &mut labels, &mut dist);
+        CpuKernel.assign(xm, &row_sq_norms(xm), cm, &mut labels, &mut dist).unwrap();
         let mut flips = 0;
         for i in 0..n {
             let exact: Vec<f64> = (0..k).map(|j| exact_sq_distance(xm.row(i), cm.row(j))).collect();
@@ -398,7 +418,7 @@ mod tests {
         assert_eq!(flips, 0, "{flips} of {n} rows not at their exact nearest centroid");
         // The top-2 search settles the same way.
         let (mut l2, mut d2, mut second) = (vec![0u32; n], vec![0f32; n], vec![0f32; n]);
-        CpuKernel.assign_top2(xm, &row_sq_norms(xm), cm, &mut l2, &mut d2, &mut second);
+        CpuKernel.assign_top2(xm, &row_sq_norms(xm), cm, &mut l2, &mut d2, &mut second).unwrap();
         assert_eq!(l2, labels);
         assert!(second.iter().zip(&d2).all(|(s, d)| s >= d));
     }
@@ -413,13 +433,15 @@ mod tests {
         let cm = MatRef::new(&c, k, d).unwrap();
         let mut labels = vec![0u32; n];
         let mut dist = vec![0.0f64; n];
-        CpuKernel.assign(xm, &row_sq_norms(xm), cm, &mut labels, &mut dist);
+        CpuKernel.assign(xm, &row_sq_norms(xm), cm, &mut labels, &mut dist).unwrap();
         let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
         let c32: Vec<f32> = c.iter().map(|&v| v as f32).collect();
         let xm32 = MatRef::new(&x32, n, d).unwrap();
         let mut labels32 = vec![0u32; n];
         let mut dist32 = vec![0.0f32; n];
-        CpuKernel.assign(xm32, &row_sq_norms(xm32), MatRef::new(&c32, k, d).unwrap(), &mut labels32, &mut dist32);
+        CpuKernel
+            .assign(xm32, &row_sq_norms(xm32), MatRef::new(&c32, k, d).unwrap(), &mut labels32, &mut dist32)
+            .unwrap();
         for i in 0..n {
             let all: Vec<f64> = (0..k).map(|j| brute_sq(xm.row(i), cm.row(j))).collect();
             let best = (0..k).min_by(|&a, &b| all[a].total_cmp(&all[b])).unwrap();
@@ -440,10 +462,17 @@ mod tests {
             fn name(&self) -> &'static str {
                 "dense"
             }
-            fn assign(&self, x: MatRef<'_, f64>, n: &[f64], c: MatRef<'_, f64>, l: &mut [u32], d: &mut [f64]) {
+            fn assign(
+                &self,
+                x: MatRef<'_, f64>,
+                n: &[f64],
+                c: MatRef<'_, f64>,
+                l: &mut [u32],
+                d: &mut [f64],
+            ) -> Result<()> {
                 CpuKernel.assign(x, n, c, l, d)
             }
-            fn pairwise(&self, x: MatRef<'_, f64>, n: &[f64], c: MatRef<'_, f64>, out: &mut [f64]) {
+            fn pairwise(&self, x: MatRef<'_, f64>, n: &[f64], c: MatRef<'_, f64>, out: &mut [f64]) -> Result<()> {
                 CpuKernel.pairwise(x, n, c, out)
             }
         }
@@ -460,7 +489,7 @@ mod tests {
             let norms = row_sq_norms(xm);
             for kernel in [&CpuKernel as &dyn Kernel<f64>, &Dense] {
                 let (mut labels, mut dist, mut second) = (vec![0u32; n], vec![0.0; n], vec![0.0; n]);
-                kernel.assign_top2(xm, &norms, cm, &mut labels, &mut dist, &mut second);
+                kernel.assign_top2(xm, &norms, cm, &mut labels, &mut dist, &mut second).unwrap();
                 for i in 0..n {
                     let mut all: Vec<f64> = (0..k).map(|j| brute_sq(xm.row(i), cm.row(j))).collect();
                     assert!((all[labels[i] as usize] - dist[i]).abs() <= 1e-9 * (1.0 + dist[i]), "k={k} row {i}");
@@ -481,10 +510,15 @@ mod tests {
         let xm = MatRef::new(&x, n, d).unwrap();
         let cm = MatRef::new(&c, k, d).unwrap();
         let mut out = vec![0.0f64; n * k];
-        CpuKernel.pairwise(xm, &row_sq_norms(xm), cm, &mut out);
+        CpuKernel.pairwise(xm, &row_sq_norms(xm), cm, &mut out).unwrap();
         for i in 0..n {
             for j in 0..k {
-                assert_relative_eq!(out[i * k + j], brute_sq(xm.row(i), cm.row(j)), max_relative = 1e-9, epsilon = 1e-9);
+                assert_relative_eq!(
+                    out[i * k + j],
+                    brute_sq(xm.row(i), cm.row(j)),
+                    max_relative = 1e-9,
+                    epsilon = 1e-9
+                );
             }
         }
     }

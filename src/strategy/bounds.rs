@@ -9,14 +9,17 @@
 
 use rayon::prelude::*;
 
-use crate::kernel::{partial_error_bound, Kernel};
-use crate::matrix::{exact_sq_distance, row_sq_norms, MatRef, REDUCE_CHUNK};
+use super::host::HostPass;
+use crate::error::Result;
+use crate::kernel::{assign_accumulate_in_chunks, assign_in_chunks, partial_error_bound, ClusterSums, Kernel};
+use crate::matrix::{exact_sq_distance, row_sq_norms, MatRef, Points, REDUCE_CHUNK};
+use crate::monitor::{for_each_chunk, KeepGoing};
 use crate::scalar::Scalar;
 
 /// Centroid rows per block when measuring the gaps between centroids (bounds the buffer).
 const GAP_BLOCK: usize = 1024;
 
-pub(crate) struct Bounds {
+pub struct BoundedPass {
     /// Lower bound (a distance, not squared) on each row's distance to any centroid other
     /// than its own.
     lower: Vec<f64>,
@@ -29,14 +32,14 @@ pub(crate) struct Bounds {
     failures: u32,
 }
 
-impl Bounds {
+impl BoundedPass {
     pub fn new(n: usize) -> Self {
         // The first iteration moves centroids most: make it a dense pass.
         Self { lower: vec![0.0; n], valid: false, dense_left: 1, failures: 0 }
     }
 
     /// Whether this iteration should be a plain dense pass (then the bounds go stale).
-    pub fn dense_now(&mut self) -> bool {
+    fn dense_now(&mut self) -> bool {
         if self.dense_left == 0 {
             return false;
         }
@@ -45,39 +48,30 @@ impl Bounds {
         true
     }
 
-    /// Whether the bounds describe the current centroids.
-    pub fn valid(&self) -> bool {
-        self.valid
-    }
-
-    /// Labels and squared distances of every row for `centroids`; `None` when `keep_going`
-    /// answers `false` between chunks. Also returns how many rows needed a full search.
-    #[allow(clippy::too_many_arguments)]
-    pub fn assign<T: Scalar, K: Kernel<T> + ?Sized>(
+    /// Labels and squared distances of every row for `centroids`, searching only the rows
+    /// the bounds cannot settle; returns how many rows needed a full search.
+    fn bounded_assign<T: Scalar>(
         &mut self,
-        kernel: &K,
+        kernel: &dyn Kernel<T>,
         x: MatRef<'_, T>,
         x_sq_norms: &[T],
         centroids: MatRef<'_, T>,
         labels: &mut [u32],
         distances: &mut [T],
-        keep_going: &mut dyn FnMut() -> bool,
-    ) -> Option<usize> {
+        keep_going: KeepGoing<'_>,
+    ) -> Result<usize> {
         let (n, k, d) = (x.rows(), centroids.rows(), x.cols());
         let mut search = vec![true; n];
         let tested = self.valid;
         if tested {
             let c_norms = row_sq_norms(centroids);
-            let half_gaps = half_gaps(kernel, centroids, &c_norms);
+            let half_gaps = half_gaps(kernel, centroids, &c_norms)?;
             let c_norm_max = c_norms.iter().fold(0.0f64, |m, v| m.max(v.as_f64()));
             // Rounding in the gaps and lower bounds (made from partial distances): the same
             // margin within which the kernel decides near ties again.
             let error = partial_error_bound::<T>(d);
-            search
-                .par_chunks_mut(REDUCE_CHUNK)
-                .zip(distances.par_chunks_mut(REDUCE_CHUNK))
-                .enumerate()
-                .for_each(|(c, (search, distances))| {
+            search.par_chunks_mut(REDUCE_CHUNK).zip(distances.par_chunks_mut(REDUCE_CHUNK)).enumerate().for_each(
+                |(c, (search, distances))| {
                     for (r, (needs, dist)) in search.iter_mut().zip(distances.iter_mut()).enumerate() {
                         let i = c * REDUCE_CHUNK + r;
                         let j = labels[i] as usize;
@@ -88,13 +82,14 @@ impl Bounds {
                         let bound = half_gaps[j].max(self.lower[i]);
                         *needs = !(own + slack <= bound * bound);
                     }
-                });
+                },
+            );
         }
         let step = kernel.rows_per_check(k, d).min(n);
         let mut searched = 0;
         let mut second = vec![T::zero(); step];
-        for start in (0..n).step_by(step) {
-            let end = (start + step).min(n);
+        let lower = &mut self.lower;
+        for_each_chunk(n, step, keep_going, |start, end| {
             let rows: Vec<usize> = (start..end).filter(|&i| search[i]).collect();
             searched += rows.len();
             if 2 * rows.len() > end - start {
@@ -107,8 +102,8 @@ impl Bounds {
                     &mut labels[start..end],
                     &mut distances[start..end],
                     second,
-                );
-                for (lower, &s) in self.lower[start..end].iter_mut().zip(second.iter()) {
+                )?;
+                for (lower, &s) in lower[start..end].iter_mut().zip(second.iter()) {
                     *lower = s.as_f64().sqrt();
                 }
             } else if !rows.is_empty() {
@@ -116,15 +111,20 @@ impl Bounds {
                 let norms: Vec<T> = rows.iter().map(|&i| x_sq_norms[i]).collect();
                 let m = rows.len();
                 let (mut l, mut dist) = (vec![0u32; m], vec![T::zero(); m]);
-                kernel.assign_top2(MatRef::new(&gathered, m, d).expect("gathered rows form a matrix"), &norms, centroids, &mut l, &mut dist, &mut second[..m]);
+                kernel.assign_top2(
+                    MatRef::new(&gathered, m, d)?,
+                    &norms,
+                    centroids,
+                    &mut l,
+                    &mut dist,
+                    &mut second[..m],
+                )?;
                 for (r, &i) in rows.iter().enumerate() {
-                    (labels[i], distances[i], self.lower[i]) = (l[r], dist[r], second[r].as_f64().sqrt());
+                    (labels[i], distances[i], lower[i]) = (l[r], dist[r], second[r].as_f64().sqrt());
                 }
             }
-            if end < n && !keep_going() {
-                return None;
-            }
-        }
+            Ok(())
+        })?;
         self.valid = true;
         if tested && 2 * searched > n {
             self.failures += 1;
@@ -132,12 +132,12 @@ impl Bounds {
         } else if tested {
             self.failures = 0;
         }
-        Some(searched)
+        Ok(searched)
     }
 
     /// The centroids moved from `old` to `new` (`k × d` each): loosen every row's lower
     /// bound by the farthest move among the centroids other than its own.
-    pub fn moved<T: Scalar>(&mut self, old: &[T], new: &[T], d: usize, labels: &[u32]) {
+    fn loosen<T: Scalar>(&mut self, old: &[T], new: &[T], d: usize, labels: &[u32]) {
         if !self.valid {
             return;
         }
@@ -161,20 +161,64 @@ impl Bounds {
     }
 }
 
+impl<T: Scalar> HostPass<T> for BoundedPass {
+    fn assign_sum(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<ClusterSums> {
+        if self.dense_now() {
+            return assign_accumulate_in_chunks(kernel, points, centroids, labels, distances, keep_going);
+        }
+        let searched =
+            self.bounded_assign(kernel, points.x, points.x_sq_norms, centroids, labels, distances, keep_going)?;
+        log::debug!("{searched} of {} rows searched all centroids", points.rows());
+        kernel.accumulate(points.x, points.weights, labels, centroids.rows())
+    }
+
+    fn assign(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<()> {
+        if self.valid {
+            self.bounded_assign(kernel, points.x, points.x_sq_norms, centroids, labels, distances, keep_going)?;
+            return Ok(());
+        }
+        assign_in_chunks(kernel, points.x, points.x_sq_norms, centroids, labels, distances, keep_going)
+    }
+
+    fn moved(&mut self, old: &[T], new: &[T], d: usize, labels: &[u32]) {
+        self.loosen(old, new, d, labels);
+    }
+}
+
 /// Half the distance from each centroid to its nearest other centroid (infinite for one).
-fn half_gaps<T: Scalar, K: Kernel<T> + ?Sized>(kernel: &K, centroids: MatRef<'_, T>, c_norms: &[T]) -> Vec<f64> {
+fn half_gaps<T: Scalar>(kernel: &dyn Kernel<T>, centroids: MatRef<'_, T>, c_norms: &[T]) -> Result<Vec<f64>> {
     let k = centroids.rows();
     let mut gaps = vec![f64::INFINITY; k];
     let mut block = vec![T::zero(); GAP_BLOCK.min(k) * k];
     for start in (0..k).step_by(GAP_BLOCK) {
         let end = (start + GAP_BLOCK).min(k);
         let out = &mut block[..(end - start) * k];
-        kernel.pairwise(centroids.slice_rows(start, end), &c_norms[start..end], centroids, out);
+        kernel.pairwise(centroids.slice_rows(start, end), &c_norms[start..end], centroids, out)?;
         for (r, row) in out.chunks_exact(k).enumerate() {
             let j = start + r;
-            let nearest = row.iter().enumerate().filter(|&(other, _)| other != j).fold(f64::INFINITY, |m, (_, v)| m.min(v.as_f64()));
+            let nearest = row
+                .iter()
+                .enumerate()
+                .filter(|&(other, _)| other != j)
+                .fold(f64::INFINITY, |m, (_, v)| m.min(v.as_f64()));
             gaps[j] = 0.5 * nearest.sqrt();
         }
     }
-    gaps
+    Ok(gaps)
 }

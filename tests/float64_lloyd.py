@@ -1,5 +1,5 @@
 """Lloyd in float64 with the engine's empty-cluster rule: the exact answer that the
-backends approximate in float32. Shared by the tests and `benchmarks/gpu.py`."""
+backends approximate in float32. Shared by the tests and the GPU benchmark (`benchmarks/gpu.py`)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ use std::ffi::{c_char, CString};
 use mlx_rs::{Array, Dtype, Stream};
 use mlx_sys as sys;
 
+use crate::error::{Error, Result};
+
 /// Sorted rows per block of the first summing pass.
 const ROWS_PER_CHUNK: i32 = 128;
 
@@ -53,7 +55,15 @@ impl CudaKernel {
         let header = CString::new(header).expect("kernel headers have no NUL");
         // SAFETY: mlx-c copies every argument; the handle is freed in `Drop`.
         let handle = unsafe {
-            sys::mlx_fast_cuda_kernel_new(c_name.as_ptr(), inputs.0, outputs.0, source.as_ptr(), header.as_ptr(), true, 0)
+            sys::mlx_fast_cuda_kernel_new(
+                c_name.as_ptr(),
+                inputs.0,
+                outputs.0,
+                source.as_ptr(),
+                header.as_ptr(),
+                true,
+                0,
+            )
         };
         assert!(!handle.ctx.is_null(), "MLX could not create the CUDA kernel {name}");
         Self { name, handle }
@@ -61,14 +71,27 @@ impl CudaKernel {
 
     /// Adds the kernel to the graph: `threads` threads in blocks of `block`, one output per
     /// `(shape, dtype)`, with integer template arguments. Runs when its outputs are evaluated.
-    fn apply(&self, inputs: &[&Array], outputs: &[(&[i32], Dtype)], threads: usize, block: i32, template: &[(&str, i32)]) -> Vec<Array> {
-        let threads = i32::try_from(threads).unwrap_or_else(|_| panic!("{}: more than 2^31 GPU threads", self.name));
+    fn apply(
+        &self,
+        inputs: &[&Array],
+        outputs: &[(&[i32], Dtype)],
+        threads: usize,
+        block: i32,
+        template: &[(&str, i32)],
+    ) -> Result<Vec<Array>> {
+        let threads =
+            i32::try_from(threads).map_err(|_| Error::Backend(format!("{}: more than 2^31 GPU threads", self.name)))?;
         // SAFETY: every mlx-c object made here is freed before returning; arrays read out of
         // the result vector are new references owned by the returned `Array`s.
         unsafe {
             let config = sys::mlx_fast_cuda_kernel_config_new();
             for (shape, dtype) in outputs {
-                sys::mlx_fast_cuda_kernel_config_add_output_arg(config, shape.as_ptr(), shape.len(), *dtype as sys::mlx_dtype);
+                sys::mlx_fast_cuda_kernel_config_add_output_arg(
+                    config,
+                    shape.as_ptr(),
+                    shape.len(),
+                    *dtype as sys::mlx_dtype,
+                );
             }
             sys::mlx_fast_cuda_kernel_config_set_grid(config, threads, 1, 1);
             sys::mlx_fast_cuda_kernel_config_set_thread_group(config, block, 1, 1);
@@ -82,7 +105,8 @@ impl CudaKernel {
             }
             let mut output_vector = sys::mlx_vector_array_new();
             let stream = Stream::default();
-            let status = sys::mlx_fast_cuda_kernel_apply(&mut output_vector, self.handle, input_vector, config, stream.as_ptr());
+            let status =
+                sys::mlx_fast_cuda_kernel_apply(&mut output_vector, self.handle, input_vector, config, stream.as_ptr());
             let mut results = Vec::with_capacity(outputs.len());
             if status == 0 {
                 for i in 0..sys::mlx_vector_array_size(output_vector) {
@@ -94,8 +118,10 @@ impl CudaKernel {
             sys::mlx_vector_array_free(output_vector);
             sys::mlx_vector_array_free(input_vector);
             sys::mlx_fast_cuda_kernel_config_free(config);
-            assert!(status == 0 && results.len() == outputs.len(), "MLX could not run the CUDA kernel {}", self.name);
-            results
+            if status != 0 || results.len() != outputs.len() {
+                return Err(Error::Backend(format!("MLX could not run the CUDA kernel {}", self.name)));
+            }
+            Ok(results)
         }
     }
 }
@@ -136,7 +162,13 @@ impl LloydKernels {
                 include_str!("cuda/warp_sq_distance.cuh"),
                 include_str!("cuda/row_argmin.cu"),
             ),
-            chunk_sums: CudaKernel::new("mlx_kmeans_chunk_sums", &["x", "w", "order", "sorted"], &["hi", "lo"], "", include_str!("cuda/chunk_sums.cu")),
+            chunk_sums: CudaKernel::new(
+                "mlx_kmeans_chunk_sums",
+                &["x", "w", "order", "sorted"],
+                &["hi", "lo"],
+                "",
+                include_str!("cuda/chunk_sums.cu"),
+            ),
             cluster_means: CudaKernel::new(
                 "mlx_kmeans_cluster_means",
                 &["hi", "lo", "sorted"],
@@ -151,26 +183,34 @@ impl LloydKernels {
     /// from its partial distances (`rows × k`, with a relative error of at most `tolerance`),
     /// its squared norms (`rows`), the rows themselves (`rows × d`), the centroids (`k × d`)
     /// and their squared norms (`1 × k`): near ties are decided by exact distances.
-    pub(super) fn nearest(&self, partial: &Array, x_norms: &Array, x: &Array, centroids: &Array, c_norms: &Array, tolerance: f64) -> (Array, Array) {
+    pub(super) fn nearest(
+        &self,
+        partial: &Array,
+        x_norms: &Array,
+        x: &Array,
+        centroids: &Array,
+        c_norms: &Array,
+        tolerance: f64,
+    ) -> Result<(Array, Array)> {
         let (rows, k, d) = (partial.shape()[0], partial.shape()[1], x.shape()[1]);
-        let c_max = super::check(c_norms.max(None));
-        let c_max = super::check(c_max.reshape(&[1]));
+        let c_max = c_norms.max(None)?;
+        let c_max = c_max.reshape(&[1])?;
         let mut out = self.row_argmin.apply(
             &[partial, x_norms, x, centroids, &c_max],
             &[(&[rows], Dtype::Uint32), (&[rows], Dtype::Float32)],
             rows as usize * 32,
             256,
             &[("K", k), ("D", d), ("TOL_E6", (tolerance * 1e6).ceil() as i32)],
-        );
+        )?;
         let distances = out.pop().expect("two outputs");
-        (out.pop().expect("two outputs"), distances)
+        Ok((out.pop().expect("two outputs"), distances))
     }
 
     /// Weighted per-cluster sums, weights and means of `x`'s rows (`n × d`) by `labels` (`n`).
-    pub(super) fn cluster_means(&self, x: &Array, weights: &Array, labels: &Array, k: usize) -> ClusterMeans {
+    pub(super) fn cluster_means(&self, x: &Array, weights: &Array, labels: &Array, k: usize) -> Result<ClusterMeans> {
         let (n, d) = (x.shape()[0], x.shape()[1]);
-        let order = super::check(mlx_rs::ops::argsort_axis(labels, 0));
-        let sorted = super::check(labels.take_axis(&order, 0));
+        let order = mlx_rs::ops::argsort_axis(labels, 0)?;
+        let sorted = labels.take_axis(&order, 0)?;
         let chunks = (n + ROWS_PER_CHUNK - 1) / ROWS_PER_CHUNK;
         let threads = column_threads(d as usize);
         let template = [("D", d), ("R", ROWS_PER_CHUNK)];
@@ -181,16 +221,16 @@ impl LloydKernels {
             chunks as usize * threads as usize,
             threads,
             &template,
-        );
+        )?;
         let mut out = self.cluster_means.apply(
             &[&halves[0], &halves[1], &sorted],
             &[(&[k as i32, d], Dtype::Float32), (&[k as i32], Dtype::Float32), (&[k as i32, d], Dtype::Float32)],
             k * threads as usize,
             threads,
             &template,
-        );
+        )?;
         let means = out.pop().expect("three outputs");
         let weights = out.pop().expect("three outputs");
-        ClusterMeans { sums: out.pop().expect("three outputs"), weights, means }
+        Ok(ClusterMeans { sums: out.pop().expect("three outputs"), weights, means })
     }
 }

@@ -7,16 +7,26 @@
 //! reads (in CUDA managed memory: migrates) it. Other matrices (mini-batches, candidates) are
 //! copied per call.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use mlx_rs::ops::indexing::{argmin_axis, IndexOp};
 use mlx_rs::{Array, Device, DeviceType, Dtype};
 
 mod cuda;
+mod engine;
 mod lloyd;
 
-use super::{ClusterSums, DeviceLloyd, Kernel};
+pub use engine::MlxEngine;
+
+use crate::error::{Error, Result};
+use crate::kernel::{ClusterSums, Kernel};
 use crate::matrix::MatRef;
+
+impl From<mlx_rs::error::Exception> for Error {
+    fn from(e: mlx_rs::error::Exception) -> Self {
+        Error::Backend(format!("MLX: {e}"))
+    }
+}
 
 /// Rows per MLX call, bounded so that a `rows × k` block stays near 2^27 floats (512 MB):
 /// one block for the common shapes (100k rows, k ≤ 1024), so the resident data is used whole.
@@ -24,16 +34,23 @@ fn rows_per_block(k: usize) -> usize {
     ((1usize << 27) / k.max(1)).clamp(1024, 1 << 21)
 }
 
-fn eval_all(arrays: &[&Array]) {
-    mlx_rs::transforms::eval(arrays.iter().copied()).unwrap_or_else(|e| panic!("MLX eval failed: {e}"));
+fn eval_all(arrays: &[&Array]) -> Result<()> {
+    Ok(mlx_rs::transforms::eval(arrays.iter().copied())?)
 }
 
-fn check(result: Result<Array, mlx_rs::error::Exception>) -> Array {
-    result.unwrap_or_else(|e| panic!("MLX operation failed: {e}"))
+/// How the MLX kernel computes, decided once by the caller.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MlxConfig {
+    /// Float32 GEMMs through the high/low split (see [`Precision`]): `None` where TF32 tensor
+    /// cores would otherwise round them (a GPU on Linux, which MLX runs through CUDA).
+    pub split: Option<bool>,
+    /// Lloyd steps by the custom CUDA kernels (`mlx/cuda.rs`) where MLX runs on CUDA;
+    /// `false` keeps to MLX's own ops.
+    pub cuda_kernels: bool,
 }
 
 /// Whether MLX runs on a GPU here (Metal or CUDA), and a description of its device.
-pub fn device_description() -> Result<(bool, String), String> {
+pub fn device_description() -> std::result::Result<(bool, String), String> {
     let device = Device::try_default().map_err(|e| e.to_string())?;
     let kind = device.get_type().map_err(|e| e.to_string())?;
     // A tiny computation proves the library really runs, not only that it loaded.
@@ -77,25 +94,25 @@ pub struct MlxKernel<'a> {
 struct Precision;
 
 impl Precision {
-    fn halves(a: &Array) -> (Array, Array) {
-        let hi = check(check(a.as_dtype(Dtype::Bfloat16)).as_dtype(Dtype::Float32));
-        let lo = check(a.subtract(&hi));
-        (hi, lo)
+    fn halves(a: &Array) -> Result<(Array, Array)> {
+        let hi = a.as_dtype(Dtype::Bfloat16)?.as_dtype(Dtype::Float32)?;
+        let lo = a.subtract(&hi)?;
+        Ok((hi, lo))
     }
 
-    fn rows(a: &Array) -> Array {
-        let (hi, lo) = Self::halves(a);
-        check(mlx_rs::ops::concatenate(&[&hi, &hi, &lo], 1))
+    fn rows(a: &Array) -> Result<Array> {
+        let (hi, lo) = Self::halves(a)?;
+        Ok(mlx_rs::ops::concatenate(&[&hi, &hi, &lo], 1)?)
     }
 
-    fn centroids(c: &Array) -> Array {
-        let (hi, lo) = Self::halves(c);
-        check(mlx_rs::ops::concatenate(&[&hi, &lo, &hi], 1))
+    fn centroids(c: &Array) -> Result<Array> {
+        let (hi, lo) = Self::halves(c)?;
+        Ok(mlx_rs::ops::concatenate(&[&hi, &lo, &hi], 1)?)
     }
 
     /// `k × 3d` sums of `[hi, hi, lo]` rows back to `k × d`: hi sums plus lo sums.
-    fn fold(sums: &Array, d: i32) -> Array {
-        check(sums.index((.., 0..d)).add(&sums.index((.., 2 * d..3 * d))))
+    fn fold(sums: &Array, d: i32) -> Result<Array> {
+        Ok(sums.index((.., 0..d)).add(sums.index((.., 2 * d..3 * d)))?)
     }
 }
 
@@ -106,29 +123,28 @@ unsafe impl Sync for MlxKernel<'_> {}
 impl<'a> MlxKernel<'a> {
     /// A kernel that keeps `data` (`rows × cols`) resident in MLX memory: `shared`, an MLX
     /// array over the same values, when the caller has one, else a copy.
-    pub fn new(data: Option<MatRef<'a, f32>>, shared: Option<Array>) -> Self {
+    pub fn new(data: Option<MatRef<'a, f32>>, shared: Option<Array>, config: MlxConfig) -> Result<Self> {
         let on_gpu = matches!(Device::try_default().and_then(|d| d.get_type()), Ok(DeviceType::Gpu));
         // TF32 arithmetic is a CUDA matter (Metal and MLX's CPU compute float32 products in
-        // float32); MLX_KMEANS_MLX_SPLIT=1 forces the split anywhere, for testing it, and
-        // MLX_KMEANS_MLX_SPLIT=0 turns it off (TF32 speed at TF32 accuracy, for measuring).
-        let split = match std::env::var("MLX_KMEANS_MLX_SPLIT").as_deref() {
-            Ok("1") => true,
-            Ok("0") => false,
-            _ => on_gpu && cfg!(target_os = "linux"),
-        };
-        // MLX_KMEANS_MLX_CUDA_KERNELS=0 keeps to MLX's own ops (for measuring).
-        let cuda_kernels = cfg!(target_os = "linux") && on_gpu && std::env::var("MLX_KMEANS_MLX_CUDA_KERNELS").as_deref() != Ok("0");
+        // float32); the configuration may force the split on (to test it) or off (to measure).
+        let split = config.split.unwrap_or(on_gpu && cfg!(target_os = "linux"));
+        let cuda_kernels = cfg!(target_os = "linux") && on_gpu && config.cuda_kernels;
         let mut kernel = Self { data: None, on_gpu, split, cuda_kernels };
-        kernel.data = data.map(|m| {
+        if let Some(m) = data {
             let plain = shared.unwrap_or_else(|| to_mlx(m));
-            (m.as_slice(), m.cols(), Mutex::new(Resident { lifted: kernel.lift_rows(plain.clone()), plain }))
-        });
-        kernel
+            let resident = Resident { lifted: kernel.lift_rows(plain.clone())?, plain };
+            kernel.data = Some((m.as_slice(), m.cols(), Mutex::new(resident)));
+        }
+        Ok(kernel)
     }
 
     /// Rows as the GEMMs take them: `[hi, hi, lo]` when splitting, else as they are.
-    fn lift_rows(&self, rows: Array) -> Array {
-        if self.split { Precision::rows(&rows) } else { rows }
+    fn lift_rows(&self, rows: Array) -> Result<Array> {
+        if self.split {
+            Precision::rows(&rows)
+        } else {
+            Ok(rows)
+        }
     }
 
     /// A bound on the GEMM's error in a partial distance `‖c‖² − 2x·c`, relative to
@@ -144,8 +160,13 @@ impl<'a> MlxKernel<'a> {
     }
 
     /// Centroids as the GEMMs take them, and their squared norms (`1 × k`, in float32).
-    fn lift_centroids(&self, centroids: MatRef<'_, f32>) -> (Array, Array) {
+    fn lift_centroids(&self, centroids: MatRef<'_, f32>) -> Result<(Array, Array)> {
         lift_centroid_array(to_mlx(centroids), centroids.rows(), self.split)
+    }
+
+    fn resident(&self) -> Option<(&'a [f32], usize, MutexGuard<'_, Resident>)> {
+        let (data, cols, resident) = self.data.as_ref()?;
+        Some((data, *cols, resident.lock().unwrap_or_else(|poisoned| poisoned.into_inner())))
     }
 
     /// Where `x` lies in the resident data: its first row, if it is a run of its rows.
@@ -159,22 +180,21 @@ impl<'a> MlxKernel<'a> {
         (inside && (at - base) % size == 0).then(|| (at - base) / size)
     }
 
-    /// The resident data as it is, when `x` is all of it.
-    fn whole(&self, x: MatRef<'_, f32>) -> Option<Array> {
-        let (data, cols, resident) = self.data.as_ref()?;
-        (self.resident_offset(x) == Some(0) && x.rows() == data.len() / cols)
-            .then(|| resident.lock().expect("MLX data lock").plain.clone())
+    /// The resident data as it is and as the GEMMs take it, when `x` is all of it.
+    fn whole(&self, x: MatRef<'_, f32>) -> Option<(Array, Array)> {
+        let offset = self.resident_offset(x);
+        let (data, cols, resident) = self.resident()?;
+        (offset == Some(0) && x.rows() == data.len() / cols).then(|| (resident.plain.clone(), resident.lifted.clone()))
     }
 
     /// Rows `start..end` of `x` as an MLX array: a slice of the resident data when `x` is
     /// the data or a run of its rows, else a copy of those rows.
-    fn rows(&self, x: MatRef<'_, f32>, start: usize, end: usize) -> Array {
-        if let (Some(first), Some((data, cols, resident))) = (self.resident_offset(x), &self.data) {
-            let whole = &resident.lock().expect("MLX data lock").lifted;
+    fn rows(&self, x: MatRef<'_, f32>, start: usize, end: usize) -> Result<Array> {
+        if let (Some(first), Some((data, cols, resident))) = (self.resident_offset(x), self.resident()) {
             if first + start == 0 && first + end == data.len() / cols {
-                return whole.clone();
+                return Ok(resident.lifted.clone());
             }
-            return whole.index(((first + start) as i32..(first + end) as i32, ..));
+            return Ok(resident.lifted.index(((first + start) as i32..(first + end) as i32, ..)));
         }
         let block = x.slice_rows(start, end);
         self.lift_rows(Array::from_slice(block.as_slice(), &[(end - start) as i32, x.cols() as i32]))
@@ -183,14 +203,18 @@ impl<'a> MlxKernel<'a> {
 
 /// Centroids as the GEMMs take them (`[hi, lo, hi]` when splitting), and their squared
 /// norms (`1 × k`, in float32).
-fn lift_centroid_array(c: Array, k: usize, split: bool) -> (Array, Array) {
-    let norms = row_norms(&c, k);
-    (if split { Precision::centroids(&c) } else { c }, norms)
+fn lift_centroid_array(c: Array, k: usize, split: bool) -> Result<(Array, Array)> {
+    let norms = row_norms(&c, k)?;
+    Ok((if split { Precision::centroids(&c)? } else { c }, norms))
 }
 
 /// Per-cluster sums back to `k × d` (undoing the split's widening).
-fn fold_sums(sums: Array, d: usize, split: bool) -> Array {
-    if split { Precision::fold(&sums, d as i32) } else { sums }
+fn fold_sums(sums: Array, d: usize, split: bool) -> Result<Array> {
+    if split {
+        Precision::fold(&sums, d as i32)
+    } else {
+        Ok(sums)
+    }
 }
 
 fn to_mlx(m: MatRef<'_, f32>) -> Array {
@@ -198,21 +222,21 @@ fn to_mlx(m: MatRef<'_, f32>) -> Array {
 }
 
 /// Squared norms of the centroids as a `1 × k` row.
-fn row_norms(c: &Array, k: usize) -> Array {
-    check(check(check(c.square()).sum_axis(1, true)).reshape(&[1, k as i32]))
+fn row_norms(c: &Array, k: usize) -> Result<Array> {
+    Ok(c.square()?.sum_axis(1, true)?.reshape(&[1, k as i32])?)
 }
 
 /// `‖c‖² − 2 x·c` for a block of rows against all centroids (`rows × k`), as one GEMM whose
 /// epilogue adds the norms.
-fn partial_distances(block: &Array, centroids: &Array, c_norms: &Array) -> Array {
-    check(mlx_rs::ops::addmm(c_norms, block, &centroids.t(), -2.0, 1.0))
+fn partial_distances(block: &Array, centroids: &Array, c_norms: &Array) -> Result<Array> {
+    Ok(mlx_rs::ops::addmm(c_norms, block, centroids.t(), -2.0, 1.0)?)
 }
 
 /// Index (`rows × 1`, uint32) and value of each row's smallest partial distance.
-fn nearest(partial: &Array) -> (Array, Array) {
-    let best = check(argmin_axis(partial, 1, true));
-    let best_value = check(partial.take_along_axis(&best, 1));
-    (best, best_value)
+fn nearest(partial: &Array) -> Result<(Array, Array)> {
+    let best = argmin_axis(partial, 1, true)?;
+    let best_value = partial.take_along_axis(&best, 1)?;
+    Ok((best, best_value))
 }
 
 /// Writes evaluated `nearest` results for rows `start..` into the host labels and squared
@@ -227,15 +251,15 @@ fn store_nearest(best: &Array, best_value: &Array, x_sq_norms: &[f32], labels: &
 /// Per-cluster weighted sums (`k × d`) and weights (`k`) of `block`'s rows by `labels`, as a
 /// one-hot matmul: on a GPU it runs as one GEMM. MLX's scatter-add was slower there (on an
 /// H100, a whole 100k×768, k=500 step took ~10 ms with it, ~2 ms with the one-hot matmul).
-fn cluster_sums(block: &Array, labels: &Array, weights: Option<&Array>, k: usize) -> (Array, Array) {
+fn cluster_sums(block: &Array, labels: &Array, weights: Option<&Array>, k: usize) -> Result<(Array, Array)> {
     let m = block.shape()[0];
     let clusters = Array::from_iter(0..k as u32, &[k as i32, 1]);
     // one_hot[j, i] = weight of row i if it belongs to cluster j.
-    let mut one_hot = check(check(clusters.eq(&check(labels.reshape(&[1, m])))).as_type::<f32>());
+    let mut one_hot = clusters.eq(&labels.reshape(&[1, m])?)?.as_type::<f32>()?;
     if let Some(w) = weights {
-        one_hot = check(one_hot.multiply(&check(w.reshape(&[1, m]))));
+        one_hot = one_hot.multiply(&w.reshape(&[1, m])?)?;
     }
-    (check(one_hot.matmul(block)), check(one_hot.sum_axis(1, false)))
+    Ok((one_hot.matmul(block)?, one_hot.sum_axis(1, false)?))
 }
 
 /// Adds a block's device sums into the f64 host totals.
@@ -255,61 +279,87 @@ impl Kernel<f32> for MlxKernel<'_> {
 
     fn rows_per_check(&self, k: usize, d: usize) -> usize {
         // A GPU runs ~100× the CPU's flops; each split costs a device round trip.
-        let rows = super::rows_per_check(k, d);
-        if self.on_gpu { rows.saturating_mul(128) } else { rows }
-    }
-
-    fn device_lloyd<'s>(&'s self, x: MatRef<'_, f32>, weights: Option<&[f32]>, centroids: &[f32], spherical: bool) -> Option<Box<dyn DeviceLloyd<f32> + 's>> {
-        let plain = self.whole(x)?;
-        let rows = self.data.as_ref()?.2.lock().expect("MLX data lock").lifted.clone();
-        Some(Box::new(lloyd::MlxLloyd::new(self, plain, rows, weights, centroids, spherical)))
-    }
-
-    fn row_sq_norms(&self, x: MatRef<'_, f32>) -> Vec<f32> {
-        let Some(data) = self.whole(x) else { return crate::matrix::row_sq_norms(x) };
-        let norms = check(check(data.square()).sum_axis(1, false));
-        eval_all(&[&norms]);
-        norms.as_slice::<f32>().to_vec()
-    }
-
-    fn mean_feature_variance(&self, x: MatRef<'_, f32>) -> f64 {
-        let Some(data) = self.whole(x) else { return crate::matrix::mean_feature_variance(x) };
-        let mean = check(check(data.var_axis(0, false, 0)).mean(false));
-        eval_all(&[&mean]);
-        mean.item_exact::<f32>() as f64
-    }
-
-    fn labelled_sq_distances(&self, x: MatRef<'_, f32>, weights: Option<&[f32]>, centroids: MatRef<'_, f32>, labels: &[u32]) -> (Vec<f32>, f64) {
-        let Some(data) = self.whole(x) else { return super::labelled_sq_distances(x, weights, centroids, labels) };
-        // By differences, as on the host: exact up to float32 rounding of each term.
-        let own = check(to_mlx(centroids).take_axis(&Array::from_slice(labels, &[labels.len() as i32]), 0));
-        let distances = check(check(check(data.subtract(&own)).square()).sum_axis(1, false));
-        eval_all(&[&distances]);
-        let distances = distances.as_slice::<f32>().to_vec();
-        let inertia = crate::matrix::weighted_sum(&distances, weights);
-        (distances, inertia)
-    }
-
-    fn assign(&self, x: MatRef<'_, f32>, x_sq_norms: &[f32], centroids: MatRef<'_, f32>, labels: &mut [u32], distances: &mut [f32]) {
-        let n = x.rows();
-        let (c, c_norms) = self.lift_centroids(centroids);
-        let step = rows_per_block(centroids.rows());
-        for start in (0..n).step_by(step) {
-            let end = (start + step).min(n);
-            let (best, best_value) = nearest(&partial_distances(&self.rows(x, start, end), &c, &c_norms));
-            eval_all(&[&best, &best_value]);
-            store_nearest(&best, &best_value, &x_sq_norms[start..end], &mut labels[start..end], &mut distances[start..end]);
+        let rows = crate::monitor::rows_per_check(k, d);
+        if self.on_gpu {
+            rows.saturating_mul(128)
+        } else {
+            rows
         }
     }
 
-    fn pairwise(&self, x: MatRef<'_, f32>, x_sq_norms: &[f32], centroids: MatRef<'_, f32>, out: &mut [f32]) {
+    fn row_sq_norms(&self, x: MatRef<'_, f32>) -> Result<Vec<f32>> {
+        let Some((data, _)) = self.whole(x) else { return Ok(crate::matrix::row_sq_norms(x)) };
+        let norms = data.square()?.sum_axis(1, false)?;
+        eval_all(&[&norms])?;
+        Ok(norms.as_slice::<f32>().to_vec())
+    }
+
+    fn mean_feature_variance(&self, x: MatRef<'_, f32>) -> Result<f64> {
+        let Some((data, _)) = self.whole(x) else { return Ok(crate::matrix::mean_feature_variance(x)) };
+        let mean = data.var_axis(0, false, 0)?.mean(false)?;
+        eval_all(&[&mean])?;
+        Ok(mean.item_exact::<f32>() as f64)
+    }
+
+    fn labelled_sq_distances(
+        &self,
+        x: MatRef<'_, f32>,
+        weights: Option<&[f32]>,
+        centroids: MatRef<'_, f32>,
+        labels: &[u32],
+    ) -> Result<(Vec<f32>, f64)> {
+        let Some((data, _)) = self.whole(x) else {
+            return Ok(crate::kernel::labelled_sq_distances(x, weights, centroids, labels));
+        };
+        // By differences, as on the host: exact up to float32 rounding of each term.
+        let own = to_mlx(centroids).take_axis(Array::from_slice(labels, &[labels.len() as i32]), 0)?;
+        let distances = data.subtract(&own)?.square()?.sum_axis(1, false)?;
+        eval_all(&[&distances])?;
+        let distances = distances.as_slice::<f32>().to_vec();
+        let inertia = crate::matrix::weighted_sum(&distances, weights);
+        Ok((distances, inertia))
+    }
+
+    fn assign(
+        &self,
+        x: MatRef<'_, f32>,
+        x_sq_norms: &[f32],
+        centroids: MatRef<'_, f32>,
+        labels: &mut [u32],
+        distances: &mut [f32],
+    ) -> Result<()> {
+        let n = x.rows();
+        let (c, c_norms) = self.lift_centroids(centroids)?;
+        let step = rows_per_block(centroids.rows());
+        for start in (0..n).step_by(step) {
+            let end = (start + step).min(n);
+            let (best, best_value) = nearest(&partial_distances(&self.rows(x, start, end)?, &c, &c_norms)?)?;
+            eval_all(&[&best, &best_value])?;
+            store_nearest(
+                &best,
+                &best_value,
+                &x_sq_norms[start..end],
+                &mut labels[start..end],
+                &mut distances[start..end],
+            );
+        }
+        Ok(())
+    }
+
+    fn pairwise(
+        &self,
+        x: MatRef<'_, f32>,
+        x_sq_norms: &[f32],
+        centroids: MatRef<'_, f32>,
+        out: &mut [f32],
+    ) -> Result<()> {
         let (n, k) = (x.rows(), centroids.rows());
-        let (c, c_norms) = self.lift_centroids(centroids);
+        let (c, c_norms) = self.lift_centroids(centroids)?;
         let step = rows_per_block(k);
         for start in (0..n).step_by(step) {
             let end = (start + step).min(n);
-            let partial = partial_distances(&self.rows(x, start, end), &c, &c_norms);
-            eval_all(&[&partial]);
+            let partial = partial_distances(&self.rows(x, start, end)?, &c, &c_norms)?;
+            eval_all(&[&partial])?;
             let values = partial.as_slice::<f32>();
             for (r, row) in values.chunks_exact(k).enumerate() {
                 let xn = x_sq_norms[start + r];
@@ -318,32 +368,37 @@ impl Kernel<f32> for MlxKernel<'_> {
                 }
             }
         }
+        Ok(())
     }
 
     fn assign_accumulate(
         &self,
-        x: MatRef<'_, f32>,
-        x_sq_norms: &[f32],
-        weights: Option<&[f32]>,
+        points: crate::matrix::Points<'_, f32>,
         centroids: MatRef<'_, f32>,
         labels: &mut [u32],
         distances: &mut [f32],
-    ) -> ClusterSums {
-        let (n, k) = (x.rows(), centroids.rows());
-        let (c, c_norms) = self.lift_centroids(centroids);
+    ) -> Result<ClusterSums> {
+        let (x, n, k) = (points.x, points.rows(), centroids.rows());
+        let (c, c_norms) = self.lift_centroids(centroids)?;
         let mut totals = ClusterSums::zeros(k, x.cols());
         let step = rows_per_block(k);
         for start in (0..n).step_by(step) {
             let end = (start + step).min(n);
-            let block = self.rows(x, start, end);
-            let (best, best_value) = nearest(&partial_distances(&block, &c, &c_norms));
-            let block_weights = weights.map(|w| Array::from_slice(&w[start..end], &[(end - start) as i32]));
-            let (sums, cluster_weights) = cluster_sums(&block, &best, block_weights.as_ref(), k);
-            let sums = fold_sums(sums, x.cols(), self.split);
-            eval_all(&[&best, &best_value, &sums, &cluster_weights]);
-            store_nearest(&best, &best_value, &x_sq_norms[start..end], &mut labels[start..end], &mut distances[start..end]);
+            let block = self.rows(x, start, end)?;
+            let (best, best_value) = nearest(&partial_distances(&block, &c, &c_norms)?)?;
+            let block_weights = points.weights.map(|w| Array::from_slice(&w[start..end], &[(end - start) as i32]));
+            let (sums, cluster_weights) = cluster_sums(&block, &best, block_weights.as_ref(), k)?;
+            let sums = fold_sums(sums, x.cols(), self.split)?;
+            eval_all(&[&best, &best_value, &sums, &cluster_weights])?;
+            store_nearest(
+                &best,
+                &best_value,
+                &points.x_sq_norms[start..end],
+                &mut labels[start..end],
+                &mut distances[start..end],
+            );
             add_block_sums(&mut totals, &sums, &cluster_weights);
         }
-        totals
+        Ok(totals)
     }
 }

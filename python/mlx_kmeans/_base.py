@@ -1,0 +1,176 @@
+"""What `KMeans` and `MiniBatchKMeans` share: parameter checks (one declarative table),
+init handling, the data's way in, predict, transform and score."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from . import _native
+from ._backend import native_backend, prepare
+from ._params import BackendName, Bool, InitSpec, Int, IntOr, Real, Verbosity, check_params
+from ._progress import progress_bar
+from ._sklearn_compat import ESTIMATOR_BASES, HAVE_SKLEARN, ConvergenceWarning, NotFittedError
+from ._validation import (
+    check_array,
+    check_feature_names,
+    check_n_features,
+    check_sample_weight,
+    is_mlx_array,
+    to_mlx,
+)
+
+__all__ = ["_BaseKMeans"]
+
+
+class _BaseKMeans(*ESTIMATOR_BASES):
+    """What KMeans and MiniBatchKMeans share: parameter checks, init handling, predict,
+    transform and score."""
+
+    _default_n_init = 10
+
+    # -- parameters ---------------------------------------------------------------------
+    _constraints: dict = {
+        "n_clusters": Int(1),
+        "init": InitSpec(),
+        "n_init": IntOr(1, ("auto",)),
+        "max_iter": Int(1),
+        "tol": Real(0.0),
+        "verbose": Verbosity(),
+        "spherical": Bool(),
+        "backend": BackendName(),
+    }
+
+    def _check_params(self) -> None:
+        check_params(self._constraints, self.get_params(deep=False))
+
+    def _n_init_for(self, init) -> int:
+        if isinstance(self.n_init, str):  # "auto"
+            return 1 if isinstance(init, str) and init == "k-means++" else self._default_n_init
+        if not isinstance(init, str) and self.n_init != 1:
+            warnings.warn(
+                "Explicit initial center position passed: performing only one init in "
+                f"{type(self).__name__} instead of n_init={self.n_init}.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return 1
+        return int(self.n_init)
+
+    def _resolve_init(self, X: np.ndarray, seed: int):
+        """'k-means++' / 'random' pass through; an array or a callable's output is checked
+        against X and given the data's dtype."""
+        init = self.init
+        if isinstance(init, str):
+            return init
+        if callable(init):
+            init = init(X, self.n_clusters, random_state=np.random.RandomState(seed % 2**32))
+        centers = check_array(init, name="init", owner=type(self).__name__, dtype=X.dtype).astype(X.dtype, copy=False)
+        if centers is init:
+            centers = centers.copy()
+        if centers.shape[0] != self.n_clusters:
+            raise ValueError(
+                f"The shape of the initial centers {centers.shape} does not match the number "
+                f"of clusters {self.n_clusters}."
+            )
+        if centers.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"The shape of the initial centers {centers.shape} does not match the number "
+                f"of features of the data {X.shape[1]}."
+            )
+        return centers
+
+    # -- data ---------------------------------------------------------------------------
+    def _validate_fit_data(self, X, sample_weight):
+        """Checked data, weights and the backend that will run (data in its compute dtype)."""
+        self._mlx_output = is_mlx_array(X)
+        check_feature_names(self, X, reset=True)
+        X = check_array(X, owner=type(self).__name__)
+        check_n_features(self, X, reset=True)
+        if X.shape[0] < self.n_clusters:
+            raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}.")
+        return prepare(X, sample_weight, self.backend)
+
+    def _centers(self) -> np.ndarray:
+        """The fitted centres as NumPy (a view when they are an MLX array)."""
+        return np.asarray(self.cluster_centers_)
+
+    def _centers_for(self, X: np.ndarray) -> np.ndarray:
+        """The centres in X's float type (X is float64 where float32 would overflow)."""
+        return self._centers().astype(X.dtype, copy=False)
+
+    def _native_backend(self):
+        return native_backend(getattr(self, "backend_", "cpu"))
+
+    def _output(self, value, X):
+        """MLX in, MLX out."""
+        return to_mlx(value) if is_mlx_array(X) else value
+
+    def _set_fitted(self, centers, labels):
+        if getattr(self, "_mlx_output", False):
+            centers = to_mlx(centers)
+            labels = None if labels is None else to_mlx(labels)
+        self.cluster_centers_ = centers
+        if labels is not None:
+            self.labels_ = labels
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "cluster_centers_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
+
+    def _validate_test_data(self, X) -> np.ndarray:
+        self._check_fitted()
+        check_feature_names(self, X, reset=False)
+        X = check_array(X, owner=type(self).__name__, dtype=self._centers().dtype)
+        check_n_features(self, X, reset=False)
+        return X
+
+    def _progress(self, total: int | None, unit: str = "it"):
+        """A progress bar for `verbose` (a context manager giving the engine's callback)."""
+        return progress_bar(self.verbose, total, type(self).__name__, unit)
+
+    # -- inference ----------------------------------------------------------------------
+    def predict(self, X):
+        """Index of the nearest cluster centre for each row of X."""
+        data = self._validate_test_data(X)
+        labels, _, _ = _native.assign(data, self._centers_for(data), backend=self._native_backend())
+        return self._output(labels, X)
+
+    def transform(self, X):
+        """Euclidean distance from each row of X to every cluster centre."""
+        data = self._validate_test_data(X)
+        distances = np.sqrt(_native.sq_distances(data, self._centers_for(data), backend=self._native_backend()))
+        return self._output(distances, X)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the (weighted) inertia of X on the fitted centres."""
+        X = self._validate_test_data(X)
+        weights = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        _, _, inertia = _native.assign(X, self._centers_for(X), weights, backend=self._native_backend())
+        return -inertia
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return `labels_`."""
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def _warn_if_fewer_distinct(self) -> None:
+        distinct = len(np.unique(np.asarray(self.labels_)))
+        if distinct < self.n_clusters:
+            warnings.warn(
+                f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
+                f"({self.n_clusters}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    if HAVE_SKLEARN:
+
+        def __sklearn_tags__(self):
+            tags = super().__sklearn_tags__()
+            tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+            tags.input_tags.sparse = False
+            return tags

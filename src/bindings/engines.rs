@@ -1,0 +1,217 @@
+//! Which engine runs: the pure-Rust CPU kernel, the MLX kernel, or a Python callable that
+//! assigns rows to centroids (how the faiss backend plugs into the same loop). Backend
+//! switches are read here, once per call, and handed to the engines as configuration.
+
+use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use super::mlx_share::SharedMlx;
+use super::run::PendingError;
+use crate::error::{Error, Result};
+use crate::kernel::{cpu::CpuKernel, ClusterSums, Kernel};
+use crate::matrix::MatRef;
+use crate::strategy::{Engine, HostEngine};
+use crate::Scalar;
+
+/// Switches of the MLX backend, for measuring and testing; read from the environment once
+/// per call: `MLX_KMEANS_MLX_SPLIT` (`1`/`0`: force the float32-exact GEMM split on or off),
+/// `MLX_KMEANS_MLX_CUDA_KERNELS=0` (MLX's own ops only), `MLX_KMEANS_MLX_SHARE=0` (copy MLX
+/// input instead of sharing it).
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(mlx_kernel), allow(dead_code))]
+pub struct MlxSwitches {
+    pub split: Option<bool>,
+    pub cuda_kernels: bool,
+    pub share: bool,
+}
+
+impl MlxSwitches {
+    fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok();
+        let split = match var("MLX_KMEANS_MLX_SPLIT").as_deref() {
+            Some("1") => Some(true),
+            Some("0") => Some(false),
+            _ => None,
+        };
+        Self {
+            split,
+            cuda_kernels: var("MLX_KMEANS_MLX_CUDA_KERNELS").as_deref() != Some("0"),
+            share: var("MLX_KMEANS_MLX_SHARE").as_deref() != Some("0"),
+        }
+    }
+}
+
+/// The backend argument of the native functions: `"cpu"`, `"mlx"`, or a callable
+/// `assign(x, centroids) -> (squared_distances, labels)` on NumPy arrays.
+pub enum BackendSpec {
+    Cpu,
+    Mlx(MlxSwitches),
+    Callback(Py<PyAny>),
+}
+
+impl BackendSpec {
+    /// `None` is the CPU backend.
+    pub fn from_py(backend: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let Some(backend) = backend.filter(|b| !b.is_none()) else { return Ok(Self::Cpu) };
+        if let Ok(name) = backend.extract::<String>() {
+            return match name.as_str() {
+                "cpu" => Ok(Self::Cpu),
+                "mlx" => Ok(Self::Mlx(MlxSwitches::from_env())),
+                other => Err(PyValueError::new_err(format!("unknown native backend {other:?}"))),
+            };
+        }
+        if backend.is_callable() {
+            return Ok(Self::Callback(backend.clone().unbind()));
+        }
+        Err(PyValueError::new_err("backend must be 'cpu', 'mlx' or a callable"))
+    }
+
+    /// Whether the MLX array behind a NumPy view may be shared with the kernel.
+    pub fn shares_mlx(&self) -> bool {
+        matches!(self, Self::Mlx(switches) if switches.share)
+    }
+}
+
+/// Builds the engine for a float type; `data` is the fit's data matrix (kept resident by
+/// kernels that hold data in device memory), `shared` an MLX array over the same values.
+pub trait EngineFor: Scalar + Element {
+    fn engine<'a>(
+        spec: &'a BackendSpec,
+        data: Option<MatRef<'a, Self>>,
+        shared: Option<SharedMlx>,
+        pending: &'a PendingError,
+    ) -> Result<Box<dyn Engine<Self> + 'a>>;
+}
+
+/// The engines every float type has: the CPU kernel with bounds, a callback without.
+fn host_engine<'a, T: Scalar + Element>(
+    spec: &'a BackendSpec,
+    pending: &'a PendingError,
+) -> Option<Box<dyn Engine<T> + 'a>> {
+    match spec {
+        BackendSpec::Cpu => Some(Box::new(HostEngine::new(CpuKernel, true))),
+        // The callback searches elsewhere: bounds would replace its search with ours.
+        BackendSpec::Callback(callback) => Some(Box::new(HostEngine::new(CallbackKernel { callback, pending }, false))),
+        BackendSpec::Mlx(_) => None,
+    }
+}
+
+impl EngineFor for f64 {
+    fn engine<'a>(
+        spec: &'a BackendSpec,
+        _data: Option<MatRef<'a, f64>>,
+        _shared: Option<SharedMlx>,
+        pending: &'a PendingError,
+    ) -> Result<Box<dyn Engine<f64> + 'a>> {
+        host_engine(spec, pending)
+            .ok_or_else(|| Error::InvalidArgument("the mlx backend computes in float32; pass float32 data".into()))
+    }
+}
+
+impl EngineFor for f32 {
+    fn engine<'a>(
+        spec: &'a BackendSpec,
+        data: Option<MatRef<'a, f32>>,
+        shared: Option<SharedMlx>,
+        pending: &'a PendingError,
+    ) -> Result<Box<dyn Engine<f32> + 'a>> {
+        if let Some(engine) = host_engine(spec, pending) {
+            return Ok(engine);
+        }
+        let BackendSpec::Mlx(switches) = spec else { unreachable!("host_engine covers the other specs") };
+        mlx_engine(*switches, data, shared)
+    }
+}
+
+#[cfg(mlx_kernel)]
+fn mlx_engine<'a>(
+    switches: MlxSwitches,
+    data: Option<MatRef<'a, f32>>,
+    shared: Option<SharedMlx>,
+) -> Result<Box<dyn Engine<f32> + 'a>> {
+    use crate::mlx::{MlxConfig, MlxEngine, MlxKernel};
+    let config = MlxConfig { split: switches.split, cuda_kernels: switches.cuda_kernels };
+    Ok(Box::new(MlxEngine::new(MlxKernel::new(data, shared.map(|s| s.0), config)?)))
+}
+
+#[cfg(not(mlx_kernel))]
+fn mlx_engine<'a>(
+    _: MlxSwitches,
+    _: Option<MatRef<'a, f32>>,
+    _: Option<SharedMlx>,
+) -> Result<Box<dyn Engine<f32> + 'a>> {
+    Err(Error::InvalidArgument("this build of mlx_kmeans has no MLX kernel".into()))
+}
+
+/// Assignment by a Python callable (e.g. a faiss flat L2 search); the other operations run
+/// on the CPU kernel. An exception from the callable is kept in `pending` and ends the fit.
+struct CallbackKernel<'a> {
+    callback: &'a Py<PyAny>,
+    pending: &'a PendingError,
+}
+
+impl<T: Scalar + Element> Kernel<T> for CallbackKernel<'_> {
+    fn name(&self) -> &'static str {
+        "callback"
+    }
+
+    fn assign(
+        &self,
+        x: MatRef<'_, T>,
+        _x_sq_norms: &[T],
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+    ) -> Result<()> {
+        let outcome: PyResult<()> = Python::attach(|py| {
+            let xs = x.as_slice().to_vec().into_pyarray(py).reshape([x.rows(), x.cols()])?;
+            let cs = centroids.as_slice().to_vec().into_pyarray(py).reshape([centroids.rows(), centroids.cols()])?;
+            let result = self.callback.call1(py, (xs, cs))?;
+            let (dist, lab): (PyReadonlyArray1<'_, T>, PyReadonlyArray1<'_, i64>) = result.extract(py)?;
+            if dist.len() != labels.len() || lab.len() != labels.len() {
+                return Err(PyValueError::new_err("assign callback returned arrays of the wrong length"));
+            }
+            for (d, &v) in distances.iter_mut().zip(dist.as_slice()?) {
+                *d = if v > T::zero() { v } else { T::zero() };
+            }
+            let k = centroids.rows() as i64;
+            for (l, &v) in labels.iter_mut().zip(lab.as_slice()?) {
+                if !(0..k).contains(&v) {
+                    return Err(PyValueError::new_err(format!("assign callback returned label {v} outside 0..{k}")));
+                }
+                *l = v as u32;
+            }
+            Ok(())
+        });
+        outcome.map_err(|err| {
+            self.pending.set(err);
+            Error::Callback
+        })
+    }
+
+    fn pairwise(&self, x: MatRef<'_, T>, x_sq_norms: &[T], centroids: MatRef<'_, T>, out: &mut [T]) -> Result<()> {
+        CpuKernel.pairwise(x, x_sq_norms, centroids, out)
+    }
+
+    fn accumulate(&self, x: MatRef<'_, T>, weights: Option<&[T]>, labels: &[u32], k: usize) -> Result<ClusterSums> {
+        CpuKernel.accumulate(x, weights, labels, k)
+    }
+}
+
+/// What the MLX kernel sees here: built in?, runs?, on a GPU?, and a description or the reason.
+#[pyfunction]
+pub fn mlx_info(py: Python<'_>) -> (bool, bool, bool, String) {
+    #[cfg(mlx_kernel)]
+    {
+        match py.detach(crate::mlx::device_description) {
+            Ok((gpu, device)) => (true, true, gpu, device),
+            Err(reason) => (true, false, false, format!("libmlx loaded but failed to run: {reason}")),
+        }
+    }
+    #[cfg(not(mlx_kernel))]
+    {
+        let _ = py;
+        (false, false, false, "this build of mlx_kmeans has no MLX kernel (built CPU-only)".to_string())
+    }
+}

@@ -1,0 +1,126 @@
+use super::*;
+use crate::error::Error;
+use crate::kernel::cpu::CpuKernel;
+use crate::params::Algorithm;
+use crate::strategy::HostEngine;
+use approx::assert_relative_eq;
+use rand::{RngExt, SeedableRng};
+
+const CPU: HostEngine<CpuKernel> = HostEngine { kernel: CpuKernel, bounds: true };
+
+/// `centres.len()` well separated blobs of `per` points each in 2-D.
+fn blobs(centres: &[[f64; 2]], per: usize, seed: u64) -> Vec<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut x = Vec::new();
+    for c in centres {
+        for _ in 0..per {
+            x.push(c[0] + rng.random::<f64>() - 0.5);
+            x.push(c[1] + rng.random::<f64>() - 0.5);
+        }
+    }
+    x
+}
+
+fn params(k: usize) -> KMeansParams {
+    KMeansParams {
+        n_clusters: k,
+        n_init: 1,
+        max_iter: 100,
+        tol: 0.0,
+        seed: 7,
+        spherical: false,
+        algorithm: Algorithm::Bounded,
+    }
+}
+
+#[test]
+fn recovers_blob_means_with_kmeanspp() {
+    let centres = [[0.0, 0.0], [20.0, 0.0], [0.0, 20.0]];
+    let x = blobs(&centres, 50, 1);
+    let xm = MatRef::new(&x, 150, 2).unwrap();
+    let fit = fit(&CPU, xm, None, &params(3), Init::KMeansPlusPlus, &mut |_| true).unwrap();
+    for (b, _) in centres.iter().enumerate() {
+        // Every blob is one cluster, and its centroid is the blob's mean.
+        let label = fit.labels[b * 50];
+        assert!(fit.labels[b * 50..(b + 1) * 50].iter().all(|&l| l == label));
+        for p in 0..2 {
+            let mean: f64 = (b * 50..(b + 1) * 50).map(|i| x[i * 2 + p]).sum::<f64>() / 50.0;
+            assert_relative_eq!(fit.centroids[label as usize * 2 + p], mean, max_relative = 1e-12);
+        }
+    }
+    let recomputed: f64 = fit.distances.iter().sum();
+    assert_relative_eq!(fit.inertia, recomputed, max_relative = 1e-12);
+}
+
+#[test]
+fn empty_cluster_takes_the_farthest_point() {
+    let x = vec![0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 10.0, 10.0];
+    let xm = MatRef::new(&x, 4, 2).unwrap();
+    // The second centroid is far from every row: it starts empty.
+    let init = [0.0, 0.0, 1000.0, 1000.0];
+    let fit = fit(&CPU, xm, None, &params(2), Init::Given(&init), &mut |_| true).unwrap();
+    assert_eq!(fit.labels, vec![0, 0, 0, 1]);
+    assert_relative_eq!(fit.centroids[2], 10.0);
+    assert_relative_eq!(fit.centroids[0], 1.0 / 3.0, max_relative = 1e-12);
+}
+
+#[test]
+fn bit_identical_at_one_and_two_threads() {
+    let centres: Vec<[f64; 2]> = (0..20).map(|i| [i as f64 * 3.0, (i % 4) as f64 * 3.0]).collect();
+    let x = blobs(&centres, 700, 2);
+    let xm = MatRef::new(&x, 14000, 2).unwrap();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| fit(&CPU, xm, None, &params(20), Init::KMeansPlusPlus, &mut |_| true).unwrap())
+    };
+    let (one, two) = (run(1), run(2));
+    assert_eq!(one.labels, two.labels);
+    assert_eq!(one.centroids, two.centroids);
+    assert_eq!(one.inertia.to_bits(), two.inertia.to_bits());
+}
+
+/// Bounds skip searches but change no result: overlapping blobs in 8-D, where labels
+/// keep moving for many iterations, fit with and without them from the same seeds.
+#[test]
+fn bounds_give_the_dense_result() {
+    let (n, d) = (6000, 8);
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let means: Vec<f64> = (0..40 * d).map(|_| rng.random::<f64>() * 6.0).collect();
+    let x: Vec<f64> = (0..n)
+        .flat_map(|i| (0..d).map(move |p| (i, p)).collect::<Vec<_>>())
+        .map(|(i, p)| means[(i % 40) * d + p] + rng.random::<f64>() * 2.0 - 1.0)
+        .collect();
+    let xm = MatRef::new(&x, n, d).unwrap();
+    for seed in 0..3 {
+        let mut p = params(50);
+        p.seed = seed;
+        let pruned = fit(&CPU, xm, None, &p, Init::KMeansPlusPlus, &mut |_| true).unwrap();
+        p.algorithm = Algorithm::Dense;
+        let dense = fit(&CPU, xm, None, &p, Init::KMeansPlusPlus, &mut |_| true).unwrap();
+        assert!(dense.n_iter > 5, "the fit should take several iterations");
+        assert_eq!(pruned.labels, dense.labels);
+        assert_eq!(pruned.n_iter, dense.n_iter);
+        for (a, b) in pruned.centroids.iter().zip(&dense.centroids) {
+            assert_relative_eq!(a, b, max_relative = 1e-12, epsilon = 1e-12);
+        }
+        assert_relative_eq!(pruned.inertia, dense.inertia, max_relative = 1e-12);
+    }
+}
+
+#[test]
+fn monitor_can_stop_the_fit() {
+    let x = blobs(&[[0.0, 0.0], [5.0, 5.0]], 20, 3);
+    let xm = MatRef::new(&x, 40, 2).unwrap();
+    let result = fit(&CPU, xm, None, &params(2), Init::Random, &mut |_| false);
+    assert_eq!(result.unwrap_err(), Error::Interrupted);
+}
+
+#[test]
+fn bad_arguments_are_errors_not_panics() {
+    let x = vec![0.0; 8];
+    let xm = MatRef::new(&x, 4, 2).unwrap();
+    assert!(fit(&CPU, xm, None, &params(5), Init::KMeansPlusPlus, &mut |_| true).is_err());
+    assert!(fit(&CPU, xm, None, &params(2), Init::Given(&[0.0; 3]), &mut |_| true).is_err());
+    assert!(fit(&CPU, xm, Some(&[1.0, -1.0, 1.0, 1.0]), &params(2), Init::Random, &mut |_| true).is_err());
+    assert!(MatRef::new(&x, 3, 2).is_err());
+}

@@ -1,0 +1,257 @@
+//! Lloyd iterations that stay on the MLX device. Each step is one MLX graph: distances,
+//! nearest centroids, per-cluster sums, the centroid update, and four scalars (inertia,
+//! whether labels changed, empty clusters, centre shift), which are all that comes back to
+//! the host. On a CUDA GPU whose memory is managed, every array read on the host costs page
+//! migrations; keeping labels, distances, sums and centroids on the device removes them.
+//! Empty clusters (rare) are repaired on the host by the shared update, then handed back.
+
+use mlx_rs::ops::indexing::IndexOp;
+use mlx_rs::ops::{concatenate, maximum, select, stack};
+use mlx_rs::Array;
+
+use super::cuda::{ClusterMeans, LloydKernels};
+use super::{
+    cluster_sums, eval_all, fold_sums, lift_centroid_array, nearest, partial_distances, rows_per_block, MlxKernel,
+};
+use crate::error::Result;
+use crate::kernel::{assign_in_chunks, ClusterSums, Kernel};
+use crate::matrix::{weighted_sum, MatRef, Points};
+use crate::monitor::KeepGoing;
+use crate::strategy::{Assignment, LloydStep, StepReport};
+use crate::update::{average, relocate_empty_clusters, squared_shift};
+
+/// Labels (`n`, uint32), squared distances (`n`), per-cluster sums (`k × d`) and weights
+/// (`k`), and means (`k × d`) of one pass, on the device.
+type Pass = (Array, Array, Array, Array, Array);
+
+pub(super) struct MlxLloyd<'s, 'a> {
+    kernel: &'s MlxKernel<'a>,
+    /// The data on the host (for the empty-cluster repair and final assignment).
+    points: Points<'s, f32>,
+    /// The data as it is and as the GEMMs take it, its squared row norms (`n`), and sample
+    /// weights (`n`).
+    plain: Array,
+    rows: Array,
+    x_norms: Array,
+    weights: Option<Array>,
+    /// On a CUDA GPU: the custom kernels, and the weights as they take them (ones if none).
+    cuda: Option<(LloydKernels, Array)>,
+    centroids: Array,
+    spherical: bool,
+    /// The last step's labels (`n`, uint32), squared distances (`n`), sums and weights.
+    last: Option<(Array, Array, Array, Array)>,
+}
+
+impl<'s, 'a> MlxLloyd<'s, 'a> {
+    pub(super) fn new(
+        kernel: &'s MlxKernel<'a>,
+        points: Points<'s, f32>,
+        (plain, rows): (Array, Array),
+        centroids: &[f32],
+        spherical: bool,
+    ) -> Result<Self> {
+        let n = plain.shape()[0];
+        let d = plain.shape()[1];
+        let x_norms = plain.square()?.sum_axis(1, false)?;
+        let weights = points.weights.map(|w| Array::from_slice(w, &[n]));
+        let centroids = Array::from_slice(centroids, &[centroids.len() as i32 / d, d]);
+        let cuda = match kernel.cuda_kernels {
+            true => Some((LloydKernels::new(), weights.clone().map_or_else(|| mlx_rs::ops::ones::<f32>(&[n]), Ok)?)),
+            false => None,
+        };
+        Ok(Self { kernel, points, plain, rows, x_norms, weights, cuda, centroids, spherical, last: None })
+    }
+
+    fn k(&self) -> usize {
+        self.centroids.shape()[0] as usize
+    }
+
+    /// Labels, squared distances, and per-cluster sums, weights and means, by the custom
+    /// CUDA kernels: distances by blocks of rows, then the sums over all rows at once.
+    fn cuda_pass(&self, kernels: &LloydKernels, weights: &Array, c: &Array, c_norms: &Array) -> Result<Pass> {
+        let (labels, distances) = self.cuda_nearest(kernels, c, c_norms)?;
+        let ClusterMeans { sums, weights, means } = kernels.cluster_means(&self.plain, weights, &labels, self.k())?;
+        Ok((labels, distances, sums, weights, means))
+    }
+
+    /// Every row's nearest centroid and exact squared distance, by blocks of rows.
+    fn cuda_nearest(&self, kernels: &LloydKernels, c: &Array, c_norms: &Array) -> Result<(Array, Array)> {
+        let n = self.x_norms.shape()[0] as usize;
+        let step = rows_per_block(self.k());
+        let tolerance = MlxKernel::gemm_error_bound(self.kernel.split, self.plain.shape()[1] as usize);
+        let (mut labels, mut distances) = (Vec::new(), Vec::new());
+        for start in (0..n).step_by(step) {
+            let end = (start + step).min(n);
+            let (block, block_norms) = self.block(start, end);
+            let plain = rows_of(&self.plain, start, end);
+            let partial = partial_distances(&block, c, c_norms)?;
+            let (best, dist) = kernels.nearest(&partial, &block_norms, &plain, &self.centroids, c_norms, tolerance)?;
+            labels.push(best);
+            distances.push(dist);
+        }
+        Ok((join(labels)?, join(distances)?))
+    }
+
+    /// The same with MLX ops only: one-hot GEMMs for the sums, block by block.
+    fn ops_pass(&self, c: &Array, c_norms: &Array) -> Result<Pass> {
+        let (k, d) = (self.k(), self.centroids.shape()[1] as usize);
+        let n = self.x_norms.shape()[0] as usize;
+        let step = rows_per_block(k);
+        let (mut labels, mut distances, mut sums, mut totals) = (Vec::new(), Vec::new(), None::<Array>, None::<Array>);
+        for start in (0..n).step_by(step) {
+            let end = (start + step).min(n);
+            let (block, block_norms) = self.block(start, end);
+            let block_weights = self.weights.as_ref().map(|w| rows_of(w, start, end));
+            let (best, best_value) = nearest(&partial_distances(&block, c, c_norms)?)?;
+            let dist = maximum(best_value.reshape(&[-1])?.add(&block_norms)?, Array::from_f32(0.0))?;
+            let (s, w) = cluster_sums(&block, &best, block_weights.as_ref(), k)?;
+            let s = fold_sums(s, d, self.kernel.split)?;
+            sums = Some(match sums {
+                Some(total) => total.add(&s)?,
+                None => s,
+            });
+            totals = Some(match totals {
+                Some(total) => total.add(&w)?,
+                None => w,
+            });
+            labels.push(best.reshape(&[-1])?);
+            distances.push(dist);
+        }
+        let (sums, weights) = (sums.expect("n >= 1 rows"), totals.expect("n >= 1 rows"));
+        let column = weights.reshape(&[k as i32, 1])?;
+        let means = sums.divide(&maximum(&column, Array::from_f32(f32::MIN_POSITIVE))?)?;
+        Ok((join(labels)?, join(distances)?, sums, weights, means))
+    }
+
+    /// Rows `start..end` as the GEMMs take them, and their squared norms.
+    fn block(&self, start: usize, end: usize) -> (Array, Array) {
+        (rows_of(&self.rows, start, end), rows_of(&self.x_norms, start, end))
+    }
+
+    /// One pass and the update on the device: the step's scalars, and the number of empty
+    /// clusters (then the centroids are left where they were).
+    fn device_step(&mut self) -> Result<(StepReport, usize)> {
+        let k = self.k();
+        let (c, c_norms) = lift_centroid_array(self.centroids.clone(), k, self.kernel.split)?;
+        let (labels, distances, sums, weights, means) = match &self.cuda {
+            Some((kernels, weights)) => self.cuda_pass(kernels, weights, &c, &c_norms)?,
+            None => self.ops_pass(&c, &c_norms)?,
+        };
+        let weighted = match &self.weights {
+            Some(w) => distances.multiply(w)?,
+            None => distances.clone(),
+        };
+        let inertia = weighted.sum(false)?;
+        let changed = match &self.last {
+            Some((previous, ..)) => previous.ne(&labels)?.any(false)?.as_type::<f32>()?,
+            None => Array::from_f32(1.0),
+        };
+        let occupied = weights.gt(Array::from_f32(0.0))?;
+        let empty = occupied.logical_not()?.as_type::<f32>()?.sum(false)?;
+        let mut updated = select(&occupied.reshape(&[k as i32, 1])?, &means, &self.centroids)?;
+        if self.spherical {
+            let norms = updated.square()?.sum_axis(1, true)?.sqrt()?;
+            let scaled = updated.divide(&maximum(&norms, Array::from_f32(f32::MIN_POSITIVE))?)?;
+            updated = select(&norms.gt(Array::from_f32(0.0))?, &scaled, &updated)?;
+        }
+        let shift = updated.subtract(&self.centroids)?.square()?.sum(false)?;
+        let scalars = stack(&[&inertia, &changed, &empty, &shift], 0)?;
+        eval_all(&[&scalars, &updated, &labels, &distances, &sums, &weights])?;
+        let values = scalars.as_slice::<f32>().to_vec();
+        let empty_clusters = values[2] as usize;
+        if empty_clusters == 0 {
+            self.centroids = updated;
+        }
+        self.last = Some((labels, distances, sums, weights));
+        let report =
+            StepReport { inertia: values[0] as f64, center_shift: values[3] as f64, labels_changed: values[1] != 0.0 };
+        Ok((report, empty_clusters))
+    }
+
+    /// The last step's per-cluster sums on the host.
+    fn last_sums(&self) -> ClusterSums {
+        let (_, _, sums, weights) = self.last.as_ref().expect("a step ran");
+        ClusterSums {
+            sums: sums.as_slice::<f32>().iter().map(|&v| v as f64).collect(),
+            weights: weights.as_slice::<f32>().iter().map(|&v| v as f64).collect(),
+        }
+    }
+
+    /// The last step's labels and squared distances on the host.
+    fn last_assignment(&self, labels: &mut [u32], distances: &mut [f32]) {
+        let (l, dist, ..) = self.last.as_ref().expect("a step ran");
+        labels.copy_from_slice(l.as_slice::<u32>());
+        distances.copy_from_slice(dist.as_slice::<f32>());
+    }
+
+    fn host_centroids(&self) -> Result<Vec<f32>> {
+        eval_all(&[&self.centroids])?;
+        Ok(self.centroids.as_slice::<f32>().to_vec())
+    }
+}
+
+/// Rows `start..end` of `a` (along its first axis): `a` itself when that is all of it.
+fn rows_of(a: &Array, start: usize, end: usize) -> Array {
+    if start == 0 && end == a.shape()[0] as usize {
+        return a.clone();
+    }
+    let range = start as i32..end as i32;
+    if a.ndim() == 2 {
+        a.index((range, ..))
+    } else {
+        a.index(range)
+    }
+}
+
+/// One array from per-block pieces along the first axis.
+fn join(mut pieces: Vec<Array>) -> Result<Array> {
+    if pieces.len() == 1 {
+        return Ok(pieces.pop().expect("one piece"));
+    }
+    Ok(concatenate(&pieces, 0)?)
+}
+
+impl LloydStep<f32> for MlxLloyd<'_, '_> {
+    fn step(&mut self, _keep_going: KeepGoing<'_>) -> Result<StepReport> {
+        let (report, empty_clusters) = self.device_step()?;
+        if empty_clusters == 0 {
+            return Ok(report);
+        }
+        // Rare: repair on the host with the shared update, and continue from there.
+        let n = self.points.rows();
+        let d = self.points.cols();
+        let (mut sums, current) = (self.last_sums(), self.host_centroids()?);
+        let (mut labels, mut distances) = (vec![0u32; n], vec![0f32; n]);
+        self.last_assignment(&mut labels, &mut distances);
+        relocate_empty_clusters(self.points.x, self.points.weights, &labels, &current, &mut sums);
+        let updated = average(&sums, &current, d, self.spherical);
+        self.centroids = Array::from_slice(&updated, self.centroids.shape());
+        Ok(StepReport { center_shift: squared_shift(&updated, &current), ..report })
+    }
+
+    fn finish(self: Box<Self>, labels_current: bool, keep_going: KeepGoing<'_>) -> Result<Assignment<f32>> {
+        let (n, d) = (self.points.rows(), self.points.cols());
+        let centroids = self.host_centroids()?;
+        let (mut labels, mut distances) = (vec![0u32; n], vec![0f32; n]);
+        if let Some((kernels, _)) = &self.cuda {
+            // Exact labels and distances (by differences) on the device.
+            let (c, c_norms) = lift_centroid_array(self.centroids.clone(), self.k(), self.kernel.split)?;
+            let (l, dist) = self.cuda_nearest(kernels, &c, &c_norms)?;
+            eval_all(&[&l, &dist])?;
+            labels.copy_from_slice(l.as_slice::<u32>());
+            distances.copy_from_slice(dist.as_slice::<f32>());
+            let inertia = weighted_sum(&distances, self.points.weights);
+            return Ok(Assignment { centroids, labels, distances, inertia });
+        }
+        let current = MatRef::new(&centroids, centroids.len() / d, d)?;
+        if labels_current {
+            self.last_assignment(&mut labels, &mut distances);
+        } else {
+            let (x, norms) = (self.points.x, self.points.x_sq_norms);
+            assign_in_chunks(self.kernel, x, norms, current, &mut labels, &mut distances, keep_going)?;
+        }
+        let (distances, inertia) =
+            self.kernel.labelled_sq_distances(self.points.x, self.points.weights, current, &labels)?;
+        Ok(Assignment { centroids, labels, distances, inertia })
+    }
+}

@@ -1,0 +1,80 @@
+//! What a fit reports while it runs, and how the caller stops it: the monitor is asked
+//! between iterations and between chunks of rows inside one pass over the data.
+
+use crate::error::{Error, Result};
+
+/// Which phase of a fit a [`Progress`] report comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Choosing initial centroids (k-means++ steps).
+    Init,
+    /// A Lloyd iteration or a mini-batch step.
+    Iteration,
+    /// Between chunks of rows inside one pass over the data (a chance to stop, nothing to report).
+    Block,
+}
+
+/// What the loop reports during a fit; the monitor returns `false` to stop it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    pub stage: Stage,
+    /// 1-based iteration (or k-means++ step) number within the current run.
+    pub iteration: usize,
+    /// Which of the `n_init` runs this is (0-based).
+    pub run: usize,
+    /// Weighted inertia of the assignment made in this iteration (before the update).
+    pub inertia: f64,
+    /// Sum over centroids of the squared distance each one moved.
+    pub center_shift: f64,
+}
+
+impl Progress {
+    /// A report between chunks of rows: only a chance to stop.
+    pub fn block(iteration: usize, run: usize) -> Self {
+        Self { stage: Stage::Block, iteration, run, inertia: f64::NAN, center_shift: f64::NAN }
+    }
+}
+
+/// A callback between iterations: progress display, Ctrl-C checks. `false` stops the fit.
+pub type Monitor<'a> = &'a mut dyn FnMut(&Progress) -> bool;
+
+/// Asked between chunks of one pass: `false` stops it.
+pub type KeepGoing<'a> = &'a mut dyn FnMut() -> bool;
+
+/// Asks `monitor` about `progress`: `Err(Interrupted)` when it says stop.
+pub fn report(monitor: Monitor<'_>, progress: Progress) -> Result<()> {
+    if monitor(&progress) {
+        Ok(())
+    } else {
+        Err(Error::Interrupted)
+    }
+}
+
+/// Distance work (2·rows·k·d flops) between two interrupt checks within one pass over the
+/// data: a fraction of a second on one core, so Ctrl-C is answered quickly on any size.
+const FLOPS_PER_CHECK: usize = 1 << 33;
+
+/// Rows per kernel call when a pass is split for interrupt checks (fixed by the shapes, never
+/// by the thread count, so results stay reproducible).
+pub fn rows_per_check(k: usize, d: usize) -> usize {
+    (FLOPS_PER_CHECK / (2 * k * d).max(1)).max(4096)
+}
+
+/// The one interruptible chunk loop: calls `work(start, end)` on consecutive runs of `step`
+/// rows of `0..n`, asking `keep_going` between them.
+pub fn for_each_chunk(
+    n: usize,
+    step: usize,
+    keep_going: KeepGoing<'_>,
+    mut work: impl FnMut(usize, usize) -> Result<()>,
+) -> Result<()> {
+    let step = step.max(1);
+    for start in (0..n).step_by(step) {
+        let end = (start + step).min(n);
+        work(start, end)?;
+        if end < n && !keep_going() {
+            return Err(Error::Interrupted);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! Lloyd steps on the host: the state (centroids, labels, distances) in host memory, each
+//! iteration one pass of the kernel over the rows and the update on the host. How a pass
+//! searches is a [`HostPass`]: every row against every centroid ([`DensePass`]), or only
+//! the rows that bounds cannot settle (`super::bounds::BoundedPass`).
+
+use super::{Assignment, LloydStep, StepReport};
+use crate::error::Result;
+use crate::kernel::{assign_accumulate_in_chunks, assign_in_chunks, ClusterSums, Kernel};
+use crate::matrix::{weighted_sum, MatRef, Points};
+use crate::monitor::KeepGoing;
+use crate::scalar::Scalar;
+use crate::update::{average, relocate_empty_clusters, squared_shift};
+
+/// How one host pass finds every row's nearest centroid.
+pub trait HostPass<T: Scalar> {
+    /// Labels and squared distances of every row for `centroids`, and the per-cluster sums.
+    fn assign_sum(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<ClusterSums>;
+
+    /// Labels and squared distances only (the final assignment).
+    fn assign(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<()>;
+
+    /// The centroids moved from `old` to `new` (`k × d` each) after a pass gave `labels`.
+    fn moved(&mut self, _old: &[T], _new: &[T], _d: usize, _labels: &[u32]) {}
+}
+
+/// Every row searches every centroid.
+pub struct DensePass;
+
+impl<T: Scalar> HostPass<T> for DensePass {
+    fn assign_sum(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<ClusterSums> {
+        assign_accumulate_in_chunks(kernel, points, centroids, labels, distances, keep_going)
+    }
+
+    fn assign(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<()> {
+        assign_in_chunks(kernel, points.x, points.x_sq_norms, centroids, labels, distances, keep_going)
+    }
+}
+
+/// Lloyd state in host memory, stepped by a kernel through a [`HostPass`].
+pub struct HostLloyd<'s, T, P> {
+    kernel: &'s dyn Kernel<T>,
+    points: Points<'s, T>,
+    centroids: Vec<T>,
+    labels: Vec<u32>,
+    labels_old: Vec<u32>,
+    distances: Vec<T>,
+    spherical: bool,
+    pass: P,
+}
+
+impl<'s, T: Scalar, P: HostPass<T>> HostLloyd<'s, T, P> {
+    pub fn new(kernel: &'s dyn Kernel<T>, points: Points<'s, T>, centroids: Vec<T>, spherical: bool, pass: P) -> Self {
+        let n = points.rows();
+        Self {
+            kernel,
+            points,
+            centroids,
+            labels: vec![0; n],
+            labels_old: vec![u32::MAX; n],
+            distances: vec![T::zero(); n],
+            spherical,
+            pass,
+        }
+    }
+}
+
+impl<T: Scalar, P: HostPass<T>> LloydStep<T> for HostLloyd<'_, T, P> {
+    fn step(&mut self, keep_going: KeepGoing<'_>) -> Result<StepReport> {
+        let (x, d) = (self.points.x, self.points.cols());
+        let current = MatRef::new(&self.centroids, self.centroids.len() / d, d)?;
+        let mut sums = self.pass.assign_sum(
+            self.kernel,
+            self.points,
+            current,
+            &mut self.labels,
+            &mut self.distances,
+            keep_going,
+        )?;
+        relocate_empty_clusters(x, self.points.weights, &self.labels, &self.centroids, &mut sums);
+        let updated = average(&sums, &self.centroids, d, self.spherical);
+        let center_shift = squared_shift(&updated, &self.centroids);
+        self.pass.moved(&self.centroids, &updated, d, &self.labels);
+        self.centroids = updated;
+        let labels_changed = self.labels != self.labels_old;
+        self.labels_old.copy_from_slice(&self.labels);
+        Ok(StepReport { inertia: weighted_sum(&self.distances, self.points.weights), center_shift, labels_changed })
+    }
+
+    fn finish(mut self: Box<Self>, labels_current: bool, keep_going: KeepGoing<'_>) -> Result<Assignment<T>> {
+        let d = self.points.cols();
+        let centroids = MatRef::new(&self.centroids, self.centroids.len() / d, d)?;
+        if !labels_current {
+            // One more assignment so the labels match the returned centroids.
+            self.pass.assign(self.kernel, self.points, centroids, &mut self.labels, &mut self.distances, keep_going)?;
+        }
+        let (distances, inertia) =
+            self.kernel.labelled_sq_distances(self.points.x, self.points.weights, centroids, &self.labels)?;
+        Ok(Assignment { centroids: self.centroids, labels: self.labels, distances, inertia })
+    }
+}

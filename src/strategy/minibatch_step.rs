@@ -1,0 +1,159 @@
+//! The mini-batch step on the host, and the state it updates (scikit-learn's algorithm:
+//! per-centre counts as learning rates, random reassignment of starved centres).
+
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::Result;
+use crate::kernel::Kernel;
+use crate::matrix::{normalize_rows, weighted_sum, MatRef, Points};
+use crate::sampling::weighted_sample_without_replacement;
+use crate::scalar::Scalar;
+
+/// What persists between steps (and between `partial_fit` calls).
+#[derive(Debug, Clone)]
+pub struct MiniBatchState<T> {
+    /// `k × d`, row-major.
+    pub centroids: Vec<T>,
+    /// Total weight each centre has absorbed so far (its inverse is the learning rate).
+    pub counts: Vec<f64>,
+    /// Rows seen since centres were last considered for reassignment.
+    pub n_since_last_reassign: usize,
+}
+
+impl<T: Scalar> MiniBatchState<T> {
+    pub fn new(centroids: Vec<T>, k: usize) -> Self {
+        Self { centroids, counts: vec![0.0; k], n_since_last_reassign: 0 }
+    }
+
+    /// Whether this step may reassign starved centres: when some centre has never been
+    /// hit, or after `10 × k` rows since the last time.
+    pub fn take_reassign_turn(&mut self, batch_size: usize) -> bool {
+        self.n_since_last_reassign += batch_size;
+        if self.counts.contains(&0.0) || self.n_since_last_reassign >= 10 * self.counts.len() {
+            self.n_since_last_reassign = 0;
+            return true;
+        }
+        false
+    }
+}
+
+/// One mini-batch step on the host: assign the batch, move each hit centre towards the mean
+/// of its rows with learning rate `weight / count`, then (on a reassignment turn) move
+/// starved centres onto random rows of the batch. Returns the batch's weighted inertia.
+pub fn host_minibatch_step<T: Scalar>(
+    kernel: &dyn Kernel<T>,
+    batch: Points<'_, T>,
+    state: &mut MiniBatchState<T>,
+    rng: &mut ChaCha8Rng,
+    random_reassign: bool,
+    reassignment_ratio: f64,
+    spherical: bool,
+) -> Result<f64> {
+    let (m, d) = (batch.rows(), batch.cols());
+    let k = state.counts.len();
+    let mut labels = vec![0u32; m];
+    let mut distances = vec![T::zero(); m];
+    let centroids = MatRef::new(&state.centroids, k, d)?;
+    let sums = kernel.assign_accumulate(batch, centroids, &mut labels, &mut distances)?;
+    let inertia = weighted_sum(&distances, batch.weights);
+    for j in 0..k {
+        let w = sums.weights[j];
+        if w > 0.0 {
+            let count = state.counts[j];
+            let total = count + w;
+            for (c, &s) in state.centroids[j * d..(j + 1) * d].iter_mut().zip(&sums.sums[j * d..(j + 1) * d]) {
+                *c = T::of_f64((c.as_f64() * count + s) / total);
+            }
+            state.counts[j] = total;
+        }
+    }
+    if random_reassign && reassignment_ratio > 0.0 {
+        reassign_starved(batch.x, state, rng, reassignment_ratio)?;
+    }
+    if spherical {
+        normalize_rows(&mut state.centroids, d);
+    }
+    Ok(inertia)
+}
+
+fn reassign_starved<T: Scalar>(
+    xb: MatRef<'_, T>,
+    state: &mut MiniBatchState<T>,
+    rng: &mut ChaCha8Rng,
+    reassignment_ratio: f64,
+) -> Result<()> {
+    let (m, d) = (xb.rows(), xb.cols());
+    let k = state.counts.len();
+    let max_count = state.counts.iter().cloned().fold(f64::MIN, f64::max);
+    let mut to_reassign: Vec<bool> = state.counts.iter().map(|&c| c < reassignment_ratio * max_count).collect();
+    // At most half a batch of centres move at once; the least-hit ones go first.
+    let limit = m / 2;
+    if to_reassign.iter().filter(|&&r| r).count() > limit {
+        let mut by_count: Vec<usize> = (0..k).collect();
+        by_count.sort_by(|&a, &b| state.counts[a].total_cmp(&state.counts[b]));
+        for &j in &by_count[limit..] {
+            to_reassign[j] = false;
+        }
+    }
+    let chosen: Vec<usize> = (0..k).filter(|&j| to_reassign[j]).collect();
+    if chosen.is_empty() {
+        return Ok(());
+    }
+    let rows = weighted_sample_without_replacement::<T>(m, None, chosen.len(), rng)?;
+    for (&j, &i) in chosen.iter().zip(&rows) {
+        state.centroids[j * d..(j + 1) * d].copy_from_slice(xb.row(i));
+    }
+    log::debug!("reassigned {} starved cluster centre(s)", chosen.len());
+    // Reset their counts, but not so low that they are reassigned again at once.
+    let floor = (0..k).filter(|&j| !to_reassign[j]).map(|j| state.counts[j]).fold(f64::INFINITY, f64::min);
+    if floor.is_finite() {
+        for &j in &chosen {
+            state.counts[j] = floor;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::cpu::CpuKernel;
+    use approx::assert_relative_eq;
+    use rand::SeedableRng;
+
+    #[test]
+    fn step_moves_centres_by_count_weighted_means() {
+        // Centre 0 has absorbed weight 2 at (0,0); two new rows at (3,0) and (3,3) join it.
+        let mut state = MiniBatchState {
+            centroids: vec![0.0, 0.0, 100.0, 100.0],
+            counts: vec![2.0, 1.0],
+            n_since_last_reassign: 0,
+        };
+        let xb = vec![3.0, 0.0, 3.0, 3.0];
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let batch = MatRef::new(&xb, 2, 2).unwrap();
+        let norms = crate::matrix::row_sq_norms(batch);
+        let points = Points { x: batch, x_sq_norms: &norms, weights: None };
+        let inertia = host_minibatch_step(&CpuKernel, points, &mut state, &mut rng, false, 0.0, false).unwrap();
+        assert_relative_eq!(inertia, 9.0 + 18.0, max_relative = 1e-12);
+        assert_relative_eq!(state.centroids[0], (0.0 * 2.0 + 6.0) / 4.0);
+        assert_relative_eq!(state.centroids[1], 3.0 / 4.0);
+        assert_eq!(state.counts, vec![4.0, 1.0]);
+        assert_eq!(&state.centroids[2..], &[100.0, 100.0]);
+    }
+
+    #[test]
+    fn starved_centres_are_reassigned() {
+        let mut state = MiniBatchState {
+            centroids: vec![0.0, 50.0, 99.0],
+            counts: vec![100.0, 0.0, 0.5],
+            n_since_last_reassign: 0,
+        };
+        let xb = vec![1.0, 2.0, 3.0, 4.0];
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        reassign_starved(MatRef::new(&xb, 4, 1).unwrap(), &mut state, &mut rng, 0.01).unwrap();
+        assert!(xb.contains(&state.centroids[1]) && xb.contains(&state.centroids[2]));
+        assert_eq!(state.counts, vec![100.0, 100.0, 100.0]);
+        assert_eq!(state.centroids[0], 0.0);
+    }
+}

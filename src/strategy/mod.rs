@@ -1,0 +1,142 @@
+//! Where the steps of a fit run. A backend is an [`Engine`]: its [`Kernel`] of primitives,
+//! and the strategies it offers for each kind of step, chosen once per fit:
+//! - a Lloyd iteration ([`LloydStep`]): dense host passes and bounded host passes
+//!   ([`HostEngine`]), or steps resident on a device (the MLX kernel's);
+//! - k-means++ candidate evaluation ([`Engine::candidate_potentials`]);
+//! - a mini-batch step ([`Engine::minibatch_step`]).
+//!
+//! The loops (`crate::lloyd`, `crate::init`, `crate::minibatch`) are written once against
+//! these; a new backend or trick is a new strategy, never a new branch inside a loop.
+
+mod bounds;
+mod host;
+mod minibatch_step;
+mod seeding;
+
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::Result;
+use crate::kernel::Kernel;
+use crate::matrix::{MatRef, Points};
+use crate::monitor::KeepGoing;
+use crate::params::{Algorithm, KMeansParams};
+use crate::scalar::Scalar;
+
+pub use host::{DensePass, HostLloyd, HostPass};
+pub use minibatch_step::{host_minibatch_step, MiniBatchState};
+pub use seeding::{potentials_after_pairwise, potentials_by_chunk};
+
+/// What one Lloyd iteration reports to the loop.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// Weighted inertia of the assignment made in this iteration (before the update).
+    pub inertia: f64,
+    /// Sum over centroids of the squared distance each one moved.
+    pub center_shift: f64,
+    /// Whether any label differs from the previous iteration's (true on the first).
+    pub labels_changed: bool,
+}
+
+/// Centroids with the labels and exact squared distances that belong to them.
+#[derive(Debug, Clone)]
+pub struct Assignment<T> {
+    /// `k × d`, row-major.
+    pub centroids: Vec<T>,
+    pub labels: Vec<u32>,
+    pub distances: Vec<T>,
+    /// Weighted sum of `distances`, in f64.
+    pub inertia: f64,
+}
+
+/// Lloyd iterations over one fit's data, from given centroids: the state lives wherever the
+/// strategy keeps it (host memory, a device).
+pub trait LloydStep<T> {
+    /// One iteration: assigns every row to its nearest centroid, then moves each centroid to
+    /// the weighted mean of its rows (empty clusters repaired, normalised when spherical).
+    fn step(&mut self, keep_going: KeepGoing<'_>) -> Result<StepReport>;
+
+    /// The current centroids, the labels of their nearest rows and exact squared distances.
+    /// `labels_current`: the last step's labels already belong to the current centroids
+    /// (strict convergence), so no assignment is needed beyond what the strategy prefers.
+    fn finish(self: Box<Self>, labels_current: bool, keep_going: KeepGoing<'_>) -> Result<Assignment<T>>;
+}
+
+/// A backend: its kernel and the strategies by which fits run their steps on it.
+pub trait Engine<T: Scalar>: Sync {
+    fn kernel(&self) -> &dyn Kernel<T>;
+
+    /// The Lloyd strategy for a fit of `points` from `centroids`.
+    fn lloyd<'s>(
+        &'s self,
+        points: Points<'s, T>,
+        centroids: Vec<T>,
+        params: &KMeansParams,
+    ) -> Result<Box<dyn LloydStep<T> + 's>>;
+
+    /// k-means++ candidate evaluation: each row's squared distance to each candidate
+    /// (`n × candidates`, into `distances`) and, per candidate, the weighted potential were it
+    /// added, `Σ_i w_i · min(closest_i, distance_ij)`, summed over fixed chunks of rows then in
+    /// chunk order (so the sums never depend on the thread count). The default sums each
+    /// chunk's distances while they are still in cache: right where kernel calls are cheap.
+    fn candidate_potentials(
+        &self,
+        points: Points<'_, T>,
+        row_weights: &[f64],
+        closest: &[T],
+        candidates: MatRef<'_, T>,
+        distances: &mut [T],
+    ) -> Result<Vec<f64>> {
+        potentials_by_chunk(self.kernel(), points, row_weights, closest, candidates, distances)
+    }
+
+    /// One mini-batch step on `batch` (see [`host_minibatch_step`]); returns the batch's
+    /// weighted inertia.
+    fn minibatch_step(
+        &self,
+        batch: Points<'_, T>,
+        state: &mut MiniBatchState<T>,
+        rng: &mut ChaCha8Rng,
+        random_reassign: bool,
+        reassignment_ratio: f64,
+        spherical: bool,
+    ) -> Result<f64> {
+        host_minibatch_step(self.kernel(), batch, state, rng, random_reassign, reassignment_ratio, spherical)
+    }
+}
+
+/// A kernel that computes on the host: Lloyd steps run as host passes, bounded ones where
+/// the kernel's own search is what the bounds save (`bounds`) and the parameters ask for it.
+pub struct HostEngine<K> {
+    pub kernel: K,
+    /// Whether bounds may replace this kernel's search (false where the search runs
+    /// elsewhere, e.g. in a library called back for assignments only).
+    pub bounds: bool,
+}
+
+impl<K> HostEngine<K> {
+    pub fn new(kernel: K, bounds: bool) -> Self {
+        Self { kernel, bounds }
+    }
+}
+
+impl<T: Scalar, K: Kernel<T>> Engine<T> for HostEngine<K> {
+    fn kernel(&self) -> &dyn Kernel<T> {
+        &self.kernel
+    }
+
+    fn lloyd<'s>(
+        &'s self,
+        points: Points<'s, T>,
+        centroids: Vec<T>,
+        params: &KMeansParams,
+    ) -> Result<Box<dyn LloydStep<T> + 's>> {
+        let (n, k) = (points.rows(), centroids.len() / points.cols());
+        // Bounds pay off once there are several centroids and rows to spare per centroid.
+        let bounded = self.bounds && params.algorithm == Algorithm::Bounded && k > 1 && n >= 4 * k;
+        Ok(if bounded {
+            Box::new(HostLloyd::new(&self.kernel, points, centroids, params.spherical, bounds::BoundedPass::new(n)))
+        } else {
+            Box::new(HostLloyd::new(&self.kernel, points, centroids, params.spherical, host::DensePass))
+        })
+    }
+}

@@ -1,0 +1,83 @@
+//! k-means++ candidate evaluation, the two ways an engine may run it: chunk by chunk on the
+//! host (distances summed while in cache) or all distances in one kernel call (a device).
+//! Both give the same sums in the same order.
+
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::kernel::Kernel;
+use crate::matrix::{MatRef, Points};
+use crate::scalar::Scalar;
+
+/// Rows per task when summing candidate potentials: small enough to balance the threads on
+/// modest data, fixed so the summation order never depends on the thread count.
+const POTENTIAL_CHUNK: usize = 1024;
+
+/// The potentials of one fixed chunk of rows (starting at row `c · POTENTIAL_CHUNK`) from
+/// its candidate distances `block` (rows × candidates).
+fn chunk_potentials<T: Scalar>(c: usize, block: &[T], n_trials: usize, row_weights: &[f64], closest: &[T]) -> Vec<f64> {
+    let mut pots = vec![0.0f64; n_trials];
+    for (r, row) in block.chunks_exact(n_trials).enumerate() {
+        let i = c * POTENTIAL_CHUNK + r;
+        let current = closest[i];
+        for (pot, &dist) in pots.iter_mut().zip(row) {
+            *pot += dist.min(current).as_f64() * row_weights[i];
+        }
+    }
+    pots
+}
+
+/// Per-chunk potentials added in chunk order.
+fn total_potentials(chunks: Vec<Vec<f64>>, n_trials: usize) -> Vec<f64> {
+    let mut pots = vec![0.0f64; n_trials];
+    for chunk in &chunks {
+        for (p, v) in pots.iter_mut().zip(chunk) {
+            *p += v;
+        }
+    }
+    pots
+}
+
+/// Candidate evaluation on the host (see `super::Engine::candidate_potentials`): each chunk's
+/// distances are computed, then summed while still in cache.
+pub fn potentials_by_chunk<T: Scalar>(
+    kernel: &dyn Kernel<T>,
+    points: Points<'_, T>,
+    row_weights: &[f64],
+    closest: &[T],
+    candidates: MatRef<'_, T>,
+    distances: &mut [T],
+) -> Result<Vec<f64>> {
+    let n_trials = candidates.rows();
+    let chunks: Result<Vec<Vec<f64>>> = distances
+        .par_chunks_mut(POTENTIAL_CHUNK * n_trials)
+        .enumerate()
+        .map(|(c, block)| {
+            let start = c * POTENTIAL_CHUNK;
+            let end = start + block.len() / n_trials;
+            kernel.pairwise(points.x.slice_rows(start, end), &points.x_sq_norms[start..end], candidates, block)?;
+            Ok(chunk_potentials(c, block, n_trials, row_weights, closest))
+        })
+        .collect();
+    Ok(total_potentials(chunks?, n_trials))
+}
+
+/// Candidate evaluation for a device: all distances in one kernel call, then the same sums
+/// in the same order as [`potentials_by_chunk`].
+pub fn potentials_after_pairwise<T: Scalar>(
+    kernel: &dyn Kernel<T>,
+    points: Points<'_, T>,
+    row_weights: &[f64],
+    closest: &[T],
+    candidates: MatRef<'_, T>,
+    distances: &mut [T],
+) -> Result<Vec<f64>> {
+    let n_trials = candidates.rows();
+    kernel.pairwise(points.x, points.x_sq_norms, candidates, distances)?;
+    let chunks = distances
+        .par_chunks(POTENTIAL_CHUNK * n_trials)
+        .enumerate()
+        .map(|(c, block)| chunk_potentials(c, block, n_trials, row_weights, closest))
+        .collect();
+    Ok(total_potentials(chunks, n_trials))
+}

@@ -1,0 +1,92 @@
+//! The centroid update every strategy shares: means of the clusters' rows, with empty
+//! clusters repaired first, and how far the centroids moved.
+
+use rayon::prelude::*;
+
+use crate::kernel::ClusterSums;
+use crate::matrix::{exact_sq_distance, normalize_rows, MatRef};
+use crate::scalar::Scalar;
+
+/// Sum over centroids of the squared distance each one moved.
+pub fn squared_shift<T: Scalar>(updated: &[T], previous: &[T]) -> f64 {
+    updated.iter().zip(previous).map(|(&a, &b)| (a.as_f64() - b.as_f64()).powi(2)).sum()
+}
+
+/// Divides each cluster's sum by its weight; a cluster with no weight keeps its centroid.
+pub fn average<T: Scalar>(sums: &ClusterSums, previous: &[T], d: usize, spherical: bool) -> Vec<T> {
+    let mut out = previous.to_vec();
+    for (j, &w) in sums.weights.iter().enumerate() {
+        if w > 0.0 {
+            for (o, &s) in out[j * d..(j + 1) * d].iter_mut().zip(&sums.sums[j * d..(j + 1) * d]) {
+                *o = T::of_f64(s / w);
+            }
+        }
+    }
+    if spherical {
+        normalize_rows(&mut out, d);
+    }
+    out
+}
+
+/// Empty-cluster repair (scikit-learn's policy): each cluster with no weight takes over the
+/// positive-weight row that lies farthest from its current centroid (farthest first, ties by
+/// lowest row index); that row's sums move from its old cluster to the empty one. Labels are
+/// left as they are; the next assignment settles them. Distances are measured exactly (by
+/// differences, in float64) against `centroids`, the centroids that gave `labels`, so every
+/// backend ranks the rows alike: the expanded form would misorder rows by cancellation.
+pub fn relocate_empty_clusters<T: Scalar>(
+    x: MatRef<'_, T>,
+    weights: Option<&[T]>,
+    labels: &[u32],
+    centroids: &[T],
+    sums: &mut ClusterSums,
+) -> usize {
+    let empty: Vec<usize> = (0..sums.weights.len()).filter(|&j| !(sums.weights[j] > 0.0)).collect();
+    if empty.is_empty() {
+        return 0;
+    }
+    let d = x.cols();
+    // The `wanted` farthest positive-weight rows, farthest first, in one parallel pass that
+    // keeps a short list per task (no per-row buffer: the data may be huge).
+    let wanted = empty.len();
+    let farther = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    let keep = |mut top: Vec<(f64, usize)>, item: (f64, usize)| {
+        if top.len() < wanted || farther(&item, top.last().expect("full list")).is_lt() {
+            let at = top.partition_point(|t| farther(t, &item).is_lt());
+            top.insert(at, item);
+            top.truncate(wanted);
+        }
+        top
+    };
+    let candidates: Vec<usize> = (0..x.rows())
+        .into_par_iter()
+        .filter(|&i| weights.is_none_or(|w| w[i] > T::zero()))
+        .map(|i| (exact_sq_distance(x.row(i), &centroids[labels[i] as usize * d..(labels[i] as usize + 1) * d]), i))
+        .fold(Vec::new, keep)
+        .reduce(Vec::new, |a, b| b.into_iter().fold(a, keep))
+        .into_iter()
+        .map(|(_, i)| i)
+        .collect();
+    let take = candidates.len();
+    if take == 0 {
+        return 0;
+    }
+    for (&cluster, &i) in empty.iter().zip(&candidates) {
+        let w = weights.map_or(1.0, |w| w[i].as_f64());
+        let old = labels[i] as usize;
+        let row = x.row(i);
+        for (p, &v) in row.iter().enumerate() {
+            sums.sums[old * d + p] -= v.as_f64() * w;
+            sums.sums[cluster * d + p] = v.as_f64() * w;
+        }
+        let before = sums.weights[old];
+        sums.weights[old] -= w;
+        // Cancellation can leave a sliver of weight behind: treat it as empty.
+        if sums.weights[old] <= 1e-12 * before {
+            sums.weights[old] = 0.0;
+        }
+        sums.weights[cluster] = w;
+    }
+    log::debug!("relocated {take} empty cluster(s) to the farthest points");
+    take
+}

@@ -1,0 +1,87 @@
+"""The MLX backend on a GPU against the cpu backend and float64 Lloyd, from the same initial
+centroids. Marked `gpu`: skipped where MLX reports no GPU; `benchmarks/gpu.sh` runs them on
+the lent GPU machine before the benchmark."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mlx_kmeans
+from mlx_kmeans import KMeans, MiniBatchKMeans, kmeans
+
+from conftest import make_mixture
+from float64_lloyd import float64_lloyd
+
+
+def _mlx_gpu() -> bool:
+    return any(b.name == "mlx" and b.available and b.gpu for b in mlx_kmeans.backends())
+
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not _mlx_gpu(), reason="MLX reports no GPU here")]
+
+K = 64
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Overlapping clusters; well separated ones with one start near each centre; weights;
+    and starts with two centroids far from every row (empty in the first step)."""
+    X, _ = make_mixture(20_000, 64, 80, seed=1, dtype=np.float32)
+    init = X[np.random.default_rng(2).choice(len(X), K, replace=False)]
+    rng = np.random.default_rng(4)
+    means = rng.normal(0.0, 20.0, (K, 64))
+    separated = (means[rng.integers(0, K, 20_000)] + rng.normal(size=(20_000, 64))).astype(np.float32)
+    separated_init = (means + rng.normal(scale=0.5, size=means.shape)).astype(np.float32)
+    weights = rng.uniform(0.5, 2.0, len(separated)).astype(np.float32)
+    far_init = separated_init.copy()
+    far_init[3], far_init[9] = 1e3, -1e3
+    return dict(X=X, init=init, separated=separated, separated_init=separated_init, weights=weights, far_init=far_init)
+
+
+CASES = {
+    "separated, given init": ("separated", lambda d, b: KMeans(K, init=d["separated_init"], n_init=1, max_iter=50, backend=b), False),
+    "overlapping, given init": ("X", lambda d, b: KMeans(K, init=d["init"], n_init=1, max_iter=50, backend=b), False),
+    "k-means++": ("X", lambda d, b: KMeans(K, n_init=1, max_iter=50, random_state=3, backend=b), False),
+    "mini-batch": ("X", lambda d, b: MiniBatchKMeans(K, init=d["init"], n_init=1, max_iter=5, random_state=3, backend=b), False),
+    "weights, two empty starts": ("separated", lambda d, b: KMeans(K, init=d["far_init"], n_init=1, max_iter=50, backend=b), True),
+    "weights, two empty starts, spherical": (
+        "separated",
+        lambda d, b: KMeans(K, init=d["far_init"], n_init=1, max_iter=50, spherical=True, backend=b),
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_mlx_on_gpu_agrees_with_cpu(data, case):
+    """Labels agree on ≥ 99.9 % of rows and centroids to 1e-4 of their scale."""
+    key, make, weighted = CASES[case]
+    fit_args = {"sample_weight": data["weights"]} if weighted else {}
+    gpu, cpu = make(data, "mlx").fit(data[key], **fit_args), make(data, "cpu").fit(data[key], **fit_args)
+    assert gpu.backend_ == "mlx"
+    scale = float(np.abs(cpu.cluster_centers_).max())
+    assert np.mean(np.asarray(gpu.labels_) == cpu.labels_) >= 0.999
+    assert float(np.abs(np.asarray(gpu.cluster_centers_) - cpu.cluster_centers_).max()) <= 1e-4 * scale
+
+
+@pytest.mark.parametrize("case", ["overlapping", "weights, two empty starts"])
+@pytest.mark.parametrize("backend", ["mlx", "cpu"])
+def test_whole_fits_equal_float64_lloyd(data, case, backend):
+    """Both backends against float64 Lloyd from the same init, until labels stop changing."""
+    X, start, w = (data["X"], data["init"], None) if case == "overlapping" else (data["separated"], data["far_init"], data["weights"])
+    centroids, labels, _ = float64_lloyd(X, start, w)
+    r = kmeans(X, K, init=start, max_iter=50, tol=0.0, sample_weight=w, backend=backend)
+    assert np.array_equal(r.labels, labels)
+    assert float(np.abs(r.centroids - centroids).max()) <= 1e-5 * float(np.abs(centroids).max())
+
+
+def test_one_step_kernels_agree(data):
+    one = {b: kmeans(data["X"], K, init=data["init"], max_iter=1, backend=b) for b in ("mlx", "cpu")}
+    assert np.array_equal(one["mlx"].labels, one["cpu"].labels)
+    scale = float(np.abs(one["cpu"].centroids).max())
+    assert float(np.abs(one["mlx"].centroids - one["cpu"].centroids).max()) <= 1e-4 * scale
+
+
+def test_auto_picks_the_gpu(data):
+    assert KMeans(8, n_init=1, random_state=0).fit(data["X"]).backend_ == "mlx"

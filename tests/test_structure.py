@@ -1,0 +1,100 @@
+"""One road to the engine: every Lloyd entry point (`KMeans.fit`, `kmeans()`, faiss-style
+`Kmeans.train`) takes the same checks and the same engine call, `algorithm` chooses how the
+engine searches, and a failing backend callback ends the fit with its own exception."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from conftest import make_mixture
+from mlx_kmeans import KMeans, Kmeans, kmeans
+from mlx_kmeans import _native
+
+
+@pytest.fixture
+def X():
+    return make_mixture(4000, 6, 40, seed=3, spread=2.0)[0]
+
+
+def _searched_messages(caplog):
+    return [r.getMessage() for r in caplog.records if "searched all centroids" in r.getMessage()]
+
+
+def test_algorithm_chooses_dense_or_bounded_passes_with_the_same_result(X, caplog):
+    """'elkan' runs bounded passes (the engine logs how many rows it searched), 'lloyd' dense
+    passes only; labels, centroids and iterations are the same."""
+    fits = {}
+    for algorithm in ("lloyd", "elkan"):
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
+            fits[algorithm] = KMeans(60, init="random", n_init=1, tol=0.0, algorithm=algorithm, random_state=1, backend="cpu").fit(X)
+        fits[algorithm].searched = _searched_messages(caplog)
+    assert fits["lloyd"].searched == []
+    assert fits["elkan"].searched, "bounded passes should have run"
+    assert fits["lloyd"].n_iter_ > 5
+    np.testing.assert_array_equal(fits["lloyd"].labels_, fits["elkan"].labels_)
+    np.testing.assert_allclose(fits["lloyd"].cluster_centers_, fits["elkan"].cluster_centers_, rtol=1e-12, atol=1e-12)
+    assert fits["lloyd"].n_iter_ == fits["elkan"].n_iter_
+
+
+def test_kmeans_function_is_the_estimator(X):
+    """`kmeans()` gives exactly `KMeans.fit`'s result for the same parameters."""
+    est = KMeans(7, n_init=2, max_iter=40, random_state=9, algorithm="lloyd", backend="cpu").fit(X)
+    res = kmeans(X, 7, n_init=2, max_iter=40, seed=9, algorithm="lloyd", backend="cpu")
+    np.testing.assert_array_equal(res.centroids, est.cluster_centers_)
+    np.testing.assert_array_equal(res.labels, est.labels_)
+    assert res.inertia == est.inertia_ and res.n_iter == est.n_iter_
+
+
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        (dict(max_iter=0), ValueError, "'max_iter' parameter must be an int >= 1"),
+        (dict(tol=-1.0), ValueError, "'tol' parameter must be a finite number"),
+        (dict(n_init=1.5), TypeError, "'n_init' parameter must be an int"),
+        (dict(algorithm="full"), ValueError, "'algorithm' parameter must be one of"),
+        (dict(spherical="yes"), TypeError, "'spherical' parameter must be a bool"),
+    ],
+)
+def test_every_entry_point_checks_parameters_alike(X, params, error, match):
+    with pytest.raises(error, match=match):
+        KMeans(5, **params).fit(X)
+    with pytest.raises(error, match=match):
+        kmeans(X, 5, **params)
+
+
+def test_faiss_style_train_equals_the_estimator_on_random_init(X):
+    """`Kmeans.train` is `KMeans(init='random', tol=0)` with faiss's names."""
+    index = Kmeans(6, 9, niter=12, nredo=2, seed=4, backend="cpu")
+    index.train(X)
+    est = KMeans(9, init="random", n_init=2, max_iter=12, tol=0.0, random_state=4, backend="cpu").fit(X)
+    np.testing.assert_array_equal(index.centroids, est.cluster_centers_)
+    with pytest.raises(TypeError, match="'niter' parameter must be an int"):
+        Kmeans(6, 9, niter=2.5)
+
+
+def test_backend_callback_errors_end_the_fit_with_their_own_exception(X):
+    class Broken(Exception):
+        pass
+
+    calls = []
+
+    def assign(x, centroids):
+        calls.append(len(x))
+        if len(calls) == 3:
+            raise Broken("the search failed")
+        d = ((x[:, None, :] - centroids[None]) ** 2).sum(-1)
+        return d.min(1), d.argmin(1).astype(np.int64)
+
+    with pytest.raises(Broken, match="the search failed"):
+        _native.kmeans_fit(X, None, n_clusters=4, init="random", n_init=1, max_iter=20, tol=0.0, seed=0, backend=assign)
+    assert len(calls) == 3
+    # A callback that returns nonsense is a ValueError, not a crash.
+    with pytest.raises(ValueError, match="outside 0..4"):
+        _native.kmeans_fit(
+            X, None, n_clusters=4, init="random", n_init=1, max_iter=5, tol=0.0, seed=0,
+            backend=lambda x, c: (np.zeros(len(x)), np.full(len(x), 9, dtype=np.int64)),
+        )
