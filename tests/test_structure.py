@@ -68,7 +68,7 @@ def test_every_entry_point_checks_parameters_alike(X, params, error, match):
 
 def test_faiss_style_train_equals_the_estimator_on_random_init(X):
     """`Kmeans.train` is `KMeans(init='random', tol=0)` with faiss's names."""
-    index = Kmeans(6, 9, niter=12, nredo=2, seed=4, backend="cpu")
+    index = Kmeans(6, 9, niter=12, nredo=2, seed=4, max_points_per_centroid=10**6, backend="cpu")
     index.train(X)
     est = KMeans(9, init="random", n_init=2, max_iter=12, tol=0.0, random_state=4, backend="cpu").fit(X)
     np.testing.assert_array_equal(index.centroids, est.cluster_centers_)

@@ -65,7 +65,7 @@ def kmeans(
         spherical=spherical,
         verbose=verbose,
     )
-    result, chosen = estimator._fit(X, sample_weight)
+    result, chosen = estimator._fit(X, sample_weight, desc="kmeans")
     wrap = to_mlx if is_mlx_array(X) else (lambda a: a)
     return KMeansResult(
         centroids=wrap(result["centroids"]),

@@ -129,9 +129,10 @@ class _BaseKMeans(*ESTIMATOR_BASES):
         check_n_features(self, X, reset=False)
         return X
 
-    def _progress(self, total: int | None, unit: str = "it"):
-        """A progress bar for `verbose` (a context manager giving the engine's callback)."""
-        return progress_bar(self.verbose, total, type(self).__name__, unit)
+    def _progress(self, total: int | None, unit: str = "it", desc: str | None = None):
+        """A progress bar for `verbose` (a context manager giving the engine's callback),
+        named `desc` (default: the estimator's class)."""
+        return progress_bar(self.verbose, total, desc or type(self).__name__, unit)
 
     # -- inference ----------------------------------------------------------------------
     def predict(self, X):

@@ -74,15 +74,16 @@ class KMeans(_BaseKMeans):
         self._warn_if_fewer_distinct()
         return self
 
-    def _fit(self, X, sample_weight=None, progress=None):
+    def _fit(self, X, sample_weight=None, progress=None, desc=None):
         """The one road from every Lloyd entry point (`fit`, `kmeans`, faiss-style
         `Kmeans.train`) to the engine: checks, backend, init, the native fit. Returns the
-        engine's result and the backend that ran. `progress` replaces the verbose bar."""
+        engine's result and the backend that ran. `progress` replaces the verbose bar, and
+        `desc` names it."""
         self._check_params()
         X, weights, backend = self._validate_fit_data(X, sample_weight)
         seed = seed_from(self.random_state)
         init = self._resolve_init(X, seed)
-        with self._progress(int(self.max_iter)) as bar:
+        with self._progress(int(self.max_iter), desc=desc) as bar:
             result = _native.kmeans_fit(
                 X,
                 weights,

@@ -7,6 +7,19 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
+__all__ = [
+    "kmeans_fit",
+    "minibatch_fit",
+    "minibatch_partial_fit",
+    "init_centroids",
+    "arrow_matrix",
+    "value_summary",
+    "assign",
+    "sq_distances",
+    "_panic_for_test",
+    "mlx_info",
+    "__version__",
+]
 
 _Float = Union[np.float32, np.float64]
 _Matrix = npt.NDArray[_Float]

@@ -150,10 +150,13 @@ fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    // No level caching: log records are rare (per iteration at most), and a user who
-    // turns on DEBUG logging mid-session must see them at once.
-    if let Ok(logger) = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Nothing) {
-        let _ = logger.install();
+    // Levels are cached so that a record below the logger's level never runs Python code
+    // (where a pending Ctrl-C would be raised and lost); an engine call whose logger level has
+    // changed resets the cache (`run::detached`), so a new level takes effect at once.
+    if let Ok(logger) = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::LoggersAndLevels) {
+        if let Ok(handle) = logger.install() {
+            let _ = run::LOG_CACHE.set(handle);
+        }
     }
     m.add_function(wrap_pyfunction!(fit::kmeans_fit, m)?)?;
     m.add_function(wrap_pyfunction!(fit::minibatch_fit, m)?)?;

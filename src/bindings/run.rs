@@ -4,13 +4,34 @@
 //! function) is kept in a [`PendingError`] and re-raised as it is when the engine stops.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::monitor::Monitor;
 use crate::{Error, Progress, Stage};
+
+/// Resets the log bridge's cached logger levels (set when the module is loaded).
+pub static LOG_CACHE: OnceLock<pyo3_log::ResetHandle> = OnceLock::new();
+
+/// The effective level of the `mlx_kmeans` logger when the cache was last reset.
+static LOG_LEVEL: AtomicI64 = AtomicI64::new(-1);
+
+/// Resets the cached levels when the `mlx_kmeans` logger's level has changed since the last
+/// call, so that records below the level never run Python code during a fit (where a
+/// pending Ctrl-C would be raised inside the log bridge and lost), yet a level set between
+/// calls takes effect at once.
+pub fn refresh_log_levels(py: Python<'_>) -> PyResult<()> {
+    let Some(cache) = LOG_CACHE.get() else { return Ok(()) };
+    let logger = py.import("logging")?.call_method1("getLogger", ("mlx_kmeans",))?;
+    let level: i64 = logger.call_method0("getEffectiveLevel")?.extract()?;
+    if LOG_LEVEL.swap(level, Ordering::Relaxed) != level {
+        cache.reset();
+    }
+    Ok(())
+}
 
 /// The first Python exception raised by a callback during one engine call.
 #[derive(Default)]
@@ -38,6 +59,7 @@ pub fn detached<T: Send>(
     progress: Option<Py<PyAny>>,
     work: impl FnOnce(&PendingError, Monitor<'_>) -> crate::Result<T> + Send,
 ) -> PyResult<T> {
+    refresh_log_levels(py)?;
     let pending = PendingError::default();
     let outcome = py.detach(|| {
         let mut monitor = |p: &Progress| -> bool {
@@ -55,6 +77,14 @@ pub fn detached<T: Send>(
         // the interpreter.
         catch_unwind(AssertUnwindSafe(|| work(&pending, &mut monitor)))
     });
+    // An exception left set by Python code run outside the monitor (e.g. Ctrl-C raised inside
+    // a forwarded log record) ends the call with that exception.
+    if let Some(err) = PyErr::take(py) {
+        pending.set(err);
+        if matches!(outcome, Ok(Ok(_))) {
+            return Err(pending.take().expect("just set"));
+        }
+    }
     match outcome {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(Error::Interrupted | Error::Callback)) => {
