@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use super::mlx_share::SharedMlx;
 use super::run::PendingError;
 use crate::error::{Error, Result};
-use crate::kernel::{cpu::CpuKernel, ClusterSums, Kernel};
+use crate::kernel::{cpu::CpuKernel, Kernel};
 use crate::matrix::MatRef;
 use crate::strategy::{Engine, HostEngine};
 use crate::Scalar;
@@ -144,8 +144,8 @@ fn mlx_engine<'a>(
     Err(Error::InvalidArgument("this build of mlx_kmeans has no MLX kernel".into()))
 }
 
-/// Assignment by a Python callable (e.g. a faiss flat L2 search); the other operations run
-/// on the CPU kernel. An exception from the callable is kept in `pending` and ends the fit.
+/// Assignment by a Python callable (e.g. a faiss flat L2 search); distances for k-means++
+/// run on the CPU kernel and the sums are the trait's own. An exception from the callable is kept in `pending` and ends the fit.
 struct CallbackKernel<'a> {
     callback: &'a Py<PyAny>,
     pending: &'a PendingError,
@@ -192,10 +192,6 @@ impl<T: Scalar + Element> Kernel<T> for CallbackKernel<'_> {
 
     fn pairwise(&self, x: MatRef<'_, T>, x_sq_norms: &[T], centroids: MatRef<'_, T>, out: &mut [T]) -> Result<()> {
         CpuKernel.pairwise(x, x_sq_norms, centroids, out)
-    }
-
-    fn accumulate(&self, x: MatRef<'_, T>, weights: Option<&[T]>, labels: &[u32], k: usize) -> Result<ClusterSums> {
-        CpuKernel.accumulate(x, weights, labels, k)
     }
 }
 

@@ -104,8 +104,6 @@ pub struct Data<'py, T: Scalar + Element> {
 impl<'py, T: Scalar + Element> Data<'py, T> {
     /// `share_mlx`: look for an MLX array behind `x` to share with the kernel.
     pub fn new(x: &Bound<'py, PyAny>, sample_weight: Option<&Bound<'py, PyAny>>, share_mlx: bool) -> PyResult<Self> {
-        // Log records made from here on follow the logger's current level.
-        super::run::refresh_log_levels(x.py())?;
         let view = x;
         let (x, rows, cols) = matrix::<T>(x, "X")?;
         let weights = vector::<T>(sample_weight, "sample_weight")?;

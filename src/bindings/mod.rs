@@ -19,10 +19,14 @@ use crate::monitor::Progress;
 use engines::{BackendSpec, EngineFor};
 use run::detached;
 
-/// Calls `$f::<f32>` or `$f::<f64>` according to the dtype of `$x`.
+/// The entry of every native function that takes data: refreshes the log bridge's levels
+/// (see `run::refresh_log_levels`), then calls `$f::<f32>` or `$f::<f64>` according to the
+/// dtype of `$x`.
 macro_rules! by_dtype {
     ($x:expr, $f:ident ( $($arg:expr),* )) => {
-        match $crate::bindings::input::dtype_of($x)? {
+        match $crate::bindings::run::refresh_log_levels($x.py())
+            .and_then(|_| $crate::bindings::input::dtype_of($x))?
+        {
             $crate::bindings::input::Dtype::F32 => $f::<f32>($($arg),*),
             $crate::bindings::input::Dtype::F64 => $f::<f64>($($arg),*),
         }
@@ -151,8 +155,8 @@ fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Levels are cached so that a record below the logger's level never runs Python code
-    // (where a pending Ctrl-C would be raised and lost); an engine call whose logger level has
-    // changed resets the cache (`run::detached`), so a new level takes effect at once.
+    // (where a pending Ctrl-C would be raised and lost); a native call made after the logger's
+    // level changed resets the cache (`by_dtype!`), so a new level takes effect at once.
     if let Ok(logger) = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::LoggersAndLevels) {
         if let Ok(handle) = logger.install() {
             let _ = run::LOG_CACHE.set(handle);

@@ -59,7 +59,6 @@ pub fn detached<T: Send>(
     progress: Option<Py<PyAny>>,
     work: impl FnOnce(&PendingError, Monitor<'_>) -> crate::Result<T> + Send,
 ) -> PyResult<T> {
-    refresh_log_levels(py)?;
     let pending = PendingError::default();
     let outcome = py.detach(|| {
         let mut monitor = |p: &Progress| -> bool {

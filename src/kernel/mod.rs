@@ -1,7 +1,7 @@
 //! The kernels the k-means loop is written against: a backend provides a [`Kernel`] of
-//! primitive operations on blocks of rows (the pure-Rust one is `cpu`; MLX's is `crate::mlx`); the loop (`crate::lloyd`), the initialisation and
-//! the mini-batch steps are shared, and where their steps run is chosen by a strategy
-//! (`crate::strategy`).
+//! primitive operations on blocks of rows (the pure-Rust one is `cpu`; MLX's is
+//! `crate::mlx`). The loop (`crate::lloyd`), the initialisation and the mini-batch steps are
+//! shared, and where their steps run is chosen by a strategy (`crate::strategy`).
 
 pub mod cpu;
 

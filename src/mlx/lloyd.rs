@@ -180,8 +180,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
     /// The last step's labels and squared distances on the host.
     fn last_assignment(&self, labels: &mut [u32], distances: &mut [f32]) {
         let (l, dist, ..) = self.last.as_ref().expect("a step ran");
-        labels.copy_from_slice(l.as_slice::<u32>());
-        distances.copy_from_slice(dist.as_slice::<f32>());
+        copy_to_host(l, dist, labels, distances);
     }
 
     fn host_centroids(&self) -> Result<Vec<f32>> {
@@ -201,6 +200,12 @@ fn rows_of(a: &Array, start: usize, end: usize) -> Array {
     } else {
         a.index(range)
     }
+}
+
+/// Evaluated device labels (uint32) and squared distances (float32) into host buffers.
+fn copy_to_host(device_labels: &Array, device_distances: &Array, labels: &mut [u32], distances: &mut [f32]) {
+    labels.copy_from_slice(device_labels.as_slice::<u32>());
+    distances.copy_from_slice(device_distances.as_slice::<f32>());
 }
 
 /// One array from per-block pieces along the first axis.
@@ -238,8 +243,7 @@ impl LloydStep<f32> for MlxLloyd<'_, '_> {
             let (c, c_norms) = lift_centroid_array(self.centroids.clone(), self.k(), self.kernel.split)?;
             let (l, dist) = self.cuda_nearest(kernels, &c, &c_norms)?;
             eval_all(&[&l, &dist])?;
-            labels.copy_from_slice(l.as_slice::<u32>());
-            distances.copy_from_slice(dist.as_slice::<f32>());
+            copy_to_host(&l, &dist, &mut labels, &mut distances);
             let inertia = weighted_sum(&distances, self.points.weights);
             return Ok(Assignment { centroids, labels, distances, inertia });
         }

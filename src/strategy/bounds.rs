@@ -9,9 +9,9 @@
 
 use rayon::prelude::*;
 
-use super::host::HostPass;
+use super::host::{DensePass, HostPass};
 use crate::error::Result;
-use crate::kernel::{assign_accumulate_in_chunks, assign_in_chunks, partial_error_bound, ClusterSums, Kernel};
+use crate::kernel::{partial_error_bound, ClusterSums, Kernel};
 use crate::matrix::{exact_sq_distance, row_sq_norms, MatRef, Points, REDUCE_CHUNK};
 use crate::monitor::{for_each_chunk, KeepGoing};
 use crate::scalar::Scalar;
@@ -172,7 +172,7 @@ impl<T: Scalar> HostPass<T> for BoundedPass {
         keep_going: KeepGoing<'_>,
     ) -> Result<ClusterSums> {
         if self.dense_now() {
-            return assign_accumulate_in_chunks(kernel, points, centroids, labels, distances, keep_going);
+            return DensePass.assign_sum(kernel, points, centroids, labels, distances, keep_going);
         }
         let searched =
             self.bounded_assign(kernel, points.x, points.x_sq_norms, centroids, labels, distances, keep_going)?;
@@ -189,11 +189,11 @@ impl<T: Scalar> HostPass<T> for BoundedPass {
         distances: &mut [T],
         keep_going: KeepGoing<'_>,
     ) -> Result<()> {
-        if self.valid {
-            self.bounded_assign(kernel, points.x, points.x_sq_norms, centroids, labels, distances, keep_going)?;
-            return Ok(());
+        if !self.valid {
+            return DensePass.assign(kernel, points, centroids, labels, distances, keep_going);
         }
-        assign_in_chunks(kernel, points.x, points.x_sq_norms, centroids, labels, distances, keep_going)
+        self.bounded_assign(kernel, points.x, points.x_sq_norms, centroids, labels, distances, keep_going)?;
+        Ok(())
     }
 
     fn moved(&mut self, old: &[T], new: &[T], d: usize, labels: &[u32]) {
