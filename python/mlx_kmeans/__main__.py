@@ -5,6 +5,7 @@ generated dataset and report backend, time and inertia (and scikit-learn's, when
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -56,12 +57,13 @@ def cluster_file(args) -> int:
 
     if args.n_clusters is None:
         raise SystemExit("error: -k/--n-clusters is required with FILE")
+    out = output_path(args.out)
     X = load_matrix(args.file, args.column)
     common = dict(n_clusters=args.n_clusters, n_init=args.n_init, random_state=args.seed, backend=args.backend, verbose=not args.quiet)
     if args.mini_batch:
-        model = MiniBatchKMeans(batch_size=args.batch_size, max_iter=args.max_iter or 100, **common)
+        model = MiniBatchKMeans(batch_size=args.batch_size, max_iter=default(args.max_iter, 100), **common)
     else:
-        model = KMeans(max_iter=args.max_iter or 300, **common)
+        model = KMeans(max_iter=default(args.max_iter, 300), **common)
     start = time.perf_counter()
     model.fit(X)
     elapsed = time.perf_counter() - start
@@ -72,33 +74,52 @@ def cluster_file(args) -> int:
     )
     sizes = np.bincount(model.labels_, minlength=args.n_clusters)
     print(f"cluster sizes: min {sizes.min()}, median {int(np.median(sizes))}, max {sizes.max()}, empty {int((sizes == 0).sum())}")
-    if args.out:
+    if out is not None:
         np.savez(
-            args.out,
+            out,
             centroids=model.cluster_centers_,
             labels=model.labels_,
             inertia=model.inertia_,
             n_iter=model.n_iter_,
             backend=model.backend_,
         )
-        print(f"saved centroids {model.cluster_centers_.shape} and labels to {args.out}")
+        print(f"saved centroids {model.cluster_centers_.shape} and labels to {out}")
     return 0
+
+
+def default(value, fallback):
+    """`value` unless the option was not given (0 stays 0, and is refused by the model)."""
+    return fallback if value is None else value
+
+
+def output_path(out: str | None) -> str | None:
+    """The file `--out` names (NumPy adds `.npz` when it is missing), checked before the
+    fit so that a bad path fails at once rather than after the work."""
+    if out is None:
+        return None
+    path = out if out.endswith(".npz") else out + ".npz"
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"--out {out}: {path} is a directory")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"--out {out}: no such directory {folder}")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise PermissionError(f"--out {out}: cannot write {path}")
+    return path
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if args.file is not None:
-        try:
-            return cluster_file(args)
-        except (OSError, ValueError, TypeError, ImportError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    return demo(args)
+    try:
+        return cluster_file(args) if args.file is not None else demo(args)
+    except (OSError, ValueError, TypeError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 def demo(args) -> int:
     args.n_clusters = 500 if args.n_clusters is None else args.n_clusters
-    args.max_iter = 20 if args.max_iter is None else args.max_iter
+    args.max_iter = default(args.max_iter, 20)
     X = make_data(args.n_samples, args.n_features, max(args.n_clusters, 1), args.seed)
     print(
         f"mlx-kmeans {__version__}: {args.n_samples}x{args.n_features} float32, "

@@ -194,4 +194,4 @@ def prepare(X: np.ndarray, sample_weight, requested):
             "range for squared distances; use backend='cpu' (which computes in float64 here)"
         )
     X = X.astype(compute_dtype(backend, X.dtype), copy=False)
-    return X, check_sample_weight(sample_weight, X.shape[0], X.dtype), backend
+    return X, check_sample_weight(sample_weight, X), backend

@@ -144,13 +144,13 @@ class _BaseKMeans(*ESTIMATOR_BASES):
     def transform(self, X):
         """Euclidean distance from each row of X to every cluster centre."""
         data = self._validate_test_data(X)
-        distances = np.sqrt(_native.sq_distances(data, self._centers_for(data), backend=self._native_backend()))
+        distances = np.sqrt(_native.sq_distances(data, self._centers_for(data)))
         return self._output(distances, X)
 
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the (weighted) inertia of X on the fitted centres."""
         X = self._validate_test_data(X)
-        weights = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        weights = check_sample_weight(sample_weight, X)
         _, _, inertia = _native.assign(X, self._centers_for(X), weights, backend=self._native_backend())
         return -inertia
 

@@ -10,7 +10,7 @@ import numpy as np
 from . import _native
 from ._backend import native_backend
 from ._params import BackendName, Bool, Int, check_params
-from ._validation import check_array
+from ._validation import check_array, check_sample_weight
 
 logger = logging.getLogger("mlx_kmeans")
 
@@ -28,7 +28,17 @@ class Kmeans:
     squared distances and int64 labels.
     """
 
-    _constraints = {"d": Int(1), "k": Int(1), "niter": Int(1), "nredo": Int(1), "backend": BackendName()}
+    _constraints = {
+        "d": Int(1),
+        "k": Int(1),
+        "niter": Int(1),
+        "nredo": Int(1),
+        # faiss takes any C integer as a seed (-1 included).
+        "seed": Int(-(2**63)),
+        "max_points_per_centroid": Int(1),
+        "min_points_per_centroid": Int(0),
+        "backend": BackendName(),
+    }
 
     def __init__(
         self,
@@ -43,7 +53,19 @@ class Kmeans:
         verbose=False,
         backend="auto",
     ):
-        check_params(self._constraints, dict(d=d, k=k, niter=niter, nredo=nredo, backend=backend))
+        check_params(
+            self._constraints,
+            dict(
+                d=d,
+                k=k,
+                niter=niter,
+                nredo=nredo,
+                seed=seed,
+                max_points_per_centroid=max_points_per_centroid,
+                min_points_per_centroid=min_points_per_centroid,
+                backend=backend,
+            ),
+        )
         self.d, self.k, self.niter, self.nredo = int(d), int(k), int(niter), int(nredo)
         self.spherical = bool(spherical)
         self.seed = int(seed)
@@ -63,8 +85,10 @@ class Kmeans:
         n = x.shape[0]
         if n < self.k:
             raise ValueError(f"Number of training points ({n}) should be at least as large as number of clusters ({self.k})")
-        w = None if weights is None else np.asarray(weights)
-        rng = np.random.default_rng(self.seed)
+        w = check_sample_weight(weights, x)
+        # Negative seeds are valid in faiss; the generators take their 32-bit pattern.
+        seed = self.seed % 2**32
+        rng = np.random.default_rng(seed)
         if n > self.max_points_per_centroid * self.k:
             keep = np.sort(rng.choice(n, self.max_points_per_centroid * self.k, replace=False))
             logger.warning("Sampling a subset of %d / %d for training", len(keep), n)
@@ -93,7 +117,7 @@ class Kmeans:
 
         model = KMeans(
             n_clusters=self.k, init=init, n_init=n_init, max_iter=self.niter, tol=0.0,
-            random_state=self.seed, spherical=self.spherical, backend=self.backend,
+            random_state=seed, spherical=self.spherical, backend=self.backend,
         )
         result, backend = model._fit(x, w, progress=progress)
         self.centroids = result["centroids"]

@@ -8,7 +8,7 @@ from . import _native
 from ._backend import native_backend
 from ._base import _BaseKMeans
 from ._params import Bool, Int, Real
-from ._validation import check_sample_weight, seed_from
+from ._validation import check_sample_weight, is_mlx_array, seed_from
 
 __all__ = ["MiniBatchKMeans"]
 
@@ -114,12 +114,14 @@ class MiniBatchKMeans(_BaseKMeans):
         """Update the centroids with one mini-batch step on all rows of X."""
         has_centers = hasattr(self, "cluster_centers_")
         if has_centers:
+            # MLX in, MLX out: each batch decides the type of the attributes it updates.
+            self._mlx_output = is_mlx_array(X)
             X = self._validate_test_data(X)
             backend = self.backend_
         else:
             self._check_params()
             X, _, backend = self._validate_fit_data(X, None)
-        weights = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        weights = check_sample_weight(sample_weight, X)
         if not hasattr(self, "_random_state"):
             self._random_state = _as_random_state(self.random_state)
         if not has_centers:

@@ -10,9 +10,13 @@ from dataclasses import dataclass
 import numpy as np
 
 
+# The engine counts in 64 bits: larger integers are refused here, not overflowed later.
+INT_MAX = 2**63 - 1
+
+
 @dataclass(frozen=True)
 class Int:
-    """An integer (not a bool) `>= low`; `None` allowed with `optional`."""
+    """An integer (not a bool) in `[low, INT_MAX]`; `None` allowed with `optional`."""
 
     low: int
     optional: bool = False
@@ -24,6 +28,8 @@ class Int:
             raise TypeError(f"The '{name}' parameter must be an int; got {value!r}.")
         if value < self.low:
             raise ValueError(f"The '{name}' parameter must be an int >= {self.low}; got {value!r}.")
+        if value > INT_MAX:
+            raise ValueError(f"The '{name}' parameter must be an int <= 2**63 - 1; got {value!r}.")
 
 
 @dataclass(frozen=True)

@@ -185,6 +185,9 @@ def check_array(X, *, name: str = "X", owner: str = "KMeans", dtype=None) -> np.
     target = target.newbyteorder("=")
     if array.dtype != target or not array.flags.c_contiguous or not array.dtype.isnative:
         array = np.ascontiguousarray(array, dtype=target)
+    if not array.flags.aligned:
+        # An odd offset into a buffer or a memmap: copied once, like other layouts.
+        array = array.copy()
     # Conversions above keep every value, so a summary taken by MLX still holds.
     has_nan, has_inf, top = value_summary(array) if summary is None else summary
     if has_nan:
@@ -210,13 +213,15 @@ def _is_sparse(X) -> bool:
     return sp.issparse(X)
 
 
-def check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray | None:
+def check_sample_weight(sample_weight, X: np.ndarray) -> np.ndarray | None:
     """None stays None (unweighted); a number becomes a constant vector; otherwise a
-    finite, non-negative 1-D vector of length n_samples in the data's dtype."""
+    finite, non-negative 1-D vector with one weight per row of the checked matrix X, in X's
+    dtype. Weights so large that weighted sums over X would overflow are refused."""
     if sample_weight is None:
         return None
+    n_samples = X.shape[0]
     if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
-        weights = np.full(n_samples, sample_weight, dtype=dtype)
+        weights = np.full(n_samples, sample_weight, dtype=np.float64)
     else:
         try:
             weights = np.asarray(sample_weight)
@@ -230,28 +235,54 @@ def check_sample_weight(sample_weight, n_samples: int, dtype) -> np.ndarray | No
             raise ValueError(
                 f"sample_weight.shape == {weights.shape}, expected {(n_samples,)}!"
             )
-        weights = np.ascontiguousarray(weights, dtype=np.dtype(dtype).newbyteorder("="))
+        weights = weights.astype(np.float64)
     if not np.isfinite(weights).all():
         bad = "NaN" if np.isnan(weights).any() else "infinity"
         raise ValueError(f"Input sample_weight contains {bad}.")
     if (weights < 0).any():
         raise ValueError("Negative values in data passed to `sample_weight`")
-    if not weights.sum() > 0:
+    with np.errstate(over="ignore"):
+        total = float(weights.sum())
+    if not total > 0:
         raise ValueError("sample_weight must not sum to zero")
-    return weights
+    # The engine sums weight × value and weight × squared distance (at most
+    # 4·n_features·max|x|² per row) in float64; scaling every weight by one factor changes
+    # neither the centroids nor the labels.
+    top = max(value_summary(X)[2], 1.0)
+    if not total * 4.0 * X.shape[1] * top * top < 1e300:
+        raise ValueError(
+            f"sample_weight is too large for this data (up to {weights.max():.3g} per row): weighted sums "
+            "would overflow float64. Divide the weights by a common factor; k-means gives "
+            "the same clusters."
+        )
+    if X.dtype == np.float32 and weights.max() > float(np.finfo(np.float32).max):
+        raise ValueError(
+            f"sample_weight has values up to {weights.max():.3g}, beyond float32's range, "
+            "for float32 data: divide the weights by a common factor."
+        )
+    return np.ascontiguousarray(weights, dtype=X.dtype)
 
 
 def feature_names(X) -> np.ndarray | None:
-    """String column names of a DataFrame-like X, as scikit-learn records them."""
-    columns = getattr(X, "columns", None)
-    if columns is None or isinstance(X, np.ndarray):
+    """String column names of a DataFrame-like X (pandas, polars, a pyarrow Table or
+    RecordBatch), as scikit-learn records them. Only the names are read: columns are never
+    converted."""
+    if isinstance(X, np.ndarray) or is_mlx_array(X):
         return None
-    names = np.asarray(list(columns), dtype=object)
-    if len(names) == 0:
+    columns = getattr(X, "column_names", None)  # pyarrow: `columns` holds the data
+    if columns is None:
+        columns = getattr(X, "columns", None)
+    if columns is None:
         return None
-    types = sorted({type(v).__qualname__ for v in names})
-    are_str = [isinstance(v, str) for v in names]
+    try:
+        columns = list(columns)
+    except TypeError:
+        return None
+    if len(columns) == 0:
+        return None
+    are_str = [isinstance(v, str) for v in columns]
     if any(are_str) and not all(are_str):
+        types = sorted({type(v).__qualname__ for v in columns})
         raise TypeError(
             "Feature names are only supported if all input features have string names, "
             f"but your input has {types} as feature name / column name types. "
@@ -260,7 +291,11 @@ def feature_names(X) -> np.ndarray | None:
             "Otherwise you can remove feature / column names from your input data, or "
             "convert them all to a non-string data type."
         )
-    return names if all(are_str) else None
+    if not all(are_str):
+        return None
+    names = np.empty(len(columns), dtype=object)
+    names[:] = columns
+    return names
 
 
 def check_feature_names(estimator, X, *, reset: bool) -> None:

@@ -11,14 +11,18 @@
 //! - Nulls and ragged rows are a ValueError naming the first offending row.
 
 use arrow_array::cast::AsArray;
+use arrow_array::ffi::FFI_ArrowArray;
+use arrow_array::ffi_stream::FFI_ArrowArrayStream;
 use arrow_array::types::{ArrowPrimitiveType, Float32Type, Float64Type};
-use arrow_array::{Array, ArrayRef, OffsetSizeTrait};
+use arrow_array::{Array, ArrayRef, OffsetSizeTrait, PrimitiveArray};
+use arrow_schema::ffi::FFI_ArrowSchema;
 use arrow_schema::DataType;
 use numpy::ndarray::ArrayView2;
 use numpy::{Element, PyArray1, PyArray2, PyArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3_arrow::input::AnyArray;
+use pyo3::types::PyCapsule;
+use pyo3_arrow::{PyArray, PyArrayReader};
 
 /// Keeps the Arrow data behind a borrowing NumPy array alive.
 #[pyclass(frozen)]
@@ -116,17 +120,29 @@ fn table_chunk(chunk: &ArrayRef, first_row: usize) -> PyResult<Option<Rows>> {
                 field.name()
             )));
         }
-        let column = arrow_cast::cast(column, &DataType::Float64).map_err(|e| PyTypeError::new_err(e.to_string()))?;
-        columns.push(column);
+        columns.push(column.clone());
     }
-    let (rows, cols) = (table.len(), columns.len());
-    let mut values = vec![0.0f64; rows * cols];
+    // float32 (or narrower float) columns stay float32; anything else is read as float64.
+    let narrow = fields.iter().all(|f| matches!(f.data_type(), DataType::Float16 | DataType::Float32));
+    let values = if narrow {
+        side_by_side::<Float32Type>(&columns, table.len())?
+    } else {
+        side_by_side::<Float64Type>(&columns, table.len())?
+    };
+    Ok(Some(Rows { values, start: 0, rows: table.len(), cols: columns.len() }))
+}
+
+/// Columns (one per feature) cast to `F` and interleaved into one row-major array.
+fn side_by_side<F: ArrowPrimitiveType>(columns: &[ArrayRef], rows: usize) -> PyResult<ArrayRef> {
+    let cols = columns.len();
+    let mut values = vec![F::Native::default(); rows * cols];
     for (j, column) in columns.iter().enumerate() {
-        for (i, &v) in column.as_primitive::<Float64Type>().values().iter().enumerate() {
+        let column = arrow_cast::cast(column, &F::DATA_TYPE).map_err(|e| PyTypeError::new_err(e.to_string()))?;
+        for (i, &v) in column.as_primitive::<F>().values().iter().enumerate() {
             values[i * cols + j] = v;
         }
     }
-    Ok(Some(Rows { values: std::sync::Arc::new(arrow_array::Float64Array::from(values)), start: 0, rows, cols }))
+    Ok(std::sync::Arc::new(PrimitiveArray::<F>::from_iter_values(values)))
 }
 
 /// The float values of `rows`, checked for nulls.
@@ -169,11 +185,50 @@ where
     Ok(PyArray1::from_vec(py, gathered).reshape([total, cols])?.into_any())
 }
 
+/// Whether the C structure in `capsule` (named `name`) was already released: a producer that
+/// hands out the same capsules twice gives structures the first import consumed, which must
+/// be refused, never read.
+fn released<S>(
+    capsule: &Bound<'_, PyCapsule>,
+    name: &std::ffi::CStr,
+    is_released: impl Fn(&S) -> bool,
+) -> PyResult<()> {
+    let pointer = capsule.pointer_checked(Some(name))?.cast::<S>();
+    // SAFETY: a capsule of this name holds a structure of type `S` (the Arrow PyCapsule
+    // interface), alive as long as the capsule; only its release field is read.
+    if is_released(unsafe { pointer.as_ref() }) {
+        return Err(value_error(format!(
+            "the Arrow data was already consumed ({} released): pass the Arrow object itself, not capsules taken from it",
+            name.to_string_lossy()
+        )));
+    }
+    Ok(())
+}
+
+/// The chunks of an object with `__arrow_c_array__` or `__arrow_c_stream__`.
+fn import_chunks(data: &Bound<'_, PyAny>) -> PyResult<Vec<ArrayRef>> {
+    if data.hasattr("__arrow_c_array__")? {
+        let (schema, array): (Bound<'_, PyCapsule>, Bound<'_, PyCapsule>) =
+            data.call_method0("__arrow_c_array__")?.extract()?;
+        released::<FFI_ArrowSchema>(&schema, c"arrow_schema", |s| s.release.is_none())?;
+        released::<FFI_ArrowArray>(&array, c"arrow_array", FFI_ArrowArray::is_released)?;
+        return Ok(vec![PyArray::from_arrow_pycapsule(&schema, &array)?.into_inner().0]);
+    }
+    if data.hasattr("__arrow_c_stream__")? {
+        let stream: Bound<'_, PyCapsule> = data.call_method0("__arrow_c_stream__")?.cast_into()?;
+        released::<FFI_ArrowArrayStream>(&stream, c"arrow_array_stream", |s| s.release.is_none())?;
+        let reader = PyArrayReader::from_arrow_pycapsule(&stream)?.into_reader()?;
+        return reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| value_error(format!("could not read the Arrow stream: {e}")));
+    }
+    Err(PyTypeError::new_err("expected an object with __arrow_c_array__ or __arrow_c_stream__"))
+}
+
 /// The rows of an Arrow array, chunked array, table column or table as a 2-D NumPy array.
 #[pyfunction]
 pub fn arrow_matrix<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-    let input: AnyArray = data.extract()?;
-    let (arrays, _field) = input.into_chunked_array()?.into_inner();
+    let arrays = import_chunks(data)?;
     let mut chunks: Vec<Rows> = Vec::with_capacity(arrays.len());
     let mut first_row = 0;
     for array in arrays.iter().filter(|a| !a.is_empty()) {

@@ -164,7 +164,7 @@ impl<T: Scalar + Element> Kernel<T> for CallbackKernel<'_> {
         labels: &mut [u32],
         distances: &mut [T],
     ) -> Result<()> {
-        let outcome: PyResult<()> = Python::attach(|py| {
+        let outcome = self.pending.call(|py| {
             let xs = x.as_slice().to_vec().into_pyarray(py).reshape([x.rows(), x.cols()])?;
             let cs = centroids.as_slice().to_vec().into_pyarray(py).reshape([centroids.rows(), centroids.cols()])?;
             let result = self.callback.call1(py, (xs, cs))?;
@@ -184,10 +184,7 @@ impl<T: Scalar + Element> Kernel<T> for CallbackKernel<'_> {
             }
             Ok(())
         });
-        outcome.map_err(|err| {
-            self.pending.set(err);
-            Error::Callback
-        })
+        outcome.ok_or(Error::Callback)
     }
 
     fn pairwise(&self, x: MatRef<'_, T>, x_sq_norms: &[T], centroids: MatRef<'_, T>, out: &mut [T]) -> Result<()> {

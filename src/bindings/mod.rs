@@ -7,6 +7,7 @@ mod fit;
 mod input;
 mod mlx_share;
 mod run;
+mod threads;
 
 use numpy::ndarray::Array2;
 use numpy::IntoPyArray;
@@ -98,25 +99,23 @@ fn assign_t<'py, T: EngineFor>(
     Ok((labels_out(py, labels), distances.into_pyarray(py).into_any(), inertia))
 }
 
-/// Squared distances from every row to every centroid (`n × k`).
+/// Squared distances from every row to every centroid (`n × k`), accurate to the float
+/// type's rounding on data far from the origin (`kernel::exact`): computed on the host,
+/// whichever backend fitted, as a backend's expanded form loses every digit there.
 #[pyfunction]
-#[pyo3(signature = (x, centroids, backend=None))]
 fn sq_distances<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     centroids: &Bound<'py, PyAny>,
-    backend: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    by_dtype!(x, sq_distances_t(py, x, centroids, backend))
+    by_dtype!(x, sq_distances_t(py, x, centroids))
 }
 
 fn sq_distances_t<'py, T: EngineFor>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     centroids: &Bound<'py, PyAny>,
-    backend: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let spec = BackendSpec::from_py(backend)?;
     let (x_array, n, d) = input::matrix::<T>(x, "X")?;
     let (c_array, k, cd) = input::matrix::<T>(centroids, "centroids")?;
     if cd != d {
@@ -124,10 +123,9 @@ fn sq_distances_t<'py, T: EngineFor>(
     }
     let data = view(x_array.as_slice()?, n, d)?;
     let cents = view(c_array.as_slice()?, k, d)?;
-    let out = detached(py, None, |pending, _| {
-        let engine = T::engine(&spec, Some(data), None, pending)?;
+    let out = detached(py, None, |_, monitor| {
         let mut out = vec![T::zero(); n * k];
-        engine.kernel().pairwise(data, &crate::matrix::row_sq_norms(data), cents, &mut out)?;
+        crate::kernel::exact::sq_distances(data, cents, &mut out, &mut || monitor(&Progress::block(0, 0)))?;
         Ok(out)
     })?;
     matrix_out(py, out, n, k)
@@ -142,7 +140,7 @@ fn value_summary(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<(bool, bool, 
 fn value_summary_t<T: EngineFor>(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<(bool, bool, f64)> {
     let (array, _, _) = input::matrix::<T>(x, "X")?;
     let values = array.as_slice()?;
-    let s = py.detach(|| crate::matrix::value_summary(values));
+    let s = detached(py, None, |_, _| Ok(crate::matrix::value_summary(values)))?;
     Ok((s.has_nan, s.has_inf, s.max_magnitude))
 }
 
@@ -154,6 +152,7 @@ fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    threads::record_loading_process();
     // Levels are cached so that a record below the logger's level never runs Python code
     // (where a pending Ctrl-C would be raised and lost); a native call made after the logger's
     // level changed resets the cache (`by_dtype!`), so a new level takes effect at once.

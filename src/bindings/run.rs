@@ -10,6 +10,7 @@ use std::sync::{Mutex, OnceLock};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
+use super::threads::with_engine_threads;
 use crate::monitor::Monitor;
 use crate::{Error, Progress, Stage};
 
@@ -49,6 +50,21 @@ impl PendingError {
     fn take(&self) -> Option<PyErr> {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
     }
+
+    /// Runs Python code `f` for engine code that has released the GIL; `None` when it raised
+    /// (the exception is kept here). An exception already set when it attaches, left by
+    /// Python code run outside such a call (the log bridge restores one raised while a record
+    /// is forwarded, e.g. Ctrl-C inside `logging`), is kept instead of running `f`: it must
+    /// end the fit as it is, not surface inside unrelated code as a `SystemError`.
+    pub fn call<R>(&self, f: impl FnOnce(Python<'_>) -> PyResult<R>) -> Option<R> {
+        Python::attach(|py| {
+            let outcome = match PyErr::take(py) {
+                Some(stray) => Err(stray),
+                None => f(py),
+            };
+            outcome.map_err(|err| self.set(err)).ok()
+        })
+    }
 }
 
 /// Runs `work` with the GIL released. `work` gets the call's [`PendingError`] (for kernels
@@ -62,19 +78,21 @@ pub fn detached<T: Send>(
     let pending = PendingError::default();
     let outcome = py.detach(|| {
         let mut monitor = |p: &Progress| -> bool {
-            Python::attach(|py| {
-                let result = py.check_signals().and_then(|_| match (&progress, p.stage) {
-                    (Some(callback), Stage::Iteration) => {
-                        callback.call1(py, (p.run, p.iteration, p.inertia, p.center_shift)).map(|_| ())
+            pending
+                .call(|py| {
+                    py.check_signals()?;
+                    match (&progress, p.stage) {
+                        (Some(callback), Stage::Iteration) => {
+                            callback.call1(py, (p.run, p.iteration, p.inertia, p.center_shift)).map(|_| ())
+                        }
+                        _ => Ok(()),
                     }
-                    _ => Ok(()),
-                });
-                result.map_err(|err| pending.set(err)).is_ok()
-            })
+                })
+                .is_some()
         };
         // A last guard: engine code reports failures as errors, but a bug must not abort
         // the interpreter.
-        catch_unwind(AssertUnwindSafe(|| work(&pending, &mut monitor)))
+        catch_unwind(AssertUnwindSafe(|| with_engine_threads(|| work(&pending, &mut monitor))))
     });
     // An exception left set by Python code run outside the monitor (e.g. Ctrl-C raised inside
     // a forwarded log record) ends the call with that exception.

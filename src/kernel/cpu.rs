@@ -116,7 +116,7 @@ fn argmin2_partial<T: Scalar>(dots: &[T], c_norms: &[T]) -> (T, usize, T) {
 }
 
 /// `out (m × n, row stride ldo) = a (m × d) · bᵀ` where `b` is `n × d`, both row-major.
-fn dot_rows<T: Scalar>(a: MatRef<'_, T>, b: MatRef<'_, T>, out: &mut [T], ldo: usize) {
+pub(super) fn dot_rows<T: Scalar>(a: MatRef<'_, T>, b: MatRef<'_, T>, out: &mut [T], ldo: usize) {
     let (m, n, d) = (a.rows(), b.rows(), a.cols());
     debug_assert!(out.len() >= (m - 1) * ldo + n);
     // SAFETY: the pointers and strides describe in-bounds row-major buffers checked above;

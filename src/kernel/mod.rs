@@ -4,6 +4,7 @@
 //! shared, and where their steps run is chosen by a strategy (`crate::strategy`).
 
 pub mod cpu;
+pub mod exact;
 
 use rayon::prelude::*;
 
