@@ -129,3 +129,63 @@ def test_one_gib_arrow_array_is_not_copied():
     growth = after - before
     # Copying the data once would add 1 GiB; labels, distances and norms need ~25 MiB.
     assert growth < 2**28 // 4, f"peak RSS grew by {growth / 2**20:.0f} MiB"
+
+
+def test_tables_record_feature_names_and_refuse_reordered_columns(X):
+    pl = pytest.importorskip("polars")
+    cols = X[:300, :3]
+    frame = pl.DataFrame({"a": cols[:, 0], "b": cols[:, 1], "c": cols[:, 2]})
+    table = pa.table({"a": cols[:, 0], "b": cols[:, 1], "c": cols[:, 2]})
+    on_frame = KMeans(4, random_state=0).fit(frame)
+    on_table = KMeans(4, random_state=0).fit(table)
+    assert list(on_table.feature_names_in_) == ["a", "b", "c"]
+    np.testing.assert_array_equal(on_frame.predict(table), on_table.predict(frame))
+    with pytest.raises(ValueError, match="same order"):
+        on_frame.predict(table.select(["c", "b", "a"]))
+    with pytest.raises(ValueError, match="same order"):
+        on_table.predict(frame.select(["c", "b", "a"]))
+
+
+def test_feature_names_never_read_the_columns():
+    """Only the names are read: the old path turned every column into Python objects."""
+    import tracemalloc
+
+    from mlx_kmeans._validation import feature_names
+
+    table = pa.table({f"f{i}": np.arange(1_000_000, dtype=np.float64) for i in range(6)})
+    tracemalloc.start()
+    names = feature_names(table)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert list(names) == [f"f{i}" for i in range(6)]
+    assert peak < 1 << 20, f"{peak} bytes for the names of a 48 MB table"
+
+
+@pytest.mark.parametrize("types", [(pa.float32(), np.float32), (pa.float16(), np.float32), (pa.float64(), np.float64)])
+def test_table_of_float_columns_keeps_its_width(X, types):
+    arrow_type, expected = types
+    table = pa.table({name: pa.array(X[:200, i].astype(np.float64)).cast(arrow_type) for i, name in enumerate("abc")})
+    est = KMeans(3, random_state=0).fit(table)
+    assert est.cluster_centers_.dtype == expected
+
+
+def test_arrow_capsules_consumed_once_are_refused(X):
+    array = fsl(X[:50])
+    capsules = array.__arrow_c_array__()
+
+    class SameCapsules:
+        def __arrow_c_array__(self, requested_schema=None):
+            return capsules
+
+    KMeans(2, random_state=0).fit(SameCapsules())
+    with pytest.raises(ValueError, match="already consumed"):
+        KMeans(2, random_state=0).fit(SameCapsules())
+    stream = pa.chunked_array([array]).__arrow_c_stream__()
+
+    class SameStream:
+        def __arrow_c_stream__(self, requested_schema=None):
+            return stream
+
+    KMeans(2, random_state=0).fit(SameStream())
+    with pytest.raises(ValueError, match="already consumed"):
+        KMeans(2, random_state=0).fit(SameStream())

@@ -240,3 +240,41 @@ def test_one_libmlx_per_process(first):
     assert lines[0] == "3.0"
     libraries = eval(lines[1])
     assert len(libraries) == 1, libraries
+
+
+@pytest.mark.skipif("mlx" not in AVAILABLE, reason="mlx unavailable here")
+def test_mlx_ops_are_exact_far_from_the_origin():
+    """MLX's own ops (what Apple GPUs run): a centroid of data offset by 1e5 is its mean to
+    float32 resolution, and on GPS-like data every label is the exact nearest centroid of the
+    returned centroids, with the cpu backend's inertia."""
+    rng = np.random.default_rng(0)
+    X = (1e5 + rng.normal(size=(20000, 4))).astype(np.float32)
+    centre = KMeans(1, backend="mlx").fit(X).cluster_centers_[0]
+    np.testing.assert_allclose(centre, X.astype(np.float64).mean(0), atol=0.01)
+    gps = (np.array([40.71, -74.0]) + rng.normal(0, 0.01, (5000, 2))).astype(np.float32)
+    ours = KMeans(8, random_state=0, backend="mlx").fit(gps)
+    exact = ((gps.astype(np.float64)[:, None] - ours.cluster_centers_.astype(np.float64)[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(ours.labels_, exact.argmin(1))
+    np.testing.assert_array_equal(ours.predict(gps), exact.argmin(1))
+    init = gps[::625][:8].copy()
+    same_start = KMeans(8, init=init, n_init=1, backend="mlx").fit(gps)
+    cpu = KMeans(8, init=init, n_init=1, backend="cpu").fit(gps)
+    np.testing.assert_array_equal(same_start.labels_, cpu.labels_)
+    assert same_start.inertia_ == pytest.approx(cpu.inertia_, rel=1e-5)
+    batch = MiniBatchKMeans(8, random_state=0, backend="mlx").fit(gps)
+    assert batch.inertia_ < 1.5 * cpu.inertia_
+
+
+@pytest.mark.parametrize("backend", ["cpu", *OTHERS])
+@pytest.mark.parametrize("offset", [1e2, 1e3])
+def test_labels_are_exact_far_from_the_origin(backend, offset):
+    """Tight clusters far from the origin in 16 dimensions: fit labels and predict are the exact
+    nearest centroids (float64 differences) of the returned centroids on every backend."""
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(8, 16)) * 0.05
+    X = (offset + centres[rng.integers(0, 8, 20000)] + rng.normal(0, 0.02, (20000, 16))).astype(np.float32)
+    est = KMeans(8, random_state=0, backend=backend).fit(X)
+    exact = ((X.astype(np.float64)[:, None] - est.cluster_centers_.astype(np.float64)[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(est.labels_, exact.argmin(1))
+    np.testing.assert_array_equal(est.predict(X), exact.argmin(1))
+    assert est.inertia_ == pytest.approx(exact.min(1).sum(), rel=1e-6)

@@ -92,3 +92,36 @@ def test_errors_are_messages_not_tracebacks(files, args, message):
     done = run_cli(*[a.format(npy=files["npy"], parquet=files.get("parquet"), folder=folder) for a in args])
     assert done.returncode != 0
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def one_line_error(done) -> str:
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    return lines[0]
+
+
+def test_max_iter_zero_is_refused_not_replaced(files):
+    assert "max_iter" in one_line_error(run_cli(files["npy"], "-k", 3, "--max-iter", 0, "--quiet"))
+    assert "max_iter" in one_line_error(run_cli("-k", 3, "--max-iter", 0, "--n-samples", 100, "--no-sklearn"))
+
+
+def test_out_without_suffix_reports_the_file_written(files, tmp_path):
+    done = run_cli(files["npy"], "-k", 3, "--quiet", "--out", tmp_path / "result")
+    assert done.returncode == 0, done.stderr
+    written = tmp_path / "result.npz"
+    assert written.exists() and str(written) in done.stdout
+
+
+def test_bad_out_path_fails_before_the_fit(files, tmp_path):
+    message = one_line_error(run_cli(files["npy"], "-k", 3, "--quiet", "--out", tmp_path / "missing" / "r.npz"))
+    assert "missing" in message
+    done = run_cli(files["npy"], "-k", 3, "--quiet", "--out", tmp_path)
+    one_line_error(done)
+    assert "time=" not in done.stdout
+
+
+@pytest.mark.parametrize("args", [["-k", 0], ["-k", -3], ["--backend", "bogus"], ["--n-features", 0]])
+def test_demo_mode_user_errors_are_one_line(args):
+    one_line_error(run_cli(*args, "--n-samples", 200, "--no-sklearn"))

@@ -203,3 +203,30 @@ def test_callable_init(blobs):
 def test_explicit_init_with_n_init_warns_and_runs_once(blobs):
     with pytest.warns(RuntimeWarning, match="only one init"):
         KMeans(6, init=blobs[:6].copy(), n_init=5).fit(blobs)
+
+
+BACKEND_NAMES = [b.name for b in __import__("mlx_kmeans").backends() if b.available]
+
+
+@pytest.mark.parametrize("backend", BACKEND_NAMES)
+@pytest.mark.parametrize("offset", [0.0, 40.71, 1e4])
+def test_distances_are_accurate_far_from_the_origin(backend, offset):
+    """transform, fit_transform, score and kmeans()'s distances on float32 data whose spread
+    is tiny next to its offset (GPS-like): within float32 rounding of the true distances (the
+    expanded form `‖x‖² + ‖c‖² − 2x·c` loses every digit here)."""
+    rng = np.random.default_rng(0)
+    X = (np.array([offset, -1.8 * offset]) + rng.normal(0, 0.01, (3000, 2))).astype(np.float32)
+    est = KMeans(8, random_state=0, backend=backend).fit(X)
+    centres = est.cluster_centers_.astype(np.float64)
+    truth = np.sqrt(((X.astype(np.float64)[:, None, :] - centres[None]) ** 2).sum(-1))
+    got = est.transform(X)
+    assert got.dtype == np.float32
+    # Rounding the squared distance to float32, then a float32 square root: under 2^-22.
+    np.testing.assert_allclose(got, truth, rtol=2.0**-22, atol=0)
+    refit = KMeans(8, random_state=0, backend=backend)
+    np.testing.assert_allclose(refit.fit_transform(X), truth, rtol=2.0**-22, atol=0)
+    nearest = truth.min(1) ** 2
+    assert est.score(X) == pytest.approx(-nearest.sum(), rel=1e-5)
+    result = kmeans(X, 8, seed=0, backend=backend)
+    own = ((X.astype(np.float64) - result.centroids.astype(np.float64)[result.labels]) ** 2).sum(1)
+    np.testing.assert_allclose(result.distances, own, rtol=2.0**-22, atol=0)

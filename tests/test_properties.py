@@ -10,6 +10,7 @@ unchanged; bad input raises only ValueError or TypeError, with a message naming 
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -247,3 +248,104 @@ def test_odd_inputs_raise_only_value_or_type_errors(case, which, backend):
             return
     with pytest.raises(expected):
         KMeans(k, n_init=1, random_state=0, backend=backend).fit(odd)
+
+
+# -- hostile inputs: every public entry point answers with ValueError or TypeError ---------
+
+ODD_VALUES = [np.nan, np.inf, -np.inf, 1e308, -1e308, 1e-320, -0.0, 3.5e38, 1e19, 1e-30]
+ODD_INTS = [0, -1, 1, 2, 3, 7, 2**31, 2**63, 2**64, -(2**63)]
+
+
+@st.composite
+def hostile_data(draw):
+    """Arrays and array-likes a careless or hostile caller might pass as X."""
+    kind = draw(
+        st.sampled_from(
+            ["numbers", "odd values", "scalar", "1d", "3d", "no rows", "no columns", "objects", "strings",
+             "complex", "ragged", "none", "dict", "bytes", "datetime", "nested lists"]
+        )
+    )
+    n, d = draw(st.integers(1, 12)), draw(st.integers(1, 4))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    dtype = draw(st.sampled_from(["float16", "float32", "float64", "int64", "uint8", "bool", ">f8"]))
+    X = rng.normal(size=(n, d))
+    if kind == "numbers":
+        return X.astype(dtype)
+    if kind == "odd values":
+        X.flat[draw(st.integers(0, n * d - 1))] = draw(st.sampled_from(ODD_VALUES))
+        return X.astype(draw(st.sampled_from(["float32", "float64"])))
+    return {
+        "scalar": lambda: np.float64(3.0),
+        "1d": lambda: X[:, 0],
+        "3d": lambda: X.reshape(n, d, 1),
+        "no rows": lambda: np.empty((0, d)),
+        "no columns": lambda: np.empty((n, 0)),
+        "objects": lambda: np.array([[object()] * d] * n, dtype=object),
+        "strings": lambda: X.astype(str),
+        "complex": lambda: X.astype(complex),
+        "ragged": lambda: [[1.0, 2.0], [3.0]],
+        "none": lambda: None,
+        "dict": lambda: {"a": [1.0, 2.0]},
+        "bytes": lambda: b"\x00" * 16,
+        "datetime": lambda: np.array([["2020-01-01"] * d] * n, dtype="datetime64[D]"),
+        "nested lists": lambda: X.tolist(),
+    }[kind]()
+
+
+HOSTILE_PARAMS = {
+    "n_clusters": ODD_INTS + [1.5, "3", None, True, np.nan, 40],
+    "max_iter": ODD_INTS + [1.5, "20", None, False],
+    # (Large valid counts of restarts would only run long.)
+    "n_init": [v for v in ODD_INTS if not 3 < v < 2**63] + ["auto", "all", 1.0, None],
+    "tol": [-1.0, np.nan, np.inf, 1e300, "x", None, 0.0],
+    "init": ["bogus", np.zeros((2, 2)), np.zeros((1, 7)), [[np.nan] * 3] * 3, np.full((3, 3), np.inf), lambda *a, **k: None],
+    "random_state": [-1, 2**40, 2**64, 1.5, "seed", object()],
+}
+HOSTILE_WEIGHTS = [np.nan, -1.0, 0.0, 1e308, "w", [1.0], np.full(30, np.inf), np.full(30, 1e307), np.zeros(30),
+                   np.full(30, -0.0), np.ones((30, 1)), np.array(["a"] * 30)]
+ENTRIES = ["KMeans", "MiniBatchKMeans", "partial_fit", "kmeans", "Kmeans", "predict", "transform", "score"]
+
+
+def hostile_call(entry, X=None, weight=None, **changed):
+    """Calls `entry` with valid arguments except those given; returns quietly when it raises
+    ValueError or TypeError, so that anything else (a crash, a panic, which is a
+    BaseException, another exception type) fails the test."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3)) if X is None else X
+    params = {**dict(n_clusters=3, max_iter=20, n_init=1, tol=1e-4, init="k-means++", random_state=0), **changed}
+    fitted = KMeans(2, n_init=1, random_state=0).fit(rng.normal(size=(20, 3)))
+    calls = {
+        "KMeans": lambda: KMeans(**params).fit(X, sample_weight=weight),
+        "MiniBatchKMeans": lambda: MiniBatchKMeans(**params).fit(X, sample_weight=weight),
+        "partial_fit": lambda: MiniBatchKMeans(**params).partial_fit(X, sample_weight=weight),
+        "kmeans": lambda: kmeans(X, params["n_clusters"], max_iter=params["max_iter"], tol=params["tol"],
+                                 n_init=params["n_init"], init=params["init"], seed=params["random_state"],
+                                 sample_weight=weight),
+        "Kmeans": lambda: Kmeans(3, params["n_clusters"], niter=params["max_iter"], nredo=params["n_init"],
+                                 seed=params["random_state"]).train(X, weights=weight),
+        "predict": lambda: fitted.predict(X),
+        "transform": lambda: fitted.transform(X),
+        "score": lambda: fitted.score(X, sample_weight=weight),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            calls[entry]()
+        except (ValueError, TypeError):
+            pass
+
+
+@SETTINGS
+@given(X=hostile_data(), entry=st.sampled_from(ENTRIES))
+def test_hostile_data_raises_only_value_or_type_errors(X, entry):
+    hostile_call(entry, X=X)
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+def test_hostile_parameters_and_weights_raise_only_value_or_type_errors(entry):
+    """Every parameter, one at a time, over every odd value; then every odd weight vector."""
+    for name, options in HOSTILE_PARAMS.items():
+        for value in options:
+            hostile_call(entry, **{name: value})
+    for weight in HOSTILE_WEIGHTS:
+        hostile_call(entry, weight=weight)

@@ -146,3 +146,45 @@ def test_huge_and_tiny_magnitudes(scale, dtype):
 def test_magnitudes_beyond_float64_are_refused():
     with pytest.raises(ValueError, match="overflow even in float64"):
         KMeans(2).fit(np.array([[1e200, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("how", ["os.fork", "multiprocessing"])
+def test_fit_in_a_process_forked_after_a_fit(backend, how):
+    """The child of a process that already fitted (rayon's workers do not survive a fork)
+    fits too, with the parent's result, instead of hanging."""
+    script = textwrap.dedent(
+        f"""
+        import multiprocessing, os, sys
+        import numpy as np
+        from mlx_kmeans import KMeans, MiniBatchKMeans
+
+        X = np.random.default_rng(0).normal(size=(20000, 16)).astype(np.float32)
+        parent = KMeans(10, random_state=0, backend={backend!r}).fit(X)
+
+        def child(queue=None):
+            est = KMeans(10, random_state=0, backend={backend!r}).fit(X)
+            MiniBatchKMeans(10, random_state=0, backend={backend!r}).fit(X)
+            same = bool(np.array_equal(est.labels_, parent.labels_))
+            if queue is None:
+                os._exit(0 if same else 3)
+            queue.put(same)
+
+        if {how!r} == "os.fork":
+            pid = os.fork()
+            if pid == 0:
+                child()
+            _, status = os.waitpid(pid, 0)
+            sys.exit(os.waitstatus_to_exitcode(status))
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        process = context.Process(target=child, args=(queue,))
+        process.start()
+        same = queue.get(timeout=100)
+        process.join()
+        sys.exit(0 if same else 3)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -98,3 +98,47 @@ def test_backend_callback_errors_end_the_fit_with_their_own_exception(X):
             X, None, n_clusters=4, init="random", n_init=1, max_iter=5, tol=0.0, seed=0,
             backend=lambda x, c: (np.zeros(len(x)), np.full(len(x), 9, dtype=np.int64)),
         )
+
+
+class HandlerFailure(Exception):
+    pass
+
+
+class FailingHandler(logging.Handler):
+    """Raises from the third record on: Python code run by the log bridge during a fit."""
+
+    def __init__(self):
+        super().__init__()
+        self.records = 0
+
+    def emit(self, record):
+        self.records += 1
+        if self.records >= 3:
+            raise HandlerFailure("raised while a record was forwarded")
+
+
+@pytest.mark.parametrize("backend", [b.name for b in __import__("mlx_kmeans").backends() if b.available])
+@pytest.mark.parametrize("entry", ["KMeans", "KMeans-verbose", "MiniBatchKMeans", "kmeans"])
+def test_an_exception_in_the_log_bridge_ends_the_fit_as_it_is(backend, entry):
+    """An exception raised by Python code the engine runs (here a log handler) ends the call
+    with that exception, not a SystemError or a failure inside unrelated code."""
+    from mlx_kmeans import MiniBatchKMeans
+
+    X = make_mixture(4000, 8, 10, seed=2, dtype=np.float32)[0]
+    logger = logging.getLogger("mlx_kmeans")
+    handler, level = FailingHandler(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    fits = {
+        "KMeans": lambda: KMeans(10, random_state=0, tol=0, max_iter=30, backend=backend).fit(X),
+        "KMeans-verbose": lambda: KMeans(10, random_state=0, tol=0, max_iter=30, verbose=True, backend=backend).fit(X),
+        "MiniBatchKMeans": lambda: MiniBatchKMeans(10, random_state=0, backend=backend).fit(X),
+        "kmeans": lambda: kmeans(X, 10, tol=0, max_iter=30, backend=backend),
+    }
+    try:
+        with pytest.raises(HandlerFailure):
+            fits[entry]()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert KMeans(10, random_state=0, backend=backend).fit(X).cluster_centers_.shape == (10, 8)

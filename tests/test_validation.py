@@ -169,3 +169,70 @@ def test_mlx_array_values_are_checked_like_numpy(value, match):
     got = KMeans(n_clusters=2, n_init=1, random_state=0, backend="cpu").fit(mx.array(X))
     np.testing.assert_array_equal(np.asarray(got.labels_), ref.labels_)
     np.testing.assert_allclose(np.asarray(got.cluster_centers_), ref.cluster_centers_, rtol=1e-6)
+
+
+def test_unaligned_buffers_are_copied_not_refused():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(500, 3)).astype(np.float32)
+    raw = b"x" + values.tobytes()
+    unaligned = np.frombuffer(raw, np.float32, offset=1).reshape(500, 3)
+    assert not unaligned.flags.aligned
+    ours = KMeans(4, random_state=0).fit(unaligned)
+    aligned = KMeans(4, random_state=0).fit(values)
+    np.testing.assert_array_equal(ours.cluster_centers_, aligned.cluster_centers_)
+    np.testing.assert_array_equal(ours.predict(unaligned), aligned.labels_)
+
+
+def test_unaligned_memmap_is_copied(tmp_path):
+    values = np.random.default_rng(1).normal(size=(400, 5))
+    path = tmp_path / "odd.bin"
+    path.write_bytes(b"abc" + values.tobytes())
+    mapped = np.memmap(path, dtype=np.float64, mode="r", offset=3, shape=(400, 5))
+    np.testing.assert_array_equal(KMeans(3, random_state=0).fit(mapped).labels_, KMeans(3, random_state=0).fit(values).labels_)
+
+
+@pytest.mark.parametrize("cls", [KMeans, MiniBatchKMeans])
+@pytest.mark.parametrize("weight", [1e300, 1e306, 1e307, 1e308])
+def test_weights_so_large_that_sums_overflow_are_refused(cls, weight):
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    with pytest.raises(ValueError, match="sample_weight"):
+        cls(3, random_state=0).fit(X, sample_weight=np.full(200, weight))
+
+
+def test_large_weights_that_fit_give_finite_results():
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    for cls in (KMeans, MiniBatchKMeans):
+        est = cls(3, random_state=0).fit(X, sample_weight=np.full(200, 1e250))
+        assert np.isfinite(est.cluster_centers_).all() and np.isfinite(est.inertia_)
+    with pytest.raises(ValueError, match="float32"):
+        KMeans(3).fit(X.astype(np.float32), sample_weight=np.full(200, 1e39))
+
+
+@pytest.mark.parametrize("name", ["max_iter", "n_init", "n_clusters"])
+def test_integers_beyond_64_bits_are_a_value_error(name):
+    with pytest.raises(ValueError, match=name):
+        KMeans(**{name: 2**64}).fit(np.zeros((10, 2)))
+
+
+def test_faiss_style_seed_and_sampling_parameters():
+    from mlx_kmeans import Kmeans
+
+    X = np.random.default_rng(0).normal(size=(1000, 4)).astype(np.float32)
+    negative = Kmeans(4, 5, seed=-1)
+    negative.train(X)
+    same = Kmeans(4, 5, seed=2**32 - 1)
+    same.train(X)
+    np.testing.assert_array_equal(negative.centroids, same.centroids)
+    for bad in (dict(max_points_per_centroid=0), dict(min_points_per_centroid=-1)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            Kmeans(4, 5, **bad)
+
+
+def test_partial_fit_output_type_follows_each_batch():
+    mx = pytest.importorskip("mlx.core")
+    X = np.random.default_rng(0).normal(size=(600, 4)).astype(np.float32)
+    est = MiniBatchKMeans(3, random_state=0)
+    est.partial_fit(mx.array(X))
+    assert isinstance(est.labels_, mx.array) and isinstance(est.cluster_centers_, mx.array)
+    est.partial_fit(X)
+    assert isinstance(est.labels_, np.ndarray) and isinstance(est.cluster_centers_, np.ndarray)

@@ -97,6 +97,8 @@ def output_path(out: str | None) -> str | None:
     fit so that a bad path fails at once rather than after the work."""
     if out is None:
         return None
+    if os.path.isdir(out):
+        raise IsADirectoryError(f"--out {out} is a directory; name a file in it")
     path = out if out.endswith(".npz") else out + ".npz"
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):

@@ -161,15 +161,16 @@ def resolve(requested: str | None, dtype=np.float32, platform: str | None = None
 
 
 def _faiss_assign(x: np.ndarray, centroids: np.ndarray):
-    """Nearest centroid by a faiss flat L2 search (on all GPUs when faiss sees any)."""
+    """The two nearest centroids of each row, by a faiss flat L2 search (on all GPUs when
+    faiss sees any): `(n, 2)` squared distances and labels (one column for one centroid).
+    The engine decides rows whose two distances are too close for float32 again exactly."""
     import faiss
 
     index = faiss.IndexFlatL2(x.shape[1])
     if hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
         index = faiss.index_cpu_to_all_gpus(index)
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    distances, labels = index.search(np.ascontiguousarray(x, dtype=np.float32), 1)
-    return distances[:, 0], labels[:, 0]
+    return index.search(np.ascontiguousarray(x, dtype=np.float32), min(2, centroids.shape[0]))
 
 
 def native_backend(name: str):

@@ -2,14 +2,15 @@
 //! assigns rows to centroids (how the faiss backend plugs into the same loop). Backend
 //! switches are read here, once per call, and handed to the engines as configuration.
 
-use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
+use numpy::Element;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+use super::callback::CallbackKernel;
 use super::mlx_share::SharedMlx;
 use super::run::PendingError;
 use crate::error::{Error, Result};
-use crate::kernel::{cpu::CpuKernel, Kernel};
+use crate::kernel::cpu::CpuKernel;
 use crate::matrix::MatRef;
 use crate::strategy::{Engine, HostEngine};
 use crate::Scalar;
@@ -92,7 +93,9 @@ fn host_engine<'a, T: Scalar + Element>(
     match spec {
         BackendSpec::Cpu => Some(Box::new(HostEngine::new(CpuKernel, true))),
         // The callback searches elsewhere: bounds would replace its search with ours.
-        BackendSpec::Callback(callback) => Some(Box::new(HostEngine::new(CallbackKernel { callback, pending }, false))),
+        BackendSpec::Callback(callback) => {
+            Some(Box::new(HostEngine::new(CallbackKernel::new(callback, pending), false)))
+        }
         BackendSpec::Mlx(_) => None,
     }
 }
@@ -142,54 +145,6 @@ fn mlx_engine<'a>(
     _: Option<SharedMlx>,
 ) -> Result<Box<dyn Engine<f32> + 'a>> {
     Err(Error::InvalidArgument("this build of mlx_kmeans has no MLX kernel".into()))
-}
-
-/// Assignment by a Python callable (e.g. a faiss flat L2 search); distances for k-means++
-/// run on the CPU kernel and the sums are the trait's own. An exception from the callable is kept in `pending` and ends the fit.
-struct CallbackKernel<'a> {
-    callback: &'a Py<PyAny>,
-    pending: &'a PendingError,
-}
-
-impl<T: Scalar + Element> Kernel<T> for CallbackKernel<'_> {
-    fn name(&self) -> &'static str {
-        "callback"
-    }
-
-    fn assign(
-        &self,
-        x: MatRef<'_, T>,
-        _x_sq_norms: &[T],
-        centroids: MatRef<'_, T>,
-        labels: &mut [u32],
-        distances: &mut [T],
-    ) -> Result<()> {
-        let outcome = self.pending.call(|py| {
-            let xs = x.as_slice().to_vec().into_pyarray(py).reshape([x.rows(), x.cols()])?;
-            let cs = centroids.as_slice().to_vec().into_pyarray(py).reshape([centroids.rows(), centroids.cols()])?;
-            let result = self.callback.call1(py, (xs, cs))?;
-            let (dist, lab): (PyReadonlyArray1<'_, T>, PyReadonlyArray1<'_, i64>) = result.extract(py)?;
-            if dist.len() != labels.len() || lab.len() != labels.len() {
-                return Err(PyValueError::new_err("assign callback returned arrays of the wrong length"));
-            }
-            for (d, &v) in distances.iter_mut().zip(dist.as_slice()?) {
-                *d = if v > T::zero() { v } else { T::zero() };
-            }
-            let k = centroids.rows() as i64;
-            for (l, &v) in labels.iter_mut().zip(lab.as_slice()?) {
-                if !(0..k).contains(&v) {
-                    return Err(PyValueError::new_err(format!("assign callback returned label {v} outside 0..{k}")));
-                }
-                *l = v as u32;
-            }
-            Ok(())
-        });
-        outcome.ok_or(Error::Callback)
-    }
-
-    fn pairwise(&self, x: MatRef<'_, T>, x_sq_norms: &[T], centroids: MatRef<'_, T>, out: &mut [T]) -> Result<()> {
-        CpuKernel.pairwise(x, x_sq_norms, centroids, out)
-    }
 }
 
 /// What the MLX kernel sees here: built in?, runs?, on a GPU?, and a description or the reason.

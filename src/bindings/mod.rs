@@ -2,6 +2,7 @@
 //! hands results back as NumPy arrays. No algorithm lives here.
 
 mod arrow;
+mod callback;
 mod engines;
 mod fit;
 mod input;

@@ -4,15 +4,16 @@
 //! the host. On a CUDA GPU whose memory is managed, every array read on the host costs page
 //! migrations; keeping labels, distances, sums and centroids on the device removes them.
 //! Empty clusters (rare) are repaired on the host by the shared update, then handed back.
+//! The loop runs in the kernel's centred coordinates (data far from the origin is shifted by
+//! its mean); centroids and sums are shifted back whenever they reach the host.
 
 use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::ops::{concatenate, maximum, select, stack};
 use mlx_rs::Array;
 
 use super::cuda::{ClusterMeans, LloydKernels};
-use super::{
-    cluster_sums, eval_all, fold_sums, lift_centroid_array, nearest, partial_distances, rows_per_block, MlxKernel,
-};
+use super::kernel::{cluster_sums, near_ties, nearest, settle_near_ties, uncentre_sums};
+use super::{eval_all, fold_sums, lift_centroid_array, partial_distances, rows_per_block, CentredData, MlxKernel};
 use crate::error::Result;
 use crate::kernel::{assign_in_chunks, ClusterSums, Kernel};
 use crate::matrix::{weighted_sum, MatRef, Points};
@@ -28,14 +29,17 @@ pub(super) struct MlxLloyd<'s, 'a> {
     kernel: &'s MlxKernel<'a>,
     /// The data on the host (for the empty-cluster repair and final assignment).
     points: Points<'s, f32>,
-    /// The data as it is and as the GEMMs take it, its squared row norms (`n`), and sample
-    /// weights (`n`).
+    /// The data centred (see `MlxKernel`'s shift) and as the GEMMs take it, the centred
+    /// rows' squared norms (`n`), and sample weights (`n`).
     plain: Array,
     rows: Array,
     x_norms: Array,
     weights: Option<Array>,
+    /// What centred the data: on the device (`1 × d`) and on the host.
+    shift: Option<(Array, Vec<f32>)>,
     /// On a CUDA GPU: the custom kernels, and the weights as they take them (ones if none).
     cuda: Option<(LloydKernels, Array)>,
+    /// Centred, like the data.
     centroids: Array,
     spherical: bool,
     /// The last step's labels (`n`, uint32), squared distances (`n`), sums and weights.
@@ -46,20 +50,24 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
     pub(super) fn new(
         kernel: &'s MlxKernel<'a>,
         points: Points<'s, f32>,
-        (plain, rows): (Array, Array),
+        data: CentredData,
         centroids: &[f32],
         spherical: bool,
     ) -> Result<Self> {
+        let CentredData { centred: plain, lifted: rows, norms: x_norms, shift } = data;
         let n = plain.shape()[0];
         let d = plain.shape()[1];
-        let x_norms = plain.square()?.sum_axis(1, false)?;
         let weights = points.weights.map(|w| Array::from_slice(w, &[n]));
-        let centroids = Array::from_slice(centroids, &[centroids.len() as i32 / d, d]);
+        let shift = shift.map(|values| (Array::from_slice(&values, &[1, d]), values));
+        let mut centroids = Array::from_slice(centroids, &[centroids.len() as i32 / d, d]);
+        if let Some((device, _)) = &shift {
+            centroids = centroids.subtract(device)?;
+        }
         let cuda = match kernel.cuda_kernels {
             true => Some((LloydKernels::new(), weights.clone().map_or_else(|| mlx_rs::ops::ones::<f32>(&[n]), Ok)?)),
             false => None,
         };
-        Ok(Self { kernel, points, plain, rows, x_norms, weights, cuda, centroids, spherical, last: None })
+        Ok(Self { kernel, points, plain, rows, x_norms, weights, shift, cuda, centroids, spherical, last: None })
     }
 
     fn k(&self) -> usize {
@@ -78,7 +86,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
     fn cuda_nearest(&self, kernels: &LloydKernels, c: &Array, c_norms: &Array) -> Result<(Array, Array)> {
         let n = self.x_norms.shape()[0] as usize;
         let step = rows_per_block(self.k());
-        let tolerance = MlxKernel::gemm_error_bound(self.kernel.split, self.plain.shape()[1] as usize);
+        let tolerance = self.kernel.gemm_error_bound(self.plain.shape()[1] as usize);
         let (mut labels, mut distances) = (Vec::new(), Vec::new());
         for start in (0..n).step_by(step) {
             let end = (start + step).min(n);
@@ -92,19 +100,42 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         Ok((join(labels)?, join(distances)?))
     }
 
-    /// The same with MLX ops only: one-hot GEMMs for the sums, block by block.
+    /// The same with MLX ops only, block by block: labels by a GEMM and an argmin, near ties
+    /// decided again on the host (the flags of all blocks come back in one evaluation, the
+    /// labels only when some row is flagged), then sums by one-hot GEMMs.
     fn ops_pass(&self, c: &Array, c_norms: &Array) -> Result<Pass> {
         let (k, d) = (self.k(), self.centroids.shape()[1] as usize);
         let n = self.x_norms.shape()[0] as usize;
         let step = rows_per_block(k);
-        let (mut labels, mut distances, mut sums, mut totals) = (Vec::new(), Vec::new(), None::<Array>, None::<Array>);
+        let bound = self.kernel.gemm_error_bound(d);
+        let (mut labels, mut distances, mut near) = (Vec::new(), Vec::new(), Vec::new());
         for start in (0..n).step_by(step) {
             let end = (start + step).min(n);
             let (block, block_norms) = self.block(start, end);
+            let partial = partial_distances(&block, c, c_norms)?;
+            let (best, best_value) = nearest(&partial)?;
+            near.push(near_ties(&partial, &best_value, &block_norms, c_norms, bound)?);
+            distances.push(maximum(best_value.reshape(&[-1])?.add(&block_norms)?, Array::from_f32(0.0))?);
+            labels.push(best.reshape(&[-1])?);
+        }
+        let (mut labels, mut distances, near) = (join(labels)?, join(distances)?, join(near)?);
+        let flagged = near.any(false)?;
+        eval_all(&[&flagged, &labels, &distances])?;
+        if flagged.item_exact::<bool>() {
+            let centroids = self.host_centroids()?;
+            let centroids = MatRef::new(&centroids, k, d)?;
+            let (mut host_labels, mut host_distances) = (vec![0u32; n], vec![0f32; n]);
+            copy_to_host(&labels, &distances, &mut host_labels, &mut host_distances);
+            settle_near_ties(self.points.x, centroids, near.as_slice::<bool>(), &mut host_labels, &mut host_distances);
+            labels = Array::from_slice(&host_labels, &[n as i32]);
+            distances = Array::from_slice(&host_distances, &[n as i32]);
+        }
+        let (mut sums, mut totals) = (None::<Array>, None::<Array>);
+        for start in (0..n).step_by(step) {
+            let end = (start + step).min(n);
             let block_weights = self.weights.as_ref().map(|w| rows_of(w, start, end));
-            let (best, best_value) = nearest(&partial_distances(&block, c, c_norms)?)?;
-            let dist = maximum(best_value.reshape(&[-1])?.add(&block_norms)?, Array::from_f32(0.0))?;
-            let (s, w) = cluster_sums(&block, &best, block_weights.as_ref(), k)?;
+            let (s, w) =
+                cluster_sums(&self.block(start, end).0, &rows_of(&labels, start, end), block_weights.as_ref(), k)?;
             let s = fold_sums(s, d, self.kernel.split)?;
             sums = Some(match sums {
                 Some(total) => total.add(&s)?,
@@ -114,13 +145,11 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
                 Some(total) => total.add(&w)?,
                 None => w,
             });
-            labels.push(best.reshape(&[-1])?);
-            distances.push(dist);
         }
         let (sums, weights) = (sums.expect("n >= 1 rows"), totals.expect("n >= 1 rows"));
         let column = weights.reshape(&[k as i32, 1])?;
         let means = sums.divide(&maximum(&column, Array::from_f32(f32::MIN_POSITIVE))?)?;
-        Ok((join(labels)?, join(distances)?, sums, weights, means))
+        Ok((labels, distances, sums, weights, means))
     }
 
     /// Rows `start..end` as the GEMMs take them, and their squared norms.
@@ -150,9 +179,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         let empty = occupied.logical_not()?.as_type::<f32>()?.sum(false)?;
         let mut updated = select(&occupied.reshape(&[k as i32, 1])?, &means, &self.centroids)?;
         if self.spherical {
-            let norms = updated.square()?.sum_axis(1, true)?.sqrt()?;
-            let scaled = updated.divide(&maximum(&norms, Array::from_f32(f32::MIN_POSITIVE))?)?;
-            updated = select(&norms.gt(Array::from_f32(0.0))?, &scaled, &updated)?;
+            updated = self.normalised(updated)?;
         }
         let shift = updated.subtract(&self.centroids)?.square()?.sum(false)?;
         let scalars = stack(&[&inertia, &changed, &empty, &shift], 0)?;
@@ -168,13 +195,30 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         Ok((report, empty_clusters))
     }
 
-    /// The last step's per-cluster sums on the host.
+    /// Centred centroids scaled to unit norm as the user sees them (shifted back).
+    fn normalised(&self, centred: Array) -> Result<Array> {
+        let plain = match &self.shift {
+            Some((shift, _)) => centred.add(shift)?,
+            None => centred,
+        };
+        let norms = plain.square()?.sum_axis(1, true)?.sqrt()?;
+        let scaled = plain.divide(&maximum(&norms, Array::from_f32(f32::MIN_POSITIVE))?)?;
+        let unit = select(&norms.gt(Array::from_f32(0.0))?, &scaled, &plain)?;
+        Ok(match &self.shift {
+            Some((shift, _)) => unit.subtract(shift)?,
+            None => unit,
+        })
+    }
+
+    /// The last step's per-cluster sums on the host (of the data as given).
     fn last_sums(&self) -> ClusterSums {
         let (_, _, sums, weights) = self.last.as_ref().expect("a step ran");
-        ClusterSums {
+        let mut sums = ClusterSums {
             sums: sums.as_slice::<f32>().iter().map(|&v| v as f64).collect(),
             weights: weights.as_slice::<f32>().iter().map(|&v| v as f64).collect(),
-        }
+        };
+        uncentre_sums(&mut sums, self.shift.as_ref().map(|(_, host)| host.as_slice()));
+        sums
     }
 
     /// The last step's labels and squared distances on the host.
@@ -183,9 +227,28 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         copy_to_host(l, dist, labels, distances);
     }
 
+    /// The centroids as the user sees them (shifted back).
     fn host_centroids(&self) -> Result<Vec<f32>> {
         eval_all(&[&self.centroids])?;
-        Ok(self.centroids.as_slice::<f32>().to_vec())
+        let mut centroids = self.centroids.as_slice::<f32>().to_vec();
+        if let Some((_, shift)) = &self.shift {
+            for row in centroids.chunks_exact_mut(shift.len()) {
+                for (c, &m) in row.iter_mut().zip(shift) {
+                    *c += m;
+                }
+            }
+        }
+        Ok(centroids)
+    }
+
+    /// Centroids given as the user sees them, on the device and centred.
+    fn set_centroids(&mut self, centroids: &[f32]) -> Result<()> {
+        let plain = Array::from_slice(centroids, self.centroids.shape());
+        self.centroids = match &self.shift {
+            Some((shift, _)) => plain.subtract(shift)?,
+            None => plain,
+        };
+        Ok(())
     }
 }
 
@@ -230,7 +293,7 @@ impl LloydStep<f32> for MlxLloyd<'_, '_> {
         self.last_assignment(&mut labels, &mut distances);
         relocate_empty_clusters(self.points.x, self.points.weights, &labels, &current, &mut sums);
         let updated = average(&sums, &current, d, self.spherical);
-        self.centroids = Array::from_slice(&updated, self.centroids.shape());
+        self.set_centroids(&updated)?;
         Ok(StepReport { center_shift: squared_shift(&updated, &current), ..report })
     }
 

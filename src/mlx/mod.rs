@@ -5,21 +5,23 @@
 //! the whole fit: shared with the caller's MLX array when there is one, else copied once. Row
 //! norms and final distances of that matrix are computed on the device too, so the host never
 //! reads (in CUDA managed memory: migrates) it. Other matrices (mini-batches, candidates) are
-//! copied per call.
+//! copied per call. Data far from the origin is re-centred first (see [`Shift`]), and rows
+//! whose two nearest centroids the GEMM cannot tell apart are decided again exactly on the
+//! host (`kernel.rs`), so labels are the exact nearest centroids on every device.
 
 use std::sync::{Mutex, MutexGuard};
 
-use mlx_rs::ops::indexing::{argmin_axis, IndexOp};
+use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::{Array, Device, DeviceType, Dtype};
 
 mod cuda;
 mod engine;
+mod kernel;
 mod lloyd;
 
 pub use engine::MlxEngine;
 
 use crate::error::{Error, Result};
-use crate::kernel::{ClusterSums, Kernel};
 use crate::matrix::MatRef;
 
 impl From<mlx_rs::error::Exception> for Error {
@@ -62,16 +64,57 @@ pub fn device_description() -> std::result::Result<(bool, String), String> {
     Ok((matches!(kind, DeviceType::Gpu), format!("{device:?}")))
 }
 
-/// The fit's data matrix in MLX memory: as the GEMMs take it (`lifted`) and as it is.
+/// The fit's data matrix in MLX memory: as it is (`plain`), re-centred by the kernel's
+/// [`Shift`] (`centred`: `plain` itself without one), as the GEMMs take it (`lifted`), and
+/// the squared norms of the centred rows.
 struct Resident {
-    lifted: Array,
     plain: Array,
+    centred: Array,
+    lifted: Array,
+    centred_norms: Array,
+}
+
+/// The resident data as a device Lloyd loop takes it: centred rows, their lifted form and
+/// squared norms, and the shift (host values) that centred them.
+pub(super) struct CentredData {
+    pub centred: Array,
+    pub lifted: Array,
+    pub norms: Array,
+    pub shift: Option<Vec<f32>>,
+}
+
+/// Subtracted from every row and centroid before the GEMMs: the data's mean, when the data lie
+/// far from the origin next to their spread. There `‖x‖² + ‖c‖² − 2x·c` in float32 cancels
+/// catastrophically (an offset of 1e5 with a spread of 1 leaves no correct digit) and float32
+/// sums lose the spread to the offset; distances and labels do not change under a common
+/// translation, and the shift is added back wherever centroids or sums leave the device.
+struct Shift {
+    /// `1 × d`.
+    device: Array,
+    host: Vec<f32>,
+}
+
+impl Shift {
+    /// The data's column means when their squared norm exceeds the data's total variance
+    /// (centring then gains at least a bit), else none: centring costs a copy of the data.
+    fn of(plain: &Array) -> Result<Option<Self>> {
+        let mean = plain.mean_axis(0, true)?;
+        let offset = mean.square()?.sum(false)?;
+        let spread = plain.var_axis(0, false, 0)?.sum(false)?;
+        eval_all(&[&mean, &offset, &spread])?;
+        if !(offset.item_exact::<f32>() > spread.item_exact::<f32>()) {
+            return Ok(None);
+        }
+        Ok(Some(Self { host: mean.as_slice::<f32>().to_vec(), device: mean }))
+    }
 }
 
 pub struct MlxKernel<'a> {
     /// The fit's data matrix and its MLX arrays. The borrow keeps the address from being
     /// reused for other data while this kernel lives, so comparing pointers is sound.
     data: Option<(&'a [f32], usize, Mutex<Resident>)>,
+    /// Subtracted from rows and centroids before the GEMMs (data far from the origin).
+    shift: Option<Shift>,
     /// Whether MLX computes on a GPU (then a pass is split far less often).
     on_gpu: bool,
     /// Whether float32 GEMMs go through the high/low split (see [`Precision`]). With the
@@ -129,13 +172,34 @@ impl<'a> MlxKernel<'a> {
         // float32); the configuration may force the split on (to test it) or off (to measure).
         let split = config.split.unwrap_or(on_gpu && cfg!(target_os = "linux"));
         let cuda_kernels = cfg!(target_os = "linux") && on_gpu && config.cuda_kernels;
-        let mut kernel = Self { data: None, on_gpu, split, cuda_kernels };
+        let mut kernel = Self { data: None, shift: None, on_gpu, split, cuda_kernels };
         if let Some(m) = data {
             let plain = shared.unwrap_or_else(|| to_mlx(m));
-            let resident = Resident { lifted: kernel.lift_rows(plain.clone())?, plain };
+            kernel.shift = Shift::of(&plain)?;
+            let centred = kernel.centre(&plain)?;
+            let centred_norms = centred.square()?.sum_axis(1, false)?;
+            let resident = Resident { lifted: kernel.lift_rows(centred.clone())?, plain, centred, centred_norms };
             kernel.data = Some((m.as_slice(), m.cols(), Mutex::new(resident)));
         }
         Ok(kernel)
+    }
+
+    /// `a` (rows of data or centroids) minus the shift, or `a` itself without one.
+    fn centre(&self, a: &Array) -> Result<Array> {
+        Ok(match &self.shift {
+            Some(shift) => a.subtract(&shift.device)?,
+            None => a.clone(),
+        })
+    }
+
+    /// Centroids given on the host (`k × d`) as the device computes with them: centred.
+    fn centred_centroids(&self, centroids: MatRef<'_, f32>) -> Result<Array> {
+        self.centre(&to_mlx(centroids))
+    }
+
+    /// The shift's host values, if any.
+    fn shift_values(&self) -> Option<&[f32]> {
+        self.shift.as_ref().map(|s| s.host.as_slice())
     }
 
     /// Rows as the GEMMs take them: `[hi, hi, lo]` when splitting, else as they are.
@@ -154,14 +218,22 @@ impl<'a> MlxKernel<'a> {
     /// rounding of the low parts, under 2^-15. Float32 accumulation adds at most `d·2^-24`
     /// relative to the same sum. (Measured on an H100: 1.3e-4 without the split, 1.5e-5
     /// with it, relative to the largest distance.)
-    fn gemm_error_bound(split: bool, d: usize) -> f64 {
-        let products = if split { 2f64.powi(-15) } else { 2f64.powi(-8) };
-        products + 2.0 * d as f64 * 2f64.powi(-24)
+    /// Without TF32 (Metal, MLX's CPU) products are float32's own: the bound is the CPU
+    /// kernel's. Centring rounds each coordinate once more (4 units more).
+    fn gemm_error_bound(&self, d: usize) -> f64 {
+        let accumulation = (2 * d + 12) as f64 * 2f64.powi(-24);
+        let tf32 = self.on_gpu && cfg!(target_os = "linux");
+        match (self.split, tf32) {
+            (true, _) => 2f64.powi(-15) + accumulation,
+            (false, true) => 2f64.powi(-8) + accumulation,
+            (false, false) => accumulation,
+        }
     }
 
-    /// Centroids as the GEMMs take them, and their squared norms (`1 × k`, in float32).
+    /// Centroids (given on the host) as the GEMMs take them, and the squared norms of the
+    /// centred centroids (`1 × k`, in float32).
     fn lift_centroids(&self, centroids: MatRef<'_, f32>) -> Result<(Array, Array)> {
-        lift_centroid_array(to_mlx(centroids), centroids.rows(), self.split)
+        lift_centroid_array(self.centred_centroids(centroids)?, centroids.rows(), self.split)
     }
 
     fn resident(&self) -> Option<(&'a [f32], usize, MutexGuard<'_, Resident>)> {
@@ -180,24 +252,40 @@ impl<'a> MlxKernel<'a> {
         (inside && (at - base) % size == 0).then(|| (at - base) / size)
     }
 
-    /// The resident data as it is and as the GEMMs take it, when `x` is all of it.
-    fn whole(&self, x: MatRef<'_, f32>) -> Option<(Array, Array)> {
+    /// The resident data as it is, when `x` is all of it.
+    fn whole(&self, x: MatRef<'_, f32>) -> Option<Array> {
         let offset = self.resident_offset(x);
         let (data, cols, resident) = self.resident()?;
-        (offset == Some(0) && x.rows() == data.len() / cols).then(|| (resident.plain.clone(), resident.lifted.clone()))
+        (offset == Some(0) && x.rows() == data.len() / cols).then(|| resident.plain.clone())
     }
 
-    /// Rows `start..end` of `x` as an MLX array: a slice of the resident data when `x` is
-    /// the data or a run of its rows, else a copy of those rows.
-    fn rows(&self, x: MatRef<'_, f32>, start: usize, end: usize) -> Result<Array> {
+    /// The resident data as a device Lloyd loop takes it, when `x` is all of it.
+    fn whole_centred(&self, x: MatRef<'_, f32>) -> Option<CentredData> {
+        let offset = self.resident_offset(x);
+        let (data, cols, resident) = self.resident()?;
+        (offset == Some(0) && x.rows() == data.len() / cols).then(|| CentredData {
+            centred: resident.centred.clone(),
+            lifted: resident.lifted.clone(),
+            norms: resident.centred_norms.clone(),
+            shift: self.shift_values().map(<[f32]>::to_vec),
+        })
+    }
+
+    /// Rows `start..end` of `x` as the GEMMs take them (centred, lifted) and the squared
+    /// norms of the centred rows: slices of the resident data when `x` is the data or a run
+    /// of its rows, else a copy of those rows.
+    fn rows(&self, x: MatRef<'_, f32>, start: usize, end: usize) -> Result<(Array, Array)> {
         if let (Some(first), Some((data, cols, resident))) = (self.resident_offset(x), self.resident()) {
             if first + start == 0 && first + end == data.len() / cols {
-                return Ok(resident.lifted.clone());
+                return Ok((resident.lifted.clone(), resident.centred_norms.clone()));
             }
-            return Ok(resident.lifted.index(((first + start) as i32..(first + end) as i32, ..)));
+            let range = (first + start) as i32..(first + end) as i32;
+            return Ok((resident.lifted.index((range.clone(), ..)), resident.centred_norms.index(range)));
         }
         let block = x.slice_rows(start, end);
-        self.lift_rows(Array::from_slice(block.as_slice(), &[(end - start) as i32, x.cols() as i32]))
+        let centred = self.centre(&Array::from_slice(block.as_slice(), &[(end - start) as i32, x.cols() as i32]))?;
+        let norms = centred.square()?.sum_axis(1, false)?;
+        Ok((self.lift_rows(centred)?, norms))
     }
 }
 
@@ -230,176 +318,4 @@ fn row_norms(c: &Array, k: usize) -> Result<Array> {
 /// epilogue adds the norms.
 fn partial_distances(block: &Array, centroids: &Array, c_norms: &Array) -> Result<Array> {
     Ok(mlx_rs::ops::addmm(c_norms, block, centroids.t(), -2.0, 1.0)?)
-}
-
-/// Index (`rows × 1`, uint32) and value of each row's smallest partial distance.
-fn nearest(partial: &Array) -> Result<(Array, Array)> {
-    let best = argmin_axis(partial, 1, true)?;
-    let best_value = partial.take_along_axis(&best, 1)?;
-    Ok((best, best_value))
-}
-
-/// Writes evaluated `nearest` results for rows `start..` into the host labels and squared
-/// distances (the partial distance plus the row's squared norm, clamped at zero).
-fn store_nearest(best: &Array, best_value: &Array, x_sq_norms: &[f32], labels: &mut [u32], distances: &mut [f32]) {
-    labels.copy_from_slice(best.as_slice::<u32>());
-    for ((d, &v), &xn) in distances.iter_mut().zip(best_value.as_slice::<f32>()).zip(x_sq_norms) {
-        *d = (v + xn).max(0.0);
-    }
-}
-
-/// Per-cluster weighted sums (`k × d`) and weights (`k`) of `block`'s rows by `labels`, as a
-/// one-hot matmul: on a GPU it runs as one GEMM. MLX's scatter-add was slower there (on an
-/// H100, a whole 100k×768, k=500 step took ~10 ms with it, ~2 ms with the one-hot matmul).
-fn cluster_sums(block: &Array, labels: &Array, weights: Option<&Array>, k: usize) -> Result<(Array, Array)> {
-    let m = block.shape()[0];
-    let clusters = Array::from_iter(0..k as u32, &[k as i32, 1]);
-    // one_hot[j, i] = weight of row i if it belongs to cluster j.
-    let mut one_hot = clusters.eq(&labels.reshape(&[1, m])?)?.as_type::<f32>()?;
-    if let Some(w) = weights {
-        one_hot = one_hot.multiply(&w.reshape(&[1, m])?)?;
-    }
-    Ok((one_hot.matmul(block)?, one_hot.sum_axis(1, false)?))
-}
-
-/// Adds a block's device sums into the f64 host totals.
-fn add_block_sums(out: &mut ClusterSums, block_sums: &Array, block_weights: &Array) {
-    for (s, &v) in out.sums.iter_mut().zip(block_sums.as_slice::<f32>()) {
-        *s += v as f64;
-    }
-    for (s, &v) in out.weights.iter_mut().zip(block_weights.as_slice::<f32>()) {
-        *s += v as f64;
-    }
-}
-
-impl Kernel<f32> for MlxKernel<'_> {
-    fn name(&self) -> &'static str {
-        "mlx"
-    }
-
-    fn rows_per_check(&self, k: usize, d: usize) -> usize {
-        // A GPU runs ~100× the CPU's flops; each split costs a device round trip. MLX's CPU
-        // build multiplies with reference BLAS, ~10× slower than the cpu backend's GEMM.
-        let rows = crate::monitor::rows_per_check(k, d);
-        if self.on_gpu {
-            rows.saturating_mul(128)
-        } else {
-            (rows / 16).max(256)
-        }
-    }
-
-    fn row_sq_norms(&self, x: MatRef<'_, f32>) -> Result<Vec<f32>> {
-        let Some((data, _)) = self.whole(x) else { return Ok(crate::matrix::row_sq_norms(x)) };
-        let norms = data.square()?.sum_axis(1, false)?;
-        eval_all(&[&norms])?;
-        Ok(norms.as_slice::<f32>().to_vec())
-    }
-
-    fn mean_feature_variance(&self, x: MatRef<'_, f32>) -> Result<f64> {
-        let Some((data, _)) = self.whole(x) else { return Ok(crate::matrix::mean_feature_variance(x)) };
-        let mean = data.var_axis(0, false, 0)?.mean(false)?;
-        eval_all(&[&mean])?;
-        Ok(mean.item_exact::<f32>() as f64)
-    }
-
-    fn labelled_sq_distances(
-        &self,
-        x: MatRef<'_, f32>,
-        weights: Option<&[f32]>,
-        centroids: MatRef<'_, f32>,
-        labels: &[u32],
-    ) -> Result<(Vec<f32>, f64)> {
-        let Some((data, _)) = self.whole(x) else {
-            return Ok(crate::kernel::labelled_sq_distances(x, weights, centroids, labels));
-        };
-        // By differences, as on the host: exact up to float32 rounding of each term.
-        let own = to_mlx(centroids).take_axis(Array::from_slice(labels, &[labels.len() as i32]), 0)?;
-        let distances = data.subtract(&own)?.square()?.sum_axis(1, false)?;
-        eval_all(&[&distances])?;
-        let distances = distances.as_slice::<f32>().to_vec();
-        let inertia = crate::matrix::weighted_sum(&distances, weights);
-        Ok((distances, inertia))
-    }
-
-    fn assign(
-        &self,
-        x: MatRef<'_, f32>,
-        x_sq_norms: &[f32],
-        centroids: MatRef<'_, f32>,
-        labels: &mut [u32],
-        distances: &mut [f32],
-    ) -> Result<()> {
-        let n = x.rows();
-        let (c, c_norms) = self.lift_centroids(centroids)?;
-        let step = rows_per_block(centroids.rows());
-        for start in (0..n).step_by(step) {
-            let end = (start + step).min(n);
-            let (best, best_value) = nearest(&partial_distances(&self.rows(x, start, end)?, &c, &c_norms)?)?;
-            eval_all(&[&best, &best_value])?;
-            store_nearest(
-                &best,
-                &best_value,
-                &x_sq_norms[start..end],
-                &mut labels[start..end],
-                &mut distances[start..end],
-            );
-        }
-        Ok(())
-    }
-
-    fn pairwise(
-        &self,
-        x: MatRef<'_, f32>,
-        x_sq_norms: &[f32],
-        centroids: MatRef<'_, f32>,
-        out: &mut [f32],
-    ) -> Result<()> {
-        let (n, k) = (x.rows(), centroids.rows());
-        let (c, c_norms) = self.lift_centroids(centroids)?;
-        let step = rows_per_block(k);
-        for start in (0..n).step_by(step) {
-            let end = (start + step).min(n);
-            let partial = partial_distances(&self.rows(x, start, end)?, &c, &c_norms)?;
-            eval_all(&[&partial])?;
-            let values = partial.as_slice::<f32>();
-            for (r, row) in values.chunks_exact(k).enumerate() {
-                let xn = x_sq_norms[start + r];
-                for (o, &v) in out[(start + r) * k..(start + r + 1) * k].iter_mut().zip(row) {
-                    *o = (v + xn).max(0.0);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn assign_accumulate(
-        &self,
-        points: crate::matrix::Points<'_, f32>,
-        centroids: MatRef<'_, f32>,
-        labels: &mut [u32],
-        distances: &mut [f32],
-    ) -> Result<ClusterSums> {
-        let (x, n, k) = (points.x, points.rows(), centroids.rows());
-        let (c, c_norms) = self.lift_centroids(centroids)?;
-        let mut totals = ClusterSums::zeros(k, x.cols());
-        let step = rows_per_block(k);
-        for start in (0..n).step_by(step) {
-            let end = (start + step).min(n);
-            let block = self.rows(x, start, end)?;
-            let (best, best_value) = nearest(&partial_distances(&block, &c, &c_norms)?)?;
-            let block_weights = points.weights.map(|w| Array::from_slice(&w[start..end], &[(end - start) as i32]));
-            let (sums, cluster_weights) = cluster_sums(&block, &best, block_weights.as_ref(), k)?;
-            let sums = fold_sums(sums, x.cols(), self.split)?;
-            eval_all(&[&best, &best_value, &sums, &cluster_weights])?;
-            store_nearest(
-                &best,
-                &best_value,
-                &points.x_sq_norms[start..end],
-                &mut labels[start..end],
-                &mut distances[start..end],
-            );
-            add_block_sums(&mut totals, &sums, &cluster_weights);
-        }
-        Ok(totals)
-    }
 }

@@ -1,0 +1,118 @@
+//! Assignment by a Python callable, `assign(x, centroids) -> (squared_distances, labels)` on
+//! NumPy arrays (how the faiss backend plugs into the shared loop). The callable computes in
+//! its own way (faiss: float32 GEMMs), so rows and centroids are handed over re-centred on the
+//! centroids' mean (the copy is made anyway), and when it returns the two nearest centroids
+//! per row (`n × 2` arrays), rows whose two distances lie within the GEMM's error bound are
+//! decided again exactly: labels are the exact nearest centroids, as on the cpu backend.
+
+use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use super::run::PendingError;
+use crate::error::{Error, Result};
+use crate::kernel::{cpu::CpuKernel, Kernel};
+use crate::matrix::{exact_sq_distance, MatRef};
+use crate::Scalar;
+
+/// Distances for k-means++ run on the CPU kernel and the sums are the trait's own. An
+/// exception from the callable is kept in `pending` and ends the fit.
+pub struct CallbackKernel<'a> {
+    callback: &'a Py<PyAny>,
+    pending: &'a PendingError,
+}
+
+impl<'a> CallbackKernel<'a> {
+    pub fn new(callback: &'a Py<PyAny>, pending: &'a PendingError) -> Self {
+        Self { callback, pending }
+    }
+}
+
+/// `m` minus `mean` per column, rounded back to `T`, with the squared norms of the result.
+fn centred<T: Scalar>(m: MatRef<'_, T>, mean: &[f64]) -> (Vec<T>, Vec<f64>) {
+    let mut values = Vec::with_capacity(m.as_slice().len());
+    let mut norms = Vec::with_capacity(m.rows());
+    for i in 0..m.rows() {
+        let mut norm = 0.0;
+        for (&v, &c) in m.row(i).iter().zip(mean) {
+            let shifted = T::of_f64(v.as_f64() - c);
+            norm += shifted.as_f64() * shifted.as_f64();
+            values.push(shifted);
+        }
+        norms.push(norm);
+    }
+    (values, norms)
+}
+
+/// Index and exact squared distance of the nearest of `centroids` to `row` (ties to the
+/// lowest index).
+fn exact_nearest<T: Scalar>(row: &[T], centroids: MatRef<'_, T>) -> (u32, f64) {
+    (0..centroids.rows()).fold((0, f64::INFINITY), |(best, best_distance), j| {
+        let distance = exact_sq_distance(row, centroids.row(j));
+        if distance < best_distance {
+            (j as u32, distance)
+        } else {
+            (best, best_distance)
+        }
+    })
+}
+
+impl<T: Scalar + Element> Kernel<T> for CallbackKernel<'_> {
+    fn name(&self) -> &'static str {
+        "callback"
+    }
+
+    fn assign(
+        &self,
+        x: MatRef<'_, T>,
+        _x_sq_norms: &[T],
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+    ) -> Result<()> {
+        let (n, k, d) = (x.rows(), centroids.rows(), x.cols());
+        let mean: Vec<f64> =
+            (0..d).map(|f| (0..k).map(|j| centroids.row(j)[f].as_f64()).sum::<f64>() / k as f64).collect();
+        let (xs, x_norms) = centred(x, &mean);
+        let (cs, c_norms) = centred(centroids, &mean);
+        let c_max = c_norms.iter().copied().fold(0.0, f64::max);
+        // A float32 GEMM's error on `‖c‖² − 2x·c`, with the centring's rounding (see
+        // `kernel::partial_error_bound`), relative to `‖x‖² + 2 max ‖c‖²`.
+        let bound = (2 * d + 12) as f64 * 2f64.powi(-24);
+        let outcome = self.pending.call(|py| {
+            let xs = xs.into_pyarray(py).reshape([n, d])?;
+            let cs = cs.into_pyarray(py).reshape([k, d])?;
+            let result = self.callback.call1(py, (xs, cs))?;
+            let (dist, lab): (PyReadonlyArrayDyn<'_, T>, PyReadonlyArrayDyn<'_, i64>) = result.extract(py)?;
+            let columns = match (dist.shape(), lab.shape()) {
+                ([rows], [label_rows]) if *rows == n && *label_rows == n => 1,
+                ([rows, c], [label_rows, lc]) if *rows == n && *label_rows == n && c == lc && *c >= 1 => *c,
+                _ => return Err(PyValueError::new_err("assign callback returned arrays of the wrong shape")),
+            };
+            let (dist, lab) = (dist.as_slice()?, lab.as_slice()?);
+            for i in 0..n {
+                let label = lab[i * columns];
+                if !(0..k as i64).contains(&label) {
+                    return Err(PyValueError::new_err(format!(
+                        "assign callback returned label {label} outside 0..{k}"
+                    )));
+                }
+                let best = dist[i * columns];
+                labels[i] = label as u32;
+                distances[i] = if best > T::zero() { best } else { T::zero() };
+                let near_tie = columns >= 2
+                    && (dist[i * columns + 1].as_f64() - best.as_f64()) <= bound * (x_norms[i] + 2.0 * c_max);
+                if near_tie {
+                    let (exact, distance) = exact_nearest(x.row(i), centroids);
+                    (labels[i], distances[i]) = (exact, T::of_f64(distance));
+                }
+            }
+            Ok(())
+        });
+        outcome.ok_or(Error::Callback)
+    }
+
+    fn pairwise(&self, x: MatRef<'_, T>, x_sq_norms: &[T], centroids: MatRef<'_, T>, out: &mut [T]) -> Result<()> {
+        CpuKernel.pairwise(x, x_sq_norms, centroids, out)
+    }
+}
