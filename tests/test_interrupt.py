@@ -5,6 +5,7 @@ the same process works."""
 
 from __future__ import annotations
 
+import select
 import signal
 import subprocess
 import sys
@@ -47,11 +48,18 @@ def interrupt_child(backend: str, phase: str) -> tuple[float, str]:
         sent = time.perf_counter()
         child.send_signal(signal.SIGINT)
         reported = None
-        for line in child.stdout:
+        # A child that ignores the signal would run for minutes: give up after a while.
+        while time.perf_counter() - sent < 60:
+            if not select.select([child.stdout], [], [], 1.0)[0]:
+                continue
+            line = child.stdout.readline()
+            if not line:
+                break
             lines.append(line)
-            if line.startswith("interrupted") or line.startswith("finished"):
+            if reported is None and (line.startswith("interrupted") or line.startswith("finished")):
                 reported = time.perf_counter()
-        child.wait(timeout=120)
+            if line.startswith("refit ok"):
+                break
     finally:
         if child.poll() is None:
             child.kill()

@@ -8,6 +8,7 @@
 use numpy::{Element, IntoPyArray, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use rayon::prelude::*;
 
 use super::run::PendingError;
 use crate::error::{Error, Result};
@@ -28,19 +29,18 @@ impl<'a> CallbackKernel<'a> {
     }
 }
 
-/// `m` minus `mean` per column, rounded back to `T`, with the squared norms of the result.
+/// `m` minus `mean` per column, rounded back to `T`, with the squared norms of the result
+/// (rows in parallel: this copy is made every iteration).
 fn centred<T: Scalar>(m: MatRef<'_, T>, mean: &[f64]) -> (Vec<T>, Vec<f64>) {
-    let mut values = Vec::with_capacity(m.as_slice().len());
-    let mut norms = Vec::with_capacity(m.rows());
-    for i in 0..m.rows() {
-        let mut norm = 0.0;
-        for (&v, &c) in m.row(i).iter().zip(mean) {
-            let shifted = T::of_f64(v.as_f64() - c);
-            norm += shifted.as_f64() * shifted.as_f64();
-            values.push(shifted);
+    let d = m.cols();
+    let mut values = vec![T::zero(); m.as_slice().len()];
+    let mut norms = vec![0.0; m.rows()];
+    values.par_chunks_mut(d.max(1)).zip(norms.par_iter_mut()).enumerate().for_each(|(i, (out, norm))| {
+        for ((o, &v), &c) in out.iter_mut().zip(m.row(i)).zip(mean) {
+            *o = T::of_f64(v.as_f64() - c);
+            *norm += o.as_f64() * o.as_f64();
         }
-        norms.push(norm);
-    }
+    });
     (values, norms)
 }
 
