@@ -85,3 +85,20 @@ def test_one_step_kernels_agree(data):
 
 def test_auto_picks_the_gpu(data):
     assert KMeans(8, n_init=1, random_state=0).fit(data["X"]).backend_ == "mlx"
+
+
+@pytest.mark.parametrize("cuda_kernels", ["1", "0"])
+def test_data_far_from_the_origin(monkeypatch, cuda_kernels):
+    """Tight clusters offset by 1e3 (and one centroid of data offset by 1e5): labels are the
+    exact nearest centroids of the returned centroids, with and without the custom kernels."""
+    monkeypatch.setenv("MLX_KMEANS_MLX_CUDA_KERNELS", cuda_kernels)
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(8, 16)) * 0.05
+    X = (1e3 + centres[rng.integers(0, 8, 20000)] + rng.normal(0, 0.02, (20000, 16))).astype(np.float32)
+    est = KMeans(8, random_state=0, backend="mlx").fit(X)
+    exact = ((X.astype(np.float64)[:, None] - est.cluster_centers_.astype(np.float64)[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(est.labels_, exact.argmin(1))
+    np.testing.assert_array_equal(est.predict(X), exact.argmin(1))
+    far = (1e5 + rng.normal(size=(20000, 4))).astype(np.float32)
+    centre = KMeans(1, backend="mlx").fit(far).cluster_centers_[0]
+    np.testing.assert_allclose(centre, far.astype(np.float64).mean(0), atol=0.01)

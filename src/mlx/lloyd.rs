@@ -181,6 +181,12 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         if self.spherical {
             updated = self.normalised(updated)?;
         }
+        if let Some((shift, _)) = &self.shift {
+            // The user gets float32 `c + shift`: round the centred centroids to exactly those
+            // values less the shift (exact for data far from the origin), so that every device
+            // decision is about the centroids that are returned.
+            updated = updated.add(shift)?.subtract(shift)?;
+        }
         let shift = updated.subtract(&self.centroids)?.square()?.sum(false)?;
         let scalars = stack(&[&inertia, &changed, &empty, &shift], 0)?;
         eval_all(&[&scalars, &updated, &labels, &distances, &sums, &weights])?;
