@@ -123,6 +123,19 @@ pub fn exact_sq_distance<T: Scalar>(a: &[T], b: &[T]) -> f64 {
     partial.iter().sum::<f64>() + tail
 }
 
+/// Index and exact squared distance of the nearest row of `centroids` to `row` (ties to the
+/// lowest index): how a near tie that a GEMM cannot decide is settled.
+pub fn exact_nearest<T: Scalar>(row: &[T], centroids: MatRef<'_, T>) -> (u32, f64) {
+    (0..centroids.rows()).fold((0, f64::INFINITY), |(best, best_distance), j| {
+        let distance = exact_sq_distance(row, centroids.row(j));
+        if distance < best_distance {
+            (j as u32, distance)
+        } else {
+            (best, best_distance)
+        }
+    })
+}
+
 /// Scales every row to unit Euclidean norm (zero rows stay zero).
 pub fn normalize_rows<T: Scalar>(values: &mut [T], d: usize) {
     for row in values.chunks_exact_mut(d) {

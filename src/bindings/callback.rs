@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use super::run::PendingError;
 use crate::error::{Error, Result};
 use crate::kernel::{cpu::CpuKernel, Kernel};
-use crate::matrix::{exact_sq_distance, MatRef};
+use crate::matrix::{exact_nearest, MatRef};
 use crate::Scalar;
 
 /// Distances for k-means++ run on the CPU kernel and the sums are the trait's own. An
@@ -42,19 +42,6 @@ fn centred<T: Scalar>(m: MatRef<'_, T>, mean: &[f64]) -> (Vec<T>, Vec<f64>) {
         }
     });
     (values, norms)
-}
-
-/// Index and exact squared distance of the nearest of `centroids` to `row` (ties to the
-/// lowest index).
-fn exact_nearest<T: Scalar>(row: &[T], centroids: MatRef<'_, T>) -> (u32, f64) {
-    (0..centroids.rows()).fold((0, f64::INFINITY), |(best, best_distance), j| {
-        let distance = exact_sq_distance(row, centroids.row(j));
-        if distance < best_distance {
-            (j as u32, distance)
-        } else {
-            (best, best_distance)
-        }
-    })
 }
 
 impl<T: Scalar + Element> Kernel<T> for CallbackKernel<'_> {

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::{eval_all, fold_sums, partial_distances, rows_per_block, to_mlx, MlxKernel};
 use crate::error::Result;
 use crate::kernel::{ClusterSums, Kernel};
-use crate::matrix::{exact_sq_distance, MatRef, Points};
+use crate::matrix::{exact_nearest, MatRef, Points};
 
 /// Index (`rows × 1`, uint32) and value of each row's smallest partial distance.
 pub(super) fn nearest(partial: &Array) -> Result<(Array, Array)> {
@@ -57,13 +57,7 @@ pub(super) fn settle_near_ties(
     }
     labels.par_iter_mut().zip(distances.par_iter_mut()).enumerate().filter(|(i, _)| near[*i]).for_each(
         |(i, (label, distance))| {
-            let (mut best, mut best_distance) = (0u32, f64::INFINITY);
-            for j in 0..centroids.rows() {
-                let exact = exact_sq_distance(x.row(i), centroids.row(j));
-                if exact < best_distance {
-                    (best, best_distance) = (j as u32, exact);
-                }
-            }
+            let (best, best_distance) = exact_nearest(x.row(i), centroids);
             (*label, *distance) = (best, best_distance as f32);
         },
     );
