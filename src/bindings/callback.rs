@@ -16,6 +16,10 @@ use crate::kernel::{cpu::CpuKernel, Kernel};
 use crate::matrix::{exact_nearest, MatRef};
 use crate::Scalar;
 
+/// Rows per call of the callable: bounds the copies and the callable's outputs (faiss: two
+/// distances and two int64 labels per row) to a few megabytes, whatever the data's size.
+const ROWS_PER_CALL: usize = 1 << 15;
+
 /// Distances for k-means++ run on the CPU kernel and the sums are the trait's own. An
 /// exception from the callable is kept in `pending` and ends the fit.
 pub struct CallbackKernel<'a> {
@@ -57,46 +61,53 @@ impl<T: Scalar + Element> Kernel<T> for CallbackKernel<'_> {
         labels: &mut [u32],
         distances: &mut [T],
     ) -> Result<()> {
-        let (n, k, d) = (x.rows(), centroids.rows(), x.cols());
+        let (k, d) = (centroids.rows(), x.cols());
         let mean: Vec<f64> =
             (0..d).map(|f| (0..k).map(|j| centroids.row(j)[f].as_f64()).sum::<f64>() / k as f64).collect();
-        let (xs, x_norms) = centred(x, &mean);
         let (cs, c_norms) = centred(centroids, &mean);
         let c_max = c_norms.iter().copied().fold(0.0, f64::max);
         // A float32 GEMM's error on `‖c‖² − 2x·c`, with the centring's rounding (see
         // `kernel::partial_error_bound`), relative to `‖x‖² + 2 max ‖c‖²`.
         let bound = (2 * d + 12) as f64 * 2f64.powi(-24);
-        let outcome = self.pending.call(|py| {
-            let xs = xs.into_pyarray(py).reshape([n, d])?;
-            let cs = cs.into_pyarray(py).reshape([k, d])?;
-            let result = self.callback.call1(py, (xs, cs))?;
-            let (dist, lab): (PyReadonlyArrayDyn<'_, T>, PyReadonlyArrayDyn<'_, i64>) = result.extract(py)?;
-            let columns = match (dist.shape(), lab.shape()) {
-                ([rows], [label_rows]) if *rows == n && *label_rows == n => 1,
-                ([rows, c], [label_rows, lc]) if *rows == n && *label_rows == n && c == lc && *c >= 1 => *c,
-                _ => return Err(PyValueError::new_err("assign callback returned arrays of the wrong shape")),
-            };
-            let (dist, lab) = (dist.as_slice()?, lab.as_slice()?);
-            for i in 0..n {
-                let label = lab[i * columns];
-                if !(0..k as i64).contains(&label) {
-                    return Err(PyValueError::new_err(format!(
-                        "assign callback returned label {label} outside 0..{k}"
-                    )));
+        for start in (0..x.rows()).step_by(ROWS_PER_CALL) {
+            let end = (start + ROWS_PER_CALL).min(x.rows());
+            let block = x.slice_rows(start, end);
+            let (xs, x_norms) = centred(block, &mean);
+            let (labels, distances) = (&mut labels[start..end], &mut distances[start..end]);
+            let outcome = self.pending.call(|py| {
+                let xs = xs.into_pyarray(py).reshape([end - start, d])?;
+                let cs = cs.clone().into_pyarray(py).reshape([k, d])?;
+                let result = self.callback.call1(py, (xs, cs))?;
+                let (dist, lab): (PyReadonlyArrayDyn<'_, T>, PyReadonlyArrayDyn<'_, i64>) = result.extract(py)?;
+                let n = end - start;
+                let columns = match (dist.shape(), lab.shape()) {
+                    ([rows], [label_rows]) if *rows == n && *label_rows == n => 1,
+                    ([rows, c], [label_rows, lc]) if *rows == n && *label_rows == n && c == lc && *c >= 1 => *c,
+                    _ => return Err(PyValueError::new_err("assign callback returned arrays of the wrong shape")),
+                };
+                let (dist, lab) = (dist.as_slice()?, lab.as_slice()?);
+                for i in 0..n {
+                    let label = lab[i * columns];
+                    if !(0..k as i64).contains(&label) {
+                        return Err(PyValueError::new_err(format!(
+                            "assign callback returned label {label} outside 0..{k}"
+                        )));
+                    }
+                    let best = dist[i * columns];
+                    labels[i] = label as u32;
+                    distances[i] = if best > T::zero() { best } else { T::zero() };
+                    let near_tie = columns >= 2
+                        && (dist[i * columns + 1].as_f64() - best.as_f64()) <= bound * (x_norms[i] + 2.0 * c_max);
+                    if near_tie {
+                        let (exact, distance) = exact_nearest(block.row(i), centroids);
+                        (labels[i], distances[i]) = (exact, T::of_f64(distance));
+                    }
                 }
-                let best = dist[i * columns];
-                labels[i] = label as u32;
-                distances[i] = if best > T::zero() { best } else { T::zero() };
-                let near_tie = columns >= 2
-                    && (dist[i * columns + 1].as_f64() - best.as_f64()) <= bound * (x_norms[i] + 2.0 * c_max);
-                if near_tie {
-                    let (exact, distance) = exact_nearest(x.row(i), centroids);
-                    (labels[i], distances[i]) = (exact, T::of_f64(distance));
-                }
-            }
-            Ok(())
-        });
-        outcome.ok_or(Error::Callback)
+                Ok(())
+            });
+            outcome.ok_or(Error::Callback)?;
+        }
+        Ok(())
     }
 
     fn pairwise(&self, x: MatRef<'_, T>, x_sq_norms: &[T], centroids: MatRef<'_, T>, out: &mut [T]) -> Result<()> {
