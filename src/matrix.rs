@@ -193,10 +193,10 @@ pub fn weighted_sum<T: Scalar>(values: &[T], weights: Option<&[T]>) -> f64 {
     partials.iter().sum()
 }
 
-/// scikit-learn's tolerance scale: the mean over features of the (unweighted) variance.
-pub fn mean_feature_variance<T: Scalar>(x: MatRef<'_, T>) -> f64 {
+/// The mean of each column of `x`, in f64 (fixed chunks, so independent of the thread count).
+pub fn column_means<T: Scalar>(x: MatRef<'_, T>) -> Vec<f64> {
     let (n, d) = (x.rows(), x.cols());
-    let chunk_moments = |start: usize, end: usize| {
+    let chunk_sums = |start: usize, end: usize| {
         let mut sum = vec![0.0f64; d];
         for i in start..end {
             for (s, &v) in sum.iter_mut().zip(x.row(i)) {
@@ -205,8 +205,13 @@ pub fn mean_feature_variance<T: Scalar>(x: MatRef<'_, T>) -> f64 {
         }
         sum
     };
-    let sums = reduce_chunks(n, d, &chunk_moments);
-    let means: Vec<f64> = sums.iter().map(|s| s / n as f64).collect();
+    reduce_chunks(n, d, &chunk_sums).iter().map(|s| s / n as f64).collect()
+}
+
+/// scikit-learn's tolerance scale: the mean over features of the (unweighted) variance.
+pub fn mean_feature_variance<T: Scalar>(x: MatRef<'_, T>) -> f64 {
+    let (n, d) = (x.rows(), x.cols());
+    let means = column_means(x);
     let chunk_sq = |start: usize, end: usize| {
         let mut sq = vec![0.0f64; d];
         for i in start..end {

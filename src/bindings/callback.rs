@@ -12,8 +12,8 @@ use rayon::prelude::*;
 
 use super::run::PendingError;
 use crate::error::{Error, Result};
-use crate::kernel::{cpu::CpuKernel, Kernel};
-use crate::matrix::{exact_nearest, MatRef};
+use crate::kernel::{centred_f32_error_bound, cpu::CpuKernel, Kernel};
+use crate::matrix::{column_means, exact_nearest, MatRef};
 use crate::Scalar;
 
 /// Rows per call of the callable: bounds the copies and the callable's outputs (faiss: two
@@ -62,13 +62,10 @@ impl<T: Scalar + Element> Kernel<T> for CallbackKernel<'_> {
         distances: &mut [T],
     ) -> Result<()> {
         let (k, d) = (centroids.rows(), x.cols());
-        let mean: Vec<f64> =
-            (0..d).map(|f| (0..k).map(|j| centroids.row(j)[f].as_f64()).sum::<f64>() / k as f64).collect();
+        let mean = column_means(centroids);
         let (cs, c_norms) = centred(centroids, &mean);
         let c_max = c_norms.iter().copied().fold(0.0, f64::max);
-        // A float32 GEMM's error on `‖c‖² − 2x·c`, with the centring's rounding (see
-        // `kernel::partial_error_bound`), relative to `‖x‖² + 2 max ‖c‖²`.
-        let bound = (2 * d + 12) as f64 * 2f64.powi(-24);
+        let bound = centred_f32_error_bound(d);
         for start in (0..x.rows()).step_by(ROWS_PER_CALL) {
             let end = (start + ROWS_PER_CALL).min(x.rows());
             let block = x.slice_rows(start, end);

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 use super::cpu::dot_rows;
 use crate::error::Result;
-use crate::matrix::{exact_sq_distance, MatRef};
+use crate::matrix::{column_means, exact_sq_distance, MatRef};
 use crate::monitor::{for_each_chunk, rows_per_check, KeepGoing};
 use crate::scalar::Scalar;
 
@@ -35,7 +35,7 @@ pub fn sq_distances<T: Scalar>(
     if k == 0 || x.rows() == 0 {
         return Ok(());
     }
-    let mean: Vec<f64> = (0..d).map(|f| (0..k).map(|j| centroids.row(j)[f].as_f64()).sum::<f64>() / k as f64).collect();
+    let mean = column_means(centroids);
     let centred_c: Vec<f64> = centroids.as_slice().chunks_exact(d).flat_map(|c| centre(c, &mean)).collect();
     let c_norms: Vec<f64> = centred_c.chunks_exact(d).map(sq_norm).collect();
     let centred_c = MatRef::new(&centred_c, k, d)?;

@@ -131,6 +131,12 @@ pub fn partial_error_bound<T: Scalar>(d: usize) -> f64 {
     (2 * d + 8) as f64 * T::epsilon().as_f64() / 2.0
 }
 
+/// [`partial_error_bound`] of float32 products (not TF32) on rows and centroids re-centred in
+/// float32 first: each coordinate is rounded once more (four units more).
+pub fn centred_f32_error_bound(d: usize) -> f64 {
+    partial_error_bound::<f32>(d) + 4.0 * f32::EPSILON as f64 / 2.0
+}
+
 /// Per-cluster weighted coordinate sums and weights.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSums {

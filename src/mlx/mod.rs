@@ -221,7 +221,7 @@ impl<'a> MlxKernel<'a> {
     /// Without TF32 (Metal, MLX's CPU) products are float32's own: the bound is the CPU
     /// kernel's. Centring rounds each coordinate once more (4 units more).
     fn gemm_error_bound(&self, d: usize) -> f64 {
-        let accumulation = (2 * d + 12) as f64 * 2f64.powi(-24);
+        let accumulation = crate::kernel::centred_f32_error_bound(d);
         let tf32 = self.on_gpu && cfg!(target_os = "linux");
         match (self.split, tf32) {
             (true, _) => 2f64.powi(-15) + accumulation,
