@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -179,6 +180,7 @@ def simulate(monkeypatch):
         ("linux", (True, True), (True, True), np.float32, "mlx"),  # MLX's GPU before faiss on CPU
         ("linux", (True, True), (True, True, True), np.float32, "faiss"),  # faiss's GPU build first
         ("linux", (True, False), (True, True), np.float32, "faiss"),
+        ("linux", (True, False), (True, False), np.float32, "cpu"),  # faiss-cpu only when asked
         ("linux", (True, True), (False, False), np.float32, "mlx"),
         ("linux", (True, False), (False, False), np.float32, "cpu"),
         ("linux", (True, True), (True, True), np.float64, "cpu"),
@@ -201,6 +203,22 @@ def test_order_lists_and_faiss_never_on_macos(monkeypatch):
     assert not mac_faiss.available and "macOS" in mac_faiss.reason
     with pytest.raises(ValueError, match="faiss.*macOS"):
         resolve("faiss", np.float32, "darwin")
+
+
+@pytest.mark.parametrize("gpus", [0, 2])
+def test_faiss_is_automatic_only_on_a_gpu(monkeypatch, gpus):
+    """A CPU build of faiss is slower than the cpu backend as our assignment kernel: it runs
+    when asked for, never automatically; a GPU build that sees GPUs goes first."""
+    fake = types.ModuleType("faiss")
+    fake.__version__ = "0.0-fake"
+    fake.get_num_gpus = lambda: gpus
+    monkeypatch.setitem(sys.modules, "faiss", fake)
+    monkeypatch.setattr(backend_mod, "_mlx_info", lambda: (True, True, False, "Device(cpu, 0)"))
+    monkeypatch.delenv("MLX_KMEANS_BACKEND", raising=False)
+    probe = backend_mod._probe_faiss("linux")
+    assert probe.available and probe.auto == (gpus > 0) and probe.gpu == (gpus > 0)
+    assert resolve("auto", np.float32, "linux") == ("faiss" if gpus else "cpu")
+    assert resolve("faiss", np.float32, "linux") == "faiss"
 
 
 def test_environment_variable_overrides(simulate, monkeypatch):
