@@ -36,7 +36,10 @@ pub fn initial_centroids<T: Scalar>(
 ) -> Result<Vec<T>> {
     let x = points.x;
     match init {
-        Init::KMeansPlusPlus => kmeans_plusplus(engine, points, k, rng, run, monitor),
+        Init::KMeansPlusPlus => match engine.kmeans_plusplus(points, k, rng, run, monitor)? {
+            Some(rows) => Ok(x.gather(&rows)),
+            None => kmeans_plusplus(engine, points, k, rng, run, monitor),
+        },
         Init::Random => Ok(x.gather(&weighted_sample_without_replacement(x.rows(), points.weights, k, rng)?)),
         Init::Given(centroids) => {
             if centroids.len() != k * x.cols() {
@@ -78,6 +81,24 @@ fn chunk_totals(values: &[f64]) -> Vec<f64> {
     values.par_chunks(REDUCE_CHUNK).map(|c| c.iter().sum()).collect()
 }
 
+/// Candidates drawn per greedy k-means++ step: `2 + ln k`, as scikit-learn draws.
+pub fn candidates_per_step(k: usize) -> usize {
+    2 + (k as f64).ln() as usize
+}
+
+/// The first k-means++ centre: a row drawn with probability proportional to its weight (one
+/// draw from `rng`, as every engine's k-means++ starts).
+pub fn first_centre(row_weights: &[f64], rng: &mut ChaCha8Rng) -> Result<usize> {
+    let totals = chunk_totals(row_weights);
+    let total_weight: f64 = totals.iter().sum();
+    if !(total_weight > 0.0) {
+        return invalid("sample weights sum to zero");
+    }
+    let first = search_cumulative(row_weights, &totals, rng.random::<f64>() * total_weight);
+    // numpy's choice searches side="right"; a zero-weight row must never be picked.
+    Ok((first..row_weights.len()).find(|&i| row_weights[i] > 0.0).unwrap_or(first))
+}
+
 /// Greedy k-means++ (Arthur & Vassilvitskii; the greedy variant scikit-learn uses). Each
 /// step evaluates its candidates through the engine's strategy.
 pub fn kmeans_plusplus<T: Scalar>(
@@ -90,19 +111,10 @@ pub fn kmeans_plusplus<T: Scalar>(
 ) -> Result<Vec<T>> {
     let (x, n, d) = (points.x, points.rows(), points.cols());
     check_n_clusters(n, k)?;
-    let n_trials = 2 + (k as f64).ln() as usize;
+    let n_trials = candidates_per_step(k);
     let mut centroids = Vec::with_capacity(k * d);
-
-    // First centre: one row drawn with probability proportional to its weight.
     let row_weights: Vec<f64> = (0..n).map(|i| weight_at(points.weights, i)).collect();
-    let totals = chunk_totals(&row_weights);
-    let total_weight: f64 = totals.iter().sum();
-    if !(total_weight > 0.0) {
-        return invalid("sample weights sum to zero");
-    }
-    let first = search_cumulative(&row_weights, &totals, rng.random::<f64>() * total_weight);
-    // numpy's choice searches side="right"; a zero-weight row must never be picked.
-    let first = (first..n).find(|&i| row_weights[i] > 0.0).unwrap_or(first);
+    let first = first_centre(&row_weights, rng)?;
     centroids.extend_from_slice(x.row(first));
 
     let mut closest = vec![T::zero(); n];

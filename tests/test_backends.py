@@ -97,6 +97,51 @@ def test_kmeans_function_agrees_with_cpu(name, data):
     _agree(b.labels, a.labels, b.centroids, a.centroids, X)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("name", OTHERS)
+def test_kmeanspp_picks_the_cpu_backends_rows(name, weighted, data):
+    # The MLX backend runs greedy k-means++ on its device, drawing the host's random numbers:
+    # for a seed it picks the same rows (one Lloyd step from them gives the same centroids),
+    # on all the data and on MiniBatchKMeans's init sample alike. Its running sums are float32,
+    # the host's float64: rarely a draw lands on a neighbouring row, so most seeds, not all,
+    # must agree exactly, and the initial inertia must be as good on average.
+    X, _ = data
+    w = np.random.default_rng(5).uniform(0.0, 2.0, len(X)).astype(np.float32) if weighted else None
+    same, inertia = 0, {"cpu": [], name: []}
+    for seed in range(8):
+        fits = {b: KMeans(16, n_init=1, max_iter=1, random_state=seed, backend=b).fit(X, sample_weight=w) for b in inertia}
+        same += np.allclose(fits[name].cluster_centers_, fits["cpu"].cluster_centers_, rtol=1e-5, atol=1e-4)
+        for b, fit in fits.items():
+            inertia[b].append(fit.inertia_)
+    assert same >= 6
+    assert np.mean(inertia[name]) == pytest.approx(np.mean(inertia["cpu"]), rel=0.15)
+    params = dict(n_clusters=16, batch_size=100, max_iter=1, n_init=3, random_state=7, max_no_improvement=None)
+    a = MiniBatchKMeans(backend="cpu", **params).fit(X, sample_weight=w)
+    b = MiniBatchKMeans(backend=name, **params).fit(X, sample_weight=w)
+    np.testing.assert_allclose(b.cluster_centers_, a.cluster_centers_, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_many_empty_clusters_at_once_agree_with_cpu(name):
+    # Half the starting centroids are far from every row: eight clusters empty out in one
+    # step and take the eight farthest rows, several from the same cluster; the farthest
+    # rows of all have zero weight and must be passed over. On the MLX backend the repair
+    # runs on its device.
+    X, _ = make_mixture(4000, 12, 8, seed=8, spread=2.0, dtype=np.float32)
+    init = X[:16].copy()
+    init[8:] = 500.0 + np.arange(8, dtype=np.float32)[:, None]
+    w = np.ones(len(X), dtype=np.float32)
+    far = np.argsort(-((X - X.mean(0)) ** 2).sum(1))[:5]
+    w[far] = 0.0
+    params = dict(init=init, n_init=1, max_iter=50)
+    ref = KMeans(16, backend="cpu", **params).fit(X, sample_weight=w)
+    other = KMeans(16, backend=name, **params).fit(X, sample_weight=w)
+    _agree(other.labels_, ref.labels_, other.cluster_centers_, ref.cluster_centers_, X)
+    assert other.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
+    assert other.n_iter_ == ref.n_iter_
+    assert not np.isin(np.asarray(other.cluster_centers_), X[far]).all(axis=1).any()
+
+
 @pytest.mark.parametrize("name", OTHERS)
 def test_float64_input_is_computed_in_float32_when_asked(name, data):
     X, init = data

@@ -1,14 +1,17 @@
 //! The MLX backend's strategies: Lloyd iterations resident on the device when the fit's
-//! data is held there, k-means++ candidates evaluated in one kernel call per step (each
-//! call is a device round trip), mini-batch steps as on the host.
+//! data is held there, greedy k-means++ resident on the device (the data held there, or a
+//! sample copied once), mini-batch steps as on the host.
 
 use super::lloyd::MlxLloyd;
+use super::seeding;
 use super::MlxKernel;
 use crate::error::Result;
 use crate::kernel::Kernel;
-use crate::matrix::{MatRef, Points};
+use crate::matrix::Points;
 use crate::params::KMeansParams;
-use crate::strategy::{potentials_after_pairwise, DensePass, Engine, HostLloyd, LloydStep};
+use crate::monitor::Monitor;
+use crate::strategy::{DensePass, Engine, HostLloyd, LloydStep};
+use rand_chacha::ChaCha8Rng;
 
 pub struct MlxEngine<'a> {
     kernel: MlxKernel<'a>,
@@ -38,14 +41,14 @@ impl Engine<f32> for MlxEngine<'_> {
         })
     }
 
-    fn candidate_potentials(
+    fn kmeans_plusplus(
         &self,
         points: Points<'_, f32>,
-        row_weights: &[f64],
-        closest: &[f32],
-        candidates: MatRef<'_, f32>,
-        distances: &mut [f32],
-    ) -> Result<Vec<f64>> {
-        potentials_after_pairwise(&self.kernel, points, row_weights, closest, candidates, distances)
+        k: usize,
+        rng: &mut ChaCha8Rng,
+        run: usize,
+        monitor: Monitor<'_>,
+    ) -> Result<Option<Vec<usize>>> {
+        Ok(Some(seeding::kmeans_plusplus(&self.kernel, points, k, rng, run, monitor)?))
     }
 }

@@ -3,7 +3,7 @@
 //! whether labels changed, empty clusters, centre shift), which are all that comes back to
 //! the host. On a CUDA GPU whose memory is managed, every array read on the host costs page
 //! migrations; keeping labels, distances, sums and centroids on the device removes them.
-//! Empty clusters (rare) are repaired on the host by the shared update, then handed back.
+//! Empty clusters are repaired on the device too (`lloyd/repair.rs`), by the shared policy.
 //! The loop runs in the kernel's centred coordinates (data far from the origin is shifted by
 //! its mean); centroids and sums are shifted back whenever they reach the host.
 
@@ -12,14 +12,15 @@ use mlx_rs::ops::{concatenate, maximum, select, stack};
 use mlx_rs::Array;
 
 use super::cuda::{ClusterMeans, LloydKernels};
-use super::kernel::{cluster_sums, near_ties, nearest, settle_near_ties, uncentre_sums};
+use super::kernel::{cluster_sums, near_ties, nearest, settle_near_ties};
 use super::{eval_all, fold_sums, lift_centroid_array, partial_distances, rows_per_block, CentredData, MlxKernel};
 use crate::error::Result;
-use crate::kernel::{assign_in_chunks, ClusterSums, Kernel};
+use crate::kernel::{assign_in_chunks, Kernel};
 use crate::matrix::{weighted_sum, MatRef, Points};
 use crate::monitor::KeepGoing;
 use crate::strategy::{Assignment, LloydStep, StepReport};
-use crate::update::{average, relocate_empty_clusters, squared_shift};
+
+mod repair;
 
 /// Labels (`n`, uint32), squared distances (`n`), per-cluster sums (`k × d`) and weights
 /// (`k`), and means (`k × d`) of one pass, on the device.
@@ -42,8 +43,8 @@ pub(super) struct MlxLloyd<'s, 'a> {
     /// Centred, like the data.
     centroids: Array,
     spherical: bool,
-    /// The last step's labels (`n`, uint32), squared distances (`n`), sums and weights.
-    last: Option<(Array, Array, Array, Array)>,
+    /// The last step's pass.
+    last: Option<Pass>,
 }
 
 impl<'s, 'a> MlxLloyd<'s, 'a> {
@@ -177,7 +178,26 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         };
         let occupied = weights.gt(Array::from_f32(0.0))?;
         let empty = occupied.logical_not()?.as_type::<f32>()?.sum(false)?;
-        let mut updated = select(&occupied.reshape(&[k as i32, 1])?, &means, &self.centroids)?;
+        let updated = self.updated_centroids(&means, &weights)?;
+        let shift = updated.subtract(&self.centroids)?.square()?.sum(false)?;
+        let scalars = stack(&[&inertia, &changed, &empty, &shift], 0)?;
+        eval_all(&[&scalars, &updated, &labels, &distances, &sums, &weights, &means])?;
+        let values = scalars.as_slice::<f32>().to_vec();
+        let empty_clusters = values[2] as usize;
+        if empty_clusters == 0 {
+            self.centroids = updated;
+        }
+        self.last = Some((labels, distances, sums, weights, means));
+        let report =
+            StepReport { inertia: values[0] as f64, center_shift: values[3] as f64, labels_changed: values[1] != 0.0 };
+        Ok((report, empty_clusters))
+    }
+
+    /// The centroids after a pass: each cluster's mean where it has weight, else where it was;
+    /// unit norm when spherical.
+    fn updated_centroids(&self, means: &Array, weights: &Array) -> Result<Array> {
+        let occupied = weights.gt(Array::from_f32(0.0))?.reshape(&[self.k() as i32, 1])?;
+        let mut updated = select(&occupied, means, &self.centroids)?;
         if self.spherical {
             updated = self.normalised(updated)?;
         }
@@ -187,18 +207,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
             // decision is about the centroids that are returned.
             updated = updated.add(shift)?.subtract(shift)?;
         }
-        let shift = updated.subtract(&self.centroids)?.square()?.sum(false)?;
-        let scalars = stack(&[&inertia, &changed, &empty, &shift], 0)?;
-        eval_all(&[&scalars, &updated, &labels, &distances, &sums, &weights])?;
-        let values = scalars.as_slice::<f32>().to_vec();
-        let empty_clusters = values[2] as usize;
-        if empty_clusters == 0 {
-            self.centroids = updated;
-        }
-        self.last = Some((labels, distances, sums, weights));
-        let report =
-            StepReport { inertia: values[0] as f64, center_shift: values[3] as f64, labels_changed: values[1] != 0.0 };
-        Ok((report, empty_clusters))
+        Ok(updated)
     }
 
     /// Centred centroids scaled to unit norm as the user sees them (shifted back).
@@ -214,17 +223,6 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
             Some((shift, _)) => unit.subtract(shift)?,
             None => unit,
         })
-    }
-
-    /// The last step's per-cluster sums on the host (of the data as given).
-    fn last_sums(&self) -> ClusterSums {
-        let (_, _, sums, weights) = self.last.as_ref().expect("a step ran");
-        let mut sums = ClusterSums {
-            sums: sums.as_slice::<f32>().iter().map(|&v| v as f64).collect(),
-            weights: weights.as_slice::<f32>().iter().map(|&v| v as f64).collect(),
-        };
-        uncentre_sums(&mut sums, self.shift.as_ref().map(|(_, host)| host.as_slice()));
-        sums
     }
 
     /// The last step's labels and squared distances on the host.
@@ -245,16 +243,6 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
             }
         }
         Ok(centroids)
-    }
-
-    /// Centroids given as the user sees them, on the device and centred.
-    fn set_centroids(&mut self, centroids: &[f32]) -> Result<()> {
-        let plain = Array::from_slice(centroids, self.centroids.shape());
-        self.centroids = match &self.shift {
-            Some((shift, _)) => plain.subtract(shift)?,
-            None => plain,
-        };
-        Ok(())
     }
 }
 
@@ -291,16 +279,11 @@ impl LloydStep<f32> for MlxLloyd<'_, '_> {
         if empty_clusters == 0 {
             return Ok(report);
         }
-        // Rare: repair on the host with the shared update, and continue from there.
-        let n = self.points.rows();
-        let d = self.points.cols();
-        let (mut sums, current) = (self.last_sums(), self.host_centroids()?);
-        let (mut labels, mut distances) = (vec![0u32; n], vec![0f32; n]);
-        self.last_assignment(&mut labels, &mut distances);
-        relocate_empty_clusters(self.points.x, self.points.weights, &labels, &current, &mut sums);
-        let updated = average(&sums, &current, d, self.spherical);
-        self.set_centroids(&updated)?;
-        Ok(StepReport { center_shift: squared_shift(&updated, &current), ..report })
+        let updated = self.repaired_centroids(empty_clusters)?;
+        let shift = updated.subtract(&self.centroids)?.square()?.sum(false)?;
+        eval_all(&[&updated, &shift])?;
+        self.centroids = updated;
+        Ok(StepReport { center_shift: shift.item_exact::<f32>() as f64, ..report })
     }
 
     fn finish(self: Box<Self>, labels_current: bool, keep_going: KeepGoing<'_>) -> Result<Assignment<f32>> {

@@ -18,6 +18,7 @@ mod cuda;
 mod engine;
 mod kernel;
 mod lloyd;
+mod seeding;
 
 pub use engine::MlxEngine;
 

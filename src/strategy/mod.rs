@@ -2,7 +2,8 @@
 //! and the strategies it offers for each kind of step, chosen once per fit:
 //! - a Lloyd iteration ([`LloydStep`]): dense host passes and bounded host passes
 //!   ([`HostEngine`]), or steps resident on a device (the MLX kernel's);
-//! - k-means++ candidate evaluation ([`Engine::candidate_potentials`]);
+//! - greedy k-means++: the whole seeding resident on a device ([`Engine::kmeans_plusplus`]),
+//!   else the host loop with the engine's candidate evaluation ([`Engine::candidate_potentials`]);
 //! - a mini-batch step ([`Engine::minibatch_step`]).
 //!
 //! The loops (`crate::lloyd`, `crate::init`, `crate::minibatch`) are written once against
@@ -18,13 +19,13 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::Result;
 use crate::kernel::Kernel;
 use crate::matrix::{MatRef, Points};
-use crate::monitor::KeepGoing;
+use crate::monitor::{KeepGoing, Monitor};
 use crate::params::{Algorithm, KMeansParams};
 use crate::scalar::Scalar;
 
 pub use host::{DensePass, HostLloyd, HostPass};
 pub use minibatch_step::{host_minibatch_step, MiniBatchState};
-pub use seeding::{potentials_after_pairwise, potentials_by_chunk};
+pub use seeding::potentials_by_chunk;
 
 /// What one Lloyd iteration reports to the loop.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -72,6 +73,21 @@ pub trait Engine<T: Scalar>: Sync {
         centroids: Vec<T>,
         params: &KMeansParams,
     ) -> Result<Box<dyn LloydStep<T> + 's>>;
+
+    /// Greedy k-means++ run by the engine itself (e.g. resident on a device): the chosen rows
+    /// of `points`, in order. It draws from `rng` what the host loop draws (one number for the
+    /// first centre, then one per candidate), so the runs after it see the same stream.
+    /// `None`: the engine has no such strategy, and `crate::init::kmeans_plusplus` runs.
+    fn kmeans_plusplus(
+        &self,
+        _points: Points<'_, T>,
+        _k: usize,
+        _rng: &mut ChaCha8Rng,
+        _run: usize,
+        _monitor: Monitor<'_>,
+    ) -> Result<Option<Vec<usize>>> {
+        Ok(None)
+    }
 
     /// k-means++ candidate evaluation: each row's squared distance to each candidate
     /// (`n × candidates`, into `distances`) and, per candidate, the weighted potential were it

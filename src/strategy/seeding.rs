@@ -1,6 +1,5 @@
-//! k-means++ candidate evaluation, the two ways an engine may run it: chunk by chunk on the
-//! host (distances summed while in cache) or all distances in one kernel call (a device).
-//! Both give the same sums in the same order.
+//! k-means++ candidate evaluation on the host: chunk by chunk, distances summed while in cache,
+//! in an order that never depends on the thread count.
 
 use rayon::prelude::*;
 
@@ -60,24 +59,4 @@ pub fn potentials_by_chunk<T: Scalar>(
         })
         .collect();
     Ok(total_potentials(chunks?, n_trials))
-}
-
-/// Candidate evaluation for a device: all distances in one kernel call, then the same sums
-/// in the same order as [`potentials_by_chunk`].
-pub fn potentials_after_pairwise<T: Scalar>(
-    kernel: &dyn Kernel<T>,
-    points: Points<'_, T>,
-    row_weights: &[f64],
-    closest: &[T],
-    candidates: MatRef<'_, T>,
-    distances: &mut [T],
-) -> Result<Vec<f64>> {
-    let n_trials = candidates.rows();
-    kernel.pairwise(points.x, points.x_sq_norms, candidates, distances)?;
-    let chunks = distances
-        .par_chunks(POTENTIAL_CHUNK * n_trials)
-        .enumerate()
-        .map(|(c, block)| chunk_potentials(c, block, n_trials, row_weights, closest))
-        .collect();
-    Ok(total_potentials(chunks, n_trials))
 }
