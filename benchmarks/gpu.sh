@@ -4,7 +4,8 @@
 # $SITE, put the CUDA libraries that mlx-cuda-13's libmlx needs on the library path, and run
 # benchmarks/gpu.py. mlx-cuda-13's wheel may arrive split in parts named *.whl.part-*, in $WHEELS
 # or in $PARTS (an earlier transfer): they are joined first. The GPU tests (tests/test_gpu.py)
-# run before the benchmark. Arguments go to gpu.py.
+# run before the benchmark. Arguments go to gpu.py; with --user first, the rest go to
+# gpu_user.py (the calls users make) instead.
 set -euo pipefail
 WHEELS=${WHEELS:-.gpu}
 PARTS=${PARTS:-/root/parts}
@@ -30,4 +31,9 @@ if python3 -c 'import pytest' 2>/dev/null; then
 else
     echo "pytest is not installed here: the GPU correctness tests (tests/test_gpu.py) did not run"
 fi
-python3 benchmarks/gpu.py "$@"
+if [ "${1:-}" = "--user" ]; then
+    shift
+    python3 benchmarks/gpu_user.py "$@"
+else
+    python3 benchmarks/gpu.py "$@"
+fi

@@ -71,7 +71,9 @@ pub fn fit<T: Scalar>(
     let mut best: Option<KMeansFit<T>> = None;
     for run in 0..params.n_init {
         let mut rng = ChaCha8Rng::seed_from_u64(seeds.random::<u64>());
+        let seeding = std::time::Instant::now();
         let mut centroids = initial_centroids(engine, points, params.n_clusters, init, &mut rng, run, monitor)?;
+        log::debug!("run {run}: initial centroids in {:.1} ms", seeding.elapsed().as_secs_f64() * 1e3);
         if params.spherical {
             normalize_rows(&mut centroids, x.cols());
         }

@@ -45,23 +45,6 @@ pub fn resolve_init_size(init_size: Option<usize>, batch_size: usize, k: usize, 
     size.min(n)
 }
 
-/// One mini-batch step on the rows `xb` by the engine's strategy (see
-/// `strategy::host_minibatch_step`). Returns the batch's weighted inertia.
-pub fn minibatch_step<T: Scalar>(
-    engine: &dyn Engine<T>,
-    xb: MatRef<'_, T>,
-    weights: Option<&[T]>,
-    state: &mut MiniBatchState<T>,
-    rng: &mut ChaCha8Rng,
-    random_reassign: bool,
-    reassignment_ratio: f64,
-    spherical: bool,
-) -> Result<f64> {
-    let norms = row_sq_norms(xb);
-    let batch = Points { x: xb, x_sq_norms: &norms, weights };
-    engine.minibatch_step(batch, state, rng, random_reassign, reassignment_ratio, spherical)
-}
-
 /// Initial centroids chosen on `init_size` rows drawn at random (with replacement, as
 /// scikit-learn does), or on all rows when `init_size >= n`.
 pub fn init_on_sample<T: Scalar>(
@@ -102,6 +85,10 @@ pub fn init_on_sample<T: Scalar>(
     Ok(centroids)
 }
 
+fn ms(since: std::time::Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
 fn random_indices(rng: &mut ChaCha8Rng, n: usize, size: usize) -> Vec<usize> {
     (0..size).map(|_| rng.random_range(0..n)).collect()
 }
@@ -127,6 +114,7 @@ pub fn fit<T: Scalar>(
     let init_size = resolve_init_size(params.init_size, batch_size, k, n);
     let tol = if params.tol > 0.0 { params.tol * kernel.mean_feature_variance(x)? } else { 0.0 };
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+    let started = std::time::Instant::now();
 
     // Validation sample on which the n_init candidates are compared.
     let valid_idx = random_indices(&mut rng, n, init_size);
@@ -143,12 +131,13 @@ pub fn fit<T: Scalar>(
         let mut distances = vec![T::zero(); init_size];
         kernel.assign(x_valid, &valid_norms, MatRef::new(&centroids, k, d)?, &mut labels, &mut distances)?;
         let inertia = weighted_sum(&distances, w_valid.as_deref());
-        log::debug!("init {run}: validation inertia {inertia:.6e}");
+        log::debug!("init {run}: validation inertia {inertia:.6e}, {:.1} ms since the start", ms(started));
         if best.as_ref().is_none_or(|(b, _)| inertia < *b) {
             best = Some((inertia, centroids));
         }
     }
-    let mut state = MiniBatchState::new(best.expect("n_init >= 1 was checked").1, k);
+    let state = MiniBatchState::new(best.expect("n_init >= 1 was checked").1, k);
+    let mut steps = engine.minibatch(x, weights, state, params.reassignment_ratio, params.spherical)?;
 
     let n_steps = ((params.max_iter as u128 * n as u128) / batch_size as u128).max(1) as usize;
     let mut ewa_inertia: Option<f64> = None;
@@ -159,23 +148,8 @@ pub fn fit<T: Scalar>(
     for step in 1..=n_steps {
         steps_done = step;
         let batch_idx = random_indices(&mut rng, n, batch_size);
-        let xb = x.gather(&batch_idx);
-        let xb = MatRef::new(&xb, batch_size, d)?;
-        let wb = gather_weights(weights, &batch_idx);
-        let previous = if tol > 0.0 { Some(state.centroids.clone()) } else { None };
-        let reassign = state.take_reassign_turn(batch_size);
-        let batch_inertia = minibatch_step(
-            engine,
-            xb,
-            wb.as_deref(),
-            &mut state,
-            &mut rng,
-            reassign,
-            params.reassignment_ratio,
-            params.spherical,
-        )? / batch_size as f64;
-        let shift: f64 = previous
-            .map_or(0.0, |p| p.iter().zip(&state.centroids).map(|(&a, &b)| (a.as_f64() - b.as_f64()).powi(2)).sum());
+        let (batch_inertia, shift) = steps.step(&batch_idx, batch_size, &mut rng, tol > 0.0)?;
+        let batch_inertia = batch_inertia / batch_size as f64;
         history.push(batch_inertia);
         report(
             monitor,
@@ -203,6 +177,8 @@ pub fn fit<T: Scalar>(
             break;
         }
     }
+    let state = steps.finish()?;
+    log::debug!("{steps_done} steps done, {:.1} ms since the start", ms(started));
     let n_iter = (steps_done * batch_size).div_ceil(n);
     let (labels, distances, inertia) = if params.compute_labels {
         let norms = kernel.row_sq_norms(x)?;
@@ -217,6 +193,7 @@ pub fn fit<T: Scalar>(
         let mean = ewa_inertia.unwrap_or_else(|| history.last().copied().unwrap_or(0.0));
         (None, None, mean * n as f64)
     };
+    log::debug!("labels and inertia done, {:.1} ms since the start", ms(started));
     Ok(MiniBatchFit {
         state,
         labels,

@@ -84,6 +84,34 @@ def test_minibatch_agrees_with_cpu(name, data):
     _agree(other_p.labels_, ref_p.labels_, other_p.cluster_centers_, ref_p.cluster_centers_, X[2500:])
 
 
+@pytest.mark.parametrize("case", ["plain", "weighted", "spherical", "tol", "mlx-input"])
+@pytest.mark.parametrize("name", OTHERS)
+def test_minibatch_steps_on_clustered_data_agree_with_cpu(name, case):
+    # ClassKit's call in small: twice as many centres as the data has clusters, so centres
+    # starve and are reassigned; k-means++ on the init sample, n_init judged on validation
+    # rows. On the MLX backend every step runs on its device (the data resident there), with
+    # the host's random numbers: the same steps, the same reassignments, the same centroids.
+    # (Its batch labels skip the exact settling of float32 near ties, so over many more steps
+    # a tie decided the other way may let the runs drift apart by a noisy update.)
+    if case == "mlx-input" and name != "mlx":
+        pytest.skip("MLX input is for the mlx backend")
+    X, _ = make_mixture(6000, 32, 20, seed=12, spread=2.0, dtype=np.float32)
+    w = np.random.default_rng(2).uniform(0.5, 2.0, len(X)).astype(np.float32) if case == "weighted" else None
+    params = dict(n_clusters=40, batch_size=256, max_iter=2, n_init=3, random_state=42)
+    params.update(spherical=case == "spherical", tol=1e-3 if case == "tol" else 0.0)
+    ref = MiniBatchKMeans(backend="cpu", **params).fit(X, sample_weight=w)
+    data = X
+    if case == "mlx-input":
+        import mlx.core as mx
+
+        data = mx.array(X)
+    other = MiniBatchKMeans(backend=name, **params).fit(data, sample_weight=w)
+    assert other.n_steps_ == ref.n_steps_
+    _agree(other.labels_, ref.labels_, other.cluster_centers_, ref.cluster_centers_, X)
+    np.testing.assert_allclose(other._counts, ref._counts, rtol=1e-5)
+    assert other.inertia_ == pytest.approx(ref.inertia_, rel=1e-5)
+
+
 @pytest.mark.parametrize("name", OTHERS)
 def test_kmeans_function_agrees_with_cpu(name, data):
     X, init = data
@@ -197,6 +225,29 @@ def test_mlx_array_is_shared_not_copied(data, caplog, monkeypatch):
         np.testing.assert_array_equal(np.array(array), X)
 
 
+@pytest.mark.skipif("mlx" not in AVAILABLE, reason="mlx unavailable here")
+def test_minibatch_shares_mlx_arrays(data, caplog):
+    # MiniBatchKMeans's fit and each partial_fit compute on the caller's MLX array too, with
+    # the same steps as NumPy input, and leave it unchanged.
+    import mlx.core as mx
+
+    X, init = data
+    X_mx = mx.array(X)
+    params = dict(n_clusters=16, init=init, n_init=1, batch_size=256, random_state=0, max_iter=3)
+    ref = MiniBatchKMeans(backend="cpu", **params).fit(X)
+    with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
+        est = MiniBatchKMeans(backend="mlx", **params).fit(X_mx)
+        assert any("sharing the caller's MLX array" in r.getMessage() for r in caplog.records)
+        caplog.clear()
+        ref_p, est_p = (MiniBatchKMeans(backend=b, **params) for b in ("cpu", "mlx"))
+        for start in range(0, 3000, 1000):
+            ref_p.partial_fit(X[start : start + 1000])
+            est_p.partial_fit(X_mx[start : start + 1000])
+        assert sum("sharing the caller's MLX array" in r.getMessage() for r in caplog.records) >= 3
+    assert isinstance(est.cluster_centers_, mx.array) and isinstance(est_p.cluster_centers_, mx.array)
+    _agree(np.array(est.labels_), ref.labels_, np.array(est.cluster_centers_), ref.cluster_centers_, X)
+    _agree(np.array(est_p.labels_), ref_p.labels_, np.array(est_p.cluster_centers_), ref_p.cluster_centers_, X[2000:])
+    np.testing.assert_array_equal(np.array(X_mx), X)
 
 
 @pytest.fixture

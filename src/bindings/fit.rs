@@ -125,11 +125,13 @@ fn minibatch_fit_t<'py, T: EngineFor>(
     progress: Option<Py<PyAny>>,
     spec: &BackendSpec,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let input = Data::<T>::new(x, sample_weight, false)?;
+    let mut input = Data::<T>::new(x, sample_weight, spec.shares_mlx())?;
     let init = InitArg::<T>::new(init, params.n_clusters, input.cols)?;
+    let shared = input.take_mlx();
     let (data, w, init) = (input.matrix()?, input.weights()?, init.as_init()?);
     let result = detached(py, progress, |pending, monitor| {
-        let engine = T::engine(spec, None, None, pending)?;
+        // A device kernel holds the data for the whole fit: batches are gathered there.
+        let engine = T::engine(spec, Some(data), shared, pending)?;
         minibatch::fit(&*engine, data, w, params, init, monitor)
     })?;
     let out = PyDict::new(py);
@@ -238,33 +240,27 @@ fn minibatch_partial_fit_t<'py, T: EngineFor>(
     step: &PartialStep,
     spec: &BackendSpec,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, usize)> {
-    let input = Data::<T>::new(x, sample_weight, false)?;
+    let mut input = Data::<T>::new(x, sample_weight, spec.shares_mlx())?;
     let (c_array, k, cd) = input::matrix::<T>(centroids, "centroids")?;
     if cd != input.cols || counts.len() != k {
         return Err(PyValueError::new_err("centroids, counts and X do not agree in shape"));
     }
-    let mut state = MiniBatchState {
+    let state = MiniBatchState {
         centroids: c_array.as_slice()?.to_vec(),
         counts,
         n_since_last_reassign: step.n_since_last_reassign,
     };
+    let shared = input.take_mlx();
     let (data, w) = (input.matrix()?, input.weights()?);
     let state = detached(py, None, |pending, _| {
-        let engine = T::engine(spec, None, None, pending)?;
+        // The batch is all of X: a device kernel holds it (shared with an MLX array).
+        let engine = T::engine(spec, Some(data), shared, pending)?;
         check_weights(w, input.rows)?;
         let mut rng = ChaCha8Rng::seed_from_u64(step.seed);
-        let reassign = state.take_reassign_turn(step.batch_size);
-        minibatch::minibatch_step(
-            &*engine,
-            data,
-            w,
-            &mut state,
-            &mut rng,
-            reassign,
-            step.reassignment_ratio,
-            step.spherical,
-        )?;
-        Ok(state)
+        let mut steps = engine.minibatch(data, w, state, step.reassignment_ratio, step.spherical)?;
+        let all: Vec<usize> = (0..input.rows).collect();
+        steps.step(&all, step.batch_size, &mut rng, false)?;
+        steps.finish()
     })?;
     Ok((
         matrix_out(py, state.centroids, k, input.cols)?,

@@ -1,16 +1,17 @@
 //! The MLX backend's strategies: Lloyd iterations resident on the device when the fit's
 //! data is held there, greedy k-means++ resident on the device (the data held there, or a
-//! sample copied once), mini-batch steps as on the host.
+//! sample copied once), and mini-batch steps resident on the device when it holds the fit's data.
 
 use super::lloyd::MlxLloyd;
+use super::minibatch::MlxMiniBatch;
 use super::seeding;
 use super::MlxKernel;
 use crate::error::Result;
 use crate::kernel::Kernel;
-use crate::matrix::Points;
-use crate::params::KMeansParams;
+use crate::matrix::{MatRef, Points};
 use crate::monitor::Monitor;
-use crate::strategy::{DensePass, Engine, HostLloyd, LloydStep};
+use crate::params::KMeansParams;
+use crate::strategy::{DensePass, Engine, HostLloyd, HostMiniBatch, LloydStep, MiniBatchState, MiniBatchSteps};
 use rand_chacha::ChaCha8Rng;
 
 pub struct MlxEngine<'a> {
@@ -38,6 +39,23 @@ impl Engine<f32> for MlxEngine<'_> {
         Ok(match self.kernel.whole_centred(points.x) {
             Some(resident) => Box::new(MlxLloyd::new(&self.kernel, points, resident, &centroids, params.spherical)?),
             None => Box::new(HostLloyd::new(&self.kernel, points, centroids, params.spherical, DensePass)),
+        })
+    }
+
+    fn minibatch<'s>(
+        &'s self,
+        x: MatRef<'s, f32>,
+        weights: Option<&'s [f32]>,
+        state: MiniBatchState<f32>,
+        reassignment_ratio: f64,
+        spherical: bool,
+    ) -> Result<Box<dyn MiniBatchSteps<f32> + 's>> {
+        // Resident when the kernel holds the fit's data; else batches are gathered on the host.
+        Ok(match self.kernel.whole_centred(x) {
+            Some(data) => {
+                Box::new(MlxMiniBatch::new(&self.kernel, data, weights, state, reassignment_ratio, spherical)?)
+            }
+            None => Box::new(HostMiniBatch { kernel: &self.kernel, x, weights, state, reassignment_ratio, spherical }),
         })
     }
 

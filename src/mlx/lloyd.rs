@@ -13,7 +13,10 @@ use mlx_rs::Array;
 
 use super::cuda::{ClusterMeans, LloydKernels};
 use super::kernel::{cluster_sums, near_ties, nearest, settle_near_ties};
-use super::{eval_all, fold_sums, lift_centroid_array, partial_distances, rows_per_block, CentredData, MlxKernel};
+use super::{
+    eval_all, finish_centroids, fold_sums, lift_centroid_array, partial_distances, rows_per_block, CentredData,
+    MlxKernel,
+};
 use crate::error::Result;
 use crate::kernel::{assign_in_chunks, Kernel};
 use crate::matrix::{weighted_sum, MatRef, Points};
@@ -197,32 +200,8 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
     /// unit norm when spherical.
     fn updated_centroids(&self, means: &Array, weights: &Array) -> Result<Array> {
         let occupied = weights.gt(Array::from_f32(0.0))?.reshape(&[self.k() as i32, 1])?;
-        let mut updated = select(&occupied, means, &self.centroids)?;
-        if self.spherical {
-            updated = self.normalised(updated)?;
-        }
-        if let Some((shift, _)) = &self.shift {
-            // The user gets float32 `c + shift`: round the centred centroids to exactly those
-            // values less the shift (exact for data far from the origin), so that every device
-            // decision is about the centroids that are returned.
-            updated = updated.add(shift)?.subtract(shift)?;
-        }
-        Ok(updated)
-    }
-
-    /// Centred centroids scaled to unit norm as the user sees them (shifted back).
-    fn normalised(&self, centred: Array) -> Result<Array> {
-        let plain = match &self.shift {
-            Some((shift, _)) => centred.add(shift)?,
-            None => centred,
-        };
-        let norms = plain.square()?.sum_axis(1, true)?.sqrt()?;
-        let scaled = plain.divide(&maximum(&norms, Array::from_f32(f32::MIN_POSITIVE))?)?;
-        let unit = select(&norms.gt(Array::from_f32(0.0))?, &scaled, &plain)?;
-        Ok(match &self.shift {
-            Some((shift, _)) => unit.subtract(shift)?,
-            None => unit,
-        })
+        let updated = select(&occupied, means, &self.centroids)?;
+        finish_centroids(updated, self.spherical, self.shift.as_ref().map(|(shift, _)| shift))
     }
 
     /// The last step's labels and squared distances on the host.

@@ -18,6 +18,7 @@ mod cuda;
 mod engine;
 mod kernel;
 mod lloyd;
+mod minibatch;
 mod seeding;
 
 pub use engine::MlxEngine;
@@ -304,6 +305,24 @@ fn fold_sums(sums: Array, d: usize, split: bool) -> Result<Array> {
     } else {
         Ok(sums)
     }
+}
+
+/// Updated centred centroids as the device keeps them: unit norm as the user sees them (shifted
+/// back) when spherical, and rounded to exactly the float32 values the user gets less the
+/// shift, so that every device decision is about the centroids that are returned.
+fn finish_centroids(centred: Array, spherical: bool, shift: Option<&Array>) -> Result<Array> {
+    let Some(shift) = shift else {
+        return if spherical { unit_rows(centred) } else { Ok(centred) };
+    };
+    let centred = if spherical { unit_rows(centred.add(shift)?)?.subtract(shift)? } else { centred };
+    Ok(centred.add(shift)?.subtract(shift)?)
+}
+
+/// Rows scaled to unit norm; zero rows stay zero.
+fn unit_rows(rows: Array) -> Result<Array> {
+    let norms = rows.square()?.sum_axis(1, true)?.sqrt()?;
+    let scaled = rows.divide(&mlx_rs::ops::maximum(&norms, Array::from_f32(f32::MIN_POSITIVE))?)?;
+    Ok(mlx_rs::ops::select(&norms.gt(Array::from_f32(0.0))?, &scaled, &rows)?)
 }
 
 fn to_mlx(m: MatRef<'_, f32>) -> Array {

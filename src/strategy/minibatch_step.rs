@@ -1,13 +1,15 @@
 //! The mini-batch step on the host, and the state it updates (scikit-learn's algorithm:
-//! per-centre counts as learning rates, random reassignment of starved centres).
+//! per-centre counts as learning rates, random reassignment of starved centres); the
+//! steps of a whole fit as a strategy ([`MiniBatchSteps`]), host rows gathered per step.
 
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::Result;
 use crate::kernel::Kernel;
-use crate::matrix::{normalize_rows, weighted_sum, MatRef, Points};
+use crate::matrix::{normalize_rows, row_sq_norms, weighted_sum, MatRef, Points};
 use crate::sampling::weighted_sample_without_replacement;
 use crate::scalar::Scalar;
+use crate::update::squared_shift;
 
 /// What persists between steps (and between `partial_fit` calls).
 #[derive(Debug, Clone)]
@@ -82,36 +84,113 @@ fn reassign_starved<T: Scalar>(
     rng: &mut ChaCha8Rng,
     reassignment_ratio: f64,
 ) -> Result<()> {
-    let (m, d) = (xb.rows(), xb.cols());
-    let k = state.counts.len();
-    let max_count = state.counts.iter().cloned().fold(f64::MIN, f64::max);
-    let mut to_reassign: Vec<bool> = state.counts.iter().map(|&c| c < reassignment_ratio * max_count).collect();
+    let d = xb.cols();
+    for (j, i) in starved_reassignment(&mut state.counts, xb.rows(), rng, reassignment_ratio)? {
+        state.centroids[j * d..(j + 1) * d].copy_from_slice(xb.row(i));
+    }
+    Ok(())
+}
+
+/// scikit-learn's reassignment of starved centres, decided on the counts: which centres
+/// (counts under `reassignment_ratio × max`, at most half a batch, least-hit first) move to
+/// which of the batch's `batch_rows` rows (drawn at random), as `(centre, row)` pairs. Their
+/// counts are reset here; the caller moves the centres.
+pub fn starved_reassignment(
+    counts: &mut [f64],
+    batch_rows: usize,
+    rng: &mut ChaCha8Rng,
+    reassignment_ratio: f64,
+) -> Result<Vec<(usize, usize)>> {
+    let k = counts.len();
+    let max_count = counts.iter().cloned().fold(f64::MIN, f64::max);
+    let mut to_reassign: Vec<bool> = counts.iter().map(|&c| c < reassignment_ratio * max_count).collect();
     // At most half a batch of centres move at once; the least-hit ones go first.
-    let limit = m / 2;
+    let limit = batch_rows / 2;
     if to_reassign.iter().filter(|&&r| r).count() > limit {
         let mut by_count: Vec<usize> = (0..k).collect();
-        by_count.sort_by(|&a, &b| state.counts[a].total_cmp(&state.counts[b]));
+        by_count.sort_by(|&a, &b| counts[a].total_cmp(&counts[b]));
         for &j in &by_count[limit..] {
             to_reassign[j] = false;
         }
     }
     let chosen: Vec<usize> = (0..k).filter(|&j| to_reassign[j]).collect();
     if chosen.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let rows = weighted_sample_without_replacement::<T>(m, None, chosen.len(), rng)?;
-    for (&j, &i) in chosen.iter().zip(&rows) {
-        state.centroids[j * d..(j + 1) * d].copy_from_slice(xb.row(i));
-    }
+    let rows = weighted_sample_without_replacement::<f64>(batch_rows, None, chosen.len(), rng)?;
     log::debug!("reassigned {} starved cluster centre(s)", chosen.len());
     // Reset their counts, but not so low that they are reassigned again at once.
-    let floor = (0..k).filter(|&j| !to_reassign[j]).map(|j| state.counts[j]).fold(f64::INFINITY, f64::min);
+    let floor = (0..k).filter(|&j| !to_reassign[j]).map(|j| counts[j]).fold(f64::INFINITY, f64::min);
     if floor.is_finite() {
         for &j in &chosen {
-            state.counts[j] = floor;
+            counts[j] = floor;
         }
     }
-    Ok(())
+    Ok(chosen.into_iter().zip(rows).collect())
+}
+
+/// The steps of one mini-batch fit over its data: where the centroids live between steps is
+/// the strategy's (host memory, a device).
+pub trait MiniBatchSteps<T> {
+    /// One step on the rows `batch` (indices into the fit's data), reassigning starved
+    /// centres when it is their turn (`turn_rows` rows count towards it: the batch size).
+    /// Returns the batch's weighted inertia and, when `measure_shift`, the sum of the squared
+    /// distances the centroids moved (else 0).
+    fn step(
+        &mut self,
+        batch: &[usize],
+        turn_rows: usize,
+        rng: &mut ChaCha8Rng,
+        measure_shift: bool,
+    ) -> Result<(f64, f64)>;
+
+    /// The state after the last step, on the host.
+    fn finish(self: Box<Self>) -> Result<MiniBatchState<T>>;
+}
+
+/// Mini-batch steps on the host: each batch's rows gathered, then [`host_minibatch_step`].
+pub struct HostMiniBatch<'s, T> {
+    pub kernel: &'s dyn Kernel<T>,
+    pub x: MatRef<'s, T>,
+    pub weights: Option<&'s [T]>,
+    pub state: MiniBatchState<T>,
+    pub reassignment_ratio: f64,
+    pub spherical: bool,
+}
+
+impl<T: Scalar> MiniBatchSteps<T> for HostMiniBatch<'_, T> {
+    fn step(
+        &mut self,
+        batch: &[usize],
+        turn_rows: usize,
+        rng: &mut ChaCha8Rng,
+        measure_shift: bool,
+    ) -> Result<(f64, f64)> {
+        // All rows in order (a `partial_fit` call) need no copy.
+        let all = batch.len() == self.x.rows() && batch.iter().enumerate().all(|(r, &i)| r == i);
+        let (rows, row_weights) = match all {
+            true => (None, None),
+            false => {
+                (Some(self.x.gather(batch)), self.weights.map(|w| batch.iter().map(|&i| w[i]).collect::<Vec<T>>()))
+            }
+        };
+        let xb = match &rows {
+            Some(rows) => MatRef::new(rows, batch.len(), self.x.cols())?,
+            None => self.x,
+        };
+        let wb = if all { self.weights } else { row_weights.as_deref() };
+        let norms = row_sq_norms(xb);
+        let points = Points { x: xb, x_sq_norms: &norms, weights: wb };
+        let previous = measure_shift.then(|| self.state.centroids.clone());
+        let reassign = self.state.take_reassign_turn(turn_rows);
+        let (state, ratio) = (&mut self.state, self.reassignment_ratio);
+        let inertia = host_minibatch_step(self.kernel, points, state, rng, reassign, ratio, self.spherical)?;
+        Ok((inertia, previous.map_or(0.0, |p| squared_shift(&self.state.centroids, &p))))
+    }
+
+    fn finish(self: Box<Self>) -> Result<MiniBatchState<T>> {
+        Ok(self.state)
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //!   ([`HostEngine`]), or steps resident on a device (the MLX kernel's);
 //! - greedy k-means++: the whole seeding resident on a device ([`Engine::kmeans_plusplus`]),
 //!   else the host loop with the engine's candidate evaluation ([`Engine::candidate_potentials`]);
-//! - a mini-batch step ([`Engine::minibatch_step`]).
+//! - mini-batch steps ([`Engine::minibatch`]: rows gathered on the host, or resident on a
+//!   device), for a fit and for each `partial_fit` call.
 //!
 //! The loops (`crate::lloyd`, `crate::init`, `crate::minibatch`) are written once against
 //! these; a new backend or trick is a new strategy, never a new branch inside a loop.
@@ -24,7 +25,7 @@ use crate::params::{Algorithm, KMeansParams};
 use crate::scalar::Scalar;
 
 pub use host::{DensePass, HostLloyd, HostPass};
-pub use minibatch_step::{host_minibatch_step, MiniBatchState};
+pub use minibatch_step::{host_minibatch_step, starved_reassignment, HostMiniBatch, MiniBatchState, MiniBatchSteps};
 pub use seeding::potentials_by_chunk;
 
 /// What one Lloyd iteration reports to the loop.
@@ -105,18 +106,17 @@ pub trait Engine<T: Scalar>: Sync {
         potentials_by_chunk(self.kernel(), points, row_weights, closest, candidates, distances)
     }
 
-    /// One mini-batch step on `batch` (see [`host_minibatch_step`]); returns the batch's
-    /// weighted inertia.
-    fn minibatch_step(
-        &self,
-        batch: Points<'_, T>,
-        state: &mut MiniBatchState<T>,
-        rng: &mut ChaCha8Rng,
-        random_reassign: bool,
+    /// The mini-batch strategy for a fit over `x` from `state`. The default gathers each
+    /// batch on the host ([`HostMiniBatch`]).
+    fn minibatch<'s>(
+        &'s self,
+        x: MatRef<'s, T>,
+        weights: Option<&'s [T]>,
+        state: MiniBatchState<T>,
         reassignment_ratio: f64,
         spherical: bool,
-    ) -> Result<f64> {
-        host_minibatch_step(self.kernel(), batch, state, rng, random_reassign, reassignment_ratio, spherical)
+    ) -> Result<Box<dyn MiniBatchSteps<T> + 's>> {
+        Ok(Box::new(HostMiniBatch { kernel: self.kernel(), x, weights, state, reassignment_ratio, spherical }))
     }
 }
 

@@ -1,0 +1,151 @@
+//! Mini-batch steps resident on the MLX device: the data (held by the kernel) and the
+//! centroids stay there; each step uploads its batch's row indices, gathers the rows on the
+//! device, assigns them, and moves the hit centres by their learning rates there. The host
+//! keeps the per-centre counts (float64, as on the `cpu` backend) for the reassignment
+//! decisions; each step reads back only the batch's inertia and per-centre weights (`k`
+//! numbers), and reassignments upload the chosen rows' positions. Batch labels come from the
+//! float32 GEMM without the exact settling of near ties: a mini-batch step is a noisy update
+//! whichever centre a tie goes to, and the final labels are exact as on every path.
+
+use mlx_rs::ops::{maximum, select};
+use mlx_rs::Array;
+use rand_chacha::ChaCha8Rng;
+
+use super::kernel::{cluster_sums, nearest};
+use super::{eval_all, finish_centroids, fold_sums, lift_centroid_array, partial_distances, CentredData, MlxKernel};
+use crate::error::Result;
+use crate::strategy::{starved_reassignment, MiniBatchState, MiniBatchSteps};
+
+pub(super) struct MlxMiniBatch<'s, 'a> {
+    kernel: &'s MlxKernel<'a>,
+    data: CentredData,
+    /// Sample weights (`n`), if any.
+    weights: Option<Array>,
+    /// The shift that centred the data (`1 × d`), if any.
+    shift: Option<Array>,
+    /// Centred, like the data (`k × d`).
+    centroids: Array,
+    /// The counts as the device update takes them (`k`, float32); `state.counts` are the
+    /// host's float64 counts, and `state.centroids` is filled in by `finish`.
+    device_counts: Array,
+    state: MiniBatchState<f32>,
+    reassignment_ratio: f64,
+    spherical: bool,
+}
+
+impl<'s, 'a> MlxMiniBatch<'s, 'a> {
+    pub(super) fn new(
+        kernel: &'s MlxKernel<'a>,
+        data: CentredData,
+        weights: Option<&[f32]>,
+        state: MiniBatchState<f32>,
+        reassignment_ratio: f64,
+        spherical: bool,
+    ) -> Result<Self> {
+        let (n, d) = (data.centred.shape()[0], data.centred.shape()[1]);
+        let k = state.counts.len() as i32;
+        let shift = data.shift.as_ref().map(|values| Array::from_slice(values, &[1, d]));
+        let mut centroids = Array::from_slice(&state.centroids, &[k, d]);
+        if let Some(shift) = &shift {
+            centroids = centroids.subtract(shift)?;
+        }
+        let device_counts = counts_array(&state.counts);
+        Ok(Self {
+            kernel,
+            weights: weights.map(|w| Array::from_slice(w, &[n])),
+            data,
+            shift,
+            centroids,
+            device_counts,
+            state,
+            reassignment_ratio,
+            spherical,
+        })
+    }
+}
+
+fn counts_array(counts: &[f64]) -> Array {
+    let values: Vec<f32> = counts.iter().map(|&c| c as f32).collect();
+    Array::from_slice(&values, &[values.len() as i32])
+}
+
+impl MiniBatchSteps<f32> for MlxMiniBatch<'_, '_> {
+    fn step(
+        &mut self,
+        batch: &[usize],
+        turn_rows: usize,
+        rng: &mut ChaCha8Rng,
+        measure_shift: bool,
+    ) -> Result<(f64, f64)> {
+        let (m, k, d) = (batch.len() as i32, self.state.counts.len(), self.centroids.shape()[1] as usize);
+        let reassign = self.state.take_reassign_turn(turn_rows);
+        let indices: Vec<u32> = batch.iter().map(|&i| i as u32).collect();
+        let indices = Array::from_slice(&indices, &[m]);
+        let lifted = self.data.lifted.take_axis(&indices, 0)?;
+        let norms = self.data.norms.take_axis(&indices, 0)?;
+        let weights = self.weights.as_ref().map(|w| w.take_axis(&indices, 0)).transpose()?;
+        let (c, c_norms) = lift_centroid_array(self.centroids.clone(), k, self.kernel.split)?;
+        let (labels, best) = nearest(&partial_distances(&lifted, &c, &c_norms)?)?;
+        let mut distances = maximum(best.reshape(&[-1])?.add(&norms)?, Array::from_f32(0.0))?;
+        if let Some(w) = &weights {
+            distances = distances.multiply(w)?;
+        }
+        let inertia = distances.sum(false)?;
+        let (sums, hits) = cluster_sums(&lifted, &labels.reshape(&[-1])?, weights.as_ref(), k)?;
+        let sums = fold_sums(sums, d, self.kernel.split)?;
+        // Each hit centre moves to (centre · count + sum) / (count + weight).
+        let totals = self.device_counts.add(&hits)?;
+        let hit = hits.gt(Array::from_f32(0.0))?;
+        let moved = self
+            .centroids
+            .multiply(&self.device_counts.reshape(&[k as i32, 1])?)?
+            .add(&sums)?
+            .divide(&maximum(&totals, Array::from_f32(f32::MIN_POSITIVE))?.reshape(&[k as i32, 1])?)?;
+        let mut updated = select(&hit.reshape(&[k as i32, 1])?, &moved, &self.centroids)?;
+        self.device_counts = select(&hit, &totals, &self.device_counts)?;
+        eval_all(&[&inertia, &hits])?;
+        for (count, &w) in self.state.counts.iter_mut().zip(hits.as_slice::<f32>()) {
+            if w > 0.0 {
+                *count += w as f64;
+            }
+        }
+        if reassign && self.reassignment_ratio > 0.0 {
+            let pairs = starved_reassignment(&mut self.state.counts, batch.len(), rng, self.reassignment_ratio)?;
+            if !pairs.is_empty() {
+                // Centre j takes the batch row at position[j] when moving[j].
+                let (mut position, mut moving) = (vec![0u32; k], vec![false; k]);
+                for &(j, row) in &pairs {
+                    (position[j], moving[j]) = (row as u32, true);
+                }
+                let rows = self
+                    .data
+                    .centred
+                    .take_axis(&indices, 0)?
+                    .take_axis(Array::from_slice(&position, &[k as i32]), 0)?;
+                updated = select(Array::from_slice(&moving, &[k as i32, 1]), &rows, &updated)?;
+                self.device_counts = counts_array(&self.state.counts);
+            }
+        }
+        let updated = finish_centroids(updated, self.spherical, self.shift.as_ref())?;
+        let shift = if measure_shift {
+            let shift = updated.subtract(&self.centroids)?.square()?.sum(false)?;
+            eval_all(&[&shift, &updated])?;
+            shift.item_exact::<f32>() as f64
+        } else {
+            0.0
+        };
+        self.centroids = updated;
+        Ok((inertia.item_exact::<f32>() as f64, shift))
+    }
+
+    fn finish(self: Box<Self>) -> Result<MiniBatchState<f32>> {
+        let plain = match &self.shift {
+            Some(shift) => self.centroids.add(shift)?,
+            None => self.centroids.clone(),
+        };
+        eval_all(&[&plain])?;
+        let mut state = self.state;
+        state.centroids = plain.as_slice::<f32>().to_vec();
+        Ok(state)
+    }
+}
