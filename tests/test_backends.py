@@ -392,3 +392,31 @@ def test_labels_are_exact_far_from_the_origin(backend, offset):
     np.testing.assert_array_equal(est.labels_, exact.argmin(1))
     np.testing.assert_array_equal(est.predict(X), exact.argmin(1))
     assert est.inertia_ == pytest.approx(exact.min(1).sum(), rel=1e-6)
+
+
+@pytest.mark.skipif("mlx" not in AVAILABLE, reason="mlx unavailable here")
+def test_near_ties_of_split_clusters_are_decided_exactly_on_the_device(caplog):
+    # Twice as many centroids as clusters, in 256 dimensions with large norms: pairs of
+    # centroids split one cluster, so many rows lie within the GEMM's error band of two
+    # centroids. The MLX ops path decides most of them on the device by differences, the rest
+    # on the host; every label must be the exact float64 nearest centroid of the centroids
+    # that gave it. (One Lloyd step from given centroids, whose labels are those of `init`.)
+    rng = np.random.default_rng(3)
+    centres = rng.normal(0.0, 1.0, size=(16, 256))
+    members = rng.integers(0, 16, 6000)
+    X = (centres[members] + 0.05 * rng.standard_normal((6000, 256))).astype(np.float32)
+    init = np.repeat(centres, 2, axis=0) + 1e-3 * rng.standard_normal((32, 256))
+    init = init.astype(np.float32)
+    with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
+        est = KMeans(32, init=init, n_init=1, max_iter=1, backend="mlx").fit(X)
+    first_pass = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("near ties:"))
+    flagged, on_host = (int(w) for w in first_pass.replace(",", "").split() if w.isdigit())
+    assert flagged > 100 and on_host < flagged / 2, first_pass
+    exact = ((X.astype(np.float64)[:, None] - init.astype(np.float64)[None]) ** 2).sum(-1)
+    labels = np.asarray(est.predict(X))  # the returned centroids
+    returned = ((X.astype(np.float64)[:, None] - np.asarray(est.cluster_centers_, np.float64)[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(labels, returned.argmin(1))
+    # The fit's one step assigned by `init`: its centroids are the means of those labels.
+    step_labels = exact.argmin(1)
+    for j in np.unique(step_labels):
+        np.testing.assert_allclose(est.cluster_centers_[j], X[step_labels == j].mean(0), rtol=1e-5, atol=1e-5)

@@ -44,6 +44,11 @@ CASES = {
     "overlapping, given init": ("X", lambda d, b: KMeans(K, init=d["init"], n_init=1, max_iter=50, backend=b), False),
     "k-means++": ("X", lambda d, b: KMeans(K, n_init=1, max_iter=50, random_state=3, backend=b), False),
     "mini-batch": ("X", lambda d, b: MiniBatchKMeans(K, init=d["init"], n_init=1, max_iter=5, random_state=3, backend=b), False),
+    "mini-batch, k-means++ on the init sample, n_init=3": (
+        "X",
+        lambda d, b: MiniBatchKMeans(K, n_init=3, batch_size=512, max_iter=2, random_state=42, backend=b),
+        False,
+    ),
     "weights, two empty starts": ("separated", lambda d, b: KMeans(K, init=d["far_init"], n_init=1, max_iter=50, backend=b), True),
     "weights, two empty starts, spherical": (
         "separated",

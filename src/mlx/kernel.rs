@@ -19,11 +19,12 @@ pub(super) fn nearest(partial: &Array) -> Result<(Array, Array)> {
     Ok((best, best_value))
 }
 
-/// Whether another centroid's partial distance lies within the GEMM's error bound of each
-/// row's best (`rows`, bool): a near tie that float32 products cannot decide. The bound is
-/// `bound · (‖x‖² + 2 max ‖c‖²)` for the row's squared norm `norms` (`rows`). Counting the
-/// entries within it is one compare and one sum (on MLX's CPU a tenth of a partition).
-pub(super) fn near_ties(
+/// How many centroids' partial distances lie within the GEMM's error bound of each row's
+/// best (`rows`, int32; the best itself included): more than one is a near tie that float32
+/// products cannot decide. The bound is `bound · (‖x‖² + 2 max ‖c‖²)` for the row's squared
+/// norm `norms` (`rows`). Counting is one compare and one sum (on MLX's CPU a tenth of a
+/// partition).
+pub(super) fn within_band(
     partial: &Array,
     best_value: &Array,
     norms: &Array,
@@ -36,8 +37,18 @@ pub(super) fn near_ties(
         .reshape(&[rows, 1])?
         .add(&c_max.multiply(Array::from_f32(2.0))?)?
         .multiply(Array::from_f32(bound as f32))?;
-    let within = partial.le(&best_value.add(&band)?)?.sum_axis(1, false)?;
-    Ok(within.gt(Array::from_int(1))?)
+    Ok(partial.le(&best_value.add(&band)?)?.sum_axis(1, false)?.as_type::<i32>()?)
+}
+
+/// Whether each row is a near tie (see [`within_band`]), `rows` bools.
+pub(super) fn near_ties(
+    partial: &Array,
+    best_value: &Array,
+    norms: &Array,
+    c_norms: &Array,
+    bound: f64,
+) -> Result<Array> {
+    Ok(within_band(partial, best_value, norms, c_norms, bound)?.gt(Array::from_int(1))?)
 }
 
 /// Decides the rows of `x` flagged in `near` again by exact squared distances (float64

@@ -12,7 +12,8 @@ use mlx_rs::ops::{concatenate, maximum, select, stack};
 use mlx_rs::Array;
 
 use super::cuda::{ClusterMeans, LloydKernels};
-use super::kernel::{cluster_sums, near_ties, nearest, settle_near_ties};
+use super::kernel::{cluster_sums, nearest, settle_near_ties, within_band};
+use super::ties::{decide_on_device, TieRows};
 use super::{
     eval_all, finish_centroids, fold_sums, lift_centroid_array, partial_distances, rows_per_block, CentredData,
     MlxKernel,
@@ -104,33 +105,32 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         Ok((join(labels)?, join(distances)?))
     }
 
-    /// The same with MLX ops only, block by block: labels by a GEMM and an argmin, near ties
-    /// decided again on the host (the flags of all blocks come back in one evaluation, the
-    /// labels only when some row is flagged), then sums by one-hot GEMMs.
+    /// The same with MLX ops only, block by block: labels by a GEMM and an argmin; near ties
+    /// decided again (the band counts of all blocks come back in one evaluation, the labels
+    /// only when some row is flagged): on the device where differences prove the decision
+    /// (`ties.rs`), else on the host; then sums by one-hot GEMMs.
     fn ops_pass(&self, c: &Array, c_norms: &Array) -> Result<Pass> {
         let (k, d) = (self.k(), self.centroids.shape()[1] as usize);
         let n = self.x_norms.shape()[0] as usize;
         let step = rows_per_block(k);
         let bound = self.kernel.gemm_error_bound(d);
-        let (mut labels, mut distances, mut near) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut labels, mut distances, mut in_band) = (Vec::new(), Vec::new(), Vec::new());
         for start in (0..n).step_by(step) {
             let end = (start + step).min(n);
             let (block, block_norms) = self.block(start, end);
             let partial = partial_distances(&block, c, c_norms)?;
             let (best, best_value) = nearest(&partial)?;
-            near.push(near_ties(&partial, &best_value, &block_norms, c_norms, bound)?);
+            in_band.push(within_band(&partial, &best_value, &block_norms, c_norms, bound)?);
             distances.push(maximum(best_value.reshape(&[-1])?.add(&block_norms)?, Array::from_f32(0.0))?);
             labels.push(best.reshape(&[-1])?);
         }
-        let (mut labels, mut distances, near) = (join(labels)?, join(distances)?, join(near)?);
-        let flagged = near.any(false)?;
-        eval_all(&[&flagged, &labels, &distances])?;
+        let (mut labels, mut distances, in_band) = (join(labels)?, join(distances)?, join(in_band)?);
+        let flagged = in_band.max(None)?.gt(Array::from_int(1))?;
+        eval_all(&[&flagged, &labels, &distances, &in_band])?;
         if flagged.item_exact::<bool>() {
-            let centroids = self.host_centroids()?;
-            let centroids = MatRef::new(&centroids, k, d)?;
             let (mut host_labels, mut host_distances) = (vec![0u32; n], vec![0f32; n]);
             copy_to_host(&labels, &distances, &mut host_labels, &mut host_distances);
-            settle_near_ties(self.points.x, centroids, near.as_slice::<bool>(), &mut host_labels, &mut host_distances);
+            self.settle(c, c_norms, in_band.as_slice::<i32>(), &mut host_labels, &mut host_distances)?;
             labels = Array::from_slice(&host_labels, &[n as i32]);
             distances = Array::from_slice(&host_distances, &[n as i32]);
         }
@@ -154,6 +154,42 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         let column = weights.reshape(&[k as i32, 1])?;
         let means = sums.divide(&maximum(&column, Array::from_f32(f32::MIN_POSITIVE))?)?;
         Ok((labels, distances, sums, weights, means))
+    }
+
+    /// Decides the near ties (rows with more than one centroid in their band, `in_band`)
+    /// exactly: on the device where it can be proven, the rest on the host.
+    fn settle(
+        &self,
+        c: &Array,
+        c_norms: &Array,
+        in_band: &[i32],
+        labels: &mut [u32],
+        distances: &mut [f32],
+    ) -> Result<()> {
+        let flagged: Vec<u32> = (0..in_band.len() as u32).filter(|&i| in_band[i as usize] > 1).collect();
+        let mut on_host = vec![false; in_band.len()];
+        let decided = match self.shift {
+            None => {
+                let counts: Vec<i32> = flagged.iter().map(|&i| in_band[i as usize]).collect();
+                let rows = TieRows { lifted: &self.rows, centred: &self.plain, c, c_norms, centroids: &self.centroids };
+                decide_on_device(&rows, &flagged, &counts)?
+            }
+            Some(_) => vec![None; flagged.len()],
+        };
+        for (&i, decision) in flagged.iter().zip(&decided) {
+            match decision {
+                Some((label, distance)) => (labels[i as usize], distances[i as usize]) = (*label, *distance),
+                None => on_host[i as usize] = true,
+            }
+        }
+        let host_rows = on_host.iter().filter(|&&h| h).count();
+        log::debug!("near ties: {} rows, {host_rows} decided on the host", flagged.len());
+        if host_rows > 0 {
+            let (k, d) = (self.k(), self.centroids.shape()[1] as usize);
+            let centroids = self.host_centroids()?;
+            settle_near_ties(self.points.x, MatRef::new(&centroids, k, d)?, &on_host, labels, distances);
+        }
+        Ok(())
     }
 
     /// Rows `start..end` as the GEMMs take them, and their squared norms.

@@ -20,6 +20,7 @@ mod kernel;
 mod lloyd;
 mod minibatch;
 mod seeding;
+mod ties;
 
 pub use engine::MlxEngine;
 

@@ -10,7 +10,7 @@ use mlx_rs::Array;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
-use super::{eval_all, lift_centroid_array, partial_distances, CentredData, MlxKernel};
+use super::{eval_all, partial_distances, CentredData, MlxKernel};
 use crate::error::Result;
 use crate::init::{candidates_per_step, first_centre};
 use crate::matrix::{weight_at, Points};
@@ -32,13 +32,25 @@ pub(super) fn kmeans_plusplus(
     let first = first_centre(&row_weights, rng)?;
     let data = kernel.device_data(points.x)?;
     let rows = n as i32;
+    let d = data.centred.shape()[1];
     let weights = points.weights.map(|w| Array::from_slice(w, &[rows, 1]));
-    // Squared distances (`n × m`) from every row to `m` centred rows of the data.
+    let x_norms = data.norms.reshape(&[rows, 1])?;
+    // Candidates are rows of the data: their lifted form as centroids is a fixed reordering of
+    // the columns of the rows' lifted form (`[hi, hi, lo]` to `[hi, lo, hi]`), and their squared
+    // norms are the rows' own. Few operations per step: each one costs a launch on a GPU.
+    let as_centroids: Option<Array> = kernel.split.then(|| {
+        let order: Vec<i32> = (0..d).chain(2 * d..3 * d).chain(d..2 * d).collect();
+        Array::from_slice(&order, &[3 * d])
+    });
+    // Squared distances (`n × m`) from every row to the rows `chosen` (`m`, int32).
     let distances_to = |chosen: &Array| -> Result<Array> {
-        let m = chosen.shape()[0] as usize;
-        let (c, c_norms) = lift_centroid_array(chosen.clone(), m, kernel.split)?;
+        let mut c = data.lifted.take_axis(chosen, 0)?;
+        if let Some(order) = &as_centroids {
+            c = c.take_axis(order, 1)?;
+        }
+        let c_norms = data.norms.take_axis(chosen, 0)?.reshape(&[1, -1])?;
         let partial = partial_distances(&data.lifted, &c, &c_norms)?;
-        Ok(maximum(partial.add(&data.norms.reshape(&[rows, 1])?)?, Array::from_f32(0.0))?)
+        Ok(maximum(partial.add(&x_norms)?, Array::from_f32(0.0))?)
     };
     let weighted = |a: &Array| -> Result<Array> {
         Ok(match &weights {
@@ -46,24 +58,24 @@ pub(super) fn kmeans_plusplus(
             None => a.clone(),
         })
     };
-    let first = first as i32;
+    let first = Array::from_slice(&[first as i32], &[1]);
     // `n × 1` throughout: each row's squared distance to its closest chosen centre.
-    let mut closest = distances_to(&data.centred.index((first..first + 1, ..)))?;
-    let mut chosen = vec![Array::from_slice(&[first], &[1])];
+    let mut closest = distances_to(&first)?;
+    let mut chosen = vec![first];
     let n_trials = candidates_per_step(k);
-    let last_row = Array::from_int(rows - 1);
+    // The draws do not depend on the data: all of them, in the host loop's order, uploaded once.
+    let draws: Vec<f32> = (0..(k - 1) * n_trials).map(|_| rng.random::<f64>() as f32).collect();
+    let draws = Array::from_slice(&draws, &[k.saturating_sub(1) as i32, n_trials as i32, 1]);
     for step in 1..k {
         // Progress and Ctrl-C between steps; the potential stays on the device.
         let progress = Progress { stage: Stage::Init, iteration: step, run, inertia: f64::NAN, center_shift: 0.0 };
         report(monitor, progress)?;
-        let draws: Vec<f32> = (0..n_trials).map(|_| rng.random::<f64>() as f32).collect();
         let cumulative = weighted(&closest)?.reshape(&[1, rows])?.cumsum(1, None, None)?;
-        let potential = cumulative.index((.., rows - 1..rows));
-        let targets = Array::from_slice(&draws, &[n_trials as i32, 1]).multiply(&potential)?;
+        let targets = draws.index(step as i32 - 1).multiply(cumulative.index((.., rows - 1..rows)))?;
         // NumPy's searchsorted (side "left"): how many running sums lie below each target.
-        let below = cumulative.lt(&targets)?.sum_axis(1, false)?;
-        let candidates = minimum(&below, &last_row)?;
-        let merged = minimum(&distances_to(&data.centred.take_axis(&candidates, 0)?)?, &closest)?;
+        // A target never exceeds the total (a draw is below 1), so the count is a row.
+        let candidates = cumulative.lt(&targets)?.sum_axis(1, false)?;
+        let merged = minimum(&distances_to(&candidates)?, &closest)?;
         let best = argmin_axis(weighted(&merged)?.sum_axis(0, false)?, 0, true)?;
         closest = merged.take_axis(&best, 1)?;
         chosen.push(candidates.take_axis(&best, 0)?);
