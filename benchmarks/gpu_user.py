@@ -3,8 +3,8 @@ call, and Lloyd iterations, on clustered data (a Gaussian mixture whose true cen
 k/2, so that clusters empty out as they do on real embeddings) and on standard normal data.
 Run through `benchmarks/gpu.sh --user` (it installs the wheels and sets the library path).
 
-Each call runs once as a warm-up; a call that took under 3 s is then timed as the median of
-`--repeats` runs, a slower one is reported from that single run. Each row lists MLX array input
+Each call runs once as a warm-up, then is timed as the median of `--repeats` runs (one run
+when the warm-up took over 3 s; the warm-up itself when it took over 30 s, `repeats` 0). Each row lists MLX array input
 and NumPy input, the MLX-ops path (`MLX_KMEANS_MLX_CUDA_KERNELS=0`, what Apple GPUs run), and
 the target it is held to. Lloyd rows add a plain PyTorch loop and flash-kmeans as peers, from
 the same initial centroids. `--profile` prints the engine's debug log (phase timings) of one
@@ -45,17 +45,19 @@ def dataset(kind: str, n: int, d: int, k: int) -> np.ndarray:
 
 
 def timed(fn, repeats: int):
+    """Median seconds of `repeats` runs after a warm-up (compilation, autotuning, allocator
+    growth); one timed run when the warm-up took over 3 s, none when it took over 30 s."""
     start = time.perf_counter()
     result = fn()
     first = time.perf_counter() - start
-    if first > 3.0:
-        return first, 1, result
+    if first > 30.0:
+        return first, 0, result
     times = []
-    for _ in range(repeats):
+    for _ in range(1 if first > 3.0 else repeats):
         start = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times), repeats, result
+    return statistics.median(times), len(times), result
 
 
 def ours(call: str, k: int, init):

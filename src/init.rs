@@ -34,25 +34,49 @@ pub fn initial_centroids<T: Scalar>(
     run: usize,
     monitor: Monitor<'_>,
 ) -> Result<Vec<T>> {
-    let x = points.x;
-    match init {
-        Init::KMeansPlusPlus => match engine.kmeans_plusplus(points, k, rng, run, monitor)? {
-            Some(rows) => Ok(x.gather(&rows)),
-            None => kmeans_plusplus(engine, points, k, rng, run, monitor),
-        },
-        Init::Random => Ok(x.gather(&weighted_sample_without_replacement(x.rows(), points.weights, k, rng)?)),
-        Init::Given(centroids) => {
-            if centroids.len() != k * x.cols() {
-                return invalid(format!(
-                    "init has {} values; expected n_clusters × n_features = {} × {}",
-                    centroids.len(),
-                    k,
-                    x.cols()
-                ));
-            }
-            Ok(centroids.to_vec())
+    let mut centroids = initial_centroids_of_runs(engine, &[points], k, init, std::slice::from_mut(rng), run, monitor)?;
+    Ok(centroids.pop().expect("one run"))
+}
+
+/// Initial centroids for several runs, run `r` chosen from `samples[r]` with `rngs[r]`:
+/// k-means++ by the engine's own strategy for all runs at once where it has one.
+pub fn initial_centroids_of_runs<T: Scalar>(
+    engine: &dyn Engine<T>,
+    samples: &[Points<'_, T>],
+    k: usize,
+    init: Init<'_, T>,
+    rngs: &mut [ChaCha8Rng],
+    first_run: usize,
+    monitor: Monitor<'_>,
+) -> Result<Vec<Vec<T>>> {
+    if matches!(init, Init::KMeansPlusPlus) {
+        for sample in samples {
+            check_n_clusters(sample.rows(), k)?;
+        }
+        if let Some(chosen) = engine.kmeans_plusplus(samples, k, rngs, first_run, monitor)? {
+            return Ok(samples.iter().zip(&chosen).map(|(s, rows)| s.x.gather(rows)).collect());
         }
     }
+    let mut out = Vec::with_capacity(samples.len());
+    for (r, (&points, rng)) in samples.iter().zip(rngs.iter_mut()).enumerate() {
+        let x = points.x;
+        out.push(match init {
+            Init::KMeansPlusPlus => kmeans_plusplus(engine, points, k, rng, first_run + r, monitor)?,
+            Init::Random => x.gather(&weighted_sample_without_replacement(x.rows(), points.weights, k, rng)?),
+            Init::Given(centroids) => {
+                if centroids.len() != k * x.cols() {
+                    return invalid(format!(
+                        "init has {} values; expected n_clusters × n_features = {} × {}",
+                        centroids.len(),
+                        k,
+                        x.cols()
+                    ));
+                }
+                centroids.to_vec()
+            }
+        });
+    }
+    Ok(out)
 }
 
 /// Index of the first entry whose running sum reaches `target` (NumPy's `searchsorted`,

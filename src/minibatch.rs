@@ -6,7 +6,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::Result;
-use crate::init::{initial_centroids, Init};
+use crate::init::{initial_centroids_of_runs, Init};
 use crate::kernel::assign_in_chunks;
 use crate::matrix::{normalize_rows, row_sq_norms, weighted_sum, MatRef, Points};
 use crate::monitor::{report, Monitor, Progress, Stage};
@@ -45,9 +45,10 @@ pub fn resolve_init_size(init_size: Option<usize>, batch_size: usize, k: usize, 
     size.min(n)
 }
 
-/// Initial centroids chosen on `init_size` rows drawn at random (with replacement, as
-/// scikit-learn does), or on all rows when `init_size >= n`.
-pub fn init_on_sample<T: Scalar>(
+/// Initial centroids for each run, chosen on `init_size` rows drawn at random (with
+/// replacement, as scikit-learn does) by the run's generator `rngs[r]`, or on all rows when
+/// `init_size >= n`. k-means++ seeds all runs at once where the engine can.
+pub fn init_on_samples<T: Scalar>(
     engine: &dyn Engine<T>,
     x: MatRef<'_, T>,
     weights: Option<&[T]>,
@@ -55,34 +56,35 @@ pub fn init_on_sample<T: Scalar>(
     init: Init<'_, T>,
     init_size: usize,
     spherical: bool,
-    rng: &mut ChaCha8Rng,
-    run: usize,
+    rngs: &mut [ChaCha8Rng],
     monitor: Monitor<'_>,
-) -> Result<Vec<T>> {
+) -> Result<Vec<Vec<T>>> {
     let (n, d) = (x.rows(), x.cols());
-    let mut centroids = if init_size < n {
-        let idx = random_indices(rng, n, init_size);
-        let rows = x.gather(&idx);
-        let sample = MatRef::new(&rows, idx.len(), d)?;
-        let w = gather_weights(weights, &idx);
-        let norms = row_sq_norms(sample);
-        initial_centroids(
-            engine,
-            Points { x: sample, x_sq_norms: &norms, weights: w.as_deref() },
-            k,
-            init,
-            rng,
-            run,
-            monitor,
-        )?
+    let mut runs = if init_size < n {
+        let indices: Vec<Vec<usize>> = rngs.iter_mut().map(|rng| random_indices(rng, n, init_size)).collect();
+        let rows: Vec<Vec<T>> = indices.iter().map(|idx| x.gather(idx)).collect();
+        let sample_weights: Vec<Option<Vec<T>>> = indices.iter().map(|idx| gather_weights(weights, idx)).collect();
+        let norms: Vec<Vec<T>> =
+            rows.iter().map(|r| row_sq_norms(MatRef::new(r, init_size, d).expect("shape"))).collect();
+        let samples: Vec<Points<'_, T>> = (0..rows.len())
+            .map(|r| Points {
+                x: MatRef::new(&rows[r], init_size, d).expect("gathered rows"),
+                x_sq_norms: &norms[r],
+                weights: sample_weights[r].as_deref(),
+            })
+            .collect();
+        initial_centroids_of_runs(engine, &samples, k, init, rngs, 0, monitor)?
     } else {
         let norms = engine.kernel().row_sq_norms(x)?;
-        initial_centroids(engine, Points { x, x_sq_norms: &norms, weights }, k, init, rng, run, monitor)?
+        let samples = vec![Points { x, x_sq_norms: &norms, weights }; rngs.len()];
+        initial_centroids_of_runs(engine, &samples, k, init, rngs, 0, monitor)?
     };
     if spherical {
-        normalize_rows(&mut centroids, d);
+        for centroids in &mut runs {
+            normalize_rows(centroids, d);
+        }
     }
-    Ok(centroids)
+    Ok(runs)
 }
 
 fn ms(since: std::time::Instant) -> f64 {
@@ -123,10 +125,13 @@ pub fn fit<T: Scalar>(
     let w_valid = gather_weights(weights, &valid_idx);
     let valid_norms = row_sq_norms(x_valid);
 
+    // Each run draws its sample and seeds from a generator of its own, so that the runs can
+    // seed at once on a device and still draw what they would one after the other.
+    let mut rngs: Vec<ChaCha8Rng> =
+        (0..params.n_init).map(|_| ChaCha8Rng::seed_from_u64(rng.random::<u64>())).collect();
+    let runs = init_on_samples(engine, x, weights, k, init, init_size, params.spherical, &mut rngs, monitor)?;
     let mut best: Option<(f64, Vec<T>)> = None;
-    for run in 0..params.n_init {
-        let centroids =
-            init_on_sample(engine, x, weights, k, init, init_size, params.spherical, &mut rng, run, monitor)?;
+    for (run, centroids) in runs.into_iter().enumerate() {
         let mut labels = vec![0u32; init_size];
         let mut distances = vec![T::zero(); init_size];
         kernel.assign(x_valid, &valid_norms, MatRef::new(&centroids, k, d)?, &mut labels, &mut distances)?;

@@ -17,14 +17,15 @@ def classkit_params(k, n, seed):
 
 def test_classkit_parameters_inertia_close_to_sklearn():
     X, _ = make_mixture(20000, 32, 150, seed=5, spread=3.0, dtype=np.float32)
-    seeds = range(6)
+    seeds = range(12)
     ours = [MiniBatchKMeans(**classkit_params(100, len(X), s)).fit(X) for s in seeds]
     ref = [SkMiniBatch(**classkit_params(100, len(X), s)).fit(X) for s in seeds]
     for est in ours:
         assert est.labels_.shape == (len(X),) and est.cluster_centers_.dtype == np.float32
         assert len(np.unique(est.labels_)) == 100
     ratio = np.mean([e.inertia_ for e in ours]) / np.mean([e.inertia_ for e in ref])
-    # Stochastic on both sides; measured ~1.01 over these seeds.
+    # Stochastic on both sides (one seed's ratio varies by a few percent): measured 1.013 over
+    # these 12 seeds and 1.014 over 24.
     assert ratio <= 1.02, ratio
 
 

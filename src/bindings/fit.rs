@@ -194,8 +194,10 @@ fn init_centroids_t<'py, T: EngineFor>(
         let engine = T::engine(spec, None, None, pending)?;
         check_n_clusters(n, k)?;
         let init_size = minibatch::resolve_init_size(sample.init_size, sample.batch_size.clamp(1, n), k, n);
-        let mut rng = ChaCha8Rng::seed_from_u64(sample.seed);
-        minibatch::init_on_sample(&*engine, data, w, k, init, init_size, sample.spherical, &mut rng, 0, monitor)
+        let mut rng = [ChaCha8Rng::seed_from_u64(sample.seed)];
+        let mut runs =
+            minibatch::init_on_samples(&*engine, data, w, k, init, init_size, sample.spherical, &mut rng, monitor)?;
+        Ok(runs.pop().expect("one run"))
     })?;
     matrix_out(py, centroids, k, input.cols)
 }

@@ -61,12 +61,22 @@ impl Engine<f32> for MlxEngine<'_> {
 
     fn kmeans_plusplus(
         &self,
-        points: Points<'_, f32>,
+        samples: &[Points<'_, f32>],
         k: usize,
-        rng: &mut ChaCha8Rng,
-        run: usize,
+        rngs: &mut [ChaCha8Rng],
+        first_run: usize,
         monitor: Monitor<'_>,
-    ) -> Result<Option<Vec<usize>>> {
-        Ok(Some(seeding::kmeans_plusplus(&self.kernel, points, k, rng, run, monitor)?))
+    ) -> Result<Option<Vec<Vec<usize>>>> {
+        // Samples of one shape seed in lockstep; others (never the case within one fit) one by one.
+        let (rows, weighted) = (samples[0].rows(), samples[0].weights.is_some());
+        if samples.iter().all(|s| s.rows() == rows && s.weights.is_some() == weighted) {
+            return Ok(Some(seeding::kmeans_plusplus(&self.kernel, samples, k, rngs, first_run, monitor)?));
+        }
+        let mut chosen = Vec::with_capacity(samples.len());
+        for (r, (sample, rng)) in samples.iter().zip(rngs.iter_mut()).enumerate() {
+            let run = std::slice::from_mut(rng);
+            chosen.extend(seeding::kmeans_plusplus(&self.kernel, &[*sample], k, run, first_run + r, monitor)?);
+        }
+        Ok(Some(chosen))
     }
 }

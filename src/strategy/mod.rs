@@ -75,18 +75,19 @@ pub trait Engine<T: Scalar>: Sync {
         params: &KMeansParams,
     ) -> Result<Box<dyn LloydStep<T> + 's>>;
 
-    /// Greedy k-means++ run by the engine itself (e.g. resident on a device): the chosen rows
-    /// of `points`, in order. It draws from `rng` what the host loop draws (one number for the
-    /// first centre, then one per candidate), so the runs after it see the same stream.
-    /// `None`: the engine has no such strategy, and `crate::init::kmeans_plusplus` runs.
+    /// Greedy k-means++ run by the engine itself (e.g. resident on a device) for one or
+    /// more runs at once: the rows of each sample it picks, in order. Run `r` draws from
+    /// `rngs[r]` what the host loop draws (one number for the first centre, then one per
+    /// candidate), so a seed picks the same rows on every engine. `None`: the engine has no
+    /// such strategy, and `crate::init::kmeans_plusplus` runs each sample.
     fn kmeans_plusplus(
         &self,
-        _points: Points<'_, T>,
+        _samples: &[Points<'_, T>],
         _k: usize,
-        _rng: &mut ChaCha8Rng,
-        _run: usize,
+        _rngs: &mut [ChaCha8Rng],
+        _first_run: usize,
         _monitor: Monitor<'_>,
-    ) -> Result<Option<Vec<usize>>> {
+    ) -> Result<Option<Vec<Vec<usize>>>> {
         Ok(None)
     }
 
