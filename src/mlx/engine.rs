@@ -53,7 +53,7 @@ impl Engine<f32> for MlxEngine<'_> {
         // Resident when the kernel holds the fit's data; else batches are gathered on the host.
         Ok(match self.kernel.whole_centred(x) {
             Some(data) => {
-                Box::new(MlxMiniBatch::new(&self.kernel, data, weights, state, reassignment_ratio, spherical)?)
+                Box::new(MlxMiniBatch::new(&self.kernel, x, data, weights, state, reassignment_ratio, spherical)?)
             }
             None => Box::new(HostMiniBatch { kernel: &self.kernel, x, weights, state, reassignment_ratio, spherical }),
         })

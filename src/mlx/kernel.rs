@@ -1,16 +1,18 @@
 //! The MLX kernel's primitives: each block of rows is one GEMM against the centred centroids,
-//! an argmin, and a near-tie flag per row; flagged rows are decided again exactly on the host,
-//! so labels are the exact nearest centroids of the given values, as on the cpu backend.
+//! an argmin, and a count per row of the centroids within the GEMM's error band; rows with
+//! more than one are decided again exactly (`ties.rs`: on the device where differences prove
+//! it, else on the host), so labels are the exact nearest centroids of the given values, as on
+//! the cpu backend.
 
 use mlx_rs::ops::indexing::argmin_axis;
 use mlx_rs::ops::maximum;
 use mlx_rs::Array;
-use rayon::prelude::*;
 
+use super::ties::{settle, Exact, TieRows};
 use super::{eval_all, fold_sums, partial_distances, rows_per_block, to_mlx, MlxKernel};
 use crate::error::Result;
 use crate::kernel::{ClusterSums, Kernel};
-use crate::matrix::{exact_nearest, MatRef, Points};
+use crate::matrix::{MatRef, Points};
 
 /// Index (`rows × 1`, uint32) and value of each row's smallest partial distance.
 pub(super) fn nearest(partial: &Array) -> Result<(Array, Array)> {
@@ -38,41 +40,6 @@ pub(super) fn within_band(
         .add(&c_max.multiply(Array::from_f32(2.0))?)?
         .multiply(Array::from_f32(bound as f32))?;
     Ok(partial.le(&best_value.add(&band)?)?.sum_axis(1, false)?.as_type::<i32>()?)
-}
-
-/// Whether each row is a near tie (see [`within_band`]), `rows` bools.
-pub(super) fn near_ties(
-    partial: &Array,
-    best_value: &Array,
-    norms: &Array,
-    c_norms: &Array,
-    bound: f64,
-) -> Result<Array> {
-    Ok(within_band(partial, best_value, norms, c_norms, bound)?.gt(Array::from_int(1))?)
-}
-
-/// Decides the rows of `x` flagged in `near` again by exact squared distances (float64
-/// differences of the given values) to every centroid: labels become the exact nearest
-/// centroids (ties to the lowest index) and distances the exact ones. Returns how many rows
-/// were flagged.
-pub(super) fn settle_near_ties(
-    x: MatRef<'_, f32>,
-    centroids: MatRef<'_, f32>,
-    near: &[bool],
-    labels: &mut [u32],
-    distances: &mut [f32],
-) -> usize {
-    let flagged = near.iter().filter(|&&n| n).count();
-    if flagged == 0 {
-        return 0;
-    }
-    labels.par_iter_mut().zip(distances.par_iter_mut()).enumerate().filter(|(i, _)| near[*i]).for_each(
-        |(i, (label, distance))| {
-            let (best, best_distance) = exact_nearest(x.row(i), centroids);
-            (*label, *distance) = (best, best_distance as f32);
-        },
-    );
-    flagged
 }
 
 /// Per-cluster weighted sums (`k × d`) and weights (`k`) of `block`'s rows by `labels`, as a
@@ -125,15 +92,21 @@ impl MlxKernel<'_> {
         let (rows, norms) = self.rows(x, start, end)?;
         let partial = partial_distances(&rows, c, c_norms)?;
         let (best, best_value) = nearest(&partial)?;
-        let near = near_ties(&partial, &best_value, &norms, c_norms, self.gemm_error_bound(x.cols()))?;
+        let in_band = within_band(&partial, &best_value, &norms, c_norms, self.gemm_error_bound(x.cols()))?;
+        let flagged = in_band.max(None)?.gt(Array::from_int(1))?;
         let dist = maximum(best_value.reshape(&[-1])?.add(&norms)?, Array::from_f32(0.0))?;
-        eval_all(&[&best, &dist, &near])?;
+        eval_all(&[&best, &dist, &in_band, &flagged])?;
         labels.copy_from_slice(best.as_slice::<u32>());
         distances.copy_from_slice(dist.as_slice::<f32>());
-        let block = x.slice_rows(start, end);
-        if settle_near_ties(block, centroids, near.as_slice::<bool>(), labels, distances) == 0 {
+        if !flagged.item_exact::<bool>() {
             return Ok(best);
         }
+        let (centred, centred_centroids) = (self.centred_rows(x, start, end)?, self.centred_centroids(centroids)?);
+        let tie_rows = TieRows { lifted: &rows, centred: &centred, c, c_norms, centroids: &centred_centroids };
+        let block = x.slice_rows(start, end);
+        let exact = Exact { on_device: self.shift.is_none(), row: &|i| block.row(i), k: centroids.rows(), d: x.cols() };
+        let host_centroids = &mut || Ok(centroids.as_slice().to_vec());
+        settle(&tie_rows, &exact, in_band.as_slice::<i32>(), host_centroids, labels, distances)?;
         Ok(Array::from_slice(labels, &[(end - start) as i32, 1]))
     }
 }

@@ -12,8 +12,8 @@ use mlx_rs::ops::{concatenate, maximum, select, stack};
 use mlx_rs::Array;
 
 use super::cuda::{ClusterMeans, LloydKernels};
-use super::kernel::{cluster_sums, nearest, settle_near_ties, within_band};
-use super::ties::{decide_on_device, TieRows};
+use super::kernel::{cluster_sums, nearest, within_band};
+use super::ties::{settle, Exact, TieRows};
 use super::{
     eval_all, finish_centroids, fold_sums, lift_centroid_array, partial_distances, rows_per_block, CentredData,
     MlxKernel,
@@ -130,7 +130,13 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         if flagged.item_exact::<bool>() {
             let (mut host_labels, mut host_distances) = (vec![0u32; n], vec![0f32; n]);
             copy_to_host(&labels, &distances, &mut host_labels, &mut host_distances);
-            self.settle(c, c_norms, in_band.as_slice::<i32>(), &mut host_labels, &mut host_distances)?;
+            let rows = TieRows { lifted: &self.rows, centred: &self.plain, c, c_norms, centroids: &self.centroids };
+            let (k, d) = (self.k(), self.centroids.shape()[1] as usize);
+            let x = self.points.x;
+            let exact = Exact { on_device: self.shift.is_none(), row: &|i| x.row(i), k, d };
+            let mut host_centroids = || self.host_centroids();
+            let (ties, host) = (in_band.as_slice::<i32>(), &mut host_centroids);
+            settle(&rows, &exact, ties, host, &mut host_labels, &mut host_distances)?;
             labels = Array::from_slice(&host_labels, &[n as i32]);
             distances = Array::from_slice(&host_distances, &[n as i32]);
         }
@@ -154,42 +160,6 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         let column = weights.reshape(&[k as i32, 1])?;
         let means = sums.divide(&maximum(&column, Array::from_f32(f32::MIN_POSITIVE))?)?;
         Ok((labels, distances, sums, weights, means))
-    }
-
-    /// Decides the near ties (rows with more than one centroid in their band, `in_band`)
-    /// exactly: on the device where it can be proven, the rest on the host.
-    fn settle(
-        &self,
-        c: &Array,
-        c_norms: &Array,
-        in_band: &[i32],
-        labels: &mut [u32],
-        distances: &mut [f32],
-    ) -> Result<()> {
-        let flagged: Vec<u32> = (0..in_band.len() as u32).filter(|&i| in_band[i as usize] > 1).collect();
-        let mut on_host = vec![false; in_band.len()];
-        let decided = match self.shift {
-            None => {
-                let counts: Vec<i32> = flagged.iter().map(|&i| in_band[i as usize]).collect();
-                let rows = TieRows { lifted: &self.rows, centred: &self.plain, c, c_norms, centroids: &self.centroids };
-                decide_on_device(&rows, &flagged, &counts)?
-            }
-            Some(_) => vec![None; flagged.len()],
-        };
-        for (&i, decision) in flagged.iter().zip(&decided) {
-            match decision {
-                Some((label, distance)) => (labels[i as usize], distances[i as usize]) = (*label, *distance),
-                None => on_host[i as usize] = true,
-            }
-        }
-        let host_rows = on_host.iter().filter(|&&h| h).count();
-        log::debug!("near ties: {} rows, {host_rows} decided on the host", flagged.len());
-        if host_rows > 0 {
-            let (k, d) = (self.k(), self.centroids.shape()[1] as usize);
-            let centroids = self.host_centroids()?;
-            settle_near_ties(self.points.x, MatRef::new(&centroids, k, d)?, &on_host, labels, distances);
-        }
-        Ok(())
     }
 
     /// Rows `start..end` as the GEMMs take them, and their squared norms.

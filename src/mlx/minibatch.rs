@@ -3,21 +3,25 @@
 //! device, assigns them, and moves the hit centres by their learning rates there. The host
 //! keeps the per-centre counts (float64, as on the `cpu` backend) for the reassignment
 //! decisions; each step reads back only the batch's inertia and per-centre weights (`k`
-//! numbers), and reassignments upload the chosen rows' positions. Batch labels come from the
-//! float32 GEMM without the exact settling of near ties: a mini-batch step is a noisy update
-//! whichever centre a tie goes to, and the final labels are exact as on every path.
+//! numbers), and reassignments upload the chosen rows' positions. Batch labels are the exact
+//! nearest centres, as on the `cpu` backend: near ties are decided again (`ties.rs`), which
+//! costs a second evaluation in the steps that have any.
 
 use mlx_rs::ops::{maximum, select};
 use mlx_rs::Array;
 use rand_chacha::ChaCha8Rng;
 
-use super::kernel::{cluster_sums, nearest};
+use super::kernel::{cluster_sums, nearest, within_band};
+use super::ties::{settle, Exact, TieRows};
 use super::{eval_all, finish_centroids, fold_sums, lift_centroid_array, partial_distances, CentredData, MlxKernel};
 use crate::error::Result;
+use crate::matrix::MatRef;
 use crate::strategy::{starved_reassignment, MiniBatchState, MiniBatchSteps};
 
 pub(super) struct MlxMiniBatch<'s, 'a> {
     kernel: &'s MlxKernel<'a>,
+    /// The data on the host (rows whose near ties the device cannot settle) and on the device.
+    x: MatRef<'s, f32>,
     data: CentredData,
     /// Sample weights (`n`), if any.
     weights: Option<Array>,
@@ -36,6 +40,7 @@ pub(super) struct MlxMiniBatch<'s, 'a> {
 impl<'s, 'a> MlxMiniBatch<'s, 'a> {
     pub(super) fn new(
         kernel: &'s MlxKernel<'a>,
+        x: MatRef<'s, f32>,
         data: CentredData,
         weights: Option<&[f32]>,
         state: MiniBatchState<f32>,
@@ -52,6 +57,7 @@ impl<'s, 'a> MlxMiniBatch<'s, 'a> {
         let device_counts = counts_array(&state.counts);
         Ok(Self {
             kernel,
+            x,
             weights: weights.map(|w| Array::from_slice(w, &[n])),
             data,
             shift,
@@ -61,6 +67,51 @@ impl<'s, 'a> MlxMiniBatch<'s, 'a> {
             reassignment_ratio,
             spherical,
         })
+    }
+}
+
+impl MlxMiniBatch<'_, '_> {
+    /// The centroids as the user sees them (shifted back), on the host.
+    fn host_centroids(&self) -> Result<Vec<f32>> {
+        let plain = match &self.shift {
+            Some(shift) => self.centroids.add(shift)?,
+            None => self.centroids.clone(),
+        };
+        eval_all(&[&plain])?;
+        Ok(plain.as_slice::<f32>().to_vec())
+    }
+}
+
+/// One step's outcome on the device: the batch's weighted inertia, the weight each centre
+/// received, and the moved centroids and counts.
+struct Update {
+    inertia: Array,
+    hits: Array,
+    updated: Array,
+    counts: Array,
+}
+
+impl MlxMiniBatch<'_, '_> {
+    /// Each hit centre moves to (centre · count + sum) / (count + weight), for the batch's
+    /// rows as the GEMMs take them, their labels and squared distances.
+    fn update(&self, lifted: &Array, labels: &Array, distances: &Array, weights: Option<&Array>) -> Result<Update> {
+        let (k, d) = (self.state.counts.len() as i32, self.centroids.shape()[1] as usize);
+        let inertia = match weights {
+            Some(w) => distances.multiply(w)?.sum(false)?,
+            None => distances.sum(false)?,
+        };
+        let (sums, hits) = cluster_sums(lifted, labels, weights, k as usize)?;
+        let sums = fold_sums(sums, d, self.kernel.split)?;
+        let totals = self.device_counts.add(&hits)?;
+        let hit = hits.gt(Array::from_f32(0.0))?;
+        let moved = self
+            .centroids
+            .multiply(&self.device_counts.reshape(&[k, 1])?)?
+            .add(&sums)?
+            .divide(&maximum(&totals, Array::from_f32(f32::MIN_POSITIVE))?.reshape(&[k, 1])?)?;
+        let updated = select(&hit.reshape(&[k, 1])?, &moved, &self.centroids)?;
+        let counts = select(&hit, &totals, &self.device_counts)?;
+        Ok(Update { inertia, hits, updated, counts })
     }
 }
 
@@ -85,25 +136,32 @@ impl MiniBatchSteps<f32> for MlxMiniBatch<'_, '_> {
         let norms = self.data.norms.take_axis(&indices, 0)?;
         let weights = self.weights.as_ref().map(|w| w.take_axis(&indices, 0)).transpose()?;
         let (c, c_norms) = lift_centroid_array(self.centroids.clone(), k, self.kernel.split)?;
-        let (labels, best) = nearest(&partial_distances(&lifted, &c, &c_norms)?)?;
-        let mut distances = maximum(best.reshape(&[-1])?.add(&norms)?, Array::from_f32(0.0))?;
-        if let Some(w) = &weights {
-            distances = distances.multiply(w)?;
+        let partial = partial_distances(&lifted, &c, &c_norms)?;
+        let (labels, best) = nearest(&partial)?;
+        let in_band = within_band(&partial, &best, &norms, &c_norms, self.kernel.gemm_error_bound(d))?;
+        let labels = labels.reshape(&[-1])?;
+        let distances = maximum(best.reshape(&[-1])?.add(&norms)?, Array::from_f32(0.0))?;
+        // The step as if no row were a near tie, evaluated once with the tie flag; redone
+        // from exact labels in the steps that have ties.
+        let mut update = self.update(&lifted, &labels, &distances, weights.as_ref())?;
+        let flagged = in_band.max(None)?.gt(Array::from_int(1))?;
+        eval_all(&[&flagged, &update.inertia, &update.hits, &labels, &distances, &in_band])?;
+        if flagged.item_exact::<bool>() {
+            let (mut host_labels, mut host_distances) =
+                (labels.as_slice::<u32>().to_vec(), distances.as_slice::<f32>().to_vec());
+            let centred = self.data.centred.take_axis(&indices, 0)?;
+            let rows =
+                TieRows { lifted: &lifted, centred: &centred, c: &c, c_norms: &c_norms, centroids: &self.centroids };
+            let x = self.x;
+            let exact = Exact { on_device: self.shift.is_none(), row: &|i| x.row(batch[i]), k, d };
+            let (ties, host) = (in_band.as_slice::<i32>(), &mut || self.host_centroids());
+            settle(&rows, &exact, ties, host, &mut host_labels, &mut host_distances)?;
+            let (labels, distances) = (Array::from_slice(&host_labels, &[m]), Array::from_slice(&host_distances, &[m]));
+            update = self.update(&lifted, &labels, &distances, weights.as_ref())?;
+            eval_all(&[&update.inertia, &update.hits])?;
         }
-        let inertia = distances.sum(false)?;
-        let (sums, hits) = cluster_sums(&lifted, &labels.reshape(&[-1])?, weights.as_ref(), k)?;
-        let sums = fold_sums(sums, d, self.kernel.split)?;
-        // Each hit centre moves to (centre · count + sum) / (count + weight).
-        let totals = self.device_counts.add(&hits)?;
-        let hit = hits.gt(Array::from_f32(0.0))?;
-        let moved = self
-            .centroids
-            .multiply(&self.device_counts.reshape(&[k as i32, 1])?)?
-            .add(&sums)?
-            .divide(&maximum(&totals, Array::from_f32(f32::MIN_POSITIVE))?.reshape(&[k as i32, 1])?)?;
-        let mut updated = select(&hit.reshape(&[k as i32, 1])?, &moved, &self.centroids)?;
-        self.device_counts = select(&hit, &totals, &self.device_counts)?;
-        eval_all(&[&inertia, &hits])?;
+        let Update { inertia, hits, mut updated, counts } = update;
+        self.device_counts = counts;
         for (count, &w) in self.state.counts.iter_mut().zip(hits.as_slice::<f32>()) {
             if w > 0.0 {
                 *count += w as f64;

@@ -274,6 +274,15 @@ impl<'a> MlxKernel<'a> {
         })
     }
 
+    /// Rows `start..end` of `x` centred: a slice of the resident data when `x` is the data or
+    /// a run of its rows, else a copy.
+    fn centred_rows(&self, x: MatRef<'_, f32>, start: usize, end: usize) -> Result<Array> {
+        if let (Some(first), Some((_, _, resident))) = (self.resident_offset(x), self.resident()) {
+            return Ok(resident.centred.index(((first + start) as i32..(first + end) as i32, ..)));
+        }
+        self.centre(&to_mlx(x.slice_rows(start, end)))
+    }
+
     /// Rows `start..end` of `x` as the GEMMs take them (centred, lifted) and the squared
     /// norms of the centred rows: slices of the resident data when `x` is the data or a run
     /// of its rows, else a copy of those rows.

@@ -11,8 +11,11 @@ use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::ops::{argpartition_axis, argsort_axis};
 use mlx_rs::Array;
 
+use rayon::prelude::*;
+
 use super::{eval_all, partial_distances};
 use crate::error::Result;
+use crate::matrix::{exact_nearest, MatRef};
 
 /// Centroids per flagged row measured by differences.
 const CANDIDATES: usize = 4;
@@ -31,13 +34,57 @@ pub(super) struct TieRows<'a> {
     pub centroids: &'a Array,
 }
 
+/// How the rows' exact decisions are made: on the device first when `on_device` (data not
+/// re-centred by a shift), else all on the host from `row(i)`, the values of row `i` as given.
+pub(super) struct Exact<'a> {
+    pub on_device: bool,
+    pub row: &'a (dyn Fn(usize) -> &'a [f32] + Sync),
+    pub k: usize,
+    pub d: usize,
+}
+
+/// Decides the near ties (rows with more than one centroid in their band, `in_band`)
+/// exactly: on the device where it can be proven, the rest by the host's float64 search
+/// against `host_centroids()` (the centroids as given, fetched only when needed).
+pub(super) fn settle(
+    rows: &TieRows<'_>,
+    exact: &Exact<'_>,
+    in_band: &[i32],
+    host_centroids: &mut dyn FnMut() -> Result<Vec<f32>>,
+    labels: &mut [u32],
+    distances: &mut [f32],
+) -> Result<()> {
+    let flagged: Vec<u32> = (0..in_band.len() as u32).filter(|&i| in_band[i as usize] > 1).collect();
+    let decided = match exact.on_device {
+        true => {
+            let counts: Vec<i32> = flagged.iter().map(|&i| in_band[i as usize]).collect();
+            decide_on_device(rows, &flagged, &counts)?
+        }
+        false => vec![None; flagged.len()],
+    };
+    let mut on_host = Vec::new();
+    for (&i, decision) in flagged.iter().zip(&decided) {
+        match decision {
+            Some((label, distance)) => (labels[i as usize], distances[i as usize]) = (*label, *distance),
+            None => on_host.push(i as usize),
+        }
+    }
+    log::debug!("near ties: {} rows, {} decided on the host", flagged.len(), on_host.len());
+    if on_host.is_empty() {
+        return Ok(());
+    }
+    let centroids = host_centroids()?;
+    let centroids = MatRef::new(&centroids, exact.k, exact.d)?;
+    let results: Vec<(u32, f64)> = on_host.par_iter().map(|&i| exact_nearest((exact.row)(i), centroids)).collect();
+    for (&i, (label, distance)) in on_host.iter().zip(results) {
+        (labels[i], distances[i]) = (label, distance as f32);
+    }
+    Ok(())
+}
+
 /// For each row in `flagged` (indices, with `in_band[r]` centroids in its band), its exact
 /// label and squared distance when the device can prove them, else `None`.
-pub(super) fn decide_on_device(
-    data: &TieRows<'_>,
-    flagged: &[u32],
-    in_band: &[i32],
-) -> Result<Vec<Option<(u32, f32)>>> {
+fn decide_on_device(data: &TieRows<'_>, flagged: &[u32], in_band: &[i32]) -> Result<Vec<Option<(u32, f32)>>> {
     let (k, d) = (data.centroids.shape()[0] as usize, data.centroids.shape()[1] as usize);
     let r = CANDIDATES.min(k);
     // Each of the d squared differences and the running sum round once: (d + 2) units of
