@@ -64,14 +64,10 @@ pub fn init_on_samples<T: Scalar>(
         let indices: Vec<Vec<usize>> = rngs.iter_mut().map(|rng| random_indices(rng, n, init_size)).collect();
         let rows: Vec<Vec<T>> = indices.iter().map(|idx| x.gather(idx)).collect();
         let sample_weights: Vec<Option<Vec<T>>> = indices.iter().map(|idx| gather_weights(weights, idx)).collect();
-        let norms: Vec<Vec<T>> =
-            rows.iter().map(|r| row_sq_norms(MatRef::new(r, init_size, d).expect("shape"))).collect();
+        let matrices: Vec<MatRef<'_, T>> = rows.iter().map(|r| MatRef::new(r, init_size, d)).collect::<Result<_>>()?;
+        let norms: Vec<Vec<T>> = matrices.iter().map(|&m| row_sq_norms(m)).collect();
         let samples: Vec<Points<'_, T>> = (0..rows.len())
-            .map(|r| Points {
-                x: MatRef::new(&rows[r], init_size, d).expect("gathered rows"),
-                x_sq_norms: &norms[r],
-                weights: sample_weights[r].as_deref(),
-            })
+            .map(|r| Points { x: matrices[r], x_sq_norms: &norms[r], weights: sample_weights[r].as_deref() })
             .collect();
         initial_centroids_of_runs(engine, &samples, k, init, rngs, 0, monitor)?
     } else {

@@ -67,16 +67,12 @@ impl Engine<f32> for MlxEngine<'_> {
         first_run: usize,
         monitor: Monitor<'_>,
     ) -> Result<Option<Vec<Vec<usize>>>> {
-        // Samples of one shape seed in lockstep; others (never the case within one fit) one by one.
+        // Samples of one shape seed in lockstep (the samples of one fit always are); others
+        // go to the host loop.
         let (rows, weighted) = (samples[0].rows(), samples[0].weights.is_some());
-        if samples.iter().all(|s| s.rows() == rows && s.weights.is_some() == weighted) {
-            return Ok(Some(seeding::kmeans_plusplus(&self.kernel, samples, k, rngs, first_run, monitor)?));
+        if !samples.iter().all(|s| s.rows() == rows && s.weights.is_some() == weighted) {
+            return Ok(None);
         }
-        let mut chosen = Vec::with_capacity(samples.len());
-        for (r, (sample, rng)) in samples.iter().zip(rngs.iter_mut()).enumerate() {
-            let run = std::slice::from_mut(rng);
-            chosen.extend(seeding::kmeans_plusplus(&self.kernel, &[*sample], k, run, first_run + r, monitor)?);
-        }
-        Ok(Some(chosen))
+        Ok(Some(seeding::kmeans_plusplus(&self.kernel, samples, k, rngs, first_run, monitor)?))
     }
 }

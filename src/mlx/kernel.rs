@@ -9,13 +9,13 @@ use mlx_rs::ops::maximum;
 use mlx_rs::Array;
 
 use super::ties::{settle, Exact, TieRows};
-use super::{eval_all, fold_sums, partial_distances, rows_per_block, to_mlx, MlxKernel};
+use super::{eval_all, fold_sums, own_sq_distances, partial_distances, rows_per_block, to_mlx, MlxKernel};
 use crate::error::Result;
 use crate::kernel::{ClusterSums, Kernel};
 use crate::matrix::{MatRef, Points};
 
 /// Index (`rows × 1`, uint32) and value of each row's smallest partial distance.
-pub(super) fn nearest(partial: &Array) -> Result<(Array, Array)> {
+fn nearest(partial: &Array) -> Result<(Array, Array)> {
     let best = argmin_axis(partial, 1, true)?;
     let best_value = partial.take_along_axis(&best, 1)?;
     Ok((best, best_value))
@@ -26,13 +26,7 @@ pub(super) fn nearest(partial: &Array) -> Result<(Array, Array)> {
 /// products cannot decide. The bound is `bound · (‖x‖² + 2 max ‖c‖²)` for the row's squared
 /// norm `norms` (`rows`). Counting is one compare and one sum (on MLX's CPU a tenth of a
 /// partition).
-pub(super) fn within_band(
-    partial: &Array,
-    best_value: &Array,
-    norms: &Array,
-    c_norms: &Array,
-    bound: f64,
-) -> Result<Array> {
+fn within_band(partial: &Array, best_value: &Array, norms: &Array, c_norms: &Array, bound: f64) -> Result<Array> {
     let rows = partial.shape()[0];
     let c_max = c_norms.max(None)?;
     let band = norms
@@ -40,6 +34,32 @@ pub(super) fn within_band(
         .add(&c_max.multiply(Array::from_f32(2.0))?)?
         .multiply(Array::from_f32(bound as f32))?;
     Ok(partial.le(&best_value.add(&band)?)?.sum_axis(1, false)?.as_type::<i32>()?)
+}
+
+/// Each row's nearest centroid by the GEMM, before near ties are settled.
+pub(super) struct Nearest {
+    /// `rows`, uint32.
+    pub labels: Array,
+    /// Squared distances (`rows`, clamped at zero).
+    pub distances: Array,
+    /// Centroids within each row's error band ([`within_band`], `rows`, int32).
+    pub in_band: Array,
+    /// Whether any row is a near tie (more than one centroid in its band; a scalar).
+    pub any_tie: Array,
+}
+
+/// [`Nearest`] for `rows` as the GEMMs take them, with their squared norms `norms`, against
+/// lifted centroids `c` with squared norms `c_norms`; `bound` is the GEMM's error bound.
+pub(super) fn nearest_in_band(rows: &Array, norms: &Array, c: &Array, c_norms: &Array, bound: f64) -> Result<Nearest> {
+    let partial = partial_distances(rows, c, c_norms)?;
+    let (best, best_value) = nearest(&partial)?;
+    let in_band = within_band(&partial, &best_value, norms, c_norms, bound)?;
+    Ok(Nearest {
+        labels: best.reshape(&[-1])?,
+        distances: maximum(best_value.reshape(&[-1])?.add(norms)?, Array::from_f32(0.0))?,
+        any_tie: in_band.max(None)?.gt(Array::from_int(1))?,
+        in_band,
+    })
 }
 
 /// Per-cluster weighted sums (`k × d`) and weights (`k`) of `block`'s rows by `labels`, as a
@@ -79,7 +99,7 @@ fn add_block_sums(out: &mut ClusterSums, block_sums: &Array, block_weights: &Arr
 
 impl MlxKernel<'_> {
     /// Exact labels and squared distances of rows `start..end` of `x` (see the module
-    /// documentation), and those labels on the device (`rows × 1`) for sums that follow.
+    /// documentation), and those labels on the device (`rows`) for sums that follow.
     fn assign_block(
         &self,
         x: MatRef<'_, f32>,
@@ -90,24 +110,21 @@ impl MlxKernel<'_> {
         distances: &mut [f32],
     ) -> Result<Array> {
         let (rows, norms) = self.rows(x, start, end)?;
-        let partial = partial_distances(&rows, c, c_norms)?;
-        let (best, best_value) = nearest(&partial)?;
-        let in_band = within_band(&partial, &best_value, &norms, c_norms, self.gemm_error_bound(x.cols()))?;
-        let flagged = in_band.max(None)?.gt(Array::from_int(1))?;
-        let dist = maximum(best_value.reshape(&[-1])?.add(&norms)?, Array::from_f32(0.0))?;
-        eval_all(&[&best, &dist, &in_band, &flagged])?;
+        let Nearest { labels: best, distances: dist, in_band, any_tie } =
+            nearest_in_band(&rows, &norms, c, c_norms, self.gemm_error_bound(x.cols()))?;
+        eval_all(&[&best, &dist, &in_band, &any_tie])?;
         labels.copy_from_slice(best.as_slice::<u32>());
         distances.copy_from_slice(dist.as_slice::<f32>());
-        if !flagged.item_exact::<bool>() {
+        if !any_tie.item_exact::<bool>() {
             return Ok(best);
         }
         let (centred, centred_centroids) = (self.centred_rows(x, start, end)?, self.centred_centroids(centroids)?);
         let tie_rows = TieRows { lifted: &rows, centred: &centred, c, c_norms, centroids: &centred_centroids };
         let block = x.slice_rows(start, end);
-        let exact = Exact { on_device: self.shift.is_none(), row: &|i| block.row(i), k: centroids.rows(), d: x.cols() };
+        let exact = Exact { on_device: self.shift.is_none(), row: &|i| block.row(i) };
         let host_centroids = &mut || Ok(centroids.as_slice().to_vec());
         settle(&tie_rows, &exact, in_band.as_slice::<i32>(), host_centroids, labels, distances)?;
-        Ok(Array::from_slice(labels, &[(end - start) as i32, 1]))
+        Ok(Array::from_slice(labels, &[(end - start) as i32]))
     }
 }
 
@@ -151,9 +168,9 @@ impl Kernel<f32> for MlxKernel<'_> {
         let Some(data) = self.whole(x) else {
             return Ok(crate::kernel::labelled_sq_distances(x, weights, centroids, labels));
         };
-        // By differences, as on the host: exact up to float32 rounding of each term.
-        let own = to_mlx(centroids).take_axis(Array::from_slice(labels, &[labels.len() as i32]), 0)?;
-        let distances = data.subtract(&own)?.square()?.sum_axis(1, false)?;
+        // By differences, as on the host.
+        let distances =
+            own_sq_distances(&data, &to_mlx(centroids), &Array::from_slice(labels, &[labels.len() as i32]))?;
         eval_all(&[&distances])?;
         let distances = distances.as_slice::<f32>().to_vec();
         let inertia = crate::matrix::weighted_sum(&distances, weights);

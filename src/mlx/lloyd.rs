@@ -12,11 +12,11 @@ use mlx_rs::ops::{concatenate, maximum, select, stack};
 use mlx_rs::Array;
 
 use super::cuda::{ClusterMeans, LloydKernels};
-use super::kernel::{cluster_sums, nearest, within_band};
+use super::kernel::{cluster_sums, nearest_in_band};
 use super::ties::{settle, Exact, TieRows};
 use super::{
-    eval_all, finish_centroids, fold_sums, lift_centroid_array, partial_distances, rows_per_block, CentredData,
-    MlxKernel,
+    eval_all, finish_centroids, fold_sums, lift_centroid_array, partial_distances, rows_per_block, uncentred_host,
+    CentredData, MlxKernel,
 };
 use crate::error::Result;
 use crate::kernel::{assign_in_chunks, Kernel};
@@ -41,7 +41,7 @@ pub(super) struct MlxLloyd<'s, 'a> {
     x_norms: Array,
     weights: Option<Array>,
     /// What centred the data: on the device (`1 × d`) and on the host.
-    shift: Option<(Array, Vec<f32>)>,
+    shift: Option<Array>,
     /// On a CUDA GPU: the custom kernels, and the weights as they take them (ones if none).
     cuda: Option<(LloydKernels, Array)>,
     /// Centred, like the data.
@@ -60,14 +60,9 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         spherical: bool,
     ) -> Result<Self> {
         let CentredData { centred: plain, lifted: rows, norms: x_norms, shift } = data;
-        let n = plain.shape()[0];
-        let d = plain.shape()[1];
+        let (n, d) = (plain.shape()[0], points.cols());
         let weights = points.weights.map(|w| Array::from_slice(w, &[n]));
-        let shift = shift.map(|values| (Array::from_slice(&values, &[1, d]), values));
-        let mut centroids = Array::from_slice(centroids, &[centroids.len() as i32 / d, d]);
-        if let Some((device, _)) = &shift {
-            centroids = centroids.subtract(device)?;
-        }
+        let centroids = kernel.centred_centroids(MatRef::new(centroids, centroids.len() / d, d)?)?;
         let cuda = match kernel.cuda_kernels {
             true => Some((LloydKernels::new(), weights.clone().map_or_else(|| mlx_rs::ops::ones::<f32>(&[n]), Ok)?)),
             false => None,
@@ -118,22 +113,20 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         for start in (0..n).step_by(step) {
             let end = (start + step).min(n);
             let (block, block_norms) = self.block(start, end);
-            let partial = partial_distances(&block, c, c_norms)?;
-            let (best, best_value) = nearest(&partial)?;
-            in_band.push(within_band(&partial, &best_value, &block_norms, c_norms, bound)?);
-            distances.push(maximum(best_value.reshape(&[-1])?.add(&block_norms)?, Array::from_f32(0.0))?);
-            labels.push(best.reshape(&[-1])?);
+            let nearest = nearest_in_band(&block, &block_norms, c, c_norms, bound)?;
+            labels.push(nearest.labels);
+            distances.push(nearest.distances);
+            in_band.push(nearest.in_band);
         }
         let (mut labels, mut distances, in_band) = (join(labels)?, join(distances)?, join(in_band)?);
-        let flagged = in_band.max(None)?.gt(Array::from_int(1))?;
-        eval_all(&[&flagged, &labels, &distances, &in_band])?;
-        if flagged.item_exact::<bool>() {
+        let any_tie = in_band.max(None)?.gt(Array::from_int(1))?;
+        eval_all(&[&any_tie, &labels, &distances, &in_band])?;
+        if any_tie.item_exact::<bool>() {
             let (mut host_labels, mut host_distances) = (vec![0u32; n], vec![0f32; n]);
             copy_to_host(&labels, &distances, &mut host_labels, &mut host_distances);
             let rows = TieRows { lifted: &self.rows, centred: &self.plain, c, c_norms, centroids: &self.centroids };
-            let (k, d) = (self.k(), self.centroids.shape()[1] as usize);
             let x = self.points.x;
-            let exact = Exact { on_device: self.shift.is_none(), row: &|i| x.row(i), k, d };
+            let exact = Exact { on_device: self.shift.is_none(), row: &|i| x.row(i) };
             let mut host_centroids = || self.host_centroids();
             let (ties, host) = (in_band.as_slice::<i32>(), &mut host_centroids);
             settle(&rows, &exact, ties, host, &mut host_labels, &mut host_distances)?;
@@ -207,7 +200,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
     fn updated_centroids(&self, means: &Array, weights: &Array) -> Result<Array> {
         let occupied = weights.gt(Array::from_f32(0.0))?.reshape(&[self.k() as i32, 1])?;
         let updated = select(&occupied, means, &self.centroids)?;
-        finish_centroids(updated, self.spherical, self.shift.as_ref().map(|(shift, _)| shift))
+        finish_centroids(updated, self.spherical, self.shift.as_ref())
     }
 
     /// The last step's labels and squared distances on the host.
@@ -218,16 +211,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
 
     /// The centroids as the user sees them (shifted back).
     fn host_centroids(&self) -> Result<Vec<f32>> {
-        eval_all(&[&self.centroids])?;
-        let mut centroids = self.centroids.as_slice::<f32>().to_vec();
-        if let Some((_, shift)) = &self.shift {
-            for row in centroids.chunks_exact_mut(shift.len()) {
-                for (c, &m) in row.iter_mut().zip(shift) {
-                    *c += m;
-                }
-            }
-        }
-        Ok(centroids)
+        uncentred_host(&self.centroids, self.shift.as_ref())
     }
 }
 
@@ -264,7 +248,7 @@ impl LloydStep<f32> for MlxLloyd<'_, '_> {
         if empty_clusters == 0 {
             return Ok(report);
         }
-        let updated = self.repaired_centroids(empty_clusters)?;
+        let updated = self.repaired_centroids()?;
         let shift = updated.subtract(&self.centroids)?.square()?.sum(false)?;
         eval_all(&[&updated, &shift])?;
         self.centroids = updated;

@@ -11,9 +11,9 @@ use mlx_rs::ops::{maximum, select};
 use mlx_rs::Array;
 use rand_chacha::ChaCha8Rng;
 
-use super::kernel::{cluster_sums, nearest, within_band};
+use super::kernel::{cluster_sums, nearest_in_band, Nearest};
 use super::ties::{settle, Exact, TieRows};
-use super::{eval_all, finish_centroids, fold_sums, lift_centroid_array, partial_distances, CentredData, MlxKernel};
+use super::{eval_all, finish_centroids, fold_sums, lift_centroid_array, uncentred_host, CentredData, MlxKernel};
 use crate::error::Result;
 use crate::matrix::MatRef;
 use crate::strategy::{starved_reassignment, MiniBatchState, MiniBatchSteps};
@@ -47,13 +47,9 @@ impl<'s, 'a> MlxMiniBatch<'s, 'a> {
         reassignment_ratio: f64,
         spherical: bool,
     ) -> Result<Self> {
-        let (n, d) = (data.centred.shape()[0], data.centred.shape()[1]);
-        let k = state.counts.len() as i32;
-        let shift = data.shift.as_ref().map(|values| Array::from_slice(values, &[1, d]));
-        let mut centroids = Array::from_slice(&state.centroids, &[k, d]);
-        if let Some(shift) = &shift {
-            centroids = centroids.subtract(shift)?;
-        }
+        let (n, d) = (data.centred.shape()[0], x.cols());
+        let centroids = kernel.centred_centroids(MatRef::new(&state.centroids, state.counts.len(), d)?)?;
+        let shift = data.shift.clone();
         let device_counts = counts_array(&state.counts);
         Ok(Self {
             kernel,
@@ -73,12 +69,7 @@ impl<'s, 'a> MlxMiniBatch<'s, 'a> {
 impl MlxMiniBatch<'_, '_> {
     /// The centroids as the user sees them (shifted back), on the host.
     fn host_centroids(&self) -> Result<Vec<f32>> {
-        let plain = match &self.shift {
-            Some(shift) => self.centroids.add(shift)?,
-            None => self.centroids.clone(),
-        };
-        eval_all(&[&plain])?;
-        Ok(plain.as_slice::<f32>().to_vec())
+        uncentred_host(&self.centroids, self.shift.as_ref())
     }
 }
 
@@ -136,24 +127,21 @@ impl MiniBatchSteps<f32> for MlxMiniBatch<'_, '_> {
         let norms = self.data.norms.take_axis(&indices, 0)?;
         let weights = self.weights.as_ref().map(|w| w.take_axis(&indices, 0)).transpose()?;
         let (c, c_norms) = lift_centroid_array(self.centroids.clone(), k, self.kernel.split)?;
-        let partial = partial_distances(&lifted, &c, &c_norms)?;
-        let (labels, best) = nearest(&partial)?;
-        let in_band = within_band(&partial, &best, &norms, &c_norms, self.kernel.gemm_error_bound(d))?;
-        let labels = labels.reshape(&[-1])?;
-        let distances = maximum(best.reshape(&[-1])?.add(&norms)?, Array::from_f32(0.0))?;
+        let Nearest { labels, distances, in_band, any_tie } =
+            nearest_in_band(&lifted, &norms, &c, &c_norms, self.kernel.gemm_error_bound(d))?;
+        // The batch's rows centred (built lazily: used by ties and reassignments only).
+        let centred = self.data.centred.take_axis(&indices, 0)?;
         // The step as if no row were a near tie, evaluated once with the tie flag; redone
         // from exact labels in the steps that have ties.
         let mut update = self.update(&lifted, &labels, &distances, weights.as_ref())?;
-        let flagged = in_band.max(None)?.gt(Array::from_int(1))?;
-        eval_all(&[&flagged, &update.inertia, &update.hits, &labels, &distances, &in_band])?;
-        if flagged.item_exact::<bool>() {
+        eval_all(&[&any_tie, &update.inertia, &update.hits, &labels, &distances, &in_band])?;
+        if any_tie.item_exact::<bool>() {
             let (mut host_labels, mut host_distances) =
                 (labels.as_slice::<u32>().to_vec(), distances.as_slice::<f32>().to_vec());
-            let centred = self.data.centred.take_axis(&indices, 0)?;
             let rows =
                 TieRows { lifted: &lifted, centred: &centred, c: &c, c_norms: &c_norms, centroids: &self.centroids };
             let x = self.x;
-            let exact = Exact { on_device: self.shift.is_none(), row: &|i| x.row(batch[i]), k, d };
+            let exact = Exact { on_device: self.shift.is_none(), row: &|i| x.row(batch[i]) };
             let (ties, host) = (in_band.as_slice::<i32>(), &mut || self.host_centroids());
             settle(&rows, &exact, ties, host, &mut host_labels, &mut host_distances)?;
             let (labels, distances) = (Array::from_slice(&host_labels, &[m]), Array::from_slice(&host_distances, &[m]));
@@ -175,11 +163,7 @@ impl MiniBatchSteps<f32> for MlxMiniBatch<'_, '_> {
                 for &(j, row) in &pairs {
                     (position[j], moving[j]) = (row as u32, true);
                 }
-                let rows = self
-                    .data
-                    .centred
-                    .take_axis(&indices, 0)?
-                    .take_axis(Array::from_slice(&position, &[k as i32]), 0)?;
+                let rows = centred.take_axis(Array::from_slice(&position, &[k as i32]), 0)?;
                 updated = select(Array::from_slice(&moving, &[k as i32, 1]), &rows, &updated)?;
                 self.device_counts = counts_array(&self.state.counts);
             }
@@ -197,13 +181,7 @@ impl MiniBatchSteps<f32> for MlxMiniBatch<'_, '_> {
     }
 
     fn finish(self: Box<Self>) -> Result<MiniBatchState<f32>> {
-        let plain = match &self.shift {
-            Some(shift) => self.centroids.add(shift)?,
-            None => self.centroids.clone(),
-        };
-        eval_all(&[&plain])?;
-        let mut state = self.state;
-        state.centroids = plain.as_slice::<f32>().to_vec();
-        Ok(state)
+        let centroids = self.host_centroids()?;
+        Ok(MiniBatchState { centroids, ..self.state })
     }
 }

@@ -6,8 +6,8 @@
 //! norms and final distances of that matrix are computed on the device too, so the host never
 //! reads (in CUDA managed memory: migrates) it. Other matrices (mini-batches, candidates) are
 //! copied per call. Data far from the origin is re-centred first (see [`Shift`]), and rows
-//! whose two nearest centroids the GEMM cannot tell apart are decided again exactly on the
-//! host (`kernel.rs`), so labels are the exact nearest centroids on every device.
+//! whose two nearest centroids the GEMM cannot tell apart are decided again exactly
+//! (`ties.rs`), so labels are the exact nearest centroids on every device.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -77,13 +77,13 @@ struct Resident {
     centred_norms: Array,
 }
 
-/// The resident data as a device Lloyd loop takes it: centred rows, their lifted form and
-/// squared norms, and the shift (host values) that centred them.
+/// Rows as the device loops take them: centred, their lifted form and squared norms, and the
+/// shift (`1 × d`) that centred them.
 pub(super) struct CentredData {
     pub centred: Array,
     pub lifted: Array,
     pub norms: Array,
-    pub shift: Option<Vec<f32>>,
+    pub shift: Option<Array>,
 }
 
 /// Subtracted from every row and centroid before the GEMMs: the data's mean, when the data lie
@@ -179,12 +179,19 @@ impl<'a> MlxKernel<'a> {
         if let Some(m) = data {
             let plain = shared.unwrap_or_else(|| to_mlx(m));
             kernel.shift = Shift::of(&plain)?;
-            let centred = kernel.centre(&plain)?;
-            let centred_norms = centred.square()?.sum_axis(1, false)?;
-            let resident = Resident { lifted: kernel.lift_rows(centred.clone())?, plain, centred, centred_norms };
+            let CentredData { centred, lifted, norms, .. } = kernel.centred_data(&plain)?;
+            let resident = Resident { plain, centred, lifted, centred_norms: norms };
             kernel.data = Some((m.as_slice(), m.cols(), Mutex::new(resident)));
         }
         Ok(kernel)
+    }
+
+    /// Rows given as they are (`plain`) as the device loops take them: centred by the
+    /// shift, lifted for the GEMMs, with the centred rows' squared norms.
+    fn centred_data(&self, plain: &Array) -> Result<CentredData> {
+        let centred = self.centre(plain)?;
+        let norms = centred.square()?.sum_axis(1, false)?;
+        Ok(CentredData { lifted: self.lift_rows(centred.clone())?, centred, norms, shift: self.shift_device() })
     }
 
     /// `a` (rows of data or centroids) minus the shift, or `a` itself without one.
@@ -203,6 +210,19 @@ impl<'a> MlxKernel<'a> {
     /// The shift's host values, if any.
     fn shift_values(&self) -> Option<&[f32]> {
         self.shift.as_ref().map(|s| s.host.as_slice())
+    }
+
+    /// The shift on the device (`1 × d`), if any.
+    fn shift_device(&self) -> Option<Array> {
+        self.shift.as_ref().map(|s| s.device.clone())
+    }
+
+    /// `x` as the device loops take it: the resident data when `x` is all of it, else a copy.
+    fn device_data(&self, x: MatRef<'_, f32>) -> Result<CentredData> {
+        match self.whole_centred(x) {
+            Some(resident) => Ok(resident),
+            None => self.centred_data(&to_mlx(x)),
+        }
     }
 
     /// Rows as the GEMMs take them: `[hi, hi, lo]` when splitting, else as they are.
@@ -270,7 +290,7 @@ impl<'a> MlxKernel<'a> {
             centred: resident.centred.clone(),
             lifted: resident.lifted.clone(),
             norms: resident.centred_norms.clone(),
-            shift: self.shift_values().map(<[f32]>::to_vec),
+            shift: self.shift_device(),
         })
     }
 
@@ -294,10 +314,8 @@ impl<'a> MlxKernel<'a> {
             let range = (first + start) as i32..(first + end) as i32;
             return Ok((resident.lifted.index((range.clone(), ..)), resident.centred_norms.index(range)));
         }
-        let block = x.slice_rows(start, end);
-        let centred = self.centre(&Array::from_slice(block.as_slice(), &[(end - start) as i32, x.cols() as i32]))?;
-        let norms = centred.square()?.sum_axis(1, false)?;
-        Ok((self.lift_rows(centred)?, norms))
+        let CentredData { lifted, norms, .. } = self.centred_data(&to_mlx(x.slice_rows(start, end)))?;
+        Ok((lifted, norms))
     }
 }
 
@@ -326,6 +344,34 @@ fn finish_centroids(centred: Array, spherical: bool, shift: Option<&Array>) -> R
     };
     let centred = if spherical { unit_rows(centred.add(shift)?)?.subtract(shift)? } else { centred };
     Ok(centred.add(shift)?.subtract(shift)?)
+}
+
+/// Centred values on the host as the user sees them: `centred + shift`.
+fn uncentred_host(centred: &Array, shift: Option<&Array>) -> Result<Vec<f32>> {
+    let plain = match shift {
+        Some(shift) => centred.add(shift)?,
+        None => centred.clone(),
+    };
+    eval_all(&[&plain])?;
+    Ok(plain.as_slice::<f32>().to_vec())
+}
+
+/// Entries of a `rows × d` (or `rows × candidates × d`) difference made at once: bounds the
+/// temporary to 256 MB of float32.
+const DIFFERENCE_ENTRIES: usize = 1 << 26;
+
+/// Each row's squared distance to its labelled centroid by differences (`rows`), exact up to
+/// float32 rounding of each term, in blocks of rows that bound the temporary.
+fn own_sq_distances(rows: &Array, centroids: &Array, labels: &Array) -> Result<Array> {
+    let (n, d) = (rows.shape()[0] as usize, rows.shape()[1] as usize);
+    let step = (DIFFERENCE_ENTRIES / d.max(1)).max(1);
+    let mut pieces = Vec::new();
+    for start in (0..n).step_by(step) {
+        let range = start as i32..(start + step).min(n) as i32;
+        let own = centroids.take_axis(labels.index(range.clone()), 0)?;
+        pieces.push(rows.index((range, ..)).subtract(&own)?.square()?.sum_axis(1, false)?);
+    }
+    Ok(if pieces.len() == 1 { pieces.pop().expect("one block") } else { mlx_rs::ops::concatenate(&pieces, 0)? })
 }
 
 /// Rows scaled to unit norm; zero rows stay zero.

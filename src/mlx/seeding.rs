@@ -17,7 +17,6 @@ use crate::error::Result;
 use crate::init::{candidates_per_step, first_centre};
 use crate::matrix::{weight_at, Points};
 use crate::monitor::{report, Monitor, Progress, Stage};
-use crate::params::check_n_clusters;
 
 /// The rows of each sample that greedy k-means++ picks, in order (see `crate::init`); `rngs`
 /// holds each run's generator. The samples must have the same number of rows and all or none
@@ -31,7 +30,6 @@ pub(super) fn kmeans_plusplus(
     monitor: Monitor<'_>,
 ) -> Result<Vec<Vec<usize>>> {
     let (runs, n) = (samples.len(), samples[0].rows());
-    check_n_clusters(n, k)?;
     let n_trials = candidates_per_step(k);
     // Per run: the first centre (as the host draws it), then every step's draws.
     let mut first = Vec::with_capacity(runs);
@@ -141,24 +139,6 @@ impl Batch {
         Ok(match &self.weights {
             Some(w) => a.multiply(w)?,
             None => a.clone(),
-        })
-    }
-}
-
-impl MlxKernel<'_> {
-    /// `x` as the device loops take it: the resident data when `x` is all of it, else a copy
-    /// (centred by the kernel's shift, lifted for the GEMMs, with squared norms).
-    pub(super) fn device_data(&self, x: crate::matrix::MatRef<'_, f32>) -> Result<CentredData> {
-        if let Some(resident) = self.whole_centred(x) {
-            return Ok(resident);
-        }
-        let centred = self.centre(&super::to_mlx(x))?;
-        let norms = centred.square()?.sum_axis(1, false)?;
-        Ok(CentredData {
-            lifted: self.lift_rows(centred.clone())?,
-            centred,
-            norms,
-            shift: self.shift_values().map(<[f32]>::to_vec),
         })
     }
 }

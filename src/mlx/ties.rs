@@ -13,15 +13,12 @@ use mlx_rs::Array;
 
 use rayon::prelude::*;
 
-use super::{eval_all, partial_distances};
+use super::{eval_all, partial_distances, DIFFERENCE_ENTRIES};
 use crate::error::Result;
 use crate::matrix::{exact_nearest, MatRef};
 
 /// Centroids per flagged row measured by differences.
 const CANDIDATES: usize = 4;
-
-/// Entries of the `rows × candidates × d` differences made at once (256 MB of float32).
-const DIFFERENCE_ENTRIES: usize = 1 << 26;
 
 /// The rows the GEMM could not decide, as the device takes them.
 pub(super) struct TieRows<'a> {
@@ -39,8 +36,6 @@ pub(super) struct TieRows<'a> {
 pub(super) struct Exact<'a> {
     pub on_device: bool,
     pub row: &'a (dyn Fn(usize) -> &'a [f32] + Sync),
-    pub k: usize,
-    pub d: usize,
 }
 
 /// Decides the near ties (rows with more than one centroid in their band, `in_band`)
@@ -74,7 +69,8 @@ pub(super) fn settle(
         return Ok(());
     }
     let centroids = host_centroids()?;
-    let centroids = MatRef::new(&centroids, exact.k, exact.d)?;
+    let d = rows.centroids.shape()[1] as usize;
+    let centroids = MatRef::new(&centroids, centroids.len() / d, d)?;
     let results: Vec<(u32, f64)> = on_host.par_iter().map(|&i| exact_nearest((exact.row)(i), centroids)).collect();
     for (&i, (label, distance)) in on_host.iter().zip(results) {
         (labels[i], distances[i]) = (label, distance as f32);

@@ -8,23 +8,20 @@ use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::ops::{argsort_axis, maximum, select};
 use mlx_rs::Array;
 
-use super::{join, rows_of, MlxLloyd};
+use super::MlxLloyd;
 use crate::error::Result;
-use crate::mlx::fold_sums;
-
-/// Entries of a `rows × d` difference computed at once: bounds the temporary to 256 MB.
-const DIFFERENCE_ENTRIES: usize = 1 << 26;
+use crate::mlx::{fold_sums, own_sq_distances};
 
 impl MlxLloyd<'_, '_> {
-    /// The centroids of the last pass once its `empty` empty clusters are repaired.
-    pub(super) fn repaired_centroids(&self, empty: usize) -> Result<Array> {
+    /// The centroids of the last pass once its empty clusters are repaired.
+    pub(super) fn repaired_centroids(&self) -> Result<Array> {
         let (labels, _, sums, weights, means) = self.last.as_ref().expect("a step ran");
         let (k, d) = (self.k(), self.centroids.shape()[1] as usize);
         // The pass's weights were evaluated with it: which clusters are empty is known here.
         let host_weights = weights.as_slice::<f32>();
         let positive_rows = self.points.weights.map_or(self.points.rows(), |w| w.iter().filter(|&&v| v > 0.0).count());
         let empty_clusters: Vec<u32> = (0..k as u32).filter(|&j| !(host_weights[j as usize] > 0.0)).collect();
-        let m = empty.min(positive_rows).min(empty_clusters.len());
+        let m = empty_clusters.len().min(positive_rows);
         if m == 0 {
             return self.updated_centroids(means, weights);
         }
@@ -58,15 +55,7 @@ impl MlxLloyd<'_, '_> {
 
     /// Row indices (int32), farthest from their labelled centroid first; zero-weight rows last.
     fn farthest_rows(&self, labels: &Array) -> Result<Array> {
-        let (n, d) = (self.points.rows(), self.points.cols());
-        let step = (DIFFERENCE_ENTRIES / d.max(1)).max(1);
-        let mut pieces = Vec::new();
-        for start in (0..n).step_by(step) {
-            let end = (start + step).min(n);
-            let own = self.centroids.take_axis(rows_of(labels, start, end), 0)?;
-            pieces.push(rows_of(&self.plain, start, end).subtract(&own)?.square()?.sum_axis(1, false)?);
-        }
-        let mut distances = join(pieces)?;
+        let mut distances = own_sq_distances(&self.plain, &self.centroids, labels)?;
         if let Some(w) = &self.weights {
             distances = select(&w.gt(Array::from_f32(0.0))?, &distances, Array::from_f32(-1.0))?;
         }
