@@ -1,36 +1,52 @@
 #!/usr/bin/env bash
-# On a machine with an NVIDIA GPU and PyTorch (no internet): install the wheels found in $WHEELS
-# (our abi3 wheel, mlx and mlx-cuda-13 of the same MLX version, flash-kmeans, fastkmeans) into
-# $SITE, put the CUDA libraries that mlx-cuda-13's libmlx needs on the library path, and run
-# benchmarks/gpu.py. mlx-cuda-13's wheel may arrive split in parts named *.whl.part-*, in $WHEELS
-# or in $PARTS (an earlier transfer): they are joined first. The GPU tests (tests/test_gpu.py)
-# run before the benchmark. Arguments go to gpu.py; with --user first, the rest go to
-# gpu_user.py (the calls users make) instead.
+# On a machine with an NVIDIA GPU, CUDA 13 and PyTorch (no internet): install our wheel the
+# way `pip install 'mlx-kmeans[cuda]'` does, from the wheels found in $WHEELS (our abi3 wheel,
+# mlx and mlx-cuda-13 of the release the kernel is built against; the peers flash-kmeans and
+# fastkmeans for the benchmarks): pip resolves the `cuda` extra against those wheels and the
+# NVIDIA libraries already installed in this Python environment, with no library path set by
+# hand. mlx-cuda-13's wheel may arrive split in parts named *.whl.part-*, in $WHEELS or in
+# $PARTS (an earlier transfer): they are joined first. Then `backends()`, the GPU tests
+# (tests/test_gpu.py), and benchmarks/gpu.py; with --user first, gpu_user.py (the calls users
+# make) instead; with --install-only, nothing after `backends()`.
 set -euo pipefail
 WHEELS=${WHEELS:-.gpu}
 PARTS=${PARTS:-/root/parts}
-SITE=${SITE:-/root/site}
-if [ ! -f "$SITE/.installed" ]; then
+if [ ! -f /root/.installed ]; then
     mkdir -p /root/joined
     for name in $(ls "$WHEELS" "$PARTS" 2>/dev/null | grep '\.whl\.part-' | sed 's/\.part-.*//' | sort -u); do
         for part in $(ls "$WHEELS" "$PARTS" 2>/dev/null | grep -F "$name.part-" | sort -u); do
             if [ -f "$WHEELS/$part" ]; then cat "$WHEELS/$part"; else cat "$PARTS/$part"; fi
         done > /root/joined/"$name"
     done
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
-        "$WHEELS"/*.whl /root/joined/*.whl
-    touch "$SITE/.installed"
+    ours=$(ls "$WHEELS"/mlx_kmeans-*.whl)
+    echo "+ pip install --no-index --find-links $WHEELS --find-links /root/joined '$ours[cuda]'"
+    start=$(date +%s)
+    python3 -m pip install --no-index --find-links "$WHEELS" --find-links /root/joined "$ours[cuda]"
+    echo "installed in $(($(date +%s) - start)) s"
+    peers=$(ls "$WHEELS"/*.whl | grep -v -e mlx_kmeans- -e '/mlx-' -e '/mlx_cuda' || true)
+    if [ -n "$peers" ]; then python3 -m pip install -q --no-index --no-deps $peers; fi
+    touch /root/.installed
 fi
-TORCH_SITE=$(python3 -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))')
-NVIDIA_LIBS=$(ls -d "$TORCH_SITE"/nvidia/*/lib | tr '\n' ':')
-export LD_LIBRARY_PATH="$NVIDIA_LIBS$SITE/mlx_cuda_13.libs:${LD_LIBRARY_PATH:-}"
-export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
-# Correctness first: the GPU tests (pytest must be among the carried wheels or installed).
-if python3 -c 'import pytest' 2>/dev/null; then
-    (cd tests && python3 -m pytest -p no:cacheprovider -m gpu -q test_gpu.py) || echo "GPU correctness tests FAILED"
-else
-    echo "pytest is not installed here: the GPU correctness tests (tests/test_gpu.py) did not run"
-fi
+python3 -m pip show mlx-kmeans mlx mlx-cuda-13 2>/dev/null | grep -E '^(Name|Version|Requires):'
+python3 - <<'EOF'
+import time
+
+import numpy as np
+
+import mlx_kmeans
+
+for backend in mlx_kmeans.backends():
+    print(f"{backend.name:6} available={backend.available} auto={backend.auto} gpu={backend.gpu}: {backend.reason}")
+X = np.random.default_rng(0).normal(size=(100_000, 768)).astype(np.float32)
+for attempt in ("first (compiles the kernels)", "second"):
+    start = time.perf_counter()
+    est = mlx_kmeans.KMeans(500, n_init=1, max_iter=20, random_state=0).fit(X)
+    print(f"KMeans(500) on 100k x 768, auto, {attempt}: backend={est.backend_} "
+          f"{time.perf_counter() - start:.3f} s, {est.n_iter_} iterations, inertia {est.inertia_:.6e}")
+EOF
+if [ "${1:-}" = "--install-only" ]; then exit 0; fi
+# Correctness first: the GPU tests.
+(cd tests && python3 -m pytest -p no:cacheprovider -m gpu -q test_gpu.py) || echo "GPU correctness tests FAILED"
 if [ "${1:-}" = "--user" ]; then
     shift
     python3 benchmarks/gpu_user.py "$@"

@@ -25,7 +25,14 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+// Not `std::error::Error`: that leaves room for the conversion below, by which `?` turns a
+// backend library's error (an MLX exception in the MLX kernel's crate) into `Backend`.
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for Error {
+    fn from(error: E) -> Self {
+        let library = std::any::type_name::<E>().split("::").next().unwrap_or("backend");
+        Error::Backend(format!("{library}: {error}"))
+    }
+}
 
 pub type Result<T> = std::result::Result<T, Error>;
 

@@ -7,8 +7,6 @@ pub mod kernel;
 pub mod lloyd;
 pub mod matrix;
 pub mod minibatch;
-#[cfg(mlx_kernel)]
-pub mod mlx;
 pub mod monitor;
 pub mod params;
 pub mod sampling;
@@ -17,7 +15,7 @@ pub mod strategy;
 pub mod update;
 
 #[cfg(feature = "python")]
-mod bindings;
+pub mod bindings;
 
 pub use error::{Error, Result};
 pub use init::Init;

@@ -176,7 +176,7 @@ impl<'a, T: Scalar> Points<'a, T> {
     }
 }
 
-pub(crate) fn weight_at<T: Scalar>(weights: Option<&[T]>, i: usize) -> f64 {
+pub fn weight_at<T: Scalar>(weights: Option<&[T]>, i: usize) -> f64 {
     weights.map_or(1.0, |w| w[i].as_f64())
 }
 

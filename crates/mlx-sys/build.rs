@@ -41,7 +41,7 @@ fn main() {
         fs::remove_dir_all(&source).expect("clear old mlx-c copy");
     }
     copy_dir(&upstream, &source);
-    apply_fixes(&source);
+    apply_fixes(&source, &prefix);
 
     let install = build_mlx_c(&python, &source, &prefix);
     generate_bindings(&python, &source, &out_dir);
@@ -58,8 +58,19 @@ fn main() {
         println!("cargo:rustc-link-lib=dylib=stdc++");
         cc::Build::new().file("src/mach_time.c").compile("mlx_sys_mach_time");
     }
-    // Read by dependents as DEP_MLX_LIB_DIR (e.g. to set a run-time search path).
+    // Read by dependents as DEP_MLX_LIB_DIR (e.g. to set a run-time search path) and
+    // DEP_MLX_VERSION (the MLX release built against, to check the installed one at run time).
     println!("cargo:lib_dir={}", mlx_lib.display());
+    println!("cargo:version={}", mlx_version(&prefix));
+}
+
+/// The MLX release of the wheel at `prefix`, from its CMake package version file.
+fn mlx_version(prefix: &Path) -> String {
+    let file = prefix.join("share/cmake/MLX/MLXConfigVersion.cmake");
+    let text = fs::read_to_string(&file).unwrap_or_default();
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix("set(PACKAGE_VERSION \"")?.split('"').next().map(str::to_string))
+        .unwrap_or_else(|| panic!("no PACKAGE_VERSION in {}", file.display()))
 }
 
 fn python_executable() -> String {
@@ -82,15 +93,15 @@ fn mlx_prefix(python: &str) -> PathBuf {
     let Some(prefix) = prefix else {
         panic!(
             "the MLX library was not found: `{python} -c 'import mlx'` failed. Install the MLX \
-             wheel (`pip install mlx-cpu==0.32.2` on Linux, `mlx-metal==0.32.2` on macOS) or \
-             build without the `mlx` feature (CPU only)."
+             wheel (`pip install mlx-cpu==0.32.4` on Linux, `mlx-metal==0.32.4` on macOS); the \
+             extension module `_mlx` needs it (`_native` does not)."
         )
     };
     let has_lib = ["libmlx.so", "libmlx.dylib"].iter().any(|name| prefix.join("lib").join(name).exists());
     if !has_lib || !prefix.join("share/cmake/MLX").exists() {
         panic!(
             "{} has no lib/libmlx and share/cmake/MLX: install the MLX library wheel \
-             (`mlx-cpu`, `mlx-metal` or `mlx-cuda-13`, version 0.32.2)",
+             (`mlx-cpu`, `mlx-metal` or `mlx-cuda-13`, version 0.32.4)",
             prefix.display()
         );
     }
@@ -200,13 +211,35 @@ std::string mlxc_format(const char* fmt, const Args&... args) {
 } // namespace
 "#;
 
-fn apply_fixes(source: &Path) {
+fn apply_fixes(source: &Path, prefix: &Path) {
     fs::write(source.join("mlx/c/half.h"), HALF_H).unwrap();
+    adapt_gather_qmm(source, prefix);
     let io = source.join("mlx/c/private/io.h");
     let text = fs::read_to_string(&io).unwrap();
     let text = text.replace("#include <format>", "").replace("std::format(", "mlxc_format(");
     let text = text.replacen("#include <streambuf>", &format!("#include <streambuf>\n{FORMAT_SHIM}"), 1);
     fs::write(&io, text).unwrap();
+}
+
+/// MLX 0.32.4 gave `gather_qmm` an optional `global_scale` before `sorted_indices`; mlx-c
+/// 0.7.0 (written for 0.32.2) has no such argument, so its call passes none.
+fn adapt_gather_qmm(source: &Path, prefix: &Path) {
+    let header = fs::read_to_string(prefix.join("include/mlx/ops.h")).unwrap_or_default();
+    let declaration = header.split("array gather_qmm(").nth(1).and_then(|rest| rest.split(';').next()).unwrap_or("");
+    if !declaration.contains("global_scale") {
+        return;
+    }
+    let ops = source.join("mlx/c/ops.cpp");
+    let text = fs::read_to_string(&ops).unwrap();
+    let (start, end) = (
+        text.find("int mlx_gather_qmm(").expect("mlx_gather_qmm in mlx-c"),
+        text.find("int mlx_gather_qqmm(").expect("mlx_gather_qqmm in mlx-c"),
+    );
+    let call = "std::string(mode),\n            sorted_indices,";
+    let body = &text[start..end];
+    assert!(body.contains(call), "mlx-c's gather_qmm call changed: adapt the build script");
+    let body = body.replacen(call, "std::string(mode),\n            std::nullopt,\n            sorted_indices,", 1);
+    fs::write(&ops, format!("{}{}{}", &text[..start], body, &text[end..])).unwrap();
 }
 
 fn build_mlx_c(python: &str, source: &Path, prefix: &Path) -> PathBuf {

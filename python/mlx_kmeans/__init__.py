@@ -3,14 +3,12 @@
     from mlx_kmeans import KMeans, MiniBatchKMeans, kmeans, backends
 """
 
-from ._loader import load_native
-
-_native = load_native()
-
-from ._api import KMeansResult, kmeans  # noqa: E402
-from ._backend import Backend, backends  # noqa: E402
-from ._faiss_api import Kmeans  # noqa: E402
-from ._kmeans import KMeans, MiniBatchKMeans  # noqa: E402
+# `_native` needs no MLX; the MLX kernel (`_mlx`) loads only when the mlx backend is probed.
+from . import _native
+from ._api import KMeansResult, kmeans
+from ._backend import Backend, backends
+from ._faiss_api import Kmeans
+from ._kmeans import KMeans, MiniBatchKMeans
 
 __version__ = _native.__version__
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _native
+from ._loader import load_mlx
 
 logger = logging.getLogger("mlx_kmeans")
 
@@ -55,7 +56,14 @@ def _platform(platform: str | None) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _mlx_info():
-    return _native.mlx_info()
+    """`(loads, runs, gpu, description)` of the MLX kernel: whether its module loads (else
+    the description says why not and what to install), whether MLX makes a device, and
+    whether that device is a GPU."""
+    module, problem = load_mlx()
+    if module is None:
+        return False, False, False, problem
+    runs, gpu, description = module.mlx_info()
+    return True, runs, gpu, description
 
 
 def _probe_cpu(platform: str) -> Backend:
@@ -178,6 +186,17 @@ def _faiss_assign(x: np.ndarray, centroids: np.ndarray):
 def native_backend(name: str):
     """What the native functions take for a backend: a kernel name or an assign callable."""
     return _faiss_assign if name == "faiss" else name
+
+
+def engine_module(name: str):
+    """The extension module whose native functions run a backend: `_mlx` (which links
+    libmlx) for `mlx`, `_native` for the others."""
+    if name != "mlx":
+        return _native
+    module, problem = load_mlx()
+    if module is None:
+        raise ValueError(f"backend 'mlx' is not available here: {problem}")
+    return module
 
 
 def compute_dtype(name: str, dtype) -> np.dtype:

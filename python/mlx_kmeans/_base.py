@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from . import _native
-from ._backend import native_backend, prepare
+from ._backend import engine_module, native_backend, prepare
 from ._params import BackendName, Bool, InitSpec, Int, IntOr, Real, Verbosity, check_params
 from ._progress import progress_bar
 from ._sklearn_compat import ESTIMATOR_BASES, HAVE_SKLEARN, ConvergenceWarning, NotFittedError
@@ -100,8 +100,11 @@ class _BaseKMeans(*ESTIMATOR_BASES):
         """The centres in X's float type (X is float64 where float32 would overflow)."""
         return self._centers().astype(X.dtype, copy=False)
 
-    def _native_backend(self):
-        return native_backend(getattr(self, "backend_", "cpu"))
+    def _assign(self, X, weights=None):
+        """Labels, squared distances and inertia of X on the fitted centres, by the backend
+        that fitted them."""
+        backend = getattr(self, "backend_", "cpu")
+        return engine_module(backend).assign(X, self._centers_for(X), weights, backend=native_backend(backend))
 
     def _output(self, value, X):
         """MLX in, MLX out."""
@@ -138,7 +141,7 @@ class _BaseKMeans(*ESTIMATOR_BASES):
     def predict(self, X):
         """Index of the nearest cluster centre for each row of X."""
         data = self._validate_test_data(X)
-        labels, _, _ = _native.assign(data, self._centers_for(data), backend=self._native_backend())
+        labels, _, _ = self._assign(data)
         return self._output(labels, X)
 
     def transform(self, X):
@@ -151,7 +154,7 @@ class _BaseKMeans(*ESTIMATOR_BASES):
         """Opposite of the (weighted) inertia of X on the fitted centres."""
         X = self._validate_test_data(X)
         weights = check_sample_weight(sample_weight, X)
-        _, _, inertia = _native.assign(X, self._centers_for(X), weights, backend=self._native_backend())
+        _, _, inertia = self._assign(X, weights)
         return -inertia
 
     def fit_predict(self, X, y=None, sample_weight=None):

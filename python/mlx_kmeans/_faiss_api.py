@@ -7,8 +7,7 @@ import time
 
 import numpy as np
 
-from . import _native
-from ._backend import native_backend
+from ._backend import engine_module, native_backend
 from ._params import BackendName, Bool, Int, check_params
 from ._validation import check_array, check_sample_weight
 
@@ -140,5 +139,5 @@ class Kmeans:
         if x.shape[1] != self.d:
             raise ValueError(f"x has {x.shape[1]} columns; this Kmeans was made for d={self.d}")
         centroids = self.centroids.astype(x.dtype, copy=False)
-        labels, distances, _ = _native.assign(x, centroids, backend=native_backend(self.backend_))
+        labels, distances, _ = engine_module(self.backend_).assign(x, centroids, backend=native_backend(self.backend_))
         return distances, labels.astype(np.int64)

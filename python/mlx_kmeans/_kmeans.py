@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _native
-from ._backend import native_backend
+from ._backend import engine_module, native_backend
 from ._base import _BaseKMeans
 from ._minibatch import MiniBatchKMeans
 from ._params import Bool, Options
@@ -84,7 +83,7 @@ class KMeans(_BaseKMeans):
         seed = seed_from(self.random_state)
         init = self._resolve_init(X, seed)
         with self._progress(int(self.max_iter), desc=desc) as bar:
-            result = _native.kmeans_fit(
+            result = engine_module(backend).kmeans_fit(
                 X,
                 weights,
                 n_clusters=int(self.n_clusters),

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _native
-from ._backend import native_backend
+from ._backend import engine_module, native_backend
 from ._base import _BaseKMeans
 from ._params import Bool, Int, Real
 from ._validation import check_sample_weight, is_mlx_array, seed_from
@@ -79,7 +78,7 @@ class MiniBatchKMeans(_BaseKMeans):
         batch_size = min(int(self.batch_size), X.shape[0])
         max_steps = int(self.max_iter) * -(-X.shape[0] // batch_size)
         with self._progress(max_steps, unit="step") as progress:
-            result = _native.minibatch_fit(
+            result = engine_module(backend).minibatch_fit(
                 X,
                 weights,
                 n_clusters=int(self.n_clusters),
@@ -128,7 +127,7 @@ class MiniBatchKMeans(_BaseKMeans):
             seed = seed_from(self._random_state)
             init = self._resolve_init(X, seed)
             self._batch_size = min(int(self.batch_size), X.shape[0])
-            centers = _native.init_centroids(
+            centers = engine_module(backend).init_centroids(
                 X,
                 weights,
                 n_clusters=int(self.n_clusters),
@@ -143,7 +142,7 @@ class MiniBatchKMeans(_BaseKMeans):
             n_since = 0
         else:
             centers, counts, n_since = self._centers_for(X), self._counts, self._n_since_last_reassign
-        centers, counts, n_since = _native.minibatch_partial_fit(
+        centers, counts, n_since = engine_module(backend).minibatch_partial_fit(
             X,
             weights,
             centroids=centers,
@@ -157,7 +156,7 @@ class MiniBatchKMeans(_BaseKMeans):
         )
         labels = None
         if self.compute_labels:
-            labels, _, inertia = _native.assign(X, centers, weights, backend=native_backend(backend))
+            labels, _, inertia = engine_module(backend).assign(X, centers, weights, backend=native_backend(backend))
             self.inertia_ = float(inertia)
         self._set_fitted(centers, labels)
         self._counts = counts

@@ -1,5 +1,6 @@
-"""Type stubs for the Rust extension. Arrays are C-contiguous float32 or float64; every
-array argument of one call shares the dtype of `x`."""
+"""Type stubs for the engine's extension module (no libmlx; `backend="mlx"` runs only in
+`_mlx`). Arrays are C-contiguous float32 or float64; every array argument of one call
+shares the dtype of `x`."""
 
 from typing import Any, Callable, Literal, Optional, TypedDict, Union
 
@@ -17,7 +18,6 @@ __all__ = [
     "assign",
     "sq_distances",
     "_panic_for_test",
-    "mlx_info",
     "__version__",
 ]
 
@@ -120,6 +120,4 @@ def assign(
     backend: _Backend = None,
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[_Float], float]: ...
 def sq_distances(x: _Matrix, centroids: _Matrix) -> _Matrix: ...
-def mlx_info() -> tuple[bool, bool, bool, str]:
-    """(built with the MLX kernel, runs, on a GPU, a description or the reason it does not)."""
 def _panic_for_test() -> None: ...

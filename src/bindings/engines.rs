@@ -7,7 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::callback::CallbackKernel;
-use super::mlx_share::SharedMlx;
+use super::device::{device, SharedArray};
 use super::run::PendingError;
 use crate::error::{Error, Result};
 use crate::kernel::cpu::CpuKernel;
@@ -20,7 +20,6 @@ use crate::Scalar;
 /// `MLX_KMEANS_MLX_CUDA_KERNELS=0` (MLX's own ops only), `MLX_KMEANS_MLX_SHARE=0` (copy MLX
 /// input instead of sharing it).
 #[derive(Debug, Clone, Copy)]
-#[cfg_attr(not(mlx_kernel), allow(dead_code))]
 pub struct MlxSwitches {
     pub split: Option<bool>,
     pub cuda_kernels: bool,
@@ -68,9 +67,10 @@ impl BackendSpec {
         Err(PyValueError::new_err("backend must be 'cpu', 'mlx' or a callable"))
     }
 
-    /// Whether the MLX array behind a NumPy view may be shared with the kernel.
+    /// Whether the MLX array behind a NumPy view may be shared with the kernel (only where
+    /// the MLX kernel is plugged in).
     pub fn shares_mlx(&self) -> bool {
-        matches!(self, Self::Mlx(switches) if switches.share)
+        matches!(self, Self::Mlx(switches) if switches.share) && device().is_some()
     }
 }
 
@@ -80,7 +80,7 @@ pub trait EngineFor: Scalar + Element {
     fn engine<'a>(
         spec: &'a BackendSpec,
         data: Option<MatRef<'a, Self>>,
-        shared: Option<SharedMlx>,
+        shared: Option<SharedArray>,
         pending: &'a PendingError,
     ) -> Result<Box<dyn Engine<Self> + 'a>>;
 }
@@ -104,7 +104,7 @@ impl EngineFor for f64 {
     fn engine<'a>(
         spec: &'a BackendSpec,
         _data: Option<MatRef<'a, f64>>,
-        _shared: Option<SharedMlx>,
+        _shared: Option<SharedArray>,
         pending: &'a PendingError,
     ) -> Result<Box<dyn Engine<f64> + 'a>> {
         host_engine(spec, pending)
@@ -116,7 +116,7 @@ impl EngineFor for f32 {
     fn engine<'a>(
         spec: &'a BackendSpec,
         data: Option<MatRef<'a, f32>>,
-        shared: Option<SharedMlx>,
+        shared: Option<SharedArray>,
         pending: &'a PendingError,
     ) -> Result<Box<dyn Engine<f32> + 'a>> {
         if let Some(engine) = host_engine(spec, pending) {
@@ -127,39 +127,13 @@ impl EngineFor for f32 {
     }
 }
 
-#[cfg(mlx_kernel)]
 fn mlx_engine<'a>(
     switches: MlxSwitches,
     data: Option<MatRef<'a, f32>>,
-    shared: Option<SharedMlx>,
+    shared: Option<SharedArray>,
 ) -> Result<Box<dyn Engine<f32> + 'a>> {
-    use crate::mlx::{MlxConfig, MlxEngine, MlxKernel};
-    let config = MlxConfig { split: switches.split, cuda_kernels: switches.cuda_kernels };
-    Ok(Box::new(MlxEngine::new(MlxKernel::new(data, shared.map(|s| s.0), config)?)))
-}
-
-#[cfg(not(mlx_kernel))]
-fn mlx_engine<'a>(
-    _: MlxSwitches,
-    _: Option<MatRef<'a, f32>>,
-    _: Option<SharedMlx>,
-) -> Result<Box<dyn Engine<f32> + 'a>> {
-    Err(Error::InvalidArgument("this build of mlx_kmeans has no MLX kernel".into()))
-}
-
-/// What the MLX kernel sees here: built in?, runs?, on a GPU?, and a description or the reason.
-#[pyfunction]
-pub fn mlx_info(py: Python<'_>) -> (bool, bool, bool, String) {
-    #[cfg(mlx_kernel)]
-    {
-        match py.detach(crate::mlx::device_description) {
-            Ok((gpu, device)) => (true, true, gpu, device),
-            Err(reason) => (true, false, false, format!("libmlx loaded but failed to run: {reason}")),
-        }
-    }
-    #[cfg(not(mlx_kernel))]
-    {
-        let _ = py;
-        (false, false, false, "this build of mlx_kmeans has no MLX kernel (built CPU-only)".to_string())
-    }
+    let device = device().ok_or_else(|| {
+        Error::InvalidArgument("the MLX kernel lives in mlx_kmeans._mlx; this module has none".into())
+    })?;
+    device.engine(switches, data, shared)
 }

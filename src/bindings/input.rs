@@ -6,7 +6,7 @@ use numpy::{Element, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
-use super::mlx_share::{shared_mlx, SharedMlx};
+use super::device::{device, SharedArray};
 use crate::matrix::MatRef;
 use crate::{Init, Scalar};
 
@@ -92,11 +92,11 @@ impl<'py, T: Scalar + Element> InitArg<'py, T> {
 }
 
 /// The data matrix of a call and its optional sample weights, borrowed from NumPy; and,
-/// when the matrix is a view of an MLX array, that array, shared (see `mlx_share`).
+/// when the matrix is a view of an MLX array, that array, shared (see `device`).
 pub struct Data<'py, T: Scalar + Element> {
     x: PyReadonlyArray2<'py, T>,
     weights: Option<PyReadonlyArray1<'py, T>>,
-    mlx: Option<SharedMlx>,
+    mlx: Option<SharedArray>,
     pub rows: usize,
     pub cols: usize,
 }
@@ -108,13 +108,15 @@ impl<'py, T: Scalar + Element> Data<'py, T> {
         let (x, rows, cols) = matrix::<T>(x, "X")?;
         let weights = vector::<T>(sample_weight, "sample_weight")?;
         let is_f32 = std::mem::size_of::<T>() == 4;
-        let mlx =
-            if is_f32 && share_mlx { shared_mlx(view, x.as_slice()?.as_ptr() as *const f32, rows, cols) } else { None };
+        let mlx = match device() {
+            Some(device) if is_f32 && share_mlx => device.share(view, x.as_slice()?.as_ptr() as *const f32, rows, cols),
+            _ => None,
+        };
         Ok(Self { x, weights, mlx, rows, cols })
     }
 
     /// The MLX array the matrix is a view of, for the kernel to compute on in place.
-    pub fn take_mlx(&mut self) -> Option<SharedMlx> {
+    pub fn take_mlx(&mut self) -> Option<SharedArray> {
         self.mlx.take()
     }
 

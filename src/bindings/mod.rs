@@ -1,14 +1,18 @@
-//! `mlx_kmeans._native`: converts arguments, releases the GIL, calls the engine, and
-//! hands results back as NumPy arrays. No algorithm lives here.
+//! The native functions of both extension modules (`mlx_kmeans._native` and `_mlx`):
+//! converts arguments, releases the GIL, calls the engine, and hands results back as NumPy
+//! arrays. No algorithm lives here.
 
 mod arrow;
 mod callback;
+mod device;
 mod engines;
 mod fit;
 mod input;
-mod mlx_share;
 mod run;
 mod threads;
+
+pub use device::{register_device, DeviceKernel, SharedArray};
+pub use engines::MlxSwitches;
 
 use numpy::ndarray::Array2;
 use numpy::IntoPyArray;
@@ -151,8 +155,8 @@ fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
     detached(py, None, |_, _| -> crate::Result<()> { panic!("deliberate test panic") })
 }
 
-#[pymodule]
-fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+/// Fills an extension module with the native functions (its `#[pymodule]` calls this).
+pub fn init_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     threads::record_loading_process();
     // Levels are cached so that a record below the logger's level never runs Python code
     // (where a pending Ctrl-C would be raised and lost); a native call made after the logger's
@@ -171,7 +175,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(assign, m)?)?;
     m.add_function(wrap_pyfunction!(sq_distances, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
-    m.add_function(wrap_pyfunction!(engines::mlx_info, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -20,7 +20,6 @@ from typing import Optional
 
 import numpy as np
 
-from .. import _native
 from .._kmeans import KMeans
 from .._validation import check_array
 
@@ -126,7 +125,7 @@ class AnyClustering:
         x = check_array(xs, owner="AnyClustering", dtype=model.cluster_centers_.dtype)
         if x.shape[1] != self.d:
             raise ValueError(f"Data dimension {x.shape[1]} does not match d={self.d}")
-        labels, distances, _ = _native.assign(x, model._centers_for(x), backend=model._native_backend())
+        labels, distances, _ = model._assign(x)
         return _output(distances), _output(labels)
 
     @property

@@ -3,7 +3,7 @@
 //! searches the cumulative weighted distances for its candidates, measures them with one GEMM
 //! and keeps the one that lowers the potential most, all queued on the device: nothing is
 //! read back until the chosen rows at the end. The random numbers are the host loop's
-//! (`crate::init`), drawn from each run's generator in the same order and uploaded once, so a
+//! (`mlx_kmeans::init`), drawn from each run's generator in the same order and uploaded once, so a
 //! seed picks the same rows on every engine (up to float32 running sums).
 
 use mlx_rs::ops::indexing::{argmin_axis, IndexOp};
@@ -13,12 +13,12 @@ use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
 use super::{eval_all, CentredData, MlxKernel};
-use crate::error::Result;
-use crate::init::{candidates_per_step, first_centre};
-use crate::matrix::{weight_at, Points};
-use crate::monitor::{report, Monitor, Progress, Stage};
+use mlx_kmeans::error::Result;
+use mlx_kmeans::init::{candidates_per_step, first_centre};
+use mlx_kmeans::matrix::{weight_at, Points};
+use mlx_kmeans::monitor::{report, Monitor, Progress, Stage};
 
-/// The rows of each sample that greedy k-means++ picks, in order (see `crate::init`); `rngs`
+/// The rows of each sample that greedy k-means++ picks, in order (see `mlx_kmeans::init`); `rngs`
 /// holds each run's generator. The samples must have the same number of rows and all or none
 /// sample weights.
 pub(super) fn kmeans_plusplus(

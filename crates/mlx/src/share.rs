@@ -7,23 +7,15 @@
 //! stores the C++ object inside the Python object; its position is read from nanobind's
 //! instance header and accepted only when every check holds, and the shared array must
 //! report the view's shape, dtype and data address. Anything else falls back to a copy.
-//! `MLX_KMEANS_MLX_SHARE=0` turns sharing off (see `engines::MlxSwitches`).
+//! `MLX_KMEANS_MLX_SHARE=0` turns sharing off (see `MlxSwitches`).
 
+use mlx_rs::{Array, Dtype};
 use pyo3::prelude::*;
-
-#[cfg(mlx_kernel)]
-pub struct SharedMlx(pub mlx_rs::Array);
-
-#[cfg(not(mlx_kernel))]
-pub struct SharedMlx;
+use pyo3::types::PyMemoryView;
 
 /// The `mlx.core.array` that `view` (a C-contiguous `rows × cols` float32 NumPy array at
 /// `data`) was made from, shared; `None` when `view` is not such a view.
-#[cfg(mlx_kernel)]
-pub fn shared_mlx(view: &Bound<'_, PyAny>, data: *const f32, rows: usize, cols: usize) -> Option<SharedMlx> {
-    use mlx_rs::{Array, Dtype};
-    use pyo3::types::PyMemoryView;
-
+pub fn shared_mlx(view: &Bound<'_, PyAny>, data: *const f32, rows: usize, cols: usize) -> Option<Array> {
     let base = view.getattr("base").ok()?;
     let owner = if base.is_instance_of::<PyMemoryView>() { base.getattr("obj").ok()? } else { base };
     let ty = owner.get_type();
@@ -67,14 +59,9 @@ pub fn shared_mlx(view: &Bound<'_, PyAny>, data: *const f32, rows: usize, cols: 
         && shared.shape() == [rows as i32, cols as i32]
         && unsafe { mlx_sys::mlx_array_data_float32(shared.as_ptr()) } == data;
     if !same {
-        log::debug!("the MLX array behind the data does not match its NumPy view; copying instead");
+        log::debug!(target: crate::LOG_TARGET, "the MLX array behind the data does not match its NumPy view; copying instead");
         return None;
     }
-    log::debug!("sharing the caller's MLX array ({rows}×{cols}) with the MLX kernel");
-    Some(SharedMlx(shared))
-}
-
-#[cfg(not(mlx_kernel))]
-pub fn shared_mlx(_view: &Bound<'_, PyAny>, _data: *const f32, _rows: usize, _cols: usize) -> Option<SharedMlx> {
-    None
+    log::debug!(target: crate::LOG_TARGET, "sharing the caller's MLX array ({rows}×{cols}) with the MLX kernel");
+    Some(shared)
 }

@@ -14,8 +14,8 @@ use mlx_rs::Array;
 use rayon::prelude::*;
 
 use super::{eval_all, partial_distances, DIFFERENCE_ENTRIES};
-use crate::error::Result;
-use crate::matrix::{exact_nearest, MatRef};
+use mlx_kmeans::error::Result;
+use mlx_kmeans::matrix::{exact_nearest, MatRef};
 
 /// Centroids per flagged row measured by differences.
 const CANDIDATES: usize = 4;
@@ -64,7 +64,7 @@ pub(super) fn settle(
             None => on_host.push(i as usize),
         }
     }
-    log::debug!("near ties: {} rows, {} decided on the host", flagged.len(), on_host.len());
+    log::debug!(target: crate::LOG_TARGET, "near ties: {} rows, {} decided on the host", flagged.len(), on_host.len());
     if on_host.is_empty() {
         return Ok(());
     }

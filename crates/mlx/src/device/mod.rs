@@ -24,14 +24,8 @@ mod ties;
 
 pub use engine::MlxEngine;
 
-use crate::error::{Error, Result};
-use crate::matrix::MatRef;
-
-impl From<mlx_rs::error::Exception> for Error {
-    fn from(e: mlx_rs::error::Exception) -> Self {
-        Error::Backend(format!("MLX: {e}"))
-    }
-}
+use mlx_kmeans::error::Result;
+use mlx_kmeans::matrix::MatRef;
 
 /// Rows per MLX call, bounded so that a `rows × k` block stays near 2^27 floats (512 MB):
 /// one block for the common shapes (100k rows, k ≤ 1024), so the resident data is used whole.
@@ -244,7 +238,7 @@ impl<'a> MlxKernel<'a> {
     /// Without TF32 (Metal, MLX's CPU) products are float32's own: the bound is the CPU
     /// kernel's. Centring rounds each coordinate once more (4 units more).
     fn gemm_error_bound(&self, d: usize) -> f64 {
-        let accumulation = crate::kernel::centred_f32_error_bound(d);
+        let accumulation = mlx_kmeans::kernel::centred_f32_error_bound(d);
         let tf32 = self.on_gpu && cfg!(target_os = "linux");
         match (self.split, tf32) {
             (true, _) => 2f64.powi(-15) + accumulation,

@@ -18,11 +18,11 @@ use super::{
     eval_all, finish_centroids, fold_sums, lift_centroid_array, partial_distances, rows_per_block, uncentred_host,
     CentredData, MlxKernel,
 };
-use crate::error::Result;
-use crate::kernel::{assign_in_chunks, Kernel};
-use crate::matrix::{weighted_sum, MatRef, Points};
-use crate::monitor::KeepGoing;
-use crate::strategy::{Assignment, LloydStep, StepReport};
+use mlx_kmeans::error::Result;
+use mlx_kmeans::kernel::{assign_in_chunks, Kernel};
+use mlx_kmeans::matrix::{weighted_sum, MatRef, Points};
+use mlx_kmeans::monitor::KeepGoing;
+use mlx_kmeans::strategy::{Assignment, LloydStep, StepReport};
 
 mod repair;
 

@@ -1,4 +1,4 @@
-//! Empty-cluster repair on the device, by the shared policy (`crate::update::
+//! Empty-cluster repair on the device, by the shared policy (`mlx_kmeans::update::
 //! relocate_empty_clusters`): each empty cluster takes over the positive-weight row farthest
 //! from its centroid, farthest first, and that row's weight and sum move from its old cluster.
 //! Distances are measured by differences, so far rows rank as they do on the host; the moved
@@ -9,8 +9,8 @@ use mlx_rs::ops::{argsort_axis, maximum, select};
 use mlx_rs::Array;
 
 use super::MlxLloyd;
-use crate::error::Result;
-use crate::mlx::{fold_sums, own_sq_distances};
+use crate::device::{fold_sums, own_sq_distances};
+use mlx_kmeans::error::Result;
 
 impl MlxLloyd<'_, '_> {
     /// The centroids of the last pass once its empty clusters are repaired.
@@ -49,7 +49,7 @@ impl MlxLloyd<'_, '_> {
         // Clusters the repair left alone keep the pass's means.
         let touched = change.abs()?.sum_axis(1, true)?.gt(Array::from_f32(0.0))?;
         let means = select(&touched, &recomputed, means)?;
-        log::debug!("relocated {m} empty cluster(s) to the farthest points");
+        log::debug!(target: crate::LOG_TARGET, "relocated {m} empty cluster(s) to the farthest points");
         self.updated_centroids(&means, &new_weights)
     }
 

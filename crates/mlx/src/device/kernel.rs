@@ -10,9 +10,9 @@ use mlx_rs::Array;
 
 use super::ties::{settle, Exact, TieRows};
 use super::{eval_all, fold_sums, own_sq_distances, partial_distances, rows_per_block, to_mlx, MlxKernel};
-use crate::error::Result;
-use crate::kernel::{ClusterSums, Kernel};
-use crate::matrix::{MatRef, Points};
+use mlx_kmeans::error::Result;
+use mlx_kmeans::kernel::{ClusterSums, Kernel};
+use mlx_kmeans::matrix::{MatRef, Points};
 
 /// Index (`rows × 1`, uint32) and value of each row's smallest partial distance.
 fn nearest(partial: &Array) -> Result<(Array, Array)> {
@@ -136,7 +136,7 @@ impl Kernel<f32> for MlxKernel<'_> {
     fn rows_per_check(&self, k: usize, d: usize) -> usize {
         // A GPU runs ~100× the CPU's flops; each split costs a device round trip. MLX's CPU
         // build multiplies with reference BLAS, ~10× slower than the cpu backend's GEMM.
-        let rows = crate::monitor::rows_per_check(k, d);
+        let rows = mlx_kmeans::monitor::rows_per_check(k, d);
         if self.on_gpu {
             rows.saturating_mul(128)
         } else {
@@ -145,14 +145,14 @@ impl Kernel<f32> for MlxKernel<'_> {
     }
 
     fn row_sq_norms(&self, x: MatRef<'_, f32>) -> Result<Vec<f32>> {
-        let Some(data) = self.whole(x) else { return Ok(crate::matrix::row_sq_norms(x)) };
+        let Some(data) = self.whole(x) else { return Ok(mlx_kmeans::matrix::row_sq_norms(x)) };
         let norms = data.square()?.sum_axis(1, false)?;
         eval_all(&[&norms])?;
         Ok(norms.as_slice::<f32>().to_vec())
     }
 
     fn mean_feature_variance(&self, x: MatRef<'_, f32>) -> Result<f64> {
-        let Some(data) = self.whole(x) else { return Ok(crate::matrix::mean_feature_variance(x)) };
+        let Some(data) = self.whole(x) else { return Ok(mlx_kmeans::matrix::mean_feature_variance(x)) };
         let mean = self.centre(&data)?.var_axis(0, false, 0)?.mean(false)?;
         eval_all(&[&mean])?;
         Ok(mean.item_exact::<f32>() as f64)
@@ -166,14 +166,14 @@ impl Kernel<f32> for MlxKernel<'_> {
         labels: &[u32],
     ) -> Result<(Vec<f32>, f64)> {
         let Some(data) = self.whole(x) else {
-            return Ok(crate::kernel::labelled_sq_distances(x, weights, centroids, labels));
+            return Ok(mlx_kmeans::kernel::labelled_sq_distances(x, weights, centroids, labels));
         };
         // By differences, as on the host.
         let distances =
             own_sq_distances(&data, &to_mlx(centroids), &Array::from_slice(labels, &[labels.len() as i32]))?;
         eval_all(&[&distances])?;
         let distances = distances.as_slice::<f32>().to_vec();
-        let inertia = crate::matrix::weighted_sum(&distances, weights);
+        let inertia = mlx_kmeans::matrix::weighted_sum(&distances, weights);
         Ok((distances, inertia))
     }
 

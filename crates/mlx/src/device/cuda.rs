@@ -11,7 +11,7 @@ use std::ffi::{c_char, CString};
 use mlx_rs::{Array, Dtype, Stream};
 use mlx_sys as sys;
 
-use crate::error::{Error, Result};
+use mlx_kmeans::error::{Error, Result};
 
 /// Sorted rows per block of the first summing pass.
 const ROWS_PER_CHUNK: i32 = 128;

@@ -6,12 +6,12 @@ use super::lloyd::MlxLloyd;
 use super::minibatch::MlxMiniBatch;
 use super::seeding;
 use super::MlxKernel;
-use crate::error::Result;
-use crate::kernel::Kernel;
-use crate::matrix::{MatRef, Points};
-use crate::monitor::Monitor;
-use crate::params::KMeansParams;
-use crate::strategy::{DensePass, Engine, HostLloyd, HostMiniBatch, LloydStep, MiniBatchState, MiniBatchSteps};
+use mlx_kmeans::error::Result;
+use mlx_kmeans::kernel::Kernel;
+use mlx_kmeans::matrix::{MatRef, Points};
+use mlx_kmeans::monitor::Monitor;
+use mlx_kmeans::params::KMeansParams;
+use mlx_kmeans::strategy::{DensePass, Engine, HostLloyd, HostMiniBatch, LloydStep, MiniBatchState, MiniBatchSteps};
 use rand_chacha::ChaCha8Rng;
 
 pub struct MlxEngine<'a> {

@@ -14,9 +14,9 @@ use rand_chacha::ChaCha8Rng;
 use super::kernel::{cluster_sums, nearest_in_band, Nearest};
 use super::ties::{settle, Exact, TieRows};
 use super::{eval_all, finish_centroids, fold_sums, lift_centroid_array, uncentred_host, CentredData, MlxKernel};
-use crate::error::Result;
-use crate::matrix::MatRef;
-use crate::strategy::{starved_reassignment, MiniBatchState, MiniBatchSteps};
+use mlx_kmeans::error::Result;
+use mlx_kmeans::matrix::MatRef;
+use mlx_kmeans::strategy::{starved_reassignment, MiniBatchState, MiniBatchSteps};
 
 pub(super) struct MlxMiniBatch<'s, 'a> {
     kernel: &'s MlxKernel<'a>,

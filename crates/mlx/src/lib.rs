@@ -1,0 +1,59 @@
+//! `mlx_kmeans._mlx`: the native functions of `mlx_kmeans._native` with the MLX kernel
+//! plugged in behind `backend="mlx"`. This is the one extension module that links libmlx; the
+//! Python package imports it only when the `mlx` backend is probed or asked for, after checking
+//! that the installed MLX is the version it was built against.
+
+mod device;
+mod share;
+
+use mlx_kmeans::bindings::{register_device, DeviceKernel, MlxSwitches, SharedArray};
+use mlx_kmeans::error::Result;
+use mlx_kmeans::matrix::MatRef;
+use mlx_kmeans::strategy::Engine;
+use pyo3::prelude::*;
+
+use device::{MlxConfig, MlxEngine, MlxKernel};
+
+/// The target of this crate's log records: the Python logger `mlx_kmeans.mlx`, under the
+/// package's own (a crate's default target, `_mlx::...`, would sit outside it).
+const LOG_TARGET: &str = "mlx_kmeans::mlx";
+
+struct Mlx;
+
+impl DeviceKernel for Mlx {
+    fn share(&self, view: &Bound<'_, PyAny>, data: *const f32, rows: usize, cols: usize) -> Option<SharedArray> {
+        share::shared_mlx(view, data, rows, cols).map(|array| Box::new(array) as SharedArray)
+    }
+
+    fn engine<'a>(
+        &self,
+        switches: MlxSwitches,
+        data: Option<MatRef<'a, f32>>,
+        shared: Option<SharedArray>,
+    ) -> Result<Box<dyn Engine<f32> + 'a>> {
+        let config = MlxConfig { split: switches.split, cuda_kernels: switches.cuda_kernels };
+        let shared = shared.and_then(|array| array.downcast::<mlx_rs::Array>().ok()).map(|array| *array);
+        Ok(Box::new(MlxEngine::new(MlxKernel::new(data, shared, config)?)))
+    }
+}
+
+/// What the MLX kernel sees here: `(runs, gpu, description)`; `runs` is false (and the
+/// description the reason) when libmlx loaded but cannot make a default device.
+#[pyfunction]
+fn mlx_info(py: Python<'_>) -> (bool, bool, String) {
+    match py.detach(device::device_description) {
+        Ok((gpu, device)) => (true, gpu, device),
+        Err(reason) => (false, false, format!("libmlx loaded but failed to run: {reason}")),
+    }
+}
+
+#[pymodule]
+fn _mlx(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    static MLX: Mlx = Mlx;
+    register_device(&MLX);
+    mlx_kmeans::bindings::init_module(m)?;
+    m.add_function(wrap_pyfunction!(mlx_info, m)?)?;
+    // The MLX release whose headers and libmlx this module was built against.
+    m.add("MLX_BUILT_AGAINST", env!("MLX_BUILT_AGAINST"))?;
+    Ok(())
+}
