@@ -95,7 +95,10 @@ def load_mlx():
         ctypes.CDLL(libmlx)
         from . import _mlx
     except ModuleNotFoundError:
-        return None, "this build of mlx-kmeans has no MLX kernel (no mlx_kmeans._mlx module)"
+        return None, (
+            "this install of mlx-kmeans has no MLX kernel (mlx_kmeans._mlx was not built here; "
+            "the build log says why)"
+        )
     except (ImportError, OSError) as exc:
         return None, f"the MLX kernel could not be loaded ({exc}); {install_hint()}"
     if _mlx.MLX_BUILT_AGAINST != MLX_VERSION:
