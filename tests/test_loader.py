@@ -19,7 +19,6 @@ from mlx_kmeans import _loader
 
 VERSION = _loader.MLX_VERSION
 ROOT = Path(__file__).resolve().parents[1]
-SITE = Path(mlx_kmeans.__file__).resolve().parents[1]
 
 
 def _run(code: str, path: list[Path], isolated: bool) -> subprocess.CompletedProcess:
@@ -74,9 +73,14 @@ def test_import_and_fits_need_no_mlx(tmp_path):
     """(1) of the install: with nothing but NumPy and tqdm beside the package, it imports,
     fits on `auto` and `cpu`, explains the mlx row and refuses `backend="mlx"` with it; libmlx
     is never loaded."""
-    for name in os.listdir(SITE):
-        if name.split("-")[0].split(".")[0] in ("mlx_kmeans", "numpy", "tqdm"):
-            (tmp_path / name).symlink_to(SITE / name)
+    import numpy
+    import tqdm
+
+    for module in (mlx_kmeans, numpy, tqdm):
+        package = Path(module.__file__).resolve().parent
+        for folder in (package, package.with_name(package.name + ".libs")):  # and its bundled libraries
+            if folder.exists():
+                (tmp_path / folder.name).symlink_to(folder)
     out = _run(FIT_AND_REPORT, [tmp_path], isolated=True)
     (row,) = _lines(out, "MLX ROW:")
     assert row.startswith("False") and "MLX is not installed" in row and "mlx-kmeans[" in row
