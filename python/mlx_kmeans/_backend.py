@@ -71,8 +71,8 @@ def _probe_cpu(platform: str) -> Backend:
 
 
 def _probe_mlx(platform: str) -> Backend:
-    built, runs, gpu, description = _mlx_info()
-    if not (built and runs):
+    loads, runs, gpu, description = _mlx_info()
+    if not (loads and runs):
         return Backend("mlx", False, description)
     if gpu:
         return Backend("mlx", True, f"MLX on its GPU device ({description})", auto=True, gpu=True)

@@ -67,10 +67,10 @@ impl BackendSpec {
         Err(PyValueError::new_err("backend must be 'cpu', 'mlx' or a callable"))
     }
 
-    /// Whether the MLX array behind a NumPy view may be shared with the kernel (only where
-    /// the MLX kernel is plugged in).
+    /// Whether the MLX array behind a NumPy view may be shared with the kernel (the input
+    /// layer looks for one only where a device kernel is plugged in).
     pub fn shares_mlx(&self) -> bool {
-        matches!(self, Self::Mlx(switches) if switches.share) && device().is_some()
+        matches!(self, Self::Mlx(switches) if switches.share)
     }
 }
 
