@@ -12,6 +12,9 @@ pub trait Scalar:
     const NAME: &'static str;
     fn of_f64(value: f64) -> Self;
     fn as_f64(self) -> f64;
+    /// The slice as float32, where `Self` is float32 (kernels specialised for it).
+    fn as_f32s(values: &[Self]) -> Option<&[f32]>;
+    fn as_f32s_mut(values: &mut [Self]) -> Option<&mut [f32]>;
 }
 
 impl Scalar for f32 {
@@ -24,6 +27,12 @@ impl Scalar for f32 {
     fn as_f64(self) -> f64 {
         self as f64
     }
+    fn as_f32s(values: &[Self]) -> Option<&[f32]> {
+        Some(values)
+    }
+    fn as_f32s_mut(values: &mut [Self]) -> Option<&mut [f32]> {
+        Some(values)
+    }
 }
 
 impl Scalar for f64 {
@@ -35,5 +44,11 @@ impl Scalar for f64 {
     #[inline(always)]
     fn as_f64(self) -> f64 {
         self
+    }
+    fn as_f32s(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+    fn as_f32s_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
     }
 }

@@ -66,8 +66,18 @@ def _mlx_info():
     return True, runs, gpu, description
 
 
+# How the cpu backend's float32 distances run, by `_native.cpu_kernel()`.
+_CPU_KERNELS = {
+    "amx": "AMX bfloat16 tiles",
+    "bf16": "AVX512-BF16 dot products",
+    "f32": "AVX-512 float32",
+    "gemm": "SIMD GEMM",
+}
+
+
 def _probe_cpu(platform: str) -> Backend:
-    return Backend("cpu", True, "pure-Rust engine (rayon threads, SIMD GEMM), always built in", auto=True)
+    kernel = _CPU_KERNELS[_native.cpu_kernel()]
+    return Backend("cpu", True, f"pure-Rust engine (rayon threads, {kernel}, labels exact), always built in", auto=True)
 
 
 def _probe_mlx(platform: str) -> Backend:

@@ -155,6 +155,13 @@ fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
     detached(py, None, |_, _| -> crate::Result<()> { panic!("deliberate test panic") })
 }
 
+/// How the `cpu` backend computes its float32 distances on this machine: `"amx"`, `"bf16"`,
+/// `"f32"` (its SIMD kernels) or `"gemm"` (the `gemm` crate).
+#[pyfunction]
+fn cpu_kernel() -> &'static str {
+    crate::kernel::simd::Dots::chosen().map_or("gemm", |kind| kind.name())
+}
+
 /// Fills an extension module with the native functions (its `#[pymodule]` calls this).
 pub fn init_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     threads::record_loading_process();
@@ -174,6 +181,7 @@ pub fn init_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(value_summary, m)?)?;
     m.add_function(wrap_pyfunction!(assign, m)?)?;
     m.add_function(wrap_pyfunction!(sq_distances, m)?)?;
+    m.add_function(wrap_pyfunction!(cpu_kernel, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

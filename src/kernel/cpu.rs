@@ -4,6 +4,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::simd::{self, Dots};
 use super::Kernel;
 use crate::error::Result;
 use crate::matrix::{exact_sq_distance, row_sq_norms, MatRef};
@@ -13,6 +14,8 @@ use crate::scalar::Scalar;
 const ROW_BLOCK: usize = 128;
 /// Centroids per GEMM panel: bounds the per-thread buffer to `ROW_BLOCK × COL_PANEL`.
 const COL_PANEL: usize = 1024;
+/// Fewest centroids and features for which the SIMD kernels run.
+const SIMD_MIN: usize = 16;
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CpuKernel;
@@ -72,7 +75,7 @@ fn argmin_partial<T: Scalar>(dots: &[T], c_norms: &[T], band: T) -> (T, usize, b
 /// the scan; they are merged with ties going to the lowest index, as a left-to-right scan.
 /// Branch-free per lane: `second ← min(second, max(best, v))`, `best ← min(best, v)`.
 #[inline]
-fn argmin2_partial<T: Scalar>(dots: &[T], c_norms: &[T]) -> (T, usize, T) {
+pub(super) fn argmin2_partial<T: Scalar>(dots: &[T], c_norms: &[T]) -> (T, usize, T) {
     const LANES: usize = 8;
     let two = T::one() + T::one();
     let mut best = [T::infinity(); LANES];
@@ -254,10 +257,54 @@ fn settle_block<T: Scalar>(
     }
 }
 
-/// [`scan_block`] and [`settle_block`] over fixed row blocks in parallel: labels (the exact
-/// nearest centroids, ties to the lowest index), squared distances, and with `TOP2`
-/// runner-up squared distances in `second` (which may be empty otherwise).
+/// The float32 assignment on the SIMD kernels this CPU has, where the shapes are large
+/// enough to gain (see [`super::simd`]); false if it did not run.
+fn on_simd_kernels<T: Scalar>(
+    x: MatRef<'_, T>,
+    x_sq_norms: &[T],
+    centroids: MatRef<'_, T>,
+    labels: &mut [u32],
+    distances: &mut [T],
+    second: Option<&mut [T]>,
+) -> bool {
+    let (k, d) = (centroids.rows(), x.cols());
+    let Some(kind) = Dots::chosen() else {
+        return false;
+    };
+    if k < SIMD_MIN || d < SIMD_MIN {
+        return false;
+    }
+    let (Some(rows), Some(norms), Some(centres), Some(distances)) =
+        (T::as_f32s(x.as_slice()), T::as_f32s(x_sq_norms), T::as_f32s(centroids.as_slice()), T::as_f32s_mut(distances))
+    else {
+        return false;
+    };
+    let second = second.and_then(T::as_f32s_mut);
+    let rows = MatRef::new(rows, x.rows(), d).expect("same shape");
+    let centres = MatRef::new(centres, k, d).expect("same shape");
+    simd::assign(kind, rows, norms, centres, labels, distances, second);
+    true
+}
+
+/// Labels (the exact nearest centroids, ties to the lowest index), squared distances, and
+/// with `TOP2` runner-up squared distances in `second` (which may be empty otherwise): on
+/// the SIMD kernels where they run, else by [`gemm_blocks`].
 fn assign_blocks<T: Scalar, const TOP2: bool>(
+    x: MatRef<'_, T>,
+    x_sq_norms: &[T],
+    centroids: MatRef<'_, T>,
+    labels: &mut [u32],
+    distances: &mut [T],
+    second: &mut [T],
+) {
+    if !on_simd_kernels(x, x_sq_norms, centroids, labels, distances, if TOP2 { Some(second) } else { None }) {
+        gemm_blocks::<T, TOP2>(x, x_sq_norms, centroids, labels, distances, second);
+    }
+}
+
+/// [`assign_blocks`] on the `gemm` crate: [`scan_block`] and [`settle_block`] over fixed row
+/// blocks in parallel.
+fn gemm_blocks<T: Scalar, const TOP2: bool>(
     x: MatRef<'_, T>,
     x_sq_norms: &[T],
     centroids: MatRef<'_, T>,
@@ -408,6 +455,11 @@ mod tests {
         let (xm, cm) = (MatRef::new(&x, n, d).unwrap(), MatRef::new(&c, k, d).unwrap());
         let (mut labels, mut dist) = (vec![0u32; n], vec![0f32; n]);
         CpuKernel.assign(xm, &row_sq_norms(xm), cm, &mut labels, &mut dist).unwrap();
+        // The `gemm` crate's path (where the SIMD kernels ran above) decides the same way.
+        let (mut gemm_labels, mut gemm_dist) = (vec![0u32; n], vec![0f32; n]);
+        gemm_blocks::<f32, false>(xm, &row_sq_norms(xm), cm, &mut gemm_labels, &mut gemm_dist, &mut []);
+        assert_eq!(gemm_labels, labels);
+        assert_eq!(gemm_dist, dist);
         let mut flips = 0;
         for i in 0..n {
             let exact: Vec<f64> = (0..k).map(|j| exact_sq_distance(xm.row(i), cm.row(j))).collect();
@@ -419,6 +471,9 @@ mod tests {
         // The top-2 search settles the same way.
         let (mut l2, mut d2, mut second) = (vec![0u32; n], vec![0f32; n], vec![0f32; n]);
         CpuKernel.assign_top2(xm, &row_sq_norms(xm), cm, &mut l2, &mut d2, &mut second).unwrap();
+        assert_eq!(l2, labels);
+        assert!(second.iter().zip(&d2).all(|(s, d)| s >= d));
+        gemm_blocks::<f32, true>(xm, &row_sq_norms(xm), cm, &mut l2, &mut d2, &mut second);
         assert_eq!(l2, labels);
         assert!(second.iter().zip(&d2).all(|(s, d)| s >= d));
     }

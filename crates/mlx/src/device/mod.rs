@@ -266,7 +266,7 @@ impl<'a> MlxKernel<'a> {
         let size = std::mem::size_of::<f32>() * cols;
         // Both point into the one borrowed data slice, so comparing addresses is sound.
         let inside = *cols > 0 && x.cols() == *cols && at >= base && at + x.as_slice().len() * 4 <= base + len * 4;
-        (inside && (at - base) % size == 0).then(|| (at - base) / size)
+        (inside && (at - base).is_multiple_of(size)).then(|| (at - base) / size)
     }
 
     /// The resident data as it is, when `x` is all of it.

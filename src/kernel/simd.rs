@@ -1,0 +1,410 @@
+//! The float32 assignment on explicit SIMD dot-product kernels, picked at run time by CPU
+//! feature ([`Dots`]). The `gemm` crate runs 256-bit FMAs only on stable Rust; these kernels
+//! use 512-bit float32 FMAs, or bfloat16 pairs accumulated in float32 where the CPU runs
+//! those faster. A rigorous per-row bound `E` on the error of the partial distances
+//! `‖c‖² − 2x·c` they give (from the actual rounding residuals of the inputs, by
+//! Cauchy–Schwarz, and the float32 accumulation) keeps the labels exact: every centroid within
+//! `2E` of the best partial distance is measured again exactly (by differences, in float64),
+//! and the nearest of those wins, ties to the lowest index.
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use rayon::prelude::*;
+
+use crate::matrix::{exact_sq_distance, MatRef};
+
+/// Columns per SIMD strip (float32 lanes of a 512-bit register).
+const LANES: usize = 16;
+/// Bytes of partial distances per row block: sets the rows per block for a given `k`.
+const BLOCK_BYTES: usize = 1 << 19;
+/// Fewest rows per block (the microkernel's tile height) and most.
+const BLOCK_MIN: usize = 32;
+const BLOCK_MAX: usize = 192;
+
+/// How the dot products of rows with centroids are computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dots {
+    /// Float32 FMAs on 512-bit vectors (AVX-512F).
+    F32,
+    /// Rows and centroids rounded to bfloat16, pairs of products accumulated in float32
+    /// (AVX512-BF16 `vdpbf16ps`). Twice the float32 rate where the CPU runs it at full width
+    /// (AMD Zen 4 and later); on Intel's cores it issues at a quarter of the FMA rate.
+    Bf16,
+    /// The same bfloat16 products on Intel's matrix tiles (AMX-BF16 `tdpbf16ps`, 16×16 dot
+    /// products of 32 features per instruction): about three times the float32 rate.
+    Amx,
+}
+
+impl Dots {
+    pub const ALL: [Dots; 3] = [Dots::F32, Dots::Bf16, Dots::Amx];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dots::F32 => "f32",
+            Dots::Bf16 => "bf16",
+            Dots::Amx => "amx",
+        }
+    }
+
+    /// Steps per row in the kernels' layout (a step is one float32 feature or a pair of
+    /// bfloat16 features; tiles take 16 pairs at a time), columns and rows per tile.
+    fn layout(self, d: usize) -> Layout {
+        match self {
+            Dots::F32 => Layout { depth: d, cols: LANES, rows: 1 },
+            Dots::Bf16 => Layout { depth: d.div_ceil(2), cols: LANES, rows: 1 },
+            Dots::Amx => Layout { depth: d.div_ceil(32) * 16, cols: 2 * LANES, rows: 32 },
+        }
+    }
+
+    /// Whether this CPU has the instructions.
+    pub fn supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Dots::F32 => is_x86_feature_detected!("avx512f"),
+                Dots::Bf16 => bf16_rounding(),
+                Dots::Amx => bf16_rounding() && x86::amx_ready(),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    }
+
+    /// The kind this process uses: the environment variable `MLX_KMEANS_CPU_DOTS` (`f32`,
+    /// `bf16`, or `gemm` for none: a diagnostic, labels are the same) where it names a
+    /// supported kind, else the fastest this CPU has; `None` leaves the `gemm` crate.
+    pub fn chosen() -> Option<Dots> {
+        static CHOSEN: std::sync::OnceLock<Option<Dots>> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let asked = std::env::var("MLX_KMEANS_CPU_DOTS").unwrap_or_default();
+            if asked == "gemm" {
+                return None;
+            }
+            if let Some(kind) = Dots::ALL.into_iter().find(|kind| kind.name() == asked && kind.supported()) {
+                return Some(kind);
+            }
+            if Dots::Amx.supported() {
+                Some(Dots::Amx)
+            } else if Dots::Bf16.supported() && full_width_bf16() {
+                Some(Dots::Bf16)
+            } else if Dots::F32.supported() {
+                Some(Dots::F32)
+            } else {
+                None
+            }
+        })
+    }
+}
+
+/// Whether rows can be rounded to bfloat16 (AVX512-BF16, with AVX512BW for the flush).
+#[cfg(target_arch = "x86_64")]
+fn bf16_rounding() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512bf16")
+}
+
+/// Whether `vdpbf16ps` issues at the float32 FMA rate (twice its flops): AMD's cores.
+fn full_width_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let id = std::arch::x86_64::__cpuid(0);
+        let vendor: Vec<u8> = [id.ebx, id.edx, id.ecx].iter().flat_map(|r| r.to_le_bytes()).collect();
+        vendor == b"AuthenticAMD"
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Centroids for the microkernel: strips of 16 centroids, `[strip][step][lane]` (a step is
+/// one feature in float32, a pair of features in bfloat16), zero-padded to whole strips, with
+/// their float32 squared norms and the maxima the error bound needs.
+struct Packed {
+    strips: Vec<u32>,
+    /// `‖c‖²` rounded once from float64.
+    c_norms: Vec<f32>,
+    norm_max: f64,
+    rounded_norm_max: f64,
+    residual_max: f64,
+    sq_norm_max: f64,
+}
+
+/// Upper bounds on the norm of each (rounded) row and of its rounding residual.
+struct RowNorms {
+    rounded: Vec<f64>,
+    residual: Vec<f64>,
+}
+
+/// How a kind lays out rows and centroids: `depth` steps per row (zero-padded), centroids
+/// padded to a multiple of `cols`, rows of a block to a multiple of `rows`.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    depth: usize,
+    cols: usize,
+    rows: usize,
+}
+
+/// Labels (the exact nearest centroids, ties to the lowest index) and exact squared
+/// distances of the rows of `x`, and with `second` a lower bound on each row's squared
+/// distance to every centroid other than its own (within the error bound of the runner-up,
+/// never below the row's own distance). Call only where `kind.supported()`.
+pub fn assign(
+    kind: Dots,
+    x: MatRef<'_, f32>,
+    x_sq_norms: &[f32],
+    centroids: MatRef<'_, f32>,
+    labels: &mut [u32],
+    distances: &mut [f32],
+    second: Option<&mut [f32]>,
+) {
+    assert!(kind.supported(), "{kind:?} kernels on a CPU without them");
+    let (k, d) = (centroids.rows(), x.cols());
+    let layout = kind.layout(d);
+    let depth = layout.depth;
+    let packed = pack_centroids(kind, centroids);
+    let padded = k.div_ceil(layout.cols) * layout.cols;
+    // Rows per block: enough for the microkernel to reuse each strip of centroids, few
+    // enough that the block's partial distances stay in cache. Results do not depend on it.
+    let block = (BLOCK_BYTES / (4 * padded)).clamp(BLOCK_MIN, BLOCK_MAX).next_multiple_of(layout.rows);
+    let bound = Bound::new(kind, d, &packed);
+    let mut seconds: Vec<Option<&mut [f32]>> = match second {
+        Some(s) => s.chunks_mut(block).map(Some).collect(),
+        None => (0..labels.len().div_ceil(block)).map(|_| None).collect(),
+    };
+    let words_per_block = if kind == Dots::F32 { 0 } else { block * depth };
+    labels
+        .par_chunks_mut(block)
+        .zip(distances.par_chunks_mut(block))
+        .zip(seconds.par_iter_mut())
+        .enumerate()
+        .for_each_init(
+            || (vec![0u32; words_per_block], vec![0f32; block * padded]),
+            |(words, dots), (b, ((labels, distances), second))| {
+                let start = b * block;
+                let m = labels.len();
+                // Rows the tiles compute: a whole number of tiles (the extra rows of a last
+                // block hold stale words; their dots are never read).
+                let tiled = m.next_multiple_of(layout.rows);
+                let rows = x.slice_rows(start, start + m);
+                let norms = &x_sq_norms[start..start + m];
+                let (a, row_norms): (&[u32], RowNorms) = match kind {
+                    Dots::F32 => (as_words(rows.as_slice()), exact_row_norms(norms, d)),
+                    Dots::Bf16 | Dots::Amx => {
+                        let row_norms = round_rows(rows, depth, &mut words[..m * depth]);
+                        (&words[..tiled * depth], row_norms)
+                    }
+                };
+                // SAFETY: `kind` is supported (asserted above); `a` holds `tiled × depth`
+                // words, the strips `padded × depth`, and `dots` `tiled × padded` values.
+                unsafe { kernel_dots(kind, a, tiled, depth, &packed.strips, padded, &mut dots[..tiled * padded]) };
+                for r in 0..m {
+                    let row_dots = &dots[r * padded..r * padded + k];
+                    let x_sq = norms[r] as f64;
+                    let error = bound.of_row(row_norms.rounded[r], row_norms.residual[r], x_sq);
+                    let (label, distance, runner_up) =
+                        settle_row(rows.row(r), row_dots, &packed.c_norms, centroids, error, x_sq);
+                    labels[r] = label;
+                    distances[r] = distance as f32;
+                    if let Some(second) = second.as_deref_mut() {
+                        // Rounded down, so that it stays a lower bound, and never below the
+                        // row's own distance (a runner-up is at least as far, up to rounding).
+                        let lower = runner_up as f32;
+                        let lower = if lower as f64 > runner_up { lower.next_down().max(0.0) } else { lower };
+                        second[r] = lower.max(distances[r]);
+                    }
+                }
+            },
+        );
+}
+
+/// Float32 values as the kernels' words (their bits).
+fn as_words(values: &[f32]) -> &[u32] {
+    // SAFETY: f32 and u32 have the same size and alignment, and every bit pattern is a u32.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u32>(), values.len()) }
+}
+
+/// One row's label, exact squared distance, and a lower bound on its squared distance to
+/// every other centroid, from its partial distances (`c_norms − 2·dots`) and their error
+/// bound `error`.
+fn settle_row(
+    x: &[f32],
+    dots: &[f32],
+    c_norms: &[f32],
+    centroids: MatRef<'_, f32>,
+    error: f64,
+    x_sq: f64,
+) -> (u32, f64, f64) {
+    let (best, best_j, runner_up) = super::cpu::argmin2_partial(dots, &c_norms[..dots.len()]);
+    let (best, runner_up) = (best as f64, runner_up as f64);
+    // Every centroid left out has a true partial distance above `best + error`, and one at
+    // least `runner_up − error`.
+    let outside = (runner_up - error).max(best + error) + x_sq;
+    // Values so large that the float32 partials overflow: every centroid is measured.
+    let everything = !(best.is_finite() && error.is_finite());
+    if !everything && runner_up > best + 2.0 * error {
+        let exact = exact_sq_distance(x, centroids.row(best_j));
+        return (best_j as u32, exact, outside.max(0.0));
+    }
+    let limit = (best + 2.0 * error) as f32;
+    let (mut label, mut distance) = (u32::MAX, f64::INFINITY);
+    let mut other = if everything { f64::INFINITY } else { outside };
+    for (j, (&dot, &c_norm)) in dots.iter().zip(c_norms).enumerate() {
+        if everything || c_norm - 2.0 * dot <= limit {
+            let exact = exact_sq_distance(x, centroids.row(j));
+            if exact < distance {
+                other = other.min(distance);
+                (label, distance) = (j as u32, exact);
+            } else {
+                other = other.min(exact);
+            }
+        }
+    }
+    (label, distance, other.max(0.0))
+}
+
+/// The error bound of a computed partial distance `‖c‖² − 2x̃·c̃` against the exact
+/// `‖c‖² − 2x·c`: `2(‖x − x̃‖·‖c‖ + ‖x̃‖·‖c − c̃‖)` from rounding the inputs (zero in float32),
+/// `2γ‖x̃‖‖c̃‖` from float32 accumulation over `d` products (each exact, or fused), the rounding
+/// of `‖c‖²` and of the final subtraction, and products flushed to zero (bfloat16).
+struct Bound {
+    gamma: f64,
+    norm_max: f64,
+    rounded_norm_max: f64,
+    residual_max: f64,
+    sq_norm_max: f64,
+    flushed: f64,
+}
+
+impl Bound {
+    fn new(kind: Dots, d: usize, packed: &Packed) -> Self {
+        let u = f32::EPSILON as f64 / 2.0;
+        // Matrix tiles sum in an order of their own: twice the roundings, to be safe.
+        let n = if kind == Dots::Amx { 2 * d + 8 } else { d + 4 } as f64;
+        Self {
+            gamma: n * u / (1.0 - n * u),
+            norm_max: packed.norm_max,
+            rounded_norm_max: packed.rounded_norm_max,
+            residual_max: packed.residual_max,
+            sq_norm_max: packed.sq_norm_max,
+            flushed: 4.0 * d as f64 * f32::MIN_POSITIVE as f64,
+        }
+    }
+
+    /// For a row with (rounded) norm `norm`, residual norm `residual` and `‖x‖² = x_sq` (a
+    /// float32 sum, whose own error joins the bound).
+    fn of_row(&self, norm: f64, residual: f64, x_sq: f64) -> f64 {
+        let u = f32::EPSILON as f64 / 2.0;
+        let inputs = 2.0 * (residual * self.norm_max + norm * self.residual_max);
+        let dot = 2.0 * self.gamma * norm * self.rounded_norm_max;
+        let roundings = 2.0 * u * (self.sq_norm_max + 2.0 * norm * self.rounded_norm_max);
+        let row_norm = self.gamma * x_sq;
+        // A margin for the float64 arithmetic of the bound itself.
+        (inputs + dot + roundings + row_norm + self.flushed) * (1.0 + 1e-6) + f64::MIN_POSITIVE
+    }
+}
+
+/// Float32 sums of `d` squares, inflated by their own rounding error bound.
+fn inflation(d: usize) -> f64 {
+    1.0 + 2.0 * (d + 2) as f64 * f32::EPSILON as f64
+}
+
+/// Row norms for float32 kernels, from the rows' float32 squared norms: nothing is rounded.
+fn exact_row_norms(x_sq_norms: &[f32], d: usize) -> RowNorms {
+    let inflate = inflation(d);
+    RowNorms {
+        rounded: x_sq_norms.iter().map(|&v| (v as f64 * inflate).sqrt()).collect(),
+        residual: vec![0.0; x_sq_norms.len()],
+    }
+}
+
+/// Rounds each row of `rows` to bfloat16 pairs in `words` (`stride` words per row; words past
+/// the row's pairs are left as they are) and bounds its norms.
+fn round_rows(rows: MatRef<'_, f32>, stride: usize, words: &mut [u32]) -> RowNorms {
+    let (m, d) = (rows.rows(), rows.cols());
+    let pairs = d.div_ceil(2);
+    let inflate = inflation(d);
+    let (mut rounded, mut residual) = (vec![0.0; m], vec![0.0; m]);
+    for r in 0..m {
+        // SAFETY: only called for bfloat16 kinds, which `assign` checked are supported.
+        let (rounded_sq, residual_sq) = unsafe { round_row(rows.row(r), &mut words[r * stride..r * stride + pairs]) };
+        rounded[r] = (rounded_sq as f64 * inflate).sqrt();
+        residual[r] = (residual_sq as f64 * inflate).sqrt();
+    }
+    RowNorms { rounded, residual }
+}
+
+/// Rounds the centroids if the kind asks, lays them out in strips and takes their norms.
+fn pack_centroids(kind: Dots, centroids: MatRef<'_, f32>) -> Packed {
+    let (k, d) = (centroids.rows(), centroids.cols());
+    let layout = kind.layout(d);
+    let depth = layout.depth;
+    let sq_norms: Vec<f64> = (0..k).map(|j| centroids.row(j).iter().map(|&v| (v as f64) * (v as f64)).sum()).collect();
+    let max = |v: &[f64]| v.iter().fold(0.0f64, |m, &a| m.max(a));
+    let sq_norm_max = max(&sq_norms);
+    let norm_max = sq_norm_max.sqrt() * (1.0 + 1e-12);
+    let (words, rounded_norm_max, residual_max) = match kind {
+        Dots::F32 => (as_words(centroids.as_slice()).to_vec(), norm_max, 0.0),
+        Dots::Bf16 | Dots::Amx => {
+            let mut words = vec![0u32; k * depth];
+            let norms = round_rows(centroids, depth, &mut words);
+            (words, max(&norms.rounded), max(&norms.residual))
+        }
+    };
+    // Strips of 16 centroids, `[strip][step][lane]`: for the tiles, 16 steps of a strip are
+    // one tile of the second operand (16 rows of 64 bytes).
+    let padded = k.div_ceil(layout.cols) * layout.cols;
+    let mut strips = vec![0u32; padded * depth];
+    for (s, strip) in strips.chunks_exact_mut(depth * LANES).enumerate() {
+        for lane in 0..LANES.min(k.saturating_sub(s * LANES)) {
+            let row = &words[(s * LANES + lane) * depth..(s * LANES + lane + 1) * depth];
+            for (p, &word) in row.iter().enumerate() {
+                strip[p * LANES + lane] = word;
+            }
+        }
+    }
+    Packed {
+        strips,
+        c_norms: sq_norms.iter().map(|&v| v as f32).collect(),
+        norm_max,
+        rounded_norm_max,
+        residual_max,
+        sq_norm_max,
+    }
+}
+
+/// `dots[r][j]`, the dot product of row `r` of `a` (`m × depth` words) with centroid `j`
+/// of the strips (`padded × depth`), into `dots` (`m × padded`, row-major).
+///
+/// # Safety
+/// `kind` must be supported by this CPU, and the slices at least the sizes above.
+unsafe fn kernel_dots(kind: Dots, a: &[u32], m: usize, depth: usize, strips: &[u32], padded: usize, dots: &mut [f32]) {
+    assert!(a.len() >= m * depth && strips.len() >= padded * depth && dots.len() >= m * padded);
+    #[cfg(target_arch = "x86_64")]
+    match kind {
+        Dots::F32 => x86::dots_f32(a, m, depth, strips, padded, dots),
+        Dots::Bf16 => x86::dots_bf16(a, m, depth, strips, padded, dots),
+        Dots::Amx => x86::dots_amx(a, m, depth, strips, padded, dots),
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("{kind:?} kernels exist on x86-64 only ({a:p}, {m}, {depth}, {strips:p}, {padded}, {dots:p})")
+}
+
+/// Rounds `row` to bfloat16 pairs and returns the float32 sums of squares of the rounded
+/// values and of the residuals.
+///
+/// # Safety
+/// `Dots::Bf16` must be supported; `words` holds `row.len().div_ceil(2)` words.
+unsafe fn round_row(row: &[f32], words: &mut [u32]) -> (f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    return x86::round_row_bf16(row, words);
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("bfloat16 kernels exist on x86-64 only ({}, {})", row.len(), words.len())
+}
+
+#[cfg(test)]
+mod tests;

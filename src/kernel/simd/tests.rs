@@ -1,0 +1,116 @@
+use super::*;
+use crate::matrix::row_sq_norms;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn supported_kinds() -> Vec<Dots> {
+    Dots::ALL.into_iter().filter(|kind| kind.supported()).collect()
+}
+
+/// The value of one bfloat16 half of a word.
+fn bf16_value(word: u32, high: bool) -> f64 {
+    f32::from_bits(if high { word & 0xffff_0000 } else { word << 16 }) as f64
+}
+
+/// The kernels' dot products against float64 sums of the same (rounded) values, over shapes
+/// that leave partial tiles (rows not a multiple of 6, centroids not of 16 or 64, an odd
+/// number of features).
+#[test]
+fn dots_match_float64_sums_of_the_same_values() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for kind in supported_kinds() {
+        for (m, k, d) in [(13, 37, 33), (6, 64, 32), (1, 1, 1), (20, 130, 7)] {
+            let x: Vec<f32> = (0..m * d).map(|_| rng.random::<f32>() * 4.0 - 2.0).collect();
+            let c: Vec<f32> = (0..k * d).map(|_| rng.random::<f32>() * 4.0 - 2.0).collect();
+            let (xm, cm) = (MatRef::new(&x, m, d).unwrap(), MatRef::new(&c, k, d).unwrap());
+            let layout = kind.layout(d);
+            let depth = layout.depth;
+            let packed = pack_centroids(kind, cm);
+            let padded = k.div_ceil(layout.cols) * layout.cols;
+            let tiled = m.next_multiple_of(layout.rows);
+            let mut dots = vec![0f32; tiled * padded];
+            // The values each kernel multiplies: float32 as given, or rounded to bfloat16.
+            let (x_values, c_values): (Vec<f64>, Vec<f64>) = match kind {
+                Dots::F32 => (x.iter().map(|&v| v as f64).collect(), c.iter().map(|&v| v as f64).collect()),
+                Dots::Bf16 | Dots::Amx => {
+                    let unpack = |mat: MatRef<'_, f32>| {
+                        let mut words = vec![0u32; mat.rows() * depth];
+                        round_rows(mat, depth, &mut words);
+                        let values = words.iter().flat_map(|&w| [bf16_value(w, false), bf16_value(w, true)]);
+                        values.collect::<Vec<f64>>()
+                    };
+                    (unpack(xm), unpack(cm))
+                }
+            };
+            let width = x_values.len() / m;
+            let mut words = vec![0u32; tiled * depth];
+            let a = match kind {
+                Dots::F32 => as_words(&x),
+                Dots::Bf16 | Dots::Amx => {
+                    round_rows(xm, depth, &mut words);
+                    &words[..]
+                }
+            };
+            unsafe { kernel_dots(kind, a, tiled, depth, &packed.strips, padded, &mut dots) };
+            for r in 0..m {
+                for j in 0..k {
+                    let exact: f64 = (0..width).map(|p| x_values[r * width + p] * c_values[j * width + p]).sum();
+                    let got = dots[r * padded + j] as f64;
+                    let scale: f64 =
+                        (0..width).map(|p| (x_values[r * width + p] * c_values[j * width + p]).abs()).sum();
+                    assert!(
+                        (got - exact).abs() <= 1e-6 * (1.0 + scale),
+                        "{kind:?} ({m},{k},{d}) [{r},{j}]: {got} vs {exact}"
+                    );
+                }
+                // Rounding keeps 8 significant bits in bfloat16, all of them in float32.
+                let first = x_values[r * width];
+                assert!((first - x[r * d] as f64).abs() <= (x[r * d].abs() as f64) / 256.0);
+            }
+        }
+    }
+}
+
+/// Rows near the midpoints of pairs of centroids, on a common offset, so that many rows fall
+/// within the error bound: labels must be the exact nearest centroids (float64 by
+/// differences, ties to the lowest index), distances exact rounded once, and `second` a lower
+/// bound on the true runner-up, never below the row's own distance.
+#[test]
+fn labels_are_exact_and_second_is_a_lower_bound() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    for kind in supported_kinds() {
+        for (n, k, d, offset) in [(3000, 70, 96, 30.0f64), (500, 17, 33, 0.0), (400, 1100, 20, 2.0)] {
+            let mut c: Vec<f32> = (0..k * d).map(|_| (offset + rng.random::<f64>()) as f32).collect();
+            let mut x = vec![0f32; n * d];
+            for i in 0..n {
+                let (a, b) = (rng.random_range(0..k), rng.random_range(0..k));
+                let t = if i % 3 == 0 { 0.5 } else { rng.random::<f64>() };
+                for p in 0..d {
+                    let v = t * c[a * d + p] as f64 + (1.0 - t) * c[b * d + p] as f64;
+                    x[i * d + p] = (v + 1e-3 * (rng.random::<f64>() - 0.5)) as f32;
+                }
+            }
+            // A duplicated centroid, and a row on it: a tie the lower index must win.
+            let twin = c[..d].to_vec();
+            c[d..2 * d].copy_from_slice(&twin);
+            x[..d].copy_from_slice(&twin);
+            let (xm, cm) = (MatRef::new(&x, n, d).unwrap(), MatRef::new(&c, k, d).unwrap());
+            let (mut labels, mut dist, mut second) = (vec![0u32; n], vec![0f32; n], vec![0f32; n]);
+            assign(kind, xm, &row_sq_norms(xm), cm, &mut labels, &mut dist, Some(&mut second));
+            let (mut plain_labels, mut plain_dist) = (vec![0u32; n], vec![0f32; n]);
+            assign(kind, xm, &row_sq_norms(xm), cm, &mut plain_labels, &mut plain_dist, None);
+            assert_eq!(plain_labels, labels);
+            assert_eq!(plain_dist, dist);
+            for i in 0..n {
+                let exact: Vec<f64> = (0..k).map(|j| exact_sq_distance(xm.row(i), cm.row(j))).collect();
+                let best = (0..k).fold(0, |b, j| if exact[j] < exact[b] { j } else { b });
+                assert_eq!(labels[i] as usize, best, "{kind:?} ({n},{k},{d}) row {i}");
+                assert_eq!(dist[i], exact[best] as f32, "{kind:?} row {i}");
+                let runner_up = (0..k).filter(|&j| j != best).map(|j| exact[j]).fold(f64::INFINITY, f64::min);
+                // A lower bound, up to the rounding of a tie to float32.
+                assert!(second[i] <= runner_up as f32, "{kind:?} row {i}: {} above {runner_up}", second[i]);
+                assert!(second[i] >= dist[i], "{kind:?} row {i}: second below the row's own distance");
+            }
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The x86-64 kernels: AVX-512 microkernels (a tile of 8 rows, broadcast one step at a
+//! time, by 3 strips of 16 centroids: 24 accumulators), AMX tiles, and the bfloat16 rounding
+//! of rows.
+
+use std::arch::asm;
+use std::arch::x86_64::*;
+
+use super::LANES;
+
+const TILE_ROWS: usize = 8;
+const TILE_STRIPS: usize = 3;
+/// Steps per block: a group of strips (16 KiB of words per 64 steps) stays in the L1 cache.
+const DEPTH_BLOCK: usize = 128;
+
+/// Rounds `row` to bfloat16 pairs in `words` (round to nearest even; an odd last feature is
+/// paired with zero) and returns the float32 sums of squares of the rounded values and of the
+/// residuals. Subnormal results become zero, as the dot-product instructions read them.
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+pub unsafe fn round_row_bf16(row: &[f32], words: &mut [u32]) -> (f32, f32) {
+    let d = row.len();
+    assert!(words.len() >= d.div_ceil(2));
+    let take = |from: usize| -> __mmask16 { ((1u32 << d.saturating_sub(from).min(LANES)) - 1) as __mmask16 };
+    let (mut rounded_sq, mut residual_sq) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    for c in (0..d).step_by(2 * LANES) {
+        let lo = _mm512_maskz_loadu_ps(take(c), row.as_ptr().add(c));
+        let hi = _mm512_maskz_loadu_ps(take(c + LANES), row.as_ptr().add((c + LANES).min(d)));
+        let both: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+        let normal = _mm512_test_epi16_mask(both, _mm512_set1_epi16(0x7f80));
+        let both = _mm512_maskz_mov_epi16(normal, both);
+        for (half, original) in [(_mm512_extracti64x4_epi64::<0>(both), lo), (_mm512_extracti64x4_epi64::<1>(both), hi)]
+        {
+            let back = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(half)));
+            let residual = _mm512_sub_ps(original, back);
+            rounded_sq = _mm512_fmadd_ps(back, back, rounded_sq);
+            residual_sq = _mm512_fmadd_ps(residual, residual, residual_sq);
+        }
+        let words_left = (d.div_ceil(2) - c / 2).min(LANES);
+        _mm512_mask_storeu_epi32(words.as_mut_ptr().add(c / 2).cast(), ((1u32 << words_left) - 1) as __mmask16, both);
+    }
+    (_mm512_reduce_add_ps(rounded_sq), _mm512_reduce_add_ps(residual_sq))
+}
+
+/// Tiles over all rows and strips; `$tile` is the microkernel for one tile.
+macro_rules! tiled {
+    ($name:ident, $tile:ident, $features:literal) => {
+        #[target_feature(enable = $features)]
+        pub unsafe fn $name(a: &[u32], m: usize, depth: usize, strips: &[u32], padded: usize, dots: &mut [f32]) {
+            let strip_stride = depth * LANES;
+            let n_strips = padded / LANES;
+            // Blocks of steps keep a group of strips in the L1 cache while the row tiles
+            // pass; tiles after the first block add to the dots already stored.
+            for k0 in (0..depth).step_by(DEPTH_BLOCK) {
+                let len = DEPTH_BLOCK.min(depth - k0);
+                let first = k0 == 0;
+                for s0 in (0..n_strips).step_by(TILE_STRIPS) {
+                    let nv = TILE_STRIPS.min(n_strips - s0);
+                    let b = strips.as_ptr().add(s0 * strip_stride + k0 * LANES);
+                    for r0 in (0..m).step_by(TILE_ROWS) {
+                        let rows = TILE_ROWS.min(m - r0);
+                        let a = a.as_ptr().add(r0 * depth + k0);
+                        let out = dots.as_mut_ptr().add(r0 * padded + s0 * LANES);
+                        macro_rules! run {
+                            ($mr:literal) => {
+                                match nv {
+                                    1 => $tile::<$mr, 1>(a, depth, len, b, strip_stride, out, padded, first),
+                                    2 => $tile::<$mr, 2>(a, depth, len, b, strip_stride, out, padded, first),
+                                    _ => $tile::<$mr, 3>(a, depth, len, b, strip_stride, out, padded, first),
+                                }
+                            };
+                        }
+                        match rows {
+                            1 => run!(1),
+                            2 => run!(2),
+                            3 => run!(3),
+                            4 => run!(4),
+                            5 => run!(5),
+                            6 => run!(6),
+                            7 => run!(7),
+                            _ => run!(8),
+                        }
+                    }
+                }
+            }
+        }
+    };
+}
+
+/// One `MR × 16·NV` tile over `len` steps, from zero (`first`) or from the stored dots:
+/// `$step(acc, row word broadcast, strip vector)` per step.
+macro_rules! tile {
+    ($name:ident, $features:literal, |$acc:ident, $row:ident, $col:ident| $step:expr) => {
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const MR: usize, const NV: usize>(
+            a: *const u32,
+            lda: usize,
+            len: usize,
+            b: *const u32,
+            strip_stride: usize,
+            out: *mut f32,
+            ldo: usize,
+            first: bool,
+        ) {
+            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+            if !first {
+                for (r, acc_row) in acc.iter_mut().enumerate() {
+                    for (s, acc) in acc_row.iter_mut().enumerate() {
+                        *acc = _mm512_loadu_ps(out.add(r * ldo + s * LANES));
+                    }
+                }
+            }
+            for p in 0..len {
+                let mut centroid = [_mm512_setzero_si512(); NV];
+                for (s, v) in centroid.iter_mut().enumerate() {
+                    *v = _mm512_loadu_si512(b.add(s * strip_stride + p * LANES).cast());
+                }
+                for (r, acc_row) in acc.iter_mut().enumerate() {
+                    let $row = _mm512_set1_epi32(*a.add(r * lda + p) as i32);
+                    for (s, $acc) in acc_row.iter_mut().enumerate() {
+                        let $col = centroid[s];
+                        *$acc = $step;
+                    }
+                }
+            }
+            for (r, acc_row) in acc.iter().enumerate() {
+                for (s, acc) in acc_row.iter().enumerate() {
+                    _mm512_storeu_ps(out.add(r * ldo + s * LANES), *acc);
+                }
+            }
+        }
+    };
+}
+
+tile!(tile_f32, "avx512f", |acc, row, col| _mm512_fmadd_ps(_mm512_castsi512_ps(row), _mm512_castsi512_ps(col), *acc));
+tile!(tile_bf16, "avx512f,avx512bf16", |acc, row, col| _mm512_dpbf16_ps(
+    *acc,
+    std::mem::transmute::<__m512i, __m512bh>(row),
+    std::mem::transmute::<__m512i, __m512bh>(col)
+));
+tiled!(dots_f32, tile_f32, "avx512f");
+tiled!(dots_bf16, tile_bf16, "avx512f,avx512bf16");
+
+/// Whether this CPU and OS run AMX-BF16 tiles: CPUID says so, and Linux grants this process
+/// the tile data state (asked once).
+pub fn amx_ready() -> bool {
+    static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *READY.get_or_init(|| {
+        let id = __cpuid_count(7, 0);
+        let (bf16, tile) = (id.edx >> 22 & 1 == 1, id.edx >> 24 & 1 == 1);
+        bf16 && tile && request_tile_data()
+    })
+}
+
+/// `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`: Linux (5.16 and later) enables the
+/// tile registers for a process that asks; elsewhere they are not used.
+fn request_tile_data() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        const SYS_ARCH_PRCTL: i64 = 158;
+        const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+        const XFEATURE_XTILEDATA: i64 = 18;
+        let status: i64;
+        // SAFETY: a plain system call with integer arguments; it changes only whether this
+        // process may use the tile registers.
+        unsafe {
+            asm!(
+                "syscall",
+                inlateout("rax") SYS_ARCH_PRCTL => status,
+                in("rdi") ARCH_REQ_XCOMP_PERM,
+                in("rsi") XFEATURE_XTILEDATA,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        status == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        false
+    }
+}
+
+/// The tile configuration: palette 1, eight tiles of 16 rows of 64 bytes.
+#[repr(C, align(64))]
+struct TileConfig([u8; 64]);
+
+const TILE_CONFIG: TileConfig = {
+    let mut config = [0u8; 64];
+    config[0] = 1;
+    let mut t = 0;
+    while t < 8 {
+        config[16 + 2 * t] = 64;
+        config[48 + t] = 16;
+        t += 1;
+    }
+    TileConfig(config)
+};
+
+/// The bfloat16 dots on AMX tiles: 32 rows by 32 centroids at a time in four accumulator
+/// tiles (tmm0–3), from two tiles of 16 rows × 16 pairs (tmm4–5) and two of 16 pairs × 16
+/// centroids (tmm6–7, one strip each). `m` is a multiple of 32 and `depth` of 16; `padded`
+/// of 32.
+///
+/// # Safety
+/// [`amx_ready`] must hold, and the slices be at least `m × depth`, `padded × depth` and
+/// `m × padded`.
+pub unsafe fn dots_amx(a: &[u32], m: usize, depth: usize, strips: &[u32], padded: usize, dots: &mut [f32]) {
+    assert!(m.is_multiple_of(32) && depth.is_multiple_of(16) && padded.is_multiple_of(32));
+    let (row_bytes, out_bytes) = (depth * 4, padded * 4);
+    let strip_stride = depth * LANES;
+    asm!("ldtilecfg [{}]", in(reg) TILE_CONFIG.0.as_ptr(), options(nostack, readonly));
+    for r0 in (0..m).step_by(32) {
+        let a0 = a.as_ptr().add(r0 * depth);
+        let a1 = a0.add(16 * depth);
+        for c0 in (0..padded).step_by(32) {
+            let b0 = strips.as_ptr().add(c0 / LANES * strip_stride);
+            let b1 = b0.add(strip_stride);
+            asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+            for p0 in (0..depth).step_by(16) {
+                asm!(
+                    "tileloadd tmm4, [{a0} + {row_bytes}*1]",
+                    "tileloadd tmm5, [{a1} + {row_bytes}*1]",
+                    "tileloadd tmm6, [{b0} + {strip_bytes}*1]",
+                    "tileloadd tmm7, [{b1} + {strip_bytes}*1]",
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    a0 = in(reg) a0.add(p0),
+                    a1 = in(reg) a1.add(p0),
+                    b0 = in(reg) b0.add(p0 * LANES),
+                    b1 = in(reg) b1.add(p0 * LANES),
+                    row_bytes = in(reg) row_bytes,
+                    strip_bytes = in(reg) 4 * LANES,
+                    options(nostack, readonly),
+                );
+            }
+            let out = dots.as_mut_ptr().add(r0 * padded + c0);
+            asm!(
+                "tilestored [{c00} + {out_bytes}*1], tmm0",
+                "tilestored [{c01} + {out_bytes}*1], tmm1",
+                "tilestored [{c10} + {out_bytes}*1], tmm2",
+                "tilestored [{c11} + {out_bytes}*1], tmm3",
+                c00 = in(reg) out,
+                c01 = in(reg) out.add(LANES),
+                c10 = in(reg) out.add(16 * padded),
+                c11 = in(reg) out.add(16 * padded + LANES),
+                out_bytes = in(reg) out_bytes,
+                options(nostack),
+            );
+        }
+    }
+    asm!("tilerelease", options(nostack, nomem));
+}
