@@ -1,16 +1,26 @@
-"""Benchmark suite: mlx_kmeans (backend="cpu") against faiss-cpu and scikit-learn.
+"""Benchmark suite: mlx_kmeans (backend="cpu") against the CPU peers: faiss-cpu,
+SuperKMeans, scikit-learn-intelex and scikit-learn (each optional; missing ones are skipped).
 
-Workloads (float32, generated deterministically):
-  S  10k×128,  k=500,  20 Lloyd iterations, k-means++ init (faiss: its random init)
-  C  100k×768, k=500,  MiniBatchKMeans with ClassKit's parameters (faiss: 25 Lloyd iterations)
-  L  1M×128,   k=1024, 10 Lloyd iterations from the same random rows (per-iteration time)
+Workloads (float32 Gaussian mixtures, generated deterministically):
+  S  10k×128,  k=500,  20 iterations
+  C  100k×768, k=500,  25 iterations; also ClassKit's MiniBatchKMeans call
+  L  1M×128,   k=1024, 10 iterations
+
+Three groups of rows, each compared with our row of the same group:
+  equal     the same work: the same random rows as init (SuperKMeans picks its own random
+            rows), the stated iterations at most, no subsampling, no early stop (tol=0; a
+            fit whose labels stop changing has converged and stops)
+  default   each library's defaults for `k` clusters (k-means++ or its own init, its own
+            tolerance and sampling)
+  minibatch ClassKit's MiniBatchKMeans parameters (C only)
 
 Every fit runs in a fresh process (so its peak RSS is its own), peers alternate within each
 repetition, and the table reports medians. Inertia is recomputed on the full data for every
-peer from its centroids. GFLOP/s counts 2·n·k·d per assignment pass; the sgemm rate is NumPy's
+peer from its centroids. GFLOP/s counts 2·n·k·d per iteration; the sgemm rate is NumPy's
 matmul on the same shape, measured in the same run.
 
-    python benchmarks/bench.py [--workloads S C L] [--repeats 3] [--slow]
+    python benchmarks/bench.py [--workloads S C L] [--groups equal default minibatch]
+                               [--repeats 3] [--slow] [--json out.json]
 """
 
 from __future__ import annotations
@@ -48,17 +58,21 @@ WORKLOADS = {
     "L": dict(n=1_000_000, d=128, k=1024, centers=2000, iters=10),
 }
 
-# Peers per workload; "slow" ones run only with --slow.
-PEERS = {
-    "S": ["mlx_kmeans", "faiss", "sklearn_kmeans", "sklearn_minibatch"],
-    "C": ["mlx_kmeans_minibatch", "sklearn_minibatch", "faiss", "mlx_kmeans"],
-    "L": ["mlx_kmeans", "mlx_kmeans_dense", "faiss"],
+# Peers per workload and group; "slow" ones run only with --slow. The first of each group
+# is ours, the reference of its "vs ours" column.
+GROUPS = {
+    "equal": ["mlx_kmeans", "mlx_kmeans_dense", "faiss", "superkmeans", "sklearnex", "sklearn_kmeans"],
+    "default": ["mlx_kmeans_default", "sklearnex_default", "superkmeans_default", "sklearn_kmeans_default"],
+    "minibatch": ["mlx_kmeans_minibatch", "sklearn_minibatch"],
 }
-SLOW = {"C": ["sklearn_kmeans"], "L": ["sklearn_minibatch", "sklearn_kmeans"]}
+SLOW = {"sklearn_kmeans", "sklearn_kmeans_default", "mlx_kmeans_dense"}
+# The minibatch group is ClassKit's call, on C.
+WORKLOAD_GROUPS = {"S": ["equal", "default"], "C": ["equal", "default", "minibatch"], "L": ["equal", "default"]}
+MODULES = {"faiss": "faiss", "superkmeans": "superkmeans", "sklearnex": "sklearnex", "sklearn": "sklearn"}
 
 
-def classkit_minibatch(k, n):
-    return dict(n_clusters=k, batch_size=min(max(3 * k, 1024), n), max_iter=50, n_init=5, random_state=42)
+def classkit_minibatch(k, n, seed):
+    return dict(n_clusters=k, batch_size=min(max(3 * k, 1024), n), max_iter=50, n_init=5, random_state=seed)
 
 
 def run_one(peer, workload, data_path, seed):
@@ -74,63 +88,87 @@ def run_one(peer, workload, data_path, seed):
     # Imports (and library loading) stay outside the timed region.
     import mlx_kmeans  # noqa: F401
 
-    if peer == "faiss":
-        import faiss  # noqa: F401
-    if peer.startswith("sklearn"):
-        import sklearn.cluster  # noqa: F401
+    module = _module(peer)
+    if module:
+        __import__(module)
+    if module == "sklearnex":
+        import sklearnex.cluster  # noqa: F401
     start = time.perf_counter()
-    if peer == "mlx_kmeans":
-        from mlx_kmeans import KMeans
-
-        init = given if workload == "L" else "k-means++"
-        est = KMeans(k, init=init, n_init=1, max_iter=iters, tol=0.0, random_state=seed, backend="cpu").fit(X)
-        centroids, n_iter = np.asarray(est.cluster_centers_), est.n_iter_
-    elif peer == "mlx_kmeans_dense":
-        # Every row searches every centroid each iteration (no bounds): the sgemm comparison.
-        from mlx_kmeans import _native
-
-        init = given if workload == "L" else "k-means++"
-        result = _native.kmeans_fit(
-            X, None, n_clusters=k, init=init, n_init=1, max_iter=iters, tol=0.0, seed=seed, backend="cpu", algorithm="lloyd"
-        )
-        centroids, n_iter = result["centroids"], result["n_iter"]
-    elif peer == "mlx_kmeans_minibatch":
-        from mlx_kmeans import MiniBatchKMeans
-
-        params = classkit_minibatch(k, len(X))
-        params["random_state"] = seed
-        est = MiniBatchKMeans(backend="cpu", **params).fit(X)
-        centroids, n_iter = np.asarray(est.cluster_centers_), est.n_steps_
-    elif peer == "faiss":
-        import faiss
-
-        km = faiss.Kmeans(X.shape[1], k, niter=iters, seed=seed + 1, max_points_per_centroid=10**9)
-        if workload == "L":
-            km.train(X, init_centroids=given)
-        else:
-            km.train(X)
-        centroids, n_iter = km.centroids, iters
-    elif peer == "sklearn_kmeans":
-        from sklearn.cluster import KMeans
-
-        init = given if workload == "L" else "k-means++"
-        est = KMeans(k, init=init, n_init=1, max_iter=iters, tol=0.0, random_state=seed).fit(X)
-        centroids, n_iter = est.cluster_centers_, est.n_iter_
-    elif peer == "sklearn_minibatch":
-        from sklearn.cluster import MiniBatchKMeans
-
-        params = classkit_minibatch(k, len(X))
-        params["random_state"] = seed
-        est = MiniBatchKMeans(**params).fit(X)
-        centroids, n_iter = est.cluster_centers_, est.n_steps_
-    else:
-        raise ValueError(peer)
+    centroids, n_iter = fit(peer, X, k, iters, given, seed)
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     from mlx_kmeans import _native
 
     _, _, inertia = _native.assign(X, np.ascontiguousarray(centroids, dtype=np.float32))
     return dict(time=elapsed, n_iter=int(n_iter), inertia=float(inertia), rss_before=rss_before, peak_rss=peak)
+
+
+def _module(peer):
+    return next((m for prefix, m in MODULES.items() if peer.startswith(prefix)), None)
+
+
+def fit(peer, X, k, iters, given, seed):
+    """One fit: `(centroids, iterations)`."""
+    d = X.shape[1]
+    if peer == "mlx_kmeans":
+        from mlx_kmeans import KMeans
+
+        est = KMeans(k, init=given, n_init=1, max_iter=iters, tol=0.0, backend="cpu").fit(X)
+        return np.asarray(est.cluster_centers_), est.n_iter_
+    if peer == "mlx_kmeans_dense":
+        # Every row searches every centroid each iteration (no bounds).
+        from mlx_kmeans import _native
+
+        result = _native.kmeans_fit(
+            X, None, n_clusters=k, init=given, n_init=1, max_iter=iters, tol=0.0, seed=seed, backend="cpu", algorithm="lloyd"
+        )
+        return result["centroids"], result["n_iter"]
+    if peer == "mlx_kmeans_default":
+        from mlx_kmeans import KMeans
+
+        est = KMeans(k, random_state=seed).fit(X)
+        return np.asarray(est.cluster_centers_), est.n_iter_
+    if peer == "mlx_kmeans_minibatch":
+        from mlx_kmeans import MiniBatchKMeans
+
+        est = MiniBatchKMeans(backend="cpu", **classkit_minibatch(k, len(X), seed)).fit(X)
+        return np.asarray(est.cluster_centers_), est.n_steps_
+    if peer == "faiss":
+        import faiss
+
+        km = faiss.Kmeans(d, k, niter=iters, seed=seed + 1, max_points_per_centroid=10**9)
+        km.train(X, init_centroids=given)
+        return km.centroids, iters
+    if peer.startswith("superkmeans"):
+        from superkmeans import SuperKMeans
+
+        if peer == "superkmeans":
+            km = SuperKMeans(
+                k, d, hierarchical=False, iters=iters, sampling_fraction=1.0,
+                max_points_per_cluster=10**9, early_termination=False, seed=seed,
+            )
+        else:
+            km = SuperKMeans(k, d, seed=seed)
+        centroids = km.train(X)
+        stats = km.iteration_stats
+        return centroids, len(stats) if isinstance(stats, list) else -1
+    if peer.startswith("sklearnex") or peer.startswith("sklearn_kmeans"):
+        if peer.startswith("sklearnex"):
+            from sklearnex.cluster import KMeans
+        else:
+            from sklearn.cluster import KMeans
+        if peer.endswith("_default"):
+            est = KMeans(k, random_state=seed)
+        else:
+            est = KMeans(k, init=given, n_init=1, max_iter=iters, tol=0.0)
+        est.fit(X)
+        return est.cluster_centers_, est.n_iter_
+    if peer == "sklearn_minibatch":
+        from sklearn.cluster import MiniBatchKMeans
+
+        est = MiniBatchKMeans(**classkit_minibatch(k, len(X), seed)).fit(X)
+        return est.cluster_centers_, est.n_steps_
+    raise ValueError(peer)
 
 
 def sgemm_rate(n, d, k, repeats=5):
@@ -152,8 +190,9 @@ def _timed(f):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workloads", nargs="+", default=["S", "C", "L"], choices=list(WORKLOADS))
+    parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--slow", action="store_true", help="also run the slow scikit-learn peers")
+    parser.add_argument("--slow", action="store_true", help="also run scikit-learn's KMeans and our dense passes")
     parser.add_argument("--child", nargs=4, metavar=("PEER", "WORKLOAD", "DATA", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the raw results here")
     args = parser.parse_args()
@@ -161,7 +200,12 @@ def main():
         peer, workload, data, seed = args.child
         print(json.dumps(run_one(peer, workload, data, int(seed))))
         return
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    from mlx_kmeans import _native
+
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}; our cpu kernel: {_native.cpu_kernel()}"
+    )
     raw = {}
     with tempfile.TemporaryDirectory() as tmp:
         for workload in args.workloads:
@@ -171,7 +215,8 @@ def main():
             np.save(path, X)
             input_bytes = X.nbytes
             del X
-            peers = PEERS[workload] + (SLOW.get(workload, []) if args.slow else [])
+            groups = [g for g in WORKLOAD_GROUPS[workload] if g in args.groups]
+            peers = [p for g in groups for p in GROUPS[g] if args.slow or p not in SLOW]
             peers = [p for p in peers if _importable(p)]
             results = {p: [] for p in peers}
             for rep in range(args.repeats):
@@ -186,14 +231,14 @@ def main():
                     results[peer].append(json.loads(out.stdout.strip().splitlines()[-1]))
             rate = sgemm_rate(spec["n"], spec["d"], spec["k"])
             raw[workload] = dict(results=results, sgemm_gflops=rate, input_bytes=input_bytes)
-            report(workload, spec, results, rate, input_bytes)
+            report(workload, spec, groups, results, rate, input_bytes)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(raw, f, indent=1)
 
 
 def _importable(peer):
-    module = {"faiss": "faiss", "sklearn_kmeans": "sklearn", "sklearn_minibatch": "sklearn"}.get(peer, "mlx_kmeans")
+    module = _module(peer) or "mlx_kmeans"
     try:
         __import__(module)
         return True
@@ -202,29 +247,32 @@ def _importable(peer):
         return False
 
 
-def report(workload, spec, results, rate, input_bytes):
+def report(workload, spec, groups, results, rate, input_bytes):
     n, d, k = spec["n"], spec["d"], spec["k"]
     medians = {p: statistics.median(r["time"] for r in runs) for p, runs in results.items() if runs}
-    ours = "mlx_kmeans_minibatch" if workload == "C" else "mlx_kmeans"
-    print(f"\n{workload}: {n}x{d} float32, k={k}; sgemm (NumPy, same shape) {rate:.0f} GFLOP/s; input {input_bytes / 2**20:.0f} MiB")
-    header = f"{'peer':<22}{'time s':>9}{'iters':>7}{'inertia':>13}{'vs ours':>9}{'GFLOP/s':>9}{'% sgemm':>9}{'peak RSS':>10}{'RSS/input':>10}"
-    print(header)
-    for peer, runs in results.items():
-        if not runs:
-            continue
-        t = medians[peer]
-        n_iter = statistics.median(r["n_iter"] for r in runs)
-        inertia = statistics.median(r["inertia"] for r in runs)
-        is_lloyd = peer in ("mlx_kmeans", "mlx_kmeans_dense", "faiss", "sklearn_kmeans")
-        gflops = 2.0 * n * k * d * n_iter / t / 1e9 if is_lloyd else float("nan")
-        peak = statistics.median(r["peak_rss"] for r in runs)
-        grown = statistics.median(r["peak_rss"] - r["rss_before"] for r in runs)
-        ratio = t / medians[ours] if ours in medians else float("nan")
-        print(
-            f"{peer:<22}{t:>9.3f}{n_iter:>7.0f}{inertia:>13.5e}{ratio:>9.2f}{gflops:>9.1f}"
-            f"{100 * gflops / rate:>8.0f}%{peak / 2**20:>8.0f}Mi{(input_bytes + grown) / input_bytes:>10.2f}"
-        )
-    print("(vs ours: peer time / our time; RSS/input: (input + peak growth during the fit) / input)")
+    print(f"\n{workload}: {n}x{d} float32, k={k}, {spec['iters']} iterations for equal work; "
+          f"sgemm (NumPy, same shape) {rate:.0f} GFLOP/s; input {input_bytes / 2**20:.0f} MiB")
+    header = f"{'peer':<24}{'time s':>9}{'iters':>7}{'inertia':>13}{'vs ours':>9}{'GFLOP/s':>9}{'% sgemm':>9}{'peak RSS':>10}{'RSS/input':>10}"
+    for group in groups:
+        ours = GROUPS[group][0]
+        print(f"-- {group}")
+        print(header)
+        for peer in GROUPS[group]:
+            runs = results.get(peer)
+            if not runs:
+                continue
+            t = medians[peer]
+            n_iter = statistics.median(r["n_iter"] for r in runs)
+            inertia = statistics.median(r["inertia"] for r in runs)
+            gflops = 2.0 * n * k * d * n_iter / t / 1e9 if group == "equal" and n_iter > 0 else float("nan")
+            peak = statistics.median(r["peak_rss"] for r in runs)
+            grown = statistics.median(r["peak_rss"] - r["rss_before"] for r in runs)
+            ratio = t / medians[ours] if ours in medians else float("nan")
+            print(
+                f"{peer:<24}{t:>9.3f}{n_iter:>7.0f}{inertia:>13.5e}{ratio:>9.2f}{gflops:>9.1f}"
+                f"{100 * gflops / rate:>8.0f}%{peak / 2**20:>8.0f}Mi{(input_bytes + grown) / input_bytes:>10.2f}"
+            )
+    print("(vs ours: peer time / our time in the same group; RSS/input: (input + peak growth during the fit) / input)")
 
 
 if __name__ == "__main__":

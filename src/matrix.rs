@@ -123,6 +123,65 @@ pub fn exact_sq_distance<T: Scalar>(a: &[T], b: &[T]) -> f64 {
     partial.iter().sum::<f64>() + tail
 }
 
+/// Whether the CPU has AVX-512F: the hot float64 loops below then run a copy compiled for
+/// it (the crate's baseline is SSE2, two doubles per instruction).
+pub fn wide_vectors() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *WIDE.get_or_init(|| is_x86_feature_detected!("avx512f"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// [`exact_sq_distance`] on the widest vectors this CPU has.
+#[inline]
+pub fn sq_distance<T: Scalar>(a: &[T], b: &[T]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if wide_vectors() {
+        // SAFETY: AVX-512F is present (checked at run time).
+        return unsafe { wide::sq_distance(a, b) };
+    }
+    exact_sq_distance(a, b)
+}
+
+/// `sum += weight · row`, in float64, on the widest vectors this CPU has.
+#[inline]
+pub fn add_scaled<T: Scalar>(sum: &mut [f64], row: &[T], weight: f64) {
+    #[cfg(target_arch = "x86_64")]
+    if wide_vectors() {
+        // SAFETY: AVX-512F is present (checked at run time).
+        return unsafe { wide::add_scaled(sum, row, weight) };
+    }
+    add_scaled_inline(sum, row, weight)
+}
+
+#[inline(always)]
+fn add_scaled_inline<T: Scalar>(sum: &mut [f64], row: &[T], weight: f64) {
+    for (s, &v) in sum.iter_mut().zip(row) {
+        *s += v.as_f64() * weight;
+    }
+}
+
+/// The same loops compiled for AVX-512F.
+#[cfg(target_arch = "x86_64")]
+mod wide {
+    use super::{add_scaled_inline, exact_sq_distance, Scalar};
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn sq_distance<T: Scalar>(a: &[T], b: &[T]) -> f64 {
+        exact_sq_distance(a, b)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn add_scaled<T: Scalar>(sum: &mut [f64], row: &[T], weight: f64) {
+        add_scaled_inline(sum, row, weight)
+    }
+}
+
 /// Index and exact squared distance of the nearest row of `centroids` to `row` (ties to the
 /// lowest index): how a near tie that a GEMM cannot decide is settled.
 pub fn exact_nearest<T: Scalar>(row: &[T], centroids: MatRef<'_, T>) -> (u32, f64) {

@@ -74,7 +74,7 @@ fn argmin_partial<T: Scalar>(dots: &[T], c_norms: &[T], band: T) -> (T, usize, b
 /// value (equal to the smallest on a tie). Eight independent lanes let the compiler vectorise
 /// the scan; they are merged with ties going to the lowest index, as a left-to-right scan.
 /// Branch-free per lane: `second ← min(second, max(best, v))`, `best ← min(best, v)`.
-#[inline]
+#[inline(always)]
 pub(super) fn argmin2_partial<T: Scalar>(dots: &[T], c_norms: &[T]) -> (T, usize, T) {
     const LANES: usize = 8;
     let two = T::one() + T::one();
@@ -257,6 +257,18 @@ fn settle_block<T: Scalar>(
     }
 }
 
+/// Dot products of a few centroids (k-means++ candidates) on the SIMD kernel for them, in
+/// float32 where `T` is; false where they were not computed.
+fn thin_dots<T: Scalar>(x: MatRef<'_, T>, centroids: MatRef<'_, T>, out: &mut [T]) -> bool {
+    let (Some(rows), Some(centres), Some(out)) =
+        (T::as_f32s(x.as_slice()), T::as_f32s(centroids.as_slice()), T::as_f32s_mut(out))
+    else {
+        return false;
+    };
+    let rows = MatRef::new(rows, x.rows(), x.cols()).expect("same shape");
+    simd::thin_dots(rows, MatRef::new(centres, centroids.rows(), x.cols()).expect("same shape"), out)
+}
+
 /// The float32 assignment on the SIMD kernels this CPU has, where the shapes are large
 /// enough to gain (see [`super::simd`]); false if it did not run.
 fn on_simd_kernels<T: Scalar>(
@@ -405,7 +417,10 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         out.par_chunks_mut(rows * k).enumerate().for_each(|(b, block_out)| {
             let start = b * rows;
             let m = block_out.len() / k;
-            dot_rows(x.slice_rows(start, start + m), centroids, block_out, k);
+            let block = x.slice_rows(start, start + m);
+            if !thin_dots(block, centroids, block_out) {
+                dot_rows(block, centroids, block_out, k);
+            }
             for r in 0..m {
                 let xn = x_sq_norms[start + r];
                 for (v, &cn) in block_out[r * k..(r + 1) * k].iter_mut().zip(&c_norms) {

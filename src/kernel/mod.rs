@@ -10,7 +10,7 @@ pub mod simd;
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::matrix::{weight_at, MatRef, Points, REDUCE_CHUNK};
+use crate::matrix::{add_scaled, sq_distance, weight_at, MatRef, Points, REDUCE_CHUNK};
 use crate::monitor::{for_each_chunk, KeepGoing};
 use crate::scalar::Scalar;
 
@@ -237,9 +237,7 @@ pub fn accumulate_by_cluster<T: Scalar>(
         for &i in &order[offsets[j]..offsets[j + 1]] {
             let w = weight_at(weights, i);
             *weight += w;
-            for (s, &v) in sum.iter_mut().zip(x.row(i)) {
-                *s += v.as_f64() * w;
-            }
+            add_scaled(sum, x.row(i), w);
         }
     });
     ClusterSums { sums, weights: cluster_weights }
@@ -263,15 +261,7 @@ pub fn labelled_sq_distances<T: Scalar>(
             for (j, out) in chunk.iter_mut().enumerate() {
                 let i = offset + j;
                 let centroid = centroids.row(labels[i] as usize);
-                let sq: f64 = x
-                    .row(i)
-                    .iter()
-                    .zip(centroid)
-                    .map(|(&a, &b)| {
-                        let diff = a.as_f64() - b.as_f64();
-                        diff * diff
-                    })
-                    .sum();
+                let sq = sq_distance(x.row(i), centroid);
                 *out = T::of_f64(sq);
                 total += sq * weight_at(weights, i);
             }

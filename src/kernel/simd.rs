@@ -9,6 +9,10 @@
 
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+use x86::THIN_MAX;
+#[cfg(not(target_arch = "x86_64"))]
+const THIN_MAX: usize = 8;
 
 use rayon::prelude::*;
 
@@ -202,24 +206,53 @@ pub fn assign(
                 // SAFETY: `kind` is supported (asserted above); `a` holds `tiled × depth`
                 // words, the strips `padded × depth`, and `dots` `tiled × padded` values.
                 unsafe { kernel_dots(kind, a, tiled, depth, &packed.strips, padded, &mut dots[..tiled * padded]) };
-                for r in 0..m {
-                    let row_dots = &dots[r * padded..r * padded + k];
-                    let x_sq = norms[r] as f64;
-                    let error = bound.of_row(row_norms.rounded[r], row_norms.residual[r], x_sq);
-                    let (label, distance, runner_up) =
-                        settle_row(rows.row(r), row_dots, &packed.c_norms, centroids, error, x_sq);
-                    labels[r] = label;
-                    distances[r] = distance as f32;
-                    if let Some(second) = second.as_deref_mut() {
-                        // Rounded down, so that it stays a lower bound, and never below the
-                        // row's own distance (a runner-up is at least as far, up to rounding).
-                        let lower = runner_up as f32;
-                        let lower = if lower as f64 > runner_up { lower.next_down().max(0.0) } else { lower };
-                        second[r] = lower.max(distances[r]);
-                    }
-                }
+                let block = Block { rows, norms, row_norms: &row_norms, dots: &dots[..], padded };
+                // SAFETY: every kind runs on AVX-512F (`kind.supported()`, asserted above).
+                unsafe {
+                    settle_block(&block, &packed.c_norms, centroids, &bound, labels, distances, second.as_deref_mut())
+                };
             },
         );
+}
+
+/// One block of rows with their dot products, for [`settle_block`].
+struct Block<'a> {
+    rows: MatRef<'a, f32>,
+    norms: &'a [f32],
+    row_norms: &'a RowNorms,
+    dots: &'a [f32],
+    padded: usize,
+}
+
+/// [`settle_row`] for every row of a block: labels, exact distances and runner-up bounds.
+/// Compiled for AVX-512F, which every kind implies, so that the float64 re-checks and the
+/// scans run on wide vectors (the crate's baseline is SSE2).
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
+unsafe fn settle_block(
+    block: &Block<'_>,
+    c_norms: &[f32],
+    centroids: MatRef<'_, f32>,
+    bound: &Bound,
+    labels: &mut [u32],
+    distances: &mut [f32],
+    mut second: Option<&mut [f32]>,
+) {
+    let k = centroids.rows();
+    for r in 0..labels.len() {
+        let row_dots = &block.dots[r * block.padded..r * block.padded + k];
+        let x_sq = block.norms[r] as f64;
+        let error = bound.of_row(block.row_norms.rounded[r], block.row_norms.residual[r], x_sq);
+        let (label, distance, runner_up) = settle_row(block.rows.row(r), row_dots, c_norms, centroids, error, x_sq);
+        labels[r] = label;
+        distances[r] = distance as f32;
+        if let Some(second) = second.as_deref_mut() {
+            // Rounded down, so that it stays a lower bound, and never below the row's own
+            // distance (a runner-up is at least as far, up to rounding).
+            let lower = runner_up as f32;
+            let lower = if lower as f64 > runner_up { lower.next_down().max(0.0) } else { lower };
+            second[r] = lower.max(distances[r]);
+        }
+    }
 }
 
 /// Float32 values as the kernels' words (their bits).
@@ -231,6 +264,7 @@ fn as_words(values: &[f32]) -> &[u32] {
 /// One row's label, exact squared distance, and a lower bound on its squared distance to
 /// every other centroid, from its partial distances (`c_norms − 2·dots`) and their error
 /// bound `error`.
+#[inline(always)]
 fn settle_row(
     x: &[f32],
     dots: &[f32],
@@ -392,6 +426,30 @@ unsafe fn kernel_dots(kind: Dots, a: &[u32], m: usize, depth: usize, strips: &[u
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("{kind:?} kernels exist on x86-64 only ({a:p}, {m}, {depth}, {strips:p}, {padded}, {dots:p})")
+}
+
+/// Float32 dot products of the rows of `x` with a few centroids (at most 16; k-means++
+/// candidates) into `out` (`x.rows() × k`, row-major), on AVX-512F where the CPU has it and a
+/// `gemm` call pays less than its overhead; false where they were not computed.
+pub fn thin_dots(x: MatRef<'_, f32>, centroids: MatRef<'_, f32>, out: &mut [f32]) -> bool {
+    let (m, k, d) = (x.rows(), centroids.rows(), x.cols());
+    if !(Dots::F32.supported() && Dots::chosen().is_some()) || k > 2 * THIN_MAX || d < LANES {
+        return false;
+    }
+    assert!(out.len() >= m * k);
+    for j0 in (0..k).step_by(THIN_MAX) {
+        let t = THIN_MAX.min(k - j0);
+        let c = centroids.slice_rows(j0, j0 + t);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512F is supported (checked above); `out` holds `m × k` values, the
+        // first of this group at column `j0`.
+        unsafe {
+            x86::thin_dots_f32(x.as_slice(), m, d, c.as_slice(), t, &mut out[j0..], k)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("{c:?}");
+    }
+    true
 }
 
 /// Rounds `row` to bfloat16 pairs and returns the float32 sums of squares of the rounded

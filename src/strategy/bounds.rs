@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::host::{DensePass, HostPass};
 use crate::error::Result;
 use crate::kernel::{partial_error_bound, ClusterSums, Kernel};
-use crate::matrix::{exact_sq_distance, row_sq_norms, MatRef, Points, REDUCE_CHUNK};
+use crate::matrix::{row_sq_norms, sq_distance, MatRef, Points, REDUCE_CHUNK};
 use crate::monitor::{for_each_chunk, KeepGoing};
 use crate::scalar::Scalar;
 
@@ -76,7 +76,7 @@ impl BoundedPass {
                         let i = c * REDUCE_CHUNK + r;
                         let j = labels[i] as usize;
                         // By differences: exact up to the final rounding, like the kernel's.
-                        let own = exact_sq_distance(x.row(i), centroids.row(j));
+                        let own = sq_distance(x.row(i), centroids.row(j));
                         *dist = T::of_f64(own);
                         let slack = error * (x_sq_norms[i].as_f64() + 2.0 * c_norm_max);
                         let bound = half_gaps[j].max(self.lower[i]);

@@ -114,3 +114,27 @@ fn labels_are_exact_and_second_is_a_lower_bound() {
         }
     }
 }
+
+/// The few-centroid kernel against float64 sums, across its tile edges (3 rows, 8
+/// centroids) and feature counts that leave a partial vector.
+#[test]
+fn thin_dots_match_float64_sums() {
+    if !(Dots::F32.supported() && Dots::chosen().is_some()) {
+        return;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for (m, k, d) in [(7, 1, 16), (10, 8, 33), (4, 9, 100), (1, 16, 17), (300, 11, 768)] {
+        let x: Vec<f32> = (0..m * d).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+        let c: Vec<f32> = (0..k * d).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+        let mut out = vec![f32::NAN; m * k];
+        assert!(thin_dots(MatRef::new(&x, m, d).unwrap(), MatRef::new(&c, k, d).unwrap(), &mut out));
+        for r in 0..m {
+            for j in 0..k {
+                let exact: f64 = (0..d).map(|p| x[r * d + p] as f64 * c[j * d + p] as f64).sum();
+                let scale: f64 = (0..d).map(|p| (x[r * d + p] as f64 * c[j * d + p] as f64).abs()).sum();
+                let got = out[r * k + j] as f64;
+                assert!((got - exact).abs() <= 1e-6 * scale + 1e-30, "({m},{k},{d}) [{r},{j}]: {got} vs {exact}");
+            }
+        }
+    }
+}

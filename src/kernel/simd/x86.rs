@@ -253,3 +253,69 @@ pub unsafe fn dots_amx(a: &[u32], m: usize, depth: usize, strips: &[u32], padded
     }
     asm!("tilerelease", options(nostack, nomem));
 }
+
+/// Rows per tile of [`thin_dots_f32`] and most candidates per tile.
+const THIN_ROWS: usize = 3;
+pub const THIN_MAX: usize = 8;
+
+/// `out[r][j] = x_r · c_j` (row-major, `ldo` per row) for the `m × d` rows `x` and at most
+/// [`THIN_MAX`] centroids `c` (`t × d`): few columns (k-means++ candidates), so the vectors
+/// run along the features, each row load serves every candidate, and each sum ends with
+/// one horizontal add.
+///
+/// # Safety
+/// AVX-512F must be supported; the slices hold `m × d`, `t × d` and `(m − 1) × ldo + t`.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn thin_dots_f32(x: &[f32], m: usize, d: usize, c: &[f32], t: usize, out: &mut [f32], ldo: usize) {
+    assert!(t <= THIN_MAX && x.len() >= m * d && c.len() >= t * d && (m == 0 || out.len() >= (m - 1) * ldo + t));
+    for r0 in (0..m).step_by(THIN_ROWS) {
+        let rows = THIN_ROWS.min(m - r0);
+        let (x, out) = (x.as_ptr().add(r0 * d), out.as_mut_ptr().add(r0 * ldo));
+        macro_rules! run {
+            ($rows:literal) => {
+                match t {
+                    1 => thin_tile::<$rows, 1>(x, d, c.as_ptr(), out, ldo),
+                    2 => thin_tile::<$rows, 2>(x, d, c.as_ptr(), out, ldo),
+                    3 => thin_tile::<$rows, 3>(x, d, c.as_ptr(), out, ldo),
+                    4 => thin_tile::<$rows, 4>(x, d, c.as_ptr(), out, ldo),
+                    5 => thin_tile::<$rows, 5>(x, d, c.as_ptr(), out, ldo),
+                    6 => thin_tile::<$rows, 6>(x, d, c.as_ptr(), out, ldo),
+                    7 => thin_tile::<$rows, 7>(x, d, c.as_ptr(), out, ldo),
+                    _ => thin_tile::<$rows, 8>(x, d, c.as_ptr(), out, ldo),
+                }
+            };
+        }
+        match rows {
+            1 => run!(1),
+            2 => run!(2),
+            _ => run!(3),
+        }
+    }
+}
+
+/// `R` rows by `T` centroids of [`thin_dots_f32`].
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn thin_tile<const R: usize, const T: usize>(x: *const f32, d: usize, c: *const f32, out: *mut f32, ldo: usize) {
+    let mut acc = [[_mm512_setzero_ps(); T]; R];
+    let mut p = 0;
+    while p < d {
+        let mask = ((1u32 << (d - p).min(LANES)) - 1) as __mmask16;
+        let mut rows = [_mm512_setzero_ps(); R];
+        for (r, row) in rows.iter_mut().enumerate() {
+            *row = _mm512_maskz_loadu_ps(mask, x.add(r * d + p));
+        }
+        for j in 0..T {
+            let centroid = _mm512_maskz_loadu_ps(mask, c.add(j * d + p));
+            for (acc_row, &row) in acc.iter_mut().zip(&rows) {
+                acc_row[j] = _mm512_fmadd_ps(row, centroid, acc_row[j]);
+            }
+        }
+        p += LANES;
+    }
+    for (r, acc_row) in acc.iter().enumerate() {
+        for (j, acc) in acc_row.iter().enumerate() {
+            *out.add(r * ldo + j) = _mm512_reduce_add_ps(*acc);
+        }
+    }
+}
