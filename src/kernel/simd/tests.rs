@@ -1,5 +1,5 @@
 use super::*;
-use crate::matrix::row_sq_norms;
+use crate::matrix::{exact_sq_distance, row_sq_norms};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -1,0 +1,126 @@
+//! Deciding each row from its computed dot products: the error bound of the partial
+//! distances, and the exact re-check of every centroid within twice that bound of the best.
+
+use super::{Dots, Packed, RowNorms};
+use crate::matrix::{exact_sq_distance, MatRef};
+
+/// One block of rows with their dot products, for [`settle_block`].
+pub(super) struct Block<'a> {
+    pub rows: MatRef<'a, f32>,
+    pub norms: &'a [f32],
+    pub row_norms: &'a RowNorms,
+    pub dots: &'a [f32],
+    pub padded: usize,
+}
+
+/// [`settle_row`] for every row of a block: labels, exact distances and runner-up bounds.
+/// Compiled for AVX-512F, which every kind implies, so that the float64 re-checks and the
+/// scans run on wide vectors (the crate's baseline is SSE2).
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
+pub(super) unsafe fn settle_block(
+    block: &Block<'_>,
+    c_norms: &[f32],
+    centroids: MatRef<'_, f32>,
+    bound: &Bound,
+    labels: &mut [u32],
+    distances: &mut [f32],
+    mut second: Option<&mut [f32]>,
+) {
+    let k = centroids.rows();
+    for r in 0..labels.len() {
+        let row_dots = &block.dots[r * block.padded..r * block.padded + k];
+        let x_sq = block.norms[r] as f64;
+        let error = bound.of_row(block.row_norms.rounded[r], block.row_norms.residual[r], x_sq);
+        let (label, distance, runner_up) = settle_row(block.rows.row(r), row_dots, c_norms, centroids, error, x_sq);
+        labels[r] = label;
+        distances[r] = distance as f32;
+        if let Some(second) = second.as_deref_mut() {
+            // Rounded down, so that it stays a lower bound, and never below the row's own
+            // distance (a runner-up is at least as far, up to rounding).
+            let lower = runner_up as f32;
+            let lower = if lower as f64 > runner_up { lower.next_down().max(0.0) } else { lower };
+            second[r] = lower.max(distances[r]);
+        }
+    }
+}
+
+/// One row's label, exact squared distance, and a lower bound on its squared distance to
+/// every other centroid, from its partial distances (`c_norms − 2·dots`) and their error
+/// bound `error`.
+#[inline(always)]
+fn settle_row(
+    x: &[f32],
+    dots: &[f32],
+    c_norms: &[f32],
+    centroids: MatRef<'_, f32>,
+    error: f64,
+    x_sq: f64,
+) -> (u32, f64, f64) {
+    let (best, best_j, runner_up) = crate::kernel::cpu::argmin2_partial(dots, &c_norms[..dots.len()]);
+    let (best, runner_up) = (best as f64, runner_up as f64);
+    // Every centroid left out has a true partial distance above `best + error`, and one at
+    // least `runner_up − error`.
+    let outside = (runner_up - error).max(best + error) + x_sq;
+    // Values so large that the float32 partials overflow: every centroid is measured.
+    let everything = !(best.is_finite() && error.is_finite());
+    if !everything && runner_up > best + 2.0 * error {
+        let exact = exact_sq_distance(x, centroids.row(best_j));
+        return (best_j as u32, exact, outside.max(0.0));
+    }
+    let limit = (best + 2.0 * error) as f32;
+    let (mut label, mut distance) = (u32::MAX, f64::INFINITY);
+    let mut other = if everything { f64::INFINITY } else { outside };
+    for (j, (&dot, &c_norm)) in dots.iter().zip(c_norms).enumerate() {
+        if everything || c_norm - 2.0 * dot <= limit {
+            let exact = exact_sq_distance(x, centroids.row(j));
+            if exact < distance {
+                other = other.min(distance);
+                (label, distance) = (j as u32, exact);
+            } else {
+                other = other.min(exact);
+            }
+        }
+    }
+    (label, distance, other.max(0.0))
+}
+
+/// The error bound of a computed partial distance `‖c‖² − 2x̃·c̃` against the exact
+/// `‖c‖² − 2x·c`: `2(‖x − x̃‖·‖c‖ + ‖x̃‖·‖c − c̃‖)` from rounding the inputs (zero in float32),
+/// `2γ‖x̃‖‖c̃‖` from float32 accumulation over `d` products (each exact, or fused), the rounding
+/// of `‖c‖²` and of the final subtraction, and products flushed to zero (bfloat16).
+pub(super) struct Bound {
+    gamma: f64,
+    norm_max: f64,
+    rounded_norm_max: f64,
+    residual_max: f64,
+    sq_norm_max: f64,
+    flushed: f64,
+}
+
+impl Bound {
+    pub(super) fn new(kind: Dots, d: usize, packed: &Packed) -> Self {
+        let u = f32::EPSILON as f64 / 2.0;
+        // Matrix tiles sum in an order of their own: twice the roundings, to be safe.
+        let n = if kind == Dots::Amx { 2 * d + 8 } else { d + 4 } as f64;
+        Self {
+            gamma: n * u / (1.0 - n * u),
+            norm_max: packed.norm_max,
+            rounded_norm_max: packed.rounded_norm_max,
+            residual_max: packed.residual_max,
+            sq_norm_max: packed.sq_norm_max,
+            flushed: 4.0 * d as f64 * f32::MIN_POSITIVE as f64,
+        }
+    }
+
+    /// For a row with (rounded) norm `norm`, residual norm `residual` and `‖x‖² = x_sq` (a
+    /// float32 sum, whose own error joins the bound).
+    fn of_row(&self, norm: f64, residual: f64, x_sq: f64) -> f64 {
+        let u = f32::EPSILON as f64 / 2.0;
+        let inputs = 2.0 * (residual * self.norm_max + norm * self.residual_max);
+        let dot = 2.0 * self.gamma * norm * self.rounded_norm_max;
+        let roundings = 2.0 * u * (self.sq_norm_max + 2.0 * norm * self.rounded_norm_max);
+        let row_norm = self.gamma * x_sq;
+        // A margin for the float64 arithmetic of the bound itself.
+        (inputs + dot + roundings + row_norm + self.flushed) * (1.0 + 1e-6) + f64::MIN_POSITIVE
+    }
+}
