@@ -17,6 +17,7 @@ __all__ = [
     "value_summary",
     "assign",
     "sq_distances",
+    "cpu_kernel",
     "_panic_for_test",
     "__version__",
 ]
