@@ -86,6 +86,11 @@ impl<'a, T: Scalar> MatRef<'a, T> {
         MatRef { data: &self.data[start * self.cols..end * self.cols], rows: end - start, cols: self.cols }
     }
 
+    /// The same matrix as float32, where `T` is float32 (kernels specialised for it).
+    pub fn as_f32(&self) -> Option<MatRef<'a, f32>> {
+        Some(MatRef { data: T::as_f32s(self.data)?, rows: self.rows, cols: self.cols })
+    }
+
     /// Copies the given rows into a new row-major buffer.
     pub fn gather(&self, indices: &[usize]) -> Vec<T> {
         let mut out = Vec::with_capacity(indices.len() * self.cols);

@@ -260,13 +260,10 @@ fn settle_block<T: Scalar>(
 /// Dot products of a few centroids (k-means++ candidates) on the SIMD kernel for them, in
 /// float32 where `T` is; false where they were not computed.
 fn thin_dots<T: Scalar>(x: MatRef<'_, T>, centroids: MatRef<'_, T>, out: &mut [T]) -> bool {
-    let (Some(rows), Some(centres), Some(out)) =
-        (T::as_f32s(x.as_slice()), T::as_f32s(centroids.as_slice()), T::as_f32s_mut(out))
-    else {
-        return false;
-    };
-    let rows = MatRef::new(rows, x.rows(), x.cols()).expect("same shape");
-    simd::thin_dots(rows, MatRef::new(centres, centroids.rows(), x.cols()).expect("same shape"), out)
+    match (x.as_f32(), centroids.as_f32(), T::as_f32s_mut(out)) {
+        (Some(rows), Some(centres), Some(out)) => simd::thin_dots(rows, centres, out),
+        _ => false,
+    }
 }
 
 /// The float32 assignment on the SIMD kernels this CPU has, where the shapes are large
@@ -287,13 +284,11 @@ fn on_simd_kernels<T: Scalar>(
         return false;
     }
     let (Some(rows), Some(norms), Some(centres), Some(distances)) =
-        (T::as_f32s(x.as_slice()), T::as_f32s(x_sq_norms), T::as_f32s(centroids.as_slice()), T::as_f32s_mut(distances))
+        (x.as_f32(), T::as_f32s(x_sq_norms), centroids.as_f32(), T::as_f32s_mut(distances))
     else {
         return false;
     };
     let second = second.and_then(T::as_f32s_mut);
-    let rows = MatRef::new(rows, x.rows(), d).expect("same shape");
-    let centres = MatRef::new(centres, k, d).expect("same shape");
     simd::assign(kind, rows, norms, centres, labels, distances, second);
     true
 }

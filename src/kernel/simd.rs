@@ -70,7 +70,7 @@ impl Dots {
         #[cfg(target_arch = "x86_64")]
         {
             match self {
-                Dots::F32 => is_x86_feature_detected!("avx512f"),
+                Dots::F32 => crate::matrix::wide_vectors(),
                 Dots::Bf16 => bf16_rounding(),
                 Dots::Amx => bf16_rounding() && x86::amx_ready(),
             }
@@ -110,9 +110,7 @@ impl Dots {
 /// Whether rows can be rounded to bfloat16 (AVX512-BF16, with AVX512BW for the flush).
 #[cfg(target_arch = "x86_64")]
 fn bf16_rounding() -> bool {
-    is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512bw")
-        && is_x86_feature_detected!("avx512bf16")
+    crate::matrix::wide_vectors() && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512bf16")
 }
 
 /// Whether `vdpbf16ps` issues at the float32 FMA rate (twice its flops): AMD's cores.
@@ -134,6 +132,8 @@ fn full_width_bf16() -> bool {
 /// their float32 squared norms and the maxima the error bound needs.
 struct Packed {
     strips: Vec<u32>,
+    /// Centroids with the padding: a whole number of the kind's tile columns.
+    padded: usize,
     /// `‖c‖²` rounded once from float64.
     c_norms: Vec<f32>,
     norm_max: f64,
@@ -171,11 +171,11 @@ pub fn assign(
     second: Option<&mut [f32]>,
 ) {
     assert!(kind.supported(), "{kind:?} kernels on a CPU without them");
-    let (k, d) = (centroids.rows(), x.cols());
+    let d = x.cols();
     let layout = kind.layout(d);
     let depth = layout.depth;
     let packed = pack_centroids(kind, centroids);
-    let padded = k.div_ceil(layout.cols) * layout.cols;
+    let padded = packed.padded;
     // Rows per block: enough for the microkernel to reuse each strip of centroids, few
     // enough that the block's partial distances stay in cache. Results do not depend on it.
     let block = (BLOCK_BYTES / (4 * padded)).clamp(BLOCK_MIN, BLOCK_MAX).next_multiple_of(layout.rows);
@@ -264,12 +264,14 @@ fn pack_centroids(kind: Dots, centroids: MatRef<'_, f32>) -> Packed {
     let max = |v: &[f64]| v.iter().fold(0.0f64, |m, &a| m.max(a));
     let sq_norm_max = max(&sq_norms);
     let norm_max = sq_norm_max.sqrt() * (1.0 + 1e-12);
+    let rounded_words;
     let (words, rounded_norm_max, residual_max) = match kind {
-        Dots::F32 => (as_words(centroids.as_slice()).to_vec(), norm_max, 0.0),
+        Dots::F32 => (as_words(centroids.as_slice()), norm_max, 0.0),
         Dots::Bf16 | Dots::Amx => {
             let mut words = vec![0u32; k * depth];
             let norms = round_rows(centroids, depth, &mut words);
-            (words, max(&norms.rounded), max(&norms.residual))
+            rounded_words = words;
+            (&rounded_words[..], max(&norms.rounded), max(&norms.residual))
         }
     };
     // Strips of 16 centroids, `[strip][step][lane]`: for the tiles, 16 steps of a strip are
@@ -286,6 +288,7 @@ fn pack_centroids(kind: Dots, centroids: MatRef<'_, f32>) -> Packed {
     }
     Packed {
         strips,
+        padded,
         c_norms: sq_norms.iter().map(|&v| v as f32).collect(),
         norm_max,
         rounded_norm_max,

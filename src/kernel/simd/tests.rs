@@ -26,7 +26,7 @@ fn dots_match_float64_sums_of_the_same_values() {
             let layout = kind.layout(d);
             let depth = layout.depth;
             let packed = pack_centroids(kind, cm);
-            let padded = k.div_ceil(layout.cols) * layout.cols;
+            let padded = packed.padded;
             let tiled = m.next_multiple_of(layout.rows);
             let mut dots = vec![0f32; tiled * padded];
             // The values each kernel multiplies: float32 as given, or rounded to bfloat16.
