@@ -46,27 +46,8 @@ pub fn relocate_empty_clusters<T: Scalar>(
         return 0;
     }
     let d = x.cols();
-    // The `wanted` farthest positive-weight rows, farthest first, in one parallel pass that
-    // keeps a short list per task (no per-row buffer: the data may be huge).
-    let wanted = empty.len();
-    let farther = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-    let keep = |mut top: Vec<(f64, usize)>, item: (f64, usize)| {
-        if top.len() < wanted || farther(&item, top.last().expect("full list")).is_lt() {
-            let at = top.partition_point(|t| farther(t, &item).is_lt());
-            top.insert(at, item);
-            top.truncate(wanted);
-        }
-        top
-    };
-    let candidates: Vec<usize> = (0..x.rows())
-        .into_par_iter()
-        .filter(|&i| weights.is_none_or(|w| w[i] > T::zero()))
-        .map(|i| (exact_sq_distance(x.row(i), &centroids[labels[i] as usize * d..(labels[i] as usize + 1) * d]), i))
-        .fold(Vec::new, keep)
-        .reduce(Vec::new, |a, b| b.into_iter().fold(a, keep))
-        .into_iter()
-        .map(|(_, i)| i)
-        .collect();
+    let candidates: Vec<usize> =
+        farthest_rows(x, weights, labels, centroids, empty.len()).into_iter().map(|(_, i)| i).collect();
     let take = candidates.len();
     if take == 0 {
         return 0;
@@ -89,4 +70,36 @@ pub fn relocate_empty_clusters<T: Scalar>(
     }
     log::debug!("relocated {take} empty cluster(s) to the farthest points");
     take
+}
+
+/// The `wanted` positive-weight rows farthest from their labelled centroid, farthest first
+/// (ties by lowest row index), with their exact squared distances (by differences, in
+/// float64). One parallel pass that keeps a short list per task (no per-row buffer: the
+/// data may be huge).
+pub fn farthest_rows<T: Scalar>(
+    x: MatRef<'_, T>,
+    weights: Option<&[T]>,
+    labels: &[u32],
+    centroids: &[T],
+    wanted: usize,
+) -> Vec<(f64, usize)> {
+    if wanted == 0 {
+        return Vec::new();
+    }
+    let d = x.cols();
+    let farther = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    let keep = |mut top: Vec<(f64, usize)>, item: (f64, usize)| {
+        if top.len() < wanted || farther(&item, top.last().expect("full list")).is_lt() {
+            let at = top.partition_point(|t| farther(t, &item).is_lt());
+            top.insert(at, item);
+            top.truncate(wanted);
+        }
+        top
+    };
+    (0..x.rows())
+        .into_par_iter()
+        .filter(|&i| weights.is_none_or(|w| w[i] > T::zero()))
+        .map(|i| (exact_sq_distance(x.row(i), &centroids[labels[i] as usize * d..(labels[i] as usize + 1) * d]), i))
+        .fold(Vec::new, keep)
+        .reduce(Vec::new, |a, b| b.into_iter().fold(a, keep))
 }

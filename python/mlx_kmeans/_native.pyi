@@ -16,6 +16,8 @@ __all__ = [
     "arrow_matrix",
     "value_summary",
     "assign",
+    "lloyd_partials",
+    "farthest_rows",
     "sq_distances",
     "cpu_kernel",
     "_panic_for_test",
@@ -120,6 +122,23 @@ def assign(
     sample_weight: Optional[npt.NDArray[_Float]] = None,
     backend: _Backend = None,
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[_Float], float]: ...
+def lloyd_partials(
+    x: _Matrix,
+    centroids: _Matrix,
+    sample_weight: Optional[npt.NDArray[_Float]] = None,
+    backend: _Backend = None,
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[_Float], npt.NDArray[np.float64], npt.NDArray[np.float64], float]:
+    """One chunk's share of a Lloyd iteration: (labels, squared distances, per-cluster
+    weighted sums k × d, per-cluster weights, weighted inertia); sums in float64."""
+def farthest_rows(
+    x: _Matrix,
+    centroids: _Matrix,
+    labels: npt.NDArray[np.int32],
+    count: int,
+    sample_weight: Optional[npt.NDArray[_Float]] = None,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """The `count` positive-weight rows farthest from their labelled centroid, farthest
+    first (ties by lowest index): exact squared distances and row indices."""
 def sq_distances(x: _Matrix, centroids: _Matrix) -> _Matrix: ...
 def cpu_kernel() -> str:
     """How the cpu backend computes float32 distances here: "amx", "bf16", "f32" or "gemm"."""

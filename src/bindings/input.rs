@@ -54,6 +54,18 @@ pub fn vector<'py, T: Scalar + Element>(
     Ok(Some(array))
 }
 
+/// Cluster labels (a 1-D int32 NumPy array), each checked to lie in `0..k`.
+pub fn labels(v: &Bound<'_, PyAny>, name: &str, k: usize) -> PyResult<Vec<u32>> {
+    let array: PyReadonlyArray1<'_, i32> =
+        v.extract().map_err(|_| PyTypeError::new_err(format!("{name} must be a 1-D int32 NumPy array")))?;
+    array
+        .as_array()
+        .iter()
+        .map(|&l| u32::try_from(l).ok().filter(|&l| (l as usize) < k))
+        .collect::<Option<_>>()
+        .ok_or_else(|| PyValueError::new_err(format!("{name} must lie in 0..{k}")))
+}
+
 /// The `init` argument: a method, or starting centroids borrowed from NumPy.
 pub enum InitArg<'py, T: Scalar + Element> {
     KMeansPlusPlus,

@@ -4,6 +4,7 @@
 
 mod arrow;
 mod callback;
+mod chunks;
 mod device;
 mod engines;
 mod fit;
@@ -180,6 +181,8 @@ pub fn init_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(arrow::arrow_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(value_summary, m)?)?;
     m.add_function(wrap_pyfunction!(assign, m)?)?;
+    m.add_function(wrap_pyfunction!(chunks::lloyd_partials, m)?)?;
+    m.add_function(wrap_pyfunction!(chunks::farthest_rows, m)?)?;
     m.add_function(wrap_pyfunction!(sq_distances, m)?)?;
     m.add_function(wrap_pyfunction!(cpu_kernel, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;

@@ -1,0 +1,392 @@
+"""k-means on Dask: `KMeans` fits a `dask.array` (or a Dask DataFrame) where its chunks live,
+on a `distributed` cluster or Dask's local schedulers.
+
+Each Lloyd iteration runs the engine's kernel on every chunk, on the worker that holds it
+(assignment, per-cluster weighted sums and weights, inertia), adds the `k × d` partial sums
+in a tree, and updates the centroids once on the client. Only the centroids (broadcast once
+per iteration) and the partial sums cross the network. Initialisation: k-means‖ (as dask-ml,
+Spark and cuML), greedy k-means++ on a sample, "random", or an array. The loop is the one in
+`mlx_kmeans._chunked`, with the in-memory fit's rules (same result from the same initial
+centroids). Needs `pip install 'mlx-kmeans[dask]'`.
+
+    from dask.distributed import Client
+    import dask.array as da
+    from mlx_kmeans.dask import KMeans
+
+    client = Client("tcp://scheduler:8786")            # or Client() for a local cluster
+    X = da.from_zarr("embeddings.zarr")                 # rows in chunks, all features per chunk
+    km = KMeans(n_clusters=10_000, random_state=0).fit(X)
+    km.cluster_centers_, km.inertia_, km.labels_        # labels_: a lazy dask array
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+import uuid
+from typing import Optional
+
+import numpy as np
+
+try:
+    import dask
+    import dask.array as da
+except ImportError as exc:  # pragma: no cover - exercised without the extra
+    raise ImportError("mlx_kmeans.dask needs Dask: pip install 'mlx-kmeans[dask]' (dask[array] and distributed)") from exc
+
+from . import _native
+from ._backend import check_name, engine_module, native_backend, resolve
+from ._chunked import INIT_METHODS, check_init_options, combine_rows, fit_chunked, rows_task
+from ._progress import progress_bar
+from ._sklearn_compat import ESTIMATOR_BASES, NotFittedError
+from ._validation import check_array
+
+logger = logging.getLogger("mlx_kmeans")
+
+__all__ = ["KMeans", "from_npy"]
+
+# Partial results are added eight at a time, in a tree.
+SPLIT_EVERY = 8
+
+
+def _client():
+    """The default `distributed` client, if there is one."""
+    try:
+        from distributed import default_client
+    except ImportError:
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def _run(task, block, weights, offset, shared, state, keep_state):
+    part, new_state = task(block, weights, offset, shared, state)
+    return (part, new_state) if keep_state else part
+
+
+def _combine(combine, *parts):
+    return combine(list(parts))
+
+
+class DaskChunks:
+    """The row chunks of a Dask array (and its sample weights), as a `_chunked` source."""
+
+    def __init__(self, X, sample_weight=None, persist: bool = True):
+        if X.ndim != 2:
+            raise ValueError(f"Expected 2D array, got {X.ndim}D array instead")
+        if any(math.isnan(c) for c in X.chunks[0]):
+            X = X.compute_chunk_sizes()
+        if X.numblocks[1] != 1:
+            X = X.rechunk({1: -1})  # every chunk holds whole rows
+        self.n_rows, self.n_features = int(X.shape[0]), int(X.shape[1])
+        self.dtype = np.dtype(X.dtype)
+        weights = None
+        if sample_weight is not None:
+            weights = sample_weight if isinstance(sample_weight, da.Array) else da.from_array(np.asarray(sample_weight))
+            if weights.ndim == 0:
+                weights = da.full(self.n_rows, weights, chunks=(X.chunks[0],))
+            if weights.shape != (self.n_rows,):
+                raise ValueError(f"sample_weight.shape == {weights.shape}, expected {(self.n_rows,)}!")
+            weights = weights.rechunk((X.chunks[0],))
+        if persist:
+            X, weights = dask.persist(X, weights)
+        # Held for the fit: persisted chunks live as long as their collection.
+        self.X, self.weights = X, weights
+        rows = X.chunks[0]
+        offsets = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(int)
+        blocks = X.to_delayed()[:, 0]
+        weight_blocks = [None] * len(blocks) if weights is None else list(weights.to_delayed())
+        # Chunks without rows would only add empty partial results.
+        self.chunks = [(b, w, int(o)) for b, w, o, r in zip(blocks, weight_blocks, offsets, rows) if r > 0]
+        self.client = _client()
+
+    def _share(self, value):
+        """`value` once on every worker (a broadcast), else as one graph node."""
+        if self.client is not None:
+            return self.client.scatter([value], broadcast=True, hash=False)[0]
+        return dask.delayed(value, name=f"shared-{uuid.uuid4().hex}", traverse=False)
+
+    def map_reduce(self, task, combine, shared, states=None, keep_states=False):
+        ref = self._share(shared)
+        outs = [
+            dask.delayed(_run, pure=False)(task, block, weights, offset, ref, None if states is None else states[i], keep_states)
+            for i, (block, weights, offset) in enumerate(self.chunks)
+        ]
+        new_states = None
+        if keep_states:
+            outs = list(dask.persist(*outs))
+            new_states = [dask.delayed(operator.getitem, pure=False)(o, 1) for o in outs]
+            outs = [dask.delayed(operator.getitem, pure=False)(o, 0) for o in outs]
+        while len(outs) > 1:
+            outs = [dask.delayed(_combine, pure=False)(combine, *outs[i : i + SPLIT_EVERY]) for i in range(0, len(outs), SPLIT_EVERY)]
+        (total,) = dask.compute(outs[0])
+        return total, new_states
+
+    def take_rows(self, indices, dtype):
+        return self.map_reduce(rows_task, combine_rows, (np.asarray(indices), np.dtype(dtype)))[0]
+
+
+def _predict_block(block, centroids, backend):
+    centroids = np.require(centroids, requirements=["C", "A"])
+    X = check_array(block, dtype=centroids.dtype)
+    labels, _, _ = engine_module(backend).assign(X, centroids, None, backend=native_backend(backend))
+    return labels
+
+
+def _transform_block(block, centroids):
+    centroids = np.require(centroids, requirements=["C", "A"])
+    X = check_array(block, dtype=centroids.dtype)
+    return np.sqrt(_native.sq_distances(X, centroids))
+
+
+def _partition_matrix(frame, columns):
+    """A Dask DataFrame partition as a matrix: its numeric columns, or one column holding a
+    list or array per row."""
+    if len(columns) == 1 and frame[columns[0]].dtype.kind not in "biuf":
+        values = frame[columns[0]].to_numpy()
+        if len(values) == 0:
+            return np.empty((0, 0))
+        return np.stack([np.asarray(v) for v in values])
+    return frame[columns].to_numpy()
+
+
+def as_dask_array(X):
+    """X as a 2-D Dask array with known chunk sizes: a Dask array as it is; a Dask DataFrame
+    of numeric columns, or of one column of lists/arrays; a NumPy array or anything NumPy
+    reads, split into chunks of about 128 MiB."""
+    if isinstance(X, da.Array):
+        return X, None
+    try:
+        import dask.dataframe as dd
+    except ImportError:
+        dd = None
+    if dd is not None and isinstance(X, (dd.DataFrame, dd.Series)):
+        frame = X.to_frame() if isinstance(X, dd.Series) else X
+        columns = list(frame.columns)
+        numeric = all(np.dtype(t).kind in "biuf" for t in frame.dtypes if isinstance(t, np.dtype))
+        numeric = numeric and all(isinstance(t, np.dtype) for t in frame.dtypes)
+        if numeric:
+            names = np.asarray(columns, dtype=object) if all(isinstance(c, str) for c in columns) else None
+            return frame.to_dask_array(lengths=True), names
+        if len(columns) != 1:
+            raise ValueError(
+                f"a Dask DataFrame must hold numeric columns, or one column of lists/arrays; got columns {columns} "
+                f"of types {list(map(str, frame.dtypes))}"
+            )
+        lengths = frame.map_partitions(len).compute()
+        blocks = frame.to_delayed()
+        first = dask.compute(dask.delayed(_partition_matrix)(frame.partitions[int(np.argmax(np.asarray(lengths) > 0))], columns))[0]
+        d = first.shape[1]
+        parts = [
+            da.from_delayed(dask.delayed(_partition_matrix)(b, columns), shape=(int(n), d), dtype=first.dtype)
+            for b, n in zip(blocks, lengths)
+            if n > 0
+        ]
+        return da.concatenate(parts, axis=0), None
+    array = check_array(X, owner="KMeans")
+    rows = max(1, (128 << 20) // max(1, array.shape[1] * array.dtype.itemsize))
+    return da.from_array(array, chunks=(rows, -1)), None
+
+
+def from_npy(path, rows_per_chunk: Optional[int] = None, chunk_bytes: int = 128 << 20):
+    """A `.npy` file as a Dask array whose chunks each read their rows from the file (memory
+    mapped, on whichever worker computes them): a small graph, and data that never passes
+    through the client. The file must be readable at the same path by every worker."""
+    header = np.load(path, mmap_mode="r")
+    n, d = header.shape
+    dtype = header.dtype
+    del header
+    if rows_per_chunk is None:
+        rows_per_chunk = max(1, chunk_bytes // max(1, d * dtype.itemsize))
+    path = str(path)
+    parts = [
+        da.from_delayed(dask.delayed(_read_rows)(path, s, min(s + rows_per_chunk, n)), shape=(min(s + rows_per_chunk, n) - s, d), dtype=dtype)
+        for s in range(0, n, rows_per_chunk)
+    ]
+    return da.concatenate(parts, axis=0)
+
+
+def _read_rows(path, start, end):
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        shape, fortran, dtype = np.lib.format._read_array_header(handle, version)
+        if fortran:
+            raise ValueError(f"{path} is in Fortran order; save it in C order")
+        handle.seek(handle.tell() + start * shape[1] * dtype.itemsize)
+        return np.fromfile(handle, dtype=dtype, count=(end - start) * shape[1]).reshape(end - start, shape[1])
+
+
+class KMeans(*ESTIMATOR_BASES):
+    """K-means (Lloyd's algorithm) on a Dask array or DataFrame, computed where its chunks
+    are. Parameters as `mlx_kmeans.KMeans`, and:
+
+    - `init`: "k-means||" (the default: `init_max_iter` rounds, default 5, each keeping about
+      `oversampling_factor · n_clusters` rows; then greedy k-means++ on those candidates
+      weighted by the rows nearest to each), "k-means++" (greedy, on `init_size` rows
+      sampled from all chunks, default `max(10·k, 20000)`), "random" or an array.
+    - `persist`: keep the data in the workers' memory during the fit (True, as dask-ml);
+      False recomputes each chunk from its source in every pass (data larger than the
+      cluster's memory, read from files).
+
+    Attributes: `cluster_centers_` (NumPy), `labels_` (a lazy Dask array), `inertia_`,
+    `n_iter_`, `inertia_history_`, `n_features_in_`, `feature_names_in_` (DataFrames with
+    string column names), `backend_`.
+    """
+
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        init="k-means||",
+        n_init=1,
+        max_iter=300,
+        tol=1e-4,
+        verbose=0,
+        random_state=None,
+        oversampling_factor=2.0,
+        init_max_iter=None,
+        init_size=None,
+        backend="auto",
+        spherical=False,
+        persist=True,
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.random_state = random_state
+        self.oversampling_factor = oversampling_factor
+        self.init_max_iter = init_max_iter
+        self.init_size = init_size
+        self.backend = backend
+        self.spherical = spherical
+        self.persist = persist
+
+    def _check_params(self):
+        from ._params import Bool, Int, IntOr, Real, Verbosity, check_params
+
+        table = {
+            "n_clusters": Int(1),
+            "n_init": IntOr(1, ("auto",)),
+            "max_iter": Int(1),
+            "tol": Real(0.0),
+            "verbose": Verbosity(),
+            "spherical": Bool(),
+            "persist": Bool(),
+        }
+        check_params(table, {name: getattr(self, name) for name in table})
+        check_name(self.backend)
+        check_init_options(self.oversampling_factor, 5 if self.init_max_iter is None else self.init_max_iter)
+        if self.init_size is not None and not (isinstance(self.init_size, (int, np.integer)) and self.init_size >= 1):
+            raise ValueError(f"init_size must be a positive integer or None; got {self.init_size!r}")
+        if isinstance(self.init, str) and self.init not in INIT_METHODS:
+            raise ValueError(f"init should be one of {INIT_METHODS} or an array of shape (n_clusters, n_features); got {self.init!r}")
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute k-means clustering of X (a Dask array or DataFrame, or an in-memory array)."""
+        self._check_params()
+        X, names = as_dask_array(X)
+        source = DaskChunks(X, sample_weight, persist=bool(self.persist))
+        backend = resolve(self.backend, np.float64 if source.dtype == np.float64 else np.float32)
+        if backend == "faiss":
+            raise ValueError("mlx_kmeans.dask runs the 'cpu' or 'mlx' backend on the workers; got 'faiss'")
+        init = self.init
+        if not isinstance(init, str):
+            init = check_array(init, name="init", owner="KMeans")
+            if init.shape != (self.n_clusters, source.n_features):
+                raise ValueError(
+                    f"The shape of the initial centers {init.shape} does not match the number of clusters "
+                    f"{self.n_clusters} and features {source.n_features}."
+                )
+        n_init = 1 if self.n_init == "auto" or not isinstance(init, str) else int(self.n_init)
+        seed = _seed(self.random_state)
+        with progress_bar(self.verbose, int(self.max_iter) * n_init, "KMeans (dask)", "it") as bar:
+            fit = fit_chunked(
+                source,
+                n_clusters=int(self.n_clusters),
+                init=init,
+                n_init=n_init,
+                max_iter=int(self.max_iter),
+                tol=float(self.tol),
+                seed=seed,
+                spherical=bool(self.spherical),
+                backend=backend,
+                init_size=self.init_size,
+                oversampling_factor=float(self.oversampling_factor),
+                init_rounds=5 if self.init_max_iter is None else int(self.init_max_iter),
+                progress=bar,
+            )
+        self.cluster_centers_ = fit.centroids
+        self.inertia_ = float(fit.inertia)
+        self.n_iter_ = int(fit.n_iter)
+        self.inertia_history_ = np.asarray(fit.inertia_history)
+        self.n_features_in_ = source.n_features
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self.backend_ = backend
+        self._n_features_out = int(self.n_clusters)
+        self.labels_ = self._labels(source.X)
+        return self
+
+    def _check_fitted(self):
+        if not hasattr(self, "cluster_centers_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with appropriate arguments before using this estimator."
+            )
+
+    def _dask_input(self, X):
+        self._check_fitted()
+        X, _ = as_dask_array(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but KMeans is expecting {self.n_features_in_} features as input.")
+        return X.rechunk({1: -1}) if X.numblocks[1] != 1 else X
+
+    def _labels(self, X):
+        return X.map_blocks(_predict_block, self.cluster_centers_, self.backend_, dtype=np.int32, drop_axis=1)
+
+    def predict(self, X):
+        """Index of the nearest centre for each row: a lazy Dask array for Dask input, NumPy
+        for in-memory input."""
+        if isinstance(X, np.ndarray) or isinstance(X, list):
+            self._check_fitted()
+            data = check_array(X, owner="KMeans", dtype=self.cluster_centers_.dtype)
+            if data.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {data.shape[1]} features, but KMeans is expecting {self.n_features_in_} features as input.")
+            return _predict_block(data, self.cluster_centers_, self.backend_)
+        return self._labels(self._dask_input(X))
+
+    def transform(self, X):
+        """Euclidean distance from each row to every centre (lazy for Dask input)."""
+        if isinstance(X, np.ndarray) or isinstance(X, list):
+            self._check_fitted()
+            return _transform_block(check_array(X, owner="KMeans", dtype=self.cluster_centers_.dtype), self.cluster_centers_)
+        X = self._dask_input(X)
+        return X.map_blocks(_transform_block, self.cluster_centers_, dtype=self.cluster_centers_.dtype, chunks=(X.chunks[0], (int(self.n_clusters),)))
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the (weighted) inertia of X on the fitted centres."""
+        from ._chunked import assign_task, sum_all
+
+        self._check_fitted()
+        source = DaskChunks(self._dask_input(X), sample_weight, persist=False)
+        inertia, _ = source.map_reduce(assign_task, sum_all, (self.cluster_centers_, self.backend_, False))
+        return -float(inertia)
+
+
+def _seed(random_state) -> int:
+    from ._validation import seed_from
+
+    return seed_from(random_state)
