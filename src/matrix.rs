@@ -274,6 +274,13 @@ pub fn column_means<T: Scalar>(x: MatRef<'_, T>) -> Vec<f64> {
 
 /// scikit-learn's tolerance scale: the mean over features of the (unweighted) variance.
 pub fn mean_feature_variance<T: Scalar>(x: MatRef<'_, T>) -> f64 {
+    let (_, sq) = column_moments(x);
+    sq.iter().map(|s| s / x.rows() as f64).sum::<f64>() / x.cols() as f64
+}
+
+/// Each column's mean and sum of squared deviations from it (two passes, in float64: what
+/// chunks of a larger matrix combine by Chan's formula).
+pub fn column_moments<T: Scalar>(x: MatRef<'_, T>) -> (Vec<f64>, Vec<f64>) {
     let (n, d) = (x.rows(), x.cols());
     let means = column_means(x);
     let chunk_sq = |start: usize, end: usize| {
@@ -287,7 +294,7 @@ pub fn mean_feature_variance<T: Scalar>(x: MatRef<'_, T>) -> f64 {
         sq
     };
     let sq = reduce_chunks(n, d, &chunk_sq);
-    sq.iter().map(|s| s / n as f64).sum::<f64>() / d as f64
+    (means, sq)
 }
 
 /// Runs `f` over fixed row chunks in parallel and adds the vectors it returns in chunk order.

@@ -9,7 +9,8 @@ from ._api import KMeansResult, kmeans
 from ._backend import Backend, backends
 from ._faiss_api import Kmeans
 from ._kmeans import KMeans, MiniBatchKMeans
+from ._stream import kmeans_streaming
 
 __version__ = _native.__version__
 
-__all__ = ["KMeans", "MiniBatchKMeans", "Kmeans", "kmeans", "KMeansResult", "backends", "Backend", "__version__"]
+__all__ = ["KMeans", "MiniBatchKMeans", "Kmeans", "kmeans", "kmeans_streaming", "KMeansResult", "backends", "Backend", "__version__"]

@@ -45,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="save centroids, labels, inertia, n_iter and backend to this .npz file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    stream = parser.add_argument_group("files larger than memory")
+    stream.add_argument(
+        "--stream",
+        action="store_true",
+        help="read FILE in chunks: .npy runs Lloyd over chunks (memory bounded by --chunk-mb, "
+        "whatever the file's size); Parquet/Arrow runs MiniBatchKMeans.partial_fit over its record "
+        "batches, --max-iter passes (default 1)",
+    )
+    stream.add_argument("--chunk-mb", type=float, default=256, help="MiB of rows per chunk with --stream (default 256)")
     demo = parser.add_argument_group("demo (no FILE)")
     demo.add_argument("--n-samples", type=int, default=10_000)
     demo.add_argument("--n-features", type=int, default=128)
@@ -58,6 +67,8 @@ def cluster_file(args) -> int:
     if args.n_clusters is None:
         raise SystemExit("error: -k/--n-clusters is required with FILE")
     out = output_path(args.out)
+    if args.stream:
+        return stream_file(args, out)
     X = load_matrix(args.file, args.column)
     common = dict(n_clusters=args.n_clusters, n_init=args.n_init, random_state=args.seed, backend=args.backend, verbose=not args.quiet)
     if args.mini_batch:
@@ -68,22 +79,61 @@ def cluster_file(args) -> int:
     model.fit(X)
     elapsed = time.perf_counter() - start
     n, d = model.labels_.shape[0], model.n_features_in_
-    print(
-        f"{args.file}: {n}x{d}, k={args.n_clusters}, {type(model).__name__}, backend={model.backend_}, "
-        f"time={elapsed:.3f} s, iterations={model.n_iter_}, inertia={model.inertia_:.6e}"
-    )
-    sizes = np.bincount(model.labels_, minlength=args.n_clusters)
+    summary = f"{n}x{d}, k={args.n_clusters}, {type(model).__name__}"
+    report(args, out, summary, elapsed, model.cluster_centers_, model.labels_, model.inertia_, model.n_iter_, model.backend_)
+    return 0
+
+
+def report(args, out, summary, elapsed, centroids, labels, inertia, n_iter, backend) -> None:
+    """Prints the fit's summary and cluster sizes; saves the result to `out` when given."""
+    print(f"{args.file}: {summary}, backend={backend}, time={elapsed:.3f} s, iterations={n_iter}, inertia={inertia:.6e}")
+    sizes = np.bincount(labels, minlength=args.n_clusters)
     print(f"cluster sizes: min {sizes.min()}, median {int(np.median(sizes))}, max {sizes.max()}, empty {int((sizes == 0).sum())}")
     if out is not None:
-        np.savez(
-            out,
-            centroids=model.cluster_centers_,
-            labels=model.labels_,
-            inertia=model.inertia_,
-            n_iter=model.n_iter_,
-            backend=model.backend_,
-        )
-        print(f"saved centroids {model.cluster_centers_.shape} and labels to {out}")
+        np.savez(out, centroids=centroids, labels=labels, inertia=inertia, n_iter=n_iter, backend=backend)
+        print(f"saved centroids {centroids.shape} and labels to {out}")
+
+
+def stream_file(args, out) -> int:
+    """`--stream`: a .npy file by Lloyd over chunks; Parquet/Arrow by mini-batch steps over
+    record batches. Neither holds the file in memory."""
+    from ._io import record_batches
+
+    chunk_bytes = int(args.chunk_mb * 2**20)
+    if chunk_bytes < 1:
+        raise ValueError(f"--chunk-mb must be positive; got {args.chunk_mb}")
+    start = time.perf_counter()
+    if args.file.lower().endswith(".npy"):
+        from ._progress import progress_bar
+        from ._stream import kmeans_streaming
+
+        if args.column is not None:
+            raise ValueError("--column applies to Parquet and Arrow files, not .npy")
+        with progress_bar(not args.quiet, default(args.max_iter, 300), "KMeans (streamed)", "it") as bar:
+            result = kmeans_streaming(
+                args.file, args.n_clusters, n_init=args.n_init, max_iter=default(args.max_iter, 300),
+                seed=args.seed, backend=args.backend, chunk_bytes=chunk_bytes, progress=bar,
+            )
+        elapsed = time.perf_counter() - start
+        n, d = result.labels.shape[0], result.centroids.shape[1]
+        summary = f"{n}x{d}, k={args.n_clusters}, KMeans streamed in chunks of {args.chunk_mb:g} MiB"
+        report(args, out, summary, elapsed, result.centroids, result.labels, result.inertia, result.n_iter, result.backend)
+        return 0
+    model = MiniBatchKMeans(n_clusters=args.n_clusters, batch_size=args.batch_size, random_state=args.seed, backend=args.backend)
+    epochs = default(args.max_iter, 1)
+    for _ in range(epochs):
+        for batch in record_batches(args.file, args.column, chunk_bytes):
+            # One step per --batch-size rows, as MiniBatchKMeans.fit takes them.
+            for first in range(0, batch.shape[0], args.batch_size):
+                model.partial_fit(batch[first : first + args.batch_size])
+    labels, inertia = [], 0.0
+    for batch in record_batches(args.file, args.column, chunk_bytes):
+        labels.append(model.predict(batch))
+        inertia -= model.score(batch)
+    elapsed = time.perf_counter() - start
+    labels = np.concatenate(labels)
+    summary = f"{labels.shape[0]}x{model.n_features_in_}, k={args.n_clusters}, MiniBatchKMeans.partial_fit over record batches, {epochs} pass(es)"
+    report(args, out, summary, elapsed, model.cluster_centers_, labels, inertia, model.n_steps_, model.backend_)
     return 0
 
 

@@ -34,9 +34,6 @@ __all__ = ["ChunkSource", "ChunkedFit", "fit_chunked", "INIT_METHODS"]
 
 INIT_METHODS = ("k-means||", "k-means++", "random")
 
-# Rows per block for the statistics of the first pass (bounded temporaries).
-STATS_ROWS = 8192
-
 
 class ChunkSource(Protocol):
     """Data in row chunks, wherever they live."""
@@ -86,18 +83,11 @@ class Stats:
 
 def stats_task(chunk, weights, offset, shared, state):
     """The first pass: checks the chunk as the in-memory fit checks its data (same errors),
-    and its statistics, computed over blocks of rows to keep temporaries small."""
+    and its statistics."""
     owner = shared
     X = check_array(chunk, owner=owner)
-    n, d = X.shape
-    top = float(_native.value_summary(X)[2])
-    mean = np.zeros(d)
-    for start in range(0, n, STATS_ROWS):
-        mean += X[start : start + STATS_ROWS].sum(axis=0, dtype=np.float64)
-    mean /= n
-    m2 = np.zeros(d)
-    for start in range(0, n, STATS_ROWS):
-        m2 += ((X[start : start + STATS_ROWS].astype(np.float64) - mean) ** 2).sum(axis=0)
+    n = X.shape[0]
+    _, _, top, mean, m2 = _native.chunk_summary(X)
     weight = float(n)
     if weights is not None:
         w = np.asarray(weights, dtype=np.float64)
@@ -425,7 +415,7 @@ def initial_centroids(source, init, k, dtype, seed, backend, init_size, factor, 
         return np.ascontiguousarray(init, dtype=dtype).copy()
     if init == "random":
         rows, _ = sample_rows(source, k, seed, weighted=True, dtype=dtype)
-        return rows
+        return checked_chunk(rows, dtype).copy()
     if init == "k-means++":
         size = source.n_rows if init_size is None else init_size
         size = min(source.n_rows, max(size if init_size is not None else max(10 * k, 20_000), k))
@@ -439,9 +429,10 @@ def initial_centroids(source, init, k, dtype, seed, backend, init_size, factor, 
 def seed_plusplus(rows, weights, k, seed, backend) -> np.ndarray:
     """Greedy k-means++ (the engine's) on weighted rows held here."""
     module, native = kernel(backend)
+    rows = checked_chunk(rows, rows.dtype)
     return module.init_centroids(
         rows,
-        weights.astype(rows.dtype),
+        checked_chunk(weights, rows.dtype),
         n_clusters=k,
         init="k-means++",
         batch_size=rows.shape[0],

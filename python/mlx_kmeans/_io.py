@@ -69,3 +69,36 @@ def load_matrix(path: str, column: str | None = None):
         f"cannot read {path}: expected .npy, Parquet ({', '.join(PARQUET_SUFFIXES)}) "
         f"or Arrow IPC ({', '.join(ARROW_IPC_SUFFIXES)})"
     )
+
+
+def record_batches(path: str, column: str | None, chunk_bytes: int):
+    """The rows of a Parquet or Arrow IPC file as matrices of about `chunk_bytes`, one
+    record batch at a time (the file is never read whole)."""
+    pa = _pyarrow(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in PARQUET_SUFFIXES:
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(path, memory_map=True)
+        meta = parquet.metadata
+        # Uncompressed bytes per row, from the row groups' sizes.
+        total = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        rows = max(1, chunk_bytes // max(1, total // max(1, meta.num_rows)))
+        batches = parquet.iter_batches(batch_size=rows)
+    elif suffix in ARROW_IPC_SUFFIXES:
+        source = pa.memory_map(path, "r")
+        try:
+            reader = pa.ipc.open_file(source)
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        except pa.ArrowInvalid:
+            source.seek(0)
+            batches = iter(pa.ipc.open_stream(source))
+    else:
+        raise ValueError(f"--stream reads .npy, Parquet or Arrow IPC files; got {path}")
+    for batch in batches:
+        if batch.num_rows:
+            from ._validation import check_array
+
+            yield check_array(table_matrix(pa.Table.from_batches([batch]), column, path), owner="MiniBatchKMeans")

@@ -3,13 +3,18 @@ Lloyd entry point reaches it."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from ._backend import engine_module, native_backend
 from ._base import _BaseKMeans
 from ._minibatch import MiniBatchKMeans
 from ._params import Bool, Options
-from ._validation import seed_from
+from ._backend import resolve
+from ._validation import check_array, check_feature_names, seed_from
+
+logger = logging.getLogger("mlx_kmeans")
 
 __all__ = ["KMeans", "MiniBatchKMeans"]
 
@@ -79,6 +84,8 @@ class KMeans(_BaseKMeans):
         engine's result and the backend that ran. `progress` replaces the verbose bar, and
         `desc` names it."""
         self._check_params()
+        if larger_than_memory(X):
+            return self._fit_streamed(X, sample_weight, progress, desc)
         X, weights, backend = self._validate_fit_data(X, sample_weight)
         seed = seed_from(self.random_state)
         init = self._resolve_init(X, seed)
@@ -98,3 +105,62 @@ class KMeans(_BaseKMeans):
                 backend=native_backend(backend),
             )
         return result, backend
+
+    def _fit_streamed(self, X, sample_weight, progress, desc):
+        """A memory map larger than memory: Lloyd over chunks read in turn (`_stream`), with
+        greedy k-means++ on a sample of rows for 'k-means++'."""
+        from ._chunked import fit_chunked
+        from ._stream import ArrayChunks
+
+        logger.info("X is a memory map of %.1f GB, more than half the memory available: fitting it in chunks", X.nbytes / 1e9)
+        source = ArrayChunks(X, sample_weight)
+        self._mlx_output = False
+        check_feature_names(self, X, reset=True)
+        self.n_features_in_ = source.n_features
+        backend = resolve(self.backend, np.float64 if source.dtype == np.float64 else np.float32)
+        seed = seed_from(self.random_state)
+        init = self.init
+        if callable(init):
+            raise ValueError("a callable init needs the data in memory; pass 'k-means++', 'random' or an array")
+        if not isinstance(init, str):
+            init = check_array(init, name="init", owner=type(self).__name__)
+            if init.shape != (self.n_clusters, source.n_features):
+                raise ValueError(
+                    f"The shape of the initial centers {init.shape} does not match the number of clusters "
+                    f"{self.n_clusters} and features {source.n_features}."
+                )
+        with self._progress(int(self.max_iter), desc=desc) as bar:
+            fit = fit_chunked(
+                source,
+                n_clusters=int(self.n_clusters),
+                init=init,
+                n_init=self._n_init_for(init),
+                max_iter=int(self.max_iter),
+                tol=float(self.tol),
+                seed=seed,
+                spherical=bool(self.spherical),
+                backend=backend,
+                keep_labels=True,
+                owner=type(self).__name__,
+                progress=progress if progress is not None else bar,
+            )
+        result = dict(
+            centroids=fit.centroids,
+            labels=fit.labels,
+            distances=fit.distances,
+            inertia=fit.inertia,
+            n_iter=fit.n_iter,
+            inertia_history=fit.inertia_history,
+        )
+        return result, backend
+
+
+def larger_than_memory(X) -> bool:
+    """A memory map more than half as large as the memory available (read in chunks rather
+    than in place, so that the fit's resident size stays bounded)."""
+    from ._stream import available_memory
+
+    if not isinstance(X, np.memmap):
+        return False
+    available = available_memory()
+    return available is not None and X.nbytes > available // 2

@@ -15,6 +15,7 @@ __all__ = [
     "init_centroids",
     "arrow_matrix",
     "value_summary",
+    "chunk_summary",
     "assign",
     "lloyd_partials",
     "farthest_rows",
@@ -116,6 +117,9 @@ def arrow_matrix(data: Any) -> _Matrix:
     float32/float64 without nulls is a read-only view of the Arrow buffer."""
 def value_summary(x: _Matrix) -> tuple[bool, bool, float]:
     """(has_nan, has_inf, largest finite magnitude) of a C-contiguous float matrix."""
+def chunk_summary(x: _Matrix) -> tuple[bool, bool, float, npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(has_nan, has_inf, largest finite magnitude, column means, column sums of squared
+    deviations from those means) of a C-contiguous float matrix."""
 def assign(
     x: _Matrix,
     centroids: _Matrix,

@@ -78,9 +78,9 @@ class ArrayChunks:
         return total, new_states
 
     def take_rows(self, indices, dtype):
-        (rows, weights), _ = rows_task(self.X[indices] if len(indices) else self.X[:0], None if self.weights is None else self.weights[indices], 0, (np.arange(len(indices)), dtype), None)
-        self._release(0, self.n_rows)
-        return rows, weights
+        # Chunk by chunk, releasing pages as it goes: rows scattered over a mapped file would
+        # otherwise map (with the kernel's fault-around) most of the file.
+        return self.map_reduce(rows_task, combine_rows, (np.asarray(indices), dtype))[0]
 
     def _release(self, start: int, end: int) -> None:
         if self._pages is None:

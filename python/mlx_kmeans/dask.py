@@ -50,18 +50,6 @@ __all__ = ["KMeans", "from_npy"]
 SPLIT_EVERY = 8
 
 
-def _client():
-    """The default `distributed` client, if there is one."""
-    try:
-        from distributed import default_client
-    except ImportError:
-        return None
-    try:
-        return default_client()
-    except ValueError:
-        return None
-
-
 def _run(task, block, weights, offset, shared, state, keep_state):
     part, new_state = task(block, weights, offset, shared, state)
     return (part, new_state) if keep_state else part
@@ -101,12 +89,11 @@ class DaskChunks:
         weight_blocks = [None] * len(blocks) if weights is None else list(weights.to_delayed())
         # Chunks without rows would only add empty partial results.
         self.chunks = [(b, w, int(o)) for b, w, o, r in zip(blocks, weight_blocks, offsets, rows) if r > 0]
-        self.client = _client()
 
     def _share(self, value):
-        """`value` once on every worker (a broadcast), else as one graph node."""
-        if self.client is not None:
-            return self.client.scatter([value], broadcast=True, hash=False)[0]
+        """`value` (the centroids of a pass) as one node of the pass's graph: the scheduler
+        keeps it and hands it to each worker that needs it, and can hand it again after a
+        worker is lost (data scattered to a worker would be lost with it)."""
         return dask.delayed(value, name=f"shared-{uuid.uuid4().hex}", traverse=False)
 
     def map_reduce(self, task, combine, shared, states=None, keep_states=False):
@@ -147,9 +134,15 @@ def _partition_matrix(frame, columns):
     list or array per row."""
     if len(columns) == 1 and frame[columns[0]].dtype.kind not in "biuf":
         values = frame[columns[0]].to_numpy()
-        if len(values) == 0:
-            return np.empty((0, 0))
-        return np.stack([np.asarray(v) for v in values])
+        if len(values) and isinstance(values[0], str):
+            raise ValueError(
+                f"column {columns[0]!r} holds text; expected one list or array of numbers per row "
+                "(with pandas object columns, set dask.config 'dataframe.convert-string' to False)"
+            )
+        matrix = np.stack([np.asarray(v) for v in values])
+        if matrix.ndim != 2:
+            raise ValueError(f"column {columns[0]!r} must hold one list or array of numbers per row")
+        return matrix
     return frame[columns].to_numpy()
 
 
@@ -177,6 +170,8 @@ def as_dask_array(X):
                 f"of types {list(map(str, frame.dtypes))}"
             )
         lengths = frame.map_partitions(len).compute()
+        if not np.asarray(lengths).any():
+            raise ValueError("the Dask DataFrame has no rows")
         blocks = frame.to_delayed()
         first = dask.compute(dask.delayed(_partition_matrix)(frame.partitions[int(np.argmax(np.asarray(lengths) > 0))], columns))[0]
         d = first.shape[1]
@@ -210,13 +205,10 @@ def from_npy(path, rows_per_chunk: Optional[int] = None, chunk_bytes: int = 128 
 
 
 def _read_rows(path, start, end):
-    with open(path, "rb") as handle:
-        version = np.lib.format.read_magic(handle)
-        shape, fortran, dtype = np.lib.format._read_array_header(handle, version)
-        if fortran:
-            raise ValueError(f"{path} is in Fortran order; save it in C order")
-        handle.seek(handle.tell() + start * shape[1] * dtype.itemsize)
-        return np.fromfile(handle, dtype=dtype, count=(end - start) * shape[1]).reshape(end - start, shape[1])
+    rows = np.load(path, mmap_mode="r")
+    if not rows.flags.c_contiguous:
+        raise ValueError(f"{path} is in Fortran order; save it in C order")
+    return np.array(rows[start:end])
 
 
 class KMeans(*ESTIMATOR_BASES):

@@ -150,6 +150,25 @@ fn value_summary_t<T: EngineFor>(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResu
     Ok((s.has_nan, s.has_inf, s.max_magnitude))
 }
 
+/// `(has_nan, has_inf, max_magnitude, column means, column sums of squared deviations)` of a
+/// C-contiguous float matrix: what a chunk of a larger matrix contributes to its checks and
+/// its mean feature variance.
+#[pyfunction]
+fn chunk_summary<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<ChunkSummary<'py>> {
+    by_dtype!(x, chunk_summary_t(py, x))
+}
+
+type ChunkSummary<'py> = (bool, bool, f64, Bound<'py, PyAny>, Bound<'py, PyAny>);
+
+fn chunk_summary_t<'py, T: EngineFor>(py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<ChunkSummary<'py>> {
+    let (array, n, d) = input::matrix::<T>(x, "X")?;
+    let data = view(array.as_slice()?, n, d)?;
+    let (s, (means, sq)) = detached(py, None, |_, _| {
+        Ok((crate::matrix::value_summary(data.as_slice()), crate::matrix::column_moments(data)))
+    })?;
+    Ok((s.has_nan, s.has_inf, s.max_magnitude, means.into_pyarray(py).into_any(), sq.into_pyarray(py).into_any()))
+}
+
 /// Triggers a Rust panic inside the engine wrapper: proves panics become Python exceptions.
 #[pyfunction]
 fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
@@ -180,6 +199,7 @@ pub fn init_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fit::init_centroids, m)?)?;
     m.add_function(wrap_pyfunction!(arrow::arrow_matrix, m)?)?;
     m.add_function(wrap_pyfunction!(value_summary, m)?)?;
+    m.add_function(wrap_pyfunction!(chunk_summary, m)?)?;
     m.add_function(wrap_pyfunction!(assign, m)?)?;
     m.add_function(wrap_pyfunction!(chunks::lloyd_partials, m)?)?;
     m.add_function(wrap_pyfunction!(chunks::farthest_rows, m)?)?;
