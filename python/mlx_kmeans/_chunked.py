@@ -217,17 +217,26 @@ def combine_keys(parts):
 
 
 def rows_task(chunk, weights, offset, shared, state):
-    """This chunk's rows among the sorted global `indices`, with their weights."""
+    """This chunk's rows among the sorted global `indices`: (indices, rows, weights)."""
     indices, dtype = shared
     lo, hi = np.searchsorted(indices, [offset, offset + chunk.shape[0]])
     local = indices[lo:hi] - offset
     X = checked_chunk(chunk, dtype)
     w = np.ones(len(local)) if weights is None else np.asarray(weights, dtype=np.float64)[local]
-    return (X[local].copy(), w), None
+    return (local + offset, X[local].copy(), w), None
 
 
 def combine_rows(parts):
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    """Rows gathered from chunks, in global row order whatever order the chunks came in."""
+    indices = np.concatenate([p[0] for p in parts])
+    order = np.argsort(indices, kind="stable")
+    return indices[order], np.concatenate([p[1] for p in parts])[order], np.concatenate([p[2] for p in parts])[order]
+
+
+def gather_rows(source, indices, dtype):
+    """The rows at sorted global `indices` and their weights, by `rows_task`."""
+    (_, rows, weights), _ = source.map_reduce(rows_task, combine_rows, (np.asarray(indices), np.dtype(dtype)))
+    return rows, weights
 
 
 def parallel_cost_task(chunk, weights, offset, shared, state):
@@ -252,11 +261,7 @@ def parallel_sample_task(chunk, weights, offset, shared, state):
     p = factor * w * state / cost if cost > 0 else np.zeros(chunk.shape[0])
     keep = np.flatnonzero(rng.random(chunk.shape[0]) < p)
     X = checked_chunk(chunk, dtype)
-    return X[keep].copy(), state
-
-
-def concat_rows(parts):
-    return np.concatenate(parts)
+    return (keep + offset, X[keep].copy(), np.ones(len(keep))), state
 
 
 def candidate_weight_task(chunk, weights, offset, shared, state):
@@ -454,7 +459,7 @@ def kmeans_parallel(source, k, dtype, seed, backend, factor, rounds) -> np.ndarr
         if not cost > 0:
             break
         round_seed = int(rng.integers(2**63))
-        newest, states = source.map_reduce(parallel_sample_task, concat_rows, (factor * k, cost, round_seed, np.dtype(dtype)), states, keep_states=True)
+        (_, newest, _), states = source.map_reduce(parallel_sample_task, combine_rows, (factor * k, cost, round_seed, np.dtype(dtype)), states, keep_states=True)
         if newest.shape[0] == 0:
             continue
         candidates = np.concatenate([candidates, newest])

@@ -13,7 +13,7 @@ import numpy as np
 
 from ._api import KMeansResult
 from ._backend import resolve
-from ._chunked import INIT_METHODS, check_init_options, fit_chunked, rows_task, combine_rows
+from ._chunked import INIT_METHODS, check_init_options, fit_chunked, gather_rows
 
 logger = logging.getLogger("mlx_kmeans")
 
@@ -80,7 +80,7 @@ class ArrayChunks:
     def take_rows(self, indices, dtype):
         # Chunk by chunk, releasing pages as it goes: rows scattered over a mapped file would
         # otherwise map (with the kernel's fault-around) most of the file.
-        return self.map_reduce(rows_task, combine_rows, (np.asarray(indices), dtype))[0]
+        return gather_rows(self, indices, dtype)
 
     def _release(self, start: int, end: int) -> None:
         if self._pages is None:

@@ -37,7 +37,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 
 from . import _native
 from ._backend import check_name, engine_module, native_backend, resolve
-from ._chunked import INIT_METHODS, check_init_options, combine_rows, fit_chunked, rows_task
+from ._chunked import INIT_METHODS, check_init_options, fit_chunked, gather_rows
 from ._progress import progress_bar
 from ._sklearn_compat import ESTIMATOR_BASES, NotFittedError
 from ._validation import check_array
@@ -50,9 +50,14 @@ __all__ = ["KMeans", "from_npy"]
 SPLIT_EVERY = 8
 
 
-def _run(task, block, weights, offset, shared, state, keep_state):
-    part, new_state = task(block, weights, offset, shared, state)
-    return (part, new_state) if keep_state else part
+def _run(task, combine, blocks, weights, offsets, shared, states, keep_states):
+    """`task` on the chunks of one group (held by one worker), their parts combined there."""
+    total, new_states = None, []
+    for i, block in enumerate(blocks):
+        part, state = task(block, weights[i], offsets[i], shared, None if states is None else states[i])
+        total = part if total is None else combine([total, part])
+        new_states.append(state)
+    return (total, new_states) if keep_states else total
 
 
 def _combine(combine, *parts):
@@ -88,7 +93,34 @@ class DaskChunks:
         blocks = X.to_delayed()[:, 0]
         weight_blocks = [None] * len(blocks) if weights is None else list(weights.to_delayed())
         # Chunks without rows would only add empty partial results.
-        self.chunks = [(b, w, int(o)) for b, w, o, r in zip(blocks, weight_blocks, offsets, rows) if r > 0]
+        keys = [k[0] for k in X.__dask_keys__()]
+        self.chunks = [(b, w, int(o), key) for b, w, o, r, key in zip(blocks, weight_blocks, offsets, rows, keys) if r > 0]
+        self.persisted = persist
+
+    def groups(self) -> list:
+        """Chunk indices grouped by the worker that holds them (persisted data on a
+        `distributed` cluster: each pass adds up a worker's chunks there, so one partial
+        result per worker crosses the network); else one group per chunk."""
+        singles = [[i] for i in range(len(self.chunks))]
+        if not self.persisted:
+            return singles
+        try:
+            from distributed import default_client, futures_of, wait
+
+            client = default_client()
+        except (ImportError, ValueError):
+            return singles
+        futures = futures_of(self.X)
+        wait(futures)  # placed once computed
+        who_has = client.who_has(futures)
+        by_worker: dict = {}
+        for i, chunk in enumerate(self.chunks):
+            holders = who_has.get(chunk[3]) or who_has.get(str(chunk[3])) or ()
+            by_worker.setdefault(sorted(holders)[0] if holders else None, []).append(i)
+        groups = [ids for worker, ids in sorted(by_worker.items(), key=lambda item: item[1][0]) if worker is not None]
+        # Chunks no worker holds (being recomputed after a loss) go one by one.
+        groups += [[i] for i in by_worker.get(None, [])]
+        return groups
 
     def _share(self, value):
         """`value` (the centroids of a pass) as one node of the pass's graph: the scheduler
@@ -98,14 +130,20 @@ class DaskChunks:
 
     def map_reduce(self, task, combine, shared, states=None, keep_states=False):
         ref = self._share(shared)
-        outs = [
-            dask.delayed(_run, pure=False)(task, block, weights, offset, ref, None if states is None else states[i], keep_states)
-            for i, (block, weights, offset) in enumerate(self.chunks)
-        ]
+        groups = self.groups()
+        outs = []
+        for ids in groups:
+            blocks, weights, offsets = ([self.chunks[i][f] for i in ids] for f in range(3))
+            group_states = None if states is None else [states[i] for i in ids]
+            outs.append(dask.delayed(_run, pure=False)(task, combine, blocks, weights, offsets, ref, group_states, keep_states))
         new_states = None
         if keep_states:
             outs = list(dask.persist(*outs))
-            new_states = [dask.delayed(operator.getitem, pure=False)(o, 1) for o in outs]
+            new_states = [None] * len(self.chunks)
+            for out, ids in zip(outs, groups):
+                states_of_group = dask.delayed(operator.getitem, pure=False)(out, 1)
+                for j, i in enumerate(ids):
+                    new_states[i] = dask.delayed(operator.getitem, pure=False)(states_of_group, j)
             outs = [dask.delayed(operator.getitem, pure=False)(o, 0) for o in outs]
         while len(outs) > 1:
             outs = [dask.delayed(_combine, pure=False)(combine, *outs[i : i + SPLIT_EVERY]) for i in range(0, len(outs), SPLIT_EVERY)]
@@ -113,7 +151,7 @@ class DaskChunks:
         return total, new_states
 
     def take_rows(self, indices, dtype):
-        return self.map_reduce(rows_task, combine_rows, (np.asarray(indices), np.dtype(dtype)))[0]
+        return gather_rows(self, indices, dtype)
 
 
 def _predict_block(block, centroids, backend):
