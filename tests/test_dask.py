@@ -164,7 +164,7 @@ def test_bad_input_raises_the_in_memory_errors(client, data):
 def test_a_worker_killed_mid_fit(client):
     """The fit finishes with the result of an undisturbed fit (Dask recomputes the lost
     chunks elsewhere), or raises; it never hangs."""
-    X, _ = make_mixture(200_000, 16, 32, seed=2, dtype=np.float32)
+    X, _ = make_mixture(300_000, 16, 32, seed=2, dtype=np.float32)
     init = random_rows(X, 64, seed=3)
     data = da.from_array(X, chunks=(10_000, 16))
     expected = kmeans(X, 64, init=init, algorithm="lloyd", max_iter=60, tol=0.0)
@@ -173,7 +173,8 @@ def test_a_worker_killed_mid_fit(client):
 
     def fit():
         try:
-            outcome["model"] = KMeans(64, init=init, max_iter=60, tol=0.0).fit(data)
+            # Dense passes: enough work that the fit is still running when the worker dies.
+            outcome["model"] = KMeans(64, init=init, max_iter=60, tol=0.0, algorithm="lloyd").fit(data)
         except Exception as exc:  # a clear error is an acceptable outcome
             outcome["error"] = exc
 

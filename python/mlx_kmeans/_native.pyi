@@ -19,6 +19,8 @@ __all__ = [
     "assign",
     "lloyd_partials",
     "farthest_rows",
+    "half_gaps",
+    "bounded_partials",
     "sq_distances",
     "cpu_kernel",
     "_panic_for_test",
@@ -143,6 +145,29 @@ def farthest_rows(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """The `count` positive-weight rows farthest from their labelled centroid, farthest
     first (ties by lowest index): exact squared distances and row indices."""
+def half_gaps(centroids: _Matrix, backend: _Backend = None) -> npt.NDArray[np.float64]:
+    """Half the distance from each centroid to its nearest other centroid."""
+def bounded_partials(
+    x: _Matrix,
+    centroids: _Matrix,
+    half_gaps: npt.NDArray[np.float64],
+    labels: Optional[npt.NDArray[np.int32]] = None,
+    lower: Optional[npt.NDArray[np.float64]] = None,
+    shifts: Optional[npt.NDArray[np.float64]] = None,
+    sample_weight: Optional[npt.NDArray[_Float]] = None,
+    backend: _Backend = None,
+) -> tuple[
+    npt.NDArray[np.int32],
+    npt.NDArray[_Float],
+    npt.NDArray[np.float64],
+    npt.NDArray[np.float64],
+    float,
+    npt.NDArray[np.float64],
+    int,
+]:
+    """A chunk's Lloyd pass with Hamerly's bounds from its previous pass (labels, lower
+    bounds, loosened by the centroids' `shifts`); none on the first pass. Returns (labels,
+    squared distances, sums k × d, cluster weights, inertia, lower bounds, rows searched)."""
 def sq_distances(x: _Matrix, centroids: _Matrix) -> _Matrix: ...
 def cpu_kernel() -> str:
     """How the cpu backend computes float32 distances here: "amx", "bf16", "f32" or "gemm"."""

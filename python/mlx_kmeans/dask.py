@@ -257,6 +257,10 @@ class KMeans(*ESTIMATOR_BASES):
       `oversampling_factor · n_clusters` rows; then greedy k-means++ on those candidates
       weighted by the rows nearest to each), "k-means++" (greedy, on `init_size` rows
       sampled from all chunks, default `max(10·k, 20000)`), "random" or an array.
+    - `algorithm`: "elkan" (the default) keeps each chunk's labels and Hamerly's lower bounds
+      on its worker between passes (12 bytes per row), so that rows whose bounds prove they
+      keep their centroid skip the search; "lloyd" searches every row in every pass. Both
+      give the same labels.
     - `persist`: keep the data in the workers' memory during the fit (True, as dask-ml);
       False recomputes each chunk from its source in every pass (data larger than the
       cluster's memory, read from files).
@@ -279,6 +283,7 @@ class KMeans(*ESTIMATOR_BASES):
         oversampling_factor=2.0,
         init_max_iter=None,
         init_size=None,
+        algorithm="elkan",
         backend="auto",
         spherical=False,
         persist=True,
@@ -293,12 +298,13 @@ class KMeans(*ESTIMATOR_BASES):
         self.oversampling_factor = oversampling_factor
         self.init_max_iter = init_max_iter
         self.init_size = init_size
+        self.algorithm = algorithm
         self.backend = backend
         self.spherical = spherical
         self.persist = persist
 
     def _check_params(self):
-        from ._params import Bool, Int, IntOr, Real, Verbosity, check_params
+        from ._params import Bool, Int, IntOr, Options, Real, Verbosity, check_params
 
         table = {
             "n_clusters": Int(1),
@@ -308,6 +314,7 @@ class KMeans(*ESTIMATOR_BASES):
             "verbose": Verbosity(),
             "spherical": Bool(),
             "persist": Bool(),
+            "algorithm": Options(("lloyd", "elkan")),
         }
         check_params(table, {name: getattr(self, name) for name in table})
         check_name(self.backend)
@@ -349,6 +356,7 @@ class KMeans(*ESTIMATOR_BASES):
                 init_size=self.init_size,
                 oversampling_factor=float(self.oversampling_factor),
                 init_rounds=5 if self.init_max_iter is None else int(self.init_max_iter),
+                algorithm=self.algorithm,
                 progress=bar,
             )
         self.cluster_centers_ = fit.centroids
@@ -408,7 +416,7 @@ class KMeans(*ESTIMATOR_BASES):
 
     def score(self, X, y=None, sample_weight=None):
         """Opposite of the (weighted) inertia of X on the fitted centres."""
-        from ._chunked import assign_task, sum_all
+        from ._chunked.tasks import assign_task, sum_all
 
         self._check_fitted()
         source = DaskChunks(self._dask_input(X), sample_weight, persist=False)

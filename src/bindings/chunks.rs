@@ -13,6 +13,7 @@ use super::{by_dtype, input, labels_out, matrix_out, view};
 use crate::kernel::assign_accumulate_in_chunks;
 use crate::matrix::{weighted_sum, Points};
 use crate::monitor::Progress;
+use crate::strategy::bounds::{centroid_half_gaps, BoundedPass};
 
 type Partials<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, f64);
 
@@ -113,4 +114,145 @@ fn farthest_rows_t<'py, T: EngineFor>(
     let distances: Vec<f64> = found.iter().map(|&(dist, _)| dist).collect();
     let rows: Vec<i64> = found.iter().map(|&(_, i)| i as i64).collect();
     Ok((distances.into_pyarray(py).into_any(), rows.into_pyarray(py).into_any()))
+}
+
+/// Half the distance from each centroid to its nearest other centroid (what bounded passes
+/// compare rows against), computed once per pass for all chunks.
+#[pyfunction]
+#[pyo3(signature = (centroids, backend=None))]
+pub fn half_gaps<'py>(
+    py: Python<'py>,
+    centroids: &Bound<'py, PyAny>,
+    backend: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    by_dtype!(centroids, half_gaps_t(py, centroids, backend))
+}
+
+fn half_gaps_t<'py, T: EngineFor>(
+    py: Python<'py>,
+    centroids: &Bound<'py, PyAny>,
+    backend: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let spec = BackendSpec::from_py(backend)?;
+    let (c_array, k, d) = input::matrix::<T>(centroids, "centroids")?;
+    let cents = view(c_array.as_slice()?, k, d)?;
+    let gaps = detached(py, None, |pending, _| {
+        let engine = T::engine(&spec, None, None, pending)?;
+        let norms = crate::matrix::row_sq_norms(cents);
+        centroid_half_gaps(engine.kernel(), cents, &norms)
+    })?;
+    Ok(gaps.into_pyarray(py).into_any())
+}
+
+/// A chunk's pass with Hamerly's bounds kept from its previous pass: `labels` and `lower`
+/// (None on the first pass: a full search that makes them), loosened here by `shifts` (how
+/// far each centroid moved since). Returns labels, squared distances, per-cluster sums and
+/// weights (float64), the weighted inertia, the new lower bounds and how many rows needed a
+/// full search. Labels equal a dense pass's.
+#[pyfunction]
+#[pyo3(signature = (x, centroids, half_gaps, labels=None, lower=None, shifts=None, sample_weight=None, backend=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn bounded_partials<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    centroids: &Bound<'py, PyAny>,
+    half_gaps: &Bound<'py, PyAny>,
+    labels: Option<&Bound<'py, PyAny>>,
+    lower: Option<&Bound<'py, PyAny>>,
+    shifts: Option<&Bound<'py, PyAny>>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
+    backend: Option<&Bound<'py, PyAny>>,
+) -> PyResult<BoundedPartials<'py>> {
+    let float64s = |v: Option<&Bound<'py, PyAny>>, name: &str| -> PyResult<Option<Vec<f64>>> {
+        Ok(input::vector::<f64>(v, name)?.map(|a| a.as_slice().map(|s| s.to_vec())).transpose()?)
+    };
+    let state = Bounds {
+        half_gaps: float64s(Some(half_gaps), "half_gaps")?.unwrap_or_default(),
+        labels,
+        lower: float64s(lower, "lower")?,
+        shifts: float64s(shifts, "shifts")?,
+    };
+    by_dtype!(x, bounded_partials_t(py, x, centroids, state, sample_weight, backend))
+}
+
+type BoundedPartials<'py> =
+    (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, f64, Bound<'py, PyAny>, usize);
+
+/// A chunk's bounds from its previous pass, and the pass's centroid gaps.
+struct Bounds<'a, 'py> {
+    half_gaps: Vec<f64>,
+    labels: Option<&'a Bound<'py, PyAny>>,
+    lower: Option<Vec<f64>>,
+    shifts: Option<Vec<f64>>,
+}
+
+fn bounded_partials_t<'py, T: EngineFor>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    centroids: &Bound<'py, PyAny>,
+    state: Bounds<'_, 'py>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
+    backend: Option<&Bound<'py, PyAny>>,
+) -> PyResult<BoundedPartials<'py>> {
+    let spec = BackendSpec::from_py(backend)?;
+    let (x_array, n, d) = input::matrix::<T>(x, "X")?;
+    let (c_array, k, cd) = input::matrix::<T>(centroids, "centroids")?;
+    if cd != d {
+        return Err(PyValueError::new_err(format!("X has {d} features but the centroids have {cd}")));
+    }
+    if state.half_gaps.len() != k {
+        return Err(PyValueError::new_err(format!("{} half gaps for {k} centroids", state.half_gaps.len())));
+    }
+    let mut labels = match state.labels.filter(|l| !l.is_none()) {
+        Some(given) => Some(input::labels(given, "labels", k)?),
+        None => None,
+    };
+    let lower = match (&labels, state.lower, state.shifts) {
+        (Some(l), Some(lower), Some(shifts)) if l.len() == n && lower.len() == n && shifts.len() == k => {
+            Some((lower, shifts))
+        }
+        (None, None, _) => None,
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "labels and lower bounds ({n} each) and shifts ({k}) go together, or none of them"
+            )))
+        }
+    };
+    let weights = input::vector::<T>(sample_weight, "sample_weight")?;
+    let data = view(x_array.as_slice()?, n, d)?;
+    let cents = view(c_array.as_slice()?, k, d)?;
+    let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
+    let gaps = state.half_gaps;
+    let (labels, distances, sums, inertia, lower, searched) = detached(py, None, |pending, monitor| {
+        crate::params::check_weights(w, n)?;
+        let engine = T::engine(&spec, Some(data), None, pending)?;
+        let kernel = engine.kernel();
+        let norms = kernel.row_sq_norms(data)?;
+        let points = Points { x: data, x_sq_norms: &norms, weights: w };
+        let mut labels = labels.take().unwrap_or_else(|| vec![0u32; n]);
+        let mut pass = match lower {
+            Some((lower, shifts)) => {
+                let mut pass = BoundedPass::resume(Some(lower), n);
+                pass.loosen_by(&shifts, &labels);
+                pass
+            }
+            None => BoundedPass::resume(None, n),
+        };
+        let mut distances = vec![T::zero(); n];
+        let (sums, searched) =
+            pass.chunk_pass(kernel, points, cents, &gaps, &mut labels, &mut distances, &mut || {
+                monitor(&Progress::block(0, 0))
+            })?;
+        let inertia = weighted_sum(&distances, w);
+        Ok((labels, distances, sums, inertia, pass.into_lower(), searched))
+    })?;
+    Ok((
+        labels_out(py, labels),
+        distances.into_pyarray(py).into_any(),
+        matrix_out(py, sums.sums, k, d)?,
+        Array1::from_vec(sums.weights).into_pyarray(py).into_any(),
+        inertia,
+        lower.into_pyarray(py).into_any(),
+        searched,
+    ))
 }

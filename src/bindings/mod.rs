@@ -203,6 +203,8 @@ pub fn init_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(assign, m)?)?;
     m.add_function(wrap_pyfunction!(chunks::lloyd_partials, m)?)?;
     m.add_function(wrap_pyfunction!(chunks::farthest_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(chunks::half_gaps, m)?)?;
+    m.add_function(wrap_pyfunction!(chunks::bounded_partials, m)?)?;
     m.add_function(wrap_pyfunction!(sq_distances, m)?)?;
     m.add_function(wrap_pyfunction!(cpu_kernel, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;

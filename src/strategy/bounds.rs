@@ -38,6 +38,46 @@ impl BoundedPass {
         Self { lower: vec![0.0; n], valid: false, dense_left: 1, failures: 0 }
     }
 
+    /// A chunk's pass in a fit over chunks (`bindings::chunks`): from the lower bounds its
+    /// last pass left (and already loosened), or, with none, a full search that makes them.
+    pub fn resume(lower: Option<Vec<f64>>, n: usize) -> Self {
+        let valid = lower.is_some();
+        Self { lower: lower.unwrap_or_else(|| vec![0.0; n]), valid, dense_left: 0, failures: 0 }
+    }
+
+    /// The lower bounds, for the chunk's next pass.
+    pub fn into_lower(self) -> Vec<f64> {
+        self.lower
+    }
+
+    /// Labels, squared distances and per-cluster sums for `centroids`, searching only the
+    /// rows the bounds cannot settle (all rows when there are no bounds yet); `half_gaps`
+    /// as [`centroid_half_gaps`] gives them, computed once for all chunks of a pass. Returns
+    /// the sums and how many rows needed a full search.
+    #[allow(clippy::too_many_arguments)]
+    pub fn chunk_pass<T: Scalar>(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+        half_gaps: &[f64],
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<(ClusterSums, usize)> {
+        let searched = self.bounded_assign(
+            kernel,
+            points.x,
+            points.x_sq_norms,
+            centroids,
+            Some(half_gaps),
+            labels,
+            distances,
+            keep_going,
+        )?;
+        Ok((kernel.accumulate(points.x, points.weights, labels, centroids.rows())?, searched))
+    }
+
     /// Whether this iteration should be a plain dense pass (then the bounds go stale).
     fn dense_now(&mut self) -> bool {
         if self.dense_left == 0 {
@@ -50,12 +90,14 @@ impl BoundedPass {
 
     /// Labels and squared distances of every row for `centroids`, searching only the rows
     /// the bounds cannot settle; returns how many rows needed a full search.
+    #[allow(clippy::too_many_arguments)]
     fn bounded_assign<T: Scalar>(
         &mut self,
         kernel: &dyn Kernel<T>,
         x: MatRef<'_, T>,
         x_sq_norms: &[T],
         centroids: MatRef<'_, T>,
+        known_gaps: Option<&[f64]>,
         labels: &mut [u32],
         distances: &mut [T],
         keep_going: KeepGoing<'_>,
@@ -65,7 +107,14 @@ impl BoundedPass {
         let tested = self.valid;
         if tested {
             let c_norms = row_sq_norms(centroids);
-            let half_gaps = half_gaps(kernel, centroids, &c_norms)?;
+            let measured;
+            let half_gaps = match known_gaps {
+                Some(gaps) => gaps,
+                None => {
+                    measured = centroid_half_gaps(kernel, centroids, &c_norms)?;
+                    &measured
+                }
+            };
             let c_norm_max = c_norms.iter().fold(0.0f64, |m, v| m.max(v.as_f64()));
             // Rounding in the gaps and lower bounds (made from partial distances): the same
             // margin within which the kernel decides near ties again.
@@ -146,6 +195,15 @@ impl BoundedPass {
             .zip(new.chunks_exact(d))
             .map(|(a, b)| a.iter().zip(b).map(|(&u, &v)| (u.as_f64() - v.as_f64()).powi(2)).sum::<f64>().sqrt())
             .collect();
+        self.loosen_by(&shifts, labels);
+    }
+
+    /// Loosens every row's lower bound by the farthest move (`shifts`: how far each
+    /// centroid moved, a distance) among the centroids other than its own.
+    pub fn loosen_by(&mut self, shifts: &[f64], labels: &[u32]) {
+        if !self.valid {
+            return;
+        }
         let (mut first, mut runner_up, mut farthest) = (0.0f64, 0.0f64, usize::MAX);
         for (j, &s) in shifts.iter().enumerate() {
             if s > first {
@@ -175,7 +233,7 @@ impl<T: Scalar> HostPass<T> for BoundedPass {
             return DensePass.assign_sum(kernel, points, centroids, labels, distances, keep_going);
         }
         let searched =
-            self.bounded_assign(kernel, points.x, points.x_sq_norms, centroids, labels, distances, keep_going)?;
+            self.bounded_assign(kernel, points.x, points.x_sq_norms, centroids, None, labels, distances, keep_going)?;
         log::debug!("{searched} of {} rows searched all centroids", points.rows());
         kernel.accumulate(points.x, points.weights, labels, centroids.rows())
     }
@@ -192,7 +250,7 @@ impl<T: Scalar> HostPass<T> for BoundedPass {
         if !self.valid {
             return DensePass.assign(kernel, points, centroids, labels, distances, keep_going);
         }
-        self.bounded_assign(kernel, points.x, points.x_sq_norms, centroids, labels, distances, keep_going)?;
+        self.bounded_assign(kernel, points.x, points.x_sq_norms, centroids, None, labels, distances, keep_going)?;
         Ok(())
     }
 
@@ -202,7 +260,11 @@ impl<T: Scalar> HostPass<T> for BoundedPass {
 }
 
 /// Half the distance from each centroid to its nearest other centroid (infinite for one).
-fn half_gaps<T: Scalar>(kernel: &dyn Kernel<T>, centroids: MatRef<'_, T>, c_norms: &[T]) -> Result<Vec<f64>> {
+pub fn centroid_half_gaps<T: Scalar>(
+    kernel: &dyn Kernel<T>,
+    centroids: MatRef<'_, T>,
+    c_norms: &[T],
+) -> Result<Vec<f64>> {
     let k = centroids.rows();
     let mut gaps = vec![f64::INFINITY; k];
     let mut block = vec![T::zero(); GAP_BLOCK.min(k) * k];

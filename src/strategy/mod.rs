@@ -10,7 +10,7 @@
 //! The loops (`crate::lloyd`, `crate::init`, `crate::minibatch`) are written once against
 //! these; a new backend or trick is a new strategy, never a new branch inside a loop.
 
-mod bounds;
+pub mod bounds;
 mod host;
 mod minibatch_step;
 mod seeding;

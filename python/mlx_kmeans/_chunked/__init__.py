@@ -1,0 +1,7 @@
+"""Lloyd's k-means over data held in chunks (`loop`), its per-chunk tasks (`tasks`) and its
+initialisation (`init`)."""
+
+from .init import INIT_METHODS, check_init_options, gather_rows
+from .loop import ChunkedFit, ChunkSource, fit_chunked
+
+__all__ = ["ChunkSource", "ChunkedFit", "fit_chunked", "gather_rows", "check_init_options", "INIT_METHODS"]

@@ -1,0 +1,187 @@
+"""Lloyd's k-means over data held in chunks: partitions of a Dask array on a cluster
+(`mlx_kmeans.dask`), or a file larger than memory read piece by piece (`_stream`).
+
+The data is never gathered. Each pass runs a task on every chunk where the chunk is (the
+native kernel: assignment, per-cluster weighted sums and weights, inertia) and combines the
+small per-chunk results; only centroids and those `k × d` partial sums move. The loop keeps
+the rules of the engine's own (`src/lloyd.rs`): scikit-learn's `tol` on the squared centre
+shift, relative to the mean feature variance; strict convergence when the labels no longer
+change (then the centroids do not move either, which is how it is detected here without
+keeping labels between passes); empty clusters take the farthest rows, as
+`src/update.rs` does; `n_init` keeps the lowest inertia. Given the same initial centroids it
+takes the same steps as the in-memory fit.
+
+A source of chunks implements `map_reduce` (run a task on each chunk, combine the results in
+chunk order; optionally keep a per-chunk state for the next pass) and `take_rows` (the rows
+at given global indices).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Protocol
+
+import numpy as np
+
+from .._validation import FLOAT32_SAFE_RANGE
+from .init import initial_centroids
+from .tasks import LloydParts, assign_task, bounded_task, kernel, combine_farthest, combine_lloyd, combine_stats, farthest_task, lloyd_task, stats_task, sum_all
+
+logger = logging.getLogger("mlx_kmeans")
+
+
+class ChunkSource(Protocol):
+    """Data in row chunks, wherever they live."""
+
+    n_rows: int
+    n_features: int
+
+    def map_reduce(self, task: Callable, combine: Callable, shared: Any, states: Optional[list] = None, keep_states: bool = False):
+        """`task(chunk, weights, offset, shared, state) -> (part, new_state)` on every chunk
+        (`chunk`: the checked C-contiguous float matrix; `offset`: its first global row);
+        returns `(combine(parts), new_states)`, parts combined in chunk order. `new_states`
+        is None unless `keep_states`."""
+
+    def take_rows(self, indices: np.ndarray, dtype) -> tuple:
+        """The rows at sorted global `indices`, in that order, in `dtype`, and their sample
+        weights (float64; ones when unweighted)."""
+
+
+@dataclass
+class ChunkedFit:
+    centroids: np.ndarray
+    inertia: float
+    n_iter: int
+    inertia_history: list
+    labels: Optional[np.ndarray] = None
+    distances: Optional[np.ndarray] = None
+
+
+def fit_chunked(
+    source: ChunkSource,
+    *,
+    n_clusters: int,
+    init="k-means||",
+    n_init: int = 1,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    seed: int = 0,
+    spherical: bool = False,
+    backend: str = "cpu",
+    init_size: Optional[int] = None,
+    oversampling_factor: float = 2.0,
+    init_rounds: int = 5,
+    keep_labels: bool = False,
+    algorithm: str = "elkan",
+    owner: str = "KMeans",
+    progress: Optional[Callable] = None,
+) -> ChunkedFit:
+    """Lloyd's k-means over `source`; the best of `n_init` runs. `keep_labels` gathers the
+    final labels and distances (a streamed file); a Dask fit leaves them on the cluster."""
+    if source.n_rows < n_clusters:
+        raise ValueError(f"n_samples={source.n_rows} should be >= n_clusters={n_clusters}.")
+    stats, _ = source.map_reduce(stats_task, combine_stats, owner)
+    if not stats.weight > 0:
+        raise ValueError("sample_weight must not sum to zero")
+    dtype = fit_dtype(source.dtype, stats.top)
+    variance = float(np.mean(stats.m2 / stats.n))
+    tol_abs = tol * variance if tol > 0 else 0.0
+    rng = np.random.default_rng(seed)
+    best: Optional[ChunkedFit] = None
+    for run in range(n_init):
+        run_seed = int(rng.integers(2**63))
+        centroids = initial_centroids(source, init, n_clusters, dtype, run_seed, backend, init_size, oversampling_factor, init_rounds)
+        if spherical:
+            centroids = normalized(centroids)
+        bounded = algorithm == "elkan" and n_clusters > 1
+        result = lloyd(source, centroids, max_iter, tol_abs, spherical, backend, run, progress, bounded)
+        logger.debug("run %d: inertia %.6e after %d iterations", run, result.inertia, result.n_iter)
+        if best is None or result.inertia < best.inertia:
+            best = result
+    assert best is not None
+    inertia, states = source.map_reduce(assign_task, sum_all, (best.centroids, backend, keep_labels), keep_states=keep_labels)
+    best.inertia = float(inertia)
+    if keep_labels:
+        best.labels = np.concatenate([s[0] for s in states])
+        best.distances = np.concatenate([s[1] for s in states])
+    return best
+
+
+def fit_dtype(dtype, top: float) -> np.dtype:
+    """The float type the fit computes in, as `check_array` decides it for in-memory data:
+    float32 stays float32 unless its magnitudes leave the float32-safe range."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float16:
+        dtype = np.dtype(np.float32)
+    if dtype not in (np.float32, np.float64):
+        return np.dtype(np.float64)
+    low, high = FLOAT32_SAFE_RANGE
+    if dtype == np.float32 and (top > high or 0.0 < top < low):
+        return np.dtype(np.float64)
+    return dtype
+
+
+def normalized(centroids: np.ndarray) -> np.ndarray:
+    norms = np.sqrt((centroids.astype(np.float64) ** 2).sum(axis=1, keepdims=True))
+    return np.where(norms > 0, centroids / np.where(norms > 0, norms, 1.0), centroids).astype(centroids.dtype)
+
+
+def lloyd(source, centroids, max_iter, tol_abs, spherical, backend, run, progress, bounded) -> ChunkedFit:
+    """Lloyd iterations from `centroids`. `bounded`: each chunk keeps its labels and
+    Hamerly's lower bounds from pass to pass (where it lives), so that rows whose bounds
+    prove they keep their centroid skip the search, as the in-memory "elkan" fit does."""
+    history = []
+    n_iter = 0
+    states, previous = None, None
+    for iteration in range(1, max_iter + 1):
+        n_iter = iteration
+        if bounded:
+            module, native = kernel(backend)
+            gaps = module.half_gaps(centroids, backend=native)
+            shifts = None if previous is None else np.sqrt(((centroids.astype(np.float64) - previous.astype(np.float64)) ** 2).sum(axis=1))
+            parts, states = source.map_reduce(bounded_task, combine_lloyd, (centroids, gaps, shifts, backend), states, keep_states=True)
+        else:
+            parts, _ = source.map_reduce(lloyd_task, combine_lloyd, (centroids, backend))
+        history.append(float(parts.inertia))
+        if not (parts.weights > 0).all():
+            relocate_empty_clusters(source, centroids, parts, backend)
+        updated = average(parts, centroids, spherical)
+        shift = float(((updated.astype(np.float64) - centroids.astype(np.float64)) ** 2).sum())
+        previous, centroids = centroids, updated
+        if progress is not None:
+            progress(run, iteration, float(parts.inertia), shift)
+        logger.debug("iteration %d: inertia %.6e, centre shift %.3e", iteration, parts.inertia, shift)
+        if shift == 0.0:
+            # The labels did not change (the same sums give the same centroids): strict convergence.
+            break
+        if shift <= tol_abs:
+            break
+    return ChunkedFit(centroids, history[-1], n_iter, history)
+
+
+def average(parts: LloydParts, previous: np.ndarray, spherical: bool) -> np.ndarray:
+    """Each cluster's weighted mean; a cluster with no weight keeps its centroid."""
+    out = previous.copy()
+    filled = parts.weights > 0
+    out[filled] = (parts.sums[filled] / parts.weights[filled, None]).astype(previous.dtype)
+    return normalized(out) if spherical else out
+
+
+def relocate_empty_clusters(source, centroids, parts: LloydParts, backend) -> None:
+    """Each cluster with no weight takes over one of the rows farthest from their centroid
+    (farthest first, ties by lowest row index); that row's sums move from its old cluster
+    (one more pass over the data, only in iterations that leave a cluster empty)."""
+    empty = np.flatnonzero(~(parts.weights > 0))
+    found, _ = source.map_reduce(farthest_task, combine_farthest, (centroids, len(empty), backend))
+    for cluster, old, w, row in zip(empty, found.labels, found.weights, found.rows):
+        contribution = row.astype(np.float64) * w
+        parts.sums[old] -= contribution
+        parts.sums[cluster] = contribution
+        before = parts.weights[old]
+        parts.weights[old] -= w
+        if parts.weights[old] <= 1e-12 * before:
+            parts.weights[old] = 0.0
+        parts.weights[cluster] = w
+    logger.debug("relocated %d empty cluster(s) to the farthest points", min(len(empty), len(found.indices)))
+

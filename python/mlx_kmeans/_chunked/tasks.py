@@ -1,0 +1,165 @@
+"""The tasks a fit over chunks runs on each chunk, and how their results combine. They are
+module-level functions (workers import them by name), take `(chunk, weights, offset, shared,
+state)` and return `(part, new_state)`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .. import _native
+from .._validation import check_array
+
+def kernel(backend: str):
+    """The extension module that runs `backend` and what its functions take for it."""
+    from .._backend import engine_module, native_backend
+
+    return engine_module(backend), native_backend(backend)
+
+
+def checked_chunk(chunk, dtype) -> np.ndarray:
+    """An array as the kernel takes it: C-contiguous and aligned, in the fit's float type
+    (arrays unpickled on a worker may sit at an unaligned address)."""
+    return np.require(chunk, dtype=dtype, requirements=["C", "A"])
+
+
+@dataclass
+class Stats:
+    """Per-feature count, mean and sum of squared deviations (merged by Chan's formula, which
+    keeps the variance accurate where `E[x²] − E[x]²` would cancel), the largest magnitude,
+    whether any chunk must compute in float64, and the total sample weight."""
+
+    n: int
+    mean: np.ndarray
+    m2: np.ndarray
+    top: float
+    weight: float
+
+
+def stats_task(chunk, weights, offset, shared, state):
+    """The first pass: checks the chunk as the in-memory fit checks its data (same errors),
+    and its statistics."""
+    owner = shared
+    X = check_array(chunk, owner=owner)
+    n = X.shape[0]
+    _, _, top, mean, m2 = _native.chunk_summary(X)
+    weight = float(n)
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (n,):
+            raise ValueError(f"sample_weight has {w.shape} values for the {n} rows from row {offset}")
+        if not np.isfinite(w).all():
+            raise ValueError(f"Input sample_weight contains {'NaN' if np.isnan(w).any() else 'infinity'}.")
+        if (w < 0).any():
+            raise ValueError("Negative values in data passed to `sample_weight`")
+        weight = float(w.sum())
+    return Stats(n, mean, m2, top, weight), None
+
+
+def combine_stats(parts: Sequence[Stats]) -> Stats:
+    total = parts[0]
+    for part in parts[1:]:
+        n = total.n + part.n
+        delta = part.mean - total.mean
+        mean = total.mean + delta * (part.n / n)
+        m2 = total.m2 + part.m2 + delta**2 * (total.n * part.n / n)
+        total = Stats(n, mean, m2, max(total.top, part.top), total.weight + part.weight)
+    return total
+
+
+@dataclass
+class LloydParts:
+    """A Lloyd iteration's partial results: per-cluster weighted sums (`k × d`, float64),
+    per-cluster weights and the weighted inertia."""
+
+    sums: np.ndarray
+    weights: np.ndarray
+    inertia: float
+
+
+def lloyd_task(chunk, weights, offset, shared, state):
+    centroids, backend = shared
+    centroids = checked_chunk(centroids, centroids.dtype)
+    X = checked_chunk(chunk, centroids.dtype)
+    w = None if weights is None else checked_chunk(weights, centroids.dtype)
+    module, native = kernel(backend)
+    _, _, sums, cluster_weights, inertia = module.lloyd_partials(X, centroids, w, backend=native)
+    return LloydParts(sums, cluster_weights, inertia), None
+
+
+def bounded_task(chunk, weights, offset, shared, state):
+    """A Lloyd pass with Hamerly's bounds kept per chunk (the state: labels and lower
+    bounds): only rows the bounds cannot settle search every centroid (same labels)."""
+    centroids, gaps, shifts, backend = shared
+    centroids = checked_chunk(centroids, centroids.dtype)
+    X = checked_chunk(chunk, centroids.dtype)
+    w = None if weights is None else checked_chunk(weights, centroids.dtype)
+    module, native = kernel(backend)
+    labels, lower = (None, None) if state is None else state
+    labels, _, sums, cluster_weights, inertia, lower, _ = module.bounded_partials(
+        X, centroids, checked_chunk(gaps, np.float64), labels, lower, None if state is None else checked_chunk(shifts, np.float64), w, backend=native
+    )
+    return LloydParts(sums, cluster_weights, inertia), (labels, lower)
+
+
+def combine_lloyd(parts: Sequence[LloydParts]) -> LloydParts:
+    sums = parts[0].sums.copy()
+    weights = parts[0].weights.copy()
+    inertia = parts[0].inertia
+    for part in parts[1:]:
+        sums += part.sums
+        weights += part.weights
+        inertia += part.inertia
+    return LloydParts(sums, weights, inertia)
+
+
+@dataclass
+class Farthest:
+    """Rows farthest from their centroid, farthest first (ties by lowest global row index):
+    exact squared distances, global row indices, labels, weights and the rows."""
+
+    distances: np.ndarray
+    indices: np.ndarray
+    labels: np.ndarray
+    weights: np.ndarray
+    rows: np.ndarray
+
+
+def farthest_task(chunk, weights, offset, shared, state):
+    centroids, count, backend = shared
+    centroids = checked_chunk(centroids, centroids.dtype)
+    X = checked_chunk(chunk, centroids.dtype)
+    w = None if weights is None else checked_chunk(weights, centroids.dtype)
+    module, native = kernel(backend)
+    labels, _, _ = module.assign(X, centroids, w, backend=native)
+    distances, rows = _native.farthest_rows(X, centroids, labels, count, w)
+    row_weights = np.ones(len(rows)) if w is None else w[rows].astype(np.float64)
+    return Farthest(distances, rows + offset, labels[rows], row_weights, X[rows].copy()), None
+
+
+def combine_farthest(parts: Sequence[Farthest]) -> Farthest:
+    count = max(len(p.indices) for p in parts)
+    merged = Farthest(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("distances", "indices", "labels", "weights", "rows")))
+    order = np.lexsort((merged.indices, -merged.distances))[:count]
+    return Farthest(*(getattr(merged, f)[order] for f in ("distances", "indices", "labels", "weights", "rows")))
+
+
+def assign_task(chunk, weights, offset, shared, state):
+    """Labels, distances and inertia on fixed centroids (the final pass)."""
+    centroids, backend, keep_labels = shared
+    centroids = checked_chunk(centroids, centroids.dtype)
+    X = checked_chunk(chunk, centroids.dtype)
+    w = None if weights is None else checked_chunk(weights, centroids.dtype)
+    module, native = kernel(backend)
+    labels, distances, inertia = module.assign(X, centroids, w, backend=native)
+    return inertia, ((labels, distances) if keep_labels else None)
+
+
+def sum_all(parts):
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
+
