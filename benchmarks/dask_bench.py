@@ -91,7 +91,7 @@ def run_one(library, row, args, init):
         if library == "mlx_kmeans":
             from mlx_kmeans.dask import KMeans
 
-            model = KMeans(**params)
+            model = KMeans(algorithm=args.algorithm, **params)
         else:
             from dask_ml.cluster import KMeans
 
@@ -125,6 +125,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--rows", nargs="+", default=["equal", "default"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--algorithm", default="elkan", help="ours: 'elkan' (the default) or 'lloyd' (dense passes, as dask-ml)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     try:

@@ -82,6 +82,25 @@ def test_float64_and_integer_data_compute_in_float64():
     assert ours.centroids.dtype == np.float64
 
 
+def test_float32_beyond_its_safe_range_computes_in_float64(data):
+    X = data * np.float32(1e17)  # squared distances would overflow float32
+    init = first_rows(X, 8)
+    ours = kmeans_streaming(X, 8, init=init, chunk_bytes=5000)
+    whole = kmeans(X, 8, init=init, algorithm="lloyd")
+    assert ours.centroids.dtype == whole.centroids.dtype == np.float64
+    np.testing.assert_array_equal(ours.labels, whole.labels)
+    assert ours.inertia == pytest.approx(whole.inertia, rel=1e-6)
+
+
+@pytest.mark.parametrize("algorithm", ["lloyd", "elkan"])
+def test_both_algorithms_give_the_same_labels(data, algorithm):
+    init = first_rows(data, 20, seed=7)
+    ours = kmeans_streaming(data, 20, init=init, algorithm=algorithm, tol=0.0, chunk_bytes=9000)
+    whole = kmeans(data, 20, init=init, algorithm="lloyd", tol=0.0)
+    assert ours.n_iter == whole.n_iter
+    np.testing.assert_array_equal(ours.labels, whole.labels)
+
+
 def test_npy_file_is_read_in_place(tmp_path, data):
     path = tmp_path / "x.npy"
     np.save(path, data)

@@ -25,8 +25,20 @@ from typing import Any, Callable, Optional, Protocol
 import numpy as np
 
 from .._validation import FLOAT32_SAFE_RANGE
-from .init import initial_centroids
-from .tasks import LloydParts, assign_task, bounded_task, kernel, combine_farthest, combine_lloyd, combine_stats, farthest_task, lloyd_task, stats_task, sum_all
+from .init import gather_rows, initial_centroids
+from .tasks import (
+    CombineStatsAnd,
+    LloydParts,
+    assign_task,
+    bounded_task,
+    combine_farthest,
+    combine_lloyd,
+    farthest_task,
+    kernel,
+    lloyd_task,
+    stats_and_task,
+    sum_all,
+)
 
 logger = logging.getLogger("mlx_kmeans")
 
@@ -81,31 +93,75 @@ def fit_chunked(
     final labels and distances (a streamed file); a Dask fit leaves them on the cluster."""
     if source.n_rows < n_clusters:
         raise ValueError(f"n_samples={source.n_rows} should be >= n_clusters={n_clusters}.")
-    stats, _ = source.map_reduce(stats_task, combine_stats, owner)
-    if not stats.weight > 0:
-        raise ValueError("sample_weight must not sum to zero")
-    dtype = fit_dtype(source.dtype, stats.top)
-    variance = float(np.mean(stats.m2 / stats.n))
-    tol_abs = tol * variance if tol > 0 else 0.0
-    rng = np.random.default_rng(seed)
-    best: Optional[ChunkedFit] = None
-    for run in range(n_init):
-        run_seed = int(rng.integers(2**63))
-        centroids = initial_centroids(source, init, n_clusters, dtype, run_seed, backend, init_size, oversampling_factor, init_rounds)
-        if spherical:
-            centroids = normalized(centroids)
-        bounded = algorithm == "elkan" and n_clusters > 1
-        result = lloyd(source, centroids, max_iter, tol_abs, spherical, backend, run, progress, bounded)
-        logger.debug("run %d: inertia %.6e after %d iterations", run, result.inertia, result.n_iter)
-        if best is None or result.inertia < best.inertia:
-            best = result
-    assert best is not None
+    checked = CheckedFirstPass(source, owner)
+    dtype = fit_dtype(source.dtype, 0.0)
+    while True:
+        try:
+            best = runs(checked, dtype, n_clusters, init, n_init, max_iter, tol, seed, spherical, backend, init_size, oversampling_factor, init_rounds, algorithm, progress)
+            break
+        except DtypeChanged as change:
+            # float32 data beyond the float32-safe range, found by the first pass: again in float64.
+            dtype = change.dtype
     inertia, states = source.map_reduce(assign_task, sum_all, (best.centroids, backend, keep_labels), keep_states=keep_labels)
     best.inertia = float(inertia)
     if keep_labels:
         best.labels = np.concatenate([s[0] for s in states])
         best.distances = np.concatenate([s[1] for s in states])
     return best
+
+
+def runs(source, dtype, n_clusters, init, n_init, max_iter, tol, seed, spherical, backend, init_size, factor, rounds, algorithm, progress) -> ChunkedFit:
+    """The best of `n_init` initialisations, each followed by Lloyd iterations."""
+    rng = np.random.default_rng(seed)
+    best: Optional[ChunkedFit] = None
+    for run in range(n_init):
+        run_seed = int(rng.integers(2**63))
+        centroids = initial_centroids(source, init, n_clusters, dtype, run_seed, backend, init_size, factor, rounds)
+        if spherical:
+            centroids = normalized(centroids)
+        bounded = algorithm == "elkan" and n_clusters > 1
+        result = lloyd(source, centroids, max_iter, tol, spherical, backend, run, progress, bounded)
+        logger.debug("run %d: inertia %.6e after %d iterations", run, result.inertia, result.n_iter)
+        if best is None or result.inertia < best.inertia:
+            best = result
+    assert best is not None
+    return best
+
+
+class DtypeChanged(Exception):
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+
+class CheckedFirstPass:
+    """A source whose first pass, whatever it computes, also checks every chunk as the
+    in-memory fit checks its data (the same errors) and gathers the statistics the fit needs
+    (mean feature variance for `tol`, the largest magnitude, the total weight): no pass of its
+    own for them."""
+
+    def __init__(self, source, owner: str):
+        self.source, self.owner, self.stats = source, owner, None
+        self.n_rows, self.n_features, self.dtype = source.n_rows, source.n_features, source.dtype
+
+    def map_reduce(self, task, combine, shared, states=None, keep_states=False):
+        if self.stats is not None:
+            return self.source.map_reduce(task, combine, shared, states, keep_states)
+        (stats, total), new_states = self.source.map_reduce(stats_and_task, CombineStatsAnd(combine), (self.owner, task, shared), states, keep_states)
+        if not stats.weight > 0:
+            raise ValueError("sample_weight must not sum to zero")
+        self.stats = stats
+        dtype = fit_dtype(self.dtype, stats.top)
+        if dtype != fit_dtype(self.dtype, 0.0):
+            raise DtypeChanged(dtype)
+        return total, new_states
+
+    def take_rows(self, indices, dtype):
+        return gather_rows(self, indices, dtype)
+
+    def tol(self, tol: float) -> float:
+        """scikit-learn's `tol` in absolute terms: relative to the mean feature variance."""
+        assert self.stats is not None, "the first pass has run"
+        return tol * float(np.mean(self.stats.m2 / self.stats.n)) if tol > 0 else 0.0
 
 
 def fit_dtype(dtype, top: float) -> np.dtype:
@@ -127,25 +183,38 @@ def normalized(centroids: np.ndarray) -> np.ndarray:
     return np.where(norms > 0, centroids / np.where(norms > 0, norms, 1.0), centroids).astype(centroids.dtype)
 
 
-def lloyd(source, centroids, max_iter, tol_abs, spherical, backend, run, progress, bounded) -> ChunkedFit:
+def lloyd(source, centroids, max_iter, tol, spherical, backend, run, progress, bounded) -> ChunkedFit:
     """Lloyd iterations from `centroids`. `bounded`: each chunk keeps its labels and
     Hamerly's lower bounds from pass to pass (where it lives), so that rows whose bounds
     prove they keep their centroid skip the search, as the in-memory "elkan" fit does."""
     history = []
     n_iter = 0
     states, previous = None, None
+    # As the in-memory bounded passes do: the first pass is dense; bounds that leave most
+    # rows to search (centroids still moving far) give way to dense passes, for twice as
+    # long after each such try.
+    dense_left, failures, have_bounds = 1, 0, False
     for iteration in range(1, max_iter + 1):
         n_iter = iteration
-        if bounded:
+        if bounded and dense_left == 0:
             module, native = kernel(backend)
             gaps = module.half_gaps(centroids, backend=native)
             shifts = None if previous is None else np.sqrt(((centroids.astype(np.float64) - previous.astype(np.float64)) ** 2).sum(axis=1))
-            parts, states = source.map_reduce(bounded_task, combine_lloyd, (centroids, gaps, shifts, backend), states, keep_states=True)
+            tested = have_bounds
+            parts, states = source.map_reduce(bounded_task, combine_lloyd, (centroids, gaps, shifts, backend), states if tested else None, keep_states=True)
+            have_bounds = True
+            if tested and 2 * parts.searched > source.n_rows:
+                failures += 1
+                dense_left = 2 << min(failures, 16)
+            elif tested:
+                failures = 0
+            logger.debug("iteration %d: %d of %d rows searched every centroid", iteration, parts.searched, source.n_rows)
         else:
-            parts, _ = source.map_reduce(lloyd_task, combine_lloyd, (centroids, backend))
+            parts, states = source.map_reduce(lloyd_task, combine_lloyd, (centroids, backend), keep_states=True)
+            dense_left, have_bounds = max(dense_left - 1, 0), False
         history.append(float(parts.inertia))
         if not (parts.weights > 0).all():
-            relocate_empty_clusters(source, centroids, parts, backend)
+            relocate_empty_clusters(source, centroids, parts, backend, states)
         updated = average(parts, centroids, spherical)
         shift = float(((updated.astype(np.float64) - centroids.astype(np.float64)) ** 2).sum())
         previous, centroids = centroids, updated
@@ -155,7 +224,7 @@ def lloyd(source, centroids, max_iter, tol_abs, spherical, backend, run, progres
         if shift == 0.0:
             # The labels did not change (the same sums give the same centroids): strict convergence.
             break
-        if shift <= tol_abs:
+        if shift <= source.tol(tol):
             break
     return ChunkedFit(centroids, history[-1], n_iter, history)
 
@@ -168,12 +237,13 @@ def average(parts: LloydParts, previous: np.ndarray, spherical: bool) -> np.ndar
     return normalized(out) if spherical else out
 
 
-def relocate_empty_clusters(source, centroids, parts: LloydParts, backend) -> None:
+def relocate_empty_clusters(source, centroids, parts: LloydParts, backend, states) -> None:
     """Each cluster with no weight takes over one of the rows farthest from their centroid
     (farthest first, ties by lowest row index); that row's sums move from its old cluster
-    (one more pass over the data, only in iterations that leave a cluster empty)."""
+    (one more pass over the data, by the labels each chunk kept, only in iterations that
+    leave a cluster empty)."""
     empty = np.flatnonzero(~(parts.weights > 0))
-    found, _ = source.map_reduce(farthest_task, combine_farthest, (centroids, len(empty), backend))
+    found, _ = source.map_reduce(farthest_task, combine_farthest, (centroids, len(empty), backend), states)
     for cluster, old, w, row in zip(empty, found.labels, found.weights, found.rows):
         contribution = row.astype(np.float64) * w
         parts.sums[old] -= contribution

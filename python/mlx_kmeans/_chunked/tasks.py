@@ -58,6 +58,25 @@ def stats_task(chunk, weights, offset, shared, state):
     return Stats(n, mean, m2, top, weight), None
 
 
+def stats_and_task(chunk, weights, offset, shared, state):
+    """The statistics pass riding along with another: `shared` is (owner, task, its shared)."""
+    owner, task, inner = shared
+    stats, _ = stats_task(chunk, weights, offset, owner, None)
+    part, new_state = task(chunk, weights, offset, inner, state)
+    return (stats, part), new_state
+
+
+class CombineStatsAnd:
+    """Combines `stats_and_task` results: the statistics, and the other task's parts by its
+    own `combine` (a class, so that workers unpickle it by name)."""
+
+    def __init__(self, combine):
+        self.combine = combine
+
+    def __call__(self, parts):
+        return combine_stats([p[0] for p in parts]), self.combine([p[1] for p in parts])
+
+
 def combine_stats(parts: Sequence[Stats]) -> Stats:
     total = parts[0]
     for part in parts[1:]:
@@ -77,6 +96,7 @@ class LloydParts:
     sums: np.ndarray
     weights: np.ndarray
     inertia: float
+    searched: int = 0  # rows that searched every centroid (bounded passes)
 
 
 def lloyd_task(chunk, weights, offset, shared, state):
@@ -85,8 +105,9 @@ def lloyd_task(chunk, weights, offset, shared, state):
     X = checked_chunk(chunk, centroids.dtype)
     w = None if weights is None else checked_chunk(weights, centroids.dtype)
     module, native = kernel(backend)
-    _, _, sums, cluster_weights, inertia = module.lloyd_partials(X, centroids, w, backend=native)
-    return LloydParts(sums, cluster_weights, inertia), None
+    labels, _, sums, cluster_weights, inertia = module.lloyd_partials(X, centroids, w, backend=native)
+    # The labels stay with the chunk: a pass for empty clusters needs them.
+    return LloydParts(sums, cluster_weights, inertia), labels
 
 
 def bounded_task(chunk, weights, offset, shared, state):
@@ -98,21 +119,22 @@ def bounded_task(chunk, weights, offset, shared, state):
     w = None if weights is None else checked_chunk(weights, centroids.dtype)
     module, native = kernel(backend)
     labels, lower = (None, None) if state is None else state
-    labels, _, sums, cluster_weights, inertia, lower, _ = module.bounded_partials(
+    labels, _, sums, cluster_weights, inertia, lower, searched = module.bounded_partials(
         X, centroids, checked_chunk(gaps, np.float64), labels, lower, None if state is None else checked_chunk(shifts, np.float64), w, backend=native
     )
-    return LloydParts(sums, cluster_weights, inertia), (labels, lower)
+    return LloydParts(sums, cluster_weights, inertia, searched), (labels, lower)
 
 
 def combine_lloyd(parts: Sequence[LloydParts]) -> LloydParts:
     sums = parts[0].sums.copy()
     weights = parts[0].weights.copy()
-    inertia = parts[0].inertia
+    inertia, searched = parts[0].inertia, parts[0].searched
     for part in parts[1:]:
         sums += part.sums
         weights += part.weights
         inertia += part.inertia
-    return LloydParts(sums, weights, inertia)
+        searched += part.searched
+    return LloydParts(sums, weights, inertia, searched)
 
 
 @dataclass
@@ -128,12 +150,13 @@ class Farthest:
 
 
 def farthest_task(chunk, weights, offset, shared, state):
+    """The chunk's `count` rows farthest from their centroid, by the labels its last Lloyd
+    pass kept (`state`: the labels, or labels and bounds)."""
     centroids, count, backend = shared
     centroids = checked_chunk(centroids, centroids.dtype)
     X = checked_chunk(chunk, centroids.dtype)
     w = None if weights is None else checked_chunk(weights, centroids.dtype)
-    module, native = kernel(backend)
-    labels, _, _ = module.assign(X, centroids, w, backend=native)
+    labels = state[0] if isinstance(state, tuple) else state
     distances, rows = _native.farthest_rows(X, centroids, labels, count, w)
     row_weights = np.ones(len(rows)) if w is None else w[rows].astype(np.float64)
     return Farthest(distances, rows + offset, labels[rows], row_weights, X[rows].copy()), None
