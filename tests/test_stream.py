@@ -213,3 +213,32 @@ def test_minibatch_partial_fit_over_parquet_batches(tmp_path, data):
     assert run.returncode == 0, run.stderr
     inertia = float(run.stdout.split("inertia=")[1].split()[0])
     assert inertia <= 1.1 * full.inertia_
+
+
+def test_kmeans_streams_a_memory_map_larger_than_memory(tmp_path, data, monkeypatch):
+    import mlx_kmeans._stream as stream
+
+    path = tmp_path / "x.npy"
+    np.save(path, data)
+    init = first_rows(data, 8)
+    in_memory = KMeans(8, init=init, n_init=1, algorithm="lloyd").fit(data)
+    monkeypatch.setattr(stream, "available_memory", lambda: 4096)  # "larger than memory"
+    streamed = KMeans(8, init=init, n_init=1).fit(np.load(path, mmap_mode="r"))
+    np.testing.assert_array_equal(streamed.labels_, in_memory.labels_)
+    np.testing.assert_allclose(streamed.cluster_centers_, in_memory.cluster_centers_, rtol=1e-5, atol=1e-5)
+    assert streamed.inertia_ == pytest.approx(in_memory.inertia_, rel=1e-6)
+    assert streamed.n_iter_ == in_memory.n_iter_ and streamed.n_features_in_ == data.shape[1]
+    np.testing.assert_array_equal(streamed.predict(data), in_memory.predict(data))
+
+
+def test_mlx_backend_runs_the_chunks(data):
+    from mlx_kmeans import backends
+
+    if not next(b for b in backends() if b.name == "mlx").available:
+        pytest.skip("MLX is not installed")
+    init = first_rows(data, 8)
+    on_mlx = kmeans_streaming(data, 8, init=init, backend="mlx", chunk_bytes=20_000)
+    on_cpu = kmeans_streaming(data, 8, init=init, backend="cpu", chunk_bytes=20_000)
+    assert on_mlx.backend == "mlx"
+    np.testing.assert_array_equal(on_mlx.labels, on_cpu.labels)
+    assert on_mlx.inertia == pytest.approx(on_cpu.inertia, rel=1e-5)
