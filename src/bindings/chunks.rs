@@ -39,15 +39,9 @@ fn lloyd_partials_t<'py, T: EngineFor>(
     backend: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Partials<'py>> {
     let spec = BackendSpec::from_py(backend)?;
-    let (x_array, n, d) = input::matrix::<T>(x, "X")?;
-    let (c_array, k, cd) = input::matrix::<T>(centroids, "centroids")?;
-    if cd != d {
-        return Err(PyValueError::new_err(format!("X has {d} features but the centroids have {cd}")));
-    }
-    let weights = input::vector::<T>(sample_weight, "sample_weight")?;
-    let data = view(x_array.as_slice()?, n, d)?;
-    let cents = view(c_array.as_slice()?, k, d)?;
-    let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
+    let input = input::RowsAndCentroids::<T>::new(x, centroids, sample_weight)?;
+    let (n, k, d) = (input.rows, input.clusters, input.cols);
+    let (data, cents, w) = input.views()?;
     let (labels, distances, sums, inertia) = detached(py, None, |pending, monitor| {
         crate::params::check_weights(w, n)?;
         let engine = T::engine(&spec, Some(data), None, pending)?;
@@ -62,12 +56,26 @@ fn lloyd_partials_t<'py, T: EngineFor>(
         let inertia = weighted_sum(&distances, w);
         Ok((labels, distances, sums, inertia))
     })?;
+    let (labels, distances, sums, weights) = partials_out(py, labels, distances, sums, k, d)?;
+    Ok((labels, distances, sums, weights, inertia))
+}
+
+type Four<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>);
+
+/// Labels, distances, per-cluster sums (`k × d`) and weights as NumPy arrays.
+fn partials_out<T: EngineFor>(
+    py: Python<'_>,
+    labels: Vec<u32>,
+    distances: Vec<T>,
+    sums: crate::ClusterSums,
+    k: usize,
+    d: usize,
+) -> PyResult<Four<'_>> {
     Ok((
         labels_out(py, labels),
         distances.into_pyarray(py).into_any(),
         matrix_out(py, sums.sums, k, d)?,
         Array1::from_vec(sums.weights).into_pyarray(py).into_any(),
-        inertia,
     ))
 }
 
@@ -94,19 +102,14 @@ fn farthest_rows_t<'py, T: EngineFor>(
     count: usize,
     sample_weight: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-    let (x_array, n, d) = input::matrix::<T>(x, "X")?;
-    let (c_array, k, cd) = input::matrix::<T>(centroids, "centroids")?;
-    if cd != d {
-        return Err(PyValueError::new_err(format!("X has {d} features but the centroids have {cd}")));
-    }
+    let input = input::RowsAndCentroids::<T>::new(x, centroids, sample_weight)?;
+    let (n, k) = (input.rows, input.clusters);
     let labels = input::labels(labels, "labels", k)?;
     if labels.len() != n {
         return Err(PyValueError::new_err(format!("{} labels for {n} rows", labels.len())));
     }
-    let weights = input::vector::<T>(sample_weight, "sample_weight")?;
-    let data = view(x_array.as_slice()?, n, d)?;
-    let cents = c_array.as_slice()?;
-    let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
+    let (data, cents, w) = input.views()?;
+    let cents = cents.as_slice();
     let found = detached(py, None, |_, _| {
         crate::params::check_weights(w, n)?;
         Ok(crate::update::farthest_rows(data, w, &labels, cents, count))
@@ -195,11 +198,8 @@ fn bounded_partials_t<'py, T: EngineFor>(
     backend: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<BoundedPartials<'py>> {
     let spec = BackendSpec::from_py(backend)?;
-    let (x_array, n, d) = input::matrix::<T>(x, "X")?;
-    let (c_array, k, cd) = input::matrix::<T>(centroids, "centroids")?;
-    if cd != d {
-        return Err(PyValueError::new_err(format!("X has {d} features but the centroids have {cd}")));
-    }
+    let input = input::RowsAndCentroids::<T>::new(x, centroids, sample_weight)?;
+    let (n, k, d) = (input.rows, input.clusters, input.cols);
     if state.half_gaps.len() != k {
         return Err(PyValueError::new_err(format!("{} half gaps for {k} centroids", state.half_gaps.len())));
     }
@@ -218,10 +218,7 @@ fn bounded_partials_t<'py, T: EngineFor>(
             )))
         }
     };
-    let weights = input::vector::<T>(sample_weight, "sample_weight")?;
-    let data = view(x_array.as_slice()?, n, d)?;
-    let cents = view(c_array.as_slice()?, k, d)?;
-    let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
+    let (data, cents, w) = input.views()?;
     let gaps = state.half_gaps;
     let (labels, distances, sums, inertia, lower, searched) = detached(py, None, |pending, monitor| {
         crate::params::check_weights(w, n)?;
@@ -246,13 +243,6 @@ fn bounded_partials_t<'py, T: EngineFor>(
         let inertia = weighted_sum(&distances, w);
         Ok((labels, distances, sums, inertia, pass.into_lower(), searched))
     })?;
-    Ok((
-        labels_out(py, labels),
-        distances.into_pyarray(py).into_any(),
-        matrix_out(py, sums.sums, k, d)?,
-        Array1::from_vec(sums.weights).into_pyarray(py).into_any(),
-        inertia,
-        lower.into_pyarray(py).into_any(),
-        searched,
-    ))
+    let (labels, distances, sums, weights) = partials_out(py, labels, distances, sums, k, d)?;
+    Ok((labels, distances, sums, weights, inertia, lower.into_pyarray(py).into_any(), searched))
 }

@@ -54,6 +54,44 @@ pub fn vector<'py, T: Scalar + Element>(
     Ok(Some(array))
 }
 
+/// Engine views of rows, centroids and the rows' optional weights.
+pub type Views<'a, T> = (MatRef<'a, T>, MatRef<'a, T>, Option<&'a [T]>);
+
+/// Rows to compare with centroids: both borrowed matrices (the same number of features) and
+/// the rows' optional sample weights.
+pub struct RowsAndCentroids<'py, T: Scalar + Element> {
+    x: PyReadonlyArray2<'py, T>,
+    centroids: PyReadonlyArray2<'py, T>,
+    weights: Option<PyReadonlyArray1<'py, T>>,
+    pub rows: usize,
+    pub clusters: usize,
+    pub cols: usize,
+}
+
+impl<'py, T: Scalar + Element> RowsAndCentroids<'py, T> {
+    pub fn new(
+        x: &Bound<'py, PyAny>,
+        centroids: &Bound<'py, PyAny>,
+        sample_weight: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Self> {
+        let (x, rows, cols) = matrix::<T>(x, "X")?;
+        let (centroids, clusters, centroid_cols) = matrix::<T>(centroids, "centroids")?;
+        if centroid_cols != cols {
+            return Err(PyValueError::new_err(format!("X has {cols} features but the centroids have {centroid_cols}")));
+        }
+        let weights = vector::<T>(sample_weight, "sample_weight")?;
+        Ok(Self { x, centroids, weights, rows, clusters, cols })
+    }
+
+    /// The rows, the centroids and the weights as engine views.
+    pub fn views(&self) -> PyResult<Views<'_, T>> {
+        let err = |e: crate::Error| PyValueError::new_err(e.to_string());
+        let x = MatRef::new(self.x.as_slice()?, self.rows, self.cols).map_err(err)?;
+        let centroids = MatRef::new(self.centroids.as_slice()?, self.clusters, self.cols).map_err(err)?;
+        Ok((x, centroids, self.weights.as_ref().map(|w| w.as_slice()).transpose()?))
+    }
+}
+
 /// Cluster labels (a 1-D int32 NumPy array), each checked to lie in `0..k`.
 pub fn labels(v: &Bound<'_, PyAny>, name: &str, k: usize) -> PyResult<Vec<u32>> {
     let array: PyReadonlyArray1<'_, i32> =

@@ -80,15 +80,9 @@ fn assign_t<'py, T: EngineFor>(
     backend: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, f64)> {
     let spec = BackendSpec::from_py(backend)?;
-    let (x_array, n, d) = input::matrix::<T>(x, "X")?;
-    let (c_array, k, cd) = input::matrix::<T>(centroids, "centroids")?;
-    if cd != d {
-        return Err(PyValueError::new_err(format!("X has {d} features but the centroids have {cd}")));
-    }
-    let weights = input::vector::<T>(sample_weight, "sample_weight")?;
-    let data = view(x_array.as_slice()?, n, d)?;
-    let cents = view(c_array.as_slice()?, k, d)?;
-    let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
+    let input = input::RowsAndCentroids::<T>::new(x, centroids, sample_weight)?;
+    let n = input.rows;
+    let (data, cents, w) = input.views()?;
     let (labels, distances, inertia) = detached(py, None, |pending, monitor| {
         let engine = T::engine(&spec, Some(data), None, pending)?;
         crate::params::check_weights(w, n)?;
