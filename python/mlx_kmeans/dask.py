@@ -2,10 +2,11 @@
 on a `distributed` cluster or Dask's local schedulers.
 
 Each Lloyd iteration runs the engine's kernel on every chunk, on the worker that holds it
-(assignment, per-cluster weighted sums and weights, inertia), adds the `k × d` partial sums
-in a tree, and updates the centroids once on the client. Only the centroids (broadcast once
-per iteration) and the partial sums cross the network. Initialisation: k-means‖ (as dask-ml,
-Spark and cuML), greedy k-means++ on a sample, "random", or an array. The loop is the one in
+(assignment, per-cluster weighted sums and weights, inertia), adds up each worker's chunks
+there, adds the workers' `k × d` partial sums in a tree, and updates the centroids once on
+the client. Only the centroids (once per iteration) and the partial sums cross the network.
+Initialisation: k-means‖ (as dask-ml, Spark and cuML), greedy k-means++ on a sample,
+"random", or an array. The loop is the one in
 `mlx_kmeans._chunked`, with the in-memory fit's rules (same result from the same initial
 centroids). Needs `pip install 'mlx-kmeans[dask]'`.
 
