@@ -5,7 +5,7 @@
 
 # `_native` needs no MLX; the MLX kernel (`_mlx`) loads only when the mlx backend is probed.
 from . import _native
-from ._api import KMeansResult, kmeans
+from ._api import KMeansResult, k_means, kmeans, kmeans_plusplus
 from ._backend import Backend, backends
 from ._faiss_api import Kmeans
 from ._kmeans import KMeans, MiniBatchKMeans
@@ -13,4 +13,4 @@ from ._stream import kmeans_streaming
 
 __version__ = _native.__version__
 
-__all__ = ["KMeans", "MiniBatchKMeans", "Kmeans", "kmeans", "kmeans_streaming", "KMeansResult", "backends", "Backend", "__version__"]
+__all__ = ["KMeans", "MiniBatchKMeans", "Kmeans", "kmeans", "kmeans_streaming", "k_means", "kmeans_plusplus", "KMeansResult", "backends", "Backend", "__version__"]

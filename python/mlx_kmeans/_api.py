@@ -40,6 +40,7 @@ def kmeans(
     algorithm: str = "elkan",
     backend: str = "auto",
     verbose: bool = False,
+    random_state=None,
 ) -> KMeansResult:
     """Cluster the rows of X into k groups with Lloyd's algorithm.
 
@@ -47,8 +48,9 @@ def kmeans(
 
     `init` is 'k-means++', 'random' or a (k, n_features) array; `tol` is relative to the
     mean feature variance (as in scikit-learn); `seed` makes the result reproducible;
-    `algorithm` is 'lloyd' (dense passes) or 'elkan' (bounded passes, same labels). The
-    same checks and engine call as `KMeans(...).fit`.
+    `algorithm` is 'lloyd' (dense passes) or 'elkan' (bounded passes, same labels);
+    `random_state` (scikit-learn's name; an int or a `RandomState`) replaces `seed` when
+    given. The same checks and engine call as `KMeans(...).fit`.
     C-contiguous float32/float64 arrays are used without a copy; float32 stays float32.
     """
     from ._kmeans import KMeans
@@ -59,7 +61,7 @@ def kmeans(
         n_init=n_init,
         max_iter=max_iter,
         tol=tol,
-        random_state=seed,
+        random_state=seed if random_state is None else random_state,
         algorithm=algorithm,
         backend=backend,
         spherical=spherical,
@@ -75,3 +77,65 @@ def kmeans(
         n_iter=int(result["n_iter"]),
         backend=chosen,
     )
+
+
+def k_means(
+    X,
+    n_clusters,
+    *,
+    sample_weight=None,
+    init="k-means++",
+    n_init="auto",
+    max_iter=300,
+    verbose=False,
+    tol=1e-4,
+    random_state=None,
+    copy_x=True,
+    algorithm="lloyd",
+    return_n_iter=False,
+):
+    """scikit-learn's `k_means`: `(centroid, label, inertia)`, and `best_n_iter` when
+    `return_n_iter`; the same fit as `KMeans(...).fit(X)`."""
+    from ._kmeans import KMeans
+
+    estimator = KMeans(
+        n_clusters=n_clusters,
+        init=init,
+        n_init=n_init,
+        max_iter=max_iter,
+        verbose=verbose,
+        tol=tol,
+        random_state=random_state,
+        copy_x=copy_x,
+        algorithm=algorithm,
+    ).fit(X, sample_weight=sample_weight)
+    result = (estimator.cluster_centers_, estimator.labels_, estimator.inertia_)
+    return (*result, estimator.n_iter_) if return_n_iter else result
+
+
+def kmeans_plusplus(X, n_clusters, *, sample_weight=None, x_squared_norms=None, random_state=None, n_local_trials=None):
+    """scikit-learn's `kmeans_plusplus`: `n_clusters` rows of X chosen by greedy k-means++
+    (the engine's, `2 + ln k` candidates per step, sample weights respected) and their indices.
+    `x_squared_norms` is accepted and not needed (the engine computes the norms); another
+    number of local trials than `2 + int(ln k)` is refused."""
+    import math
+
+    from . import _native
+    from ._validation import check_array, check_sample_weight, seed_from
+
+    X = check_array(X, owner="kmeans_plusplus")
+    if not (isinstance(n_clusters, (int, np.integer)) and 1 <= n_clusters <= X.shape[0]):
+        raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
+    trials = 2 + int(math.log(n_clusters))
+    if n_local_trials is not None and n_local_trials != trials:
+        raise ValueError(f"n_local_trials must be None or {trials} (2 + int(ln n_clusters)), the engine's number; got {n_local_trials}")
+    if x_squared_norms is not None and np.shape(x_squared_norms) != (X.shape[0],):
+        raise ValueError(f"x_squared_norms should be of length {X.shape[0]}; got shape {np.shape(x_squared_norms)}")
+    weights = check_sample_weight(sample_weight, X)
+    n = X.shape[0]
+    centers = _native.init_centroids(
+        X, weights, n_clusters=int(n_clusters), init="k-means++", batch_size=n, init_size=n, seed=seed_from(random_state)
+    )
+    # The chosen rows themselves: each centre's nearest row is a row equal to it.
+    indices, _, _ = _native.assign(centers, X)
+    return centers, indices.astype(np.intp)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ._backend import engine_module, native_backend
@@ -69,10 +71,21 @@ class MiniBatchKMeans(_BaseKMeans):
         "compute_labels": Bool(),
     }
 
+    def _warn_small_init_size(self) -> None:
+        """scikit-learn's warning (the engine then samples `3·n_clusters` rows, as it does)."""
+        if self.init_size is not None and self.init_size < self.n_clusters:
+            warnings.warn(
+                f"init_size={self.init_size} should be larger than n_clusters={self.n_clusters}. "
+                "Setting it to min(3*n_clusters, n_samples)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
     def fit(self, X, y=None, sample_weight=None):
         """Compute the centroids on X by chunking it into mini-batches."""
         self._check_params()
         X, weights, backend = self._validate_fit_data(X, sample_weight)
+        self._warn_small_init_size()
         seed = seed_from(self.random_state)
         init = self._resolve_init(X, seed)
         batch_size = min(int(self.batch_size), X.shape[0])
@@ -120,6 +133,7 @@ class MiniBatchKMeans(_BaseKMeans):
         else:
             self._check_params()
             X, _, backend = self._validate_fit_data(X, None)
+            self._warn_small_init_size()
         weights = check_sample_weight(sample_weight, X)
         if not hasattr(self, "_random_state"):
             self._random_state = _as_random_state(self.random_state)
