@@ -21,7 +21,29 @@ from ._validation import (
     to_mlx,
 )
 
-__all__ = ["_BaseKMeans"]
+__all__ = ["_BaseKMeans", "checked_centers"]
+
+
+def checked_centers(init, n_clusters: int, n_features: int, owner: str, dtype=None) -> np.ndarray:
+    """Initial centres given as an array: checked as data, of shape `(n_clusters,
+    n_features)` (scikit-learn's messages), a copy in `dtype` (or the dtype `check_array`
+    gives them) that the fit may own."""
+    centers = check_array(init, name="init", owner=owner, dtype=dtype)
+    if dtype is not None:
+        centers = centers.astype(dtype, copy=False)
+    if centers is init:
+        centers = centers.copy()
+    if centers.shape[0] != n_clusters:
+        raise ValueError(
+            f"The shape of the initial centers {centers.shape} does not match the number "
+            f"of clusters {n_clusters}."
+        )
+    if centers.shape[1] != n_features:
+        raise ValueError(
+            f"The shape of the initial centers {centers.shape} does not match the number "
+            f"of features of the data {n_features}."
+        )
+    return centers
 
 
 class _BaseKMeans(*ESTIMATOR_BASES):
@@ -66,20 +88,7 @@ class _BaseKMeans(*ESTIMATOR_BASES):
             return init
         if callable(init):
             init = init(X, self.n_clusters, random_state=np.random.RandomState(seed % 2**32))
-        centers = check_array(init, name="init", owner=type(self).__name__, dtype=X.dtype).astype(X.dtype, copy=False)
-        if centers is init:
-            centers = centers.copy()
-        if centers.shape[0] != self.n_clusters:
-            raise ValueError(
-                f"The shape of the initial centers {centers.shape} does not match the number "
-                f"of clusters {self.n_clusters}."
-            )
-        if centers.shape[1] != X.shape[1]:
-            raise ValueError(
-                f"The shape of the initial centers {centers.shape} does not match the number "
-                f"of features of the data {X.shape[1]}."
-            )
-        return centers
+        return checked_centers(init, self.n_clusters, X.shape[1], type(self).__name__, X.dtype)
 
     # -- data ---------------------------------------------------------------------------
     def _validate_fit_data(self, X, sample_weight):

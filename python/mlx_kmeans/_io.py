@@ -97,8 +97,8 @@ def record_batches(path: str, column: str | None, chunk_bytes: int):
             batches = iter(pa.ipc.open_stream(source))
     else:
         raise ValueError(f"--stream reads .npy, Parquet or Arrow IPC files; got {path}")
+    from ._validation import check_array
+
     for batch in batches:
         if batch.num_rows:
-            from ._validation import check_array
-
             yield check_array(table_matrix(pa.Table.from_batches([batch]), column, path), owner="MiniBatchKMeans")

@@ -7,12 +7,11 @@ import logging
 
 import numpy as np
 
-from ._backend import engine_module, native_backend
-from ._base import _BaseKMeans
+from ._backend import engine_module, native_backend, resolve
+from ._base import _BaseKMeans, checked_centers
 from ._minibatch import MiniBatchKMeans
 from ._params import Bool, Options
-from ._backend import resolve
-from ._validation import check_array, check_feature_names, seed_from
+from ._validation import check_feature_names, seed_from
 
 logger = logging.getLogger("mlx_kmeans")
 
@@ -109,7 +108,7 @@ class KMeans(_BaseKMeans):
     def _fit_streamed(self, X, sample_weight, progress, desc):
         """A memory map larger than memory: Lloyd over chunks read in turn (`_stream`), with
         greedy k-means++ on a sample of rows for 'k-means++'."""
-        from ._chunked import fit_chunked
+        from ._chunked import fit_chunked, fit_dtype
         from ._stream import ArrayChunks
 
         logger.info("X is a memory map of %.1f GB, more than half the memory available: fitting it in chunks", X.nbytes / 1e9)
@@ -117,18 +116,13 @@ class KMeans(_BaseKMeans):
         self._mlx_output = False
         check_feature_names(self, X, reset=True)
         self.n_features_in_ = source.n_features
-        backend = resolve(self.backend, np.float64 if source.dtype == np.float64 else np.float32)
+        backend = resolve(self.backend, fit_dtype(source.dtype))
         seed = seed_from(self.random_state)
         init = self.init
         if callable(init):
             raise ValueError("a callable init needs the data in memory; pass 'k-means++', 'random' or an array")
         if not isinstance(init, str):
-            init = check_array(init, name="init", owner=type(self).__name__)
-            if init.shape != (self.n_clusters, source.n_features):
-                raise ValueError(
-                    f"The shape of the initial centers {init.shape} does not match the number of clusters "
-                    f"{self.n_clusters} and features {source.n_features}."
-                )
+            init = checked_centers(init, self.n_clusters, source.n_features, type(self).__name__)
         with self._progress(int(self.max_iter), desc=desc) as bar:
             fit = fit_chunked(
                 source,

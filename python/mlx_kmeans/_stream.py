@@ -13,7 +13,7 @@ import numpy as np
 
 from ._api import KMeansResult
 from ._backend import resolve
-from ._chunked import INIT_METHODS, check_init_options, fit_chunked, gather_rows
+from ._chunked import INIT_METHODS, check_init_options, fit_chunked, fit_dtype
 
 logger = logging.getLogger("mlx_kmeans")
 
@@ -76,11 +76,6 @@ class ArrayChunks:
             if keep_states:
                 new_states.append(state)
         return total, new_states
-
-    def take_rows(self, indices, dtype):
-        # Chunk by chunk, releasing pages as it goes: rows scattered over a mapped file would
-        # otherwise map (with the kernel's fault-around) most of the file.
-        return gather_rows(self, indices, dtype)
 
     def _release(self, start: int, end: int) -> None:
         if self._pages is None:
@@ -146,7 +141,7 @@ def kmeans_streaming(
     if not (isinstance(k, (int, np.integer)) and k >= 1):
         raise ValueError(f"k must be a positive integer; got {k!r}")
     source = ArrayChunks(X, sample_weight, chunk_bytes)
-    name = resolve(backend, np.float64 if source.dtype == np.float64 else np.float32)
+    name = resolve(backend, fit_dtype(source.dtype))
     fit = fit_chunked(
         source,
         n_clusters=int(k),

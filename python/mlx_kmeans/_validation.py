@@ -29,7 +29,7 @@ def value_summary(array: np.ndarray) -> tuple[bool, bool, float]:
     return _native.value_summary(array)
 
 
-def outside_float32_range(array: np.ndarray, top: float | None = None) -> bool:
+def outside_float32_range(array: np.ndarray | None, top: float | None = None) -> bool:
     """Whether the largest magnitude in `array` (a checked C-contiguous float matrix, or `top`
     when already known) is too large or too small (but not zero) for squared distances in
     float32."""

@@ -38,7 +38,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 
 from . import _native
 from ._backend import check_name, engine_module, native_backend, resolve
-from ._chunked import INIT_METHODS, check_init_options, fit_chunked, gather_rows
+from ._base import checked_centers
+from ._chunked import INIT_METHODS, check_init_options, fit_chunked, fit_dtype
 from ._progress import progress_bar
 from ._sklearn_compat import ESTIMATOR_BASES, NotFittedError
 from ._validation import check_array
@@ -151,9 +152,6 @@ class DaskChunks:
         (total,) = dask.compute(outs[0])
         return total, new_states
 
-    def take_rows(self, indices, dtype):
-        return gather_rows(self, indices, dtype)
-
 
 def _predict_block(block, centroids, backend):
     centroids = np.require(centroids, requirements=["C", "A"])
@@ -198,9 +196,7 @@ def as_dask_array(X):
     if dd is not None and isinstance(X, (dd.DataFrame, dd.Series)):
         frame = X.to_frame() if isinstance(X, dd.Series) else X
         columns = list(frame.columns)
-        numeric = all(np.dtype(t).kind in "biuf" for t in frame.dtypes if isinstance(t, np.dtype))
-        numeric = numeric and all(isinstance(t, np.dtype) for t in frame.dtypes)
-        if numeric:
+        if all(isinstance(t, np.dtype) and t.kind in "biuf" for t in frame.dtypes):
             names = np.asarray(columns, dtype=object) if all(isinstance(c, str) for c in columns) else None
             return frame.to_dask_array(lengths=True), names
         if len(columns) != 1:
@@ -330,17 +326,12 @@ class KMeans(*ESTIMATOR_BASES):
         self._check_params()
         X, names = as_dask_array(X)
         source = DaskChunks(X, sample_weight, persist=bool(self.persist))
-        backend = resolve(self.backend, np.float64 if source.dtype == np.float64 else np.float32)
+        backend = resolve(self.backend, fit_dtype(source.dtype))
         if backend == "faiss":
             raise ValueError("mlx_kmeans.dask runs the 'cpu' or 'mlx' backend on the workers; got 'faiss'")
         init = self.init
         if not isinstance(init, str):
-            init = check_array(init, name="init", owner="KMeans")
-            if init.shape != (self.n_clusters, source.n_features):
-                raise ValueError(
-                    f"The shape of the initial centers {init.shape} does not match the number of clusters "
-                    f"{self.n_clusters} and features {source.n_features}."
-                )
+            init = checked_centers(init, self.n_clusters, source.n_features, "KMeans")
         n_init = 1 if self.n_init == "auto" or not isinstance(init, str) else int(self.n_init)
         seed = _seed(self.random_state)
         with progress_bar(self.verbose, int(self.max_iter) * n_init, "KMeans (dask)", "it") as bar:

@@ -2,6 +2,6 @@
 initialisation (`init`)."""
 
 from .init import INIT_METHODS, check_init_options, gather_rows
-from .loop import ChunkedFit, ChunkSource, fit_chunked
+from .loop import ChunkedFit, ChunkSource, fit_chunked, fit_dtype
 
-__all__ = ["ChunkSource", "ChunkedFit", "fit_chunked", "gather_rows", "check_init_options", "INIT_METHODS"]
+__all__ = ["ChunkSource", "ChunkedFit", "fit_chunked", "gather_rows", "check_init_options", "fit_dtype", "INIT_METHODS"]

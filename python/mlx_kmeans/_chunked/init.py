@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from .tasks import checked_chunk, kernel, sum_all
+from .tasks import against, checked_chunk, kernel, sum_all
 
 logger = logging.getLogger("mlx_kmeans")
 
@@ -66,8 +66,7 @@ def parallel_cost_task(chunk, weights, offset, shared, state):
     """k-means‖: each row's squared distance to the nearest candidate so far (the state),
     updated with the newest candidates; returns the weighted cost."""
     candidates, backend = shared
-    candidates = checked_chunk(candidates, candidates.dtype)
-    X = checked_chunk(chunk, candidates.dtype)
+    X, _, candidates = against(chunk, None, candidates)
     module, native = kernel(backend)
     _, distances, _ = module.assign(X, candidates, backend=native)
     distances = distances.astype(np.float64)
@@ -90,8 +89,7 @@ def parallel_sample_task(chunk, weights, offset, shared, state):
 def candidate_weight_task(chunk, weights, offset, shared, state):
     """k-means‖: the sample weight of the rows nearest to each candidate."""
     candidates, backend = shared
-    candidates = checked_chunk(candidates, candidates.dtype)
-    X = checked_chunk(chunk, candidates.dtype)
+    X, _, candidates = against(chunk, None, candidates)
     module, native = kernel(backend)
     labels, _, _ = module.assign(X, candidates, backend=native)
     w = None if weights is None else np.asarray(weights, dtype=np.float64)
@@ -103,7 +101,7 @@ def sample_rows(source, count: int, seed: int, weighted: bool, dtype):
     else uniformly among the positive-weight rows) and their weights."""
     (keys, indices), _ = source.map_reduce(sample_keys_task, combine_keys, (count, seed, weighted))
     chosen = np.sort(indices[np.argsort(-keys, kind="stable")[:count]])
-    return source.take_rows(chosen, np.dtype(dtype))
+    return gather_rows(source, chosen, dtype)
 
 
 def initial_centroids(source, init, k, dtype, seed, backend, init_size, factor, rounds) -> np.ndarray:
@@ -113,8 +111,8 @@ def initial_centroids(source, init, k, dtype, seed, backend, init_size, factor, 
         rows, _ = sample_rows(source, k, seed, weighted=True, dtype=dtype)
         return checked_chunk(rows, dtype).copy()
     if init == "k-means++":
-        size = source.n_rows if init_size is None else init_size
-        size = min(source.n_rows, max(size if init_size is not None else max(10 * k, 20_000), k))
+        size = max(10 * k, 20_000) if init_size is None else init_size
+        size = min(source.n_rows, max(size, k))
         rows, weights = sample_rows(source, size, seed, weighted=False, dtype=dtype)
         return seed_plusplus(rows, weights, k, seed, backend)
     if init == "k-means||":
@@ -163,7 +161,7 @@ def kmeans_parallel(source, k, dtype, seed, backend, factor, rounds) -> np.ndarr
     weights, _ = source.map_reduce(candidate_weight_task, sum_all, (candidates, backend))
     if candidates.shape[0] == k:
         return np.ascontiguousarray(candidates)
-    return seed_plusplus(np.ascontiguousarray(candidates), weights, k, int(rng.integers(2**63)), backend)
+    return seed_plusplus(candidates, weights, k, int(rng.integers(2**63)), backend)
 
 
 def check_init_options(factor: float, rounds: int) -> None:

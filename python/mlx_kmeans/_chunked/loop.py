@@ -12,8 +12,10 @@ keeping labels between passes); empty clusters take the farthest rows, as
 takes the same steps as the in-memory fit.
 
 A source of chunks implements `map_reduce` (run a task on each chunk, combine the results in
-chunk order; optionally keep a per-chunk state for the next pass) and `take_rows` (the rows
-at given global indices).
+chunk order; optionally keep a per-chunk state for the next pass). Rows are gathered by
+index through the same (`init.gather_rows`): chunk by chunk, so that a memory map releases
+each chunk's pages as it goes (rows scattered over a mapped file would otherwise map most of
+it).
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
-from .._validation import FLOAT32_SAFE_RANGE
-from .init import gather_rows, initial_centroids
+from .._validation import outside_float32_range
+from .init import initial_centroids
 from .tasks import (
     CombineStatsAnd,
     LloydParts,
@@ -54,10 +56,6 @@ class ChunkSource(Protocol):
         (`chunk`: the checked C-contiguous float matrix; `offset`: its first global row);
         returns `(combine(parts), new_states)`, parts combined in chunk order. `new_states`
         is None unless `keep_states`."""
-
-    def take_rows(self, indices: np.ndarray, dtype) -> tuple:
-        """The rows at sorted global `indices`, in that order, in `dtype`, and their sample
-        weights (float64; ones when unweighted)."""
 
 
 @dataclass
@@ -94,7 +92,7 @@ def fit_chunked(
     if source.n_rows < n_clusters:
         raise ValueError(f"n_samples={source.n_rows} should be >= n_clusters={n_clusters}.")
     checked = CheckedFirstPass(source, owner)
-    dtype = fit_dtype(source.dtype, 0.0)
+    dtype = fit_dtype(source.dtype)
     while True:
         try:
             best = runs(checked, dtype, n_clusters, init, n_init, max_iter, tol, seed, spherical, backend, init_size, oversampling_factor, init_rounds, algorithm, progress)
@@ -151,12 +149,9 @@ class CheckedFirstPass:
             raise ValueError("sample_weight must not sum to zero")
         self.stats = stats
         dtype = fit_dtype(self.dtype, stats.top)
-        if dtype != fit_dtype(self.dtype, 0.0):
+        if dtype != fit_dtype(self.dtype):
             raise DtypeChanged(dtype)
         return total, new_states
-
-    def take_rows(self, indices, dtype):
-        return gather_rows(self, indices, dtype)
 
     def tol(self, tol: float) -> float:
         """scikit-learn's `tol` in absolute terms: relative to the mean feature variance."""
@@ -164,16 +159,16 @@ class CheckedFirstPass:
         return tol * float(np.mean(self.stats.m2 / self.stats.n)) if tol > 0 else 0.0
 
 
-def fit_dtype(dtype, top: float) -> np.dtype:
+def fit_dtype(dtype, top: float = 0.0) -> np.dtype:
     """The float type the fit computes in, as `check_array` decides it for in-memory data:
-    float32 stays float32 unless its magnitudes leave the float32-safe range."""
+    float16 becomes float32, other non-float types float64; float32 stays float32 unless
+    its largest magnitude `top` leaves the float32-safe range."""
     dtype = np.dtype(dtype)
     if dtype == np.float16:
         dtype = np.dtype(np.float32)
     if dtype not in (np.float32, np.float64):
         return np.dtype(np.float64)
-    low, high = FLOAT32_SAFE_RANGE
-    if dtype == np.float32 and (top > high or 0.0 < top < low):
+    if dtype == np.float32 and outside_float32_range(None, top):
         return np.dtype(np.float64)
     return dtype
 

@@ -25,6 +25,14 @@ def checked_chunk(chunk, dtype) -> np.ndarray:
     return np.require(chunk, dtype=dtype, requirements=["C", "A"])
 
 
+def against(chunk, weights, centroids):
+    """A chunk, its weights and the centroids it is compared with, as the kernel takes them
+    (all in the centroids' float type)."""
+    centroids = checked_chunk(centroids, centroids.dtype)
+    X = checked_chunk(chunk, centroids.dtype)
+    return X, None if weights is None else checked_chunk(weights, centroids.dtype), centroids
+
+
 @dataclass
 class Stats:
     """Per-feature count, mean and sum of squared deviations (merged by Chan's formula, which
@@ -101,9 +109,7 @@ class LloydParts:
 
 def lloyd_task(chunk, weights, offset, shared, state):
     centroids, backend = shared
-    centroids = checked_chunk(centroids, centroids.dtype)
-    X = checked_chunk(chunk, centroids.dtype)
-    w = None if weights is None else checked_chunk(weights, centroids.dtype)
+    X, w, centroids = against(chunk, weights, centroids)
     module, native = kernel(backend)
     labels, _, sums, cluster_weights, inertia = module.lloyd_partials(X, centroids, w, backend=native)
     # The labels stay with the chunk: a pass for empty clusters needs them.
@@ -114,9 +120,7 @@ def bounded_task(chunk, weights, offset, shared, state):
     """A Lloyd pass with Hamerly's bounds kept per chunk (the state: labels and lower
     bounds): only rows the bounds cannot settle search every centroid (same labels)."""
     centroids, gaps, shifts, backend = shared
-    centroids = checked_chunk(centroids, centroids.dtype)
-    X = checked_chunk(chunk, centroids.dtype)
-    w = None if weights is None else checked_chunk(weights, centroids.dtype)
+    X, w, centroids = against(chunk, weights, centroids)
     module, native = kernel(backend)
     labels, lower = (None, None) if state is None else state
     labels, _, sums, cluster_weights, inertia, lower, searched = module.bounded_partials(
@@ -153,9 +157,7 @@ def farthest_task(chunk, weights, offset, shared, state):
     """The chunk's `count` rows farthest from their centroid, by the labels its last Lloyd
     pass kept (`state`: the labels, or labels and bounds)."""
     centroids, count, backend = shared
-    centroids = checked_chunk(centroids, centroids.dtype)
-    X = checked_chunk(chunk, centroids.dtype)
-    w = None if weights is None else checked_chunk(weights, centroids.dtype)
+    X, w, centroids = against(chunk, weights, centroids)
     labels = state[0] if isinstance(state, tuple) else state
     distances, rows = _native.farthest_rows(X, centroids, labels, count, w)
     row_weights = np.ones(len(rows)) if w is None else w[rows].astype(np.float64)
@@ -172,9 +174,7 @@ def combine_farthest(parts: Sequence[Farthest]) -> Farthest:
 def assign_task(chunk, weights, offset, shared, state):
     """Labels, distances and inertia on fixed centroids (the final pass)."""
     centroids, backend, keep_labels = shared
-    centroids = checked_chunk(centroids, centroids.dtype)
-    X = checked_chunk(chunk, centroids.dtype)
-    w = None if weights is None else checked_chunk(weights, centroids.dtype)
+    X, w, centroids = against(chunk, weights, centroids)
     module, native = kernel(backend)
     labels, distances, inertia = module.assign(X, centroids, w, backend=native)
     return inertia, ((labels, distances) if keep_labels else None)
