@@ -7,9 +7,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::Result;
 use crate::init::{initial_centroids, Init};
-use crate::kernel::{ClusterSums, Kernel};
+use crate::kernel::{assign_accumulate_in_chunks, ClusterSums, Kernel};
 use crate::matrix::{normalize_rows, weighted_sum, MatRef, Points};
-use crate::monitor::{report, Monitor, Progress, Stage};
+use crate::monitor::{report, KeepGoing, Monitor, Progress, Stage};
 use crate::params::{check_weights, KMeansParams};
 use crate::scalar::Scalar;
 use crate::strategy::{Engine, LloydStep};
@@ -30,7 +30,7 @@ pub struct KMeansFit<T> {
 }
 
 /// One Lloyd step on a block of rows: labels, distances, per-cluster sums and the block's
-/// inertia. Usable on its own, e.g. per partition of a distributed dataset.
+/// inertia. Usable on its own: each chunk's pass of a fit over chunks (`bindings::chunks`).
 pub struct Step<T> {
     pub labels: Vec<u32>,
     pub distances: Vec<T>,
@@ -42,11 +42,12 @@ pub fn lloyd_step<T: Scalar, K: Kernel<T> + ?Sized>(
     kernel: &K,
     points: Points<'_, T>,
     centroids: MatRef<'_, T>,
+    keep_going: KeepGoing<'_>,
 ) -> Result<Step<T>> {
     let n = points.rows();
     let mut labels = vec![0u32; n];
     let mut distances = vec![T::zero(); n];
-    let sums = kernel.assign_accumulate(points, centroids, &mut labels, &mut distances)?;
+    let sums = assign_accumulate_in_chunks(kernel, points, centroids, &mut labels, &mut distances, keep_going)?;
     let inertia = weighted_sum(&distances, points.weights);
     Ok(Step { labels, distances, sums, inertia })
 }

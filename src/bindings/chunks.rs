@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use super::engines::{BackendSpec, EngineFor};
 use super::run::detached;
 use super::{by_dtype, input, labels_out, matrix_out, view};
-use crate::kernel::assign_accumulate_in_chunks;
+use crate::lloyd::lloyd_step;
 use crate::matrix::{weighted_sum, Points};
 use crate::monitor::Progress;
 use crate::strategy::bounds::{centroid_half_gaps, BoundedPass};
@@ -42,22 +42,16 @@ fn lloyd_partials_t<'py, T: EngineFor>(
     let input = input::RowsAndCentroids::<T>::new(x, centroids, sample_weight)?;
     let (n, k, d) = (input.rows, input.clusters, input.cols);
     let (data, cents, w) = input.views()?;
-    let (labels, distances, sums, inertia) = detached(py, None, |pending, monitor| {
+    let step = detached(py, None, |pending, monitor| {
         crate::params::check_weights(w, n)?;
         let engine = T::engine(&spec, Some(data), None, pending)?;
         let kernel = engine.kernel();
         let norms = kernel.row_sq_norms(data)?;
         let points = Points { x: data, x_sq_norms: &norms, weights: w };
-        let mut labels = vec![0u32; n];
-        let mut distances = vec![T::zero(); n];
-        let sums = assign_accumulate_in_chunks(kernel, points, cents, &mut labels, &mut distances, &mut || {
-            monitor(&Progress::block(0, 0))
-        })?;
-        let inertia = weighted_sum(&distances, w);
-        Ok((labels, distances, sums, inertia))
+        lloyd_step(kernel, points, cents, &mut || monitor(&Progress::block(0, 0)))
     })?;
-    let (labels, distances, sums, weights) = partials_out(py, labels, distances, sums, k, d)?;
-    Ok((labels, distances, sums, weights, inertia))
+    let (labels, distances, sums, weights) = partials_out(py, step.labels, step.distances, step.sums, k, d)?;
+    Ok((labels, distances, sums, weights, step.inertia))
 }
 
 type Four<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>);
