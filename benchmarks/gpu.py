@@ -1,12 +1,16 @@
-"""The MLX backend on a CUDA GPU: a benchmark against GPU peers. Run through
-`benchmarks/gpu.sh` on a machine with an NVIDIA GPU (it installs the wheels, sets the library
-path and runs the correctness tests, `tests/test_gpu.py`, first).
+"""Lloyd iterations at scale on a CUDA GPU: our MLX backend against flash-kmeans and a plain
+PyTorch loop. Run through `benchmarks/gpu.sh` on a machine with an NVIDIA GPU (it installs
+the wheels and runs the GPU tests, `tests/test_gpu.py`, first).
 
-Workloads (float32 standard normal data, 25 Lloyd iterations from the same initial centroids
-for every peer): G = 100k×128, k=1024 and C = 100k×768, k=500. Peers: a plain PyTorch loop (matmul + argmin +
-index_add), the same loop in MLX's own Python ops (one-hot matmul update), flash-kmeans and
-fastkmeans. Times are medians over repetitions after a warm-up; inertia is recomputed in
-float64 on the GPU from each peer's centroids.
+Data: a Gaussian mixture with k/2 true centres (scale 1, noise 0.25), float32, made on the
+GPU; every peer starts from the same k rows. Time per iteration is
+`(T(m iterations) − T(1 iteration)) / (iterations − 1)`, so that set-up, the first
+compilation and the final assignment do not count; each T is the median of `--repeats`
+runs after a warm-up (one run for the two largest workloads). Each peer's centroids after
+`m` iterations are scored by their float64 inertia. Our labels are checked against float64
+distances to our returned centroids (a mismatch that is a float64 tie is counted apart).
+`--profile` times each CUDA kernel of one of our fits with PyTorch's profiler (CUPTI sees
+MLX's kernels too) and prints achieved TFLOP/s and bandwidth.
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from __future__ import annotations
 import argparse
 import importlib.metadata as metadata
 import json
-import logging
 import os
 import statistics
 import subprocess
@@ -22,14 +25,21 @@ import time
 
 import numpy as np
 
-
-WORKLOADS = {"G": (100_000, 128, 1024), "C": (100_000, 768, 500)}
-ITERATIONS = 25
+# name: (rows, features, k, iterations m)
+WORKLOADS = {
+    "100k×128, k=1024": (100_000, 128, 1024, 25),
+    "1M×128, k=1024": (1_000_000, 128, 1024, 25),
+    "500k×768, k=1000": (500_000, 768, 1000, 25),
+    "10M×128, k=4096": (10_000_000, 128, 4096, 10),
+    "1M×768, k=10000": (1_000_000, 768, 10_000, 10),
+}
+# Largest n × k block of distances the PyTorch loop makes at once (float32 entries).
+TORCH_BLOCK = 1 << 28
 
 
 def versions() -> dict:
     out = {}
-    for name in ("mlx", "mlx-cuda-13", "mlx-kmeans", "torch", "triton", "flash-kmeans", "fastkmeans", "numpy"):
+    for name in ("mlx", "mlx-cuda-13", "mlx-kmeans", "torch", "triton", "flash-kmeans", "numpy"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -43,14 +53,6 @@ def versions() -> dict:
     return out
 
 
-def mixture(n: int, d: int, centers: int, seed: int) -> np.ndarray:
-    """Gaussian blobs around `centers` random means, float32, deterministic."""
-    rng = np.random.default_rng(seed)
-    means = rng.normal(0.0, 4.0, size=(centers, d))
-    X = means[rng.integers(0, centers, size=n)] + rng.normal(size=(n, d))
-    return X.astype(np.float32)
-
-
 def median_time(fn, repeats: int) -> tuple[float, object]:
     fn()  # warm-up: compilation, autotuning, allocator growth
     times, result = [], None
@@ -61,187 +63,184 @@ def median_time(fn, repeats: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
-def bench(workload: str, repeats: int) -> dict:
+def mixture(n: int, d: int, k: int, seed: int):
+    import torch
+
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    means = torch.randn(max(k // 2, 1), d, device="cuda", generator=gen)
+    members = torch.randint(0, len(means), (n,), device="cuda", generator=gen)
+    x = means[members]
+    x.add_(0.25 * torch.randn(n, d, device="cuda", generator=gen))
+    return x
+
+
+def nearest64(x, c):
+    """Each row's nearest centroid and squared distance in float64 (blocks of rows)."""
+    import torch
+
+    c64 = c.double()
+    c_norms = (c64 * c64).sum(1)
+    step = max(1, (1 << 27) // len(c))
+    labels, dist, second = [], [], []
+    for s in range(0, len(x), step):
+        xb = x[s : s + step].double()
+        d = (xb * xb).sum(1, keepdim=True) - 2.0 * xb @ c64.T + c_norms[None]
+        two = d.topk(min(2, len(c)), dim=1, largest=False)
+        labels.append(two.indices[:, 0])
+        dist.append(two.values[:, 0].clamp_min(0))
+        second.append(two.values[:, -1])
+    return torch.cat(labels), torch.cat(dist), torch.cat(second)
+
+
+def bench(name: str, repeats: int, profile: bool) -> dict:
     import mlx.core as mx
     import torch
 
     from mlx_kmeans import kmeans
 
-    n, d, k = WORKLOADS[workload]
-    X = np.random.default_rng(10).standard_normal((n, d), dtype=np.float32)
-    init = X[np.random.default_rng(11).choice(n, k, replace=False)].copy()
-    x_t, c0_t = torch.from_numpy(X).cuda(), torch.from_numpy(init).cuda()
-    x_m, c0_m = mx.array(X), mx.array(init)
+    n, d, k, m = WORKLOADS[name]
+    x_t = mixture(n, d, k, seed=1)
+    pick = torch.randperm(n, generator=torch.Generator().manual_seed(2))[:k].cuda()
+    c0_t = x_t[pick].clone()
+    x_np, c0_np = x_t.cpu().numpy(), c0_t.cpu().numpy()
+    x_m, c0_m = mx.array(x_np), mx.array(c0_np)
     mx.eval(x_m, c0_m)
+    del x_np
+    runs = 1 if n * k > 2e9 else repeats
 
-    def inertia(centroids) -> float:
-        c = torch.as_tensor(np.asarray(centroids, dtype=np.float64)).cuda()
-        x = x_t.double()
-        best = torch.full((n,), float("inf"), device="cuda", dtype=torch.float64)
-        for s in range(0, k, 256):
-            best = torch.minimum(best, torch.cdist(x, c[s : s + 256]).pow(2).min(1).values)
-        return float(best.sum())
-
-    def ours_mlx_input():
-        r = kmeans(x_m, k, init=c0_m, max_iter=ITERATIONS, tol=0.0, backend="mlx")
-        mx.eval(r.centroids)
-        return np.asarray(r.centroids), r.n_iter
-
-    def ours_mlx_input_without(switch):
-        # The same fit with one of the kernel's switches set to 0 (read when a fit starts).
+    def ours(iterations: int, fused: bool = True):
         def run():
-            os.environ[switch] = "0"
+            if not fused:
+                os.environ["MLX_KMEANS_MLX_FUSED"] = "0"
             try:
-                return ours_mlx_input()
+                r = kmeans(x_m, k, init=c0_m, max_iter=iterations, tol=0.0, backend="mlx")
             finally:
-                del os.environ[switch]
+                os.environ.pop("MLX_KMEANS_MLX_FUSED", None)
+            return r.centroids, r.n_iter, r
 
         return run
 
-    def ours_numpy_input():
-        r = kmeans(X, k, init=init, max_iter=ITERATIONS, tol=0.0, backend="mlx")
-        return r.centroids, r.n_iter
+    def torch_loop(iterations: int):
+        def run():
+            c = c0_t.clone()
+            step = max(1, TORCH_BLOCK // k)
+            for _ in range(iterations):
+                c_norms = (c * c).sum(1)
+                labels = torch.cat([(c_norms[None] - 2.0 * (x_t[s : s + step] @ c.T)).argmin(1) for s in range(0, n, step)])
+                sums = torch.zeros_like(c).index_add_(0, labels, x_t)
+                counts = torch.bincount(labels, minlength=k).to(c.dtype)
+                c = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1.0)[:, None], c)
+            torch.cuda.synchronize()
+            return c.cpu().numpy(), iterations, None
 
-    def ours_one_iteration():
-        r = kmeans(X, k, init=init, max_iter=1, tol=0.0, backend="mlx")
-        return r.centroids, r.n_iter
-
-    def torch_loop():
-        c = c0_t.clone()
-        for _ in range(ITERATIONS):
-            dist = (c * c).sum(1)[None, :] - 2.0 * (x_t @ c.T)
-            labels = dist.argmin(1)
-            sums = torch.zeros_like(c).index_add_(0, labels, x_t)
-            counts = torch.zeros(k, device="cuda").index_add_(0, labels, torch.ones(n, device="cuda"))
-            c = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1.0)[:, None], c)
-        torch.cuda.synchronize()
-        return c.cpu().numpy(), ITERATIONS
-
-    def mlx_python_ops():
-        c = c0_m
-        clusters = mx.arange(k)[:, None]
-        for _ in range(ITERATIONS):
-            dist = (c * c).sum(1)[None, :] - 2.0 * (x_m @ c.T)
-            labels = mx.argmin(dist, axis=1)
-            one_hot = (labels[None, :] == clusters).astype(mx.float32)
-            sums, counts = one_hot @ x_m, one_hot.sum(1)
-            c = mx.where(counts[:, None] > 0, sums / mx.maximum(counts, 1.0)[:, None], c)
-            mx.eval(c)
-        return np.asarray(c), ITERATIONS
-
-    def mlx_python_ops_host_round_trip():
-        # The step above, with our engine's traffic: centroids up from the host, labels,
-        # distances and per-cluster sums back to it, the update made on the host.
-        c_host = init.astype(np.float64)
-        clusters = mx.arange(k)[:, None]
-        for _ in range(ITERATIONS):
-            c = mx.array(c_host.astype(np.float32))
-            dist = (c * c).sum(1)[None, :] - 2.0 * (x_m @ c.T)
-            labels = mx.argmin(dist, axis=1, keepdims=True)
-            best = mx.take_along_axis(dist, labels, axis=1)
-            one_hot = (labels.reshape(1, -1) == clusters).astype(mx.float32)
-            sums, counts = one_hot @ x_m, one_hot.sum(1)
-            mx.eval(labels, best, sums, counts)
-            np.array(labels), np.array(best)  # brought to the host, as the engine does
-            sums_h, counts_h = np.array(sums, dtype=np.float64), np.array(counts, dtype=np.float64)
-            hit = counts_h > 0
-            c_host[hit] = sums_h[hit] / counts_h[hit, None]
-        return c_host, ITERATIONS
+        return run
 
     peers = {
-        "mlx_kmeans (mlx, MLX array in)": ours_mlx_input,
-        # Without the float32-exact split: what TF32 arithmetic alone would cost.
-        "mlx_kmeans (mlx, MLX array in, TF32: no split)": ours_mlx_input_without("MLX_KMEANS_MLX_SPLIT"),
-        # MLX's own ops for the argmin and the per-cluster sums instead of our CUDA kernels.
-        "mlx_kmeans (mlx, MLX array in, MLX ops only)": ours_mlx_input_without("MLX_KMEANS_MLX_CUDA_KERNELS"),
-        "mlx_kmeans (mlx, NumPy in)": ours_numpy_input,
-        "mlx_kmeans (mlx, NumPy in, 1 iteration)": ours_one_iteration,
+        "mlx_kmeans (fused kernel)": ours,
+        "mlx_kmeans (distance matrix: MLX_KMEANS_MLX_FUSED=0)": lambda it: ours(it, fused=False),
         "PyTorch loop": torch_loop,
-        "MLX Python ops": mlx_python_ops,
-        "MLX Python ops, host round trip per step": mlx_python_ops_host_round_trip,
     }
     try:
         from flash_kmeans import batch_kmeans_Euclid
 
-        def flash():
-            _, c, iters = batch_kmeans_Euclid(x_t[None], k, max_iters=ITERATIONS, tol=0.0, init_centroids=c0_t[None].clone())
-            torch.cuda.synchronize()
-            return c[0].cpu().numpy(), iters
+        def flash(iterations: int):
+            def run():
+                _, c, iters = batch_kmeans_Euclid(x_t[None], k, max_iters=iterations, tol=0.0, init_centroids=c0_t[None].clone())
+                torch.cuda.synchronize()
+                return c[0].cpu().numpy(), int(iters), None
+
+            return run
 
         peers["flash-kmeans"] = flash
     except Exception as exc:  # reported, not fatal
-        logging.warning("flash-kmeans unavailable: %s", exc)
-    try:
-        from fastkmeans import FastKMeans
+        print(f"flash-kmeans unavailable: {exc}")
 
-        def fast():
-            model = FastKMeans(d, k, niter=ITERATIONS, tol=-1.0, gpu=True, seed=0)
-            model.train(X)
-            return model.centroids, ITERATIONS
-
-        peers["fastkmeans (NumPy in, own random init)"] = fast
-    except Exception as exc:
-        logging.warning("fastkmeans unavailable: %s", exc)
-
-    def upload():
-        x = mx.array(X)
-        mx.eval(x)
-        return None, 0
-
-    def download():
-        return np.array(x_m), 0
-
-    rows = {}
-    for name, fn in (("upload: mx.array(NumPy)", upload), ("download: np.array(MLX array)", download)):
-        rows[name] = {"seconds": median_time(fn, repeats)[0]}
-        print(workload, name, rows[name], flush=True)
-    # Where our time goes: the engine's debug log times the kernel set-up and each iteration.
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("  [%(name)s] %(message)s"))
-    engine_log = logging.getLogger("mlx_kmeans")
-    engine_log.addHandler(handler)
-    engine_log.setLevel(logging.DEBUG)
-    ours_mlx_input()
-    engine_log.removeHandler(handler)
-    engine_log.setLevel(logging.WARNING)
-    for name, fn in peers.items():
-        if workload == "C" and name.startswith("fastkmeans"):
-            # fastkmeans 0.5.0 hits a device-side assert on this shape, which ends the process.
-            rows[name] = {"error": "skipped: device-side assert on this shape (seen in an earlier run)"}
-            continue
+    rows: dict[str, dict] = {}
+    for peer, make in peers.items():
         try:
-            seconds, (centroids, iters) = median_time(fn, repeats)
-            rows[name] = {"seconds": seconds, "iterations": int(iters), "inertia": inertia(centroids)}
+            t_m, (centroids, iters, result) = median_time(make(m), runs)
+            t_1, _ = median_time(make(1), runs)
+            per_iter = (t_m - t_1) / max(int(iters) - 1, 1)
+            c64 = torch.as_tensor(np.asarray(centroids)).cuda()
+            _, dist, _ = nearest64(x_t, c64)
+            row = {"seconds": t_m, "one_iteration_seconds": t_1, "iterations": int(iters), "per_iteration_ms": 1e3 * per_iter, "inertia": float(dist.sum())}
+            if result is not None:
+                labels, _, second = nearest64(x_t, c64)
+                ours_labels = torch.as_tensor(np.asarray(result.labels)).cuda().long()
+                wrong = ours_labels != labels
+                _, own, _ = nearest64(x_t[wrong], c64) if bool(wrong.any()) else (None, None, None)
+                row["labels_differing"] = int(wrong.sum())
+                if bool(wrong.any()):
+                    theirs = ((x_t[wrong].double() - c64[ours_labels[wrong]].double()) ** 2).sum(1)
+                    row["differing_within_1e-12"] = int(((theirs - own).abs() <= 1e-12 * own.abs().clamp_min(1)).sum())
+            rows[peer] = row
         except Exception as exc:
-            rows[name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-        print(workload, name, rows[name], flush=True)
-    return {"workload": workload, "n": n, "d": d, "k": k, "repeats": repeats, "rows": rows}
+            rows[peer] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        print(name, peer, rows[peer], flush=True)
+    out = {"workload": name, "n": n, "d": d, "k": k, "iterations": m, "repeats": runs, "rows": rows}
+    if profile:
+        out["kernels"] = kernel_profile(ours(m), n, d, k)
+    return out
+
+
+def kernel_profile(run, n: int, d: int, k: int) -> dict:
+    """CUDA time per kernel of one fit (CUPTI through PyTorch's profiler), with achieved
+    TFLOP/s for the assignment (3 float16 products per multiply-add) and GB/s for others."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    run()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        _, iters, _ = run()
+    kernels = {}
+    for event in prof.key_averages():
+        total_us = getattr(event, "device_time_total", None) or getattr(event, "cuda_time_total", 0)
+        if total_us <= 0:
+            continue
+        kernels[event.key[:90]] = {"calls": event.count, "ms_per_call": total_us / 1e3 / max(event.count, 1), "total_ms": total_us / 1e3}
+    for key, row in kernels.items():
+        seconds = row["ms_per_call"] / 1e3
+        if "fused_assign" in key:
+            row["tensor_TFLOPs"] = 3 * 2 * n * d * k / seconds / 1e12
+            row["useful_TFLOPs"] = 2 * n * d * k / seconds / 1e12
+        elif "chunk_sums" in key:
+            row["GB_per_s"] = (n * d * 4 + n * 12) / seconds / 1e9
+    ordered = dict(sorted(kernels.items(), key=lambda kv: -kv[1]["total_ms"]))
+    print(f"  kernels of one fit ({iters} iterations):")
+    for key, row in list(ordered.items())[:12]:
+        extra = {kk: round(v, 1) for kk, v in row.items() if kk in ("tensor_TFLOPs", "useful_TFLOPs", "GB_per_s")}
+        print(f"    {row['total_ms']:9.2f} ms  {row['calls']:4d} calls  {row['ms_per_call']:8.3f} ms/call  {key} {extra}")
+    return ordered
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", action="store_true")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     results = {"versions": versions()}
     print(json.dumps(results["versions"]), flush=True)
-    results["benchmarks"] = [bench(w, args.repeats) for w in args.workloads]
+    results["benchmarks"] = []
+    for w in args.workloads:
+        results["benchmarks"].append(bench(w, args.repeats, args.profile))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=1)
     for b in results["benchmarks"]:
-        base = b["rows"].get("mlx_kmeans (mlx, MLX array in)", {}).get("seconds")
-        print(f"\n{b['workload']}: {b['n']}x{b['d']}, k={b['k']}, {ITERATIONS} iterations, median of {b['repeats']}")
-        for name, row in b["rows"].items():
-            if "inertia" not in row and "error" not in row:
-                print(f"  {name:42s} {row['seconds']:8.4f} s")
-                continue
+        flash = b["rows"].get("flash-kmeans", {}).get("per_iteration_ms")
+        print(f"\n{b['workload']}: {b['iterations']} iterations, median of {b['repeats']}")
+        for peer, row in b["rows"].items():
             if "error" in row:
-                print(f"  {name:42s} {row['error']}")
+                print(f"  {peer:54s} {row['error']}")
                 continue
-            ratio = row["seconds"] / base if base else float("nan")
-            print(f"  {name:42s} {row['seconds']:8.4f} s  iters={row['iterations']:3d}  inertia={row['inertia']:.6e}  time/ours={ratio:5.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+            ratio = row["per_iteration_ms"] / flash if flash else float("nan")
+            labels = f"  labels differing {row['labels_differing']}" if "labels_differing" in row else ""
+            print(
+                f"  {peer:54s} {row['per_iteration_ms']:8.2f} ms/iter  /flash={ratio:5.2f}  total {row['seconds']:7.3f} s"
+                f"  iters={row['iterations']:3d}  inertia={row['inertia']:.6e}{labels}"
+            )
 
 
 if __name__ == "__main__":

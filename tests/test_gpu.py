@@ -107,3 +107,30 @@ def test_data_far_from_the_origin(monkeypatch, cuda_kernels):
     far = (1e5 + rng.normal(size=(20000, 4))).astype(np.float32)
     centre = KMeans(1, backend="mlx").fit(far).cluster_centers_[0]
     np.testing.assert_allclose(centre, far.astype(np.float64).mean(0), atol=0.01)
+
+
+# Shapes at the edges of the fused kernel's tiles (128 rows, 128 centroids, 32 and 16
+# features, vector loads of 4): n, d, k.
+SHAPES = [(1000, 3, 5), (4099, 17, 130), (20000, 64, 64), (3000, 128, 1), (5000, 770, 257), (20000, 32, 1500)]
+
+
+@pytest.mark.parametrize("fused", ["1", "0"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_assignment_is_the_exact_nearest_centroid(monkeypatch, shape, fused):
+    """After a step from given centroids, every label is the nearest returned centroid by
+    float64 distances, and the distances are those distances. Mixture data with two centroids
+    per cluster, so that many rows lie near a tie between two centroids."""
+    monkeypatch.setenv("MLX_KMEANS_MLX_FUSED", fused)
+    n, d, k = shape
+    rng = np.random.default_rng(n + d + k)
+    means = rng.normal(size=(k // 2 + 1, d))
+    X = (means[rng.integers(0, len(means), n)] + 0.25 * rng.normal(size=(n, d))).astype(np.float32)
+    init = X[rng.choice(n, k, replace=False)]
+    r = kmeans(X, k, init=init, max_iter=1, tol=0.0, backend="mlx")
+    C = r.centroids.astype(np.float64)
+    exact = np.empty((n, k))
+    for start in range(0, n, 2000):
+        exact[start : start + 2000] = ((X[start : start + 2000, None].astype(np.float64) - C[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(r.labels, exact.argmin(1))
+    nearest = exact.min(1)
+    np.testing.assert_allclose(r.distances, nearest, rtol=1e-6, atol=1e-6 * float(nearest.max()))

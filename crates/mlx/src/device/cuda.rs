@@ -1,8 +1,9 @@
 //! Custom CUDA kernels run by MLX (`mlx::core::fast::cuda_kernel`, through mlx-c) for the
-//! Lloyd step on an NVIDIA GPU. MLX's own ops need a full pass over the `n × k` distance
-//! matrix for `argmin` and another for the value at it, and per-cluster sums as a one-hot
-//! GEMM; these kernels do the argmin in one read and the sums in one read of the data, in a
-//! fixed order with float64 accumulation. MLX JIT-compiles each kernel once per process and
+//! Lloyd step on an NVIDIA GPU. MLX's own ops need the `n × k` distance matrix, a full pass
+//! over it for `argmin` and another for the value at it, and per-cluster sums as a one-hot
+//! GEMM; here one kernel finds each row's nearest centroid on the tensor cores without that
+//! matrix (`fused_assign`, exact through a float16 split and a recheck of near ties), and two
+//! make the sums in one read of the data, in a fixed order with float64 accumulation. MLX JIT-compiles each kernel once per process and
 //! template values, and runs it inside the step's graph like any op. The kernel bodies live in
 //! `cuda/*.cu`; MLX generates their signatures from the names given here.
 
@@ -15,6 +16,10 @@ use mlx_kmeans::error::{Error, Result};
 
 /// Sorted rows per block of the first summing pass.
 const ROWS_PER_CHUNK: i32 = 128;
+
+/// Rows per block of `fused_assign` (its tiles are fixed in `fused_assign.cu`), and its threads.
+const FUSED_ROWS: usize = 128;
+const FUSED_THREADS: i32 = 256;
 
 /// One MLX custom kernel: a JIT-compiled CUDA body with named inputs and outputs.
 struct CudaKernel {
@@ -140,6 +145,8 @@ fn column_threads(d: usize) -> i32 {
 
 /// The Lloyd step's custom kernels.
 pub(super) struct LloydKernels {
+    fused_assign: CudaKernel,
+    settle_flagged: CudaKernel,
     row_argmin: CudaKernel,
     chunk_sums: CudaKernel,
     cluster_means: CudaKernel,
@@ -154,7 +161,22 @@ pub(super) struct ClusterMeans {
 
 impl LloydKernels {
     pub(super) fn new() -> Self {
+        let fused_header = [include_str!("cuda/fused_assign.cuh"), include_str!("cuda/warp_sq_distance.cuh")].concat();
         Self {
+            fused_assign: CudaKernel::new(
+                "mlx_kmeans_fused_assign",
+                &["x", "xnorm", "centroids", "cnorm", "cmax"],
+                &["labels", "distances", "flags"],
+                &fused_header,
+                include_str!("cuda/fused_assign.cu"),
+            ),
+            settle_flagged: CudaKernel::new(
+                "mlx_kmeans_settle_flagged",
+                &["x", "centroids", "labels_in", "distances_in", "flags"],
+                &["labels", "distances"],
+                include_str!("cuda/warp_sq_distance.cuh"),
+                include_str!("cuda/settle_flagged.cu"),
+            ),
             row_argmin: CudaKernel::new(
                 "mlx_kmeans_row_argmin",
                 &["dist", "xnorm", "x", "centroids", "cmax"],
@@ -204,6 +226,40 @@ impl LloydKernels {
         )?;
         let distances = out.pop().expect("two outputs");
         Ok((out.pop().expect("two outputs"), distances))
+    }
+
+    /// Each row's nearest centroid (uint32) and exact squared distance (float32) from the rows
+    /// (`n × d`), their squared norms (`n`), the centroids (`k × d`) and their squared norms
+    /// (`k` values), without an `n × k` matrix: the fused kernel, then exact distances for
+    /// the rows it could not decide.
+    pub(super) fn nearest_fused(
+        &self,
+        x: &Array,
+        x_norms: &Array,
+        centroids: &Array,
+        c_norms: &Array,
+    ) -> Result<(Array, Array)> {
+        let (n, d, k) = (x.shape()[0], x.shape()[1], centroids.shape()[0]);
+        let c_max = c_norms.max(None)?.reshape(&[1])?;
+        let c_norms = c_norms.reshape(&[k])?;
+        let template = [("K", k), ("D", d)];
+        let blocks = (n as usize).div_ceil(FUSED_ROWS);
+        let out = self.fused_assign.apply(
+            &[x, x_norms, centroids, &c_norms, &c_max],
+            &[(&[n], Dtype::Uint32), (&[n], Dtype::Float32), (&[n], Dtype::Uint32)],
+            blocks * FUSED_THREADS as usize,
+            FUSED_THREADS,
+            &template,
+        )?;
+        let mut settled = self.settle_flagged.apply(
+            &[x, centroids, &out[0], &out[1], &out[2]],
+            &[(&[n], Dtype::Uint32), (&[n], Dtype::Float32)],
+            (n as usize).div_ceil(32) * 32,
+            256,
+            &template,
+        )?;
+        let distances = settled.pop().expect("two outputs");
+        Ok((settled.pop().expect("two outputs"), distances))
     }
 
     /// Weighted per-cluster sums, weights and means of `x`'s rows (`n × d`) by `labels` (`n`).

@@ -82,8 +82,12 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         Ok((labels, distances, sums, weights, means))
     }
 
-    /// Every row's nearest centroid and exact squared distance, by blocks of rows.
+    /// Every row's nearest centroid and exact squared distance: by the fused kernel, or from
+    /// the distance matrix by blocks of rows.
     fn cuda_nearest(&self, kernels: &LloydKernels, c: &Array, c_norms: &Array) -> Result<(Array, Array)> {
+        if self.kernel.fused {
+            return kernels.nearest_fused(&self.plain, &self.x_norms, &self.centroids, c_norms);
+        }
         let n = self.x_norms.shape()[0] as usize;
         let step = rows_per_block(self.k());
         let tolerance = self.kernel.gemm_error_bound(self.plain.shape()[1] as usize);

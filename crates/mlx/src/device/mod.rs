@@ -46,6 +46,9 @@ pub struct MlxConfig {
     /// Lloyd steps by the custom CUDA kernels (`mlx/cuda.rs`) where MLX runs on CUDA;
     /// `false` keeps to MLX's own ops.
     pub cuda_kernels: bool,
+    /// With the custom kernels: each row's nearest centroid by the fused kernel (no `n × k`
+    /// matrix); `false` makes the distance matrix by a GEMM and reads it back.
+    pub fused: bool,
 }
 
 /// Whether MLX runs on a GPU here (Metal or CUDA), and a description of its device.
@@ -122,6 +125,8 @@ pub struct MlxKernel<'a> {
     /// Whether Lloyd steps use the custom CUDA kernels (`mlx/cuda.rs`): on a GPU on Linux,
     /// which MLX runs through CUDA.
     cuda_kernels: bool,
+    /// Whether those kernels assign rows by the fused kernel (see [`MlxConfig`]).
+    fused: bool,
 }
 
 /// MLX's CUDA backend runs float32 matrix products on TF32 tensor cores (measured on an H100:
@@ -169,7 +174,7 @@ impl<'a> MlxKernel<'a> {
         // float32); the configuration may force the split on (to test it) or off (to measure).
         let split = config.split.unwrap_or(on_gpu && cfg!(target_os = "linux"));
         let cuda_kernels = cfg!(target_os = "linux") && on_gpu && config.cuda_kernels;
-        let mut kernel = Self { data: None, shift: None, on_gpu, split, cuda_kernels };
+        let mut kernel = Self { data: None, shift: None, on_gpu, split, cuda_kernels, fused: config.fused };
         if let Some(m) = data {
             let plain = shared.unwrap_or_else(|| to_mlx(m));
             kernel.shift = Shift::of(&plain)?;
