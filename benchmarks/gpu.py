@@ -92,7 +92,10 @@ def nearest64(x, c):
     return torch.cat(labels), torch.cat(dist), torch.cat(second)
 
 
-def bench(name: str, repeats: int, profile: bool) -> dict:
+PEERS = ("default", "fused", "matrix", "torch", "flash")
+
+
+def bench(name: str, repeats: int, profile: bool, chosen=PEERS) -> dict:
     import mlx.core as mx
     import torch
 
@@ -108,10 +111,10 @@ def bench(name: str, repeats: int, profile: bool) -> dict:
     del x_np
     runs = 1 if n * k > 2e9 else repeats
 
-    def ours(iterations: int, fused: bool = True):
+    def ours(iterations: int, fused: bool | None = True):
         def run():
-            if not fused:
-                os.environ["MLX_KMEANS_MLX_FUSED"] = "0"
+            if fused is not None:
+                os.environ["MLX_KMEANS_MLX_FUSED"] = "1" if fused else "0"
             try:
                 r = kmeans(x_m, k, init=c0_m, max_iter=iterations, tol=0.0, backend="mlx")
             finally:
@@ -136,7 +139,8 @@ def bench(name: str, repeats: int, profile: bool) -> dict:
         return run
 
     peers = {
-        "mlx_kmeans (fused kernel)": ours,
+        "mlx_kmeans (default)": lambda it: ours(it, fused=None),
+        "mlx_kmeans (fused kernel: MLX_KMEANS_MLX_FUSED=1)": ours,
         "mlx_kmeans (distance matrix: MLX_KMEANS_MLX_FUSED=0)": lambda it: ours(it, fused=False),
         "PyTorch loop": torch_loop,
     }
@@ -155,6 +159,8 @@ def bench(name: str, repeats: int, profile: bool) -> dict:
     except Exception as exc:  # reported, not fatal
         print(f"flash-kmeans unavailable: {exc}")
 
+    keys = dict(zip(PEERS, [*peers, "flash-kmeans"]))
+    peers = {name: make for name, make in peers.items() if any(keys[c] == name for c in chosen)}
     rows: dict[str, dict] = {}
     for peer, make in peers.items():
         try:
@@ -218,13 +224,14 @@ def main() -> None:
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--peers", nargs="+", default=list(PEERS), choices=PEERS)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     results = {"versions": versions()}
     print(json.dumps(results["versions"]), flush=True)
     results["benchmarks"] = []
     for w in args.workloads:
-        results["benchmarks"].append(bench(w, args.repeats, args.profile))
+        results["benchmarks"].append(bench(w, args.repeats, args.profile, args.peers))
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(results, f, indent=1)

@@ -109,9 +109,17 @@ def test_data_far_from_the_origin(monkeypatch, cuda_kernels):
     np.testing.assert_allclose(centre, far.astype(np.float64).mean(0), atol=0.01)
 
 
-# Shapes at the edges of the fused kernel's tiles (128 rows, 128 centroids, 32 and 16
-# features, vector loads of 4): n, d, k.
-SHAPES = [(1000, 3, 5), (4099, 17, 130), (20000, 64, 64), (3000, 128, 1), (5000, 770, 257), (20000, 32, 1500)]
+# Shapes at the edges of the fused kernel's tiles (128 rows, 128 centroids, steps of 64 or 32
+# features, rows kept in shared memory up to 192 features): n, d, k.
+SHAPES = [
+    (1000, 3, 5),
+    (4099, 17, 130),
+    (20000, 64, 64),
+    (3000, 128, 1),
+    (3000, 150, 300),
+    (5000, 770, 257),
+    (20000, 32, 1500),
+]
 
 
 @pytest.mark.parametrize("fused", ["1", "0"])

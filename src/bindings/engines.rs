@@ -17,14 +17,15 @@ use crate::Scalar;
 
 /// Switches of the MLX backend, for measuring and testing; read from the environment once
 /// per call: `MLX_KMEANS_MLX_SPLIT` (`1`/`0`: force the float32-exact GEMM split on or off),
-/// `MLX_KMEANS_MLX_CUDA_KERNELS=0` (MLX's own ops only), `MLX_KMEANS_MLX_FUSED=0` (the custom
-/// kernels' assignment through the `n × k` distance matrix instead of the fused kernel),
+/// `MLX_KMEANS_MLX_CUDA_KERNELS=0` (MLX's own ops only), `MLX_KMEANS_MLX_FUSED` (`1`/`0`: the
+/// custom kernels assign rows by the fused kernel, or through blocks of the distance matrix,
+/// whatever the shape),
 /// `MLX_KMEANS_MLX_SHARE=0` (copy MLX input instead of sharing it).
 #[derive(Debug, Clone, Copy)]
 pub struct MlxSwitches {
     pub split: Option<bool>,
     pub cuda_kernels: bool,
-    pub fused: bool,
+    pub fused: Option<bool>,
     pub share: bool,
 }
 
@@ -39,7 +40,11 @@ impl MlxSwitches {
         Self {
             split,
             cuda_kernels: var("MLX_KMEANS_MLX_CUDA_KERNELS").as_deref() != Some("0"),
-            fused: var("MLX_KMEANS_MLX_FUSED").as_deref() != Some("0"),
+            fused: match var("MLX_KMEANS_MLX_FUSED").as_deref() {
+                Some("1") => Some(true),
+                Some("0") => Some(false),
+                _ => None,
+            },
             share: var("MLX_KMEANS_MLX_SHARE").as_deref() != Some("0"),
         }
     }

@@ -17,9 +17,17 @@ use mlx_kmeans::error::{Error, Result};
 /// Sorted rows per block of the first summing pass.
 const ROWS_PER_CHUNK: i32 = 128;
 
-/// Rows per block of `fused_assign` (its tiles are fixed in `fused_assign.cu`), and its threads.
+/// Rows per block of `fused_assign`, its threads, the multiple its features are padded to,
+/// and its dynamic shared memory at most: 128 rows of up to 192 features (hi and lo), and
+/// three steps of two 128 × 72 tiles of float16 (fixed in `fused_assign.cu`).
 const FUSED_ROWS: usize = 128;
 const FUSED_THREADS: i32 = 256;
+const FUSED_STEP: i32 = 32;
+const FUSED_SHARED_MEMORY: i32 = (2 * 128 * 200 + 3 * 2 * 128 * 72) * 2;
+
+/// Threads of `split_halves`, and warps of `exact_candidates`, at most (they loop over the rest).
+const SPLIT_THREADS: usize = 1 << 24;
+const EXACT_WARPS: usize = 1 << 20;
 
 /// One MLX custom kernel: a JIT-compiled CUDA body with named inputs and outputs.
 struct CudaKernel {
@@ -52,8 +60,20 @@ impl Drop for Names {
 }
 
 impl CudaKernel {
-    /// `header` goes before the generated function (helpers); `source` is its body.
+    /// `header` goes before the generated function (helpers); `source` is its body, which
+    /// may use `shared_memory` bytes of dynamic shared memory.
     fn new(name: &'static str, inputs: &[&str], outputs: &[&str], header: &str, source: &str) -> Self {
+        Self::with_shared_memory(name, inputs, outputs, header, source, 0)
+    }
+
+    fn with_shared_memory(
+        name: &'static str,
+        inputs: &[&str],
+        outputs: &[&str],
+        header: &str,
+        source: &str,
+        shared_memory: i32,
+    ) -> Self {
         let (inputs, outputs) = (Names::new(inputs), Names::new(outputs));
         let c_name = CString::new(name).expect("kernel names have no NUL");
         let source = CString::new(source).expect("kernel sources have no NUL");
@@ -67,7 +87,7 @@ impl CudaKernel {
                 source.as_ptr(),
                 header.as_ptr(),
                 true,
-                0,
+                shared_memory,
             )
         };
         assert!(!handle.ctx.is_null(), "MLX could not create the CUDA kernel {name}");
@@ -145,11 +165,18 @@ fn column_threads(d: usize) -> i32 {
 
 /// The Lloyd step's custom kernels.
 pub(super) struct LloydKernels {
+    split_halves: CudaKernel,
     fused_assign: CudaKernel,
-    settle_flagged: CudaKernel,
+    exact_candidates: CudaKernel,
     row_argmin: CudaKernel,
     chunk_sums: CudaKernel,
     cluster_means: CudaKernel,
+}
+
+/// Rows as the fused kernel takes them (see [`LloydKernels::halves`]): float16 bits.
+pub(super) struct Halves {
+    pub hi: Array,
+    pub lo: Array,
 }
 
 /// Per-cluster results of [`LloydKernels::cluster_means`], all float32 on the device.
@@ -161,21 +188,28 @@ pub(super) struct ClusterMeans {
 
 impl LloydKernels {
     pub(super) fn new() -> Self {
-        let fused_header = [include_str!("cuda/fused_assign.cuh"), include_str!("cuda/warp_sq_distance.cuh")].concat();
         Self {
-            fused_assign: CudaKernel::new(
-                "mlx_kmeans_fused_assign",
-                &["x", "xnorm", "centroids", "cnorm", "cmax"],
-                &["labels", "distances", "flags"],
-                &fused_header,
-                include_str!("cuda/fused_assign.cu"),
+            split_halves: CudaKernel::new(
+                "mlx_kmeans_split_halves",
+                &["x", "sq"],
+                &["hi", "lo"],
+                include_str!("cuda/fused_assign.cuh"),
+                include_str!("cuda/split_halves.cu"),
             ),
-            settle_flagged: CudaKernel::new(
-                "mlx_kmeans_settle_flagged",
-                &["x", "centroids", "labels_in", "distances_in", "flags"],
+            fused_assign: CudaKernel::with_shared_memory(
+                "mlx_kmeans_fused_assign",
+                &["xnorm", "xh", "xl", "cnorm", "ch", "cl", "cmax"],
+                &["candidates", "counts"],
+                include_str!("cuda/fused_assign.cuh"),
+                include_str!("cuda/fused_assign.cu"),
+                FUSED_SHARED_MEMORY,
+            ),
+            exact_candidates: CudaKernel::new(
+                "mlx_kmeans_exact_candidates",
+                &["x", "centroids", "candidates", "counts"],
                 &["labels", "distances"],
                 include_str!("cuda/warp_sq_distance.cuh"),
-                include_str!("cuda/settle_flagged.cu"),
+                include_str!("cuda/exact_candidates.cu"),
             ),
             row_argmin: CudaKernel::new(
                 "mlx_kmeans_row_argmin",
@@ -228,35 +262,58 @@ impl LloydKernels {
         Ok((out.pop().expect("two outputs"), distances))
     }
 
+    /// Rows (`n × d`, with squared norms `n`) as the fused kernel takes them: scaled by powers
+    /// of two and split into two float16 parts (their bits, `n × dp`, `dp` a multiple of the
+    /// kernel's step).
+    pub(super) fn halves(&self, x: &Array, sq: &Array) -> Result<Halves> {
+        let (n, d) = (x.shape()[0], x.shape()[1]);
+        let padded = (d + FUSED_STEP - 1) / FUSED_STEP * FUSED_STEP;
+        let pairs = n as usize * padded as usize / 2;
+        let threads = pairs.min(SPLIT_THREADS).div_ceil(256) * 256;
+        let shape: &[i32] = &[n, padded];
+        let mut out = self.split_halves.apply(
+            &[x, &sq.reshape(&[n])?],
+            &[(shape, Dtype::Uint16), (shape, Dtype::Uint16)],
+            threads,
+            256,
+            &[("D", d), ("DP", padded)],
+        )?;
+        let lo = out.pop().expect("two outputs");
+        Ok(Halves { hi: out.pop().expect("two outputs"), lo })
+    }
+
     /// Each row's nearest centroid (uint32) and exact squared distance (float32) from the rows
-    /// (`n × d`), their squared norms (`n`), the centroids (`k × d`) and their squared norms
-    /// (`k` values), without an `n × k` matrix: the fused kernel, then exact distances for
-    /// the rows it could not decide.
+    /// (`n × d`), their squared norms (`n`) and halves, and the centroids (`k × d`) and their
+    /// squared norms (`k` values), without an `n × k` matrix: the fused kernel finds each
+    /// row's candidates, then exact distances decide among them.
     pub(super) fn nearest_fused(
         &self,
         x: &Array,
         x_norms: &Array,
+        x_halves: &Halves,
         centroids: &Array,
         c_norms: &Array,
     ) -> Result<(Array, Array)> {
         let (n, d, k) = (x.shape()[0], x.shape()[1], centroids.shape()[0]);
         let c_max = c_norms.max(None)?.reshape(&[1])?;
         let c_norms = c_norms.reshape(&[k])?;
-        let template = [("K", k), ("D", d)];
+        let c_halves = self.halves(centroids, &c_norms)?;
+        let padded = x_halves.hi.shape()[1];
         let blocks = (n as usize).div_ceil(FUSED_ROWS);
-        let out = self.fused_assign.apply(
-            &[x, x_norms, centroids, &c_norms, &c_max],
-            &[(&[n], Dtype::Uint32), (&[n], Dtype::Float32), (&[n], Dtype::Uint32)],
+        let found = self.fused_assign.apply(
+            &[x_norms, &x_halves.hi, &x_halves.lo, &c_norms, &c_halves.hi, &c_halves.lo, &c_max],
+            &[(&[n, 3], Dtype::Uint32), (&[n], Dtype::Uint32)],
             blocks * FUSED_THREADS as usize,
             FUSED_THREADS,
-            &template,
+            &[("K", k), ("D", d), ("DP", padded)],
         )?;
-        let mut settled = self.settle_flagged.apply(
-            &[x, centroids, &out[0], &out[1], &out[2]],
+        let warps = (n as usize).min(EXACT_WARPS);
+        let mut settled = self.exact_candidates.apply(
+            &[x, centroids, &found[0], &found[1]],
             &[(&[n], Dtype::Uint32), (&[n], Dtype::Float32)],
-            (n as usize).div_ceil(32) * 32,
+            warps * 32,
             256,
-            &template,
+            &[("K", k), ("D", d)],
         )?;
         let distances = settled.pop().expect("two outputs");
         Ok((settled.pop().expect("two outputs"), distances))

@@ -11,12 +11,12 @@ use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::ops::{concatenate, maximum, select, stack};
 use mlx_rs::Array;
 
-use super::cuda::{ClusterMeans, LloydKernels};
+use super::cuda::{ClusterMeans, Halves, LloydKernels};
 use super::kernel::{cluster_sums, nearest_in_band};
 use super::ties::{settle, Exact, TieRows};
 use super::{
-    eval_all, finish_centroids, fold_sums, lift_centroid_array, partial_distances, rows_per_block, uncentred_host,
-    CentredData, MlxKernel,
+    eval_all, finish_centroids, fold_sums, fused_by_default, lift_centroid_array, partial_distances, rows_per_block,
+    uncentred_host, CentredData, MlxKernel,
 };
 use mlx_kmeans::error::Result;
 use mlx_kmeans::kernel::{assign_in_chunks, Kernel};
@@ -44,6 +44,8 @@ pub(super) struct MlxLloyd<'s, 'a> {
     shift: Option<Array>,
     /// On a CUDA GPU: the custom kernels, and the weights as they take them (ones if none).
     cuda: Option<(LloydKernels, Array)>,
+    /// The rows as the fused kernel takes them, made once (when it is used).
+    halves: Option<Halves>,
     /// Centred, like the data.
     centroids: Array,
     spherical: bool,
@@ -67,7 +69,26 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
             true => Some((LloydKernels::new(), weights.clone().map_or_else(|| mlx_rs::ops::ones::<f32>(&[n]), Ok)?)),
             false => None,
         };
-        Ok(Self { kernel, points, plain, rows, x_norms, weights, shift, cuda, centroids, spherical, last: None })
+        let k = centroids.shape()[0] as usize;
+        let fused = kernel.fused.unwrap_or_else(|| fused_by_default(n as usize, d, k));
+        let halves = match &cuda {
+            Some((kernels, _)) if fused => Some(kernels.halves(&plain, &x_norms)?),
+            _ => None,
+        };
+        Ok(Self {
+            kernel,
+            points,
+            plain,
+            rows,
+            x_norms,
+            weights,
+            shift,
+            cuda,
+            halves,
+            centroids,
+            spherical,
+            last: None,
+        })
     }
 
     fn k(&self) -> usize {
@@ -85,8 +106,8 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
     /// Every row's nearest centroid and exact squared distance: by the fused kernel, or from
     /// the distance matrix by blocks of rows.
     fn cuda_nearest(&self, kernels: &LloydKernels, c: &Array, c_norms: &Array) -> Result<(Array, Array)> {
-        if self.kernel.fused {
-            return kernels.nearest_fused(&self.plain, &self.x_norms, &self.centroids, c_norms);
+        if let Some(halves) = &self.halves {
+            return kernels.nearest_fused(&self.plain, &self.x_norms, halves, &self.centroids, c_norms);
         }
         let n = self.x_norms.shape()[0] as usize;
         let step = rows_per_block(self.k());

@@ -27,6 +27,17 @@ pub use engine::MlxEngine;
 use mlx_kmeans::error::Result;
 use mlx_kmeans::matrix::MatRef;
 
+/// Whether Lloyd steps on `n × d` data with `k` centroids use the fused kernel when the
+/// configuration leaves it open. Up to 2^31 entries, GEMMs with blocks of the distance
+/// matrix are faster on an H200 (`benchmarks/gpu.md`); past that, on 10M × 128 rows with
+/// k = 4096 (lifted rows of 3.8·10^9 entries), they gave labels that were not the nearest
+/// centroids of half the rows, where the fused kernel, whose indices are 64-bit, gave the
+/// exact ones at the same speed.
+fn fused_by_default(n: usize, d: usize, k: usize) -> bool {
+    let limit = i32::MAX as usize;
+    n.saturating_mul(3 * d) > limit || n.saturating_mul(k) > limit
+}
+
 /// Rows per MLX call, bounded so that a `rows × k` block stays near 2^27 floats (512 MB):
 /// one block for the common shapes (100k rows, k ≤ 1024), so the resident data is used whole.
 fn rows_per_block(k: usize) -> usize {
@@ -47,8 +58,9 @@ pub struct MlxConfig {
     /// `false` keeps to MLX's own ops.
     pub cuda_kernels: bool,
     /// With the custom kernels: each row's nearest centroid by the fused kernel (no `n × k`
-    /// matrix); `false` makes the distance matrix by a GEMM and reads it back.
-    pub fused: bool,
+    /// matrix; `Some(true)`), or from blocks of the distance matrix made by a GEMM
+    /// (`Some(false)`); `None` picks by the shape (see [`fused_by_default`]).
+    pub fused: Option<bool>,
 }
 
 /// Whether MLX runs on a GPU here (Metal or CUDA), and a description of its device.
@@ -126,7 +138,7 @@ pub struct MlxKernel<'a> {
     /// which MLX runs through CUDA.
     cuda_kernels: bool,
     /// Whether those kernels assign rows by the fused kernel (see [`MlxConfig`]).
-    fused: bool,
+    fused: Option<bool>,
 }
 
 /// MLX's CUDA backend runs float32 matrix products on TF32 tensor cores (measured on an H100:

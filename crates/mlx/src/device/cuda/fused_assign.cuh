@@ -1,5 +1,6 @@
-// Helpers of the `fused_assign` kernel: float16 conversions, the split of a float into two
-// float16 parts, and the tensor-core product (m16n8k16, float16 in, float32 accumulators).
+// Helpers of the `split_halves` and `fused_assign` kernels: float16 conversions, the split of
+// a float into two float16 parts, asynchronous copies into shared memory, fragment loads and
+// the tensor-core product (m16n8k16, float16 in, float32 accumulators).
 __device__ __forceinline__ unsigned short mk_to_half(float f) {
     unsigned short h;
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
@@ -18,8 +19,33 @@ __device__ __forceinline__ void mk_split(float v, unsigned short& hi, unsigned s
     lo = mk_to_half(v - mk_from_half(hi));
 }
 
+// 16 bytes from global to shared memory without registers; zeros where `valid` is false.
+__device__ __forceinline__ void mk_cp_async16(void* shared, const void* global, bool valid) {
+    const unsigned int to = (unsigned int)__cvta_generic_to_shared(shared);
+    const int bytes = valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(to), "l"(global), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void mk_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+
+template <int N>
+__device__ __forceinline__ void mk_cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// Four 8×8 matrices of 16-bit values from shared memory (each lane gives one row address).
+__device__ __forceinline__ void mk_ldmatrix_x4(unsigned int* r, const unsigned short* p) {
+    const unsigned int at = (unsigned int)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(at)
+                 : "memory");
+}
+
+// Not volatile: products into different accumulators may be interleaved, which hides each
+// one's latency.
 __device__ __forceinline__ void mk_mma(float* c, const unsigned int* a, const unsigned int* b) {
-    asm volatile(
+    asm(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
         "{%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -36,21 +62,29 @@ __device__ __forceinline__ int mk_scale_exponent(float sq) {
 
 __device__ __forceinline__ float mk_pow2(int e) { return __int_as_float((127 + e) << 23); }
 
-// Puts partial distance `v` of centroid `j` into a row's three best: values `b1 ≤ b2 ≤ b3`,
-// indices of the first two; equal values go to the lower index.
-__device__ __forceinline__ void mk_insert(float& b1, unsigned int& i1, float& b2, unsigned int& i2, float& b3, float v,
-                                          unsigned int j) {
-    if (v < b1 || (v == b1 && j < i1)) {
-        b3 = b2;
-        b2 = b1;
-        i2 = i1;
-        b1 = v;
-        i1 = j;
-    } else if (v < b2 || (v == b2 && j < i2)) {
-        b3 = b2;
-        b2 = v;
-        i2 = j;
+// Puts partial distance `v` of centroid `j` into a row's four best: values `b[0] ≤ … ≤ b[3]`
+// and the indices of the first three; equal values go to the lower index.
+__device__ __forceinline__ void mk_insert(float* b, unsigned int* i, float v, unsigned int j) {
+    if (!(v < b[3])) return;
+    if (v < b[2] || (v == b[2] && j < i[2])) {
+        b[3] = b[2];
+        if (v < b[1] || (v == b[1] && j < i[1])) {
+            b[2] = b[1];
+            i[2] = i[1];
+            if (v < b[0] || (v == b[0] && j < i[0])) {
+                b[1] = b[0];
+                i[1] = i[0];
+                b[0] = v;
+                i[0] = j;
+            } else {
+                b[1] = v;
+                i[1] = j;
+            }
+        } else {
+            b[2] = v;
+            i[2] = j;
+        }
     } else {
-        b3 = fminf(b3, v);
+        b[3] = v;
     }
 }
