@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::init::{initial_centroids, Init};
 use crate::kernel::{assign_accumulate_in_chunks, ClusterSums, Kernel};
 use crate::matrix::{normalize_rows, weighted_sum, MatRef, Points};
-use crate::monitor::{report, KeepGoing, Monitor, Progress, Stage};
+use crate::monitor::{report, Convergence, KeepGoing, Monitor, Progress, Stage};
 use crate::params::{check_weights, KMeansParams};
 use crate::scalar::Scalar;
 use crate::strategy::{Engine, LloydStep};
@@ -119,6 +119,7 @@ pub fn lloyd<T: Scalar>(
         if !step.labels_changed {
             strict_convergence = true;
             log::debug!("converged at iteration {iteration}: strict convergence");
+            report(monitor, Progress::converged(Convergence::Strict, iteration, run, step.center_shift))?;
             break;
         }
         if step.center_shift <= tol {
@@ -126,6 +127,7 @@ pub fn lloyd<T: Scalar>(
                 "converged at iteration {iteration}: center shift {:.3e} within tolerance {tol:.3e}",
                 step.center_shift
             );
+            report(monitor, Progress::converged(Convergence::Tolerance, iteration, run, step.center_shift))?;
             break;
         }
     }

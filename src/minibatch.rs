@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::init::{initial_centroids_of_runs, Init};
 use crate::kernel::assign_in_chunks;
 use crate::matrix::{normalize_rows, row_sq_norms, weighted_sum, MatRef, Points};
-use crate::monitor::{report, Monitor, Progress, Stage};
+use crate::monitor::{report, Convergence, Monitor, Progress, Stage};
 use crate::params::{check_weights, MiniBatchParams};
 use crate::scalar::Scalar;
 use crate::strategy::Engine;
@@ -133,6 +133,7 @@ pub fn fit<T: Scalar>(
         kernel.assign(x_valid, &valid_norms, MatRef::new(&centroids, k, d)?, &mut labels, &mut distances)?;
         let inertia = weighted_sum(&distances, w_valid.as_deref());
         log::debug!("init {run}: validation inertia {inertia:.6e}, {:.1} ms since the start", ms(started));
+        report(monitor, Progress { stage: Stage::Candidate, iteration: 0, run, inertia, center_shift: f64::NAN })?;
         if best.as_ref().is_none_or(|(b, _)| inertia < *b) {
             best = Some((inertia, centroids));
         }
@@ -165,6 +166,7 @@ pub fn fit<T: Scalar>(
         ewa_inertia = Some(ewa);
         if tol > 0.0 && shift <= tol {
             log::debug!("converged (small centre change) at step {step}/{n_steps}");
+            report(monitor, Progress::converged(Convergence::Tolerance, step, 0, shift))?;
             break;
         }
         if ewa_min.is_none_or(|m| ewa < m) {
@@ -175,6 +177,7 @@ pub fn fit<T: Scalar>(
         }
         if params.max_no_improvement.is_some_and(|limit| no_improvement >= limit) {
             log::debug!("converged (no improvement of smoothed inertia) at step {step}/{n_steps}");
+            report(monitor, Progress::converged(Convergence::NoImprovement, step, 0, shift))?;
             break;
         }
     }

@@ -8,10 +8,36 @@ use crate::error::{Error, Result};
 pub enum Stage {
     /// Choosing initial centroids (k-means++ steps).
     Init,
+    /// One of a mini-batch fit's initial centroid sets, scored on the validation rows
+    /// (`run` is its index, `inertia` its validation inertia).
+    Candidate,
     /// A Lloyd iteration or a mini-batch step.
     Iteration,
+    /// The run stopped at `iteration`, for this reason (`center_shift` as last reported).
+    Converged(Convergence),
     /// Between chunks of rows inside one pass over the data (a chance to stop, nothing to report).
     Block,
+}
+
+/// Why a run stopped before its iteration limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Convergence {
+    /// No label changed in the last iteration.
+    Strict,
+    /// The squared centre shift fell to the tolerance.
+    Tolerance,
+    /// Mini-batch: the smoothed inertia stopped improving.
+    NoImprovement,
+}
+
+impl Convergence {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Strict => "strict",
+            Self::Tolerance => "tolerance",
+            Self::NoImprovement => "no_improvement",
+        }
+    }
 }
 
 /// What the loop reports during a fit; the monitor returns `false` to stop it.
@@ -32,6 +58,11 @@ impl Progress {
     /// A report between chunks of rows: only a chance to stop.
     pub fn block(iteration: usize, run: usize) -> Self {
         Self { stage: Stage::Block, iteration, run, inertia: f64::NAN, center_shift: f64::NAN }
+    }
+
+    /// The run stopped at `iteration` for `reason`, with the last squared centre shift.
+    pub fn converged(reason: Convergence, iteration: usize, run: usize, center_shift: f64) -> Self {
+        Self { stage: Stage::Converged(reason), iteration, run, inertia: f64::NAN, center_shift }
     }
 }
 

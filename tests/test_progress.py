@@ -1,4 +1,5 @@
-"""verbose=True: a tqdm progress bar per run with the current inertia, and the kept history."""
+"""verbose="progress": a tqdm progress bar per run with the current inertia, and the kept
+history (verbose=1 prints scikit-learn's lines instead: test_verbose.py)."""
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ def final_inertia_shown(err: str) -> float:
 
 
 def test_kmeans_bar_per_run_with_inertia(X, capsys):
-    km = KMeans(6, n_init=2, max_iter=50, random_state=0, verbose=1).fit(X)
+    km = KMeans(6, n_init=2, max_iter=50, random_state=0, verbose="progress").fit(X)
     err = capsys.readouterr().err
     assert "KMeans run 1" in err and "KMeans run 2" in err
     # The kept run's history is the per-iteration inertia; one of the bars ends on its last value.
@@ -28,11 +29,11 @@ def test_kmeans_bar_per_run_with_inertia(X, capsys):
 
 
 def test_minibatch_and_function_bars(X, capsys):
-    mb = MiniBatchKMeans(6, batch_size=256, max_iter=3, random_state=0, verbose=True).fit(X)
+    mb = MiniBatchKMeans(6, batch_size=256, max_iter=3, random_state=0, verbose="progress").fit(X)
     err = capsys.readouterr().err
     assert "MiniBatchKMeans run 1" in err and "step" in err
     assert np.isclose(final_inertia_shown(err), mb.inertia_history_[-1], rtol=1e-5)
-    result = kmeans(X, 6, verbose=True)
+    result = kmeans(X, 6, verbose="progress")
     err = capsys.readouterr().err
     assert "kmeans run 1" in err and f"{result.n_iter}/300" in err
 

@@ -68,7 +68,7 @@ def test_progress_callback_errors_stop_the_fit():
     class Stop(Exception):
         pass
 
-    def progress(run, iteration, inertia, shift):
+    def progress(run, iteration, inertia, shift, event):
         if iteration == 2:
             raise Stop
 

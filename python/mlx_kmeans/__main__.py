@@ -70,7 +70,7 @@ def cluster_file(args) -> int:
     if args.stream:
         return stream_file(args, out)
     X = load_matrix(args.file, args.column)
-    common = dict(n_clusters=args.n_clusters, n_init=args.n_init, random_state=args.seed, backend=args.backend, verbose=not args.quiet)
+    common = dict(n_clusters=args.n_clusters, n_init=args.n_init, random_state=args.seed, backend=args.backend, verbose=0 if args.quiet else "progress")
     if args.mini_batch:
         model = MiniBatchKMeans(batch_size=args.batch_size, max_iter=default(args.max_iter, 100), **common)
     else:

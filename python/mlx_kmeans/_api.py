@@ -39,7 +39,7 @@ def kmeans(
     spherical: bool = False,
     algorithm: str = "elkan",
     backend: str = "auto",
-    verbose: bool = False,
+    verbose: bool | int | str = False,
     random_state=None,
 ) -> KMeansResult:
     """Cluster the rows of X into k groups with Lloyd's algorithm.

@@ -3,6 +3,7 @@ init handling, the data's way in, predict, transform and score."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -141,9 +142,12 @@ class _BaseKMeans(*ESTIMATOR_BASES):
         check_n_features(self, X, reset=False)
         return X
 
-    def _progress(self, total: int | None, unit: str = "it", desc: str | None = None):
-        """A progress bar for `verbose` (a context manager giving the engine's callback),
-        named `desc` (default: the estimator's class)."""
+    def _progress(self, total: int | None, unit: str = "it", desc: str | None = None, lines=None):
+        """The engine's callback for `verbose`, as a context manager: scikit-learn's lines
+        (made by `lines`, when given), or with `verbose="progress"` a progress bar named
+        `desc` (default: the estimator's class); None when quiet."""
+        if self.verbose and self.verbose != "progress" and lines is not None:
+            return contextlib.nullcontext(lines())
         return progress_bar(self.verbose, total, desc or type(self).__name__, unit)
 
     # -- inference ----------------------------------------------------------------------

@@ -107,7 +107,9 @@ class Kmeans:
         stats = []
         start = time.perf_counter()
 
-        def progress(run, iteration, inertia, center_shift):
+        def progress(run, iteration, inertia, center_shift, event="iteration"):
+            if event != "iteration":
+                return
             stats.append(dict(run=run, iteration=iteration, obj=inertia, time=time.perf_counter() - start))
             if self.verbose:
                 print(f"  Iteration {iteration - 1} ({stats[-1]['time']:.2f} s): objective={inertia:g}")

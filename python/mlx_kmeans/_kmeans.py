@@ -3,6 +3,7 @@ Lloyd entry point reaches it."""
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import numpy as np
@@ -12,6 +13,7 @@ from ._base import _BaseKMeans, checked_centers
 from ._minibatch import MiniBatchKMeans
 from ._params import Bool, Options
 from ._validation import check_feature_names, seed_from
+from ._verbose import KMeansLines, tolerance
 
 logger = logging.getLogger("mlx_kmeans")
 
@@ -23,7 +25,8 @@ class KMeans(_BaseKMeans):
 
     Parameters follow scikit-learn: `n_clusters`, `init` ('k-means++', 'random', an array
     or a callable), `n_init` ('auto': 1 for k-means++, 10 otherwise), `max_iter`, `tol`
-    (relative to the mean feature variance), `verbose`, `random_state`, `copy_x` (the
+    (relative to the mean feature variance), `verbose` (scikit-learn's lines; "progress" for
+    a progress bar), `random_state`, `copy_x` (the
     input is never modified either way) and `algorithm`. Both algorithms run exact Lloyd
     iterations with the same labels: 'lloyd' searches every centroid for every row in every
     iteration (dense passes); 'elkan' (the default here, as it is faster for the same
@@ -88,7 +91,11 @@ class KMeans(_BaseKMeans):
         X, weights, backend = self._validate_fit_data(X, sample_weight)
         seed = seed_from(self.random_state)
         init = self._resolve_init(X, seed)
-        with self._progress(int(self.max_iter), desc=desc) as bar:
+
+        def lines():
+            return KMeansLines(self.algorithm, tolerance(X, float(self.tol)))
+
+        with self._progress(int(self.max_iter), desc=desc, lines=lines) as bar:
             result = engine_module(backend).kmeans_fit(
                 X,
                 weights,
@@ -123,7 +130,9 @@ class KMeans(_BaseKMeans):
             raise ValueError("a callable init needs the data in memory; pass 'k-means++', 'random' or an array")
         if not isinstance(init, str):
             init = checked_centers(init, self.n_clusters, source.n_features, type(self).__name__)
-        with self._progress(int(self.max_iter), desc=desc) as bar:
+        # The chunked loop reports iterations only; the tolerance is not printed.
+        lines = functools.partial(KMeansLines, self.algorithm, None)
+        with self._progress(int(self.max_iter), desc=desc, lines=lines) as bar:
             fit = fit_chunked(
                 source,
                 n_clusters=int(self.n_clusters),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -10,6 +11,7 @@ from ._backend import engine_module, native_backend
 from ._base import _BaseKMeans
 from ._params import Bool, Int, Real
 from ._validation import check_sample_weight, is_mlx_array, seed_from
+from ._verbose import MiniBatchLines
 
 __all__ = ["MiniBatchKMeans"]
 
@@ -90,7 +92,10 @@ class MiniBatchKMeans(_BaseKMeans):
         init = self._resolve_init(X, seed)
         batch_size = min(int(self.batch_size), X.shape[0])
         max_steps = int(self.max_iter) * -(-X.shape[0] // batch_size)
-        with self._progress(max_steps, unit="step") as progress:
+        n_steps = max(int(self.max_iter) * X.shape[0] // batch_size, 1)
+        shown_init = self.init if isinstance(self.init, str) or callable(self.init) else init
+        lines = functools.partial(MiniBatchLines, shown_init, self._n_init_for(init), n_steps, batch_size, X.shape[0])
+        with self._progress(max_steps, unit="step", lines=lines) as progress:
             result = engine_module(backend).minibatch_fit(
                 X,
                 weights,

@@ -30,7 +30,8 @@ __all__ = [
 _Float = Union[np.float32, np.float64]
 _Matrix = npt.NDArray[_Float]
 _Init = Union[Literal["k-means++", "random"], _Matrix]
-_Progress = Callable[[int, int, float, float], Any]
+# (run, iteration, inertia, center_shift, event): see mlx_kmeans._verbose.
+_Progress = Callable[[int, int, float, float, str], Any]
 # "cpu", "mlx", or a callable `assign(x, centroids) -> (squared_distances, labels)`; None is "cpu".
 _Backend = Union[Literal["cpu", "mlx"], Callable[[_Matrix, _Matrix], Any], None]
 

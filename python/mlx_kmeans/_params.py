@@ -66,11 +66,13 @@ class Bool:
 
 @dataclass(frozen=True)
 class Verbosity:
-    """An int or a bool."""
+    """An int or a bool, or "progress" (a progress bar instead of scikit-learn's lines)."""
 
     def check(self, name: str, value) -> None:
+        if value == "progress" and isinstance(value, str):
+            return
         if not isinstance(value, (bool, numbers.Integral, np.integer)):
-            raise TypeError(f"The '{name}' parameter must be an int or bool; got {value!r}.")
+            raise TypeError(f"The '{name}' parameter must be an int, a bool or 'progress'; got {value!r}.")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Progress of a fit for `verbose=True`: a tqdm.auto bar (a widget in Jupyter, text in a
-terminal) per run, showing the current inertia."""
+"""Progress of a fit for `verbose="progress"`: a tqdm.auto bar (a widget in Jupyter, text in
+a terminal) per run, showing the current inertia."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import contextlib
 
 
 class ProgressBar:
-    """Called by the engine as `(run, iteration, inertia, center_shift)` after each
-    iteration (or mini-batch step); one bar per run."""
+    """Called by the engine as `(run, iteration, inertia, center_shift, event)` (see
+    `_verbose`); one bar per run, moved on each iteration (or mini-batch step)."""
 
     def __init__(self, total: int | None, desc: str, unit: str = "it"):
         from tqdm.auto import tqdm
@@ -18,7 +18,9 @@ class ProgressBar:
         self.run: int | None = None
         self.bar = None
 
-    def __call__(self, run: int, iteration: int, inertia: float, center_shift: float) -> None:
+    def __call__(self, run: int, iteration: int, inertia: float, center_shift: float, event: str = "iteration") -> None:
+        if event != "iteration":
+            return
         if run != self.run:
             self.close()
             self.run = run

@@ -81,11 +81,17 @@ pub fn detached<T: Send>(
             pending
                 .call(|py| {
                     py.check_signals()?;
-                    match (&progress, p.stage) {
-                        (Some(callback), Stage::Iteration) => {
-                            callback.call1(py, (p.run, p.iteration, p.inertia, p.center_shift)).map(|_| ())
+                    let event = match p.stage {
+                        Stage::Iteration => "iteration",
+                        Stage::Candidate => "init",
+                        Stage::Converged(reason) => reason.name(),
+                        Stage::Init | Stage::Block => return Ok(()),
+                    };
+                    match &progress {
+                        Some(callback) => {
+                            callback.call1(py, (p.run, p.iteration, p.inertia, p.center_shift, event)).map(|_| ())
                         }
-                        _ => Ok(()),
+                        None => Ok(()),
                     }
                 })
                 .is_some()
