@@ -82,7 +82,7 @@ pub fn initial_centroids_of_runs<T: Scalar>(
 /// Index of the first entry whose running sum reaches `target` (NumPy's `searchsorted`,
 /// side "left", on the cumulative sum), given per-chunk totals of `values`; clipped to the
 /// last index.
-fn search_cumulative(values: &[f64], chunk_totals: &[f64], target: f64) -> usize {
+pub(crate) fn search_cumulative(values: &[f64], chunk_totals: &[f64], target: f64) -> usize {
     let mut running = 0.0;
     for (c, &total) in chunk_totals.iter().enumerate() {
         if running + total >= target {
@@ -101,7 +101,7 @@ fn search_cumulative(values: &[f64], chunk_totals: &[f64], target: f64) -> usize
     values.len() - 1
 }
 
-fn chunk_totals(values: &[f64]) -> Vec<f64> {
+pub(crate) fn chunk_totals(values: &[f64]) -> Vec<f64> {
     values.par_chunks(REDUCE_CHUNK).map(|c| c.iter().sum()).collect()
 }
 

@@ -11,6 +11,7 @@ pub mod monitor;
 pub mod params;
 pub mod sampling;
 pub mod scalar;
+pub mod sparse;
 pub mod strategy;
 pub mod update;
 

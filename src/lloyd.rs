@@ -68,19 +68,30 @@ pub fn fit<T: Scalar>(
     let x_sq_norms = kernel.row_sq_norms(x)?;
     let points = Points { x, x_sq_norms: &x_sq_norms, weights };
     let tol = if params.tol > 0.0 { params.tol * kernel.mean_feature_variance(x)? } else { 0.0 };
-    let mut seeds = ChaCha8Rng::seed_from_u64(params.seed);
-    let mut best: Option<KMeansFit<T>> = None;
-    for run in 0..params.n_init {
-        let mut rng = ChaCha8Rng::seed_from_u64(seeds.random::<u64>());
+    best_of_runs(params, |run, rng| {
         let seeding = std::time::Instant::now();
-        let mut centroids = initial_centroids(engine, points, params.n_clusters, init, &mut rng, run, monitor)?;
+        let mut centroids = initial_centroids(engine, points, params.n_clusters, init, rng, run, &mut *monitor)?;
         log::debug!("run {run}: initial centroids in {:.1} ms", seeding.elapsed().as_secs_f64() * 1e3);
         if params.spherical {
             normalize_rows(&mut centroids, x.cols());
         }
         let steps = engine.lloyd(points, centroids, params)?;
-        let result = lloyd(steps, params.max_iter, tol, run, monitor)?;
-        log::debug!("run {run}: inertia {:.6e} after {} iterations", result.inertia, result.n_iter);
+        lloyd(steps, params.max_iter, tol, run, &mut *monitor)
+    })
+}
+
+/// `params.n_init` runs, each with its own generator (drawn from the seed), by `run`; keeps
+/// the one with the lowest inertia (the first of equals).
+pub fn best_of_runs<T>(
+    params: &KMeansParams,
+    mut run: impl FnMut(usize, &mut ChaCha8Rng) -> Result<KMeansFit<T>>,
+) -> Result<KMeansFit<T>> {
+    let mut seeds = ChaCha8Rng::seed_from_u64(params.seed);
+    let mut best: Option<KMeansFit<T>> = None;
+    for index in 0..params.n_init {
+        let mut rng = ChaCha8Rng::seed_from_u64(seeds.random::<u64>());
+        let result = run(index, &mut rng)?;
+        log::debug!("run {index}: inertia {:.6e} after {} iterations", result.inertia, result.n_iter);
         if best.as_ref().is_none_or(|b| result.inertia < b.inertia) {
             best = Some(result);
         }

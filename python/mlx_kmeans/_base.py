@@ -18,7 +18,9 @@ from ._validation import (
     check_feature_names,
     check_n_features,
     check_sample_weight,
+    check_sparse,
     is_mlx_array,
+    is_sparse,
     to_mlx,
 )
 
@@ -92,15 +94,36 @@ class _BaseKMeans(*ESTIMATOR_BASES):
         return checked_centers(init, self.n_clusters, X.shape[1], type(self).__name__, X.dtype)
 
     # -- data ---------------------------------------------------------------------------
+    #: Whether `fit` takes scipy.sparse rows (the `cpu` backend's sparse kernel).
+    _accepts_sparse = False
+
     def _validate_fit_data(self, X, sample_weight):
         """Checked data, weights and the backend that will run (data in its compute dtype)."""
         self._mlx_output = is_mlx_array(X)
         check_feature_names(self, X, reset=True)
+        if is_sparse(X):
+            return self._validate_sparse_fit_data(X, sample_weight)
         X = check_array(X, owner=type(self).__name__)
         check_n_features(self, X, reset=True)
         if X.shape[0] < self.n_clusters:
             raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}.")
         return prepare(X, sample_weight, self.backend)
+
+    def _validate_sparse_fit_data(self, X, sample_weight):
+        """Sparse rows: canonical CSR (`check_sparse`), which the `cpu` backend clusters."""
+        owner = type(self).__name__
+        if not self._accepts_sparse:
+            raise TypeError(
+                f"{owner} does not support sparse input yet; got {type(X).__name__}. KMeans does; "
+                "or convert it with X.toarray()."
+            )
+        if self.backend not in ("auto", "cpu"):
+            raise ValueError(f"sparse input runs on the 'cpu' backend; got backend={self.backend!r}")
+        X = check_sparse(X, owner=owner)
+        check_n_features(self, X, reset=True)
+        if X.shape[0] < self.n_clusters:
+            raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}.")
+        return X, check_sample_weight(sample_weight, X), "cpu"
 
     def _centers(self) -> np.ndarray:
         """The fitted centres as NumPy (a view when they are an MLX array)."""
@@ -112,7 +135,9 @@ class _BaseKMeans(*ESTIMATOR_BASES):
 
     def _assign(self, X, weights=None):
         """Labels, squared distances and inertia of X on the fitted centres, by the backend
-        that fitted them."""
+        that fitted them (sparse rows: the `cpu` backend)."""
+        if is_sparse(X):
+            return _native.assign_sparse(X.indptr, X.indices, X.data, X.shape[1], self._centers_for(X), weights)
         backend = getattr(self, "backend_", "cpu")
         return engine_module(backend).assign(X, self._centers_for(X), weights, backend=native_backend(backend))
 
@@ -138,6 +163,10 @@ class _BaseKMeans(*ESTIMATOR_BASES):
     def _validate_test_data(self, X) -> np.ndarray:
         self._check_fitted()
         check_feature_names(self, X, reset=False)
+        if is_sparse(X):
+            X = check_sparse(X, owner=type(self).__name__, dtype=self._centers().dtype)
+            check_n_features(self, X, reset=False)
+            return X
         X = check_array(X, owner=type(self).__name__, dtype=self._centers().dtype)
         check_n_features(self, X, reset=False)
         return X
@@ -160,7 +189,11 @@ class _BaseKMeans(*ESTIMATOR_BASES):
     def transform(self, X):
         """Euclidean distance from each row of X to every cluster centre."""
         data = self._validate_test_data(X)
-        distances = np.sqrt(_native.sq_distances(data, self._centers_for(data)))
+        if is_sparse(data):
+            squared = _native.sq_distances_sparse(data.indptr, data.indices, data.data, data.shape[1], self._centers_for(data))
+        else:
+            squared = _native.sq_distances(data, self._centers_for(data))
+        distances = np.sqrt(squared)
         return self._output(distances, X)
 
     def score(self, X, y=None, sample_weight=None):
@@ -189,5 +222,5 @@ class _BaseKMeans(*ESTIMATOR_BASES):
         def __sklearn_tags__(self):
             tags = super().__sklearn_tags__()
             tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-            tags.input_tags.sparse = False
+            tags.input_tags.sparse = self._accepts_sparse
             return tags

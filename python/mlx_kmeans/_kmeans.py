@@ -8,11 +8,12 @@ import logging
 
 import numpy as np
 
+from . import _native
 from ._backend import engine_module, native_backend, resolve
 from ._base import _BaseKMeans, checked_centers
 from ._minibatch import MiniBatchKMeans
 from ._params import Bool, Options
-from ._validation import check_feature_names, seed_from
+from ._validation import check_feature_names, is_sparse, seed_from
 from ._verbose import KMeansLines, tolerance
 
 logger = logging.getLogger("mlx_kmeans")
@@ -34,6 +35,8 @@ class KMeans(_BaseKMeans):
     their centroid skip that search, where the backend gains from it (the `cpu` backend;
     `mlx` and `faiss` search densely either way). Extra: `backend` ('auto', 'cpu', 'mlx',
     'faiss') and `spherical` (unit-norm centroids, for cosine similarity on normalised rows).
+    scipy.sparse input (CSR borrowed as it is; other formats converted once) is clustered by
+    the `cpu` backend's sparse kernel, never densified.
 
     Attributes: `cluster_centers_`, `labels_`, `inertia_`, `n_iter_`, `n_features_in_`,
     `feature_names_in_` (DataFrame input), `backend_`, `inertia_history_`.
@@ -67,6 +70,7 @@ class KMeans(_BaseKMeans):
         self.spherical = spherical
 
     _constraints = {**_BaseKMeans._constraints, "algorithm": Options(("lloyd", "elkan")), "copy_x": Bool()}
+    _accepts_sparse = True
 
     def fit(self, X, y=None, sample_weight=None):
         """Compute k-means clustering of X (n_samples × n_features)."""
@@ -95,21 +99,25 @@ class KMeans(_BaseKMeans):
         def lines():
             return KMeansLines(self.algorithm, tolerance(X, float(self.tol)))
 
+        options = dict(
+            n_clusters=int(self.n_clusters),
+            init=init,
+            n_init=self._n_init_for(init),
+            max_iter=int(self.max_iter),
+            tol=float(self.tol),
+            seed=seed,
+            spherical=bool(self.spherical),
+        )
         with self._progress(int(self.max_iter), desc=desc, lines=lines) as bar:
-            result = engine_module(backend).kmeans_fit(
-                X,
-                weights,
-                n_clusters=int(self.n_clusters),
-                init=init,
-                n_init=self._n_init_for(init),
-                max_iter=int(self.max_iter),
-                tol=float(self.tol),
-                seed=seed,
-                spherical=bool(self.spherical),
-                algorithm=self.algorithm,
-                progress=progress if progress is not None else bar,
-                backend=native_backend(backend),
-            )
+            progress = progress if progress is not None else bar
+            if is_sparse(X):
+                # Sparse rows: the cpu backend's CSR kernel, dense passes.
+                result = _native.kmeans_fit_sparse(X.indptr, X.indices, X.data, X.shape[1], weights, progress=progress, **options)
+            else:
+                engine = engine_module(backend)
+                result = engine.kmeans_fit(
+                    X, weights, algorithm=self.algorithm, progress=progress, backend=native_backend(backend), **options
+                )
         return result, backend
 
     def _fit_streamed(self, X, sample_weight, progress, desc):

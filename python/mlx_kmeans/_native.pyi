@@ -22,6 +22,9 @@ __all__ = [
     "half_gaps",
     "bounded_partials",
     "sq_distances",
+    "kmeans_fit_sparse",
+    "assign_sparse",
+    "sq_distances_sparse",
     "cpu_kernel",
     "_panic_for_test",
     "__version__",
@@ -170,6 +173,36 @@ def bounded_partials(
     bounds, loosened by the centroids' `shifts`); none on the first pass. Returns (labels,
     squared distances, sums k × d, cluster weights, inertia, lower bounds, rows searched)."""
 def sq_distances(x: _Matrix, centroids: _Matrix) -> _Matrix: ...
+# CSR arrays of scipy.sparse (canonical: duplicates summed): indptr and indices int32 or
+# int64 (one type), data float32 or float64; other arrays of the call share data's dtype.
+_Index = npt.NDArray[Union[np.int32, np.int64]]
+_Values = npt.NDArray[_Float]
+
+def kmeans_fit_sparse(
+    indptr: _Index,
+    indices: _Index,
+    data: _Values,
+    n_features: int,
+    sample_weight: Optional[_Values],
+    *,
+    n_clusters: int,
+    init: _Init,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    seed: int,
+    spherical: bool = False,
+    progress: Optional[_Progress] = None,
+) -> _KMeansFit: ...
+def assign_sparse(
+    indptr: _Index,
+    indices: _Index,
+    data: _Values,
+    n_features: int,
+    centroids: _Matrix,
+    sample_weight: Optional[_Values] = None,
+) -> tuple[npt.NDArray[np.int32], _Values, float]: ...
+def sq_distances_sparse(indptr: _Index, indices: _Index, data: _Values, n_features: int, centroids: _Matrix) -> _Matrix: ...
 def cpu_kernel() -> str:
     """How the cpu backend computes float32 distances here: "amx", "bf16", "f32" or "gemm"."""
 def _panic_for_test() -> None: ...

@@ -213,6 +213,39 @@ def _is_sparse(X) -> bool:
     return sp.issparse(X)
 
 
+def is_sparse(X) -> bool:
+    """Whether X is a scipy.sparse matrix or array."""
+    return _is_sparse(X)
+
+
+def check_sparse(X, *, owner: str = "KMeans", dtype=None):
+    """X as canonical CSR rows the engine borrows: float32/float64 values (`dtype` forces
+    one), int32/int64 indices of one type, duplicates summed, all values finite. A CSR input
+    that already is all of this is returned as it is; otherwise one converted copy is made
+    (never a change to the caller's matrix)."""
+    import scipy.sparse as sp
+
+    if X.ndim != 2:
+        raise ValueError(f"{owner} expects 2-D sparse input; got {X.ndim} dimensions.")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"Found array with shape {X.shape}: at least one sample and one feature are required.")
+    csr = X if sp.isspmatrix_csr(X) or getattr(X, "format", None) == "csr" else X.tocsr()
+    target = np.dtype(dtype) if dtype is not None else csr.dtype
+    if target.kind != "f" or target.itemsize not in (4, 8):
+        target = np.dtype(np.float32 if target == np.float16 else np.float64)
+    if csr.data.dtype != target:
+        csr = csr.astype(target)
+    if csr.indptr.dtype != csr.indices.dtype or csr.indices.dtype not in (np.int32, np.int64):
+        csr = csr.copy() if csr is X else csr
+        csr.indptr, csr.indices = csr.indptr.astype(np.int64), csr.indices.astype(np.int64)
+    if not csr.has_canonical_format:
+        csr = csr.copy() if csr is X else csr
+        csr.sum_duplicates()
+    if not np.isfinite(csr.data).all():
+        raise ValueError("Input X contains NaN or infinity.")
+    return csr
+
+
 def check_sample_weight(sample_weight, X: np.ndarray) -> np.ndarray | None:
     """None stays None (unweighted); a number becomes a constant vector; otherwise a
     finite, non-negative 1-D vector with one weight per row of the checked matrix X, in X's
@@ -248,7 +281,8 @@ def check_sample_weight(sample_weight, X: np.ndarray) -> np.ndarray | None:
     # The engine sums weight × value and weight × squared distance (at most
     # 4·n_features·max|x|² per row) in float64; scaling every weight by one factor changes
     # neither the centroids nor the labels.
-    top = max(value_summary(X)[2], 1.0)
+    largest = float(np.abs(X.data).max(initial=0.0)) if _is_sparse(X) else value_summary(X)[2]
+    top = max(largest, 1.0)
     if not total * 4.0 * X.shape[1] * top * top < 1e300:
         raise ValueError(
             f"sample_weight is too large for this data (up to {weights.max():.3g} per row): weighted sums "

@@ -10,6 +10,7 @@ mod engines;
 mod fit;
 mod input;
 mod run;
+mod sparse;
 mod threads;
 
 pub use device::{register_device, DeviceKernel, SharedArray};
@@ -200,6 +201,9 @@ pub fn init_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(chunks::half_gaps, m)?)?;
     m.add_function(wrap_pyfunction!(chunks::bounded_partials, m)?)?;
     m.add_function(wrap_pyfunction!(sq_distances, m)?)?;
+    m.add_function(wrap_pyfunction!(sparse::kmeans_fit_sparse, m)?)?;
+    m.add_function(wrap_pyfunction!(sparse::assign_sparse, m)?)?;
+    m.add_function(wrap_pyfunction!(sparse::sq_distances_sparse, m)?)?;
     m.add_function(wrap_pyfunction!(cpu_kernel, m)?)?;
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

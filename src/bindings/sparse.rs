@@ -1,0 +1,184 @@
+//! Entry points for sparse rows (scipy.sparse CSR, validated and made canonical in Python):
+//! the arrays `indptr`, `indices` (int32 or int64) and `data` (float32 or float64) are
+//! borrowed as they are.
+
+use numpy::{Element, IntoPyArray, PyReadonlyArray1, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::engines::EngineFor;
+use super::input::{self, InitArg};
+use super::run::detached;
+use super::{labels_out, matrix_out, view};
+use crate::matrix::weighted_sum;
+use crate::params::{Algorithm, KMeansParams};
+use crate::sparse::{self, CsrIndex, CsrRef};
+use crate::Scalar;
+
+/// Dispatches on the float type of `data` and the integer type of `indices`.
+macro_rules! by_csr {
+    ($data:expr, $indices:expr, $f:ident ( $($arg:expr),* )) => {{
+        let f32_data = $data.cast::<numpy::PyArray1<f32>>().is_ok();
+        let i32_indices = $indices.cast::<numpy::PyArray1<i32>>().is_ok();
+        match (f32_data, i32_indices) {
+            (true, true) => $f::<f32, i32>($($arg),*),
+            (true, false) => $f::<f32, i64>($($arg),*),
+            (false, true) => $f::<f64, i32>($($arg),*),
+            (false, false) => $f::<f64, i64>($($arg),*),
+        }
+    }};
+}
+
+/// The borrowed arrays of a CSR matrix.
+struct Csr<'py, T: Element, I: Element> {
+    indptr: PyReadonlyArray1<'py, I>,
+    indices: PyReadonlyArray1<'py, I>,
+    data: PyReadonlyArray1<'py, T>,
+    cols: usize,
+}
+
+fn array<'py, E: Element>(a: &Bound<'py, PyAny>, name: &str) -> PyResult<PyReadonlyArray1<'py, E>> {
+    let array: PyReadonlyArray1<'py, E> = a.extract().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "{name} must be a 1-D NumPy array of int32/int64 indices or float32/float64 values"
+        ))
+    })?;
+    if !array.is_contiguous() {
+        return Err(PyValueError::new_err(format!("{name} must be contiguous")));
+    }
+    Ok(array)
+}
+
+impl<'py, T: Scalar + Element, I: CsrIndex + Element> Csr<'py, T, I> {
+    fn new(
+        indptr: &Bound<'py, PyAny>,
+        indices: &Bound<'py, PyAny>,
+        data: &Bound<'py, PyAny>,
+        cols: usize,
+    ) -> PyResult<Self> {
+        let (indptr, indices) = (array(indptr, "indptr")?, array(indices, "indices")?);
+        Ok(Self { indptr, indices, data: array(data, "data")?, cols })
+    }
+
+    fn view(&self) -> PyResult<CsrRef<'_, T, I>> {
+        CsrRef::new(self.indptr.as_slice()?, self.indices.as_slice()?, self.data.as_slice()?, self.cols)
+            .map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+}
+
+#[pyfunction]
+#[pyo3(signature = (indptr, indices, data, n_features, sample_weight, *, n_clusters, init, n_init, max_iter, tol, seed, spherical=false, progress=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn kmeans_fit_sparse<'py>(
+    py: Python<'py>,
+    indptr: &Bound<'py, PyAny>,
+    indices: &Bound<'py, PyAny>,
+    data: &Bound<'py, PyAny>,
+    n_features: usize,
+    sample_weight: Option<&Bound<'py, PyAny>>,
+    n_clusters: usize,
+    init: &Bound<'py, PyAny>,
+    n_init: usize,
+    max_iter: usize,
+    tol: f64,
+    seed: u64,
+    spherical: bool,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let params = KMeansParams { n_clusters, n_init, max_iter, tol, seed, spherical, algorithm: Algorithm::Dense };
+    let csr = (indptr, indices, data, n_features);
+    by_csr!(data, indices, fit_t(py, csr, sample_weight, init, &params, progress))
+}
+
+type CsrArgs<'a, 'py> = (&'a Bound<'py, PyAny>, &'a Bound<'py, PyAny>, &'a Bound<'py, PyAny>, usize);
+
+fn fit_t<'py, T: EngineFor, I: CsrIndex + Element>(
+    py: Python<'py>,
+    (indptr, indices, data, cols): CsrArgs<'_, 'py>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
+    init: &Bound<'py, PyAny>,
+    params: &KMeansParams,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let csr = Csr::<T, I>::new(indptr, indices, data, cols)?;
+    let weights = input::vector::<T>(sample_weight, "sample_weight")?;
+    let init = InitArg::<T>::new(init, params.n_clusters, cols)?;
+    let (x, init) = (csr.view()?, init.as_init()?);
+    let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
+    let result = detached(py, progress, |_, monitor| sparse::fit(x, w, params, init, monitor))?;
+    let out = PyDict::new(py);
+    out.set_item("centroids", matrix_out(py, result.centroids, params.n_clusters, cols)?)?;
+    out.set_item("labels", labels_out(py, result.labels))?;
+    out.set_item("distances", result.distances.into_pyarray(py))?;
+    out.set_item("inertia", result.inertia)?;
+    out.set_item("n_iter", result.n_iter)?;
+    out.set_item("inertia_history", result.inertia_history)?;
+    Ok(out)
+}
+
+/// Each sparse row's nearest centroid, squared distance, and the (weighted) inertia.
+#[pyfunction]
+#[pyo3(signature = (indptr, indices, data, n_features, centroids, sample_weight=None))]
+pub fn assign_sparse<'py>(
+    py: Python<'py>,
+    indptr: &Bound<'py, PyAny>,
+    indices: &Bound<'py, PyAny>,
+    data: &Bound<'py, PyAny>,
+    n_features: usize,
+    centroids: &Bound<'py, PyAny>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    by_csr!(data, indices, assign_t(py, (indptr, indices, data, n_features), centroids, sample_weight))
+}
+
+fn assign_t<'py, T: EngineFor, I: CsrIndex + Element>(
+    py: Python<'py>,
+    (indptr, indices, data, cols): CsrArgs<'_, 'py>,
+    centroids: &Bound<'py, PyAny>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let csr = Csr::<T, I>::new(indptr, indices, data, cols)?;
+    let (c, k, d) = input::matrix::<T>(centroids, "centroids")?;
+    let weights = input::vector::<T>(sample_weight, "sample_weight")?;
+    let (x, c) = (csr.view()?, view(c.as_slice()?, k, d)?);
+    if d != cols {
+        return Err(PyValueError::new_err(format!("centroids have {d} features; X has {cols}")));
+    }
+    let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
+    let (labels, distances) = py.detach(|| {
+        let (mut labels, mut distances) = (vec![0u32; x.rows()], vec![T::zero(); x.rows()]);
+        sparse::assign(x, &x.row_sq_norms(), c, &mut labels, &mut distances);
+        (labels, distances)
+    });
+    let inertia = weighted_sum(&distances, w);
+    Ok((labels_out(py, labels), distances.into_pyarray(py), inertia).into_pyobject(py)?.into_any())
+}
+
+/// Squared distances from every sparse row to every centroid (`n × k`).
+#[pyfunction]
+pub fn sq_distances_sparse<'py>(
+    py: Python<'py>,
+    indptr: &Bound<'py, PyAny>,
+    indices: &Bound<'py, PyAny>,
+    data: &Bound<'py, PyAny>,
+    n_features: usize,
+    centroids: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    by_csr!(data, indices, sq_distances_t(py, (indptr, indices, data, n_features), centroids))
+}
+
+fn sq_distances_t<'py, T: EngineFor, I: CsrIndex + Element>(
+    py: Python<'py>,
+    (indptr, indices, data, cols): CsrArgs<'_, 'py>,
+    centroids: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let csr = Csr::<T, I>::new(indptr, indices, data, cols)?;
+    let (c, k, d) = input::matrix::<T>(centroids, "centroids")?;
+    if d != cols {
+        return Err(PyValueError::new_err(format!("centroids have {d} features; X has {cols}")));
+    }
+    let (x, c) = (csr.view()?, view(c.as_slice()?, k, d)?);
+    let out = py.detach(|| sparse::sq_distances(x, c));
+    matrix_out(py, out, x.rows(), k)
+}
