@@ -99,15 +99,7 @@ class KMeans(_BaseKMeans):
         def lines():
             return KMeansLines(self.algorithm, tolerance(X, float(self.tol)))
 
-        options = dict(
-            n_clusters=int(self.n_clusters),
-            init=init,
-            n_init=self._n_init_for(init),
-            max_iter=int(self.max_iter),
-            tol=float(self.tol),
-            seed=seed,
-            spherical=bool(self.spherical),
-        )
+        options = self._run_options(init, seed)
         with self._progress(int(self.max_iter), desc=desc, lines=lines) as bar:
             progress = progress if progress is not None else bar
             if is_sparse(X):
@@ -119,6 +111,18 @@ class KMeans(_BaseKMeans):
                     X, weights, algorithm=self.algorithm, progress=progress, backend=native_backend(backend), **options
                 )
         return result, backend
+
+    def _run_options(self, init, seed: int) -> dict:
+        """What every Lloyd fit is given, in the engine's types."""
+        return dict(
+            n_clusters=int(self.n_clusters),
+            init=init,
+            n_init=self._n_init_for(init),
+            max_iter=int(self.max_iter),
+            tol=float(self.tol),
+            seed=seed,
+            spherical=bool(self.spherical),
+        )
 
     def _fit_streamed(self, X, sample_weight, progress, desc):
         """A memory map larger than memory: Lloyd over chunks read in turn (`_stream`), with
@@ -143,13 +147,7 @@ class KMeans(_BaseKMeans):
         with self._progress(int(self.max_iter), desc=desc, lines=lines) as bar:
             fit = fit_chunked(
                 source,
-                n_clusters=int(self.n_clusters),
-                init=init,
-                n_init=self._n_init_for(init),
-                max_iter=int(self.max_iter),
-                tol=float(self.tol),
-                seed=seed,
-                spherical=bool(self.spherical),
+                **self._run_options(init, seed),
                 backend=backend,
                 keep_labels=True,
                 owner=type(self).__name__,

@@ -67,8 +67,18 @@ fn kmeans_fit_t<'py, T: EngineFor>(
         log::debug!("{} kernel ready in {:.1} ms", engine.kernel().name(), started.elapsed().as_secs_f64() * 1e3);
         lloyd::fit(&*engine, data, w, params, init, monitor)
     })?;
+    fit_out(py, result, params.n_clusters, input.cols)
+}
+
+/// A fit's result as the Python layer reads it.
+pub(super) fn fit_out<T: EngineFor>(
+    py: Python<'_>,
+    result: lloyd::KMeansFit<T>,
+    k: usize,
+    d: usize,
+) -> PyResult<Bound<'_, PyDict>> {
     let out = PyDict::new(py);
-    out.set_item("centroids", matrix_out(py, result.centroids, params.n_clusters, input.cols)?)?;
+    out.set_item("centroids", matrix_out(py, result.centroids, k, d)?)?;
     out.set_item("labels", labels_out(py, result.labels))?;
     out.set_item("distances", result.distances.into_pyarray(py))?;
     out.set_item("inertia", result.inertia)?;

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::engines::EngineFor;
+use super::fit::fit_out;
 use super::input::{self, InitArg};
 use super::run::detached;
 use super::{labels_out, matrix_out, view};
@@ -107,14 +108,7 @@ fn fit_t<'py, T: EngineFor, I: CsrIndex + Element>(
     let (x, init) = (csr.view()?, init.as_init()?);
     let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
     let result = detached(py, progress, |_, monitor| sparse::fit(x, w, params, init, monitor))?;
-    let out = PyDict::new(py);
-    out.set_item("centroids", matrix_out(py, result.centroids, params.n_clusters, cols)?)?;
-    out.set_item("labels", labels_out(py, result.labels))?;
-    out.set_item("distances", result.distances.into_pyarray(py))?;
-    out.set_item("inertia", result.inertia)?;
-    out.set_item("n_iter", result.n_iter)?;
-    out.set_item("inertia_history", result.inertia_history)?;
-    Ok(out)
+    fit_out(py, result, params.n_clusters, cols)
 }
 
 /// Each sparse row's nearest centroid, squared distance, and the (weighted) inertia.
