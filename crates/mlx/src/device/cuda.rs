@@ -1,11 +1,13 @@
 //! Custom CUDA kernels run by MLX (`mlx::core::fast::cuda_kernel`, through mlx-c) for the
 //! Lloyd step on an NVIDIA GPU. MLX's own ops need the `n × k` distance matrix, a full pass
 //! over it for `argmin` and another for the value at it, and per-cluster sums as a one-hot
-//! GEMM; here one kernel finds each row's nearest centroid on the tensor cores without that
-//! matrix (`fused_assign`, exact through a float16 split and a recheck of near ties), and two
-//! make the sums in one read of the data, in a fixed order with float64 accumulation. MLX JIT-compiles each kernel once per process and
-//! template values, and runs it inside the step's graph like any op. The kernel bodies live in
-//! `cuda/*.cu`; MLX generates their signatures from the names given here.
+//! GEMM. Here `fused_assign` finds each row's candidates on the tensor cores without that
+//! matrix (exact through a float16 split, with `exact_candidates` deciding near ties), or
+//! `row_argmin` reads blocks of the matrix once; `chunk_sums` and `cluster_means` make the
+//! sums in one read of the data, in a fixed order with float64 accumulation. MLX JIT-compiles
+//! each kernel once per process and template values, and runs it inside the step's graph like
+//! any op. The kernel bodies live in `cuda/*.cu`; MLX generates their signatures from the
+//! names given here.
 
 use std::ffi::{c_char, CString};
 
