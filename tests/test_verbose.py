@@ -52,6 +52,18 @@ def test_kmeans_lines_equal_scikit_learns(capsys, data, algorithm, tol):
     assert ours[1].endswith(".") == (algorithm == "lloyd")
 
 
+def test_kmeans_lines_on_sparse_rows_equal_scikit_learns(capsys, data):
+    """Sparse rows print the same lines, the tolerance computed as scikit-learn does there."""
+    sp = pytest.importorskip("scipy.sparse")
+    X, init = data
+    X = sp.csr_matrix(np.where(np.abs(X) > 1.0, X, 0.0))
+    params = dict(n_clusters=6, init=init, n_init=1, tol=0.5, algorithm="lloyd", verbose=1)
+    ours = printed(capsys, lambda: KMeans(**params).fit(X))
+    theirs = printed(capsys, lambda: sklearn_cluster.KMeans(**params).fit(X))
+    same_lines(ours, theirs)
+    assert "within tolerance" in ours[-1]
+
+
 def test_kmeans_lines_for_each_run(capsys, data):
     X, _ = data
     lines = printed(capsys, lambda: KMeans(6, n_init=3, random_state=0, verbose=True).fit(X))

@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validation import is_sparse
+
 
 def tolerance(X, tol: float):
     """The absolute tolerance scikit-learn prints (and stops at): `tol` times the mean
-    variance of the features."""
+    variance of the features (of sparse rows too, as scikit-learn computes it there)."""
     if tol == 0:
         return 0
+    if is_sparse(X):
+        means = np.asarray(X.mean(axis=0)).ravel()
+        variances = np.asarray(X.multiply(X).mean(axis=0)).ravel() - means**2
+        return np.mean(variances) * tol
     return np.mean(np.var(X, axis=0)) * tol
 
 
