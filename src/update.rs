@@ -54,22 +54,34 @@ pub fn relocate_empty_clusters<T: Scalar>(
     }
     for (&cluster, &i) in empty.iter().zip(&candidates) {
         let w = weights.map_or(1.0, |w| w[i].as_f64());
-        let old = labels[i] as usize;
-        let row = x.row(i);
-        for (p, &v) in row.iter().enumerate() {
-            sums.sums[old * d + p] -= v.as_f64() * w;
-            sums.sums[cluster * d + p] = v.as_f64() * w;
-        }
-        let before = sums.weights[old];
-        sums.weights[old] -= w;
-        // Cancellation can leave a sliver of weight behind: treat it as empty.
-        if sums.weights[old] <= 1e-12 * before {
-            sums.weights[old] = 0.0;
-        }
-        sums.weights[cluster] = w;
+        move_row(sums, d, labels[i] as usize, cluster, w, x.row(i).iter().enumerate());
     }
     log::debug!("relocated {take} empty cluster(s) to the farthest points");
     take
+}
+
+/// Moves a row (its `(feature, value)` entries, weight `w`) from cluster `old`'s sums to
+/// empty cluster `cluster`'s, which then hold that row alone.
+pub fn move_row<'v, T: Scalar + 'v>(
+    sums: &mut ClusterSums,
+    d: usize,
+    old: usize,
+    cluster: usize,
+    w: f64,
+    entries: impl Iterator<Item = (usize, &'v T)>,
+) {
+    sums.sums[cluster * d..(cluster + 1) * d].fill(0.0);
+    for (p, &v) in entries {
+        sums.sums[old * d + p] -= v.as_f64() * w;
+        sums.sums[cluster * d + p] += v.as_f64() * w;
+    }
+    let before = sums.weights[old];
+    sums.weights[old] -= w;
+    // Cancellation can leave a sliver of weight behind: treat it as empty.
+    if sums.weights[old] <= 1e-12 * before {
+        sums.weights[old] = 0.0;
+    }
+    sums.weights[cluster] = w;
 }
 
 /// The `wanted` positive-weight rows farthest from their labelled centroid, farthest first

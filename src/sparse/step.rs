@@ -15,7 +15,7 @@ use crate::params::{check_weights, KMeansParams};
 use crate::sampling::weighted_sample_without_replacement;
 use crate::scalar::Scalar;
 use crate::strategy::{Assignment, LloydStep, StepReport};
-use crate::update::{average, squared_shift};
+use crate::update::{average, move_row, squared_shift};
 
 /// Runs `n_init` initialisations of sparse rows `x`, each followed by Lloyd iterations;
 /// keeps the lowest inertia. Every iteration is a dense pass (bounds are not kept).
@@ -106,20 +106,9 @@ impl<T: Scalar, I: CsrIndex> SparseLloyd<'_, T, I> {
         let mut rows: Vec<usize> = (0..labels.len()).filter(|&i| weight_at(self.weights, i) > 0.0).collect();
         rows.sort_by(|&a, &b| distances[b].as_f64().total_cmp(&distances[a].as_f64()).then(a.cmp(&b)));
         for (&cluster, &i) in empty.iter().zip(&rows) {
-            let (w, old) = (weight_at(self.weights, i), labels[i] as usize);
-            sums.sums[cluster * d..(cluster + 1) * d].fill(0.0);
             let (indices, values) = self.x.row(i);
-            for (&j, &v) in indices.iter().zip(values) {
-                sums.sums[old * d + j.at()] -= v.as_f64() * w;
-                sums.sums[cluster * d + j.at()] += v.as_f64() * w;
-            }
-            let before = sums.weights[old];
-            sums.weights[old] -= w;
-            // Cancellation can leave a sliver of weight behind: treat it as empty.
-            if sums.weights[old] <= 1e-12 * before {
-                sums.weights[old] = 0.0;
-            }
-            sums.weights[cluster] = w;
+            let entries = indices.iter().map(|j| j.at()).zip(values);
+            move_row(sums, d, labels[i] as usize, cluster, weight_at(self.weights, i), entries);
         }
     }
 }
