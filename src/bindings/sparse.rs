@@ -2,7 +2,7 @@
 //! the arrays `indptr`, `indices` (int32 or int64) and `data` (float32 or float64) are
 //! borrowed as they are.
 
-use numpy::{Element, IntoPyArray, PyReadonlyArray1, PyUntypedArrayMethods};
+use numpy::{Element, IntoPyArray, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -12,7 +12,7 @@ use super::fit::fit_out;
 use super::input::{self, InitArg};
 use super::run::detached;
 use super::{labels_out, matrix_out, view};
-use crate::matrix::weighted_sum;
+use crate::matrix::{weighted_sum, MatRef};
 use crate::params::{Algorithm, KMeansParams};
 use crate::sparse::{self, CsrIndex, CsrRef};
 use crate::Scalar;
@@ -65,6 +65,28 @@ impl<'py, T: Scalar + Element, I: CsrIndex + Element> Csr<'py, T, I> {
     fn view(&self) -> PyResult<CsrRef<'_, T, I>> {
         CsrRef::new(self.indptr.as_slice()?, self.indices.as_slice()?, self.data.as_slice()?, self.cols)
             .map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    /// Centroids to compare these rows with: a borrowed matrix with as many features.
+    fn centroids(&self, centroids: &Bound<'py, PyAny>) -> PyResult<Centroids<'py, T>> {
+        let (array, k, d) = input::matrix::<T>(centroids, "centroids")?;
+        if d != self.cols {
+            return Err(PyValueError::new_err(format!("centroids have {d} features; X has {}", self.cols)));
+        }
+        Ok(Centroids { array, k, d })
+    }
+}
+
+/// Borrowed centroids (`k × d`).
+struct Centroids<'py, T: Element> {
+    array: PyReadonlyArray2<'py, T>,
+    k: usize,
+    d: usize,
+}
+
+impl<T: Scalar + Element> Centroids<'_, T> {
+    fn view(&self) -> PyResult<MatRef<'_, T>> {
+        view(self.array.as_slice()?, self.k, self.d)
     }
 }
 
@@ -133,12 +155,9 @@ fn assign_t<'py, T: EngineFor, I: CsrIndex + Element>(
     sample_weight: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let csr = Csr::<T, I>::new(indptr, indices, data, cols)?;
-    let (c, k, d) = input::matrix::<T>(centroids, "centroids")?;
+    let centroids = csr.centroids(centroids)?;
     let weights = input::vector::<T>(sample_weight, "sample_weight")?;
-    let (x, c) = (csr.view()?, view(c.as_slice()?, k, d)?);
-    if d != cols {
-        return Err(PyValueError::new_err(format!("centroids have {d} features; X has {cols}")));
-    }
+    let (x, c) = (csr.view()?, centroids.view()?);
     let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
     let (labels, distances) = py.detach(|| {
         let (mut labels, mut distances) = (vec![0u32; x.rows()], vec![T::zero(); x.rows()]);
@@ -168,11 +187,8 @@ fn sq_distances_t<'py, T: EngineFor, I: CsrIndex + Element>(
     centroids: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let csr = Csr::<T, I>::new(indptr, indices, data, cols)?;
-    let (c, k, d) = input::matrix::<T>(centroids, "centroids")?;
-    if d != cols {
-        return Err(PyValueError::new_err(format!("centroids have {d} features; X has {cols}")));
-    }
-    let (x, c) = (csr.view()?, view(c.as_slice()?, k, d)?);
+    let centroids = csr.centroids(centroids)?;
+    let (x, c) = (csr.view()?, centroids.view()?);
     let out = py.detach(|| sparse::sq_distances(x, c));
-    matrix_out(py, out, x.rows(), k)
+    matrix_out(py, out, x.rows(), c.rows())
 }
