@@ -19,6 +19,7 @@ from ._validation import (
     check_n_features,
     check_sample_weight,
     check_sparse,
+    csr_arrays,
     is_mlx_array,
     is_sparse,
     to_mlx,
@@ -98,32 +99,32 @@ class _BaseKMeans(*ESTIMATOR_BASES):
     _accepts_sparse = False
 
     def _validate_fit_data(self, X, sample_weight):
-        """Checked data, weights and the backend that will run (data in its compute dtype)."""
+        """Checked data, weights and the backend that will run (data in its compute dtype).
+        Sparse rows become canonical CSR (`check_sparse`), which the `cpu` backend clusters."""
         self._mlx_output = is_mlx_array(X)
         check_feature_names(self, X, reset=True)
-        if is_sparse(X):
-            return self._validate_sparse_fit_data(X, sample_weight)
-        X = check_array(X, owner=type(self).__name__)
+        sparse = is_sparse(X)
+        if sparse:
+            self._check_sparse_allowed(X)
+            X = check_sparse(X, owner=type(self).__name__)
+        else:
+            X = check_array(X, owner=type(self).__name__)
         check_n_features(self, X, reset=True)
         if X.shape[0] < self.n_clusters:
             raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}.")
+        if sparse:
+            return X, check_sample_weight(sample_weight, X), "cpu"
         return prepare(X, sample_weight, self.backend)
 
-    def _validate_sparse_fit_data(self, X, sample_weight):
-        """Sparse rows: canonical CSR (`check_sparse`), which the `cpu` backend clusters."""
-        owner = type(self).__name__
+    def _check_sparse_allowed(self, X) -> None:
+        """Sparse rows are fitted by estimators that take them, on the `cpu` backend."""
         if not self._accepts_sparse:
             raise TypeError(
-                f"{owner} does not support sparse input yet; got {type(X).__name__}. KMeans does; "
-                "or convert it with X.toarray()."
+                f"{type(self).__name__} does not support sparse input yet; got {type(X).__name__}. "
+                "KMeans does; or convert it with X.toarray()."
             )
         if self.backend not in ("auto", "cpu"):
             raise ValueError(f"sparse input runs on the 'cpu' backend; got backend={self.backend!r}")
-        X = check_sparse(X, owner=owner)
-        check_n_features(self, X, reset=True)
-        if X.shape[0] < self.n_clusters:
-            raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}.")
-        return X, check_sample_weight(sample_weight, X), "cpu"
 
     def _centers(self) -> np.ndarray:
         """The fitted centres as NumPy (a view when they are an MLX array)."""
@@ -137,7 +138,7 @@ class _BaseKMeans(*ESTIMATOR_BASES):
         """Labels, squared distances and inertia of X on the fitted centres, by the backend
         that fitted them (sparse rows: the `cpu` backend)."""
         if is_sparse(X):
-            return _native.assign_sparse(X.indptr, X.indices, X.data, X.shape[1], self._centers_for(X), weights)
+            return _native.assign_sparse(*csr_arrays(X), self._centers_for(X), weights)
         backend = getattr(self, "backend_", "cpu")
         return engine_module(backend).assign(X, self._centers_for(X), weights, backend=native_backend(backend))
 
@@ -190,7 +191,7 @@ class _BaseKMeans(*ESTIMATOR_BASES):
         """Euclidean distance from each row of X to every cluster centre."""
         data = self._validate_test_data(X)
         if is_sparse(data):
-            squared = _native.sq_distances_sparse(data.indptr, data.indices, data.data, data.shape[1], self._centers_for(data))
+            squared = _native.sq_distances_sparse(*csr_arrays(data), self._centers_for(data))
         else:
             squared = _native.sq_distances(data, self._centers_for(data))
         distances = np.sqrt(squared)

@@ -13,7 +13,7 @@ from ._backend import engine_module, native_backend, resolve
 from ._base import _BaseKMeans, checked_centers
 from ._minibatch import MiniBatchKMeans
 from ._params import Bool, Options
-from ._validation import check_feature_names, is_sparse, seed_from
+from ._validation import check_feature_names, csr_arrays, is_sparse, seed_from
 from ._verbose import KMeansLines, tolerance
 
 logger = logging.getLogger("mlx_kmeans")
@@ -104,7 +104,7 @@ class KMeans(_BaseKMeans):
             progress = progress if progress is not None else bar
             if is_sparse(X):
                 # Sparse rows: the cpu backend's CSR kernel, dense passes.
-                result = _native.kmeans_fit_sparse(X.indptr, X.indices, X.data, X.shape[1], weights, progress=progress, **options)
+                result = _native.kmeans_fit_sparse(*csr_arrays(X), weights, progress=progress, **options)
             else:
                 engine = engine_module(backend)
                 result = engine.kmeans_fit(

@@ -112,7 +112,7 @@ def check_array(X, *, name: str = "X", owner: str = "KMeans", dtype=None) -> np.
         from . import _native
 
         X = _native.arrow_matrix(X)
-    if _is_sparse(X):
+    if is_sparse(X):
         raise TypeError(
             f"{owner} does not support sparse input; got {_type_name(X)}. "
             "Convert it with X.toarray() first."
@@ -205,7 +205,8 @@ def check_array(X, *, name: str = "X", owner: str = "KMeans", dtype=None) -> np.
     return array
 
 
-def _is_sparse(X) -> bool:
+def is_sparse(X) -> bool:
+    """Whether X is a scipy.sparse matrix or array."""
     try:
         import scipy.sparse as sp
     except ImportError:
@@ -213,9 +214,10 @@ def _is_sparse(X) -> bool:
     return sp.issparse(X)
 
 
-def is_sparse(X) -> bool:
-    """Whether X is a scipy.sparse matrix or array."""
-    return _is_sparse(X)
+def csr_arrays(X):
+    """Checked CSR rows (`check_sparse`) as the native functions take them: indptr, indices,
+    data and the number of features."""
+    return X.indptr, X.indices, X.data, X.shape[1]
 
 
 def check_sparse(X, *, owner: str = "KMeans", dtype=None):
@@ -281,7 +283,7 @@ def check_sample_weight(sample_weight, X: np.ndarray) -> np.ndarray | None:
     # The engine sums weight × value and weight × squared distance (at most
     # 4·n_features·max|x|² per row) in float64; scaling every weight by one factor changes
     # neither the centroids nor the labels.
-    largest = float(np.abs(X.data).max(initial=0.0)) if _is_sparse(X) else value_summary(X)[2]
+    largest = float(np.abs(X.data).max(initial=0.0)) if is_sparse(X) else value_summary(X)[2]
     top = max(largest, 1.0)
     if not total * 4.0 * X.shape[1] * top * top < 1e300:
         raise ValueError(
