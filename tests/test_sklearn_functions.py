@@ -91,3 +91,25 @@ def test_explicit_init_with_several_inits_warns_as_scikit_learn(X):
     ours = messages(lambda: KMeans(7, init=init, n_init=3).fit(X))
     theirs = messages(lambda: sklearn_cluster.KMeans(7, init=init, n_init=3).fit(X))
     assert theirs and ours == theirs
+
+
+@pytest.mark.parametrize("entry", ["estimator", "k_means"])
+def test_elkan_with_one_cluster_warns_as_scikit_learn(X, entry):
+    """An explicit 'elkan' with one cluster: scikit-learn's warning, and 'lloyd''s result."""
+
+    def fit(module):
+        if entry == "k_means":
+            return lambda: module.k_means(X, 1, algorithm="elkan", random_state=0)
+        return lambda: module.KMeans(1, algorithm="elkan", random_state=0).fit(X)
+
+    ours, theirs = messages(fit(mlx_kmeans)), messages(fit(sklearn_cluster))
+    assert theirs and ours == theirs
+    with pytest.warns(RuntimeWarning, match="single cluster"):
+        centre = KMeans(1, algorithm="elkan", random_state=0).fit(X).cluster_centers_
+    np.testing.assert_allclose(centre[0], X.mean(axis=0), rtol=1e-12, atol=1e-12)
+
+
+def test_default_algorithm_with_one_cluster_is_quiet(X):
+    """The default algorithm never warns, as scikit-learn's default does not."""
+    assert messages(lambda: KMeans(1, random_state=0).fit(X)) == []
+    assert messages(lambda: sklearn_cluster.KMeans(1, random_state=0).fit(X)) == []

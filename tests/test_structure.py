@@ -40,6 +40,15 @@ def test_algorithm_chooses_dense_or_bounded_passes_with_the_same_result(X, caplo
     assert fits["lloyd"].n_iter_ == fits["elkan"].n_iter_
 
 
+def test_default_algorithm_runs_bounded_passes(X, caplog):
+    """The default ('auto') takes the bounded passes on the cpu backend, with 'lloyd''s labels."""
+    with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
+        default = KMeans(60, init="random", n_init=1, tol=0.0, random_state=1, backend="cpu").fit(X)
+    assert default.algorithm == "auto" and _searched_messages(caplog)
+    dense = KMeans(60, init="random", n_init=1, tol=0.0, random_state=1, backend="cpu", algorithm="lloyd").fit(X)
+    np.testing.assert_array_equal(default.labels_, dense.labels_)
+
+
 def test_kmeans_function_is_the_estimator(X):
     """`kmeans()` gives exactly `KMeans.fit`'s result for the same parameters."""
     est = KMeans(7, n_init=2, max_iter=40, random_state=9, algorithm="lloyd", backend="cpu").fit(X)

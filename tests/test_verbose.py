@@ -52,6 +52,15 @@ def test_kmeans_lines_equal_scikit_learns(capsys, data, algorithm, tol):
     assert ours[1].endswith(".") == (algorithm == "lloyd")
 
 
+def test_default_algorithm_prints_scikit_learns_default_lines(capsys, data):
+    """Neither side names an algorithm: the lines of scikit-learn's default ('lloyd')."""
+    X, init = data
+    params = dict(n_clusters=6, init=init, n_init=1, verbose=1)
+    ours = printed(capsys, lambda: KMeans(**params).fit(X))
+    theirs = printed(capsys, lambda: sklearn_cluster.KMeans(**params).fit(X))
+    same_lines(ours, theirs)
+
+
 def test_kmeans_lines_on_sparse_rows_equal_scikit_learns(capsys, data):
     """Sparse rows print the same lines, the tolerance computed as scikit-learn does there."""
     sp = pytest.importorskip("scipy.sparse")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 
 import numpy as np
 
@@ -28,12 +29,13 @@ class KMeans(_BaseKMeans):
     or a callable), `n_init` ('auto': 1 for k-means++, 10 otherwise), `max_iter`, `tol`
     (relative to the mean feature variance), `verbose` (scikit-learn's lines; "progress" for
     a progress bar), `random_state`, `copy_x` (the
-    input is never modified either way) and `algorithm`. Both algorithms run exact Lloyd
+    input is never modified either way) and `algorithm`. All algorithms run exact Lloyd
     iterations with the same labels: 'lloyd' searches every centroid for every row in every
-    iteration (dense passes); 'elkan' (the default here, as it is faster for the same
-    result) lets rows whose triangle-inequality bounds (Hamerly's variant) prove they keep
-    their centroid skip that search, where the backend gains from it (the `cpu` backend;
-    `mlx` and `faiss` search densely either way). Extra: `backend` ('auto', 'cpu', 'mlx',
+    iteration (dense passes); 'elkan' lets rows whose triangle-inequality bounds (Hamerly's
+    variant) prove they keep their centroid skip that search, where the backend gains from
+    it (the `cpu` backend; `mlx` and `faiss` search densely either way); 'auto' (the default)
+    is the faster of the two for the backend (today 'elkan'). As in scikit-learn, 'elkan'
+    with one cluster warns and runs 'lloyd'. Extra: `backend` ('auto', 'cpu', 'mlx',
     'faiss') and `spherical` (unit-norm centroids, for cosine similarity on normalised rows).
     scipy.sparse input (CSR borrowed as it is; other formats converted once) is clustered by
     the `cpu` backend's sparse kernel, never densified.
@@ -53,7 +55,7 @@ class KMeans(_BaseKMeans):
         verbose=0,
         random_state=None,
         copy_x=True,
-        algorithm="elkan",
+        algorithm="auto",
         backend="auto",
         spherical=False,
     ):
@@ -69,7 +71,7 @@ class KMeans(_BaseKMeans):
         self.backend = backend
         self.spherical = spherical
 
-    _constraints = {**_BaseKMeans._constraints, "algorithm": Options(("lloyd", "elkan")), "copy_x": Bool()}
+    _constraints = {**_BaseKMeans._constraints, "algorithm": Options(("auto", "lloyd", "elkan")), "copy_x": Bool()}
     _accepts_sparse = True
 
     def fit(self, X, y=None, sample_weight=None):
@@ -95,9 +97,10 @@ class KMeans(_BaseKMeans):
         X, weights, backend = self._validate_fit_data(X, sample_weight)
         seed = seed_from(self.random_state)
         init = self._resolve_init(X, seed)
+        algorithm = self._algorithm()
 
         def lines():
-            return KMeansLines(self.algorithm, tolerance(X, float(self.tol)))
+            return KMeansLines(algorithm, tolerance(X, float(self.tol)))
 
         options = self._run_options(init, seed)
         with self._progress(int(self.max_iter), desc=desc, lines=lines) as bar:
@@ -108,9 +111,21 @@ class KMeans(_BaseKMeans):
             else:
                 engine = engine_module(backend)
                 result = engine.kmeans_fit(
-                    X, weights, algorithm=self.algorithm, progress=progress, backend=native_backend(backend), **options
+                    X, weights, algorithm=algorithm, progress=progress, backend=native_backend(backend), **options
                 )
         return result, backend
+
+    def _algorithm(self) -> str:
+        """The algorithm to run: scikit-learn's warning and 'lloyd' for 'elkan' with one
+        cluster (no bounds to keep there)."""
+        if self.algorithm == "elkan" and self.n_clusters == 1:
+            warnings.warn(
+                "algorithm='elkan' doesn't make sense for a single cluster. Using 'lloyd' instead.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            return "lloyd"
+        return str(self.algorithm)
 
     def _run_options(self, init, seed: int) -> dict:
         """What every Lloyd fit is given, in the engine's types."""
@@ -143,11 +158,13 @@ class KMeans(_BaseKMeans):
         if not isinstance(init, str):
             init = checked_centers(init, self.n_clusters, source.n_features, type(self).__name__)
         # The chunked loop reports iterations only; the tolerance is not printed.
-        lines = functools.partial(KMeansLines, self.algorithm, None)
+        algorithm = self._algorithm()
+        lines = functools.partial(KMeansLines, algorithm, None)
         with self._progress(int(self.max_iter), desc=desc, lines=lines) as bar:
             fit = fit_chunked(
                 source,
                 **self._run_options(init, seed),
+                algorithm=algorithm,
                 backend=backend,
                 keep_labels=True,
                 owner=type(self).__name__,

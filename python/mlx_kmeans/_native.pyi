@@ -70,7 +70,7 @@ def kmeans_fit(
     tol: float,
     seed: int,
     spherical: bool = False,
-    algorithm: Literal["lloyd", "elkan"] = "elkan",
+    algorithm: Literal["auto", "lloyd", "elkan"] = "auto",
     progress: Optional[_Progress] = None,
     backend: _Backend = None,
 ) -> _KMeansFit: ...

@@ -112,7 +112,7 @@ def kmeans_streaming(
     sample_weight=None,
     seed: int = 0,
     spherical: bool = False,
-    algorithm: str = "elkan",
+    algorithm: str = "auto",
     backend: str = "auto",
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     init_size: Optional[int] = None,
@@ -129,15 +129,15 @@ def kmeans_streaming(
     `oversampling_factor · k` candidates), "random", or an array. `algorithm`: "elkan"
     keeps each row's label and Hamerly's lower bound between passes (12 bytes per row), so
     rows whose bounds prove they keep their centroid skip the search; "lloyd" searches every
-    row in every pass. Both give the same labels. Returns a `KMeansResult`.
+    row in every pass; "auto" (the default) is "elkan". All give the same labels. Returns a `KMeansResult`.
     """
     if isinstance(X, (str, os.PathLike)):
         X = np.load(X, mmap_mode="r")
     if isinstance(init, str) and init not in INIT_METHODS:
         raise ValueError(f"init should be one of {INIT_METHODS} or an array of shape (n_clusters, n_features); got {init!r}")
     check_init_options(oversampling_factor, init_max_iter)
-    if algorithm not in ("lloyd", "elkan"):
-        raise ValueError(f"algorithm must be 'lloyd' or 'elkan'; got {algorithm!r}")
+    if algorithm not in ("auto", "lloyd", "elkan"):
+        raise ValueError(f"algorithm must be 'auto', 'lloyd' or 'elkan'; got {algorithm!r}")
     if not (isinstance(k, (int, np.integer)) and k >= 1):
         raise ValueError(f"k must be a positive integer; got {k!r}")
     source = ArrayChunks(X, sample_weight, chunk_bytes)

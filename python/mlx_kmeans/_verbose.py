@@ -32,7 +32,8 @@ class KMeansLines:
     iteration (without the period for 'elkan', as there), and why a run stopped early."""
 
     def __init__(self, algorithm: str, tol) -> None:
-        self.period = "." if algorithm == "lloyd" else ""
+        # 'auto' prints as scikit-learn's default, 'lloyd', does.
+        self.period = "" if algorithm == "elkan" else "."
         self.tol = tol
         self.run: int | None = None
 

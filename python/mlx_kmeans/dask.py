@@ -254,10 +254,10 @@ class KMeans(*ESTIMATOR_BASES):
       `oversampling_factor · n_clusters` rows; then greedy k-means++ on those candidates
       weighted by the rows nearest to each), "k-means++" (greedy, on `init_size` rows
       sampled from all chunks, default `max(10·k, 20000)`), "random" or an array.
-    - `algorithm`: "elkan" (the default) keeps each chunk's labels and Hamerly's lower bounds
-      on its worker between passes (12 bytes per row), so that rows whose bounds prove they
-      keep their centroid skip the search; "lloyd" searches every row in every pass. Both
-      give the same labels.
+    - `algorithm`: "elkan" keeps each chunk's labels and Hamerly's lower bounds on its worker
+      between passes (12 bytes per row), so that rows whose bounds prove they keep their
+      centroid skip the search; "lloyd" searches every row in every pass; "auto" (the
+      default) is "elkan". All give the same labels.
     - `persist`: keep the data in the workers' memory during the fit (True, as dask-ml);
       False recomputes each chunk from its source in every pass (data larger than the
       cluster's memory, read from files).
@@ -280,7 +280,7 @@ class KMeans(*ESTIMATOR_BASES):
         oversampling_factor=2.0,
         init_max_iter=None,
         init_size=None,
-        algorithm="elkan",
+        algorithm="auto",
         backend="auto",
         spherical=False,
         persist=True,
@@ -311,7 +311,7 @@ class KMeans(*ESTIMATOR_BASES):
             "verbose": Verbosity(),
             "spherical": Bool(),
             "persist": Bool(),
-            "algorithm": Options(("lloyd", "elkan")),
+            "algorithm": Options(("auto", "lloyd", "elkan")),
         }
         check_params(table, {name: getattr(self, name) for name in table})
         check_name(self.backend)

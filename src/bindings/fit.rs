@@ -20,13 +20,14 @@ use crate::{lloyd, Monitor};
 fn algorithm(name: &str) -> PyResult<Algorithm> {
     match name {
         "lloyd" => Ok(Algorithm::Dense),
-        "elkan" => Ok(Algorithm::Bounded),
-        other => Err(PyValueError::new_err(format!("algorithm must be 'lloyd' or 'elkan'; got {other:?}"))),
+        // 'auto': the bounded passes, which skip work where the backend can and give the same labels.
+        "elkan" | "auto" => Ok(Algorithm::Bounded),
+        other => Err(PyValueError::new_err(format!("algorithm must be 'auto', 'lloyd' or 'elkan'; got {other:?}"))),
     }
 }
 
 #[pyfunction]
-#[pyo3(signature = (x, sample_weight, *, n_clusters, init, n_init, max_iter, tol, seed, spherical=false, algorithm="elkan", progress=None, backend=None))]
+#[pyo3(signature = (x, sample_weight, *, n_clusters, init, n_init, max_iter, tol, seed, spherical=false, algorithm="auto", progress=None, backend=None))]
 pub fn kmeans_fit<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,

@@ -83,7 +83,7 @@ def fit_chunked(
     oversampling_factor: float = 2.0,
     init_rounds: int = 5,
     keep_labels: bool = False,
-    algorithm: str = "elkan",
+    algorithm: str = "auto",
     owner: str = "KMeans",
     progress: Optional[Callable] = None,
 ) -> ChunkedFit:
@@ -117,7 +117,7 @@ def runs(source, dtype, n_clusters, init, n_init, max_iter, tol, seed, spherical
         centroids = initial_centroids(source, init, n_clusters, dtype, run_seed, backend, init_size, factor, rounds)
         if spherical:
             centroids = normalized(centroids)
-        bounded = algorithm == "elkan" and n_clusters > 1
+        bounded = algorithm != "lloyd" and n_clusters > 1
         result = lloyd(source, centroids, max_iter, tol, spherical, backend, run, progress, bounded)
         logger.debug("run %d: inertia %.6e after %d iterations", run, result.inertia, result.n_iter)
         if best is None or result.inertia < best.inertia:
