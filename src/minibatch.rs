@@ -1,6 +1,9 @@
 //! Mini-batch k-means, following scikit-learn's `MiniBatchKMeans`: per-centre counts as
 //! learning rates, random reassignment of starved centres, early stopping on the smoothed
 //! batch inertia, `init_size` sampling and `n_init` judged on a validation sample.
+//!
+//! The loop ([`fit`]) is written once over [`MiniBatchRows`]: dense rows through an engine
+//! ([`DenseRows`], host or device) or sparse rows (`crate::sparse::SparseRows`).
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -9,11 +12,11 @@ use crate::error::Result;
 use crate::init::{initial_centroids_of_runs, Init};
 use crate::kernel::assign_in_chunks;
 use crate::matrix::{normalize_rows, row_sq_norms, weighted_sum, MatRef, Points};
-use crate::monitor::{report, Convergence, Monitor, Progress, Stage};
-use crate::params::{check_weights, MiniBatchParams};
+use crate::monitor::{report, Convergence, KeepGoing, Monitor, Progress, Stage};
+use crate::params::MiniBatchParams;
 use crate::scalar::Scalar;
-use crate::strategy::Engine;
 pub use crate::strategy::MiniBatchState;
+use crate::strategy::{Engine, MiniBatchSteps, StepOutcome};
 
 #[derive(Debug, Clone)]
 pub struct MiniBatchFit<T> {
@@ -87,7 +90,8 @@ fn ms(since: std::time::Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
 }
 
-fn random_indices(rng: &mut ChaCha8Rng, n: usize, size: usize) -> Vec<usize> {
+/// `size` row indices in `0..n`, drawn with replacement (as scikit-learn draws batches).
+pub(crate) fn random_indices(rng: &mut ChaCha8Rng, n: usize, size: usize) -> Vec<usize> {
     (0..size).map(|_| rng.random_range(0..n)).collect()
 }
 
@@ -95,51 +99,143 @@ fn gather_weights<T: Scalar>(weights: Option<&[T]>, indices: &[usize]) -> Option
     weights.map(|w| indices.iter().map(|&i| w[i]).collect())
 }
 
-/// A full mini-batch fit.
+/// Weighted inertia of a centroid set (`k × d`) on rows chosen beforehand.
+pub type Scorer<'s, T> = Box<dyn Fn(&[T]) -> Result<f64> + 's>;
+
+/// The rows a mini-batch fit draws from, and what the loop asks of them.
+pub trait MiniBatchRows<T: Scalar> {
+    fn rows(&self) -> usize;
+    fn cols(&self) -> usize;
+    /// scikit-learn's tolerance scale: the mean over features of the variance.
+    fn mean_feature_variance(&self) -> Result<f64>;
+    /// Initial centroids for each run, chosen on `init_size` rows drawn at random (with
+    /// replacement, as scikit-learn does) by the run's generator `rngs[r]`, or on all rows
+    /// when `init_size` reaches the number of rows.
+    fn initial_centroids(
+        &self,
+        k: usize,
+        init: Init<'_, T>,
+        init_size: usize,
+        rngs: &mut [ChaCha8Rng],
+        monitor: Monitor<'_>,
+    ) -> Result<Vec<Vec<T>>>;
+    /// Scores centroid sets (`k × d`) on the rows `indices`: their weighted inertia there.
+    fn scorer<'s>(&'s self, indices: &[usize]) -> Result<Scorer<'s, T>>;
+    /// The steps of a fit from `state`.
+    fn steps<'s>(
+        &'s self,
+        state: MiniBatchState<T>,
+        reassignment_ratio: f64,
+        spherical: bool,
+    ) -> Result<Box<dyn MiniBatchSteps<T> + 's>>;
+    /// Every row's nearest centroid, its squared distance, and the weighted inertia.
+    fn labels(&self, centroids: &[T], keep_going: KeepGoing<'_>) -> Result<(Vec<u32>, Vec<T>, f64)>;
+}
+
+/// Dense rows, worked on by an engine (host kernels, or a device that holds the data).
+pub struct DenseRows<'a, T> {
+    pub engine: &'a dyn Engine<T>,
+    pub x: MatRef<'a, T>,
+    pub weights: Option<&'a [T]>,
+}
+
+impl<T: Scalar> MiniBatchRows<T> for DenseRows<'_, T> {
+    fn rows(&self) -> usize {
+        self.x.rows()
+    }
+
+    fn cols(&self) -> usize {
+        self.x.cols()
+    }
+
+    fn mean_feature_variance(&self) -> Result<f64> {
+        self.engine.kernel().mean_feature_variance(self.x)
+    }
+
+    fn initial_centroids(
+        &self,
+        k: usize,
+        init: Init<'_, T>,
+        init_size: usize,
+        rngs: &mut [ChaCha8Rng],
+        monitor: Monitor<'_>,
+    ) -> Result<Vec<Vec<T>>> {
+        init_on_samples(self.engine, self.x, self.weights, k, init, init_size, false, rngs, monitor)
+    }
+
+    fn scorer<'s>(&'s self, indices: &[usize]) -> Result<Scorer<'s, T>> {
+        let (m, d) = (indices.len(), self.cols());
+        let rows = self.x.gather(indices);
+        let weights = gather_weights(self.weights, indices);
+        let norms = row_sq_norms(MatRef::new(&rows, m, d)?);
+        let kernel = self.engine.kernel();
+        Ok(Box::new(move |centroids: &[T]| {
+            let (mut labels, mut distances) = (vec![0u32; m], vec![T::zero(); m]);
+            let centroids = MatRef::new(centroids, centroids.len() / d.max(1), d)?;
+            kernel.assign(MatRef::new(&rows, m, d)?, &norms, centroids, &mut labels, &mut distances)?;
+            Ok(weighted_sum(&distances, weights.as_deref()))
+        }))
+    }
+
+    fn steps<'s>(
+        &'s self,
+        state: MiniBatchState<T>,
+        reassignment_ratio: f64,
+        spherical: bool,
+    ) -> Result<Box<dyn MiniBatchSteps<T> + 's>> {
+        self.engine.minibatch(self.x, self.weights, state, reassignment_ratio, spherical)
+    }
+
+    fn labels(&self, centroids: &[T], keep_going: KeepGoing<'_>) -> Result<(Vec<u32>, Vec<T>, f64)> {
+        let (n, d) = (self.rows(), self.cols());
+        let kernel = self.engine.kernel();
+        let norms = kernel.row_sq_norms(self.x)?;
+        let (mut labels, mut approx) = (vec![0u32; n], vec![T::zero(); n]);
+        let centroids = MatRef::new(centroids, centroids.len() / d.max(1), d)?;
+        assign_in_chunks(kernel, self.x, &norms, centroids, &mut labels, &mut approx, keep_going)?;
+        let (distances, inertia) = kernel.labelled_sq_distances(self.x, self.weights, centroids, &labels)?;
+        Ok((labels, distances, inertia))
+    }
+}
+
+/// A full mini-batch fit over `rows`.
 pub fn fit<T: Scalar>(
-    engine: &dyn Engine<T>,
-    x: MatRef<'_, T>,
-    weights: Option<&[T]>,
+    rows: &dyn MiniBatchRows<T>,
     params: &MiniBatchParams,
     init: Init<'_, T>,
     monitor: Monitor<'_>,
 ) -> Result<MiniBatchFit<T>> {
-    let (n, d, k) = (x.rows(), x.cols(), params.n_clusters);
+    let (n, d, k) = (rows.rows(), rows.cols(), params.n_clusters);
     params.check(n)?;
-    check_weights(weights, n)?;
-    let kernel = engine.kernel();
     let batch_size = params.batch_size.min(n);
     let init_size = resolve_init_size(params.init_size, batch_size, k, n);
-    let tol = if params.tol > 0.0 { params.tol * kernel.mean_feature_variance(x)? } else { 0.0 };
+    let tol = if params.tol > 0.0 { params.tol * rows.mean_feature_variance()? } else { 0.0 };
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
     let started = std::time::Instant::now();
 
     // Validation sample on which the n_init candidates are compared.
-    let valid_idx = random_indices(&mut rng, n, init_size);
-    let x_valid = x.gather(&valid_idx);
-    let x_valid = MatRef::new(&x_valid, init_size, d)?;
-    let w_valid = gather_weights(weights, &valid_idx);
-    let valid_norms = row_sq_norms(x_valid);
+    let validation = rows.scorer(&random_indices(&mut rng, n, init_size))?;
 
     // Each run draws its sample and seeds from a generator of its own, so that the runs can
     // seed at once on a device and still draw what they would one after the other.
     let mut rngs: Vec<ChaCha8Rng> =
         (0..params.n_init).map(|_| ChaCha8Rng::seed_from_u64(rng.random::<u64>())).collect();
-    let runs = init_on_samples(engine, x, weights, k, init, init_size, params.spherical, &mut rngs, monitor)?;
+    let mut runs = rows.initial_centroids(k, init, init_size, &mut rngs, monitor)?;
     let mut best: Option<(f64, Vec<T>)> = None;
-    for (run, centroids) in runs.into_iter().enumerate() {
-        let mut labels = vec![0u32; init_size];
-        let mut distances = vec![T::zero(); init_size];
-        kernel.assign(x_valid, &valid_norms, MatRef::new(&centroids, k, d)?, &mut labels, &mut distances)?;
-        let inertia = weighted_sum(&distances, w_valid.as_deref());
+    for (run, mut centroids) in runs.drain(..).enumerate() {
+        if params.spherical {
+            normalize_rows(&mut centroids, d);
+        }
+        let inertia = validation(&centroids)?;
         log::debug!("init {run}: validation inertia {inertia:.6e}, {:.1} ms since the start", ms(started));
         report(monitor, Progress { stage: Stage::Candidate, iteration: 0, run, inertia, center_shift: f64::NAN })?;
         if best.as_ref().is_none_or(|(b, _)| inertia < *b) {
             best = Some((inertia, centroids));
         }
     }
+    drop(validation);
     let state = MiniBatchState::new(best.expect("n_init >= 1 was checked").1, k);
-    let mut steps = engine.minibatch(x, weights, state, params.reassignment_ratio, params.spherical)?;
+    let mut steps = rows.steps(state, params.reassignment_ratio, params.spherical)?;
 
     let n_steps = ((params.max_iter as u128 * n as u128) / batch_size as u128).max(1) as usize;
     let mut ewa_inertia: Option<f64> = None;
@@ -150,8 +246,18 @@ pub fn fit<T: Scalar>(
     for step in 1..=n_steps {
         steps_done = step;
         let batch_idx = random_indices(&mut rng, n, batch_size);
-        let (batch_inertia, shift) = steps.step(&batch_idx, batch_size, &mut rng, tol > 0.0)?;
-        let batch_inertia = batch_inertia / batch_size as f64;
+        let StepOutcome { inertia, shift, reassigned } = steps.step(&batch_idx, batch_size, &mut rng, tol > 0.0)?;
+        if reassigned > 0 {
+            let moved = Progress {
+                stage: Stage::Reassigned(reassigned),
+                iteration: step,
+                run: 0,
+                inertia,
+                center_shift: shift,
+            };
+            report(monitor, moved)?;
+        }
+        let batch_inertia = inertia / batch_size as f64;
         history.push(batch_inertia);
         report(
             monitor,
@@ -185,13 +291,8 @@ pub fn fit<T: Scalar>(
     log::debug!("{steps_done} steps done, {:.1} ms since the start", ms(started));
     let n_iter = (steps_done * batch_size).div_ceil(n);
     let (labels, distances, inertia) = if params.compute_labels {
-        let norms = kernel.row_sq_norms(x)?;
-        let mut labels = vec![0u32; n];
-        let mut approx = vec![T::zero(); n];
-        let centroids = MatRef::new(&state.centroids, k, d)?;
-        let keep_going = &mut || monitor(&Progress::block(steps_done, 0));
-        assign_in_chunks(kernel, x, &norms, centroids, &mut labels, &mut approx, keep_going)?;
-        let (distances, inertia) = kernel.labelled_sq_distances(x, weights, centroids, &labels)?;
+        let (labels, distances, inertia) =
+            rows.labels(&state.centroids, &mut || monitor(&Progress::block(steps_done, 0)))?;
         (Some(labels), Some(distances), inertia)
     } else {
         let mean = ewa_inertia.unwrap_or_else(|| history.last().copied().unwrap_or(0.0));

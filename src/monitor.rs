@@ -13,6 +13,9 @@ pub enum Stage {
     Candidate,
     /// A Lloyd iteration or a mini-batch step.
     Iteration,
+    /// Mini-batch: this many starved centres moved onto batch rows in step `iteration`
+    /// (reported before that step's [`Stage::Iteration`]).
+    Reassigned(usize),
     /// The run stopped at `iteration`, for this reason (`center_shift` as last reported).
     Converged(Convergence),
     /// Between chunks of rows inside one pass over the data (a chance to stop, nothing to report).

@@ -7,11 +7,12 @@ import warnings
 
 import numpy as np
 
+from . import _native
 from ._backend import engine_module, native_backend
 from ._base import _BaseKMeans
 from ._params import Bool, Int, Real
-from ._validation import check_sample_weight, is_mlx_array, seed_from
-from ._verbose import MiniBatchLines
+from ._validation import check_sample_weight, csr_arrays, is_mlx_array, is_sparse, seed_from
+from ._verbose import MiniBatchLines, reassigning
 
 __all__ = ["MiniBatchKMeans"]
 
@@ -23,13 +24,16 @@ class MiniBatchKMeans(_BaseKMeans):
     reassignment of starved centres (`reassignment_ratio`), early stopping on the smoothed
     batch inertia (`max_no_improvement`) or on the centre change (`tol`), initialisation on
     `init_size` sampled rows with `n_init` candidates compared on a validation sample,
-    `partial_fit` for streaming. Extra parameters: `backend`, `spherical`.
+    `partial_fit` for streaming. Extra parameters: `backend`, `spherical`. scipy.sparse input
+    (CSR borrowed as it is; other formats converted once) runs on the `cpu` backend's sparse
+    kernel, never densified; each batch's rows are gathered as a small CSR matrix.
 
     Attributes: `cluster_centers_`, `labels_` (if `compute_labels`), `inertia_`, `n_iter_`,
     `n_steps_`, `n_features_in_`, `backend_`, `inertia_history_` (mean batch inertia per step).
     """
 
     _default_n_init = 3
+    _accepts_sparse = True
 
     def __init__(
         self,
@@ -96,9 +100,14 @@ class MiniBatchKMeans(_BaseKMeans):
         shown_init = self.init if isinstance(self.init, str) or callable(self.init) else init
         lines = functools.partial(MiniBatchLines, shown_init, self._n_init_for(init), n_steps, batch_size, X.shape[0])
         with self._progress(max_steps, unit="step", lines=lines) as progress:
-            result = engine_module(backend).minibatch_fit(
-                X,
-                weights,
+            if is_sparse(X):
+                fit, data = _native.minibatch_fit_sparse, (*csr_arrays(X), weights)
+                where = {}
+            else:
+                fit, data = engine_module(backend).minibatch_fit, (X, weights)
+                where = dict(backend=native_backend(backend))
+            result = fit(
+                *data,
                 n_clusters=int(self.n_clusters),
                 init=init,
                 n_init=self._n_init_for(init),
@@ -112,7 +121,7 @@ class MiniBatchKMeans(_BaseKMeans):
                 compute_labels=bool(self.compute_labels),
                 spherical=bool(self.spherical),
                 progress=progress,
-                backend=native_backend(backend),
+                **where,
             )
         self._set_fitted(result["centroids"], result["labels"])
         self.inertia_ = float(result["inertia"])
@@ -142,28 +151,33 @@ class MiniBatchKMeans(_BaseKMeans):
         weights = check_sample_weight(sample_weight, X)
         if not hasattr(self, "_random_state"):
             self._random_state = _as_random_state(self.random_state)
+        # Sparse rows: the cpu backend's CSR functions, which take the matrix's arrays.
+        if is_sparse(X):
+            data, where = (*csr_arrays(X), weights), {}
+            init_centroids, step = _native.init_centroids_sparse, _native.minibatch_partial_fit_sparse
+        else:
+            data, where = (X, weights), dict(backend=native_backend(backend))
+            init_centroids, step = engine_module(backend).init_centroids, engine_module(backend).minibatch_partial_fit
         if not has_centers:
             seed = seed_from(self._random_state)
             init = self._resolve_init(X, seed)
             self._batch_size = min(int(self.batch_size), X.shape[0])
-            centers = engine_module(backend).init_centroids(
-                X,
-                weights,
+            centers = init_centroids(
+                *data,
                 n_clusters=int(self.n_clusters),
                 init=init,
                 batch_size=self._batch_size,
                 init_size=None if self.init_size is None else int(self.init_size),
                 seed=seed,
                 spherical=bool(self.spherical),
-                backend=native_backend(backend),
+                **where,
             )
             counts = np.zeros(self.n_clusters, dtype=np.float64)
             n_since = 0
         else:
             centers, counts, n_since = self._centers_for(X), self._counts, self._n_since_last_reassign
-        centers, counts, n_since = engine_module(backend).minibatch_partial_fit(
-            X,
-            weights,
+        centers, counts, n_since, reassigned = step(
+            *data,
             centroids=centers,
             counts=np.asarray(counts, dtype=np.float64).tolist(),
             n_since_last_reassign=int(n_since),
@@ -171,13 +185,16 @@ class MiniBatchKMeans(_BaseKMeans):
             reassignment_ratio=float(self.reassignment_ratio),
             seed=seed_from(self._random_state),
             spherical=bool(self.spherical),
-            backend=native_backend(backend),
+            **where,
         )
-        labels = None
+        if reassigned and self.verbose:
+            reassigning(reassigned)
+        self._set_fitted(centers, None)
+        self.backend_ = backend
         if self.compute_labels:
-            labels, _, inertia = engine_module(backend).assign(X, centers, weights, backend=native_backend(backend))
+            labels, _, inertia = self._assign(X, weights)
+            self._set_fitted(centers, labels)
             self.inertia_ = float(inertia)
-        self._set_fitted(centers, labels)
         self._counts = counts
         self._n_since_last_reassign = int(n_since)
         self.n_steps_ = getattr(self, "n_steps_", 0) + 1

@@ -23,6 +23,9 @@ __all__ = [
     "bounded_partials",
     "sq_distances",
     "kmeans_fit_sparse",
+    "minibatch_fit_sparse",
+    "init_centroids_sparse",
+    "minibatch_partial_fit_sparse",
     "assign_sparse",
     "sq_distances_sparse",
     "cpu_kernel",
@@ -117,7 +120,8 @@ def minibatch_partial_fit(
     seed: int,
     spherical: bool = False,
     backend: _Backend = None,
-) -> tuple[_Matrix, npt.NDArray[np.float64], int]: ...
+) -> tuple[_Matrix, npt.NDArray[np.float64], int, int]:
+    """(centroids, counts, rows since the last reassignment, centres reassigned)."""
 def arrow_matrix(data: Any) -> _Matrix:
     """An Arrow array/stream (one list of numbers per row) as a 2-D float array; one chunk of
     float32/float64 without nulls is a read-only view of the Arrow buffer."""
@@ -194,6 +198,57 @@ def kmeans_fit_sparse(
     spherical: bool = False,
     progress: Optional[_Progress] = None,
 ) -> _KMeansFit: ...
+def minibatch_fit_sparse(
+    indptr: _Index,
+    indices: _Index,
+    data: _Values,
+    n_features: int,
+    sample_weight: Optional[_Values],
+    *,
+    n_clusters: int,
+    init: _Init,
+    n_init: int,
+    max_iter: int,
+    batch_size: int,
+    init_size: Optional[int],
+    tol: float,
+    max_no_improvement: Optional[int],
+    reassignment_ratio: float,
+    seed: int,
+    compute_labels: bool,
+    spherical: bool = False,
+    progress: Optional[_Progress] = None,
+) -> _MiniBatchFit: ...
+def init_centroids_sparse(
+    indptr: _Index,
+    indices: _Index,
+    data: _Values,
+    n_features: int,
+    sample_weight: Optional[_Values],
+    *,
+    n_clusters: int,
+    init: _Init,
+    batch_size: int,
+    init_size: Optional[int],
+    seed: int,
+    spherical: bool = False,
+) -> _Matrix: ...
+def minibatch_partial_fit_sparse(
+    indptr: _Index,
+    indices: _Index,
+    data: _Values,
+    n_features: int,
+    sample_weight: Optional[_Values],
+    *,
+    centroids: _Matrix,
+    counts: list[float],
+    n_since_last_reassign: int,
+    batch_size: int,
+    reassignment_ratio: float,
+    seed: int,
+    spherical: bool = False,
+) -> tuple[_Matrix, npt.NDArray[np.float64], int, int]:
+    """(centroids, counts, rows since the last reassignment, centres reassigned)."""
 def assign_sparse(
     indptr: _Index,
     indices: _Index,

@@ -4,7 +4,9 @@ and tests look for them; `verbose="progress"` shows a progress bar instead (`_pr
 The engine calls a fit's callback as `(run, iteration, inertia, center_shift, event)`:
 `event` is "iteration" after each Lloyd iteration or mini-batch step, "init" after a
 mini-batch fit scores one of its initial centroid sets (`inertia`: on the validation rows),
-and "strict", "tolerance" or "no_improvement" when a run stops early for that reason.
+"reassign" before a mini-batch step's "iteration" when that step moved starved centres
+(`inertia` then holds how many), and "strict", "tolerance" or "no_improvement" when a run
+stops early for that reason.
 Iterations are counted from 1 there and from 0 in scikit-learn's lines, as it prints them.
 """
 
@@ -49,6 +51,11 @@ class KMeansLines:
             print(f"Converged at iteration {iteration - 1}: center shift {center_shift} within tolerance {self.tol}.")
 
 
+def reassigning(centres: int) -> None:
+    """scikit-learn's line for a mini-batch step (or `partial_fit`) that moved starved centres."""
+    print(f"[MiniBatchKMeans] Reassigning {centres} cluster centers.")
+
+
 class MiniBatchLines:
     """`MiniBatchKMeans`: each initial centroid set and its validation inertia, each step's
     mean batch inertia (and from the second step its exponentially weighted average, as the
@@ -64,6 +71,8 @@ class MiniBatchLines:
         if event == "init":
             print(f"Init {run + 1}/{self.n_init} with method {self.init}")
             print(f"Inertia for init {run + 1}/{self.n_init}: {inertia}")
+        elif event == "reassign":
+            reassigning(int(inertia))
         elif event == "iteration" and iteration == 1:
             print(f"Minibatch step {step}: mean batch inertia: {inertia}")
         elif event == "iteration":

@@ -13,7 +13,9 @@ use super::engines::{BackendSpec, EngineFor};
 use super::input::{self, Data, InitArg};
 use super::run::detached;
 use super::{by_dtype, labels_out, matrix_out};
-use crate::minibatch::{self, MiniBatchState};
+use crate::init::Init;
+use crate::matrix::normalize_rows;
+use crate::minibatch::{self, DenseRows, MiniBatchRows, MiniBatchState};
 use crate::params::{check_n_clusters, check_weights, Algorithm, KMeansParams, MiniBatchParams};
 use crate::{lloyd, Monitor};
 
@@ -143,10 +145,21 @@ fn minibatch_fit_t<'py, T: EngineFor>(
     let result = detached(py, progress, |pending, monitor| {
         // A device kernel holds the data for the whole fit: batches are gathered there.
         let engine = T::engine(spec, Some(data), shared, pending)?;
-        minibatch::fit(&*engine, data, w, params, init, monitor)
+        check_weights(w, data.rows())?;
+        minibatch::fit(&DenseRows { engine: &*engine, x: data, weights: w }, params, init, monitor)
     })?;
+    minibatch_out(py, result, params.n_clusters, input.cols)
+}
+
+/// A mini-batch fit's result as the Python layer reads it.
+pub(super) fn minibatch_out<T: EngineFor>(
+    py: Python<'_>,
+    result: minibatch::MiniBatchFit<T>,
+    k: usize,
+    d: usize,
+) -> PyResult<Bound<'_, PyDict>> {
     let out = PyDict::new(py);
-    out.set_item("centroids", matrix_out(py, result.state.centroids, params.n_clusters, input.cols)?)?;
+    out.set_item("centroids", matrix_out(py, result.state.centroids, k, d)?)?;
     out.set_item("counts", result.state.counts.into_pyarray(py))?;
     out.set_item("n_since_last_reassign", result.state.n_since_last_reassign)?;
     out.set_item("labels", result.labels.map(|l| labels_out(py, l)))?;
@@ -181,12 +194,12 @@ pub fn init_centroids<'py>(
 }
 
 /// How `init_centroids` samples and seeds.
-struct Sample {
-    n_clusters: usize,
-    batch_size: usize,
-    init_size: Option<usize>,
-    seed: u64,
-    spherical: bool,
+pub(super) struct Sample {
+    pub n_clusters: usize,
+    pub batch_size: usize,
+    pub init_size: Option<usize>,
+    pub seed: u64,
+    pub spherical: bool,
 }
 
 fn init_centroids_t<'py, T: EngineFor>(
@@ -203,18 +216,32 @@ fn init_centroids_t<'py, T: EngineFor>(
     let (data, w, init) = (input.matrix()?, input.weights()?, init.as_init()?);
     let centroids = detached(py, None, |pending, monitor: Monitor<'_>| {
         let engine = T::engine(spec, None, None, pending)?;
-        check_n_clusters(n, k)?;
-        let init_size = minibatch::resolve_init_size(sample.init_size, sample.batch_size.clamp(1, n), k, n);
-        let mut rng = [ChaCha8Rng::seed_from_u64(sample.seed)];
-        let mut runs =
-            minibatch::init_on_samples(&*engine, data, w, k, init, init_size, sample.spherical, &mut rng, monitor)?;
-        Ok(runs.pop().expect("one run"))
+        check_weights(w, n)?;
+        first_centroids(&DenseRows { engine: &*engine, x: data, weights: w }, init, sample, monitor)
     })?;
     matrix_out(py, centroids, k, input.cols)
 }
 
-/// One mini-batch step on all rows of `x`; returns the updated centroids, counts and
-/// rows-since-reassignment counter.
+/// The centroids a first `partial_fit` starts from, chosen on `init_size` sampled rows.
+pub(super) fn first_centroids<T: EngineFor>(
+    rows: &dyn MiniBatchRows<T>,
+    init: Init<'_, T>,
+    sample: &Sample,
+    monitor: Monitor<'_>,
+) -> crate::Result<Vec<T>> {
+    let (n, k) = (rows.rows(), sample.n_clusters);
+    check_n_clusters(n, k)?;
+    let init_size = minibatch::resolve_init_size(sample.init_size, sample.batch_size.clamp(1, n), k, n);
+    let mut rng = [ChaCha8Rng::seed_from_u64(sample.seed)];
+    let mut centroids = rows.initial_centroids(k, init, init_size, &mut rng, monitor)?.pop().expect("one run");
+    if sample.spherical {
+        normalize_rows(&mut centroids, rows.cols());
+    }
+    Ok(centroids)
+}
+
+/// One mini-batch step on all rows of `x`; returns the updated centroids, counts,
+/// rows-since-reassignment counter and how many centres were reassigned.
 #[pyfunction]
 #[pyo3(signature = (x, sample_weight, *, centroids, counts, n_since_last_reassign, batch_size, reassignment_ratio, seed, spherical=false, backend=None))]
 pub fn minibatch_partial_fit<'py>(
@@ -229,19 +256,19 @@ pub fn minibatch_partial_fit<'py>(
     seed: u64,
     spherical: bool,
     backend: Option<&Bound<'py, PyAny>>,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, usize)> {
+) -> PyResult<PartialOut<'py>> {
     let spec = BackendSpec::from_py(backend)?;
     let step = PartialStep { n_since_last_reassign, batch_size, reassignment_ratio, seed, spherical };
     by_dtype!(x, minibatch_partial_fit_t(py, x, sample_weight, centroids, counts, &step, &spec))
 }
 
 /// The scalars of one `partial_fit` step.
-struct PartialStep {
-    n_since_last_reassign: usize,
-    batch_size: usize,
-    reassignment_ratio: f64,
-    seed: u64,
-    spherical: bool,
+pub(super) struct PartialStep {
+    pub n_since_last_reassign: usize,
+    pub batch_size: usize,
+    pub reassignment_ratio: f64,
+    pub seed: u64,
+    pub spherical: bool,
 }
 
 fn minibatch_partial_fit_t<'py, T: EngineFor>(
@@ -252,32 +279,66 @@ fn minibatch_partial_fit_t<'py, T: EngineFor>(
     counts: Vec<f64>,
     step: &PartialStep,
     spec: &BackendSpec,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, usize)> {
+) -> PyResult<PartialOut<'py>> {
     let mut input = Data::<T>::new(x, sample_weight, spec.shares_mlx())?;
-    let (c_array, k, cd) = input::matrix::<T>(centroids, "centroids")?;
-    if cd != input.cols || counts.len() != k {
-        return Err(PyValueError::new_err("centroids, counts and X do not agree in shape"));
-    }
-    let state = MiniBatchState {
-        centroids: c_array.as_slice()?.to_vec(),
-        counts,
-        n_since_last_reassign: step.n_since_last_reassign,
-    };
+    let state = partial_state(centroids, counts, input.cols, step)?;
     let shared = input.take_mlx();
     let (data, w) = (input.matrix()?, input.weights()?);
-    let state = detached(py, None, |pending, _| {
+    let (state, reassigned) = detached(py, None, |pending, _| {
         // The batch is all of X: a device kernel holds it (shared with an MLX array).
         let engine = T::engine(spec, Some(data), shared, pending)?;
         check_weights(w, input.rows)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(step.seed);
-        let mut steps = engine.minibatch(data, w, state, step.reassignment_ratio, step.spherical)?;
-        let all: Vec<usize> = (0..input.rows).collect();
-        steps.step(&all, step.batch_size, &mut rng, false)?;
-        steps.finish()
+        partial_step(&DenseRows { engine: &*engine, x: data, weights: w }, state, step)
     })?;
+    partial_out(py, state, reassigned, input.cols)
+}
+
+/// What `partial_fit` returns: centroids, counts, rows since the last reassignment, and how
+/// many centres that step reassigned.
+pub(super) type PartialOut<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, usize, usize);
+
+/// The state `partial_fit` continues from: centroids (`k × d`) and their counts.
+pub(super) fn partial_state<T: EngineFor>(
+    centroids: &Bound<'_, PyAny>,
+    counts: Vec<f64>,
+    d: usize,
+    step: &PartialStep,
+) -> PyResult<MiniBatchState<T>> {
+    let (array, k, cd) = input::matrix::<T>(centroids, "centroids")?;
+    if cd != d || counts.len() != k {
+        return Err(PyValueError::new_err("centroids, counts and X do not agree in shape"));
+    }
+    Ok(MiniBatchState {
+        centroids: array.as_slice()?.to_vec(),
+        counts,
+        n_since_last_reassign: step.n_since_last_reassign,
+    })
+}
+
+/// `partial_fit`'s one step over all of `rows`.
+pub(super) fn partial_step<T: EngineFor>(
+    rows: &dyn MiniBatchRows<T>,
+    state: MiniBatchState<T>,
+    step: &PartialStep,
+) -> crate::Result<(MiniBatchState<T>, usize)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(step.seed);
+    let mut steps = rows.steps(state, step.reassignment_ratio, step.spherical)?;
+    let all: Vec<usize> = (0..rows.rows()).collect();
+    let outcome = steps.step(&all, step.batch_size, &mut rng, false)?;
+    Ok((steps.finish()?, outcome.reassigned))
+}
+
+pub(super) fn partial_out<T: EngineFor>(
+    py: Python<'_>,
+    state: MiniBatchState<T>,
+    reassigned: usize,
+    d: usize,
+) -> PyResult<PartialOut<'_>> {
+    let k = state.counts.len();
     Ok((
-        matrix_out(py, state.centroids, k, input.cols)?,
+        matrix_out(py, state.centroids, k, d)?,
         state.counts.into_pyarray(py).into_any(),
         state.n_since_last_reassign,
+        reassigned,
     ))
 }

@@ -202,6 +202,9 @@ pub fn init_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(chunks::bounded_partials, m)?)?;
     m.add_function(wrap_pyfunction!(sq_distances, m)?)?;
     m.add_function(wrap_pyfunction!(sparse::kmeans_fit_sparse, m)?)?;
+    m.add_function(wrap_pyfunction!(sparse::minibatch_fit_sparse, m)?)?;
+    m.add_function(wrap_pyfunction!(sparse::init_centroids_sparse, m)?)?;
+    m.add_function(wrap_pyfunction!(sparse::minibatch_partial_fit_sparse, m)?)?;
     m.add_function(wrap_pyfunction!(sparse::assign_sparse, m)?)?;
     m.add_function(wrap_pyfunction!(sparse::sq_distances_sparse, m)?)?;
     m.add_function(wrap_pyfunction!(cpu_kernel, m)?)?;

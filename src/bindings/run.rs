@@ -81,15 +81,17 @@ pub fn detached<T: Send>(
             pending
                 .call(|py| {
                     py.check_signals()?;
-                    let event = match p.stage {
-                        Stage::Iteration => "iteration",
-                        Stage::Candidate => "init",
-                        Stage::Converged(reason) => reason.name(),
+                    // A reassignment's count rides in the value slot.
+                    let (event, value) = match p.stage {
+                        Stage::Iteration => ("iteration", p.inertia),
+                        Stage::Candidate => ("init", p.inertia),
+                        Stage::Reassigned(centres) => ("reassign", centres as f64),
+                        Stage::Converged(reason) => (reason.name(), p.inertia),
                         Stage::Init | Stage::Block => return Ok(()),
                     };
                     match &progress {
                         Some(callback) => {
-                            callback.call1(py, (p.run, p.iteration, p.inertia, p.center_shift, event)).map(|_| ())
+                            callback.call1(py, (p.run, p.iteration, value, p.center_shift, event)).map(|_| ())
                         }
                         None => Ok(()),
                     }

@@ -8,13 +8,16 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::engines::EngineFor;
-use super::fit::fit_out;
+use super::fit::{
+    first_centroids, fit_out, minibatch_out, partial_out, partial_state, partial_step, PartialOut, PartialStep, Sample,
+};
 use super::input::{self, InitArg};
 use super::run::detached;
 use super::{labels_out, matrix_out, view};
 use crate::matrix::{weighted_sum, MatRef};
-use crate::params::{Algorithm, KMeansParams};
-use crate::sparse::{self, CsrIndex, CsrRef};
+use crate::minibatch;
+use crate::params::{check_weights, Algorithm, KMeansParams, MiniBatchParams};
+use crate::sparse::{self, CsrIndex, CsrRef, SparseRows};
 use crate::Scalar;
 
 /// Dispatches on the float type of `data` and the integer type of `indices`.
@@ -191,4 +194,152 @@ fn sq_distances_t<'py, T: EngineFor, I: CsrIndex + Element>(
     let (x, c) = (csr.view()?, centroids.view()?);
     let out = py.detach(|| sparse::sq_distances(x, c));
     matrix_out(py, out, x.rows(), c.rows())
+}
+
+#[pyfunction]
+#[pyo3(signature = (indptr, indices, data, n_features, sample_weight, *, n_clusters, init, n_init, max_iter, batch_size,
+    init_size, tol, max_no_improvement, reassignment_ratio, seed, compute_labels, spherical=false, progress=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn minibatch_fit_sparse<'py>(
+    py: Python<'py>,
+    indptr: &Bound<'py, PyAny>,
+    indices: &Bound<'py, PyAny>,
+    data: &Bound<'py, PyAny>,
+    n_features: usize,
+    sample_weight: Option<&Bound<'py, PyAny>>,
+    n_clusters: usize,
+    init: &Bound<'py, PyAny>,
+    n_init: usize,
+    max_iter: usize,
+    batch_size: usize,
+    init_size: Option<usize>,
+    tol: f64,
+    max_no_improvement: Option<usize>,
+    reassignment_ratio: f64,
+    seed: u64,
+    compute_labels: bool,
+    spherical: bool,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let params = MiniBatchParams {
+        n_clusters,
+        n_init,
+        max_iter,
+        batch_size,
+        init_size,
+        tol,
+        max_no_improvement,
+        reassignment_ratio,
+        seed,
+        compute_labels,
+        spherical,
+    };
+    let csr = (indptr, indices, data, n_features);
+    by_csr!(data, indices, minibatch_fit_t(py, csr, sample_weight, init, &params, progress))
+}
+
+fn minibatch_fit_t<'py, T: EngineFor, I: CsrIndex + Element>(
+    py: Python<'py>,
+    (indptr, indices, data, cols): CsrArgs<'_, 'py>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
+    init: &Bound<'py, PyAny>,
+    params: &MiniBatchParams,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let csr = Csr::<T, I>::new(indptr, indices, data, cols)?;
+    let weights = input::vector::<T>(sample_weight, "sample_weight")?;
+    let init = InitArg::<T>::new(init, params.n_clusters, cols)?;
+    let (x, init) = (csr.view()?, init.as_init()?);
+    let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
+    let result = detached(py, progress, |_, monitor| {
+        check_weights(w, x.rows())?;
+        minibatch::fit(&SparseRows::new(x, w), params, init, monitor)
+    })?;
+    minibatch_out(py, result, params.n_clusters, cols)
+}
+
+/// Initial centroids for a first sparse `partial_fit`: chosen on `init_size` sampled rows.
+#[pyfunction]
+#[pyo3(signature = (indptr, indices, data, n_features, sample_weight, *, n_clusters, init, batch_size, init_size, seed, spherical=false))]
+#[allow(clippy::too_many_arguments)]
+pub fn init_centroids_sparse<'py>(
+    py: Python<'py>,
+    indptr: &Bound<'py, PyAny>,
+    indices: &Bound<'py, PyAny>,
+    data: &Bound<'py, PyAny>,
+    n_features: usize,
+    sample_weight: Option<&Bound<'py, PyAny>>,
+    n_clusters: usize,
+    init: &Bound<'py, PyAny>,
+    batch_size: usize,
+    init_size: Option<usize>,
+    seed: u64,
+    spherical: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let sample = Sample { n_clusters, batch_size, init_size, seed, spherical };
+    by_csr!(data, indices, init_centroids_t(py, (indptr, indices, data, n_features), sample_weight, init, &sample))
+}
+
+fn init_centroids_t<'py, T: EngineFor, I: CsrIndex + Element>(
+    py: Python<'py>,
+    (indptr, indices, data, cols): CsrArgs<'_, 'py>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
+    init: &Bound<'py, PyAny>,
+    sample: &Sample,
+) -> PyResult<Bound<'py, PyAny>> {
+    let csr = Csr::<T, I>::new(indptr, indices, data, cols)?;
+    let weights = input::vector::<T>(sample_weight, "sample_weight")?;
+    let init = InitArg::<T>::new(init, sample.n_clusters, cols)?;
+    let (x, init) = (csr.view()?, init.as_init()?);
+    let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
+    let centroids = detached(py, None, |_, monitor| {
+        check_weights(w, x.rows())?;
+        first_centroids(&SparseRows::new(x, w), init, sample, monitor)
+    })?;
+    matrix_out(py, centroids, sample.n_clusters, cols)
+}
+
+/// One mini-batch step on all sparse rows; returns what `minibatch_partial_fit` returns.
+#[pyfunction]
+#[pyo3(signature = (indptr, indices, data, n_features, sample_weight, *, centroids, counts, n_since_last_reassign,
+    batch_size, reassignment_ratio, seed, spherical=false))]
+#[allow(clippy::too_many_arguments)]
+pub fn minibatch_partial_fit_sparse<'py>(
+    py: Python<'py>,
+    indptr: &Bound<'py, PyAny>,
+    indices: &Bound<'py, PyAny>,
+    data: &Bound<'py, PyAny>,
+    n_features: usize,
+    sample_weight: Option<&Bound<'py, PyAny>>,
+    centroids: &Bound<'py, PyAny>,
+    counts: Vec<f64>,
+    n_since_last_reassign: usize,
+    batch_size: usize,
+    reassignment_ratio: f64,
+    seed: u64,
+    spherical: bool,
+) -> PyResult<PartialOut<'py>> {
+    let step = PartialStep { n_since_last_reassign, batch_size, reassignment_ratio, seed, spherical };
+    let csr = (indptr, indices, data, n_features);
+    by_csr!(data, indices, partial_fit_t(py, csr, sample_weight, centroids, counts, &step))
+}
+
+fn partial_fit_t<'py, T: EngineFor, I: CsrIndex + Element>(
+    py: Python<'py>,
+    (indptr, indices, data, cols): CsrArgs<'_, 'py>,
+    sample_weight: Option<&Bound<'py, PyAny>>,
+    centroids: &Bound<'py, PyAny>,
+    counts: Vec<f64>,
+    step: &PartialStep,
+) -> PyResult<PartialOut<'py>> {
+    let csr = Csr::<T, I>::new(indptr, indices, data, cols)?;
+    let weights = input::vector::<T>(sample_weight, "sample_weight")?;
+    let state = partial_state::<T>(centroids, counts, cols, step)?;
+    let x = csr.view()?;
+    let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
+    let (state, reassigned) = detached(py, None, |_, _| {
+        check_weights(w, x.rows())?;
+        partial_step(&SparseRows::new(x, w), state, step)
+    })?;
+    partial_out(py, state, reassigned, cols)
 }

@@ -8,6 +8,7 @@
 //! Lloyd's steps on such rows plug into the one loop (`crate::lloyd::lloyd`) as a
 //! [`LloydStep`]; seeding is `seeding.rs`.
 
+mod minibatch;
 mod seeding;
 mod step;
 
@@ -17,23 +18,32 @@ use crate::error::{invalid, Result};
 use crate::matrix::{exact_sq_distance, MatRef};
 use crate::scalar::Scalar;
 
+pub use minibatch::SparseRows;
 pub use seeding::kmeans_plusplus;
-pub use step::{fit, SparseLloyd};
+pub use step::{fit, initial_centroids, SparseLloyd};
 
 /// A CSR index type (scipy uses int32 or int64).
 pub trait CsrIndex: Copy + Send + Sync {
     fn at(self) -> usize;
+    /// The index `i` (which the caller knows fits: it counts values already held).
+    fn of(i: usize) -> Self;
 }
 
 impl CsrIndex for i32 {
     fn at(self) -> usize {
         self as usize
     }
+    fn of(i: usize) -> Self {
+        i as i32
+    }
 }
 
 impl CsrIndex for i64 {
     fn at(self) -> usize {
         self as usize
+    }
+    fn of(i: usize) -> Self {
+        i as i64
     }
 }
 

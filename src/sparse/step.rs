@@ -32,26 +32,39 @@ pub fn fit<T: Scalar, I: CsrIndex>(
     let norms = x.row_sq_norms();
     let tol = if params.tol > 0.0 { params.tol * x.mean_feature_variance() } else { 0.0 };
     best_of_runs(params, |run, rng: &mut ChaCha8Rng| {
-        let mut centroids = match init {
-            Init::KMeansPlusPlus => kmeans_plusplus(x, &norms, weights, k, rng, run, &mut *monitor)?,
-            Init::Random => {
-                let rows = weighted_sample_without_replacement(n, weights, k, rng)?;
-                rows.iter().flat_map(|&i| x.dense_row(i)).collect()
-            }
-            Init::Given(centroids) if centroids.len() == k * d => centroids.to_vec(),
-            Init::Given(centroids) => {
-                return invalid(format!(
-                    "init has {} values; expected n_clusters × n_features = {k} × {d}",
-                    centroids.len()
-                ))
-            }
-        };
+        let mut centroids = initial_centroids(x, &norms, weights, k, init, rng, run, &mut *monitor)?;
         if params.spherical {
             normalize_rows(&mut centroids, d);
         }
         let steps = SparseLloyd { x, norms: &norms, weights, centroids, spherical: params.spherical, last: None };
         lloyd(Box::new(steps), params.max_iter, tol, run, &mut *monitor)
     })
+}
+
+/// `k` initial centroids (`k × d`) from sparse rows `x` (squared norms `norms`).
+#[allow(clippy::too_many_arguments)]
+pub fn initial_centroids<T: Scalar, I: CsrIndex>(
+    x: CsrRef<'_, T, I>,
+    norms: &[f64],
+    weights: Option<&[T]>,
+    k: usize,
+    init: Init<'_, T>,
+    rng: &mut ChaCha8Rng,
+    run: usize,
+    monitor: Monitor<'_>,
+) -> Result<Vec<T>> {
+    let d = x.cols();
+    match init {
+        Init::KMeansPlusPlus => kmeans_plusplus(x, norms, weights, k, rng, run, monitor),
+        Init::Random => {
+            let rows = weighted_sample_without_replacement(x.rows(), weights, k, rng)?;
+            Ok(rows.iter().flat_map(|&i| x.dense_row(i)).collect())
+        }
+        Init::Given(centroids) if centroids.len() == k * d => Ok(centroids.to_vec()),
+        Init::Given(centroids) => {
+            invalid(format!("init has {} values; expected n_clusters × n_features = {k} × {d}", centroids.len()))
+        }
+    }
 }
 
 /// Lloyd steps on sparse rows, with the centroids and last labels on the host.

@@ -39,9 +39,21 @@ impl<T: Scalar> MiniBatchState<T> {
     }
 }
 
+/// What one mini-batch step did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepOutcome {
+    /// The batch's weighted inertia (to the centroids before the step).
+    pub inertia: f64,
+    /// Sum of the squared distances the centroids moved (0 unless asked for).
+    pub shift: f64,
+    /// How many starved centres moved onto batch rows.
+    pub reassigned: usize,
+}
+
 /// One mini-batch step on the host: assign the batch, move each hit centre towards the mean
 /// of its rows with learning rate `weight / count`, then (on a reassignment turn) move
-/// starved centres onto random rows of the batch. Returns the batch's weighted inertia.
+/// starved centres onto random rows of the batch. Returns the batch's weighted inertia and
+/// how many centres were reassigned.
 pub fn host_minibatch_step<T: Scalar>(
     kernel: &dyn Kernel<T>,
     batch: Points<'_, T>,
@@ -50,7 +62,7 @@ pub fn host_minibatch_step<T: Scalar>(
     random_reassign: bool,
     reassignment_ratio: f64,
     spherical: bool,
-) -> Result<f64> {
+) -> Result<(f64, usize)> {
     let (m, d) = (batch.rows(), batch.cols());
     let k = state.counts.len();
     let mut labels = vec![0u32; m];
@@ -69,13 +81,14 @@ pub fn host_minibatch_step<T: Scalar>(
             state.counts[j] = total;
         }
     }
-    if random_reassign && reassignment_ratio > 0.0 {
-        reassign_starved(batch.x, state, rng, reassignment_ratio)?;
-    }
+    let reassigned = match random_reassign && reassignment_ratio > 0.0 {
+        true => reassign_starved(batch.x, state, rng, reassignment_ratio)?,
+        false => 0,
+    };
     if spherical {
         normalize_rows(&mut state.centroids, d);
     }
-    Ok(inertia)
+    Ok((inertia, reassigned))
 }
 
 fn reassign_starved<T: Scalar>(
@@ -83,12 +96,13 @@ fn reassign_starved<T: Scalar>(
     state: &mut MiniBatchState<T>,
     rng: &mut ChaCha8Rng,
     reassignment_ratio: f64,
-) -> Result<()> {
+) -> Result<usize> {
     let d = xb.cols();
-    for (j, i) in starved_reassignment(&mut state.counts, xb.rows(), rng, reassignment_ratio)? {
+    let pairs = starved_reassignment(&mut state.counts, xb.rows(), rng, reassignment_ratio)?;
+    for &(j, i) in &pairs {
         state.centroids[j * d..(j + 1) * d].copy_from_slice(xb.row(i));
     }
-    Ok(())
+    Ok(pairs.len())
 }
 
 /// scikit-learn's reassignment of starved centres, decided on the counts: which centres
@@ -134,15 +148,14 @@ pub fn starved_reassignment(
 pub trait MiniBatchSteps<T> {
     /// One step on the rows `batch` (indices into the fit's data), reassigning starved
     /// centres when it is their turn (`turn_rows` rows count towards it: the batch size).
-    /// Returns the batch's weighted inertia and, when `measure_shift`, the sum of the squared
-    /// distances the centroids moved (else 0).
+    /// The shift is measured only when `measure_shift`.
     fn step(
         &mut self,
         batch: &[usize],
         turn_rows: usize,
         rng: &mut ChaCha8Rng,
         measure_shift: bool,
-    ) -> Result<(f64, f64)>;
+    ) -> Result<StepOutcome>;
 
     /// The state after the last step, on the host.
     fn finish(self: Box<Self>) -> Result<MiniBatchState<T>>;
@@ -165,7 +178,7 @@ impl<T: Scalar> MiniBatchSteps<T> for HostMiniBatch<'_, T> {
         turn_rows: usize,
         rng: &mut ChaCha8Rng,
         measure_shift: bool,
-    ) -> Result<(f64, f64)> {
+    ) -> Result<StepOutcome> {
         // All rows in order (a `partial_fit` call) need no copy.
         let all = batch.len() == self.x.rows() && batch.iter().enumerate().all(|(r, &i)| r == i);
         let (rows, row_weights) = match all {
@@ -184,8 +197,10 @@ impl<T: Scalar> MiniBatchSteps<T> for HostMiniBatch<'_, T> {
         let previous = measure_shift.then(|| self.state.centroids.clone());
         let reassign = self.state.take_reassign_turn(turn_rows);
         let (state, ratio) = (&mut self.state, self.reassignment_ratio);
-        let inertia = host_minibatch_step(self.kernel, points, state, rng, reassign, ratio, self.spherical)?;
-        Ok((inertia, previous.map_or(0.0, |p| squared_shift(&self.state.centroids, &p))))
+        let (inertia, reassigned) =
+            host_minibatch_step(self.kernel, points, state, rng, reassign, ratio, self.spherical)?;
+        let shift = previous.map_or(0.0, |p| squared_shift(&self.state.centroids, &p));
+        Ok(StepOutcome { inertia, shift, reassigned })
     }
 
     fn finish(self: Box<Self>) -> Result<MiniBatchState<T>> {
@@ -213,7 +228,9 @@ mod tests {
         let batch = MatRef::new(&xb, 2, 2).unwrap();
         let norms = crate::matrix::row_sq_norms(batch);
         let points = Points { x: batch, x_sq_norms: &norms, weights: None };
-        let inertia = host_minibatch_step(&CpuKernel, points, &mut state, &mut rng, false, 0.0, false).unwrap();
+        let (inertia, reassigned) =
+            host_minibatch_step(&CpuKernel, points, &mut state, &mut rng, false, 0.0, false).unwrap();
+        assert_eq!(reassigned, 0);
         assert_relative_eq!(inertia, 9.0 + 18.0, max_relative = 1e-12);
         assert_relative_eq!(state.centroids[0], (0.0 * 2.0 + 6.0) / 4.0);
         assert_relative_eq!(state.centroids[1], 3.0 / 4.0);
@@ -230,7 +247,7 @@ mod tests {
         };
         let xb = vec![1.0, 2.0, 3.0, 4.0];
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        reassign_starved(MatRef::new(&xb, 4, 1).unwrap(), &mut state, &mut rng, 0.01).unwrap();
+        assert_eq!(reassign_starved(MatRef::new(&xb, 4, 1).unwrap(), &mut state, &mut rng, 0.01).unwrap(), 2);
         assert!(xb.contains(&state.centroids[1]) && xb.contains(&state.centroids[2]));
         assert_eq!(state.counts, vec![100.0, 100.0, 100.0]);
         assert_eq!(state.centroids[0], 0.0);

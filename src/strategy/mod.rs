@@ -25,7 +25,9 @@ use crate::params::{Algorithm, KMeansParams};
 use crate::scalar::Scalar;
 
 pub use host::{DensePass, HostLloyd, HostPass};
-pub use minibatch_step::{host_minibatch_step, starved_reassignment, HostMiniBatch, MiniBatchState, MiniBatchSteps};
+pub use minibatch_step::{
+    host_minibatch_step, starved_reassignment, HostMiniBatch, MiniBatchState, MiniBatchSteps, StepOutcome,
+};
 pub use seeding::potentials_by_chunk;
 
 /// What one Lloyd iteration reports to the loop.

@@ -16,7 +16,7 @@ use super::ties::{settle, Exact, TieRows};
 use super::{eval_all, finish_centroids, fold_sums, lift_centroid_array, uncentred_host, CentredData, MlxKernel};
 use mlx_kmeans::error::Result;
 use mlx_kmeans::matrix::MatRef;
-use mlx_kmeans::strategy::{starved_reassignment, MiniBatchState, MiniBatchSteps};
+use mlx_kmeans::strategy::{starved_reassignment, MiniBatchState, MiniBatchSteps, StepOutcome};
 
 pub(super) struct MlxMiniBatch<'s, 'a> {
     kernel: &'s MlxKernel<'a>,
@@ -118,7 +118,7 @@ impl MiniBatchSteps<f32> for MlxMiniBatch<'_, '_> {
         turn_rows: usize,
         rng: &mut ChaCha8Rng,
         measure_shift: bool,
-    ) -> Result<(f64, f64)> {
+    ) -> Result<StepOutcome> {
         let (m, k, d) = (batch.len() as i32, self.state.counts.len(), self.centroids.shape()[1] as usize);
         let reassign = self.state.take_reassign_turn(turn_rows);
         let indices: Vec<u32> = batch.iter().map(|&i| i as u32).collect();
@@ -155,8 +155,10 @@ impl MiniBatchSteps<f32> for MlxMiniBatch<'_, '_> {
                 *count += w as f64;
             }
         }
+        let mut reassigned = 0;
         if reassign && self.reassignment_ratio > 0.0 {
             let pairs = starved_reassignment(&mut self.state.counts, batch.len(), rng, self.reassignment_ratio)?;
+            reassigned = pairs.len();
             if !pairs.is_empty() {
                 // Centre j takes the batch row at position[j] when moving[j].
                 let (mut position, mut moving) = (vec![0u32; k], vec![false; k]);
@@ -177,7 +179,7 @@ impl MiniBatchSteps<f32> for MlxMiniBatch<'_, '_> {
             0.0
         };
         self.centroids = updated;
-        Ok((inertia.item_exact::<f32>() as f64, shift))
+        Ok(StepOutcome { inertia: inertia.item_exact::<f32>() as f64, shift, reassigned })
     }
 
     fn finish(self: Box<Self>) -> Result<MiniBatchState<f32>> {
