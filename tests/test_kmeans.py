@@ -142,6 +142,27 @@ def test_empty_cluster_is_repaired():
     assert np.abs(est.cluster_centers_).max() < 1e3
 
 
+@pytest.mark.parametrize("algorithm", ["lloyd", "elkan"])
+def test_empty_clusters_competing_for_duplicated_far_points_match_sklearn(algorithm):
+    """Five centres start far from every row: in the first step they compete for the rows
+    farthest from their centres, a point repeated three times, another repeated twice and a
+    third further in. scikit-learn's relocation (farthest first) decides which empty cluster
+    takes which row, and every later step; the same labels, centres and iterations here.
+    (Rows tied exactly at the cut are taken in an order NumPy's partition leaves undefined;
+    distinct weights on such rows are not compared.)"""
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        core = rng.normal(size=(60, 3))
+        far = rng.normal(size=(3, 3)) * [[20.0], [12.0], [8.0]]
+        X = np.vstack([core, far[[0, 0, 0, 1, 1, 2]]])[rng.permutation(66)]
+        init = np.vstack([core[:3], 1e4 + rng.normal(size=(5, 3))])
+        ours = KMeans(8, init=init, n_init=1, max_iter=100, algorithm=algorithm).fit(X)
+        theirs = SkKMeans(8, init=init, n_init=1, max_iter=100).fit(X)
+        np.testing.assert_array_equal(ours.labels_, theirs.labels_)
+        np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=1e-12, atol=1e-12)
+        assert ours.n_iter_ == theirs.n_iter_
+
+
 def test_sample_weight_integer_equals_repetition():
     X, _ = make_mixture(200, 3, 4, seed=9)
     init = X[:4].copy()
