@@ -28,14 +28,16 @@ use mlx_kmeans::error::Result;
 use mlx_kmeans::matrix::MatRef;
 
 /// Whether Lloyd steps on `n × d` data with `k` centroids use the fused kernel when the
-/// configuration leaves it open. Up to 2^31 entries, GEMMs with blocks of the distance
-/// matrix are faster on an H200 (`benchmarks/gpu.md`); past that, on 10M × 128 rows with
-/// k = 4096 (lifted rows of 3.8·10^9 entries), they gave labels that were not the nearest
-/// centroids of half the rows, where the fused kernel, whose indices are 64-bit, gave the
-/// exact ones at the same speed.
+/// configuration leaves it open. Measured on an H200 (`benchmarks/gpu.md`): with rows that
+/// stay in the kernel's shared memory (d ≤ 192) it is faster from 1M × 128 rows with
+/// k = 1024 on (6.3 against 8.3 ms an iteration), GEMMs with blocks of the distance matrix
+/// below that (100k × 128) and with 768 features. Past 2^31 entries those GEMMs gave labels
+/// that were not the nearest centroids of half the rows (10M × 128, k = 4096: lifted rows of
+/// 3.8·10^9 entries), where the fused kernel, whose indices are 64-bit, gives the exact ones.
 fn fused_by_default(n: usize, d: usize, k: usize) -> bool {
     let limit = i32::MAX as usize;
-    n.saturating_mul(3 * d) > limit || n.saturating_mul(k) > limit
+    let beyond_32_bits = n.saturating_mul(3 * d) > limit || n.saturating_mul(k) > limit;
+    beyond_32_bits || (d <= 192 && n.saturating_mul(k) >= 1 << 29)
 }
 
 /// Rows per MLX call, bounded so that a `rows × k` block stays near 2^27 floats (512 MB):

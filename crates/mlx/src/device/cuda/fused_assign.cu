@@ -157,14 +157,15 @@
                 for (int q = 0; q < 2; ++q) {
                     const unsigned int j = (unsigned int)(ct * BN + wn * 32 + ni * 8 + 2 * t + q);
                     if (j >= (unsigned int)K) continue;
-                    const float cn = tile_cnorm[ct % 3][j - ct * BN], ci = mk_pow2(-mk_scale_exponent(cn));
+                    // Scaling by powers of two is exact: one rounding, in the fused multiply-add.
+                    const float cn = tile_cnorm[ct % 3][j - ct * BN], m2ci = -2.0f * mk_pow2(-mk_scale_exponent(cn));
 #pragma unroll
                     for (int mi = 0; mi < 4; ++mi)
 #pragma unroll
                         for (int h = 0; h < 2; ++h) {
                             const int s = mi * 2 + h;
-                            const float v = cn - 2.0f * (acc[mi][ni][h * 2 + q] * inv_x[s] * ci);
-                            mk_insert(best[s], best_idx[s], v, j);
+                            const float v = fmaf(acc[mi][ni][h * 2 + q] * inv_x[s], m2ci, cn);
+                            mk_insert_next(best[s], best_idx[s], v, j);
                         }
                 }
         }

@@ -62,8 +62,23 @@ __device__ __forceinline__ int mk_scale_exponent(float sq) {
 
 __device__ __forceinline__ float mk_pow2(int e) { return __int_as_float((127 + e) << 23); }
 
+// Puts partial distance `v` of centroid `j` into a row's four best (values `b[0] ≤ … ≤ b[3]`,
+// the indices of the first three) without branches, so that a warp never splits over which
+// lanes insert: min/max moves the values, selects the indices. For a thread's own stream,
+// whose `j` only grow, an equal value stays behind the earlier (lower) index.
+__device__ __forceinline__ void mk_insert_next(float* b, unsigned int* i, float v, unsigned int j) {
+    const bool c0 = v < b[0], c1 = v < b[1], c2 = v < b[2];
+    b[3] = fminf(b[3], fmaxf(b[2], v));
+    b[2] = fminf(b[2], fmaxf(b[1], v));
+    i[2] = c1 ? i[1] : (c2 ? j : i[2]);
+    b[1] = fminf(b[1], fmaxf(b[0], v));
+    i[1] = c0 ? i[0] : (c1 ? j : i[1]);
+    b[0] = fminf(b[0], v);
+    i[0] = c0 ? j : i[0];
+}
+
 // Puts partial distance `v` of centroid `j` into a row's four best: values `b[0] ≤ … ≤ b[3]`
-// and the indices of the first three; equal values go to the lower index.
+// and the indices of the first three; equal values go to the lower index (merges).
 __device__ __forceinline__ void mk_insert(float* b, unsigned int* i, float v, unsigned int j) {
     if (!(v < b[3])) return;
     if (v < b[2] || (v == b[2] && j < i[2])) {
