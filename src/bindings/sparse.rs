@@ -34,12 +34,16 @@ macro_rules! by_csr {
     }};
 }
 
-/// The borrowed arrays of a CSR matrix.
+/// Sparse rows and their sample weights, as the engine takes them.
+type Weighted<'a, T, I> = (CsrRef<'a, T, I>, Option<&'a [T]>);
+
+/// The borrowed arrays of a CSR matrix, and its rows' sample weights.
 struct Csr<'py, T: Element, I: Element> {
     indptr: PyReadonlyArray1<'py, I>,
     indices: PyReadonlyArray1<'py, I>,
     data: PyReadonlyArray1<'py, T>,
     cols: usize,
+    weights: Option<PyReadonlyArray1<'py, T>>,
 }
 
 fn array<'py, E: Element>(a: &Bound<'py, PyAny>, name: &str) -> PyResult<PyReadonlyArray1<'py, E>> {
@@ -56,18 +60,19 @@ fn array<'py, E: Element>(a: &Bound<'py, PyAny>, name: &str) -> PyResult<PyReado
 
 impl<'py, T: Scalar + Element, I: CsrIndex + Element> Csr<'py, T, I> {
     fn new(
-        indptr: &Bound<'py, PyAny>,
-        indices: &Bound<'py, PyAny>,
-        data: &Bound<'py, PyAny>,
-        cols: usize,
+        (indptr, indices, data, cols): CsrArgs<'_, 'py>,
+        sample_weight: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Self> {
         let (indptr, indices) = (array(indptr, "indptr")?, array(indices, "indices")?);
-        Ok(Self { indptr, indices, data: array(data, "data")?, cols })
+        let weights = input::vector::<T>(sample_weight, "sample_weight")?;
+        Ok(Self { indptr, indices, data: array(data, "data")?, cols, weights })
     }
 
-    fn view(&self) -> PyResult<CsrRef<'_, T, I>> {
-        CsrRef::new(self.indptr.as_slice()?, self.indices.as_slice()?, self.data.as_slice()?, self.cols)
-            .map_err(|e| PyValueError::new_err(e.to_string()))
+    /// The rows, checked, and their weights.
+    fn view(&self) -> PyResult<Weighted<'_, T, I>> {
+        let x = CsrRef::new(self.indptr.as_slice()?, self.indices.as_slice()?, self.data.as_slice()?, self.cols)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok((x, self.weights.as_ref().map(|w| w.as_slice()).transpose()?))
     }
 
     /// Centroids to compare these rows with: a borrowed matrix with as many features.
@@ -121,17 +126,15 @@ type CsrArgs<'a, 'py> = (&'a Bound<'py, PyAny>, &'a Bound<'py, PyAny>, &'a Bound
 
 fn fit_t<'py, T: EngineFor, I: CsrIndex + Element>(
     py: Python<'py>,
-    (indptr, indices, data, cols): CsrArgs<'_, 'py>,
+    csr: CsrArgs<'_, 'py>,
     sample_weight: Option<&Bound<'py, PyAny>>,
     init: &Bound<'py, PyAny>,
     params: &KMeansParams,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let csr = Csr::<T, I>::new(indptr, indices, data, cols)?;
-    let weights = input::vector::<T>(sample_weight, "sample_weight")?;
+    let (cols, csr) = (csr.3, Csr::<T, I>::new(csr, sample_weight)?);
     let init = InitArg::<T>::new(init, params.n_clusters, cols)?;
-    let (x, init) = (csr.view()?, init.as_init()?);
-    let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
+    let ((x, w), init) = (csr.view()?, init.as_init()?);
     let result = detached(py, progress, |_, monitor| sparse::fit(x, w, params, init, monitor))?;
     fit_out(py, result, params.n_clusters, cols)
 }
@@ -153,15 +156,13 @@ pub fn assign_sparse<'py>(
 
 fn assign_t<'py, T: EngineFor, I: CsrIndex + Element>(
     py: Python<'py>,
-    (indptr, indices, data, cols): CsrArgs<'_, 'py>,
+    csr: CsrArgs<'_, 'py>,
     centroids: &Bound<'py, PyAny>,
     sample_weight: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let csr = Csr::<T, I>::new(indptr, indices, data, cols)?;
+    let csr = Csr::<T, I>::new(csr, sample_weight)?;
     let centroids = csr.centroids(centroids)?;
-    let weights = input::vector::<T>(sample_weight, "sample_weight")?;
-    let (x, c) = (csr.view()?, centroids.view()?);
-    let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
+    let ((x, w), c) = (csr.view()?, centroids.view()?);
     let (labels, distances) = py.detach(|| {
         let (mut labels, mut distances) = (vec![0u32; x.rows()], vec![T::zero(); x.rows()]);
         sparse::assign(x, &x.row_sq_norms(), c, &mut labels, &mut distances);
@@ -186,12 +187,12 @@ pub fn sq_distances_sparse<'py>(
 
 fn sq_distances_t<'py, T: EngineFor, I: CsrIndex + Element>(
     py: Python<'py>,
-    (indptr, indices, data, cols): CsrArgs<'_, 'py>,
+    csr: CsrArgs<'_, 'py>,
     centroids: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let csr = Csr::<T, I>::new(indptr, indices, data, cols)?;
+    let csr = Csr::<T, I>::new(csr, None)?;
     let centroids = csr.centroids(centroids)?;
-    let (x, c) = (csr.view()?, centroids.view()?);
+    let ((x, _), c) = (csr.view()?, centroids.view()?);
     let out = py.detach(|| sparse::sq_distances(x, c));
     matrix_out(py, out, x.rows(), c.rows())
 }
@@ -240,17 +241,15 @@ pub fn minibatch_fit_sparse<'py>(
 
 fn minibatch_fit_t<'py, T: EngineFor, I: CsrIndex + Element>(
     py: Python<'py>,
-    (indptr, indices, data, cols): CsrArgs<'_, 'py>,
+    csr: CsrArgs<'_, 'py>,
     sample_weight: Option<&Bound<'py, PyAny>>,
     init: &Bound<'py, PyAny>,
     params: &MiniBatchParams,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let csr = Csr::<T, I>::new(indptr, indices, data, cols)?;
-    let weights = input::vector::<T>(sample_weight, "sample_weight")?;
+    let (cols, csr) = (csr.3, Csr::<T, I>::new(csr, sample_weight)?);
     let init = InitArg::<T>::new(init, params.n_clusters, cols)?;
-    let (x, init) = (csr.view()?, init.as_init()?);
-    let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
+    let ((x, w), init) = (csr.view()?, init.as_init()?);
     let result = detached(py, progress, |_, monitor| {
         check_weights(w, x.rows())?;
         minibatch::fit(&SparseRows::new(x, w), params, init, monitor)
@@ -282,16 +281,14 @@ pub fn init_centroids_sparse<'py>(
 
 fn init_centroids_t<'py, T: EngineFor, I: CsrIndex + Element>(
     py: Python<'py>,
-    (indptr, indices, data, cols): CsrArgs<'_, 'py>,
+    csr: CsrArgs<'_, 'py>,
     sample_weight: Option<&Bound<'py, PyAny>>,
     init: &Bound<'py, PyAny>,
     sample: &Sample,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let csr = Csr::<T, I>::new(indptr, indices, data, cols)?;
-    let weights = input::vector::<T>(sample_weight, "sample_weight")?;
+    let (cols, csr) = (csr.3, Csr::<T, I>::new(csr, sample_weight)?);
     let init = InitArg::<T>::new(init, sample.n_clusters, cols)?;
-    let (x, init) = (csr.view()?, init.as_init()?);
-    let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
+    let ((x, w), init) = (csr.view()?, init.as_init()?);
     let centroids = detached(py, None, |_, monitor| {
         check_weights(w, x.rows())?;
         first_centroids(&SparseRows::new(x, w), init, sample, monitor)
@@ -326,17 +323,15 @@ pub fn minibatch_partial_fit_sparse<'py>(
 
 fn partial_fit_t<'py, T: EngineFor, I: CsrIndex + Element>(
     py: Python<'py>,
-    (indptr, indices, data, cols): CsrArgs<'_, 'py>,
+    csr: CsrArgs<'_, 'py>,
     sample_weight: Option<&Bound<'py, PyAny>>,
     centroids: &Bound<'py, PyAny>,
     counts: Vec<f64>,
     step: &PartialStep,
 ) -> PyResult<PartialOut<'py>> {
-    let csr = Csr::<T, I>::new(indptr, indices, data, cols)?;
-    let weights = input::vector::<T>(sample_weight, "sample_weight")?;
+    let (cols, csr) = (csr.3, Csr::<T, I>::new(csr, sample_weight)?);
     let state = partial_state::<T>(centroids, counts, cols, step)?;
-    let x = csr.view()?;
-    let w = weights.as_ref().map(|w| w.as_slice()).transpose()?;
+    let (x, w) = csr.view()?;
     let (state, reassigned) = detached(py, None, |_, _| {
         check_weights(w, x.rows())?;
         partial_step(&SparseRows::new(x, w), state, step)
