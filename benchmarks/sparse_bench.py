@@ -5,7 +5,9 @@ random columns a row) with exponential values, rows scaled to unit norm (as TF-I
 - Lloyd from the same initial centres (rows of X moved slightly, so that no row is tied
   between centres), `--iterations` iterations, tol=0: time per fit, iterations, inertia,
   and how many labels differ from scikit-learn's;
-- the estimators' defaults, `KMeans(k, random_state=0)`: k-means++ and Lloyd to convergence.
+- the estimators' defaults, `KMeans(k, random_state=0)`: k-means++ and Lloyd to convergence;
+- `MiniBatchKMeans(k, random_state=0)`, defaults (batches of 1024 rows, early stopping):
+  each side's own random batches, so the inertias are compared, not the labels.
 Times are medians of `--repeats` runs; ratios are scikit-learn's time over ours.
 """
 
@@ -53,8 +55,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from sklearn.cluster import KMeans as SkKMeans
+    from sklearn.cluster import MiniBatchKMeans as SkMiniBatchKMeans
 
-    from mlx_kmeans import KMeans
+    from mlx_kmeans import KMeans, MiniBatchKMeans
 
     X = tfidf_like(args.rows, args.cols, args.density, seed=0)
     rng = np.random.default_rng(1)
@@ -67,6 +70,10 @@ def main() -> None:
         f"defaults: KMeans({args.k}, random_state=0)": (
             lambda: KMeans(args.k, random_state=0).fit(X),
             lambda: SkKMeans(args.k, random_state=0).fit(X),
+        ),
+        f"defaults: MiniBatchKMeans({args.k}, random_state=0)": (
+            lambda: MiniBatchKMeans(args.k, random_state=0).fit(X),
+            lambda: SkMiniBatchKMeans(args.k, random_state=0).fit(X),
         ),
     }
     for name, (ours_fn, theirs_fn) in calls.items():

@@ -4,15 +4,14 @@
 
 use rand_chacha::ChaCha8Rng;
 
-use super::{assign, initial_centroids, CsrIndex, CsrRef};
+use super::{assign, assign_to, initial_centroids, Centres, CsrIndex, CsrRef};
 use crate::error::Result;
 use crate::init::Init;
-use crate::matrix::{normalize_rows, weight_at, weighted_sum, MatRef};
+use crate::matrix::{weight_at, weighted_sum, MatRef};
 use crate::minibatch::{random_indices, MiniBatchRows, Scorer};
 use crate::monitor::{KeepGoing, Monitor};
 use crate::scalar::Scalar;
 use crate::strategy::{starved_reassignment, MiniBatchState, MiniBatchSteps, StepOutcome};
-use crate::update::squared_shift;
 
 /// Sparse rows, their squared norms and sample weights, as a mini-batch fit draws from them.
 pub struct SparseRows<'a, T, I> {
@@ -119,7 +118,8 @@ impl<T: Scalar, I: CsrIndex> MiniBatchRows<T> for SparseRows<'_, T, I> {
         reassignment_ratio: f64,
         spherical: bool,
     ) -> Result<Box<dyn MiniBatchSteps<T> + 's>> {
-        Ok(Box::new(SparseMiniBatch { rows: self, state, reassignment_ratio, spherical }))
+        let centres = Centres::new(MatRef::new(&state.centroids, state.counts.len(), self.cols())?);
+        Ok(Box::new(SparseMiniBatch { rows: self, state, centres, reassignment_ratio, spherical }))
     }
 
     fn labels(&self, centroids: &[T], _keep_going: KeepGoing<'_>) -> Result<(Vec<u32>, Vec<T>, f64)> {
@@ -130,10 +130,12 @@ impl<T: Scalar, I: CsrIndex> MiniBatchRows<T> for SparseRows<'_, T, I> {
 }
 
 /// Mini-batch steps on sparse rows: each batch gathered, assigned, and its rows added into
-/// the dense centroids they were assigned to.
+/// the centroids they were assigned to. The centroids live in the products' layout
+/// ([`Centres`], float64) between steps, so that a step needs no transposition.
 struct SparseMiniBatch<'s, 'a, T, I> {
     rows: &'s SparseRows<'a, T, I>,
     state: MiniBatchState<T>,
+    centres: Centres,
     reassignment_ratio: f64,
     spherical: bool,
 }
@@ -149,53 +151,49 @@ impl<T: Scalar, I: CsrIndex> MiniBatchSteps<T> for SparseMiniBatch<'_, '_, T, I>
         let (d, k) = (self.rows.cols(), self.state.counts.len());
         let gathered = self.rows.gather(batch);
         let (xb, wb) = (gathered.view(d)?, gathered.weights.as_deref());
-        let (labels, distances) = nearest(xb, &gathered.norms, &self.state.centroids)?;
+        let (mut labels, mut distances) = (vec![0u32; batch.len()], vec![T::zero(); batch.len()]);
+        assign_to(xb, &gathered.norms, &self.centres, &mut labels, &mut distances);
         let inertia = weighted_sum(&distances, wb);
-        let previous = measure_shift.then(|| self.state.centroids.clone());
+        let previous = measure_shift.then(|| self.centres.transposed().to_vec());
         let reassign = self.state.take_reassign_turn(turn_rows);
 
-        // Each hit centre moves to (count · centre + Σ w·x) / (count + Σ w), in float64.
-        let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
+        // Each hit centre moves to (count · centre + Σ w·x) / (count + Σ w): scaled by
+        // count / total in one sweep, then each row added with weight w / total.
+        let mut hit = vec![0.0f64; k];
         for (r, &label) in labels.iter().enumerate() {
-            members[label as usize].push(r);
+            hit[label as usize] += weight_at(wb, r);
         }
-        for (j, rows) in members.iter().enumerate() {
-            let hit: f64 = rows.iter().map(|&r| weight_at(wb, r)).sum();
-            if !(hit > 0.0) {
-                continue;
-            }
-            let count = self.state.counts[j];
-            let total = count + hit;
-            let mut centre: Vec<f64> =
-                self.state.centroids[j * d..(j + 1) * d].iter().map(|c| c.as_f64() * count).collect();
-            for &r in rows {
-                let (columns, values) = xb.row(r);
-                let w = weight_at(wb, r);
-                for (&p, &v) in columns.iter().zip(values) {
-                    centre[p.at()] += v.as_f64() * w;
-                }
-            }
-            for (c, s) in self.state.centroids[j * d..(j + 1) * d].iter_mut().zip(&centre) {
-                *c = T::of_f64(s / total);
-            }
-            self.state.counts[j] = total;
+        let totals: Vec<f64> = self.state.counts.iter().zip(&hit).map(|(&c, &h)| c + h).collect();
+        let factors: Vec<f64> =
+            (0..k).map(|j| if hit[j] > 0.0 { self.state.counts[j] / totals[j] } else { 1.0 }).collect();
+        self.centres.scale(&factors);
+        for (r, &label) in labels.iter().enumerate() {
+            let (j, (columns, values)) = (label as usize, xb.row(r));
+            self.centres.add(j, columns, values, weight_at(wb, r) / totals[j]);
+        }
+        for j in (0..k).filter(|&j| hit[j] > 0.0) {
+            self.state.counts[j] = totals[j];
         }
         let mut reassigned = 0;
         if reassign && self.reassignment_ratio > 0.0 {
             let pairs = starved_reassignment(&mut self.state.counts, batch.len(), rng, self.reassignment_ratio)?;
             for &(j, r) in &pairs {
-                self.state.centroids[j * d..(j + 1) * d].copy_from_slice(&xb.dense_row(r));
+                self.centres.set(j, &xb.dense_row(r));
             }
             reassigned = pairs.len();
         }
+        self.centres.refresh_norms();
         if self.spherical {
-            normalize_rows(&mut self.state.centroids, d);
+            let inverse: Vec<f64> =
+                self.centres.sq_norms().iter().map(|&s| if s > 0.0 { 1.0 / s.sqrt() } else { 1.0 }).collect();
+            self.centres.scale(&inverse);
+            self.centres.refresh_norms();
         }
-        let shift = previous.map_or(0.0, |p| squared_shift(&self.state.centroids, &p));
+        let shift = previous.map_or(0.0, |p| self.centres.squared_shift(&p));
         Ok(StepOutcome { inertia, shift, reassigned })
     }
 
     fn finish(self: Box<Self>) -> Result<MiniBatchState<T>> {
-        Ok(self.state)
+        Ok(MiniBatchState { centroids: self.centres.to_rows(), ..self.state })
     }
 }

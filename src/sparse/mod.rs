@@ -8,6 +8,7 @@
 //! Lloyd's steps on such rows plug into the one loop (`crate::lloyd::lloyd`) as a
 //! [`LloydStep`]; seeding is `seeding.rs`.
 
+mod centres;
 mod minibatch;
 mod seeding;
 mod step;
@@ -18,6 +19,7 @@ use crate::error::{invalid, Result};
 use crate::matrix::{exact_sq_distance, MatRef};
 use crate::scalar::Scalar;
 
+pub use centres::Centres;
 pub use minibatch::SparseRows;
 pub use seeding::kmeans_plusplus;
 pub use step::{fit, initial_centroids, SparseLloyd};
@@ -118,38 +120,6 @@ impl<'a, T: Scalar, I: CsrIndex> CsrRef<'a, T, I> {
     }
 }
 
-/// Centroids as the products take them: transposed (`d × k`) in float64, and squared norms.
-pub struct Centres {
-    transposed: Vec<f64>,
-    sq_norms: Vec<f64>,
-    k: usize,
-}
-
-impl Centres {
-    pub fn new<T: Scalar>(centroids: MatRef<'_, T>) -> Self {
-        let (k, d) = (centroids.rows(), centroids.cols());
-        let mut transposed = vec![0.0; d * k];
-        for j in 0..k {
-            for (p, &v) in centroids.row(j).iter().enumerate() {
-                transposed[p * k + j] = v.as_f64();
-            }
-        }
-        let sq_norms = (0..k).map(|j| centroids.row(j).iter().map(|v| v.as_f64().powi(2)).sum()).collect();
-        Self { transposed, sq_norms, k }
-    }
-
-    /// `‖x‖² + ‖c‖² − 2x·c` for one row against every centroid, into `out` (`k`).
-    fn expanded<T: Scalar, I: CsrIndex>(&self, indices: &[I], values: &[T], x_sq_norm: f64, out: &mut [f64]) {
-        out.fill(0.0);
-        for (&j, &v) in indices.iter().zip(values) {
-            let column = &self.transposed[j.at() * self.k..(j.at() + 1) * self.k];
-            let v = v.as_f64();
-            out.iter_mut().zip(column).for_each(|(o, &c)| *o += v * c);
-        }
-        out.iter_mut().zip(&self.sq_norms).for_each(|(o, &c)| *o = x_sq_norm + c - 2.0 * *o);
-    }
-}
-
 /// Each row's nearest centroid (lowest index on ties) and squared distance, into `labels`
 /// and `distances`.
 pub fn assign<T: Scalar, I: CsrIndex>(
@@ -159,9 +129,19 @@ pub fn assign<T: Scalar, I: CsrIndex>(
     labels: &mut [u32],
     distances: &mut [T],
 ) {
-    let centres = Centres::new(centroids);
-    let (k, d) = (centroids.rows(), centroids.cols());
-    let c_max = centres.sq_norms.iter().copied().fold(0.0, f64::max);
+    assign_to(x, x_sq_norms, &Centres::new(centroids), labels, distances);
+}
+
+/// [`assign`] to centroids already in the products' layout.
+pub fn assign_to<T: Scalar, I: CsrIndex>(
+    x: CsrRef<'_, T, I>,
+    x_sq_norms: &[f64],
+    centres: &Centres,
+    labels: &mut [u32],
+    distances: &mut [T],
+) {
+    let k = centres.k();
+    let c_max = centres.sq_norms().iter().copied().fold(0.0, f64::max);
     labels.par_chunks_mut(256).zip(distances.par_chunks_mut(256)).enumerate().for_each(
         |(chunk, (labels, distances))| {
             let mut row_distances = vec![0.0; k];
@@ -185,11 +165,9 @@ pub fn assign<T: Scalar, I: CsrIndex>(
                 if second - value <= band {
                     let limit = value + band;
                     let near: Vec<usize> = (0..k).filter(|&j| row_distances[j] <= limit).collect();
-                    let dense = x.dense_row(i);
-                    let exact: Vec<f64> = near
-                        .iter()
-                        .map(|&j| exact_sq_distance(&dense, &centroids.as_slice()[j * d..(j + 1) * d]))
-                        .collect();
+                    let dense: Vec<f64> = x.dense_row(i).iter().map(|v| v.as_f64()).collect();
+                    let exact: Vec<f64> =
+                        near.iter().map(|&j| exact_sq_distance(&dense, &centres.centroid(j))).collect();
                     let pick = (0..near.len()).fold(0, |b, q| if exact[q] < exact[b] { q } else { b });
                     best = near[pick];
                     value = exact[pick];
