@@ -50,11 +50,6 @@ impl Centres {
         &self.sq_norms
     }
 
-    /// Centroid `j` as a row.
-    pub fn centroid(&self, j: usize) -> Vec<f64> {
-        self.transposed.iter().skip(j).step_by(self.k).copied().collect()
-    }
-
     /// The centroids as rows (`k × d`, row-major) in `T`.
     pub fn to_rows<T: Scalar>(&self) -> Vec<T> {
         let (k, d) = (self.k, self.d());

@@ -13,6 +13,8 @@ mod minibatch;
 mod seeding;
 mod step;
 
+use std::sync::OnceLock;
+
 use rayon::prelude::*;
 
 use crate::error::{invalid, Result};
@@ -142,6 +144,9 @@ pub fn assign_to<T: Scalar, I: CsrIndex>(
 ) {
     let k = centres.k();
     let c_max = centres.sq_norms().iter().copied().fold(0.0, f64::max);
+    // The centroids as rows, made once and only when some row is a near tie (a centroid
+    // read out of the transposed layout feature by feature would cost a cache line each).
+    let rows: OnceLock<Vec<f64>> = OnceLock::new();
     labels.par_chunks_mut(256).zip(distances.par_chunks_mut(256)).enumerate().for_each(
         |(chunk, (labels, distances))| {
             let mut row_distances = vec![0.0; k];
@@ -166,8 +171,9 @@ pub fn assign_to<T: Scalar, I: CsrIndex>(
                     let limit = value + band;
                     let near: Vec<usize> = (0..k).filter(|&j| row_distances[j] <= limit).collect();
                     let dense: Vec<f64> = x.dense_row(i).iter().map(|v| v.as_f64()).collect();
+                    let (rows, d) = (rows.get_or_init(|| centres.to_rows()), dense.len());
                     let exact: Vec<f64> =
-                        near.iter().map(|&j| exact_sq_distance(&dense, &centres.centroid(j))).collect();
+                        near.iter().map(|&j| exact_sq_distance(&dense, &rows[j * d..(j + 1) * d])).collect();
                     let pick = (0..near.len()).fold(0, |b, q| if exact[q] < exact[b] { q } else { b });
                     best = near[pick];
                     value = exact[pick];
