@@ -123,41 +123,51 @@ pub fn first_centre(row_weights: &[f64], rng: &mut ChaCha8Rng) -> Result<usize> 
     Ok((first..row_weights.len()).find(|&i| row_weights[i] > 0.0).unwrap_or(first))
 }
 
-/// Greedy k-means++ (Arthur & Vassilvitskii; the greedy variant scikit-learn uses). Each
-/// step evaluates its candidates through the engine's strategy.
-pub fn kmeans_plusplus<T: Scalar>(
-    engine: &dyn Engine<T>,
-    points: Points<'_, T>,
+/// What greedy k-means++ asks of the rows it seeds from; distances are of type `D` (the
+/// data's type for dense rows, float64 for sparse ones).
+pub trait SeedingRows<D: Scalar> {
+    /// Squared distances from every row to row `row`, into `out`.
+    fn distances_to(&self, row: usize, out: &mut [D]) -> Result<()>;
+    /// For the rows `candidates` (`t` of them): the squared distances from every row to each,
+    /// into `distances[i · t + c]`, and each candidate's potential `Σ w·min(closest, d)`.
+    fn candidate_potentials(
+        &self,
+        row_weights: &[f64],
+        closest: &[D],
+        candidates: &[usize],
+        distances: &mut [D],
+    ) -> Result<Vec<f64>>;
+}
+
+/// Greedy k-means++ (Arthur & Vassilvitskii; the greedy variant scikit-learn uses): the
+/// first row drawn by weight, then each step draws `2 + ln k` candidates by D² sampling and
+/// keeps the one that lowers the potential most. Returns the chosen rows' indices.
+pub fn greedy_seeds<D: Scalar>(
+    rows: &dyn SeedingRows<D>,
+    row_weights: &[f64],
     k: usize,
     rng: &mut ChaCha8Rng,
     run: usize,
     monitor: Monitor<'_>,
-) -> Result<Vec<T>> {
-    let (x, n, d) = (points.x, points.rows(), points.cols());
+) -> Result<Vec<usize>> {
+    let n = row_weights.len();
     check_n_clusters(n, k)?;
     let n_trials = candidates_per_step(k);
-    let mut centroids = Vec::with_capacity(k * d);
-    let row_weights: Vec<f64> = (0..n).map(|i| weight_at(points.weights, i)).collect();
-    let first = first_centre(&row_weights, rng)?;
-    centroids.extend_from_slice(x.row(first));
-
-    let mut closest = vec![T::zero(); n];
-    engine.kernel().pairwise(x, points.x_sq_norms, MatRef::new(x.row(first), 1, d)?, &mut closest)?;
+    let mut chosen = vec![first_centre(row_weights, rng)?];
+    let mut closest = vec![D::zero(); n];
+    rows.distances_to(chosen[0], &mut closest)?;
     // Weighted distances: the sampling distribution and, summed, the potential.
-    let mut weighted: Vec<f64> = closest.iter().enumerate().map(|(i, &v)| v.as_f64() * row_weights[i]).collect();
+    let mut weighted: Vec<f64> = closest.iter().zip(row_weights).map(|(&v, &w)| v.as_f64() * w).collect();
     let mut totals = chunk_totals(&weighted);
     let mut potential: f64 = totals.iter().sum();
 
-    let mut candidate_distances = vec![T::zero(); n * n_trials];
+    let mut candidate_distances = vec![D::zero(); n * n_trials];
     for step in 1..k {
         // Each step is a pass over the data: let Ctrl-C (and progress) in between.
         report(monitor, Progress { stage: Stage::Init, iteration: step, run, inertia: potential, center_shift: 0.0 })?;
         let candidates: Vec<usize> =
             (0..n_trials).map(|_| search_cumulative(&weighted, &totals, rng.random::<f64>() * potential)).collect();
-        let candidate_rows = x.gather(&candidates);
-        let candidate_rows = MatRef::new(&candidate_rows, n_trials, d)?;
-        let pots =
-            engine.candidate_potentials(points, &row_weights, &closest, candidate_rows, &mut candidate_distances)?;
+        let pots = rows.candidate_potentials(row_weights, &closest, &candidates, &mut candidate_distances)?;
         let mut best = 0;
         for t in 1..n_trials {
             if pots[t] < pots[best] {
@@ -185,7 +195,47 @@ pub fn kmeans_plusplus<T: Scalar>(
             })
             .collect();
         potential = totals.iter().sum();
-        centroids.extend_from_slice(x.row(candidates[best]));
+        chosen.push(candidates[best]);
     }
-    Ok(centroids)
+    Ok(chosen)
+}
+
+/// Dense rows seeded through an engine's kernels.
+struct DenseSeeding<'a, T> {
+    engine: &'a dyn Engine<T>,
+    points: Points<'a, T>,
+}
+
+impl<T: Scalar> SeedingRows<T> for DenseSeeding<'_, T> {
+    fn distances_to(&self, row: usize, out: &mut [T]) -> Result<()> {
+        let (x, d) = (self.points.x, self.points.cols());
+        self.engine.kernel().pairwise(x, self.points.x_sq_norms, MatRef::new(x.row(row), 1, d)?, out)
+    }
+
+    fn candidate_potentials(
+        &self,
+        row_weights: &[f64],
+        closest: &[T],
+        candidates: &[usize],
+        distances: &mut [T],
+    ) -> Result<Vec<f64>> {
+        let rows = self.points.x.gather(candidates);
+        let rows = MatRef::new(&rows, candidates.len(), self.points.cols())?;
+        self.engine.candidate_potentials(self.points, row_weights, closest, rows, distances)
+    }
+}
+
+/// Greedy k-means++ on dense rows, each step's candidates evaluated through the engine's
+/// strategy ([`greedy_seeds`]).
+pub fn kmeans_plusplus<T: Scalar>(
+    engine: &dyn Engine<T>,
+    points: Points<'_, T>,
+    k: usize,
+    rng: &mut ChaCha8Rng,
+    run: usize,
+    monitor: Monitor<'_>,
+) -> Result<Vec<T>> {
+    let row_weights: Vec<f64> = (0..points.rows()).map(|i| weight_at(points.weights, i)).collect();
+    let chosen = greedy_seeds(&DenseSeeding { engine, points }, &row_weights, k, rng, run, monitor)?;
+    Ok(points.x.gather(&chosen))
 }

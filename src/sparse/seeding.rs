@@ -1,17 +1,14 @@
-//! Greedy k-means++ on sparse rows, as on dense ones (`crate::init`): `2 + ln k` candidates a
-//! step, drawn by D² sampling, the one that lowers the potential most is kept. A candidate's
-//! distances to all rows are one pass over the nonzeros.
+//! Greedy k-means++ on sparse rows: the loop of `crate::init::greedy_seeds`, with a
+//! candidate's distances to all rows in one pass over the nonzeros.
 
-use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::{CsrIndex, CsrRef};
 use crate::error::Result;
-use crate::init::{candidates_per_step, chunk_totals, first_centre, search_cumulative};
+use crate::init::{greedy_seeds, SeedingRows};
 use crate::matrix::weight_at;
-use crate::monitor::{report, Monitor, Progress, Stage};
-use crate::params::check_n_clusters;
+use crate::monitor::Monitor;
 use crate::scalar::Scalar;
 
 /// Squared distances (`‖x‖² + ‖c‖² − 2x·c`, float64, at least 0) from every row to `centre`.
@@ -27,6 +24,38 @@ fn distances_to<T: Scalar, I: CsrIndex>(x: CsrRef<'_, T, I>, norms: &[f64], cent
         .collect()
 }
 
+/// Sparse rows (squared norms `norms`) as greedy k-means++ seeds from them.
+struct SparseSeeding<'a, T, I> {
+    x: CsrRef<'a, T, I>,
+    norms: &'a [f64],
+}
+
+impl<T: Scalar, I: CsrIndex> SeedingRows<f64> for SparseSeeding<'_, T, I> {
+    fn distances_to(&self, row: usize, out: &mut [f64]) -> Result<()> {
+        out.copy_from_slice(&distances_to(self.x, self.norms, &self.x.dense_row(row)));
+        Ok(())
+    }
+
+    fn candidate_potentials(
+        &self,
+        row_weights: &[f64],
+        closest: &[f64],
+        candidates: &[usize],
+        distances: &mut [f64],
+    ) -> Result<Vec<f64>> {
+        let t = candidates.len();
+        let mut potentials = Vec::with_capacity(t);
+        for (c, &row) in candidates.iter().enumerate() {
+            let to_candidate = distances_to(self.x, self.norms, &self.x.dense_row(row));
+            potentials.push(to_candidate.iter().zip(closest).zip(row_weights).map(|((&a, &b), w)| a.min(b) * w).sum());
+            for (i, v) in to_candidate.into_iter().enumerate() {
+                distances[i * t + c] = v;
+            }
+        }
+        Ok(potentials)
+    }
+}
+
 /// `k` initial centroids (`k × d`, row-major) from sparse rows `x` (squared norms `norms`).
 pub fn kmeans_plusplus<T: Scalar, I: CsrIndex>(
     x: CsrRef<'_, T, I>,
@@ -37,29 +66,7 @@ pub fn kmeans_plusplus<T: Scalar, I: CsrIndex>(
     run: usize,
     monitor: Monitor<'_>,
 ) -> Result<Vec<T>> {
-    let n = x.rows();
-    check_n_clusters(n, k)?;
-    let row_weights: Vec<f64> = (0..n).map(|i| weight_at(weights, i)).collect();
-    let first = x.dense_row(first_centre(&row_weights, rng)?);
-    let mut closest = distances_to(x, norms, &first);
-    let mut centroids = first;
-    for step in 1..k {
-        let weighted: Vec<f64> = closest.iter().zip(&row_weights).map(|(c, w)| c * w).collect();
-        let totals = chunk_totals(&weighted);
-        let potential: f64 = totals.iter().sum();
-        report(monitor, Progress { stage: Stage::Init, iteration: step, run, inertia: potential, center_shift: 0.0 })?;
-        let mut best: Option<(f64, Vec<T>, Vec<f64>)> = None;
-        for _ in 0..candidates_per_step(k) {
-            let row = x.dense_row(search_cumulative(&weighted, &totals, rng.random::<f64>() * potential));
-            let near: Vec<f64> = distances_to(x, norms, &row).iter().zip(&closest).map(|(&a, &b)| a.min(b)).collect();
-            let candidate_potential: f64 = near.iter().zip(&row_weights).map(|(d, w)| d * w).sum();
-            if best.as_ref().is_none_or(|b| candidate_potential < b.0) {
-                best = Some((candidate_potential, row, near));
-            }
-        }
-        let (_, row, near) = best.expect("at least two candidates a step");
-        centroids.extend_from_slice(&row);
-        closest = near;
-    }
-    Ok(centroids)
+    let row_weights: Vec<f64> = (0..x.rows()).map(|i| weight_at(weights, i)).collect();
+    let chosen = greedy_seeds(&SparseSeeding { x, norms }, &row_weights, k, rng, run, monitor)?;
+    Ok(chosen.iter().flat_map(|&i| x.dense_row(i)).collect())
 }
