@@ -13,7 +13,7 @@ use crate::init::{initial_centroids_of_runs, Init};
 use crate::kernel::assign_in_chunks;
 use crate::matrix::{normalize_rows, row_sq_norms, weighted_sum, MatRef, Points};
 use crate::monitor::{report, Convergence, KeepGoing, Monitor, Progress, Stage};
-use crate::params::MiniBatchParams;
+use crate::params::{check_n_clusters, check_weights, MiniBatchParams};
 use crate::scalar::Scalar;
 pub use crate::strategy::MiniBatchState;
 use crate::strategy::{Engine, MiniBatchSteps, StepOutcome};
@@ -58,12 +58,11 @@ pub fn init_on_samples<T: Scalar>(
     k: usize,
     init: Init<'_, T>,
     init_size: usize,
-    spherical: bool,
     rngs: &mut [ChaCha8Rng],
     monitor: Monitor<'_>,
 ) -> Result<Vec<Vec<T>>> {
     let (n, d) = (x.rows(), x.cols());
-    let mut runs = if init_size < n {
+    if init_size < n {
         let indices: Vec<Vec<usize>> = rngs.iter_mut().map(|rng| random_indices(rng, n, init_size)).collect();
         let rows: Vec<Vec<T>> = indices.iter().map(|idx| x.gather(idx)).collect();
         let sample_weights: Vec<Option<Vec<T>>> = indices.iter().map(|idx| gather_weights(weights, idx)).collect();
@@ -72,18 +71,12 @@ pub fn init_on_samples<T: Scalar>(
         let samples: Vec<Points<'_, T>> = (0..rows.len())
             .map(|r| Points { x: matrices[r], x_sq_norms: &norms[r], weights: sample_weights[r].as_deref() })
             .collect();
-        initial_centroids_of_runs(engine, &samples, k, init, rngs, 0, monitor)?
+        initial_centroids_of_runs(engine, &samples, k, init, rngs, 0, monitor)
     } else {
         let norms = engine.kernel().row_sq_norms(x)?;
         let samples = vec![Points { x, x_sq_norms: &norms, weights }; rngs.len()];
-        initial_centroids_of_runs(engine, &samples, k, init, rngs, 0, monitor)?
-    };
-    if spherical {
-        for centroids in &mut runs {
-            normalize_rows(centroids, d);
-        }
+        initial_centroids_of_runs(engine, &samples, k, init, rngs, 0, monitor)
     }
-    Ok(runs)
 }
 
 fn ms(since: std::time::Instant) -> f64 {
@@ -106,6 +99,7 @@ pub type Scorer<'s, T> = Box<dyn Fn(&[T]) -> Result<f64> + 's>;
 pub trait MiniBatchRows<T: Scalar> {
     fn rows(&self) -> usize;
     fn cols(&self) -> usize;
+    fn weights(&self) -> Option<&[T]>;
     /// scikit-learn's tolerance scale: the mean over features of the variance.
     fn mean_feature_variance(&self) -> Result<f64>;
     /// Initial centroids for each run, chosen on `init_size` rows drawn at random (with
@@ -148,6 +142,10 @@ impl<T: Scalar> MiniBatchRows<T> for DenseRows<'_, T> {
         self.x.cols()
     }
 
+    fn weights(&self) -> Option<&[T]> {
+        self.weights
+    }
+
     fn mean_feature_variance(&self) -> Result<f64> {
         self.engine.kernel().mean_feature_variance(self.x)
     }
@@ -160,7 +158,7 @@ impl<T: Scalar> MiniBatchRows<T> for DenseRows<'_, T> {
         rngs: &mut [ChaCha8Rng],
         monitor: Monitor<'_>,
     ) -> Result<Vec<Vec<T>>> {
-        init_on_samples(self.engine, self.x, self.weights, k, init, init_size, false, rngs, monitor)
+        init_on_samples(self.engine, self.x, self.weights, k, init, init_size, rngs, monitor)
     }
 
     fn scorer<'s>(&'s self, indices: &[usize]) -> Result<Scorer<'s, T>> {
@@ -198,6 +196,74 @@ impl<T: Scalar> MiniBatchRows<T> for DenseRows<'_, T> {
     }
 }
 
+/// `rows.initial_centroids`, unit norm when `spherical`.
+fn seeded_runs<T: Scalar>(
+    rows: &dyn MiniBatchRows<T>,
+    k: usize,
+    init: Init<'_, T>,
+    init_size: usize,
+    spherical: bool,
+    rngs: &mut [ChaCha8Rng],
+    monitor: Monitor<'_>,
+) -> Result<Vec<Vec<T>>> {
+    let mut runs = rows.initial_centroids(k, init, init_size, rngs, monitor)?;
+    if spherical {
+        for centroids in &mut runs {
+            normalize_rows(centroids, rows.cols());
+        }
+    }
+    Ok(runs)
+}
+
+/// How the first `partial_fit` chooses its centroids.
+pub struct Seeding {
+    pub n_clusters: usize,
+    pub batch_size: usize,
+    pub init_size: Option<usize>,
+    pub seed: u64,
+    pub spherical: bool,
+}
+
+/// The centroids a first `partial_fit` starts from, chosen on `init_size` sampled rows.
+pub fn first_centroids<T: Scalar>(
+    rows: &dyn MiniBatchRows<T>,
+    init: Init<'_, T>,
+    seeding: &Seeding,
+    monitor: Monitor<'_>,
+) -> Result<Vec<T>> {
+    let (n, k) = (rows.rows(), seeding.n_clusters);
+    check_n_clusters(n, k)?;
+    check_weights(rows.weights(), n)?;
+    let init_size = resolve_init_size(seeding.init_size, seeding.batch_size.clamp(1, n), k, n);
+    let mut rng = [ChaCha8Rng::seed_from_u64(seeding.seed)];
+    let mut runs = seeded_runs(rows, k, init, init_size, seeding.spherical, &mut rng, monitor)?;
+    Ok(runs.pop().expect("one run"))
+}
+
+/// The scalars of one `partial_fit` step.
+pub struct PartialStep {
+    pub n_since_last_reassign: usize,
+    pub batch_size: usize,
+    pub reassignment_ratio: f64,
+    pub seed: u64,
+    pub spherical: bool,
+}
+
+/// `partial_fit`'s one step over all of `rows`: the state after it, and how many centres
+/// it reassigned.
+pub fn partial_step<T: Scalar>(
+    rows: &dyn MiniBatchRows<T>,
+    state: MiniBatchState<T>,
+    step: &PartialStep,
+) -> Result<(MiniBatchState<T>, usize)> {
+    check_weights(rows.weights(), rows.rows())?;
+    let mut rng = ChaCha8Rng::seed_from_u64(step.seed);
+    let mut steps = rows.steps(state, step.reassignment_ratio, step.spherical)?;
+    let all: Vec<usize> = (0..rows.rows()).collect();
+    let outcome = steps.step(&all, step.batch_size, &mut rng, false)?;
+    Ok((steps.finish()?, outcome.reassigned))
+}
+
 /// A full mini-batch fit over `rows`.
 pub fn fit<T: Scalar>(
     rows: &dyn MiniBatchRows<T>,
@@ -205,8 +271,9 @@ pub fn fit<T: Scalar>(
     init: Init<'_, T>,
     monitor: Monitor<'_>,
 ) -> Result<MiniBatchFit<T>> {
-    let (n, d, k) = (rows.rows(), rows.cols(), params.n_clusters);
+    let (n, k) = (rows.rows(), params.n_clusters);
     params.check(n)?;
+    check_weights(rows.weights(), n)?;
     let batch_size = params.batch_size.min(n);
     let init_size = resolve_init_size(params.init_size, batch_size, k, n);
     let tol = if params.tol > 0.0 { params.tol * rows.mean_feature_variance()? } else { 0.0 };
@@ -220,12 +287,9 @@ pub fn fit<T: Scalar>(
     // seed at once on a device and still draw what they would one after the other.
     let mut rngs: Vec<ChaCha8Rng> =
         (0..params.n_init).map(|_| ChaCha8Rng::seed_from_u64(rng.random::<u64>())).collect();
-    let mut runs = rows.initial_centroids(k, init, init_size, &mut rngs, monitor)?;
+    let runs = seeded_runs(rows, k, init, init_size, params.spherical, &mut rngs, monitor)?;
     let mut best: Option<(f64, Vec<T>)> = None;
-    for (run, mut centroids) in runs.drain(..).enumerate() {
-        if params.spherical {
-            normalize_rows(&mut centroids, d);
-        }
+    for (run, centroids) in runs.into_iter().enumerate() {
         let inertia = validation(&centroids)?;
         log::debug!("init {run}: validation inertia {inertia:.6e}, {:.1} ms since the start", ms(started));
         report(monitor, Progress { stage: Stage::Candidate, iteration: 0, run, inertia, center_shift: f64::NAN })?;

@@ -6,17 +6,13 @@ use numpy::IntoPyArray;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use super::engines::{BackendSpec, EngineFor};
 use super::input::{self, Data, InitArg};
 use super::run::detached;
 use super::{by_dtype, labels_out, matrix_out};
-use crate::init::Init;
-use crate::matrix::normalize_rows;
-use crate::minibatch::{self, DenseRows, MiniBatchRows, MiniBatchState};
-use crate::params::{check_n_clusters, check_weights, Algorithm, KMeansParams, MiniBatchParams};
+use crate::minibatch::{self, DenseRows, MiniBatchState, PartialStep, Seeding};
+use crate::params::{Algorithm, KMeansParams, MiniBatchParams};
 use crate::{lloyd, Monitor};
 
 fn algorithm(name: &str) -> PyResult<Algorithm> {
@@ -145,7 +141,6 @@ fn minibatch_fit_t<'py, T: EngineFor>(
     let result = detached(py, progress, |pending, monitor| {
         // A device kernel holds the data for the whole fit: batches are gathered there.
         let engine = T::engine(spec, Some(data), shared, pending)?;
-        check_weights(w, data.rows())?;
         minibatch::fit(&DenseRows { engine: &*engine, x: data, weights: w }, params, init, monitor)
     })?;
     minibatch_out(py, result, params.n_clusters, input.cols)
@@ -189,17 +184,8 @@ pub fn init_centroids<'py>(
     backend: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let spec = BackendSpec::from_py(backend)?;
-    let sample = Sample { n_clusters, batch_size, init_size, seed, spherical };
+    let sample = Seeding { n_clusters, batch_size, init_size, seed, spherical };
     by_dtype!(x, init_centroids_t(py, x, sample_weight, init, &sample, &spec))
-}
-
-/// How `init_centroids` samples and seeds.
-pub(super) struct Sample {
-    pub n_clusters: usize,
-    pub batch_size: usize,
-    pub init_size: Option<usize>,
-    pub seed: u64,
-    pub spherical: bool,
 }
 
 fn init_centroids_t<'py, T: EngineFor>(
@@ -207,37 +193,18 @@ fn init_centroids_t<'py, T: EngineFor>(
     x: &Bound<'py, PyAny>,
     sample_weight: Option<&Bound<'py, PyAny>>,
     init: &Bound<'py, PyAny>,
-    sample: &Sample,
+    sample: &Seeding,
     spec: &BackendSpec,
 ) -> PyResult<Bound<'py, PyAny>> {
     let input = Data::<T>::new(x, sample_weight, false)?;
-    let (n, k) = (input.rows, sample.n_clusters);
+    let k = sample.n_clusters;
     let init = InitArg::<T>::new(init, k, input.cols)?;
     let (data, w, init) = (input.matrix()?, input.weights()?, init.as_init()?);
     let centroids = detached(py, None, |pending, monitor: Monitor<'_>| {
         let engine = T::engine(spec, None, None, pending)?;
-        check_weights(w, n)?;
-        first_centroids(&DenseRows { engine: &*engine, x: data, weights: w }, init, sample, monitor)
+        minibatch::first_centroids(&DenseRows { engine: &*engine, x: data, weights: w }, init, sample, monitor)
     })?;
     matrix_out(py, centroids, k, input.cols)
-}
-
-/// The centroids a first `partial_fit` starts from, chosen on `init_size` sampled rows.
-pub(super) fn first_centroids<T: EngineFor>(
-    rows: &dyn MiniBatchRows<T>,
-    init: Init<'_, T>,
-    sample: &Sample,
-    monitor: Monitor<'_>,
-) -> crate::Result<Vec<T>> {
-    let (n, k) = (rows.rows(), sample.n_clusters);
-    check_n_clusters(n, k)?;
-    let init_size = minibatch::resolve_init_size(sample.init_size, sample.batch_size.clamp(1, n), k, n);
-    let mut rng = [ChaCha8Rng::seed_from_u64(sample.seed)];
-    let mut centroids = rows.initial_centroids(k, init, init_size, &mut rng, monitor)?.pop().expect("one run");
-    if sample.spherical {
-        normalize_rows(&mut centroids, rows.cols());
-    }
-    Ok(centroids)
 }
 
 /// One mini-batch step on all rows of `x`; returns the updated centroids, counts,
@@ -262,15 +229,6 @@ pub fn minibatch_partial_fit<'py>(
     by_dtype!(x, minibatch_partial_fit_t(py, x, sample_weight, centroids, counts, &step, &spec))
 }
 
-/// The scalars of one `partial_fit` step.
-pub(super) struct PartialStep {
-    pub n_since_last_reassign: usize,
-    pub batch_size: usize,
-    pub reassignment_ratio: f64,
-    pub seed: u64,
-    pub spherical: bool,
-}
-
 fn minibatch_partial_fit_t<'py, T: EngineFor>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -287,8 +245,7 @@ fn minibatch_partial_fit_t<'py, T: EngineFor>(
     let (state, reassigned) = detached(py, None, |pending, _| {
         // The batch is all of X: a device kernel holds it (shared with an MLX array).
         let engine = T::engine(spec, Some(data), shared, pending)?;
-        check_weights(w, input.rows)?;
-        partial_step(&DenseRows { engine: &*engine, x: data, weights: w }, state, step)
+        minibatch::partial_step(&DenseRows { engine: &*engine, x: data, weights: w }, state, step)
     })?;
     partial_out(py, state, reassigned, input.cols)
 }
@@ -313,19 +270,6 @@ pub(super) fn partial_state<T: EngineFor>(
         counts,
         n_since_last_reassign: step.n_since_last_reassign,
     })
-}
-
-/// `partial_fit`'s one step over all of `rows`.
-pub(super) fn partial_step<T: EngineFor>(
-    rows: &dyn MiniBatchRows<T>,
-    state: MiniBatchState<T>,
-    step: &PartialStep,
-) -> crate::Result<(MiniBatchState<T>, usize)> {
-    let mut rng = ChaCha8Rng::seed_from_u64(step.seed);
-    let mut steps = rows.steps(state, step.reassignment_ratio, step.spherical)?;
-    let all: Vec<usize> = (0..rows.rows()).collect();
-    let outcome = steps.step(&all, step.batch_size, &mut rng, false)?;
-    Ok((steps.finish()?, outcome.reassigned))
 }
 
 pub(super) fn partial_out<T: EngineFor>(

@@ -8,15 +8,13 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::engines::EngineFor;
-use super::fit::{
-    first_centroids, fit_out, minibatch_out, partial_out, partial_state, partial_step, PartialOut, PartialStep, Sample,
-};
+use super::fit::{fit_out, minibatch_out, partial_out, partial_state, PartialOut};
 use super::input::{self, InitArg};
 use super::run::detached;
 use super::{labels_out, matrix_out, view};
 use crate::matrix::{weighted_sum, MatRef};
-use crate::minibatch;
-use crate::params::{check_weights, Algorithm, KMeansParams, MiniBatchParams};
+use crate::minibatch::{self, PartialStep, Seeding};
+use crate::params::{Algorithm, KMeansParams, MiniBatchParams};
 use crate::sparse::{self, CsrIndex, CsrRef, SparseRows};
 use crate::Scalar;
 
@@ -163,11 +161,7 @@ fn assign_t<'py, T: EngineFor, I: CsrIndex + Element>(
     let csr = Csr::<T, I>::new(csr, sample_weight)?;
     let centroids = csr.centroids(centroids)?;
     let ((x, w), c) = (csr.view()?, centroids.view()?);
-    let (labels, distances) = py.detach(|| {
-        let (mut labels, mut distances) = (vec![0u32; x.rows()], vec![T::zero(); x.rows()]);
-        sparse::assign(x, &x.row_sq_norms(), c, &mut labels, &mut distances);
-        (labels, distances)
-    });
+    let (labels, distances) = py.detach(|| sparse::nearest(x, &x.row_sq_norms(), c));
     let inertia = weighted_sum(&distances, w);
     Ok((labels_out(py, labels), distances.into_pyarray(py), inertia).into_pyobject(py)?.into_any())
 }
@@ -250,10 +244,7 @@ fn minibatch_fit_t<'py, T: EngineFor, I: CsrIndex + Element>(
     let (cols, csr) = (csr.3, Csr::<T, I>::new(csr, sample_weight)?);
     let init = InitArg::<T>::new(init, params.n_clusters, cols)?;
     let ((x, w), init) = (csr.view()?, init.as_init()?);
-    let result = detached(py, progress, |_, monitor| {
-        check_weights(w, x.rows())?;
-        minibatch::fit(&SparseRows::new(x, w), params, init, monitor)
-    })?;
+    let result = detached(py, progress, |_, monitor| minibatch::fit(&SparseRows::new(x, w), params, init, monitor))?;
     minibatch_out(py, result, params.n_clusters, cols)
 }
 
@@ -275,7 +266,7 @@ pub fn init_centroids_sparse<'py>(
     seed: u64,
     spherical: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let sample = Sample { n_clusters, batch_size, init_size, seed, spherical };
+    let sample = Seeding { n_clusters, batch_size, init_size, seed, spherical };
     by_csr!(data, indices, init_centroids_t(py, (indptr, indices, data, n_features), sample_weight, init, &sample))
 }
 
@@ -284,15 +275,13 @@ fn init_centroids_t<'py, T: EngineFor, I: CsrIndex + Element>(
     csr: CsrArgs<'_, 'py>,
     sample_weight: Option<&Bound<'py, PyAny>>,
     init: &Bound<'py, PyAny>,
-    sample: &Sample,
+    sample: &Seeding,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (cols, csr) = (csr.3, Csr::<T, I>::new(csr, sample_weight)?);
     let init = InitArg::<T>::new(init, sample.n_clusters, cols)?;
     let ((x, w), init) = (csr.view()?, init.as_init()?);
-    let centroids = detached(py, None, |_, monitor| {
-        check_weights(w, x.rows())?;
-        first_centroids(&SparseRows::new(x, w), init, sample, monitor)
-    })?;
+    let centroids =
+        detached(py, None, |_, monitor| minibatch::first_centroids(&SparseRows::new(x, w), init, sample, monitor))?;
     matrix_out(py, centroids, sample.n_clusters, cols)
 }
 
@@ -332,9 +321,6 @@ fn partial_fit_t<'py, T: EngineFor, I: CsrIndex + Element>(
     let (cols, csr) = (csr.3, Csr::<T, I>::new(csr, sample_weight)?);
     let state = partial_state::<T>(centroids, counts, cols, step)?;
     let (x, w) = csr.view()?;
-    let (state, reassigned) = detached(py, None, |_, _| {
-        check_weights(w, x.rows())?;
-        partial_step(&SparseRows::new(x, w), state, step)
-    })?;
+    let (state, reassigned) = detached(py, None, |_, _| minibatch::partial_step(&SparseRows::new(x, w), state, step))?;
     partial_out(py, state, reassigned, cols)
 }

@@ -1,10 +1,10 @@
 //! Mini-batch k-means on sparse rows: the one mini-batch loop (`crate::minibatch::fit`) over
-//! [`SparseRows`]. Samples and batches are gathered as small CSR matrices of their own; the
-//! centroids stay dense on the host, as scikit-learn keeps them.
+//! [`SparseRows`]. Samples and batches are gathered as small CSR matrices of their own; between
+//! steps the centroids stay on the host in the products' transposed float64 layout.
 
 use rand_chacha::ChaCha8Rng;
 
-use super::{assign, assign_to, initial_centroids, Centres, CsrIndex, CsrRef};
+use super::{assign_to, initial_centroids, nearest, Centres, CsrIndex, CsrRef};
 use crate::error::Result;
 use crate::init::Init;
 use crate::matrix::{weight_at, weighted_sum, MatRef};
@@ -60,12 +60,14 @@ impl<T: Scalar, I: CsrIndex> Gathered<T, I> {
     }
 }
 
-/// Labels and distances of the rows `x` (squared norms `norms`) to `centroids`.
-fn nearest<T: Scalar, I: CsrIndex>(x: CsrRef<'_, T, I>, norms: &[f64], centroids: &[T]) -> Result<(Vec<u32>, Vec<T>)> {
-    let (n, d) = (x.rows(), x.cols());
-    let (mut labels, mut distances) = (vec![0u32; n], vec![T::zero(); n]);
-    assign(x, norms, MatRef::new(centroids, centroids.len() / d.max(1), d)?, &mut labels, &mut distances);
-    Ok((labels, distances))
+/// Labels and distances of the rows `x` (squared norms `norms`) to `centroids` (`k × d`).
+fn nearest_rows<T: Scalar, I: CsrIndex>(
+    x: CsrRef<'_, T, I>,
+    norms: &[f64],
+    centroids: &[T],
+) -> Result<(Vec<u32>, Vec<T>)> {
+    let d = x.cols();
+    Ok(nearest(x, norms, MatRef::new(centroids, centroids.len() / d.max(1), d)?))
 }
 
 impl<T: Scalar, I: CsrIndex> MiniBatchRows<T> for SparseRows<'_, T, I> {
@@ -75,6 +77,10 @@ impl<T: Scalar, I: CsrIndex> MiniBatchRows<T> for SparseRows<'_, T, I> {
 
     fn cols(&self) -> usize {
         self.x.cols()
+    }
+
+    fn weights(&self) -> Option<&[T]> {
+        self.weights
     }
 
     fn mean_feature_variance(&self) -> Result<f64> {
@@ -107,23 +113,25 @@ impl<T: Scalar, I: CsrIndex> MiniBatchRows<T> for SparseRows<'_, T, I> {
         let sample = self.gather(indices);
         let cols = self.cols();
         Ok(Box::new(move |centroids: &[T]| {
-            let (_, distances) = nearest(sample.view(cols)?, &sample.norms, centroids)?;
+            let (_, distances) = nearest_rows(sample.view(cols)?, &sample.norms, centroids)?;
             Ok(weighted_sum(&distances, sample.weights.as_deref()))
         }))
     }
 
     fn steps<'s>(
         &'s self,
-        state: MiniBatchState<T>,
+        mut state: MiniBatchState<T>,
         reassignment_ratio: f64,
         spherical: bool,
     ) -> Result<Box<dyn MiniBatchSteps<T> + 's>> {
-        let centres = Centres::new(MatRef::new(&state.centroids, state.counts.len(), self.cols())?);
+        // The transposed copy is the working state; `finish` gives the rows back.
+        let rows = std::mem::take(&mut state.centroids);
+        let centres = Centres::new(MatRef::new(&rows, state.counts.len(), self.cols())?);
         Ok(Box::new(SparseMiniBatch { rows: self, state, centres, reassignment_ratio, spherical }))
     }
 
     fn labels(&self, centroids: &[T], _keep_going: KeepGoing<'_>) -> Result<(Vec<u32>, Vec<T>, f64)> {
-        let (labels, distances) = nearest(self.x, &self.norms, centroids)?;
+        let (labels, distances) = nearest_rows(self.x, &self.norms, centroids)?;
         let inertia = weighted_sum(&distances, self.weights);
         Ok((labels, distances, inertia))
     }
@@ -134,6 +142,7 @@ impl<T: Scalar, I: CsrIndex> MiniBatchRows<T> for SparseRows<'_, T, I> {
 /// ([`Centres`], float64) between steps, so that a step needs no transposition.
 struct SparseMiniBatch<'s, 'a, T, I> {
     rows: &'s SparseRows<'a, T, I>,
+    /// Counts and reassignment turn; its centroids are in `centres` until `finish`.
     state: MiniBatchState<T>,
     centres: Centres,
     reassignment_ratio: f64,

@@ -134,6 +134,17 @@ pub fn assign<T: Scalar, I: CsrIndex>(
     assign_to(x, x_sq_norms, &Centres::new(centroids), labels, distances);
 }
 
+/// [`assign`] into new vectors: each row's label and squared distance.
+pub fn nearest<T: Scalar, I: CsrIndex>(
+    x: CsrRef<'_, T, I>,
+    x_sq_norms: &[f64],
+    centroids: MatRef<'_, T>,
+) -> (Vec<u32>, Vec<T>) {
+    let (mut labels, mut distances) = (vec![0u32; x.rows()], vec![T::zero(); x.rows()]);
+    assign(x, x_sq_norms, centroids, &mut labels, &mut distances);
+    (labels, distances)
+}
+
 /// [`assign`] to centroids already in the products' layout.
 pub fn assign_to<T: Scalar, I: CsrIndex>(
     x: CsrRef<'_, T, I>,

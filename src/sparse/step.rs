@@ -4,7 +4,7 @@
 
 use rand_chacha::ChaCha8Rng;
 
-use super::{assign, kmeans_plusplus, CsrIndex, CsrRef};
+use super::{kmeans_plusplus, nearest, CsrIndex, CsrRef};
 use crate::error::{invalid, Result};
 use crate::init::Init;
 use crate::kernel::ClusterSums;
@@ -85,11 +85,7 @@ impl<T: Scalar, I: CsrIndex> SparseLloyd<'_, T, I> {
     }
 
     fn assignment(&self) -> Result<(Vec<u32>, Vec<T>)> {
-        let n = self.x.rows();
-        let (mut labels, mut distances) = (vec![0u32; n], vec![T::zero(); n]);
-        let centroids = MatRef::new(&self.centroids, self.k(), self.x.cols())?;
-        assign(self.x, self.norms, centroids, &mut labels, &mut distances);
-        Ok((labels, distances))
+        Ok(nearest(self.x, self.norms, MatRef::new(&self.centroids, self.k(), self.x.cols())?))
     }
 
     /// Weighted per-cluster sums of the rows, in row order.
