@@ -95,9 +95,6 @@ class _BaseKMeans(*ESTIMATOR_BASES):
         return checked_centers(init, self.n_clusters, X.shape[1], type(self).__name__, X.dtype)
 
     # -- data ---------------------------------------------------------------------------
-    #: Whether `fit` takes scipy.sparse rows (the `cpu` backend's sparse kernel).
-    _accepts_sparse = False
-
     def _validate_fit_data(self, X, sample_weight):
         """Checked data, weights and the backend that will run (data in its compute dtype).
         Sparse rows become canonical CSR (`check_sparse`), which the `cpu` backend clusters."""
@@ -105,7 +102,8 @@ class _BaseKMeans(*ESTIMATOR_BASES):
         check_feature_names(self, X, reset=True)
         sparse = is_sparse(X)
         if sparse:
-            self._check_sparse_allowed(X)
+            if self.backend not in ("auto", "cpu"):
+                raise ValueError(f"sparse input runs on the 'cpu' backend; got backend={self.backend!r}")
             X = check_sparse(X, owner=type(self).__name__)
         else:
             X = check_array(X, owner=type(self).__name__)
@@ -115,16 +113,6 @@ class _BaseKMeans(*ESTIMATOR_BASES):
         if sparse:
             return X, check_sample_weight(sample_weight, X), "cpu"
         return prepare(X, sample_weight, self.backend)
-
-    def _check_sparse_allowed(self, X) -> None:
-        """Sparse rows are fitted by estimators that take them, on the `cpu` backend."""
-        if not self._accepts_sparse:
-            raise TypeError(
-                f"{type(self).__name__} does not support sparse input yet; got {type(X).__name__}. "
-                "KMeans does; or convert it with X.toarray()."
-            )
-        if self.backend not in ("auto", "cpu"):
-            raise ValueError(f"sparse input runs on the 'cpu' backend; got backend={self.backend!r}")
 
     def _centers(self) -> np.ndarray:
         """The fitted centres as NumPy (a view when they are an MLX array)."""
@@ -223,5 +211,5 @@ class _BaseKMeans(*ESTIMATOR_BASES):
         def __sklearn_tags__(self):
             tags = super().__sklearn_tags__()
             tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-            tags.input_tags.sparse = self._accepts_sparse
+            tags.input_tags.sparse = True
             return tags

@@ -72,7 +72,6 @@ class KMeans(_BaseKMeans):
         self.spherical = spherical
 
     _constraints = {**_BaseKMeans._constraints, "algorithm": Options(("auto", "lloyd", "elkan")), "copy_x": Bool()}
-    _accepts_sparse = True
 
     def fit(self, X, y=None, sample_weight=None):
         """Compute k-means clustering of X (n_samples × n_features)."""

@@ -33,7 +33,6 @@ class MiniBatchKMeans(_BaseKMeans):
     """
 
     _default_n_init = 3
-    _accepts_sparse = True
 
     def __init__(
         self,
