@@ -10,6 +10,7 @@ import pytest
 
 from mlx_kmeans import MiniBatchKMeans
 from test_sparse import nearest64, start, tfidf_like
+from test_verbose import printed
 
 sp = pytest.importorskip("scipy.sparse")
 sklearn_cluster = pytest.importorskip("sklearn.cluster")
@@ -93,12 +94,6 @@ def test_formats_weights_and_the_callers_matrix():
         sp.csr_matrix(np.repeat(X.toarray(), w, axis=0))
     )
     np.testing.assert_allclose(weighted.cluster_centers_, repeated.cluster_centers_, rtol=1e-10)
-
-
-def printed(capsys, fit) -> list[str]:
-    capsys.readouterr()
-    fit()
-    return capsys.readouterr().out.splitlines()
 
 
 @pytest.mark.parametrize("sparse", [False, True])
