@@ -10,7 +10,9 @@ runs after a warm-up (one run for the two largest workloads). Each peer's centro
 `m` iterations are scored by their float64 inertia. Our labels are checked against float64
 distances to our returned centroids (a mismatch that is a float64 tie is counted apart).
 `--profile` times each CUDA kernel of one of our fits with PyTorch's profiler (CUPTI sees
-MLX's kernels too) and prints achieved TFLOP/s and bandwidth.
+MLX's kernels too) and prints achieved TFLOP/s and bandwidth. `--peers host streamed` runs
+ours on NumPy input, held on the device or streamed from the host in blocks on every pass
+(as data larger than the device's memory is).
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def nearest64(x, c):
     return torch.cat(labels), torch.cat(dist)
 
 
-PEERS = ("default", "fused", "matrix", "torch", "flash")
+FUSED = {"MLX_KMEANS_MLX_FUSED": "1"}
+PEERS = ("default", "fused", "matrix", "host", "streamed", "torch", "flash")
 
 
 def bench(name: str, repeats: int, profile: bool, chosen=PEERS) -> dict:
@@ -107,17 +110,24 @@ def bench(name: str, repeats: int, profile: bool, chosen=PEERS) -> dict:
     x_np, c0_np = x_t.cpu().numpy(), c0_t.cpu().numpy()
     x_m, c0_m = mx.array(x_np), mx.array(c0_np)
     mx.eval(x_m, c0_m)
-    del x_np
+    if not {"host", "streamed"} & set(chosen):
+        del x_np
     runs = 1 if n * k > 2e9 else repeats
 
-    def ours(iterations: int, fused: bool | None = True):
+    def ours(iterations: int, switches: dict | None = None, host: bool = False):
+        """Our fit with MLX switches set for its duration; on NumPy input with `host` (copied
+        to the device once, or, with `MLX_KMEANS_MLX_DEVICE_BYTES=1` as for data larger than
+        the device's memory, streamed from the host in blocks on every pass)."""
+        switches = switches or {}
+
         def run():
-            if fused is not None:
-                os.environ["MLX_KMEANS_MLX_FUSED"] = "1" if fused else "0"
+            os.environ.update(switches)
             try:
-                r = kmeans(x_m, k, init=c0_m, max_iter=iterations, tol=0.0, backend="mlx")
+                x, c0 = (x_np, c0_np) if host else (x_m, c0_m)
+                r = kmeans(x, k, init=c0, max_iter=iterations, tol=0.0, backend="mlx")
             finally:
-                os.environ.pop("MLX_KMEANS_MLX_FUSED", None)
+                for name in switches:
+                    os.environ.pop(name, None)
             return r.centroids, r.n_iter, r
 
         return run
@@ -138,10 +148,12 @@ def bench(name: str, repeats: int, profile: bool, chosen=PEERS) -> dict:
         return run
 
     peers = {
-        "mlx_kmeans (default)": lambda it: ours(it, fused=None),
-        "mlx_kmeans (fused kernel: MLX_KMEANS_MLX_FUSED=1)": ours,
-        "mlx_kmeans (distance matrix: MLX_KMEANS_MLX_FUSED=0)": lambda it: ours(it, fused=False),
-        "PyTorch loop": torch_loop,
+        "default": ("mlx_kmeans (default)", ours),
+        "fused": ("mlx_kmeans (fused kernel: MLX_KMEANS_MLX_FUSED=1)", lambda it: ours(it, FUSED)),
+        "matrix": ("mlx_kmeans (distance matrix: MLX_KMEANS_MLX_FUSED=0)", lambda it: ours(it, {"MLX_KMEANS_MLX_FUSED": "0"})),
+        "host": ("mlx_kmeans (NumPy in, held on the device)", lambda it: ours(it, host=True)),
+        "streamed": ("mlx_kmeans (NumPy in, streamed from the host)", lambda it: ours(it, {"MLX_KMEANS_MLX_DEVICE_BYTES": "1"}, host=True)),
+        "torch": ("PyTorch loop", torch_loop),
     }
     try:
         from flash_kmeans import batch_kmeans_Euclid
@@ -154,12 +166,11 @@ def bench(name: str, repeats: int, profile: bool, chosen=PEERS) -> dict:
 
             return run
 
-        peers["flash-kmeans"] = flash
+        peers["flash"] = ("flash-kmeans", flash)
     except Exception as exc:  # reported, not fatal
         print(f"flash-kmeans unavailable: {exc}")
 
-    keys = dict(zip(PEERS, [*peers, "flash-kmeans"]))
-    peers = {name: make for name, make in peers.items() if any(keys[c] == name for c in chosen)}
+    peers = dict(peers[c] for c in PEERS if c in chosen and c in peers)
     rows: dict[str, dict] = {}
     for peer, make in peers.items():
         try:
@@ -183,7 +194,7 @@ def bench(name: str, repeats: int, profile: bool, chosen=PEERS) -> dict:
         print(name, peer, rows[peer], flush=True)
     out = {"workload": name, "n": n, "d": d, "k": k, "iterations": m, "repeats": runs, "rows": rows}
     if profile:
-        out["kernels"] = kernel_profile(ours(m), n, d, k)
+        out["kernels"] = kernel_profile(ours(m, FUSED), n, d, k)
     return out
 
 
@@ -210,8 +221,9 @@ def kernel_profile(run, n: int, d: int, k: int) -> dict:
         elif "chunk_sums" in key:
             row["GB_per_s"] = (n * d * 4 + n * 12) / seconds / 1e9
     ordered = dict(sorted(kernels.items(), key=lambda kv: -kv[1]["total_ms"]))
-    print(f"  kernels of one fit ({iters} iterations):")
-    for key, row in list(ordered.items())[:12]:
+    busy = sum(row["total_ms"] for row in ordered.values())
+    print(f"  kernels of one fit ({iters} iterations): {busy:.2f} ms of GPU time in all, {busy / max(iters, 1):.3f} ms an iteration")
+    for key, row in list(ordered.items())[:25]:
         extra = {kk: round(v, 1) for kk, v in row.items() if kk in ("tensor_TFLOPs", "useful_TFLOPs", "GB_per_s")}
         print(f"    {row['total_ms']:9.2f} ms  {row['calls']:4d} calls  {row['ms_per_call']:8.3f} ms/call  {key} {extra}")
     return ordered
@@ -222,7 +234,8 @@ def main() -> None:
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--peers", nargs="+", default=list(PEERS), choices=PEERS)
+    # `host` and `streamed` (NumPy input) only when asked for.
+    parser.add_argument("--peers", nargs="+", default=["default", "fused", "matrix", "torch", "flash"], choices=PEERS)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     results = {"versions": versions()}

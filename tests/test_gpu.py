@@ -71,9 +71,14 @@ def test_mlx_on_gpu_agrees_with_cpu(data, case):
 
 
 @pytest.mark.parametrize("case", ["overlapping", "weights, two empty starts"])
-@pytest.mark.parametrize("backend", ["mlx", "cpu"])
-def test_whole_fits_equal_float64_lloyd(data, case, backend):
-    """Both backends against float64 Lloyd from the same init, until labels stop changing."""
+@pytest.mark.parametrize("backend", ["mlx", "cpu", "mlx, streamed through the fused kernel"])
+def test_whole_fits_equal_float64_lloyd(monkeypatch, data, case, backend):
+    """Both backends against float64 Lloyd from the same init, until labels stop changing;
+    and the data streamed from the host in blocks through the fused kernel and the sorted sums."""
+    if backend.startswith("mlx, streamed"):
+        monkeypatch.setenv("MLX_KMEANS_MLX_DEVICE_BYTES", "1")
+        monkeypatch.setenv("MLX_KMEANS_MLX_FUSED", "1")
+        backend = "mlx"
     X, start, w = (data["X"], data["init"], None) if case == "overlapping" else (data["separated"], data["far_init"], data["weights"])
     centroids, labels, _ = float64_lloyd(X, start, w)
     r = kmeans(X, K, init=start, max_iter=50, tol=0.0, sample_weight=w, backend=backend)
@@ -122,13 +127,17 @@ SHAPES = [
 ]
 
 
+@pytest.mark.parametrize("memory", ["held", "streamed"])
 @pytest.mark.parametrize("fused", ["1", "0"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_assignment_is_the_exact_nearest_centroid(monkeypatch, shape, fused):
+def test_assignment_is_the_exact_nearest_centroid(monkeypatch, shape, fused, memory):
     """After a step from given centroids, every label is the nearest returned centroid by
     float64 distances, and the distances are those distances. Mixture data with two centroids
-    per cluster, so that many rows lie near a tie between two centroids."""
+    per cluster, so that many rows lie near a tie between two centroids. Held on the device,
+    or streamed from the host in blocks (the device's memory limit forced to one byte)."""
     monkeypatch.setenv("MLX_KMEANS_MLX_FUSED", fused)
+    if memory == "streamed":
+        monkeypatch.setenv("MLX_KMEANS_MLX_DEVICE_BYTES", "1")
     n, d, k = shape
     rng = np.random.default_rng(n + d + k)
     means = rng.normal(size=(k // 2 + 1, d))

@@ -19,14 +19,17 @@ use crate::Scalar;
 /// per call: `MLX_KMEANS_MLX_SPLIT` (`1`/`0`: force the float32-exact GEMM split on or off),
 /// `MLX_KMEANS_MLX_CUDA_KERNELS=0` (MLX's own ops only), `MLX_KMEANS_MLX_FUSED` (`1`/`0`: the
 /// custom kernels assign rows by the fused kernel, or through blocks of the distance matrix,
-/// whatever the shape),
-/// `MLX_KMEANS_MLX_SHARE=0` (copy MLX input instead of sharing it).
+/// whatever the shape), `MLX_KMEANS_MLX_SHARE=0` (copy MLX input instead of sharing it),
+/// `MLX_KMEANS_MLX_DEVICE_BYTES` (device memory the fit's data and its working copies may take
+/// before the data stays on the host and is streamed to the device in blocks each pass; by
+/// default MLX's memory limit).
 #[derive(Debug, Clone, Copy)]
 pub struct MlxSwitches {
     pub split: Option<bool>,
     pub cuda_kernels: bool,
     pub fused: Option<bool>,
     pub share: bool,
+    pub device_bytes: Option<usize>,
 }
 
 impl MlxSwitches {
@@ -46,6 +49,7 @@ impl MlxSwitches {
                 _ => None,
             },
             share: var("MLX_KMEANS_MLX_SHARE").as_deref() != Some("0"),
+            device_bytes: var("MLX_KMEANS_MLX_DEVICE_BYTES").and_then(|v| v.trim().parse().ok()),
         }
     }
 }

@@ -31,7 +31,12 @@ impl DeviceKernel for Mlx {
         data: Option<MatRef<'a, f32>>,
         shared: Option<SharedArray>,
     ) -> Result<Box<dyn Engine<f32> + 'a>> {
-        let config = MlxConfig { split: switches.split, cuda_kernels: switches.cuda_kernels, fused: switches.fused };
+        let config = MlxConfig {
+            split: switches.split,
+            cuda_kernels: switches.cuda_kernels,
+            fused: switches.fused,
+            device_bytes: switches.device_bytes,
+        };
         let shared = shared.and_then(|array| array.downcast::<mlx_rs::Array>().ok()).map(|array| *array);
         Ok(Box::new(MlxEngine::new(MlxKernel::new(data, shared, config)?)))
     }

@@ -1,5 +1,5 @@
 //! The MLX backend's strategies: Lloyd iterations resident on the device when the fit's
-//! data is held there, greedy k-means++ resident on the device (the data held there, or a
+//! data is held there (else the host loop, streaming blocks of rows to the device), greedy k-means++ resident on the device (the data held there, or a
 //! sample copied once), and mini-batch steps resident on the device when it holds the fit's data.
 
 use super::lloyd::MlxLloyd;
@@ -71,6 +71,11 @@ impl Engine<f32> for MlxEngine<'_> {
         // go to the host loop.
         let (rows, weighted) = (samples[0].rows(), samples[0].weights.is_some());
         if !samples.iter().all(|s| s.rows() == rows && s.weights.is_some() == weighted) {
+            return Ok(None);
+        }
+        // Samples the device cannot hold with their copies seed in the host loop, which
+        // streams them through the kernel.
+        if !self.kernel.holds(rows * samples.len(), samples[0].cols()) {
             return Ok(None);
         }
         Ok(Some(seeding::kmeans_plusplus(&self.kernel, samples, k, rngs, first_run, monitor)?))

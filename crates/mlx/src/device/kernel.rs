@@ -8,6 +8,7 @@ use mlx_rs::ops::indexing::argmin_axis;
 use mlx_rs::ops::maximum;
 use mlx_rs::Array;
 
+use super::stream::{pipelined, Launched};
 use super::ties::{settle, Exact, TieRows};
 use super::{eval_all, fold_sums, own_sq_distances, partial_distances, rows_per_block, to_mlx, MlxKernel};
 use mlx_kmeans::error::Result;
@@ -87,8 +88,18 @@ pub(super) fn uncentre_sums(sums: &mut ClusterSums, shift: Option<&[f32]>) {
     }
 }
 
+/// Rows per block of the fused kernel's passes over rows given on the host: 256 MB of float32.
+fn fused_block_rows(d: usize) -> usize {
+    ((1usize << 26) / d.max(1)).max(1024)
+}
+
+/// `0..n` in runs of `step`.
+fn blocks(n: usize, step: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..n).step_by(step.max(1)).map(move |start| (start, (start + step.max(1)).min(n)))
+}
+
 /// Adds a block's device sums into the f64 host totals.
-fn add_block_sums(out: &mut ClusterSums, block_sums: &Array, block_weights: &Array) {
+pub(super) fn add_block_sums(out: &mut ClusterSums, block_sums: &Array, block_weights: &Array) {
     for (s, &v) in out.sums.iter_mut().zip(block_sums.as_slice::<f32>()) {
         *s += v as f64;
     }
@@ -186,6 +197,11 @@ impl Kernel<f32> for MlxKernel<'_> {
         distances: &mut [f32],
     ) -> Result<()> {
         let n = x.rows();
+        if let Some(kernels) = self.fused_kernels(n, x.cols(), centroids.rows()) {
+            let launch = |block| self.launch_fused(kernels, x, block, centroids, None);
+            let collect = |done: Launched| done.collect(labels, distances, None);
+            return pipelined(blocks(n, fused_block_rows(x.cols())), launch, collect);
+        }
         let (c, c_norms) = self.lift_centroids(centroids)?;
         let step = rows_per_block(centroids.rows());
         for start in (0..n).step_by(step) {
@@ -225,8 +241,15 @@ impl Kernel<f32> for MlxKernel<'_> {
         distances: &mut [f32],
     ) -> Result<ClusterSums> {
         let (x, n, k) = (points.x, points.rows(), centroids.rows());
-        let (c, c_norms) = self.lift_centroids(centroids)?;
         let mut totals = ClusterSums::zeros(k, x.cols());
+        if let Some(kernels) = self.fused_kernels(n, x.cols(), k) {
+            let launch = |block| self.launch_fused(kernels, x, block, centroids, Some(points.weights));
+            let collect = |done: Launched| done.collect(labels, distances, Some(&mut totals));
+            pipelined(blocks(n, fused_block_rows(x.cols())), launch, collect)?;
+            uncentre_sums(&mut totals, self.shift_values());
+            return Ok(totals);
+        }
+        let (c, c_norms) = self.lift_centroids(centroids)?;
         let step = rows_per_block(k);
         for start in (0..n).step_by(step) {
             let end = (start + step).min(n);

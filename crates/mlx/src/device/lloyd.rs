@@ -43,7 +43,7 @@ pub(super) struct MlxLloyd<'s, 'a> {
     /// What centred the data: on the device (`1 × d`) and on the host.
     shift: Option<Array>,
     /// On a CUDA GPU: the custom kernels, and the weights as they take them (ones if none).
-    cuda: Option<(LloydKernels, Array)>,
+    cuda: Option<(&'s LloydKernels, Array)>,
     /// The rows as the fused kernel takes them, made once (when it is used).
     halves: Option<Halves>,
     /// Centred, like the data.
@@ -65,9 +65,9 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         let (n, d) = (plain.shape()[0], points.cols());
         let weights = points.weights.map(|w| Array::from_slice(w, &[n]));
         let centroids = kernel.centred_centroids(MatRef::new(centroids, centroids.len() / d, d)?)?;
-        let cuda = match kernel.cuda_kernels {
-            true => Some((LloydKernels::new(), weights.clone().map_or_else(|| mlx_rs::ops::ones::<f32>(&[n]), Ok)?)),
-            false => None,
+        let cuda = match &kernel.kernels {
+            Some(kernels) => Some((kernels, weights.clone().map_or_else(|| mlx_rs::ops::ones::<f32>(&[n]), Ok)?)),
+            None => None,
         };
         let k = centroids.shape()[0] as usize;
         let fused = kernel.fused.unwrap_or_else(|| fused_by_default(n as usize, d, k));

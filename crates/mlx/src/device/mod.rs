@@ -2,7 +2,8 @@
 //! as a one-hot matmul, on MLX's default device (Metal or CUDA GPU, else MLX's CPU). A Lloyd step
 //! is one MLX graph and one evaluation: labels never leave the device before the sums are made.
 //! MLX computes in float32. The data matrix given at construction is held in MLX memory for
-//! the whole fit: shared with the caller's MLX array when there is one, else copied once. Row
+//! the whole fit: shared with the caller's MLX array when there is one, else copied once
+//! when the device can hold it with its working copies (else streamed: `stream.rs`). Row
 //! norms and final distances of that matrix are computed on the device too, so the host never
 //! reads (in CUDA managed memory: migrates) it. Other matrices (mini-batches, candidates) are
 //! copied per call. Data far from the origin is re-centred first (see [`Shift`]), and rows
@@ -20,6 +21,7 @@ mod kernel;
 mod lloyd;
 mod minibatch;
 mod seeding;
+mod stream;
 mod ties;
 
 pub use engine::MlxEngine;
@@ -63,6 +65,9 @@ pub struct MlxConfig {
     /// matrix; `Some(true)`), or from blocks of the distance matrix made by a GEMM
     /// (`Some(false)`); `None` picks by the shape (see [`fused_by_default`]).
     pub fused: Option<bool>,
+    /// Device memory (bytes) the fit's data and its working copies may take; past it the data
+    /// stays on the host and is streamed in blocks (`stream.rs`). `None`: MLX's memory limit.
+    pub device_bytes: Option<usize>,
 }
 
 /// Whether MLX runs on a GPU here (Metal or CUDA), and a description of its device.
@@ -136,11 +141,15 @@ pub struct MlxKernel<'a> {
     /// again), but at TF32's error bound so many rows need that on an H100 (C: 2.42 ms per
     /// iteration against 2.11 ms with the split) that the split pays for itself.
     split: bool,
-    /// Whether Lloyd steps use the custom CUDA kernels (`mlx/cuda.rs`): on a GPU on Linux,
-    /// which MLX runs through CUDA.
-    cuda_kernels: bool,
     /// Whether those kernels assign rows by the fused kernel (see [`MlxConfig`]).
     fused: Option<bool>,
+    /// The custom CUDA kernels (`mlx/cuda.rs`) for Lloyd steps: on a GPU on Linux, which MLX
+    /// runs through CUDA, unless the configuration keeps to MLX's own ops.
+    kernels: Option<cuda::LloydKernels>,
+    /// Device memory the fit's data and its working copies may take (see [`MlxConfig`]).
+    device_bytes: usize,
+    /// Whether the fit's data stays on the host (more than `device_bytes`): passes stream it.
+    streamed: bool,
 }
 
 /// MLX's CUDA backend runs float32 matrix products on TF32 tensor cores (measured on an H100:
@@ -181,15 +190,25 @@ unsafe impl Sync for MlxKernel<'_> {}
 
 impl<'a> MlxKernel<'a> {
     /// A kernel that keeps `data` (`rows × cols`) resident in MLX memory: `shared`, an MLX
-    /// array over the same values, when the caller has one, else a copy.
+    /// array over the same values, when the caller has one, else a copy when it fits (see
+    /// [`MlxKernel::holds`]); data that does not stays on the host.
     pub fn new(data: Option<MatRef<'a, f32>>, shared: Option<Array>, config: MlxConfig) -> Result<Self> {
         let on_gpu = matches!(Device::try_default().and_then(|d| d.get_type()), Ok(DeviceType::Gpu));
         // TF32 arithmetic is a CUDA matter (Metal and MLX's CPU compute float32 products in
         // float32); the configuration may force the split on (to test it) or off (to measure).
         let split = config.split.unwrap_or(on_gpu && cfg!(target_os = "linux"));
         let cuda_kernels = cfg!(target_os = "linux") && on_gpu && config.cuda_kernels;
-        let mut kernel = Self { data: None, shift: None, on_gpu, split, cuda_kernels, fused: config.fused };
+        let kernels = cuda_kernels.then(cuda::LloydKernels::new);
+        let device_bytes = config.device_bytes.unwrap_or_else(stream::memory_limit);
+        let fused = config.fused;
+        let mut kernel = Self { data: None, shift: None, on_gpu, split, fused, kernels, device_bytes, streamed: false };
         if let Some(m) = data {
+            if shared.is_none() && !kernel.holds(m.rows(), m.cols()) {
+                kernel.shift = Shift::of_host(m);
+                kernel.streamed = true;
+                stream::log_streaming(m.rows(), m.cols(), device_bytes);
+                return Ok(kernel);
+            }
             let plain = shared.unwrap_or_else(|| to_mlx(m));
             kernel.shift = Shift::of(&plain)?;
             let CentredData { centred, lifted, norms, .. } = kernel.centred_data(&plain)?;
