@@ -198,7 +198,6 @@ class MiniBatchKMeans(_BaseKMeans):
         self._n_since_last_reassign = int(n_since)
         self.n_steps_ = getattr(self, "n_steps_", 0) + 1
         self._n_features_out = self._centers().shape[0]
-        self.backend_ = backend
         return self
 
 

@@ -29,10 +29,14 @@ pub(super) fn memory_limit() -> usize {
 }
 
 pub(super) fn log_streaming(rows: usize, cols: usize, device_bytes: usize) {
+    let allowed = match device_bytes {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b => format!("{b} bytes"),
+    };
     log::info!(
         target: crate::LOG_TARGET,
-        "{rows} x {cols} float32 rows and their working copies take more than the {device_bytes} bytes of \
-         device memory allowed: they stay on the host and are streamed to the device in blocks on every pass"
+        "{rows} x {cols} float32 rows and their working copies take more than the {allowed} of device \
+         memory allowed: they stay on the host and are streamed to the device in blocks on every pass"
     );
 }
 
