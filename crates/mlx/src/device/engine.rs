@@ -1,6 +1,7 @@
 //! The MLX backend's strategies: Lloyd iterations resident on the device when the fit's
-//! data is held there (else the host loop, streaming blocks of rows to the device), greedy k-means++ resident on the device (the data held there, or a
-//! sample copied once), and mini-batch steps resident on the device when it holds the fit's data.
+//! data is held there (else the host loop, streaming blocks of rows to the device), greedy
+//! k-means++ resident on the device (the data held there, or a sample copied once), and
+//! mini-batch steps resident on the device when it holds the fit's data.
 
 use super::lloyd::MlxLloyd;
 use super::minibatch::MlxMiniBatch;

@@ -10,7 +10,7 @@ use mlx_rs::Array;
 
 use super::stream::{pipelined, Launched};
 use super::ties::{settle, Exact, TieRows};
-use super::{eval_all, fold_sums, own_sq_distances, partial_distances, rows_per_block, to_mlx, MlxKernel};
+use super::{blocks, eval_all, fold_sums, own_sq_distances, partial_distances, rows_per_block, to_mlx, MlxKernel};
 use mlx_kmeans::error::Result;
 use mlx_kmeans::kernel::{ClusterSums, Kernel};
 use mlx_kmeans::matrix::{MatRef, Points};
@@ -91,11 +91,6 @@ pub(super) fn uncentre_sums(sums: &mut ClusterSums, shift: Option<&[f32]>) {
 /// Rows per block of the fused kernel's passes over rows given on the host: 256 MB of float32.
 fn fused_block_rows(d: usize) -> usize {
     ((1usize << 26) / d.max(1)).max(1024)
-}
-
-/// `0..n` in runs of `step`.
-fn blocks(n: usize, step: usize) -> impl Iterator<Item = (usize, usize)> {
-    (0..n).step_by(step.max(1)).map(move |start| (start, (start + step.max(1)).min(n)))
 }
 
 /// Adds a block's device sums into the f64 host totals.
@@ -198,14 +193,14 @@ impl Kernel<f32> for MlxKernel<'_> {
     ) -> Result<()> {
         let n = x.rows();
         if let Some(kernels) = self.fused_kernels(n, x.cols(), centroids.rows()) {
-            let launch = |block| self.launch_fused(kernels, x, block, centroids, None);
+            let (c, c_norms) = self.fused_centroids(centroids)?;
+            let launch = |block| self.launch_fused(kernels, x, block, (&c, &c_norms), None);
             let collect = |done: Launched| done.collect(labels, distances, None);
             return pipelined(blocks(n, fused_block_rows(x.cols())), launch, collect);
         }
         let (c, c_norms) = self.lift_centroids(centroids)?;
         let step = rows_per_block(centroids.rows());
-        for start in (0..n).step_by(step) {
-            let end = (start + step).min(n);
+        for (start, end) in blocks(n, step) {
             let (labels, distances) = (&mut labels[start..end], &mut distances[start..end]);
             self.assign_block(x, (start, end), centroids, (&c, &c_norms), labels, distances)?;
         }
@@ -222,8 +217,7 @@ impl Kernel<f32> for MlxKernel<'_> {
         let (n, k) = (x.rows(), centroids.rows());
         let (c, c_norms) = self.lift_centroids(centroids)?;
         let step = rows_per_block(k);
-        for start in (0..n).step_by(step) {
-            let end = (start + step).min(n);
+        for (start, end) in blocks(n, step) {
             let (rows, norms) = self.rows(x, start, end)?;
             let full = partial_distances(&rows, &c, &c_norms)?.add(&norms.reshape(&[-1, 1])?)?;
             let full = maximum(&full, Array::from_f32(0.0))?;
@@ -243,7 +237,8 @@ impl Kernel<f32> for MlxKernel<'_> {
         let (x, n, k) = (points.x, points.rows(), centroids.rows());
         let mut totals = ClusterSums::zeros(k, x.cols());
         if let Some(kernels) = self.fused_kernels(n, x.cols(), k) {
-            let launch = |block| self.launch_fused(kernels, x, block, centroids, Some(points.weights));
+            let (c, c_norms) = self.fused_centroids(centroids)?;
+            let launch = |block| self.launch_fused(kernels, x, block, (&c, &c_norms), Some(points.weights));
             let collect = |done: Launched| done.collect(labels, distances, Some(&mut totals));
             pipelined(blocks(n, fused_block_rows(x.cols())), launch, collect)?;
             uncentre_sums(&mut totals, self.shift_values());
@@ -251,8 +246,7 @@ impl Kernel<f32> for MlxKernel<'_> {
         }
         let (c, c_norms) = self.lift_centroids(centroids)?;
         let step = rows_per_block(k);
-        for start in (0..n).step_by(step) {
-            let end = (start + step).min(n);
+        for (start, end) in blocks(n, step) {
             let (block_labels, block_distances) = (&mut labels[start..end], &mut distances[start..end]);
             let best = self.assign_block(x, (start, end), centroids, (&c, &c_norms), block_labels, block_distances)?;
             let (rows, _) = self.rows(x, start, end)?;

@@ -15,7 +15,7 @@ use super::cuda::{ClusterMeans, Halves, LloydKernels};
 use super::kernel::{cluster_sums, nearest_in_band};
 use super::ties::{settle, Exact, TieRows};
 use super::{
-    eval_all, finish_centroids, fold_sums, fused_by_default, lift_centroid_array, partial_distances, rows_per_block,
+    blocks, eval_all, finish_centroids, fold_sums, lift_centroid_array, partial_distances, rows_per_block,
     uncentred_host, CentredData, MlxKernel,
 };
 use mlx_kmeans::error::Result;
@@ -70,10 +70,9 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
             None => None,
         };
         let k = centroids.shape()[0] as usize;
-        let fused = kernel.fused.unwrap_or_else(|| fused_by_default(n as usize, d, k));
-        let halves = match &cuda {
-            Some((kernels, _)) if fused => Some(kernels.halves(&plain, &x_norms)?),
-            _ => None,
+        let halves = match kernel.fused_kernels(n as usize, d, k) {
+            Some(kernels) => Some(kernels.halves(&plain, &x_norms)?),
+            None => None,
         };
         Ok(Self {
             kernel,
@@ -113,8 +112,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         let step = rows_per_block(self.k());
         let tolerance = self.kernel.gemm_error_bound(self.plain.shape()[1] as usize);
         let (mut labels, mut distances) = (Vec::new(), Vec::new());
-        for start in (0..n).step_by(step) {
-            let end = (start + step).min(n);
+        for (start, end) in blocks(n, step) {
             let (block, block_norms) = self.block(start, end);
             let plain = rows_of(&self.plain, start, end);
             let partial = partial_distances(&block, c, c_norms)?;
@@ -135,8 +133,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         let step = rows_per_block(k);
         let bound = self.kernel.gemm_error_bound(d);
         let (mut labels, mut distances, mut in_band) = (Vec::new(), Vec::new(), Vec::new());
-        for start in (0..n).step_by(step) {
-            let end = (start + step).min(n);
+        for (start, end) in blocks(n, step) {
             let (block, block_norms) = self.block(start, end);
             let nearest = nearest_in_band(&block, &block_norms, c, c_norms, bound)?;
             labels.push(nearest.labels);
@@ -159,8 +156,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
             distances = Array::from_slice(&host_distances, &[n as i32]);
         }
         let (mut sums, mut totals) = (None::<Array>, None::<Array>);
-        for start in (0..n).step_by(step) {
-            let end = (start + step).min(n);
+        for (start, end) in blocks(n, step) {
             let block_weights = self.weights.as_ref().map(|w| rows_of(w, start, end));
             let (s, w) =
                 cluster_sums(&self.block(start, end).0, &rows_of(&labels, start, end), block_weights.as_ref(), k)?;

@@ -48,6 +48,12 @@ fn rows_per_block(k: usize) -> usize {
     ((1usize << 27) / k.max(1)).clamp(1024, 1 << 21)
 }
 
+/// `0..n` in runs of `step` rows: `(start, end)` of each.
+fn blocks(n: usize, step: usize) -> impl Iterator<Item = (usize, usize)> {
+    let step = step.max(1);
+    (0..n).step_by(step).map(move |start| (start, (start + step).min(n)))
+}
+
 fn eval_all(arrays: &[&Array]) -> Result<()> {
     Ok(mlx_rs::transforms::eval(arrays.iter().copied())?)
 }
@@ -398,8 +404,8 @@ fn own_sq_distances(rows: &Array, centroids: &Array, labels: &Array) -> Result<A
     let (n, d) = (rows.shape()[0] as usize, rows.shape()[1] as usize);
     let step = (DIFFERENCE_ENTRIES / d.max(1)).max(1);
     let mut pieces = Vec::new();
-    for start in (0..n).step_by(step) {
-        let range = start as i32..(start + step).min(n) as i32;
+    for (start, end) in blocks(n, step) {
+        let range = start as i32..end as i32;
         let own = centroids.take_axis(labels.index(range.clone()), 0)?;
         pieces.push(rows.index((range, ..)).subtract(&own)?.square()?.sum_axis(1, false)?);
     }

@@ -10,7 +10,7 @@ use mlx_rs::Array;
 
 use super::cuda::LloydKernels;
 use super::kernel::add_block_sums;
-use super::{eval_all, fused_by_default, row_norms, MlxKernel, Shift};
+use super::{eval_all, fused_by_default, lift_centroid_array, MlxKernel, Shift};
 use mlx_kmeans::error::Result;
 use mlx_kmeans::kernel::ClusterSums;
 use mlx_kmeans::matrix::{column_moments, MatRef};
@@ -73,23 +73,28 @@ impl MlxKernel<'_> {
         self.kernels.as_ref().filter(|_| fused)
     }
 
-    /// Rows `start..end` of `x` launched through the fused kernel against `centroids` (and,
-    /// with `sums`, the sorted-sums kernels, by the rows' weights there): queued on the device,
-    /// not waited for, so that the host prepares the next block meanwhile.
+    /// Centroids given on the host as [`Self::launch_fused`] takes them: centred, with their
+    /// squared norms (`1 × k`), on the device once for all blocks of a pass.
+    pub(super) fn fused_centroids(&self, centroids: MatRef<'_, f32>) -> Result<(Array, Array)> {
+        lift_centroid_array(self.centred_centroids(centroids)?, centroids.rows(), false)
+    }
+
+    /// Rows `start..end` of `x` launched through the fused kernel against the centroids `c`
+    /// with squared norms `c_norms` (see [`Self::fused_centroids`]) and, with `sums`, the
+    /// sorted-sums kernels, by the rows' weights there: queued on the device, not waited for,
+    /// so that the host prepares the next block meanwhile.
     pub(super) fn launch_fused(
         &self,
         kernels: &LloydKernels,
         x: MatRef<'_, f32>,
         (start, end): (usize, usize),
-        centroids: MatRef<'_, f32>,
+        (c, c_norms): (&Array, &Array),
         sums: Option<Option<&[f32]>>,
     ) -> Result<Launched> {
         let centred = self.centred_rows(x, start, end)?;
         let norms = centred.square()?.sum_axis(1, false)?;
-        let c = self.centred_centroids(centroids)?;
-        let c_norms = row_norms(&c, centroids.rows())?;
         let halves = kernels.halves(&centred, &norms)?;
-        let (labels, distances) = kernels.nearest_fused(&centred, &norms, &halves, &c, &c_norms)?;
+        let (labels, distances) = kernels.nearest_fused(&centred, &norms, &halves, c, c_norms)?;
         let sums = match sums {
             Some(weights) => {
                 let n = (end - start) as i32;
@@ -97,7 +102,7 @@ impl MlxKernel<'_> {
                     Some(w) => Array::from_slice(&w[start..end], &[n]),
                     None => mlx_rs::ops::ones::<f32>(&[n])?,
                 };
-                let means = kernels.cluster_means(&centred, &weights, &labels, centroids.rows())?;
+                let means = kernels.cluster_means(&centred, &weights, &labels, c.shape()[0] as usize)?;
                 Some((means.sums, means.weights))
             }
             None => None,
