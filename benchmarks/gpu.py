@@ -9,8 +9,8 @@ compilation and the final assignment do not count; each T is the median of `--re
 runs after a warm-up (one run for the two largest workloads). Each peer's centroids after
 `m` iterations are scored by their float64 inertia. Our labels are checked against float64
 distances to our returned centroids (a mismatch that is a float64 tie is counted apart).
-`--profile` times each CUDA kernel of one of our fits with PyTorch's profiler (CUPTI sees
-MLX's kernels too) and prints achieved TFLOP/s and bandwidth. `--peers host streamed` runs
+`--profile` times each CUDA kernel of one of our default fits with PyTorch's profiler (CUPTI
+sees MLX's kernels too) and prints achieved TFLOP/s and bandwidth. `--peers host streamed` runs
 ours on NumPy input, held on the device or streamed from the host in blocks on every pass
 (as data larger than the device's memory is).
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata as metadata
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -94,7 +95,7 @@ def nearest64(x, c):
 
 
 FUSED = {"MLX_KMEANS_MLX_FUSED": "1"}
-PEERS = ("default", "fused", "matrix", "host", "streamed", "torch", "flash")
+PEERS = ("default", "waiting", "ahead", "fused", "matrix", "host", "streamed", "torch", "flash")
 
 
 def bench(name: str, repeats: int, profile: bool, chosen=PEERS) -> dict:
@@ -149,6 +150,8 @@ def bench(name: str, repeats: int, profile: bool, chosen=PEERS) -> dict:
 
     peers = {
         "default": ("mlx_kmeans (default)", ours),
+        "waiting": ("mlx_kmeans (no step queued ahead: MLX_KMEANS_MLX_AHEAD=0)", lambda it: ours(it, {"MLX_KMEANS_MLX_AHEAD": "0"})),
+        "ahead": ("mlx_kmeans (every step queued ahead: MLX_KMEANS_MLX_AHEAD=1)", lambda it: ours(it, {"MLX_KMEANS_MLX_AHEAD": "1"})),
         "fused": ("mlx_kmeans (fused kernel: MLX_KMEANS_MLX_FUSED=1)", lambda it: ours(it, FUSED)),
         "matrix": ("mlx_kmeans (distance matrix: MLX_KMEANS_MLX_FUSED=0)", lambda it: ours(it, {"MLX_KMEANS_MLX_FUSED": "0"})),
         "host": ("mlx_kmeans (NumPy in, held on the device)", lambda it: ours(it, host=True)),
@@ -194,25 +197,43 @@ def bench(name: str, repeats: int, profile: bool, chosen=PEERS) -> dict:
         print(name, peer, rows[peer], flush=True)
     out = {"workload": name, "n": n, "d": d, "k": k, "iterations": m, "repeats": runs, "rows": rows}
     if profile:
-        out["kernels"] = kernel_profile(ours(m, FUSED), n, d, k)
+        out["kernels"] = kernel_profile(ours(m), n, d, k)
     return out
 
 
 def kernel_profile(run, n: int, d: int, k: int) -> dict:
     """CUDA time per kernel of one fit (CUPTI through PyTorch's profiler), with achieved
-    TFLOP/s for the assignment (3 float16 products per multiply-add) and GB/s for others."""
+    TFLOP/s for the assignment (3 float16 products per multiply-add in the fused kernel, GEMMs
+    three times the width on the distance-matrix path) and GB/s for the sums."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     run()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        _, iters, _ = run()
+    # The engine's DEBUG records of this fit: empty-cluster repairs (each drops a step queued
+    # ahead) and whether steps were queued ahead.
+    records: list[str] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: records.append(record.getMessage())
+    logger = logging.getLogger("mlx_kmeans")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            _, iters, _ = run()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    repairs = sum("empty cluster" in r for r in records)
+    ahead = [r for r in records if "a Lloyd step took" in r]
+    print(f"  empty-cluster repairs in the fit: {repairs}; {ahead[0] if ahead else 'steps queued ahead: not decided by time'}")
     kernels = {}
     for event in prof.key_averages():
         total_us = getattr(event, "device_time_total", None) or getattr(event, "cuda_time_total", 0)
         if total_us <= 0:
             continue
         kernels[event.key[:90]] = {"calls": event.count, "ms_per_call": total_us / 1e3 / max(event.count, 1), "total_ms": total_us / 1e3}
+    passes = iters + 1  # every step's, and the final assignment's (or a step queued past the last)
     for key, row in kernels.items():
         seconds = row["ms_per_call"] / 1e3
         if "fused_assign" in key:
@@ -223,9 +244,16 @@ def kernel_profile(run, n: int, d: int, k: int) -> dict:
     ordered = dict(sorted(kernels.items(), key=lambda kv: -kv[1]["total_ms"]))
     busy = sum(row["total_ms"] for row in ordered.values())
     print(f"  kernels of one fit ({iters} iterations): {busy:.2f} ms of GPU time in all, {busy / max(iters, 1):.3f} ms an iteration")
+    gemm_ms = sum(row["total_ms"] for key, row in ordered.items() if "gemm" in key.lower())
+    if gemm_ms > 0.01 * busy:
+        # The distance-matrix path: per pass, one GEMM of the rows lifted to three times the width.
+        tensor = 3 * 2 * n * d * k * passes / (gemm_ms / 1e3) / 1e12
+        ordered["GEMMs, all"] = {"calls": 0, "ms_per_call": 0.0, "total_ms": gemm_ms, "tensor_TFLOPs": tensor, "useful_TFLOPs": tensor / 3}
+        print(f"  GEMMs: {gemm_ms:.2f} ms over {passes} passes, {tensor:.1f} tensor TFLOP/s ({tensor / 3:.1f} useful)")
     for key, row in list(ordered.items())[:25]:
         extra = {kk: round(v, 1) for kk, v in row.items() if kk in ("tensor_TFLOPs", "useful_TFLOPs", "GB_per_s")}
         print(f"    {row['total_ms']:9.2f} ms  {row['calls']:4d} calls  {row['ms_per_call']:8.3f} ms/call  {key} {extra}")
+    ordered["fit"] = {"empty_cluster_repairs": repairs, "queue_ahead": ahead[0] if ahead else None}
     return ordered
 
 

@@ -151,3 +151,30 @@ def test_assignment_is_the_exact_nearest_centroid(monkeypatch, shape, fused, mem
     np.testing.assert_array_equal(r.labels, exact.argmin(1))
     nearest = exact.min(1)
     np.testing.assert_allclose(r.distances, nearest, rtol=1e-6, atol=1e-6 * float(nearest.max()))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+def test_chunk_pass_sums_by_sorted_sums(weighted, offset):
+    """One chunk's Lloyd pass (`lloyd_partials`, as fits over chunks run it) with more than
+    192 features, below the fused kernel's size: the distance-matrix path, summed by the sorted
+    sums kernels. Labels are the float64 nearest centroids; sums and weights are float64's to
+    1e-5 of each cluster's scale; data offset by 1e3 is centred and shifted back."""
+    from mlx_kmeans import _mlx
+
+    rng = np.random.default_rng(11)
+    X, _ = make_mixture(30_000, 256, 150, seed=12, dtype=np.float64)
+    X = (X + offset).astype(np.float32)
+    C = X[rng.choice(len(X), 300, replace=False)].copy()
+    w = rng.uniform(0.5, 2.0, len(X)).astype(np.float32) if weighted else None
+    labels, _, sums, weights, _ = _mlx.lloyd_partials(X, C, w, backend="mlx")
+    X64, C64 = X.astype(np.float64), C.astype(np.float64)
+    exact = np.concatenate([((X64[s : s + 2048, None] - C64[None]) ** 2).sum(-1).argmin(1) for s in range(0, len(X), 2048)])
+    np.testing.assert_array_equal(labels, exact)
+    w64 = np.ones(len(X)) if w is None else w.astype(np.float64)
+    ref_sums = np.zeros_like(C64)
+    np.add.at(ref_sums, exact, X64 * w64[:, None])
+    ref_weights = np.bincount(exact, weights=w64, minlength=len(C))
+    np.testing.assert_allclose(weights, ref_weights, rtol=1e-5)
+    scale = np.abs(ref_sums).max(axis=1, keepdims=True) + 1e-30
+    assert float((np.abs(sums - ref_sums) / scale).max()) <= 1e-5

@@ -22,7 +22,8 @@ use crate::Scalar;
 /// whatever the shape), `MLX_KMEANS_MLX_SHARE=0` (copy MLX input instead of sharing it),
 /// `MLX_KMEANS_MLX_DEVICE_BYTES` (device memory the fit's data and its working copies may take
 /// before the data stays on the host and is streamed to the device in blocks each pass; by
-/// default MLX's memory limit).
+/// default MLX's memory limit), `MLX_KMEANS_MLX_AHEAD` (`1`/`0`: queue resident Lloyd steps
+/// one ahead, or wait for each step before building the next, whatever the steps' time).
 #[derive(Debug, Clone, Copy)]
 pub struct MlxSwitches {
     pub split: Option<bool>,
@@ -30,6 +31,7 @@ pub struct MlxSwitches {
     pub fused: Option<bool>,
     pub share: bool,
     pub device_bytes: Option<usize>,
+    pub queue_ahead: Option<bool>,
 }
 
 impl MlxSwitches {
@@ -50,6 +52,11 @@ impl MlxSwitches {
             },
             share: var("MLX_KMEANS_MLX_SHARE").as_deref() != Some("0"),
             device_bytes: var("MLX_KMEANS_MLX_DEVICE_BYTES").and_then(|v| v.trim().parse().ok()),
+            queue_ahead: match var("MLX_KMEANS_MLX_AHEAD").as_deref() {
+                Some("1") => Some(true),
+                Some("0") => Some(false),
+                _ => None,
+            },
         }
     }
 }

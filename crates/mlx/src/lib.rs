@@ -36,6 +36,7 @@ impl DeviceKernel for Mlx {
             cuda_kernels: switches.cuda_kernels,
             fused: switches.fused,
             device_bytes: switches.device_bytes,
+            queue_ahead: switches.queue_ahead,
         };
         let shared = shared.and_then(|array| array.downcast::<mlx_rs::Array>().ok()).map(|array| *array);
         Ok(Box::new(MlxEngine::new(MlxKernel::new(data, shared, config)?)))

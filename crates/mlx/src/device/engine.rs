@@ -38,7 +38,13 @@ impl Engine<f32> for MlxEngine<'_> {
     ) -> Result<Box<dyn LloydStep<f32> + 's>> {
         // Bounds prune nothing on a device that computes every distance in one dense pass.
         Ok(match self.kernel.whole_centred(points.x) {
-            Some(resident) => Box::new(MlxLloyd::new(&self.kernel, points, resident, &centroids, params.spherical)?),
+            Some(resident) => Box::new(MlxLloyd::new(
+                &self.kernel,
+                points,
+                resident,
+                &centroids,
+                (params.spherical, params.max_iter),
+            )?),
             None => Box::new(HostLloyd::new(&self.kernel, points, centroids, params.spherical, DensePass)),
         })
     }

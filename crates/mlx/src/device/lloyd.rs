@@ -6,10 +6,19 @@
 //! Empty clusters are repaired on the device too (`lloyd/repair.rs`), by the shared policy.
 //! The loop runs in the kernel's centred coordinates (data far from the origin is shifted by
 //! its mean); centroids and sums are shifted back whenever they reach the host.
+//! Short steps are queued one ahead: while the device runs a step, the host builds the next
+//! from its (not yet computed) centroids and queues it before waiting for the first one's
+//! scalars, so the device does not idle while the host builds graphs and reads numbers (on an
+//! H200, 0.4–0.9 ms a step). A queued step whose centroids the loop does not keep (empty
+//! clusters repaired) is dropped, a whole pass of device time lost; so steps are queued ahead
+//! only when the second step (the first runs compilation) took less than
+//! [`QUEUE_AHEAD_BELOW`]. One queued past the last step gives the final labels and distances.
 
 use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::ops::{concatenate, maximum, select, stack};
+use mlx_rs::transforms::async_eval;
 use mlx_rs::Array;
+use std::time::{Duration, Instant};
 
 use super::cuda::{ClusterMeans, Halves, LloydKernels};
 use super::kernel::{cluster_sums, nearest_in_band};
@@ -29,6 +38,28 @@ mod repair;
 /// Labels (`n`, uint32), squared distances (`n`), per-cluster sums (`k × d`) and weights
 /// (`k`), and means (`k × d`) of one pass, on the device.
 type Pass = (Array, Array, Array, Array, Array);
+
+/// Steps faster than this are queued one ahead (unless the configuration decides). A step
+/// that empties clusters costs the step queued after it, so the time a step gains (0.4–0.9 ms
+/// measured) must outweigh a whole step's time every time clusters are repaired: once or
+/// twice in 10–25 steps of `benchmarks/gpu.py`'s fits.
+const QUEUE_AHEAD_BELOW: Duration = Duration::from_millis(16);
+
+/// One step queued on the device: its pass, the centroids it moves to (centred; where the
+/// pass left clusters empty, the centroids it started from) and its scalars (inertia, whether
+/// labels changed, empty clusters, centre shift).
+struct Queued {
+    pass: Pass,
+    updated: Array,
+    scalars: Array,
+}
+
+impl Queued {
+    fn outputs(&self) -> [&Array; 7] {
+        let (labels, distances, sums, weights, means) = &self.pass;
+        [&self.scalars, &self.updated, labels, distances, sums, weights, means]
+    }
+}
 
 pub(super) struct MlxLloyd<'s, 'a> {
     kernel: &'s MlxKernel<'a>,
@@ -51,6 +82,13 @@ pub(super) struct MlxLloyd<'s, 'a> {
     spherical: bool,
     /// The last step's pass.
     last: Option<Pass>,
+    /// The next step, queued from the centroids the last one moved to (see the module
+    /// documentation), and whether steps are queued ahead (`None`: not decided yet).
+    ahead: Option<Queued>,
+    queue_ahead: Option<bool>,
+    /// Steps taken, and `max_iter`: none is queued past it.
+    steps: usize,
+    max_iter: usize,
 }
 
 impl<'s, 'a> MlxLloyd<'s, 'a> {
@@ -59,7 +97,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         points: Points<'s, f32>,
         data: CentredData,
         centroids: &[f32],
-        spherical: bool,
+        (spherical, max_iter): (bool, usize),
     ) -> Result<Self> {
         let CentredData { centred: plain, lifted: rows, norms: x_norms, shift } = data;
         let (n, d) = (plain.shape()[0], points.cols());
@@ -87,6 +125,10 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
             centroids,
             spherical,
             last: None,
+            ahead: None,
+            queue_ahead: kernel.queue_ahead,
+            steps: 0,
+            max_iter,
         })
     }
 
@@ -96,17 +138,18 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
 
     /// Labels, squared distances, and per-cluster sums, weights and means, by the custom
     /// CUDA kernels: distances by blocks of rows, then the sums over all rows at once.
-    fn cuda_pass(&self, kernels: &LloydKernels, weights: &Array, c: &Array, c_norms: &Array) -> Result<Pass> {
-        let (labels, distances) = self.cuda_nearest(kernels, c, c_norms)?;
+    fn cuda_pass(&self, kernels: &LloydKernels, weights: &Array, centroids: &Array) -> Result<Pass> {
+        let (labels, distances) = self.cuda_nearest(kernels, centroids)?;
         let ClusterMeans { sums, weights, means } = kernels.cluster_means(&self.plain, weights, &labels, self.k())?;
         Ok((labels, distances, sums, weights, means))
     }
 
-    /// Every row's nearest centroid and exact squared distance: by the fused kernel, or from
-    /// the distance matrix by blocks of rows.
-    fn cuda_nearest(&self, kernels: &LloydKernels, c: &Array, c_norms: &Array) -> Result<(Array, Array)> {
+    /// Every row's nearest centroid among `centroids` (centred) and exact squared distance:
+    /// by the fused kernel, or from the distance matrix by blocks of rows.
+    fn cuda_nearest(&self, kernels: &LloydKernels, centroids: &Array) -> Result<(Array, Array)> {
+        let (c, c_norms) = lift_centroid_array(centroids.clone(), self.k(), self.kernel.split)?;
         if let Some(halves) = &self.halves {
-            return kernels.nearest_fused(&self.plain, &self.x_norms, halves, &self.centroids, c_norms);
+            return kernels.nearest_fused(&self.plain, &self.x_norms, halves, centroids, &c_norms);
         }
         let n = self.x_norms.shape()[0] as usize;
         let step = rows_per_block(self.k());
@@ -115,8 +158,8 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         for (start, end) in blocks(n, step) {
             let (block, block_norms) = self.block(start, end);
             let plain = rows_of(&self.plain, start, end);
-            let partial = partial_distances(&block, c, c_norms)?;
-            let (best, dist) = kernels.nearest(&partial, &block_norms, &plain, &self.centroids, c_norms, tolerance)?;
+            let partial = partial_distances(&block, &c, &c_norms)?;
+            let (best, dist) = kernels.nearest(&partial, &block_norms, &plain, centroids, &c_norms, tolerance)?;
             labels.push(best);
             distances.push(dist);
         }
@@ -127,8 +170,10 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
     /// decided again (the band counts of all blocks come back in one evaluation, the labels
     /// only when some row is flagged): on the device where differences prove the decision
     /// (`ties.rs`), else on the host; then sums by one-hot GEMMs.
-    fn ops_pass(&self, c: &Array, c_norms: &Array) -> Result<Pass> {
-        let (k, d) = (self.k(), self.centroids.shape()[1] as usize);
+    fn ops_pass(&self, centroids: &Array) -> Result<Pass> {
+        let (k, d) = (self.k(), centroids.shape()[1] as usize);
+        let (c, c_norms) = lift_centroid_array(centroids.clone(), k, self.kernel.split)?;
+        let (c, c_norms) = (&c, &c_norms);
         let n = self.x_norms.shape()[0] as usize;
         let step = rows_per_block(k);
         let bound = self.kernel.gemm_error_bound(d);
@@ -146,10 +191,10 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         if any_tie.item_exact::<bool>() {
             let (mut host_labels, mut host_distances) = (vec![0u32; n], vec![0f32; n]);
             copy_to_host(&labels, &distances, &mut host_labels, &mut host_distances);
-            let rows = TieRows { lifted: &self.rows, centred: &self.plain, c, c_norms, centroids: &self.centroids };
+            let rows = TieRows { lifted: &self.rows, centred: &self.plain, c, c_norms, centroids };
             let x = self.points.x;
             let exact = Exact { on_device: self.shift.is_none(), row: &|i| x.row(i) };
-            let mut host_centroids = || self.host_centroids();
+            let mut host_centroids = || uncentred_host(centroids, self.shift.as_ref());
             let (ties, host) = (in_band.as_slice::<i32>(), &mut host_centroids);
             settle(&rows, &exact, ties, host, &mut host_labels, &mut host_distances)?;
             labels = Array::from_slice(&host_labels, &[n as i32]);
@@ -181,46 +226,72 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         (rows_of(&self.rows, start, end), rows_of(&self.x_norms, start, end))
     }
 
-    /// One pass and the update on the device: the step's scalars, and the number of empty
-    /// clusters (then the centroids are left where they were).
-    fn device_step(&mut self) -> Result<(StepReport, usize)> {
-        let k = self.k();
-        let (c, c_norms) = lift_centroid_array(self.centroids.clone(), k, self.kernel.split)?;
+    /// One step from `centroids` (centred), queued on the device: `previous` are the labels
+    /// of the step before it.
+    fn queue_step(&self, centroids: &Array, previous: Option<&Array>) -> Result<Queued> {
         let (labels, distances, sums, weights, means) = match &self.cuda {
-            Some((kernels, weights)) => self.cuda_pass(kernels, weights, &c, &c_norms)?,
-            None => self.ops_pass(&c, &c_norms)?,
+            Some((kernels, weights)) => self.cuda_pass(kernels, weights, centroids)?,
+            None => self.ops_pass(centroids)?,
         };
         let weighted = match &self.weights {
             Some(w) => distances.multiply(w)?,
             None => distances.clone(),
         };
         let inertia = weighted.sum(false)?;
-        let changed = match &self.last {
-            Some((previous, ..)) => previous.ne(&labels)?.any(false)?.as_type::<f32>()?,
+        let changed = match previous {
+            Some(previous) => previous.ne(&labels)?.any(false)?.as_type::<f32>()?,
             None => Array::from_f32(1.0),
         };
         let occupied = weights.gt(Array::from_f32(0.0))?;
         let empty = occupied.logical_not()?.as_type::<f32>()?.sum(false)?;
-        let updated = self.updated_centroids(&means, &weights)?;
-        let shift = updated.subtract(&self.centroids)?.square()?.sum(false)?;
+        let updated = self.updated_centroids(centroids, &means, &weights)?;
+        let shift = updated.subtract(centroids)?.square()?.sum(false)?;
         let scalars = stack(&[&inertia, &changed, &empty, &shift], 0)?;
-        eval_all(&[&scalars, &updated, &labels, &distances, &sums, &weights, &means])?;
-        let values = scalars.as_slice::<f32>().to_vec();
+        let queued = Queued { pass: (labels, distances, sums, weights, means), updated, scalars };
+        async_eval(queued.outputs())?;
+        Ok(queued)
+    }
+
+    /// One pass and the update on the device: the step's scalars, and the number of empty
+    /// clusters (then the centroids are left where they were). The step was queued by the
+    /// one before, else it is queued now; when steps are queued ahead, the next one is queued
+    /// before this one is waited for.
+    fn device_step(&mut self) -> Result<(StepReport, usize)> {
+        let started = Instant::now();
+        let queued = match self.ahead.take() {
+            Some(queued) => queued,
+            None => self.queue_step(&self.centroids, self.last.as_ref().map(|pass| &pass.0))?,
+        };
+        self.steps += 1;
+        if self.queue_ahead == Some(true) && self.steps < self.max_iter {
+            self.ahead = Some(self.queue_step(&queued.updated, Some(&queued.pass.0))?);
+        }
+        eval_all(&queued.outputs())?;
+        if self.queue_ahead.is_none() && self.steps == 2 {
+            let took = started.elapsed();
+            self.queue_ahead = Some(took < QUEUE_AHEAD_BELOW);
+            let verdict = if took < QUEUE_AHEAD_BELOW { "queued one ahead" } else { "each waited for" };
+            log::debug!(target: crate::LOG_TARGET, "a Lloyd step took {:.2} ms: next steps {verdict}", took.as_secs_f64() * 1e3);
+        }
+        let values = queued.scalars.as_slice::<f32>().to_vec();
         let empty_clusters = values[2] as usize;
         if empty_clusters == 0 {
-            self.centroids = updated;
+            self.centroids = queued.updated;
+        } else {
+            // Queued from centroids the repair replaces.
+            self.ahead = None;
         }
-        self.last = Some((labels, distances, sums, weights, means));
+        self.last = Some(queued.pass);
         let report =
             StepReport { inertia: values[0] as f64, center_shift: values[3] as f64, labels_changed: values[1] != 0.0 };
         Ok((report, empty_clusters))
     }
 
-    /// The centroids after a pass: each cluster's mean where it has weight, else where it was;
-    /// unit norm when spherical.
-    fn updated_centroids(&self, means: &Array, weights: &Array) -> Result<Array> {
+    /// The centroids after a pass from `centroids`: each cluster's mean where it has weight,
+    /// else where it was; unit norm when spherical.
+    fn updated_centroids(&self, centroids: &Array, means: &Array, weights: &Array) -> Result<Array> {
         let occupied = weights.gt(Array::from_f32(0.0))?.reshape(&[self.k() as i32, 1])?;
-        let updated = select(&occupied, means, &self.centroids)?;
+        let updated = select(&occupied, means, centroids)?;
         finish_centroids(updated, self.spherical, self.shift.as_ref())
     }
 
@@ -280,17 +351,25 @@ impl LloydStep<f32> for MlxLloyd<'_, '_> {
         let (n, d) = (self.points.rows(), self.points.cols());
         let centroids = self.host_centroids()?;
         let (mut labels, mut distances) = (vec![0u32; n], vec![0f32; n]);
+        // A step queued past the last one started from the final centroids: its labels are
+        // theirs (exact, as every pass's), and on CUDA its distances too.
+        let ahead = self.ahead.as_ref().map(|queued| (&queued.pass.0, &queued.pass.1));
         if let Some((kernels, _)) = &self.cuda {
             // Exact labels and distances (by differences) on the device.
-            let (c, c_norms) = lift_centroid_array(self.centroids.clone(), self.k(), self.kernel.split)?;
-            let (l, dist) = self.cuda_nearest(kernels, &c, &c_norms)?;
+            let (l, dist) = match ahead {
+                Some((l, dist)) => (l.clone(), dist.clone()),
+                None => self.cuda_nearest(kernels, &self.centroids)?,
+            };
             eval_all(&[&l, &dist])?;
             copy_to_host(&l, &dist, &mut labels, &mut distances);
             let inertia = weighted_sum(&distances, self.points.weights);
             return Ok(Assignment { centroids, labels, distances, inertia });
         }
         let current = MatRef::new(&centroids, centroids.len() / d, d)?;
-        if labels_current {
+        if let Some((l, dist)) = ahead {
+            eval_all(&[l, dist])?;
+            copy_to_host(l, dist, &mut labels, &mut distances);
+        } else if labels_current {
             self.last_assignment(&mut labels, &mut distances);
         } else {
             let (x, norms) = (self.points.x, self.points.x_sq_norms);

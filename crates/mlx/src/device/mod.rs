@@ -74,6 +74,10 @@ pub struct MlxConfig {
     /// Device memory (bytes) the fit's data and its working copies may take; past it the data
     /// stays on the host and is streamed in blocks (`stream.rs`). `None`: MLX's memory limit.
     pub device_bytes: Option<usize>,
+    /// Resident Lloyd steps queued one ahead (`lloyd.rs`: the device runs a step while the
+    /// host builds the next; `Some(true)`), or each step waited for before the next is built
+    /// (`Some(false)`); `None` decides by the time of a step.
+    pub queue_ahead: Option<bool>,
 }
 
 /// Whether MLX runs on a GPU here (Metal or CUDA), and a description of its device.
@@ -156,6 +160,8 @@ pub struct MlxKernel<'a> {
     device_bytes: usize,
     /// Whether the fit's data stays on the host (more than `device_bytes`): passes stream it.
     streamed: bool,
+    /// Whether resident Lloyd steps are queued one ahead (see [`MlxConfig`]).
+    queue_ahead: Option<bool>,
 }
 
 /// MLX's CUDA backend runs float32 matrix products on TF32 tensor cores (measured on an H100:
@@ -207,7 +213,9 @@ impl<'a> MlxKernel<'a> {
         let kernels = cuda_kernels.then(cuda::LloydKernels::new);
         let device_bytes = config.device_bytes.unwrap_or_else(stream::memory_limit);
         let fused = config.fused;
-        let mut kernel = Self { data: None, shift: None, on_gpu, split, fused, kernels, device_bytes, streamed: false };
+        let queue_ahead = config.queue_ahead;
+        let mut kernel =
+            Self { data: None, shift: None, on_gpu, split, fused, kernels, device_bytes, streamed: false, queue_ahead };
         if let Some(m) = data {
             if shared.is_none() && !kernel.holds(m.rows(), m.cols()) {
                 kernel.shift = Shift::of_host(m);

@@ -23,7 +23,7 @@ impl MlxLloyd<'_, '_> {
         let empty_clusters: Vec<u32> = (0..k as u32).filter(|&j| !(host_weights[j as usize] > 0.0)).collect();
         let m = empty_clusters.len().min(positive_rows);
         if m == 0 {
-            return self.updated_centroids(means, weights);
+            return self.updated_centroids(&self.centroids, means, weights);
         }
         let moved = self.farthest_rows(labels)?.index(0..m as i32);
         let row_weights = match &self.weights {
@@ -50,7 +50,7 @@ impl MlxLloyd<'_, '_> {
         let touched = change.abs()?.sum_axis(1, true)?.gt(Array::from_f32(0.0))?;
         let means = select(&touched, &recomputed, means)?;
         log::debug!(target: crate::LOG_TARGET, "relocated {m} empty cluster(s) to the farthest points");
-        self.updated_centroids(&means, &new_weights)
+        self.updated_centroids(&self.centroids, &means, &new_weights)
     }
 
     /// Row indices (int32), farthest from their labelled centroid first; zero-weight rows last.
