@@ -233,7 +233,9 @@ def kernel_profile(run, n: int, d: int, k: int) -> dict:
         if total_us <= 0:
             continue
         kernels[event.key[:90]] = {"calls": event.count, "ms_per_call": total_us / 1e3 / max(event.count, 1), "total_ms": total_us / 1e3}
-    passes = iters + 1  # every step's, and the final assignment's (or a step queued past the last)
+    # Every step's pass and the final assignment's (or a step queued past the last); a queued
+    # step that a repair drops adds one more, uncounted here (the repairs are printed above).
+    passes = iters + 1
     for key, row in kernels.items():
         seconds = row["ms_per_call"] / 1e3
         if "fused_assign" in key:

@@ -1,5 +1,6 @@
-"""Lloyd in float64 with the engine's empty-cluster rule: the exact answer that the
-backends approximate in float32. Shared by the tests and the GPU benchmark (`benchmarks/gpu.py`)."""
+"""Lloyd in float64 with the engine's empty-cluster rule, and float64 nearest centroids: the
+exact answers that the backends approximate in float32. Shared by the tests and the GPU
+benchmark (`benchmarks/gpu.py`)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,13 @@ def float64_lloyd(X, init, sample_weight=None, max_iter=50):
             return c, new, iteration
         labels = new
     return c, labels, max_iter
+
+
+def float64_nearest(X, centroids, block=4096):
+    """Each row's nearest centroid by float64 distances by differences, in blocks of rows."""
+    C = np.asarray(centroids, dtype=np.float64)
+    out = np.empty(len(X), dtype=np.int64)
+    for start in range(0, len(X), block):
+        rows = np.asarray(X[start : start + block], dtype=np.float64)
+        out[start : start + block] = ((rows[:, None] - C[None]) ** 2).sum(-1).argmin(1)
+    return out

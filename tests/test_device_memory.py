@@ -13,22 +13,12 @@ import numpy as np
 import pytest
 
 from conftest import make_mixture
-from float64_lloyd import float64_lloyd
+from float64_lloyd import float64_lloyd, float64_nearest
 from mlx_kmeans import KMeans, MiniBatchKMeans, backends, kmeans
 
 pytestmark = pytest.mark.skipif(not any(b.name == "mlx" and b.available for b in backends()), reason="mlx unavailable here")
 
 STREAMED = "MLX_KMEANS_MLX_DEVICE_BYTES"
-
-
-def exact_labels(X, centroids):
-    """Nearest centroids by float64 distances, in blocks."""
-    C = np.asarray(centroids, dtype=np.float64)
-    out = np.empty(len(X), dtype=np.int64)
-    for start in range(0, len(X), 4096):
-        block = np.asarray(X[start : start + 4096], dtype=np.float64)
-        out[start : start + 4096] = ((block[:, None] - C[None]) ** 2).sum(-1).argmin(1)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +45,9 @@ def test_streamed_lloyd_equals_float64_lloyd(monkeypatch, mixture, weighted):
     one = kmeans(X, 256, init=init, max_iter=1, tol=0.0, sample_weight=w, backend="mlx")
     scale = float(np.abs(centroids).max())
     assert float(np.abs(one.centroids - centroids).max()) <= 1e-5 * scale
-    np.testing.assert_array_equal(one.labels, exact_labels(X, one.centroids))
+    np.testing.assert_array_equal(one.labels, float64_nearest(X, one.centroids))
     streamed = kmeans(X, 256, init=init, max_iter=5, tol=0.0, sample_weight=w, backend="mlx")
-    np.testing.assert_array_equal(streamed.labels, exact_labels(X, streamed.centroids))
+    np.testing.assert_array_equal(streamed.labels, float64_nearest(X, streamed.centroids))
     assert streamed.n_iter == held.n_iter
     assert streamed.inertia == pytest.approx(held.inertia, rel=1e-4)
     np.testing.assert_array_equal(X, X_before)
@@ -74,7 +64,7 @@ def test_streamed_data_far_from_the_origin(monkeypatch):
     held = kmeans(X, 8, init=init, max_iter=50, backend="mlx")
     monkeypatch.setenv(STREAMED, "1")
     r = kmeans(X, 8, init=init, max_iter=50, backend="mlx")
-    np.testing.assert_array_equal(r.labels, exact_labels(X, r.centroids))
+    np.testing.assert_array_equal(r.labels, float64_nearest(X, r.centroids))
     assert r.inertia == pytest.approx(held.inertia, rel=1e-4)
     far = (1e5 + rng.normal(size=(20_000, 4))).astype(np.float32)
     centre = kmeans(far, 1, backend="mlx").centroids[0]
@@ -94,7 +84,7 @@ def test_estimators_stream_and_say_so(monkeypatch, mixture, caplog):
             caplog.clear()
             streamed = make("mlx").fit(X)
         assert any("stay on the host and are streamed" in r.getMessage() for r in caplog.records)
-        np.testing.assert_array_equal(streamed.labels_, exact_labels(X, streamed.cluster_centers_))
+        np.testing.assert_array_equal(streamed.labels_, float64_nearest(X, streamed.cluster_centers_))
         np.testing.assert_array_equal(streamed.predict(X), streamed.labels_)
         assert streamed.inertia_ == pytest.approx(make("cpu").fit(X).inertia_, rel=0.01)
 

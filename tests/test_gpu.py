@@ -11,7 +11,7 @@ import mlx_kmeans
 from mlx_kmeans import KMeans, MiniBatchKMeans, kmeans
 
 from conftest import make_mixture
-from float64_lloyd import float64_lloyd
+from float64_lloyd import float64_lloyd, float64_nearest
 
 
 def _mlx_gpu() -> bool:
@@ -169,7 +169,7 @@ def test_chunk_pass_sums_by_sorted_sums(weighted, offset):
     w = rng.uniform(0.5, 2.0, len(X)).astype(np.float32) if weighted else None
     labels, _, sums, weights, _ = _mlx.lloyd_partials(X, C, w, backend="mlx")
     X64, C64 = X.astype(np.float64), C.astype(np.float64)
-    exact = np.concatenate([((X64[s : s + 2048, None] - C64[None]) ** 2).sum(-1).argmin(1) for s in range(0, len(X), 2048)])
+    exact = float64_nearest(X, C)
     np.testing.assert_array_equal(labels, exact)
     w64 = np.ones(len(X)) if w is None else w.astype(np.float64)
     ref_sums = np.zeros_like(C64)

@@ -37,26 +37,19 @@ pub struct MlxSwitches {
 impl MlxSwitches {
     fn from_env() -> Self {
         let var = |name: &str| std::env::var(name).ok();
-        let split = match var("MLX_KMEANS_MLX_SPLIT").as_deref() {
+        // `1` forces a choice on, `0` off; anything else leaves it to the kernel.
+        let forced = |name: &str| match var(name).as_deref() {
             Some("1") => Some(true),
             Some("0") => Some(false),
             _ => None,
         };
         Self {
-            split,
+            split: forced("MLX_KMEANS_MLX_SPLIT"),
             cuda_kernels: var("MLX_KMEANS_MLX_CUDA_KERNELS").as_deref() != Some("0"),
-            fused: match var("MLX_KMEANS_MLX_FUSED").as_deref() {
-                Some("1") => Some(true),
-                Some("0") => Some(false),
-                _ => None,
-            },
+            fused: forced("MLX_KMEANS_MLX_FUSED"),
             share: var("MLX_KMEANS_MLX_SHARE").as_deref() != Some("0"),
             device_bytes: var("MLX_KMEANS_MLX_DEVICE_BYTES").and_then(|v| v.trim().parse().ok()),
-            queue_ahead: match var("MLX_KMEANS_MLX_AHEAD").as_deref() {
-                Some("1") => Some(true),
-                Some("0") => Some(false),
-                _ => None,
-            },
+            queue_ahead: forced("MLX_KMEANS_MLX_AHEAD"),
         }
     }
 }

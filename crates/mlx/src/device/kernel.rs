@@ -8,7 +8,7 @@ use mlx_rs::ops::indexing::argmin_axis;
 use mlx_rs::ops::maximum;
 use mlx_rs::Array;
 
-use super::stream::{pipelined, Launched};
+use super::stream::{pipelined, sorted_block_sums, Launched};
 use super::ties::{settle, Exact, TieRows};
 use super::{blocks, eval_all, fold_sums, own_sq_distances, partial_distances, rows_per_block, to_mlx, MlxKernel};
 use mlx_kmeans::error::Result;
@@ -249,18 +249,15 @@ impl Kernel<f32> for MlxKernel<'_> {
         for (start, end) in blocks(n, step) {
             let (block_labels, block_distances) = (&mut labels[start..end], &mut distances[start..end]);
             let best = self.assign_block(x, (start, end), centroids, (&c, &c_norms), block_labels, block_distances)?;
-            let block_weights = points.weights.map(|w| Array::from_slice(&w[start..end], &[(end - start) as i32]));
             let (sums, cluster_weights) = match &self.kernels {
-                // Sorted sums: no one-hot product of `k × rows` entries.
                 Some(kernels) => {
-                    let ones = || mlx_rs::ops::ones::<f32>(&[(end - start) as i32]);
-                    let block_weights = block_weights.map_or_else(ones, Ok)?;
                     let centred = self.centred_rows(x, start, end)?;
-                    let means = kernels.cluster_means(&centred, &block_weights, &best, k)?;
-                    (means.sums, means.weights)
+                    sorted_block_sums(kernels, &centred, points.weights, (start, end), &best, k)?
                 }
                 None => {
                     let (rows, _) = self.rows(x, start, end)?;
+                    let block_weights =
+                        points.weights.map(|w| Array::from_slice(&w[start..end], &[(end - start) as i32]));
                     let (sums, cluster_weights) = cluster_sums(&rows, &best, block_weights.as_ref(), k)?;
                     (fold_sums(sums, x.cols(), self.split)?, cluster_weights)
                 }

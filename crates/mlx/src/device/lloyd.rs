@@ -269,8 +269,9 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         eval_all(&queued.outputs())?;
         if self.queue_ahead.is_none() && self.steps == 2 {
             let took = started.elapsed();
-            self.queue_ahead = Some(took < QUEUE_AHEAD_BELOW);
-            let verdict = if took < QUEUE_AHEAD_BELOW { "queued one ahead" } else { "each waited for" };
+            let short = took < QUEUE_AHEAD_BELOW;
+            self.queue_ahead = Some(short);
+            let verdict = if short { "queued one ahead" } else { "each waited for" };
             log::debug!(target: crate::LOG_TARGET, "a Lloyd step took {:.2} ms: next steps {verdict}", took.as_secs_f64() * 1e3);
         }
         let values = queued.scalars.as_slice::<f32>().to_vec();

@@ -97,13 +97,7 @@ impl MlxKernel<'_> {
         let (labels, distances) = kernels.nearest_fused(&centred, &norms, &halves, c, c_norms)?;
         let sums = match sums {
             Some(weights) => {
-                let n = (end - start) as i32;
-                let weights = match weights {
-                    Some(w) => Array::from_slice(&w[start..end], &[n]),
-                    None => mlx_rs::ops::ones::<f32>(&[n])?,
-                };
-                let means = kernels.cluster_means(&centred, &weights, &labels, c.shape()[0] as usize)?;
-                Some((means.sums, means.weights))
+                Some(sorted_block_sums(kernels, &centred, weights, (start, end), &labels, c.shape()[0] as usize)?)
             }
             None => None,
         };
@@ -114,6 +108,26 @@ impl MlxKernel<'_> {
         async_eval(outputs)?;
         Ok(Launched { start, end, labels, distances, sums })
     }
+}
+
+/// Per-cluster sums (`k × d`) and weights (`k`) of `centred`, rows `start..end` of the data, by
+/// their `labels`, weighted by those rows of `weights` (ones without): the sorted-sums kernels,
+/// with no one-hot product of `k × rows` entries.
+pub(super) fn sorted_block_sums(
+    kernels: &LloydKernels,
+    centred: &Array,
+    weights: Option<&[f32]>,
+    (start, end): (usize, usize),
+    labels: &Array,
+    k: usize,
+) -> Result<(Array, Array)> {
+    let n = (end - start) as i32;
+    let weights = match weights {
+        Some(w) => Array::from_slice(&w[start..end], &[n]),
+        None => mlx_rs::ops::ones::<f32>(&[n])?,
+    };
+    let means = kernels.cluster_means(centred, &weights, labels, k)?;
+    Ok((means.sums, means.weights))
 }
 
 /// A block of rows queued on the device by [`MlxKernel::launch_fused`].
