@@ -88,15 +88,25 @@ pub fn check_n_clusters(n: usize, k: usize) -> Result<()> {
 
 /// Weights, when given, are one finite non-negative value per row with a positive sum.
 pub fn check_weights<T: Scalar>(weights: Option<&[T]>, n: usize) -> Result<()> {
+    check_weight_values(weights, n)?;
+    if let Some(w) = weights {
+        if !(w.iter().map(|v| v.as_f64()).sum::<f64>() > 0.0) {
+            return invalid("sample_weight sums to zero");
+        }
+    }
+    Ok(())
+}
+
+/// Weights of one chunk of a larger fit: one finite non-negative value per row. Their sum
+/// may be zero (a chunk of rows weighted out); only the whole fit's total must be positive,
+/// which the caller checks.
+pub fn check_weight_values<T: Scalar>(weights: Option<&[T]>, n: usize) -> Result<()> {
     if let Some(w) = weights {
         if w.len() != n {
             return invalid(format!("sample_weight has {} entries; expected {n}", w.len()));
         }
         if w.iter().any(|&v| !(v >= T::zero()) || !v.is_finite()) {
             return invalid("sample_weight must be finite and non-negative");
-        }
-        if !(w.iter().map(|v| v.as_f64()).sum::<f64>() > 0.0) {
-            return invalid("sample_weight sums to zero");
         }
     }
     Ok(())

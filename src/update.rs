@@ -30,7 +30,8 @@ pub fn average<T: Scalar>(sums: &ClusterSums, previous: &[T], d: usize, spherica
 
 /// Empty-cluster repair (scikit-learn's policy): each cluster with no weight takes over the
 /// positive-weight row that lies farthest from its current centroid (farthest first, ties by
-/// lowest row index); that row's sums move from its old cluster to the empty one. Labels are
+/// lowest row index); that row's sums move from its old cluster to the empty one. When every
+/// row lies on its centroid there is nothing to gain, and nothing moves. Labels are
 /// left as they are; the next assignment settles them. Distances are measured exactly (by
 /// differences, in float64) against `centroids`, the centroids that gave `labels`, so every
 /// backend ranks the rows alike: the expanded form would misorder rows by cancellation.
@@ -46,12 +47,14 @@ pub fn relocate_empty_clusters<T: Scalar>(
         return 0;
     }
     let d = x.cols();
-    let candidates: Vec<usize> =
-        farthest_rows(x, weights, labels, centroids, empty.len()).into_iter().map(|(_, i)| i).collect();
-    let take = candidates.len();
-    if take == 0 {
+    let farthest = farthest_rows(x, weights, labels, centroids, empty.len());
+    // Every row sits on its centroid (more clusters than distinct rows): moving one would
+    // only swap equal centres, and the fit would never settle (scikit-learn skips it too).
+    if farthest.first().is_none_or(|&(distance, _)| !(distance > 0.0)) {
         return 0;
     }
+    let candidates: Vec<usize> = farthest.into_iter().map(|(_, i)| i).collect();
+    let take = candidates.len();
     for (&cluster, &i) in empty.iter().zip(&candidates) {
         let w = weights.map_or(1.0, |w| w[i].as_f64());
         move_row(sums, d, labels[i] as usize, cluster, w, x.row(i).iter().enumerate());

@@ -125,3 +125,82 @@ def test_bad_out_path_fails_before_the_fit(files, tmp_path):
 @pytest.mark.parametrize("args", [["-k", 0], ["-k", -3], ["--backend", "bogus"], ["--n-features", 0]])
 def test_demo_mode_user_errors_are_one_line(args):
     one_line_error(run_cli(*args, "--n-samples", 200, "--no-sklearn"))
+
+
+# -- user errors on damaged files and streamed fits: one line on stderr, exit code 2 ---------------
+
+
+@pytest.mark.parametrize("content", [b"", b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (3, ", b"not a numpy file at all"])
+@pytest.mark.parametrize("stream", [[], ["--stream"]])
+def test_damaged_npy_is_one_line(tmp_path, content, stream):
+    path = tmp_path / "bad.npy"
+    path.write_bytes(content)
+    assert "bad.npy" in one_line_error(run_cli(path, "-k", 3, "--quiet", *stream))
+
+
+@pytest.mark.parametrize(
+    "extra, word",
+    [
+        (["--chunk-mb", "inf"], "--chunk-mb"),
+        (["--chunk-mb", "0"], "--chunk-mb"),
+        (["--max-iter", "0"], "max_iter"),
+        (["--n-init", "0"], "n_init"),
+        (["--mini-batch", "--batch-size", "0"], "batch_size"),
+    ],
+)
+def test_streamed_parameter_errors_are_one_line(files, extra, word):
+    assert word in one_line_error(run_cli(files["npy"], "-k", 3, "--quiet", "--stream", *extra))
+
+
+@pytest.mark.parametrize("kind", ["parquet", "arrow"])
+@pytest.mark.parametrize("extra, word", [(["--batch-size", "0"], "batch_size"), (["--max-iter", "0"], "max_iter"), (["--n-init", "3"], "--n-init")])
+def test_streamed_arrow_parameter_errors_are_one_line(files, kind, extra, word):
+    if kind not in files:
+        pytest.skip("pyarrow is not installed")
+    column = ["--column", "embedding"] if kind == "parquet" else []
+    assert word in one_line_error(run_cli(files[kind], "-k", 3, "--quiet", "--stream", *column, *extra))
+
+
+def test_out_names_are_taken_as_given(files, tmp_path):
+    assert "--out" in one_line_error(run_cli(files["npy"], "-k", 3, "--quiet", "--out", ""))
+    done = run_cli(files["npy"], "-k", 3, "--quiet", "--out", "/dev/null")
+    assert done.returncode == 0, done.stderr
+    assert "to /dev/null" in done.stdout
+    import os
+
+    assert not os.path.exists("/dev/null.npz")
+
+
+def test_stream_mini_batch_on_npy_runs_mini_batch_steps(files, X):
+    done = run_cli(files["npy"], "-k", 4, "--quiet", "--stream", "--mini-batch", "--batch-size", 100, "--chunk-mb", 0.01)
+    assert done.returncode == 0, done.stderr
+    assert "MiniBatchKMeans" in done.stdout and "Lloyd" not in done.stdout
+
+
+def test_stream_arrow_initialises_on_enough_rows(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rows = make_mixture(5000, 4, 50, seed=3, dtype=np.float32)[0]
+    path = tmp_path / "big.parquet"
+    column = pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), 4)
+    pq.write_table(pa.table({"e": column}), path, row_group_size=1024)
+    # Batches of ~100 rows: the first step still samples its 3·k rows from enough of them.
+    done = run_cli(path, "-k", 1000, "--quiet", "--stream", "--chunk-mb", 0.002, "--batch-size", 256)
+    assert done.returncode == 0, done.stderr
+    assert "5000x4, k=1000" in done.stdout
+    # Fewer rows than clusters: the count is the file's, not a batch's.
+    assert "n_samples=5000 should be >= n_clusters=6000" in one_line_error(run_cli(path, "-k", 6000, "--quiet", "--stream"))
+
+
+def test_stream_arrow_errors_name_file_rows(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    rows = [[float(i), 1.0] for i in range(6000)]
+    rows[4321] = None
+    path = tmp_path / "nulls.parquet"
+    pq.write_table(pa.table({"e": pa.array(rows, type=pa.list_(pa.float32(), 2))}), path, row_group_size=1000)
+    message = one_line_error(run_cli(path, "-k", 3, "--quiet", "--stream", "--chunk-mb", 0.01))
+    assert "row 4321" in message and "null" in message
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"e": pa.array([], type=pa.list_(pa.float32(), 2))}), empty)
+    assert "no rows" in one_line_error(run_cli(empty, "-k", 3, "--quiet", "--stream"))

@@ -152,7 +152,7 @@ def test_bad_input_raises_the_in_memory_errors(client, data):
         KMeans(4).fit(da.from_array(data, chunks=(1000, 8)), sample_weight=-da.ones(len(data), chunks=1000))
     with pytest.raises(ValueError, match="should be >= n_clusters"):
         KMeans(5000).fit(da.from_array(data, chunks=(1000, 8)))
-    with pytest.raises(ValueError, match="init should be"):
+    with pytest.raises(ValueError, match="The .init. parameter must be"):
         KMeans(4, init="kmeans").fit(da.from_array(data, chunks=(1000, 8)))
     with pytest.raises(ValueError, match="does not match"):
         KMeans(4, init=data[:3]).fit(da.from_array(data, chunks=(1000, 8)))

@@ -126,7 +126,7 @@ def test_bad_input_raises_the_in_memory_errors(data):
         kmeans_streaming(data, 4, sample_weight=np.ones(5))
     with pytest.raises(ValueError, match="Negative values"):
         kmeans_streaming(data, 4, sample_weight=-np.ones(len(data)))
-    with pytest.raises(ValueError, match="init should be"):
+    with pytest.raises(ValueError, match="The .init. parameter must be"):
         kmeans_streaming(data, 4, init="kmeans")
     with pytest.raises(ValueError, match="2-D"):
         kmeans_streaming(data[:, 0], 4)

@@ -90,25 +90,31 @@ def report(args, out, summary, elapsed, centroids, labels, inertia, n_iter, back
     sizes = np.bincount(labels, minlength=args.n_clusters)
     print(f"cluster sizes: min {sizes.min()}, median {int(np.median(sizes))}, max {sizes.max()}, empty {int((sizes == 0).sum())}")
     if out is not None:
-        np.savez(out, centroids=centroids, labels=labels, inertia=inertia, n_iter=n_iter, backend=backend)
+        with open(out, "wb") as file:  # exactly this path: NumPy would add a suffix to a name
+            np.savez(file, centroids=centroids, labels=labels, inertia=inertia, n_iter=n_iter, backend=backend)
         print(f"saved centroids {centroids.shape} and labels to {out}")
 
 
 def stream_file(args, out) -> int:
-    """`--stream`: a .npy file by Lloyd over chunks; Parquet/Arrow by mini-batch steps over
-    record batches. Neither holds the file in memory."""
-    from ._io import record_batches
+    """`--stream`: a .npy file by Lloyd over chunks (or, with --mini-batch, by mini-batch
+    steps over its chunks); Parquet/Arrow by mini-batch steps over record batches. Neither
+    holds the file in memory."""
+    import math
 
+    from ._params import Int, check_params
+
+    if not (math.isfinite(args.chunk_mb) and args.chunk_mb > 0) or args.chunk_mb * 2**20 < 1:
+        raise ValueError(f"--chunk-mb must be a positive number of MiB; got {args.chunk_mb}")
     chunk_bytes = int(args.chunk_mb * 2**20)
-    if chunk_bytes < 1:
-        raise ValueError(f"--chunk-mb must be positive; got {args.chunk_mb}")
+    check_params({"batch_size": Int(1), "max_iter": Int(1, optional=True)}, dict(batch_size=args.batch_size, max_iter=args.max_iter))
     start = time.perf_counter()
-    if args.file.lower().endswith(".npy"):
+    npy = args.file.lower().endswith(".npy")
+    if npy and args.column is not None:
+        raise ValueError("--column applies to Parquet and Arrow files, not .npy")
+    if npy and not args.mini_batch:
         from ._progress import progress_bar
         from ._stream import kmeans_streaming
 
-        if args.column is not None:
-            raise ValueError("--column applies to Parquet and Arrow files, not .npy")
         with progress_bar(not args.quiet, default(args.max_iter, 300), "KMeans (streamed)", "it") as bar:
             result = kmeans_streaming(
                 args.file, args.n_clusters, n_init=args.n_init, max_iter=default(args.max_iter, 300),
@@ -119,22 +125,49 @@ def stream_file(args, out) -> int:
         summary = f"{n}x{d}, k={args.n_clusters}, KMeans streamed in chunks of {args.chunk_mb:g} MiB"
         report(args, out, summary, elapsed, result.centroids, result.labels, result.inertia, result.n_iter, result.backend)
         return 0
+    if args.n_init != 1:
+        raise ValueError("--n-init applies to Lloyd fits; mini-batch steps over a streamed file start from one initialisation")
+    from ._io import matrix_chunks
+
     model = MiniBatchKMeans(n_clusters=args.n_clusters, batch_size=args.batch_size, random_state=args.seed, backend=args.backend)
     epochs = default(args.max_iter, 1)
     for _ in range(epochs):
-        for batch in record_batches(args.file, args.column, chunk_bytes):
-            # One step per --batch-size rows, as MiniBatchKMeans.fit takes them.
-            for first in range(0, batch.shape[0], args.batch_size):
-                model.partial_fit(batch[first : first + args.batch_size])
+        for batch in mini_batches(matrix_chunks(args.file, args.column, chunk_bytes), args.batch_size, 3 * args.n_clusters):
+            model.partial_fit(batch)
     labels, inertia = [], 0.0
-    for batch in record_batches(args.file, args.column, chunk_bytes):
+    for batch in matrix_chunks(args.file, args.column, chunk_bytes):
         labels.append(model.predict(batch))
         inertia -= model.score(batch)
     elapsed = time.perf_counter() - start
     labels = np.concatenate(labels)
-    summary = f"{labels.shape[0]}x{model.n_features_in_}, k={args.n_clusters}, MiniBatchKMeans.partial_fit over record batches, {epochs} pass(es)"
+    summary = f"{labels.shape[0]}x{model.n_features_in_}, k={args.n_clusters}, MiniBatchKMeans.partial_fit over {'chunks' if npy else 'record batches'}, {epochs} pass(es)"
     report(args, out, summary, elapsed, model.cluster_centers_, labels, inertia, model.n_steps_, model.backend_)
     return 0
+
+
+def mini_batches(chunks, batch_size: int, first_size: int):
+    """Mini-batches of `batch_size` rows from a stream of row chunks; the first holds at least
+    `first_size` rows (the initialisation samples from it, as scikit-learn's `init_size`),
+    or the whole stream when it is shorter."""
+    pending, held = [], 0
+    for chunk in chunks:
+        pending.append(chunk)
+        held += chunk.shape[0]
+        if held >= first_size:
+            break
+    if not pending:
+        return
+    first = np.concatenate(pending) if len(pending) > 1 else pending[0]
+    yield first[: max(first_size, batch_size)]
+    rest = [first[max(first_size, batch_size) :]]
+    for rows in _chain(rest, chunks):
+        for at in range(0, rows.shape[0], batch_size):
+            yield rows[at : at + batch_size]
+
+
+def _chain(first: list, rest):
+    yield from (rows for rows in first if rows.shape[0])
+    yield from rest
 
 
 def default(value, fallback):
@@ -143,13 +176,18 @@ def default(value, fallback):
 
 
 def output_path(out: str | None) -> str | None:
-    """The file `--out` names (NumPy adds `.npz` when it is missing), checked before the
-    fit so that a bad path fails at once rather than after the work."""
+    """The file `--out` names, checked before the fit so that a bad path fails at once rather
+    than after the work. A new file's name gets NumPy's `.npz` suffix when it has none; an
+    existing file that is not a regular one (a device such as /dev/null, a pipe) is written
+    as named."""
     if out is None:
         return None
+    if not out.strip():
+        raise ValueError("--out needs a file name")
     if os.path.isdir(out):
         raise IsADirectoryError(f"--out {out} is a directory; name a file in it")
-    path = out if out.endswith(".npz") else out + ".npz"
+    special = os.path.exists(out) and not os.path.isfile(out)
+    path = out if out.endswith(".npz") or special else out + ".npz"
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise IsADirectoryError(f"--out {out}: {path} is a directory")

@@ -115,28 +115,53 @@ def k_means(
 
 
 def kmeans_plusplus(X, n_clusters, *, sample_weight=None, x_squared_norms=None, random_state=None, n_local_trials=None):
-    """scikit-learn's `kmeans_plusplus`: `n_clusters` rows of X chosen by greedy k-means++
-    (the engine's, `2 + ln k` candidates per step, sample weights respected) and their indices.
-    `x_squared_norms` is accepted and not needed (the engine computes the norms); another
+    """scikit-learn's `kmeans_plusplus`: `n_clusters` rows of X (dense, or scipy.sparse) chosen
+    by greedy k-means++ (the engine's, `2 + ln k` candidates per step, sample weights
+    respected) and their indices; the centres come back dense, as scikit-learn returns them.
+    `x_squared_norms` is checked and not needed (the engine computes the norms); another
     number of local trials than `2 + int(ln k)` is refused."""
     import math
 
     from . import _native
-    from ._validation import check_array, check_sample_weight, seed_from
+    from ._params import Int, Seed, check_params
+    from ._validation import check_array, check_sample_weight, check_sparse, csr_arrays, is_sparse, seed_from
 
-    X = check_array(X, owner="kmeans_plusplus")
-    if not (isinstance(n_clusters, (int, np.integer)) and 1 <= n_clusters <= X.shape[0]):
-        raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
+    check_params({"n_clusters": Int(1), "random_state": Seed(), "n_local_trials": Int(1, optional=True)}, dict(n_clusters=n_clusters, random_state=random_state, n_local_trials=n_local_trials))
+    sparse = is_sparse(X)
+    X = check_sparse(X, owner="kmeans_plusplus") if sparse else check_array(X, owner="kmeans_plusplus")
+    n = X.shape[0]
+    if n_clusters > n:
+        raise ValueError(f"n_samples={n} should be >= n_clusters={n_clusters}.")
     trials = 2 + int(math.log(n_clusters))
     if n_local_trials is not None and n_local_trials != trials:
         raise ValueError(f"n_local_trials must be None or {trials} (2 + int(ln n_clusters)), the engine's number; got {n_local_trials}")
-    if x_squared_norms is not None and np.shape(x_squared_norms) != (X.shape[0],):
-        raise ValueError(f"x_squared_norms should be of length {X.shape[0]}; got shape {np.shape(x_squared_norms)}")
+    if x_squared_norms is not None and np.shape(x_squared_norms) != (n,):
+        length = np.shape(x_squared_norms)[0] if np.ndim(x_squared_norms) else np.shape(x_squared_norms)
+        raise ValueError(f"The length of x_squared_norms {length} should be equal to the length of n_samples {n}.")
     weights = check_sample_weight(sample_weight, X)
-    n = X.shape[0]
-    centers = _native.init_centroids(
-        X, weights, n_clusters=int(n_clusters), init="k-means++", batch_size=n, init_size=n, seed=seed_from(random_state)
-    )
-    # The chosen rows themselves: each centre's nearest row is a row equal to it.
-    indices, _, _ = _native.assign(centers, X)
-    return centers, indices.astype(np.intp)
+    options = dict(n_clusters=int(n_clusters), init="k-means++", batch_size=n, init_size=n, seed=seed_from(random_state))
+    if not sparse:
+        centers = _native.init_centroids(X, weights, **options)
+        # The chosen rows themselves: each centre's nearest row is a row equal to it.
+        indices, _, _ = _native.assign(centers, X)
+        return centers, indices.astype(np.intp)
+    centers = _native.init_centroids_sparse(*csr_arrays(X), weights, **options)
+    return centers, _nearest_rows_sparse(X, centers)
+
+
+def _nearest_rows_sparse(X, centers) -> np.ndarray:
+    """For each centre, the index of its nearest CSR row (the first of equals), a block of
+    rows at a time so that no `n × k` matrix is held."""
+    from . import _native
+    from ._validation import csr_arrays
+
+    best = np.full(centers.shape[0], np.inf)
+    where = np.zeros(centers.shape[0], dtype=np.intp)
+    block = max(1, (1 << 24) // max(1, centers.shape[0]))
+    for start in range(0, X.shape[0], block):
+        distances = _native.sq_distances_sparse(*csr_arrays(X[start : start + block]), centers)
+        rows = np.argmin(distances, axis=0)
+        values = distances[rows, np.arange(centers.shape[0])]
+        closer = values < best
+        best[closer], where[closer] = values[closer], rows[closer] + start
+    return where

@@ -131,16 +131,17 @@ def backends(platform: str | None = None) -> list[Backend]:
     return [PROBES[name](platform) for name in names]
 
 
-def check_name(requested) -> str:
+def check_name(requested, source: str = "backend") -> str:
     """The normalised backend name ("auto" for None); TypeError/ValueError for anything else
-    than "auto" or a known backend. Probes nothing."""
+    than "auto" or a known backend, naming where the value came from (`source`). Probes
+    nothing."""
     if requested is None:
         return "auto"
     if not isinstance(requested, str):
-        raise TypeError(f"backend must be a string; got {type(requested).__name__}")
+        raise TypeError(f"{source} must be a string; got {type(requested).__name__}")
     requested = requested.strip().lower()
     if requested != "auto" and requested not in KNOWN:
-        raise ValueError(f"unknown backend {requested!r}; expected 'auto' or one of {KNOWN}")
+        raise ValueError(f"unknown backend {requested!r} in {source}; expected 'auto' or one of {KNOWN}")
     return requested
 
 
@@ -153,6 +154,7 @@ def resolve(requested: str | None, dtype=np.float32, platform: str | None = None
     if requested == "auto":
         from_env = os.environ.get(ENV_VAR, "").strip().lower()
         if from_env and from_env != "auto":
+            from_env = check_name(from_env, f"the environment variable {ENV_VAR}")
             logger.info("backend %r chosen by %s", from_env, ENV_VAR)
             return resolve(from_env, dtype, platform)
         eligible = []

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _native
 from ._backend import engine_module, native_backend, prepare
-from ._params import BackendName, Bool, InitSpec, Int, IntOr, Real, Verbosity, check_params
+from ._params import FIT_CONSTRAINTS, check_params, n_init_for
 from ._progress import progress_bar
 from ._sklearn_compat import ESTIMATOR_BASES, HAVE_SKLEARN, ConvergenceWarning, NotFittedError
 from ._validation import (
@@ -57,32 +57,13 @@ class _BaseKMeans(*ESTIMATOR_BASES):
     _default_n_init = 10
 
     # -- parameters ---------------------------------------------------------------------
-    _constraints: dict = {
-        "n_clusters": Int(1),
-        "init": InitSpec(),
-        "n_init": IntOr(1, ("auto",)),
-        "max_iter": Int(1),
-        "tol": Real(0.0),
-        "verbose": Verbosity(),
-        "spherical": Bool(),
-        "backend": BackendName(),
-    }
+    _constraints: dict = FIT_CONSTRAINTS
 
     def _check_params(self) -> None:
         check_params(self._constraints, self.get_params(deep=False))
 
     def _n_init_for(self, init) -> int:
-        if isinstance(self.n_init, str):  # "auto"
-            return 1 if isinstance(init, str) and init == "k-means++" else self._default_n_init
-        if not isinstance(init, str) and self.n_init != 1:
-            warnings.warn(
-                "Explicit initial center position passed: performing only one init in "
-                f"{type(self).__name__} instead of n_init={self.n_init}.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            return 1
-        return int(self.n_init)
+        return n_init_for(self.n_init, init, self._default_n_init, type(self).__name__)
 
     def _resolve_init(self, X: np.ndarray, seed: int):
         """'k-means++' / 'random' pass through; an array or a callable's output is checked

@@ -97,7 +97,8 @@ class MiniBatchKMeans(_BaseKMeans):
         max_steps = int(self.max_iter) * -(-X.shape[0] // batch_size)
         n_steps = max(int(self.max_iter) * X.shape[0] // batch_size, 1)
         shown_init = self.init if isinstance(self.init, str) or callable(self.init) else init
-        lines = functools.partial(MiniBatchLines, shown_init, self._n_init_for(init), n_steps, batch_size, X.shape[0])
+        n_init = self._n_init_for(init)
+        lines = functools.partial(MiniBatchLines, shown_init, n_init, n_steps, batch_size, X.shape[0])
         with self._progress(max_steps, unit="step", lines=lines) as progress:
             if is_sparse(X):
                 fit, data = _native.minibatch_fit_sparse, (*csr_arrays(X), weights)
@@ -109,7 +110,7 @@ class MiniBatchKMeans(_BaseKMeans):
                 *data,
                 n_clusters=int(self.n_clusters),
                 init=init,
-                n_init=self._n_init_for(init),
+                n_init=n_init,
                 max_iter=int(self.max_iter),
                 batch_size=int(self.batch_size),
                 init_size=None if self.init_size is None else int(self.init_size),

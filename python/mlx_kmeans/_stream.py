@@ -13,7 +13,11 @@ import numpy as np
 
 from ._api import KMeansResult
 from ._backend import resolve
-from ._chunked import INIT_METHODS, check_init_options, fit_chunked, fit_dtype
+from ._base import checked_centers
+from ._io import load_npy
+from ._chunked import fit_chunked, fit_dtype
+from ._params import CHUNKED_CONSTRAINTS, Int, Seed, check_params, n_init_for
+from ._validation import seed_from
 
 logger = logging.getLogger("mlx_kmeans")
 
@@ -110,14 +114,14 @@ def kmeans_streaming(
     max_iter: int = 300,
     tol: float = 1e-4,
     sample_weight=None,
-    seed: int = 0,
+    seed: Optional[int] = 0,
     spherical: bool = False,
     algorithm: str = "auto",
     backend: str = "auto",
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     init_size: Optional[int] = None,
     oversampling_factor: float = 2.0,
-    init_max_iter: int = 5,
+    init_max_iter: Optional[int] = 5,
     progress=None,
 ) -> KMeansResult:
     """Lloyd's k-means over a matrix read one chunk at a time: a path to a `.npy` file, an
@@ -131,30 +135,31 @@ def kmeans_streaming(
     rows whose bounds prove they keep their centroid skip the search; "lloyd" searches every
     row in every pass; "auto" (the default) is "elkan". All give the same labels. Returns a `KMeansResult`.
     """
+    values = dict(
+        k=k, init=init, n_init=n_init, max_iter=max_iter, tol=tol, verbose=0, spherical=spherical, backend=backend,
+        algorithm=algorithm, init_size=init_size, oversampling_factor=oversampling_factor, init_max_iter=init_max_iter,
+    )
+    check_params(CHUNKED_CONSTRAINTS, values, names={"n_clusters": "k"})
+    check_params({"seed": Seed(), "chunk_bytes": Int(1)}, dict(seed=seed, chunk_bytes=chunk_bytes))
     if isinstance(X, (str, os.PathLike)):
-        X = np.load(X, mmap_mode="r")
-    if isinstance(init, str) and init not in INIT_METHODS:
-        raise ValueError(f"init should be one of {INIT_METHODS} or an array of shape (n_clusters, n_features); got {init!r}")
-    check_init_options(oversampling_factor, init_max_iter)
-    if algorithm not in ("auto", "lloyd", "elkan"):
-        raise ValueError(f"algorithm must be 'auto', 'lloyd' or 'elkan'; got {algorithm!r}")
-    if not (isinstance(k, (int, np.integer)) and k >= 1):
-        raise ValueError(f"k must be a positive integer; got {k!r}")
+        X = load_npy(X)
     source = ArrayChunks(X, sample_weight, chunk_bytes)
+    if not isinstance(init, str):
+        init = checked_centers(init, int(k), source.n_features, "kmeans_streaming")
     name = resolve(backend, fit_dtype(source.dtype))
     fit = fit_chunked(
         source,
         n_clusters=int(k),
         init=init,
-        n_init=int(n_init),
+        n_init=n_init_for(n_init, init, 10, "kmeans_streaming"),
         max_iter=int(max_iter),
         tol=float(tol),
-        seed=int(seed),
+        seed=seed_from(seed, name="seed"),
         spherical=bool(spherical),
         backend=name,
         init_size=init_size,
         oversampling_factor=oversampling_factor,
-        init_rounds=init_max_iter,
+        init_rounds=5 if init_max_iter is None else int(init_max_iter),
         keep_labels=True,
         algorithm=algorithm,
         owner="kmeans_streaming",

@@ -194,11 +194,7 @@ def check_array(X, *, name: str = "X", owner: str = "KMeans", dtype=None) -> np.
         raise ValueError(f"Input {name} contains NaN.")
     if has_inf:
         raise ValueError(f"Input {name} contains infinity or a value too large for {array.dtype!r}.")
-    if top > 1e150:
-        raise ValueError(
-            f"{name} has magnitudes up to {top:.3g}: squared distances would overflow even in "
-            "float64; rescale the data (k-means is unchanged by a common scale factor)"
-        )
+    check_magnitude(top, name)
     if array.dtype == np.float32 and outside_float32_range(array, top):
         logger.info("%s has magnitudes outside %s: computing in float64 so that squared distances neither overflow nor underflow", name, FLOAT32_SAFE_RANGE)
         array = array.astype(np.float64)
@@ -245,7 +241,21 @@ def check_sparse(X, *, owner: str = "KMeans", dtype=None):
         csr.sum_duplicates()
     if not np.isfinite(csr.data).all():
         raise ValueError("Input X contains NaN or infinity.")
+    top = float(np.abs(csr.data).max(initial=0.0))
+    check_magnitude(top, "X")
+    if csr.dtype == np.float32 and outside_float32_range(None, top):
+        logger.info("X has magnitudes outside %s: computing in float64 so that squared distances neither overflow nor underflow", FLOAT32_SAFE_RANGE)
+        csr = csr.astype(np.float64)
     return csr
+
+
+def check_magnitude(top: float, name: str) -> None:
+    """Refuses data whose squared distances would overflow even in float64."""
+    if top > 1e150:
+        raise ValueError(
+            f"{name} has magnitudes up to {top:.3g}: squared distances would overflow even in "
+            "float64; rescale the data (k-means is unchanged by a common scale factor)"
+        )
 
 
 def check_sample_weight(sample_weight, X: np.ndarray) -> np.ndarray | None:
@@ -280,30 +290,40 @@ def check_sample_weight(sample_weight, X: np.ndarray) -> np.ndarray | None:
         total = float(weights.sum())
     if not total > 0:
         raise ValueError("sample_weight must not sum to zero")
-    # The engine sums weight × value and weight × squared distance (at most
-    # 4·n_features·max|x|² per row) in float64; scaling every weight by one factor changes
-    # neither the centroids nor the labels.
     largest = float(np.abs(X.data).max(initial=0.0)) if is_sparse(X) else value_summary(X)[2]
+    check_weight_scale(total, float(weights.max()), X.shape[1], largest, X.dtype)
+    return np.ascontiguousarray(weights, dtype=X.dtype)
+
+
+def check_weight_scale(total: float, heaviest: float, n_features: int, largest: float, dtype) -> None:
+    """Refuses weights (summing to `total`, up to `heaviest`) so large that the weighted sums
+    over data of magnitude up to `largest` would overflow: the engine sums weight × value and
+    weight × squared distance (at most 4·n_features·max|x|² per row) in float64, and float32
+    data takes its weights in float32. Scaling every weight by one factor changes neither
+    the centroids nor the labels, so the message says to."""
     top = max(largest, 1.0)
-    if not total * 4.0 * X.shape[1] * top * top < 1e300:
+    if not total * 4.0 * n_features * top * top < 1e300:
         raise ValueError(
-            f"sample_weight is too large for this data (up to {weights.max():.3g} per row): weighted sums "
+            f"sample_weight is too large for this data (up to {heaviest:.3g} per row): weighted sums "
             "would overflow float64. Divide the weights by a common factor; k-means gives "
             "the same clusters."
         )
-    if X.dtype == np.float32 and weights.max() > float(np.finfo(np.float32).max):
+    check_weights_fit_float32(heaviest, dtype)
+
+
+def check_weights_fit_float32(heaviest: float, dtype) -> None:
+    if np.dtype(dtype) == np.float32 and heaviest > float(np.finfo(np.float32).max):
         raise ValueError(
-            f"sample_weight has values up to {weights.max():.3g}, beyond float32's range, "
+            f"sample_weight has values up to {heaviest:.3g}, beyond float32's range, "
             "for float32 data: divide the weights by a common factor."
         )
-    return np.ascontiguousarray(weights, dtype=X.dtype)
 
 
 def feature_names(X) -> np.ndarray | None:
     """String column names of a DataFrame-like X (pandas, polars, a pyarrow Table or
     RecordBatch), as scikit-learn records them. Only the names are read: columns are never
     converted."""
-    if isinstance(X, np.ndarray) or is_mlx_array(X):
+    if isinstance(X, np.ndarray) or is_mlx_array(X) or has_vector_columns(X):
         return None
     columns = getattr(X, "column_names", None)  # pyarrow: `columns` holds the data
     if columns is None:
@@ -334,8 +354,30 @@ def feature_names(X) -> np.ndarray | None:
     return names
 
 
+def has_vector_columns(X) -> bool:
+    """Whether a pyarrow or polars table holds a column of lists or arrays (one vector per
+    row): its features are then the vector's entries, which have no names."""
+    module = type(X).__module__.split(".")[0]
+    try:
+        if module == "pyarrow":
+            import pyarrow as pa
+
+            return any(pa.types.is_nested(field.type) for field in X.schema)
+        if module == "polars":
+            return any(dtype.is_nested() for dtype in X.dtypes)
+    except (AttributeError, TypeError):
+        return False
+    return False
+
+
 def check_feature_names(estimator, X, *, reset: bool) -> None:
-    names = feature_names(X)
+    check_names(estimator, feature_names(X), reset=reset)
+
+
+def check_names(estimator, names, *, reset: bool) -> None:
+    """Records (`reset`) or checks the feature names of the data, as scikit-learn does:
+    other names, or the same in another order, are an error; names on one side only a
+    warning."""
     owner = type(estimator).__name__
     if reset:
         if names is not None:
@@ -385,23 +427,22 @@ def check_n_features(estimator, X: np.ndarray, *, reset: bool) -> None:
         )
 
 
-def seed_from(random_state) -> int:
-    """A 64-bit engine seed from scikit-learn's `random_state` forms. An int is used as it is,
-    so results for a given int do not depend on NumPy's generators."""
+def seed_from(random_state, name: str = "random_state") -> int:
+    """A 64-bit engine seed from scikit-learn's `random_state` forms (`name`: the parameter,
+    for messages). An int is used as it is, so results for a given int do not depend on
+    NumPy's generators."""
     if random_state is None:
         return int(np.random.mtrand._rand.randint(0, 2**31 - 1))
     if isinstance(random_state, (numbers.Integral, np.integer)) and not isinstance(random_state, bool):
         value = int(random_state)
         if not 0 <= value < 2**32:
-            raise ValueError(
-                f"random_state must be between 0 and 2**32 - 1; got {value}"
-            )
+            raise ValueError(f"{name} must be between 0 and 2**32 - 1; got {value}")
         return value
     if isinstance(random_state, np.random.RandomState):
         return int(random_state.randint(0, 2**31 - 1))
     if isinstance(random_state, np.random.Generator):
         return int(random_state.integers(0, 2**63 - 1))
     raise ValueError(
-        f"{random_state!r} cannot be used as random_state: use None, an int, or a "
+        f"{random_state!r} cannot be used as {name}: use None, an int, or a "
         "numpy.random.RandomState / Generator"
     )

@@ -37,12 +37,13 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise ImportError("mlx_kmeans.dask needs Dask: pip install 'mlx-kmeans[dask]' (dask[array] and distributed)") from exc
 
 from . import _native
-from ._backend import check_name, engine_module, native_backend, resolve
+from ._backend import engine_module, native_backend, resolve
 from ._base import checked_centers
-from ._chunked import INIT_METHODS, check_init_options, fit_chunked, fit_dtype
+from ._chunked import fit_chunked, fit_dtype
 from ._progress import progress_bar
 from ._sklearn_compat import ESTIMATOR_BASES, NotFittedError
-from ._validation import check_array
+from ._params import n_init_for
+from ._validation import check_array, check_feature_names, check_names, feature_names
 
 logger = logging.getLogger("mlx_kmeans")
 
@@ -155,15 +156,19 @@ class DaskChunks:
 
 def _predict_block(block, centroids, backend):
     centroids = np.require(centroids, requirements=["C", "A"])
+    if block.shape[0] == 0:  # a partition left empty (by a filter, say)
+        return np.empty(0, dtype=np.int32)
     X = check_array(block, dtype=centroids.dtype)
-    labels, _, _ = engine_module(backend).assign(X, centroids, None, backend=native_backend(backend))
+    labels, _, _ = engine_module(backend).assign(X, centroids.astype(X.dtype, copy=False), None, backend=native_backend(backend))
     return labels
 
 
 def _transform_block(block, centroids):
     centroids = np.require(centroids, requirements=["C", "A"])
+    if block.shape[0] == 0:
+        return np.empty((0, centroids.shape[0]), dtype=centroids.dtype)
     X = check_array(block, dtype=centroids.dtype)
-    return np.sqrt(_native.sq_distances(X, centroids))
+    return np.sqrt(_native.sq_distances(X, centroids.astype(X.dtype, copy=False)))
 
 
 def _partition_matrix(frame, columns):
@@ -181,6 +186,11 @@ def _partition_matrix(frame, columns):
             raise ValueError(f"column {columns[0]!r} must hold one list or array of numbers per row")
         return matrix
     return frame[columns].to_numpy()
+
+
+def is_dask_collection(X) -> bool:
+    """A Dask array, DataFrame or Series (computed lazily), as opposed to data in memory."""
+    return dask.is_dask_collection(X)
 
 
 def as_dask_array(X):
@@ -218,17 +228,24 @@ def as_dask_array(X):
         return da.concatenate(parts, axis=0), None
     array = check_array(X, owner="KMeans")
     rows = max(1, (128 << 20) // max(1, array.shape[1] * array.dtype.itemsize))
-    return da.from_array(array, chunks=(rows, -1)), None
+    return da.from_array(array, chunks=(rows, -1)), feature_names(X)
 
 
 def from_npy(path, rows_per_chunk: Optional[int] = None, chunk_bytes: int = 128 << 20):
     """A `.npy` file as a Dask array whose chunks each read their rows from the file (memory
     mapped, on whichever worker computes them): a small graph, and data that never passes
-    through the client. The file must be readable at the same path by every worker."""
-    header = np.load(path, mmap_mode="r")
+    through the client. The file must be readable at the same path by every worker; a file
+    in Fortran order is read too (each chunk gathers its rows, more slowly)."""
+    from ._io import load_npy
+    from ._params import Int, check_params
+
+    check_params({"rows_per_chunk": Int(1, optional=True), "chunk_bytes": Int(1)}, dict(rows_per_chunk=rows_per_chunk, chunk_bytes=chunk_bytes))
+    header = load_npy(path)
     n, d = header.shape
     dtype = header.dtype
     del header
+    if n == 0 or d == 0:
+        raise ValueError(f"{path} holds an array of shape {(n, d)}; k-means needs at least one row and one feature")
     if rows_per_chunk is None:
         rows_per_chunk = max(1, chunk_bytes // max(1, d * dtype.itemsize))
     path = str(path)
@@ -240,10 +257,8 @@ def from_npy(path, rows_per_chunk: Optional[int] = None, chunk_bytes: int = 128 
 
 
 def _read_rows(path, start, end):
-    rows = np.load(path, mmap_mode="r")
-    if not rows.flags.c_contiguous:
-        raise ValueError(f"{path} is in Fortran order; save it in C order")
-    return np.array(rows[start:end])
+    rows = np.load(path, mmap_mode="r", allow_pickle=False)
+    return np.array(rows[start:end], order="C")  # a copy: the mapping closes with `rows`
 
 
 class KMeans(*ESTIMATOR_BASES):
@@ -301,25 +316,10 @@ class KMeans(*ESTIMATOR_BASES):
         self.persist = persist
 
     def _check_params(self):
-        from ._params import Bool, Int, IntOr, Options, Real, Verbosity, check_params
+        from ._params import CHUNKED_CONSTRAINTS, Bool, Seed, check_params
 
-        table = {
-            "n_clusters": Int(1),
-            "n_init": IntOr(1, ("auto",)),
-            "max_iter": Int(1),
-            "tol": Real(0.0),
-            "verbose": Verbosity(),
-            "spherical": Bool(),
-            "persist": Bool(),
-            "algorithm": Options(("auto", "lloyd", "elkan")),
-        }
+        table = {**CHUNKED_CONSTRAINTS, "persist": Bool(), "random_state": Seed()}
         check_params(table, {name: getattr(self, name) for name in table})
-        check_name(self.backend)
-        check_init_options(self.oversampling_factor, 5 if self.init_max_iter is None else self.init_max_iter)
-        if self.init_size is not None and not (isinstance(self.init_size, (int, np.integer)) and self.init_size >= 1):
-            raise ValueError(f"init_size must be a positive integer or None; got {self.init_size!r}")
-        if isinstance(self.init, str) and self.init not in INIT_METHODS:
-            raise ValueError(f"init should be one of {INIT_METHODS} or an array of shape (n_clusters, n_features); got {self.init!r}")
 
     def fit(self, X, y=None, sample_weight=None):
         """Compute k-means clustering of X (a Dask array or DataFrame, or an in-memory array)."""
@@ -332,7 +332,7 @@ class KMeans(*ESTIMATOR_BASES):
         init = self.init
         if not isinstance(init, str):
             init = checked_centers(init, self.n_clusters, source.n_features, "KMeans")
-        n_init = 1 if self.n_init == "auto" or not isinstance(init, str) else int(self.n_init)
+        n_init = n_init_for(self.n_init, init, 10, "KMeans")
         seed = _seed(self.random_state)
         with progress_bar(self.verbose, int(self.max_iter) * n_init, "KMeans (dask)", "it") as bar:
             fit = fit_chunked(
@@ -356,10 +356,7 @@ class KMeans(*ESTIMATOR_BASES):
         self.n_iter_ = int(fit.n_iter)
         self.inertia_history_ = np.asarray(fit.inertia_history)
         self.n_features_in_ = source.n_features
-        if names is not None:
-            self.feature_names_in_ = names
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
+        check_names(self, names, reset=True)
         self.backend_ = backend
         self._n_features_out = int(self.n_clusters)
         self.labels_ = self._labels(source.X)
@@ -372,11 +369,22 @@ class KMeans(*ESTIMATOR_BASES):
             )
 
     def _dask_input(self, X):
+        """A Dask collection as a checked Dask array (feature names and count as at fit)."""
         self._check_fitted()
-        X, _ = as_dask_array(X)
+        X, names = as_dask_array(X)
+        check_names(self, names, reset=False)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but KMeans is expecting {self.n_features_in_} features as input.")
         return X.rechunk({1: -1}) if X.numblocks[1] != 1 else X
+
+    def _memory_input(self, X) -> np.ndarray:
+        """In-memory data (NumPy, lists, pandas, Arrow, ...) checked as `mlx_kmeans.KMeans` checks it."""
+        self._check_fitted()
+        check_feature_names(self, X, reset=False)
+        data = check_array(X, owner="KMeans", dtype=self.cluster_centers_.dtype)
+        if data.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {data.shape[1]} features, but KMeans is expecting {self.n_features_in_} features as input.")
+        return data
 
     def _labels(self, X):
         return X.map_blocks(_predict_block, self.cluster_centers_, self.backend_, dtype=np.int32, drop_axis=1)
@@ -384,19 +392,15 @@ class KMeans(*ESTIMATOR_BASES):
     def predict(self, X):
         """Index of the nearest centre for each row: a lazy Dask array for Dask input, NumPy
         for in-memory input."""
-        if isinstance(X, np.ndarray) or isinstance(X, list):
-            self._check_fitted()
-            data = check_array(X, owner="KMeans", dtype=self.cluster_centers_.dtype)
-            if data.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has {data.shape[1]} features, but KMeans is expecting {self.n_features_in_} features as input.")
-            return _predict_block(data, self.cluster_centers_, self.backend_)
+        if not is_dask_collection(X):
+            return _predict_block(self._memory_input(X), self.cluster_centers_, self.backend_)
         return self._labels(self._dask_input(X))
 
     def transform(self, X):
-        """Euclidean distance from each row to every centre (lazy for Dask input)."""
-        if isinstance(X, np.ndarray) or isinstance(X, list):
-            self._check_fitted()
-            return _transform_block(check_array(X, owner="KMeans", dtype=self.cluster_centers_.dtype), self.cluster_centers_)
+        """Euclidean distance from each row to every centre (lazy for Dask input, NumPy for
+        in-memory input)."""
+        if not is_dask_collection(X):
+            return _transform_block(self._memory_input(X), self.cluster_centers_)
         X = self._dask_input(X)
         return X.map_blocks(_transform_block, self.cluster_centers_, dtype=self.cluster_centers_.dtype, chunks=(X.chunks[0], (int(self.n_clusters),)))
 
@@ -411,7 +415,8 @@ class KMeans(*ESTIMATOR_BASES):
         from ._chunked.tasks import assign_task, sum_all
 
         self._check_fitted()
-        source = DaskChunks(self._dask_input(X), sample_weight, persist=False)
+        X = self._dask_input(X) if is_dask_collection(X) else da.from_array(self._memory_input(X))
+        source = DaskChunks(X, sample_weight, persist=False)
         inertia, _ = source.map_reduce(assign_task, sum_all, (self.cluster_centers_, self.backend_, False))
         return -float(inertia)
 

@@ -43,7 +43,7 @@ fn lloyd_partials_t<'py, T: EngineFor>(
     let (n, k, d) = (input.rows, input.clusters, input.cols);
     let (data, cents, w) = input.views()?;
     let step = detached(py, None, |pending, monitor| {
-        crate::params::check_weights(w, n)?;
+        crate::params::check_weight_values(w, n)?;
         let engine = T::engine(&spec, Some(data), None, pending)?;
         let kernel = engine.kernel();
         let norms = kernel.row_sq_norms(data)?;
@@ -105,7 +105,7 @@ fn farthest_rows_t<'py, T: EngineFor>(
     let (data, cents, w) = input.views()?;
     let cents = cents.as_slice();
     let found = detached(py, None, |_, _| {
-        crate::params::check_weights(w, n)?;
+        crate::params::check_weight_values(w, n)?;
         Ok(crate::update::farthest_rows(data, w, &labels, cents, count))
     })?;
     let distances: Vec<f64> = found.iter().map(|&(dist, _)| dist).collect();
@@ -215,7 +215,7 @@ fn bounded_partials_t<'py, T: EngineFor>(
     let (data, cents, w) = input.views()?;
     let gaps = state.half_gaps;
     let (labels, distances, sums, inertia, lower, searched) = detached(py, None, |pending, monitor| {
-        crate::params::check_weights(w, n)?;
+        crate::params::check_weight_values(w, n)?;
         let engine = T::engine(&spec, Some(data), None, pending)?;
         let kernel = engine.kernel();
         let norms = kernel.row_sq_norms(data)?;

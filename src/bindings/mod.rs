@@ -86,7 +86,7 @@ fn assign_t<'py, T: EngineFor>(
     let (data, cents, w) = input.views()?;
     let (labels, distances, inertia) = detached(py, None, |pending, monitor| {
         let engine = T::engine(&spec, Some(data), None, pending)?;
-        crate::params::check_weights(w, n)?;
+        crate::params::check_weight_values(w, n)?;
         let kernel = engine.kernel();
         let norms = kernel.row_sq_norms(data)?;
         let mut labels = vec![0u32; n];

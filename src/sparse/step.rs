@@ -114,6 +114,10 @@ impl<T: Scalar, I: CsrIndex> SparseLloyd<'_, T, I> {
         }
         let mut rows: Vec<usize> = (0..labels.len()).filter(|&i| weight_at(self.weights, i) > 0.0).collect();
         rows.sort_by(|&a, &b| distances[b].as_f64().total_cmp(&distances[a].as_f64()).then(a.cmp(&b)));
+        // Every row on its centroid: nothing to gain by moving one (as the dense repair).
+        if rows.first().is_none_or(|&i| !(distances[i].as_f64() > 0.0)) {
+            return;
+        }
         for (&cluster, &i) in empty.iter().zip(&rows) {
             let (indices, values) = self.x.row(i);
             let entries = indices.iter().map(|j| j.at()).zip(values);

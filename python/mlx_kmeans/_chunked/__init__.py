@@ -1,7 +1,7 @@
 """Lloyd's k-means over data held in chunks (`loop`), its per-chunk tasks (`tasks`) and its
 initialisation (`init`)."""
 
-from .init import INIT_METHODS, check_init_options, gather_rows
+from .init import INIT_METHODS, gather_rows
 from .loop import ChunkedFit, ChunkSource, fit_chunked, fit_dtype
 
-__all__ = ["ChunkSource", "ChunkedFit", "fit_chunked", "gather_rows", "check_init_options", "fit_dtype", "INIT_METHODS"]
+__all__ = ["ChunkSource", "ChunkedFit", "fit_chunked", "gather_rows", "fit_dtype", "INIT_METHODS"]

@@ -4,7 +4,6 @@ chunks, greedy k-means++ on a sample, and k-means‖."""
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 
@@ -162,10 +161,3 @@ def kmeans_parallel(source, k, dtype, seed, backend, factor, rounds) -> np.ndarr
     if candidates.shape[0] == k:
         return np.ascontiguousarray(candidates)
     return seed_plusplus(candidates, weights, k, int(rng.integers(2**63)), backend)
-
-
-def check_init_options(factor: float, rounds: int) -> None:
-    if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
-        raise ValueError(f"oversampling_factor must be a positive number; got {factor!r}")
-    if not (isinstance(rounds, int) and rounds >= 0):
-        raise ValueError(f"init_max_iter must be a non-negative integer; got {rounds!r}")

@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
-from .._validation import outside_float32_range
+from .._validation import check_weight_scale, outside_float32_range
 from .init import initial_centroids
 from .tasks import (
     CombineStatsAnd,
@@ -147,8 +147,10 @@ class CheckedFirstPass:
         (stats, total), new_states = self.source.map_reduce(stats_and_task, CombineStatsAnd(combine), (self.owner, task, shared), states, keep_states)
         if not stats.weight > 0:
             raise ValueError("sample_weight must not sum to zero")
-        self.stats = stats
         dtype = fit_dtype(self.dtype, stats.top)
+        if getattr(self.source, "weights", None) is not None:
+            check_weight_scale(stats.weight, stats.heaviest, self.n_features, stats.top, dtype)
+        self.stats = stats
         if dtype != fit_dtype(self.dtype):
             raise DtypeChanged(dtype)
         return total, new_states
@@ -239,6 +241,9 @@ def relocate_empty_clusters(source, centroids, parts: LloydParts, backend, state
     leave a cluster empty)."""
     empty = np.flatnonzero(~(parts.weights > 0))
     found, _ = source.map_reduce(farthest_task, combine_farthest, (centroids, len(empty), backend), states)
+    if len(found.distances) == 0 or not found.distances[0] > 0:
+        # Every row on its centroid: nothing to gain by moving one (as the engine's repair).
+        return
     for cluster, old, w, row in zip(empty, found.labels, found.weights, found.rows):
         contribution = row.astype(np.float64) * w
         parts.sums[old] -= contribution

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import _native
-from .._validation import check_array
+from .._validation import check_array, check_weights_fit_float32
 
 def kernel(backend: str):
     """The extension module that runs `backend` and what its functions take for it."""
@@ -30,7 +30,12 @@ def against(chunk, weights, centroids):
     (all in the centroids' float type)."""
     centroids = checked_chunk(centroids, centroids.dtype)
     X = checked_chunk(chunk, centroids.dtype)
-    return X, None if weights is None else checked_chunk(weights, centroids.dtype), centroids
+    if weights is None:
+        return X, None, centroids
+    weights = np.asarray(weights)
+    if weights.size:
+        check_weights_fit_float32(float(np.max(weights)), centroids.dtype)
+    return X, checked_chunk(weights, centroids.dtype), centroids
 
 
 @dataclass
@@ -44,6 +49,7 @@ class Stats:
     m2: np.ndarray
     top: float
     weight: float
+    heaviest: float = 0.0  # the largest single weight
 
 
 def stats_task(chunk, weights, offset, shared, state):
@@ -53,7 +59,7 @@ def stats_task(chunk, weights, offset, shared, state):
     X = check_array(chunk, owner=owner)
     n = X.shape[0]
     _, _, top, mean, m2 = _native.chunk_summary(X)
-    weight = float(n)
+    weight, heaviest = float(n), 1.0
     if weights is not None:
         w = np.asarray(weights, dtype=np.float64)
         if w.shape != (n,):
@@ -62,8 +68,10 @@ def stats_task(chunk, weights, offset, shared, state):
             raise ValueError(f"Input sample_weight contains {'NaN' if np.isnan(w).any() else 'infinity'}.")
         if (w < 0).any():
             raise ValueError("Negative values in data passed to `sample_weight`")
-        weight = float(w.sum())
-    return Stats(n, mean, m2, top, weight), None
+        with np.errstate(over="ignore"):
+            weight = float(w.sum())
+        heaviest = float(w.max(initial=0.0))
+    return Stats(n, mean, m2, top, weight, heaviest), None
 
 
 def stats_and_task(chunk, weights, offset, shared, state):
@@ -92,7 +100,7 @@ def combine_stats(parts: Sequence[Stats]) -> Stats:
         delta = part.mean - total.mean
         mean = total.mean + delta * (part.n / n)
         m2 = total.m2 + part.m2 + delta**2 * (total.n * part.n / n)
-        total = Stats(n, mean, m2, max(total.top, part.top), total.weight + part.weight)
+        total = Stats(n, mean, m2, max(total.top, part.top), total.weight + part.weight, max(total.heaviest, part.heaviest))
     return total
 
 
@@ -133,11 +141,13 @@ def combine_lloyd(parts: Sequence[LloydParts]) -> LloydParts:
     sums = parts[0].sums.copy()
     weights = parts[0].weights.copy()
     inertia, searched = parts[0].inertia, parts[0].searched
-    for part in parts[1:]:
-        sums += part.sums
-        weights += part.weights
-        inertia += part.inertia
-        searched += part.searched
+    # Weights too large for float64 sums overflow here in the first pass, which then refuses them.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for part in parts[1:]:
+            sums += part.sums
+            weights += part.weights
+            inertia += part.inertia
+            searched += part.searched
     return LloydParts(sums, weights, inertia, searched)
 
 

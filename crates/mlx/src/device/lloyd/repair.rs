@@ -1,6 +1,7 @@
 //! Empty-cluster repair on the device, by the shared policy (`mlx_kmeans::update::
 //! relocate_empty_clusters`): each empty cluster takes over the positive-weight row farthest
-//! from its centroid, farthest first, and that row's weight and sum move from its old cluster.
+//! from its centroid, farthest first, and that row's weight and sum move from its old cluster
+//! (nothing moves when every row lies on its centroid).
 //! Distances are measured by differences, so far rows rank as they do on the host; the moved
 //! sums go through the kernel's lifted GEMM, so TF32 leaves them float32-accurate.
 
@@ -25,7 +26,13 @@ impl MlxLloyd<'_, '_> {
         if m == 0 {
             return self.updated_centroids(&self.centroids, means, weights);
         }
-        let moved = self.farthest_rows(labels)?.index(0..m as i32);
+        let (order, farthest) = self.farthest_rows(labels)?;
+        // Every row on its centroid (more clusters than distinct rows): moving one would only
+        // swap equal centres, and the fit would never settle (the shared policy skips it).
+        if !(farthest > 0.0) {
+            return self.updated_centroids(&self.centroids, means, weights);
+        }
+        let moved = order.index(0..m as i32);
         let row_weights = match &self.weights {
             Some(w) => w.take_axis(&moved, 0)?,
             None => mlx_rs::ops::ones::<f32>(&[m as i32])?,
@@ -53,12 +60,15 @@ impl MlxLloyd<'_, '_> {
         self.updated_centroids(&self.centroids, &means, &new_weights)
     }
 
-    /// Row indices (int32), farthest from their labelled centroid first; zero-weight rows last.
-    fn farthest_rows(&self, labels: &Array) -> Result<Array> {
+    /// Row indices (int32), farthest from their labelled centroid first, zero-weight rows
+    /// last; and the largest squared distance of a positive-weight row.
+    fn farthest_rows(&self, labels: &Array) -> Result<(Array, f32)> {
         let mut distances = own_sq_distances(&self.plain, &self.centroids, labels)?;
         if let Some(w) = &self.weights {
             distances = select(&w.gt(Array::from_f32(0.0))?, &distances, Array::from_f32(-1.0))?;
         }
-        Ok(argsort_axis(&distances.negative()?, 0)?)
+        let largest = distances.max(None)?;
+        largest.eval()?;
+        Ok((argsort_axis(&distances.negative()?, 0)?, largest.as_slice::<f32>()[0]))
     }
 }
