@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# On a machine with an NVIDIA GPU, CUDA 13 and PyTorch (no internet): install our wheel the
-# way `pip install 'mlx-kmeans[cuda]'` does, from the wheels found in $WHEELS (our abi3 wheel,
-# mlx and mlx-cuda-13 of the release the kernel is built against; the peers flash-kmeans and
+# On a machine with an NVIDIA GPU, CUDA 13 and PyTorch (no internet): install our wheels the
+# way `pip install 'mlx-kmeans[cuda]'` does, from the wheels found in $WHEELS (the core
+# `mlx_kmeans-*` and the MLX kernel plugin `mlx_kmeans_mlx-*` wheels that `maturin build
+# --release` makes at the root and in crates/mlx, mlx and mlx-cuda-13 of the release the
+# kernel is built against; the peers flash-kmeans and
 # fastkmeans for the benchmarks): pip resolves the `cuda` extra against those wheels and the
 # NVIDIA libraries already installed in this Python environment, with no library path set by
 # hand. mlx-cuda-13's wheel may arrive split in parts named *.whl.part-*, in $WHEELS or in
@@ -23,11 +25,11 @@ if [ ! -f /root/.installed ]; then
     start=$(date +%s)
     python3 -m pip install --no-index --find-links "$WHEELS" --find-links /root/joined "$ours[cuda]"
     echo "installed in $(($(date +%s) - start)) s"
-    peers=$(ls "$WHEELS"/*.whl | grep -v -e mlx_kmeans- -e '/mlx-' -e '/mlx_cuda' || true)
+    peers=$(ls "$WHEELS"/*.whl | grep -v -e mlx_kmeans- -e mlx_kmeans_mlx- -e '/mlx-' -e '/mlx_cuda' || true)
     if [ -n "$peers" ]; then python3 -m pip install -q --no-index --no-deps $peers; fi
     touch /root/.installed
 fi
-python3 -m pip show mlx-kmeans mlx mlx-cuda-13 2>/dev/null | grep -E '^(Name|Version|Requires):'
+python3 -m pip show mlx-kmeans mlx-kmeans-mlx mlx mlx-cuda-13 2>/dev/null | grep -E '^(Name|Version|Requires):'
 python3 - <<'EOF'
 import time
 

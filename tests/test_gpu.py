@@ -160,14 +160,14 @@ def test_chunk_pass_sums_by_sorted_sums(weighted, offset):
     192 features, below the fused kernel's size: the distance-matrix path, summed by the sorted
     sums kernels. Labels are the float64 nearest centroids; sums and weights are float64's to
     1e-5 of each cluster's scale; data offset by 1e3 is centred and shifted back."""
-    from mlx_kmeans import _mlx
+    from mlx_kmeans._backend import engine_module
 
     rng = np.random.default_rng(11)
     X, _ = make_mixture(30_000, 256, 150, seed=12, dtype=np.float64)
     X = (X + offset).astype(np.float32)
     C = X[rng.choice(len(X), 300, replace=False)].copy()
     w = rng.uniform(0.5, 2.0, len(X)).astype(np.float32) if weighted else None
-    labels, _, sums, weights, _ = _mlx.lloyd_partials(X, C, w, backend="mlx")
+    labels, _, sums, weights, _ = engine_module("mlx").lloyd_partials(X, C, w, backend="mlx")
     X64, C64 = X.astype(np.float64), C.astype(np.float64)
     exact = float64_nearest(X, C)
     np.testing.assert_array_equal(labels, exact)

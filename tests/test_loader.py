@@ -1,11 +1,13 @@
 """The install as users get it: `import mlx_kmeans` and the cpu backend need no MLX, the MLX
-kernel (`_mlx`) loads only where MLX of the release it was built against is installed, and
-`backends()` says why not and what to install; the package metadata asks for MLX only
-through the extras on Linux."""
+kernel plugin (`mlx_kmeans_mlx._kernel`, distribution `mlx-kmeans-mlx`) loads only where it is
+of the package's own version and MLX of the release it was built against is installed, and
+`backends()` says why not and what to install; once loaded it runs every backend; the package
+metadata asks for the plugin and MLX only through the extras on Linux."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 import subprocess
 import sys
@@ -44,7 +46,7 @@ FIT_AND_REPORT = """
         mlx_kmeans.KMeans(3, backend="mlx").fit(X)
     except ValueError as exc:
         print("MLX REFUSED:", exc)
-    print("MODULES:", sorted(m for m in sys.modules if m == "mlx" or m.startswith(("mlx.", "mlx_kmeans._mlx"))))
+    print("MODULES:", sorted(m for m in sys.modules if m == "mlx" or m.startswith(("mlx.", "mlx_kmeans_mlx"))))
     if sys.platform.startswith("linux"):
         print("LIBMLX MAPPED:", any("libmlx" in line for line in open("/proc/self/maps")))
 """
@@ -83,10 +85,50 @@ def test_import_and_fits_need_no_mlx(tmp_path):
                 (tmp_path / folder.name).symlink_to(folder)
     out = _run(FIT_AND_REPORT, [tmp_path], isolated=True)
     (row,) = _lines(out, "MLX ROW:")
-    assert row.startswith("False") and "MLX is not installed" in row and "mlx-kmeans[" in row
+    assert row.startswith("False") and "plugin (mlx-kmeans-mlx) is not installed" in row and "mlx-kmeans[" in row
     assert _lines(out, "FIT:") == ["auto cpu (500,)", "cpu cpu (500,)"]
     (refused,) = _lines(out, "MLX REFUSED:")
-    assert "not available" in refused and "MLX is not installed" in refused
+    assert "not available" in refused and "mlx-kmeans-mlx" in refused
+    assert _lines(out, "MODULES:") == ["[]"]
+    assert _lines(out, "LIBMLX MAPPED:") in ([], ["False"])
+
+
+PLUGIN = importlib.util.find_spec("mlx_kmeans_mlx")
+
+
+@pytest.mark.skipif(PLUGIN is None, reason="needs the MLX kernel plugin")
+def test_the_plugin_without_mlx_says_mlx_is_missing(tmp_path):
+    """The plugin installed, MLX not: the mlx row names MLX and what to install; nothing of
+    MLX is loaded."""
+    import numpy
+    import tqdm
+
+    for module in (mlx_kmeans, numpy, tqdm):
+        package = Path(module.__file__).resolve().parent
+        for folder in (package, package.with_name(package.name + ".libs")):
+            if folder.exists():
+                (tmp_path / folder.name).symlink_to(folder)
+    (tmp_path / "mlx_kmeans_mlx").symlink_to(Path(PLUGIN.origin).parent)
+    out = _run(FIT_AND_REPORT, [tmp_path], isolated=True)
+    (row,) = _lines(out, "MLX ROW:")
+    assert row.startswith("False") and "MLX is not installed" in row
+    assert _lines(out, "FIT:") == ["auto cpu (500,)", "cpu cpu (500,)"]
+    assert _lines(out, "MODULES:") == ["[]"]
+    assert _lines(out, "LIBMLX MAPPED:") in ([], ["False"])
+
+
+@pytest.mark.skipif(PLUGIN is None or _loader._libmlx_path() is None, reason="needs the plugin and an installed MLX")
+def test_a_plugin_of_another_version_is_refused_before_it_loads(tmp_path):
+    """The plugin's distribution of another version than the package: the mlx row says so
+    and what to install, and neither the plugin nor libmlx is loaded."""
+    info = tmp_path / "mlx_kmeans_mlx-0.0.9.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mlx-kmeans-mlx\nVersion: 0.0.9\n")
+    out = _run(FIT_AND_REPORT, [tmp_path], isolated=False)
+    (row,) = _lines(out, "MLX ROW:")
+    assert row.startswith("False") and "mlx-kmeans-mlx 0.0.9 is installed" in row
+    assert f"mlx-kmeans-mlx=={mlx_kmeans.__version__}" in row
+    assert _lines(out, "FIT:") == ["auto cpu (500,)", "cpu cpu (500,)"]
     assert _lines(out, "MODULES:") == ["[]"]
     assert _lines(out, "LIBMLX MAPPED:") in ([], ["False"])
 
@@ -95,7 +137,7 @@ def test_import_and_fits_need_no_mlx(tmp_path):
 def test_an_mlx_of_another_release_is_refused_before_it_loads(tmp_path):
     """An installed MLX library wheel of another release: the mlx row says which and what to
     install, `backend="mlx"` is refused with that, `auto` and `cpu` still fit, and neither
-    `_mlx` nor libmlx is loaded."""
+    the plugin nor libmlx is loaded."""
     info = tmp_path / "mlx_cpu-0.32.3.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mlx-cpu\nVersion: 0.32.3\n")
@@ -118,6 +160,28 @@ def test_the_mlx_kernel_loads_with_the_mlx_it_was_built_against():
     assert module is not mlx_kmeans._native
 
 
+@pytest.mark.skipif(PLUGIN is None or _loader._libmlx_path() is None, reason="needs the plugin and an installed MLX")
+def test_once_loaded_the_plugin_runs_every_backend():
+    """One engine per process: after the plugin loads, the cpu backend and the functions of
+    no backend run in it, with the results `_native` gives."""
+    code = """
+        import numpy as np, mlx_kmeans
+        from mlx_kmeans import _backend, _native
+        X = np.random.default_rng(1).normal(size=(800, 6))
+        before = mlx_kmeans.KMeans(5, random_state=0, backend="cpu").fit(X)
+        assert _backend.engine_module("cpu") is _native and _backend.native() is _native
+        mlx_kmeans.backends()  # probes mlx: loads the plugin
+        plugin = _backend.engine_module("mlx")
+        assert plugin is not _native
+        print("ROUTED:", _backend.engine_module("cpu") is plugin, _backend.native() is plugin)
+        after = mlx_kmeans.KMeans(5, random_state=0, backend="cpu").fit(X)
+        print("SAME:", np.array_equal(before.labels_, after.labels_), before.inertia_ == after.inertia_)
+    """
+    out = _run(code, [], isolated=False)
+    assert _lines(out, "ROUTED:") == ["True True"]
+    assert _lines(out, "SAME:") == ["True True"]
+
+
 def _requirements(platform_system: str, extra: str) -> list[str]:
     from packaging.requirements import Requirement
 
@@ -132,24 +196,37 @@ def _requirements(platform_system: str, extra: str) -> list[str]:
 
 def test_metadata_asks_for_mlx_only_through_the_extras_on_linux():
     """(3) of the install, read from the installed distribution's metadata (the wheel's)."""
+    core = mlx_kmeans.__version__
+    plugin = f"mlx-kmeans-mlx[]=={core}"
     assert _requirements("Linux", "") == []
-    assert _requirements("Linux", "mlx") == [f"mlx['cpu']=={VERSION}"]
-    assert _requirements("Linux", "cuda") == [f"mlx['cuda13']=={VERSION}"]
-    assert _requirements("Linux", "test") == [f"mlx['cpu']=={VERSION}"]
-    assert _requirements("Darwin", "") == [f"mlx[]=={VERSION}"]
+    assert _requirements("Linux", "mlx") == [plugin, f"mlx['cpu']=={VERSION}"]
+    assert _requirements("Linux", "cuda") == [plugin, f"mlx['cuda13']=={VERSION}"]
+    assert _requirements("Linux", "test") == [plugin, f"mlx['cpu']=={VERSION}"]
+    assert _requirements("Darwin", "") == [plugin, f"mlx[]=={VERSION}"]
     assert _requirements("Windows", "") == []
 
 
-def test_every_mlx_pin_is_the_release_the_kernel_is_built_against():
+def test_every_pin_is_the_release_built_against():
     tomllib = pytest.importorskip("tomllib")
     from packaging.requirements import Requirement
 
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    pins = project["build-system"]["requires"] + project["project"]["dependencies"]
-    pins += [r for extra in project["project"]["optional-dependencies"].values() for r in extra]
-    mlx_pins = [Requirement(r) for r in pins if Requirement(r).name.startswith("mlx")]
-    assert len(mlx_pins) >= 5
+    core = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    plugin = tomllib.loads((ROOT / "crates" / "mlx" / "pyproject.toml").read_text())
+    pins = []
+    for project in (core, plugin):
+        pins += project["build-system"]["requires"] + project["project"]["dependencies"]
+        pins += [r for extra in project["project"].get("optional-dependencies", {}).values() for r in extra]
+    requirements = [Requirement(r) for r in pins]
+    mlx_pins = [r for r in requirements if r.name in _loader.MLX_DISTRIBUTIONS]
+    assert len(mlx_pins) >= 7
     for requirement in mlx_pins:
         assert str(requirement.specifier) == f"=={VERSION}", requirement
-    # One version for the package, everywhere it is written.
-    assert project["project"]["version"] == mlx_kmeans.__version__ == importlib.metadata.version("mlx-kmeans")
+    # One version for both distributions, everywhere it is written, and each names the other's.
+    version = core["project"]["version"]
+    assert plugin["project"]["version"] == version == mlx_kmeans.__version__ == importlib.metadata.version("mlx-kmeans")
+    ours = [r for r in requirements if r.name in ("mlx-kmeans", "mlx-kmeans-mlx")]
+    assert len(ours) >= 4 and all(str(r.specifier) == f"=={version}" for r in ours)
+    # The core builds with maturin alone; the plugin's build brings MLX, CMake and libclang.
+    assert core["build-system"] == {"requires": core["build-system"]["requires"], "build-backend": "maturin"}
+    assert [Requirement(r).name for r in core["build-system"]["requires"]] == ["maturin"]
+    assert plugin["build-system"]["build-backend"] == "maturin"

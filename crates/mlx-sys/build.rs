@@ -9,6 +9,12 @@
 //! 4. Builds mlx-c (CMake, `MLX_C_USE_SYSTEM_MLX=ON`) as a static library, generates the
 //!    bindings (bindgen, libclang from the `libclang` wheel when no system one is set), and
 //!    links mlxc statically, libmlx dynamically.
+//!
+//! Where no MLX library for the target is found (a type check for another platform, such as
+//! `cargo check --target aarch64-apple-darwin` on Linux, or no MLX installed), it says so in a
+//! cargo warning and generates the bindings only, as documentation builds of `-sys` crates
+//! do: no CMake, nothing to link. The C API has the same layout on every 64-bit target the
+//! project checks, so the host's view of the headers serves.
 
 use std::env;
 use std::fs;
@@ -25,7 +31,10 @@ fn main() {
     println!("cargo:rerun-if-changed=src/mach_time.c");
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     let python = python_executable();
-    let prefix = mlx_prefix(&python);
+    let prefix = match mlx_for_target(&python) {
+        Ok(prefix) => prefix,
+        Err(reason) => return bindings_only(&python, &out_dir, &reason),
+    };
     let mlx_lib = prefix.join("lib");
     // Isolated build environments live in temporary folders: when the one this build
     // linked against is gone (or moved), run again.
@@ -44,7 +53,7 @@ fn main() {
     apply_fixes(&source, &prefix);
 
     let install = build_mlx_c(&python, &source, &prefix);
-    generate_bindings(&python, &source, &out_dir);
+    generate_bindings(&python, &source, &out_dir, false);
 
     for lib_dir in ["lib", "lib64"] {
         println!("cargo:rustc-link-search=native={}", install.join(lib_dir).display());
@@ -85,27 +94,47 @@ fn python_eval(python: &str, code: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&output.stdout).trim().to_string()).filter(|s| !s.is_empty())
 }
 
-fn mlx_prefix(python: &str) -> PathBuf {
+/// The prefix of the installed MLX wheel when it can serve the target being built, else why not.
+fn mlx_for_target(python: &str) -> Result<PathBuf, String> {
+    let (target, host) = (env::var("TARGET").unwrap_or_default(), env::var("HOST").unwrap_or_default());
+    if target != host {
+        return Err(format!("building for {target} on {host}: the installed MLX is the host's"));
+    }
     let prefix = env::var("MLX_PREFIX").ok().map(PathBuf::from).or_else(|| {
         // `mlx` is a namespace package when only the library wheel is installed.
         python_eval(python, "import mlx; print(list(mlx.__path__)[0])").map(PathBuf::from)
     });
     let Some(prefix) = prefix else {
-        panic!(
-            "the MLX library was not found: `{python} -c 'import mlx'` failed. Install the MLX \
-             wheel (`pip install mlx-cpu==0.32.4` on Linux, `mlx-metal==0.32.4` on macOS); the \
-             extension module `_mlx` needs it (`_native` does not)."
-        )
+        return Err(format!(
+            "the MLX library was not found (`{python} -c 'import mlx'` failed); to build the \
+             plugin, install the MLX library wheel (`mlx-cpu==0.32.4` on Linux, \
+             `mlx-metal==0.32.4` on macOS)"
+        ));
     };
     let has_lib = ["libmlx.so", "libmlx.dylib"].iter().any(|name| prefix.join("lib").join(name).exists());
     if !has_lib || !prefix.join("share/cmake/MLX").exists() {
-        panic!(
-            "{} has no lib/libmlx and share/cmake/MLX: install the MLX library wheel \
-             (`mlx-cpu`, `mlx-metal` or `mlx-cuda-13`, version 0.32.4)",
+        return Err(format!(
+            "{} has no lib/libmlx and share/cmake/MLX: install the MLX library wheel (`mlx-cpu`, \
+             `mlx-metal` or `mlx-cuda-13`, version 0.32.4)",
             prefix.display()
-        );
+        ));
     }
-    prefix
+    Ok(prefix)
+}
+
+/// No MLX for this target: the bindings alone, enough for `cargo check`; a build that links
+/// fails on the missing library, after this warning.
+fn bindings_only(python: &str, out_dir: &Path, reason: &str) {
+    println!("cargo:warning=mlx-sys: {reason}; generating the bindings only (type checking: no mlx-c build, nothing to link)");
+    let upstream = fetch_mlx_c_sources(out_dir);
+    let source = out_dir.join("mlx-c");
+    if source.exists() {
+        fs::remove_dir_all(&source).expect("clear old mlx-c copy");
+    }
+    copy_dir(&upstream, &source);
+    fs::write(source.join("mlx/c/half.h"), HALF_H).unwrap();
+    generate_bindings(python, &source, out_dir, true);
+    println!("cargo:version=none (bindings only)");
 }
 
 /// Asks cargo to download the registry `mlx-sys` package (a tiny manifest of its own, with an
@@ -259,7 +288,9 @@ fn build_mlx_c(python: &str, source: &Path, prefix: &Path) -> PathBuf {
         .build()
 }
 
-fn generate_bindings(python: &str, source: &Path, out_dir: &Path) {
+/// `as_host`: parse the headers for the host (their layout is the same on the targets checked),
+/// with the host's C compiler headers, rather than for a target without its system headers.
+fn generate_bindings(python: &str, source: &Path, out_dir: &Path, as_host: bool) {
     if env::var_os("LIBCLANG_PATH").is_none() {
         // libclang from the `libclang` wheel (a build requirement) when none is configured.
         if let Some(dir) =
@@ -280,9 +311,17 @@ fn generate_bindings(python: &str, source: &Path, out_dir: &Path) {
         .blocklist_type("float16_t")
         .blocklist_type("bfloat16_t")
         .blocklist_function("malloc")
+        // Declared in src/lib.rs with the pointer type mlx-rs passes on every target.
+        .blocklist_function("mlx_pad")
         .blocklist_function("realloc");
+    let host = env::var("HOST").unwrap_or_default();
+    let mut compiler = cc::Build::new();
+    if as_host {
+        builder = builder.clang_arg(format!("--target={host}"));
+        compiler.target(&host);
+    }
     // A wheel's libclang has no compiler headers (stddef.h, ...): borrow the C compiler's.
-    if let Ok(output) = Command::new(cc::Build::new().get_compiler().path()).arg("-print-file-name=include").output() {
+    if let Ok(output) = Command::new(compiler.get_compiler().path()).arg("-print-file-name=include").output() {
         let dir = String::from_utf8_lossy(&output.stdout).trim().to_string();
         if Path::new(&dir).join("stddef.h").exists() {
             builder = builder.clang_arg(format!("-isystem{dir}"));

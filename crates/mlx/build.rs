@@ -1,5 +1,5 @@
 //! The run-time search path for libmlx: the extension module lives in
-//! `site-packages/mlx_kmeans/` and the `mlx` wheels keep libmlx in `site-packages/mlx/lib/`.
+//! `site-packages/mlx_kmeans_mlx/` and the `mlx` wheels keep libmlx in `site-packages/mlx/lib/`.
 //! (A dependency's build script cannot set link arguments for the final artifact.) Also hands
 //! the MLX version mlx-sys built against to the crate (`MLX_BUILT_AGAINST`).
 

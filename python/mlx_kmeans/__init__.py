@@ -3,7 +3,8 @@
     from mlx_kmeans import KMeans, MiniBatchKMeans, kmeans, backends
 """
 
-# `_native` needs no MLX; the MLX kernel (`_mlx`) loads only when the mlx backend is probed.
+# `_native` needs no MLX; the MLX kernel (the plugin `mlx_kmeans_mlx`) loads only when the
+# mlx backend is probed.
 from . import _native
 from ._api import KMeansResult, k_means, kmeans, kmeans_plusplus
 from ._backend import Backend, backends

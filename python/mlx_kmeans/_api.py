@@ -122,7 +122,7 @@ def kmeans_plusplus(X, n_clusters, *, sample_weight=None, x_squared_norms=None, 
     number of local trials than `2 + int(ln k)` is refused."""
     import math
 
-    from . import _native
+    from ._backend import native
     from ._params import Int, Seed, check_params
     from ._validation import check_array, check_sample_weight, check_sparse, csr_arrays, is_sparse, seed_from
 
@@ -141,25 +141,25 @@ def kmeans_plusplus(X, n_clusters, *, sample_weight=None, x_squared_norms=None, 
     weights = check_sample_weight(sample_weight, X)
     options = dict(n_clusters=int(n_clusters), init="k-means++", batch_size=n, init_size=n, seed=seed_from(random_state))
     if not sparse:
-        centers = _native.init_centroids(X, weights, **options)
+        centers = native().init_centroids(X, weights, **options)
         # The chosen rows themselves: each centre's nearest row is a row equal to it.
-        indices, _, _ = _native.assign(centers, X)
+        indices, _, _ = native().assign(centers, X)
         return centers, indices.astype(np.intp)
-    centers = _native.init_centroids_sparse(*csr_arrays(X), weights, **options)
+    centers = native().init_centroids_sparse(*csr_arrays(X), weights, **options)
     return centers, _nearest_rows_sparse(X, centers)
 
 
 def _nearest_rows_sparse(X, centers) -> np.ndarray:
     """For each centre, the index of its nearest CSR row (the first of equals), a block of
     rows at a time so that no `n × k` matrix is held."""
-    from . import _native
+    from ._backend import native
     from ._validation import csr_arrays
 
     best = np.full(centers.shape[0], np.inf)
     where = np.zeros(centers.shape[0], dtype=np.intp)
     block = max(1, (1 << 24) // max(1, centers.shape[0]))
     for start in range(0, X.shape[0], block):
-        distances = _native.sq_distances_sparse(*csr_arrays(X[start : start + block]), centers)
+        distances = native().sq_distances_sparse(*csr_arrays(X[start : start + block]), centers)
         rows = np.argmin(distances, axis=0)
         values = distances[rows, np.arange(centers.shape[0])]
         closer = values < best

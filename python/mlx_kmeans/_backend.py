@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _native
-from ._loader import load_mlx
+from ._loader import load_mlx, loaded_plugin
 
 logger = logging.getLogger("mlx_kmeans")
 
@@ -200,11 +200,19 @@ def native_backend(name: str):
     return _faiss_assign if name == "faiss" else name
 
 
+def native():
+    """The extension module for the native functions that belong to no backend (input
+    summaries, Arrow reading, sparse kernels): the MLX plugin once it is loaded, else
+    `_native`, so that one engine serves the process."""
+    return loaded_plugin() or _native
+
+
 def engine_module(name: str):
-    """The extension module whose native functions run a backend: `_mlx` (which links
-    libmlx) for `mlx`, `_native` for the others."""
+    """The extension module whose native functions run a backend: the MLX plugin (which links
+    libmlx) for `mlx`, and for every backend once it is loaded (one engine, one thread pool and
+    one log bridge in the process); `_native` before that."""
     if name != "mlx":
-        return _native
+        return native()
     module, problem = load_mlx()
     if module is None:
         raise ValueError(f"backend 'mlx' is not available here: {problem}")

@@ -8,8 +8,7 @@ import warnings
 
 import numpy as np
 
-from . import _native
-from ._backend import engine_module, native_backend, prepare
+from ._backend import engine_module, native, native_backend, prepare
 from ._params import FIT_CONSTRAINTS, check_params, n_init_for
 from ._progress import progress_bar
 from ._sklearn_compat import ESTIMATOR_BASES, HAVE_SKLEARN, ConvergenceWarning, NotFittedError
@@ -107,7 +106,7 @@ class _BaseKMeans(*ESTIMATOR_BASES):
         """Labels, squared distances and inertia of X on the fitted centres, by the backend
         that fitted them (sparse rows: the `cpu` backend)."""
         if is_sparse(X):
-            return _native.assign_sparse(*csr_arrays(X), self._centers_for(X), weights)
+            return native().assign_sparse(*csr_arrays(X), self._centers_for(X), weights)
         backend = getattr(self, "backend_", "cpu")
         return engine_module(backend).assign(X, self._centers_for(X), weights, backend=native_backend(backend))
 
@@ -160,9 +159,9 @@ class _BaseKMeans(*ESTIMATOR_BASES):
         """Euclidean distance from each row of X to every cluster centre."""
         data = self._validate_test_data(X)
         if is_sparse(data):
-            squared = _native.sq_distances_sparse(*csr_arrays(data), self._centers_for(data))
+            squared = native().sq_distances_sparse(*csr_arrays(data), self._centers_for(data))
         else:
-            squared = _native.sq_distances(data, self._centers_for(data))
+            squared = native().sq_distances(data, self._centers_for(data))
         distances = np.sqrt(squared)
         return self._output(distances, X)
 

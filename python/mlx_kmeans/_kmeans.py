@@ -9,8 +9,7 @@ import warnings
 
 import numpy as np
 
-from . import _native
-from ._backend import engine_module, native_backend, resolve
+from ._backend import engine_module, native, native_backend, resolve
 from ._base import _BaseKMeans, checked_centers
 from ._minibatch import MiniBatchKMeans
 from ._params import Bool, Options
@@ -106,7 +105,7 @@ class KMeans(_BaseKMeans):
             progress = progress if progress is not None else bar
             if is_sparse(X):
                 # Sparse rows: the cpu backend's CSR kernel, dense passes.
-                result = _native.kmeans_fit_sparse(*csr_arrays(X), weights, progress=progress, **options)
+                result = native().kmeans_fit_sparse(*csr_arrays(X), weights, progress=progress, **options)
             else:
                 engine = engine_module(backend)
                 result = engine.kmeans_fit(

@@ -7,8 +7,7 @@ import warnings
 
 import numpy as np
 
-from . import _native
-from ._backend import engine_module, native_backend
+from ._backend import engine_module, native, native_backend
 from ._base import _BaseKMeans
 from ._params import Bool, Int, Real
 from ._validation import check_sample_weight, csr_arrays, is_mlx_array, is_sparse, seed_from
@@ -101,7 +100,7 @@ class MiniBatchKMeans(_BaseKMeans):
         lines = functools.partial(MiniBatchLines, shown_init, n_init, n_steps, batch_size, X.shape[0])
         with self._progress(max_steps, unit="step", lines=lines) as progress:
             if is_sparse(X):
-                fit, data = _native.minibatch_fit_sparse, (*csr_arrays(X), weights)
+                fit, data = native().minibatch_fit_sparse, (*csr_arrays(X), weights)
                 where = {}
             else:
                 fit, data = engine_module(backend).minibatch_fit, (X, weights)
@@ -154,7 +153,7 @@ class MiniBatchKMeans(_BaseKMeans):
         # Sparse rows: the cpu backend's CSR functions, which take the matrix's arrays.
         if is_sparse(X):
             data, where = (*csr_arrays(X), weights), {}
-            init_centroids, step = _native.init_centroids_sparse, _native.minibatch_partial_fit_sparse
+            init_centroids, step = native().init_centroids_sparse, native().minibatch_partial_fit_sparse
         else:
             data, where = (X, weights), dict(backend=native_backend(backend))
             init_centroids, step = engine_module(backend).init_centroids, engine_module(backend).minibatch_partial_fit

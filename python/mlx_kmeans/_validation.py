@@ -22,11 +22,11 @@ FLOAT32_SAFE_RANGE = (1e-15, 1e15)
 def value_summary(array: np.ndarray) -> tuple[bool, bool, float]:
     """`(has_nan, has_inf, max_magnitude)` of a C-contiguous 2-D float array, in one parallel
     pass without a temporary array."""
-    from . import _native
+    from ._backend import native
 
     if array.size == 0:
         return False, False, 0.0
-    return _native.value_summary(array)
+    return native().value_summary(array)
 
 
 def outside_float32_range(array: np.ndarray | None, top: float | None = None) -> bool:
@@ -109,9 +109,9 @@ def check_array(X, *, name: str = "X", owner: str = "KMeans", dtype=None) -> np.
         summary = mlx_value_summary(X)
         X = mlx_to_numpy(X)
     elif is_arrow(X):
-        from . import _native
+        from ._backend import native
 
-        X = _native.arrow_matrix(X)
+        X = native().arrow_matrix(X)
     if is_sparse(X):
         raise TypeError(
             f"{owner} does not support sparse input; got {_type_name(X)}. "

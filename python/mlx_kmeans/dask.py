@@ -36,8 +36,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise ImportError("mlx_kmeans.dask needs Dask: pip install 'mlx-kmeans[dask]' (dask[array] and distributed)") from exc
 
-from . import _native
-from ._backend import engine_module, native_backend, resolve
+from ._backend import engine_module, native, native_backend, resolve
 from ._base import checked_centers
 from ._chunked import fit_chunked, fit_dtype
 from ._progress import progress_bar
@@ -168,7 +167,7 @@ def _transform_block(block, centroids):
     if block.shape[0] == 0:
         return np.empty((0, centroids.shape[0]), dtype=centroids.dtype)
     X = check_array(block, dtype=centroids.dtype)
-    return np.sqrt(_native.sq_distances(X, centroids.astype(X.dtype, copy=False)))
+    return np.sqrt(native().sq_distances(X, centroids.astype(X.dtype, copy=False)))
 
 
 def _partition_matrix(frame, columns):

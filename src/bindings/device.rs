@@ -1,4 +1,4 @@
-//! The device kernel another extension module plugs into these bindings. `mlx_kmeans._mlx`
+//! The device kernel another extension module plugs into these bindings. `mlx_kmeans_mlx._kernel`
 //! (the crate `crates/mlx`, the only one that links libmlx) registers the MLX kernel when it
 //! is imported; `mlx_kmeans._native` registers none, so there `backend="mlx"` is an error and
 //! MLX arrays are read through their NumPy view. Each extension module holds its own copy of

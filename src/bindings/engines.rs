@@ -145,7 +145,7 @@ fn mlx_engine<'a>(
     shared: Option<SharedArray>,
 ) -> Result<Box<dyn Engine<f32> + 'a>> {
     let device = device().ok_or_else(|| {
-        Error::InvalidArgument("the MLX kernel lives in mlx_kmeans._mlx; this module has none".into())
+        Error::InvalidArgument("the MLX kernel lives in the plugin mlx_kmeans_mlx._kernel; this module has none".into())
     })?;
     device.engine(switches, data, shared)
 }

@@ -1,4 +1,5 @@
-//! The native functions of both extension modules (`mlx_kmeans._native` and `_mlx`):
+//! The native functions of both extension modules (`mlx_kmeans._native` and the plugin's
+//! `mlx_kmeans_mlx._kernel`):
 //! converts arguments, releases the GIL, calls the engine, and hands results back as NumPy
 //! arrays. No algorithm lives here.
 

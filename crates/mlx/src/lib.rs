@@ -1,7 +1,8 @@
-//! `mlx_kmeans._mlx`: the native functions of `mlx_kmeans._native` with the MLX kernel
-//! plugged in behind `backend="mlx"`. This is the one extension module that links libmlx; the
-//! Python package imports it only when the `mlx` backend is probed or asked for, after checking
-//! that the installed MLX is the version it was built against.
+//! `mlx_kmeans_mlx._kernel` (the plugin distribution `mlx-kmeans-mlx`): the native functions
+//! of `mlx_kmeans._native` with the MLX kernel plugged in behind `backend="mlx"`. This is the
+//! one extension module that links libmlx; `mlx_kmeans` imports it only when the `mlx` backend
+//! is probed or asked for, after checking the plugin's version and that the installed MLX is
+//! the release it was built against. Once loaded, it serves every backend of the process.
 
 mod device;
 mod share;
@@ -15,7 +16,7 @@ use pyo3::prelude::*;
 use device::{MlxConfig, MlxEngine, MlxKernel};
 
 /// The target of this crate's log records: the Python logger `mlx_kmeans.mlx`, under the
-/// package's own (a crate's default target, `_mlx::...`, would sit outside it).
+/// package's own (a crate's default target, `_kernel::...`, would sit outside it).
 const LOG_TARGET: &str = "mlx_kmeans::mlx";
 
 struct Mlx;
@@ -54,7 +55,7 @@ fn mlx_info(py: Python<'_>) -> (bool, bool, String) {
 }
 
 #[pymodule]
-fn _mlx(m: &Bound<'_, PyModule>) -> PyResult<()> {
+fn _kernel(m: &Bound<'_, PyModule>) -> PyResult<()> {
     static MLX: Mlx = Mlx;
     register_device(&MLX);
     mlx_kmeans::bindings::init_module(m)?;

@@ -1,5 +1,6 @@
 //! `mlx_kmeans._native`: the engine's native functions with the CPU kernel and the faiss
-//! callback; the MLX kernel lives in `mlx_kmeans._mlx`, loaded only when it is asked for.
+//! callback; the MLX kernel lives in the plugin `mlx_kmeans_mlx._kernel`, loaded only when it
+//! is asked for.
 
 use pyo3::prelude::*;
 

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import _native
+from .._backend import native
 from .._validation import check_array, check_weights_fit_float32
 
 def kernel(backend: str):
@@ -58,7 +58,7 @@ def stats_task(chunk, weights, offset, shared, state):
     owner = shared
     X = check_array(chunk, owner=owner)
     n = X.shape[0]
-    _, _, top, mean, m2 = _native.chunk_summary(X)
+    _, _, top, mean, m2 = native().chunk_summary(X)
     weight, heaviest = float(n), 1.0
     if weights is not None:
         w = np.asarray(weights, dtype=np.float64)
@@ -169,7 +169,7 @@ def farthest_task(chunk, weights, offset, shared, state):
     centroids, count, backend = shared
     X, w, centroids = against(chunk, weights, centroids)
     labels = state[0] if isinstance(state, tuple) else state
-    distances, rows = _native.farthest_rows(X, centroids, labels, count, w)
+    distances, rows = native().farthest_rows(X, centroids, labels, count, w)
     row_weights = np.ones(len(rows)) if w is None else w[rows].astype(np.float64)
     return Farthest(distances, rows + offset, labels[rows], row_weights, X[rows].copy()), None
 
