@@ -122,13 +122,15 @@ def test_c_contiguous_float_arrays_are_borrowed(monkeypatch):
     assert check_array(X) is X
     assert check_array(X.astype(np.float64)) is not X
     seen = []
-    real = mlx_kmeans._native.kmeans_fit
+    # The module that runs the cpu backend: `_native`, or the MLX plugin once it is loaded.
+    engine = mlx_kmeans._backend.engine_module("cpu")
+    real = engine.kmeans_fit
 
     def spy(data, *args, **kwargs):
         seen.append(data)
         return real(data, *args, **kwargs)
 
-    monkeypatch.setattr(mlx_kmeans._native, "kmeans_fit", spy)
+    monkeypatch.setattr(engine, "kmeans_fit", spy)
     KMeans(4, random_state=0).fit(X)
     kmeans(X, 4)
     assert len(seen) == 2 and all(s is X for s in seen)
