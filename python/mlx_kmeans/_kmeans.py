@@ -25,7 +25,7 @@ class KMeans(_BaseKMeans):
     """K-means clustering (Lloyd's algorithm), a drop-in for `sklearn.cluster.KMeans`.
 
     Parameters follow scikit-learn: `n_clusters`, `init` ('k-means++', 'random', an array
-    or a callable), `n_init` ('auto': 1 for k-means++, 10 otherwise), `max_iter`, `tol`
+    or a callable), `n_init` ('auto': 1 for k-means++ or given centres, 10 otherwise), `max_iter`, `tol`
     (relative to the mean feature variance), `verbose` (scikit-learn's lines; "progress" for
     a progress bar), `random_state`, `copy_x` (the
     input is never modified either way) and `algorithm`. All algorithms run exact Lloyd
