@@ -238,3 +238,14 @@ def test_damaged_npy_files_are_value_errors(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(ValueError, match="bad.npy"):
         kmeans_streaming(str(path), 3)
+
+
+@pytest.mark.parametrize("weights", [["a"] * 4000, np.ones((4000, 1)), np.ones(3999)], ids=["text", "2-D", "length"])
+def test_weight_type_and_shape_messages_match_kmeans(data, weights):
+    with pytest.raises(ValueError) as in_memory:
+        kmeans(data, 3, sample_weight=weights)
+    with pytest.raises(ValueError) as streamed:
+        kmeans_streaming(data, 3, sample_weight=weights, chunk_bytes=1000 * 32)
+    with pytest.raises(ValueError) as on_dask:
+        dask_kmeans(3).fit(da.from_array(data, chunks=(1000, 4)), sample_weight=np.asarray(weights))
+    assert str(streamed.value) == str(on_dask.value) == str(in_memory.value)

@@ -17,7 +17,7 @@ from ._base import checked_centers
 from ._io import load_npy
 from ._chunked import fit_chunked, fit_dtype
 from ._params import CHUNKED_CONSTRAINTS, Int, Seed, check_params, n_init_for
-from ._validation import seed_from
+from ._validation import check_weight_shape, seed_from
 
 logger = logging.getLogger("mlx_kmeans")
 
@@ -58,8 +58,7 @@ class ArrayChunks:
             weights = np.asarray(sample_weight)
             if weights.ndim == 0:
                 weights = np.full(self.n_rows, float(weights))
-            if weights.shape != (self.n_rows,):
-                raise ValueError(f"sample_weight.shape == {weights.shape}, expected {(self.n_rows,)}!")
+            check_weight_shape(weights, self.n_rows)
             self.weights = weights
         row_bytes = self.n_features * max(self.dtype.itemsize, 4)
         self.chunk_rows = max(1, int(chunk_bytes) // row_bytes)

@@ -272,14 +272,7 @@ def check_sample_weight(sample_weight, X: np.ndarray) -> np.ndarray | None:
             weights = np.asarray(sample_weight)
         except Exception as exc:
             raise ValueError(f"sample_weight could not be converted to an array: {exc}") from exc
-        if weights.dtype.kind not in "biuf":
-            raise ValueError(f"sample_weight must be numeric; got dtype {weights.dtype}")
-        if weights.ndim != 1:
-            raise ValueError("Sample weights must be 1D array or scalar")
-        if weights.shape != (n_samples,):
-            raise ValueError(
-                f"sample_weight.shape == {weights.shape}, expected {(n_samples,)}!"
-            )
+        check_weight_shape(weights, n_samples)
         weights = weights.astype(np.float64)
     if not np.isfinite(weights).all():
         bad = "NaN" if np.isnan(weights).any() else "infinity"
@@ -293,6 +286,17 @@ def check_sample_weight(sample_weight, X: np.ndarray) -> np.ndarray | None:
     largest = float(np.abs(X.data).max(initial=0.0)) if is_sparse(X) else value_summary(X)[2]
     check_weight_scale(total, float(weights.max()), X.shape[1], largest, X.dtype)
     return np.ascontiguousarray(weights, dtype=X.dtype)
+
+
+def check_weight_shape(weights, n_samples: int) -> None:
+    """A weight vector's type and shape (NumPy or Dask), scikit-learn's messages; its values
+    are checked where they are read."""
+    if np.dtype(weights.dtype).kind not in "biuf":
+        raise ValueError(f"sample_weight must be numeric; got dtype {weights.dtype}")
+    if weights.ndim != 1:
+        raise ValueError("Sample weights must be 1D array or scalar")
+    if tuple(weights.shape) != (n_samples,):
+        raise ValueError(f"sample_weight.shape == {tuple(weights.shape)}, expected {(n_samples,)}!")
 
 
 def check_weight_scale(total: float, heaviest: float, n_features: int, largest: float, dtype) -> None:

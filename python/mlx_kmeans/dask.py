@@ -42,7 +42,7 @@ from ._chunked import fit_chunked, fit_dtype
 from ._progress import progress_bar
 from ._sklearn_compat import ESTIMATOR_BASES, NotFittedError
 from ._params import n_init_for
-from ._validation import check_array, check_feature_names, check_names, feature_names
+from ._validation import check_array, check_feature_names, check_names, check_weight_shape, feature_names
 
 logger = logging.getLogger("mlx_kmeans")
 
@@ -83,8 +83,7 @@ class DaskChunks:
             weights = sample_weight if isinstance(sample_weight, da.Array) else da.from_array(np.asarray(sample_weight))
             if weights.ndim == 0:
                 weights = da.full(self.n_rows, weights, chunks=(X.chunks[0],))
-            if weights.shape != (self.n_rows,):
-                raise ValueError(f"sample_weight.shape == {weights.shape}, expected {(self.n_rows,)}!")
+            check_weight_shape(weights, self.n_rows)
             weights = weights.rechunk((X.chunks[0],))
         if persist:
             X, weights = dask.persist(X, weights)
