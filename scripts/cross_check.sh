@@ -18,6 +18,8 @@ if ! "$rustc_web" --version 2>/dev/null | grep -q '^rustc 1\.9[6-9]\|^rustc 1\.[
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustc-web rust-web-src >/dev/null
 fi
+# bindgen reads mlx-c's headers with libclang: the plugin's build requirement provides it.
+python -c 'import clang' 2>/dev/null || python -m pip install --quiet --disable-pip-version-check 'libclang>=16'
 # -Zbuild-std on a released compiler; PyO3 needs only the Python version when cross-checking
 # (abi3); the MLX bindings are generated with the build environment's libclang.
 export RUSTC="$rustc_web" RUSTC_BOOTSTRAP=1 PYO3_CROSS_PYTHON_VERSION=3.12
