@@ -44,12 +44,7 @@ fn main() {
         }
     }
 
-    let upstream = fetch_mlx_c_sources(&out_dir);
-    let source = out_dir.join("mlx-c");
-    if source.exists() {
-        fs::remove_dir_all(&source).expect("clear old mlx-c copy");
-    }
-    copy_dir(&upstream, &source);
+    let source = fresh_mlx_c(&out_dir);
     apply_fixes(&source, &prefix);
 
     let install = build_mlx_c(&python, &source, &prefix);
@@ -126,15 +121,21 @@ fn mlx_for_target(python: &str) -> Result<PathBuf, String> {
 /// fails on the missing library, after this warning.
 fn bindings_only(python: &str, out_dir: &Path, reason: &str) {
     println!("cargo:warning=mlx-sys: {reason}; generating the bindings only (type checking: no mlx-c build, nothing to link)");
+    let source = fresh_mlx_c(out_dir);
+    fs::write(source.join("mlx/c/half.h"), HALF_H).unwrap();
+    generate_bindings(python, &source, out_dir, true);
+    println!("cargo:version=none (bindings only)");
+}
+
+/// A fresh copy of mlx-c's sources in OUT_DIR (fixes are applied to the copy).
+fn fresh_mlx_c(out_dir: &Path) -> PathBuf {
     let upstream = fetch_mlx_c_sources(out_dir);
     let source = out_dir.join("mlx-c");
     if source.exists() {
         fs::remove_dir_all(&source).expect("clear old mlx-c copy");
     }
     copy_dir(&upstream, &source);
-    fs::write(source.join("mlx/c/half.h"), HALF_H).unwrap();
-    generate_bindings(python, &source, out_dir, true);
-    println!("cargo:version=none (bindings only)");
+    source
 }
 
 /// Asks cargo to download the registry `mlx-sys` package (a tiny manifest of its own, with an

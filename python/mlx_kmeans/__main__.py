@@ -5,6 +5,7 @@ generated dataset and report backend, time and inertia (and scikit-learn's, when
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import sys
 import time
@@ -158,16 +159,11 @@ def mini_batches(chunks, batch_size: int, first_size: int):
     if not pending:
         return
     first = np.concatenate(pending) if len(pending) > 1 else pending[0]
-    yield first[: max(first_size, batch_size)]
-    rest = [first[max(first_size, batch_size) :]]
-    for rows in _chain(rest, chunks):
+    head = max(first_size, batch_size)
+    yield first[:head]
+    for rows in itertools.chain([first[head:]], chunks):
         for at in range(0, rows.shape[0], batch_size):
             yield rows[at : at + batch_size]
-
-
-def _chain(first: list, rest):
-    yield from (rows for rows in first if rows.shape[0])
-    yield from rest
 
 
 def default(value, fallback):

@@ -5,6 +5,7 @@ validates them."""
 from __future__ import annotations
 
 import numbers
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,8 +193,6 @@ def n_init_for(n_init, init, default: int, owner: str) -> int:
     if isinstance(n_init, str):  # "auto"
         return 1 if given or init in ("k-means++", "k-means||") else default
     if given and n_init != 1:
-        import warnings
-
         warnings.warn(
             f"Explicit initial center position passed: performing only one init in {owner} instead of n_init={n_init}.",
             RuntimeWarning,

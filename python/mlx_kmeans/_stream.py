@@ -14,8 +14,8 @@ import numpy as np
 from ._api import KMeansResult
 from ._backend import resolve
 from ._base import checked_centers
-from ._io import load_npy
 from ._chunked import fit_chunked, fit_dtype
+from ._io import load_npy
 from ._params import CHUNKED_CONSTRAINTS, Int, Seed, check_params, n_init_for
 from ._validation import check_weight_shape, seed_from
 
@@ -137,9 +137,9 @@ def kmeans_streaming(
     values = dict(
         k=k, init=init, n_init=n_init, max_iter=max_iter, tol=tol, verbose=0, spherical=spherical, backend=backend,
         algorithm=algorithm, init_size=init_size, oversampling_factor=oversampling_factor, init_max_iter=init_max_iter,
+        seed=seed, chunk_bytes=chunk_bytes,
     )
-    check_params(CHUNKED_CONSTRAINTS, values, names={"n_clusters": "k"})
-    check_params({"seed": Seed(), "chunk_bytes": Int(1)}, dict(seed=seed, chunk_bytes=chunk_bytes))
+    check_params({**CHUNKED_CONSTRAINTS, "seed": Seed(), "chunk_bytes": Int(1)}, values, names={"n_clusters": "k"})
     if isinstance(X, (str, os.PathLike)):
         X = load_npy(X)
     source = ArrayChunks(X, sample_weight, chunk_bytes)

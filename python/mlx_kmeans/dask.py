@@ -42,7 +42,7 @@ from ._chunked import fit_chunked, fit_dtype
 from ._progress import progress_bar
 from ._sklearn_compat import ESTIMATOR_BASES, NotFittedError
 from ._params import n_init_for
-from ._validation import check_array, check_feature_names, check_names, check_weight_shape, feature_names
+from ._validation import check_array, check_feature_names, check_n_features, check_names, check_weight_shape, feature_names
 
 logger = logging.getLogger("mlx_kmeans")
 
@@ -184,11 +184,6 @@ def _partition_matrix(frame, columns):
             raise ValueError(f"column {columns[0]!r} must hold one list or array of numbers per row")
         return matrix
     return frame[columns].to_numpy()
-
-
-def is_dask_collection(X) -> bool:
-    """A Dask array, DataFrame or Series (computed lazily), as opposed to data in memory."""
-    return dask.is_dask_collection(X)
 
 
 def as_dask_array(X):
@@ -371,8 +366,7 @@ class KMeans(*ESTIMATOR_BASES):
         self._check_fitted()
         X, names = as_dask_array(X)
         check_names(self, names, reset=False)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but KMeans is expecting {self.n_features_in_} features as input.")
+        check_n_features(self, X, reset=False)
         return X.rechunk({1: -1}) if X.numblocks[1] != 1 else X
 
     def _memory_input(self, X) -> np.ndarray:
@@ -380,8 +374,7 @@ class KMeans(*ESTIMATOR_BASES):
         self._check_fitted()
         check_feature_names(self, X, reset=False)
         data = check_array(X, owner="KMeans", dtype=self.cluster_centers_.dtype)
-        if data.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {data.shape[1]} features, but KMeans is expecting {self.n_features_in_} features as input.")
+        check_n_features(self, data, reset=False)
         return data
 
     def _labels(self, X):
@@ -390,14 +383,14 @@ class KMeans(*ESTIMATOR_BASES):
     def predict(self, X):
         """Index of the nearest centre for each row: a lazy Dask array for Dask input, NumPy
         for in-memory input."""
-        if not is_dask_collection(X):
+        if not dask.is_dask_collection(X):
             return _predict_block(self._memory_input(X), self.cluster_centers_, self.backend_)
         return self._labels(self._dask_input(X))
 
     def transform(self, X):
         """Euclidean distance from each row to every centre (lazy for Dask input, NumPy for
         in-memory input)."""
-        if not is_dask_collection(X):
+        if not dask.is_dask_collection(X):
             return _transform_block(self._memory_input(X), self.cluster_centers_)
         X = self._dask_input(X)
         return X.map_blocks(_transform_block, self.cluster_centers_, dtype=self.cluster_centers_.dtype, chunks=(X.chunks[0], (int(self.n_clusters),)))
@@ -413,7 +406,7 @@ class KMeans(*ESTIMATOR_BASES):
         from ._chunked.tasks import assign_task, sum_all
 
         self._check_fitted()
-        X = self._dask_input(X) if is_dask_collection(X) else da.from_array(self._memory_input(X))
+        X = self._dask_input(X) if dask.is_dask_collection(X) else da.from_array(self._memory_input(X))
         source = DaskChunks(X, sample_weight, persist=False)
         inertia, _ = source.map_reduce(assign_task, sum_all, (self.cluster_centers_, self.backend_, False))
         return -float(inertia)
