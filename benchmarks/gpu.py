@@ -30,6 +30,7 @@ import numpy as np
 
 # name: (rows, features, k, iterations m)
 WORKLOADS = {
+    "100k×768, k=500": (100_000, 768, 500, 25),
     "100k×128, k=1024": (100_000, 128, 1024, 25),
     "1M×128, k=1024": (1_000_000, 128, 1024, 25),
     "500k×768, k=1000": (500_000, 768, 1000, 25),
@@ -42,7 +43,7 @@ TORCH_BLOCK = 1 << 28
 
 def versions() -> dict:
     out = {}
-    for name in ("mlx", "mlx-cuda-13", "mlx-kmeans", "torch", "triton", "flash-kmeans", "numpy"):
+    for name in ("mlx", "mlx-cuda-13", "mlx-kmeans", "torch", "triton", "flash-kmeans", "flash-kmeans-mlx", "numpy"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -95,7 +96,11 @@ def nearest64(x, c):
 
 
 FUSED = {"MLX_KMEANS_MLX_FUSED": "1"}
-PEERS = ("default", "waiting", "ahead", "fused", "matrix", "host", "streamed", "torch", "flash")
+# The MLX-ops path (what an Apple GPU runs without custom kernels), and the same with the
+# shared-source kernels in their CUDA dialect (the twin of the Metal ones).
+OPS = {"MLX_KMEANS_MLX_CUDA_KERNELS": "0", "MLX_KMEANS_MLX_SHARED": "0"}
+TWIN = {"MLX_KMEANS_MLX_CUDA_KERNELS": "0", "MLX_KMEANS_MLX_SHARED": "cuda"}
+PEERS = ("default", "waiting", "ahead", "fused", "matrix", "ops", "twin", "host", "streamed", "torch", "flash", "flash-mlx")
 
 
 def bench(name: str, repeats: int, profile: bool, chosen=PEERS) -> dict:
@@ -154,6 +159,8 @@ def bench(name: str, repeats: int, profile: bool, chosen=PEERS) -> dict:
         "ahead": ("mlx_kmeans (every step queued ahead: MLX_KMEANS_MLX_AHEAD=1)", lambda it: ours(it, {"MLX_KMEANS_MLX_AHEAD": "1"})),
         "fused": ("mlx_kmeans (fused kernel: MLX_KMEANS_MLX_FUSED=1)", lambda it: ours(it, FUSED)),
         "matrix": ("mlx_kmeans (distance matrix: MLX_KMEANS_MLX_FUSED=0)", lambda it: ours(it, {"MLX_KMEANS_MLX_FUSED": "0"})),
+        "ops": ("mlx_kmeans (MLX ops only: the Mac's path)", lambda it: ours(it, OPS)),
+        "twin": ("mlx_kmeans (MLX ops + shared kernels, CUDA dialect)", lambda it: ours(it, TWIN)),
         "host": ("mlx_kmeans (NumPy in, held on the device)", lambda it: ours(it, host=True)),
         "streamed": ("mlx_kmeans (NumPy in, streamed from the host)", lambda it: ours(it, {"MLX_KMEANS_MLX_DEVICE_BYTES": "1"}, host=True)),
         "torch": ("PyTorch loop", torch_loop),
@@ -172,6 +179,25 @@ def bench(name: str, repeats: int, profile: bool, chosen=PEERS) -> dict:
         peers["flash"] = ("flash-kmeans", flash)
     except Exception as exc:  # reported, not fatal
         print(f"flash-kmeans unavailable: {exc}")
+
+    try:
+        import flash_kmeans_mlx
+        import flash_kmeans_mlx.ops
+
+        # Its argmax is a Metal-only kernel; MLX's own argmax takes its place on CUDA.
+        flash_kmeans_mlx.ops._fast_argmax_f16 = lambda scores, B, N, K: mx.argmax(scores, axis=-1).astype(mx.uint32)
+
+        def flash_mlx(iterations: int):
+            def run():
+                _, c, iters = flash_kmeans_mlx.batch_kmeans_Euclid(x_m[None], k, max_iters=iterations, tol=0.0, init_centroids=c0_m[None])
+                mx.eval(c)
+                return np.array(c[0]), int(iters), None
+
+            return run
+
+        peers["flash-mlx"] = ("flash-kmeans-mlx (MLX ops, float16 distances)", flash_mlx)
+    except Exception as exc:  # reported, not fatal
+        print(f"flash-kmeans-mlx unavailable: {exc}")
 
     peers = dict(peers[c] for c in PEERS if c in chosen and c in peers)
     rows: dict[str, dict] = {}
@@ -278,15 +304,17 @@ def main() -> None:
                 json.dump(results, f, indent=1)
     for b in results["benchmarks"]:
         flash = b["rows"].get("flash-kmeans", {}).get("per_iteration_ms")
+        flash_mlx = b["rows"].get("flash-kmeans-mlx (MLX ops, float16 distances)", {}).get("per_iteration_ms")
         print(f"\n{b['workload']}: {b['iterations']} iterations, median of {b['repeats']}")
         for peer, row in b["rows"].items():
             if "error" in row:
                 print(f"  {peer:54s} {row['error']}")
                 continue
             ratio = row["per_iteration_ms"] / flash if flash else float("nan")
+            ratio_mlx = row["per_iteration_ms"] / flash_mlx if flash_mlx else float("nan")
             labels = f"  labels differing {row['labels_differing']}" if "labels_differing" in row else ""
             print(
-                f"  {peer:54s} {row['per_iteration_ms']:8.2f} ms/iter  /flash={ratio:5.2f}  total {row['seconds']:7.3f} s"
+                f"  {peer:54s} {row['per_iteration_ms']:8.2f} ms/iter  /flash={ratio:5.2f}  /flash-mlx={ratio_mlx:5.2f}  total {row['seconds']:7.3f} s"
                 f"  iters={row['iterations']:3d}  inertia={row['inertia']:.6e}{labels}"
             )
 

@@ -23,7 +23,9 @@ use crate::Scalar;
 /// `MLX_KMEANS_MLX_DEVICE_BYTES` (device memory the fit's data and its working copies may take
 /// before the data stays on the host and is streamed to the device in blocks each pass; by
 /// default MLX's memory limit), `MLX_KMEANS_MLX_AHEAD` (`1`/`0`: queue resident Lloyd steps
-/// one ahead, or wait for each step before building the next, whatever the steps' time).
+/// one ahead, or wait for each step before building the next, whatever the steps' time),
+/// `MLX_KMEANS_MLX_SHARED` (`metal`/`cuda`: the MLX-ops path runs the shared-source kernels
+/// in that dialect, `0`: none; by default Metal on an Apple GPU).
 #[derive(Debug, Clone, Copy)]
 pub struct MlxSwitches {
     pub split: Option<bool>,
@@ -32,10 +34,19 @@ pub struct MlxSwitches {
     pub share: bool,
     pub device_bytes: Option<usize>,
     pub queue_ahead: Option<bool>,
+    pub shared: Option<SharedDialect>,
+}
+
+/// A dialect of the MLX kernel's shared-source kernels, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedDialect {
+    Off,
+    Metal,
+    Cuda,
 }
 
 impl MlxSwitches {
-    fn from_env() -> Self {
+    pub fn from_env() -> Self {
         let var = |name: &str| std::env::var(name).ok();
         // `1` forces a choice on, `0` off; anything else leaves it to the kernel.
         let forced = |name: &str| match var(name).as_deref() {
@@ -50,6 +61,12 @@ impl MlxSwitches {
             share: var("MLX_KMEANS_MLX_SHARE").as_deref() != Some("0"),
             device_bytes: var("MLX_KMEANS_MLX_DEVICE_BYTES").and_then(|v| v.trim().parse().ok()),
             queue_ahead: forced("MLX_KMEANS_MLX_AHEAD"),
+            shared: match var("MLX_KMEANS_MLX_SHARED").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+                Some("0") => Some(SharedDialect::Off),
+                Some("metal") => Some(SharedDialect::Metal),
+                Some("cuda") => Some(SharedDialect::Cuda),
+                _ => None,
+            },
         }
     }
 }

@@ -15,7 +15,7 @@ mod sparse;
 mod threads;
 
 pub use device::{register_device, DeviceKernel, SharedArray};
-pub use engines::MlxSwitches;
+pub use engines::{MlxSwitches, SharedDialect};
 
 use numpy::ndarray::Array2;
 use numpy::IntoPyArray;

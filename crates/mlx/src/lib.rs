@@ -7,13 +7,23 @@
 mod device;
 mod share;
 
-use mlx_kmeans::bindings::{register_device, DeviceKernel, MlxSwitches, SharedArray};
+use mlx_kmeans::bindings::{register_device, DeviceKernel, MlxSwitches, SharedArray, SharedDialect};
 use mlx_kmeans::error::Result;
 use mlx_kmeans::matrix::MatRef;
 use mlx_kmeans::strategy::Engine;
 use pyo3::prelude::*;
 
+use device::shared::{self, Dialect};
 use device::{MlxConfig, MlxEngine, MlxKernel};
+
+/// The configuration's choice of shared-kernel dialect (`None`: the default).
+fn dialect_switch(switch: Option<SharedDialect>) -> Option<Option<Dialect>> {
+    switch.map(|dialect| match dialect {
+        SharedDialect::Off => None,
+        SharedDialect::Metal => Some(Dialect::Metal),
+        SharedDialect::Cuda => Some(Dialect::Cuda),
+    })
+}
 
 /// The target of this crate's log records: the Python logger `mlx_kmeans.mlx`, under the
 /// package's own (a crate's default target, `_kernel::...`, would sit outside it).
@@ -38,6 +48,7 @@ impl DeviceKernel for Mlx {
             fused: switches.fused,
             device_bytes: switches.device_bytes,
             queue_ahead: switches.queue_ahead,
+            shared: dialect_switch(switches.shared),
         };
         let shared = shared.and_then(|array| array.downcast::<mlx_rs::Array>().ok()).map(|array| *array);
         Ok(Box::new(MlxEngine::new(MlxKernel::new(data, shared, config)?)))
@@ -54,12 +65,32 @@ fn mlx_info(py: Python<'_>) -> (bool, bool, String) {
     }
 }
 
+/// The shared-source kernels a fit would run here (by the environment's switch, else the
+/// default): `(dialect, names, active, reason)`, with their first-use check run now if it has
+/// not run yet in this process; `dialect` is `None` where none applies.
+#[pyfunction]
+fn shared_kernels(py: Python<'_>) -> (Option<&'static str>, Vec<&'static str>, bool, String) {
+    let switches = MlxSwitches::from_env();
+    let on_gpu = matches!(py.detach(device::device_description), Ok((true, _)));
+    let Some(dialect) = shared::dialect_for(dialect_switch(switches.shared), on_gpu) else {
+        return (None, shared::KERNEL_NAMES.to_vec(), false, "no shared kernels apply here".into());
+    };
+    let active = py.detach(|| shared::checked(dialect).is_some());
+    let reason = match shared::verdict(dialect) {
+        Some(Ok(())) => "compiled and checked against MLX's ops at first use".to_string(),
+        Some(Err(reason)) => reason,
+        None => "not checked".to_string(),
+    };
+    (Some(dialect.name()), shared::KERNEL_NAMES.to_vec(), active, reason)
+}
+
 #[pymodule]
 fn _kernel(m: &Bound<'_, PyModule>) -> PyResult<()> {
     static MLX: Mlx = Mlx;
     register_device(&MLX);
     mlx_kmeans::bindings::init_module(m)?;
     m.add_function(wrap_pyfunction!(mlx_info, m)?)?;
+    m.add_function(wrap_pyfunction!(shared_kernels, m)?)?;
     // The MLX release whose headers and libmlx this module was built against.
     m.add("MLX_BUILT_AGAINST", env!("MLX_BUILT_AGAINST"))?;
     Ok(())

@@ -32,7 +32,7 @@ const SPLIT_THREADS: usize = 1 << 24;
 const EXACT_WARPS: usize = 1 << 20;
 
 /// One MLX custom kernel: a JIT-compiled CUDA body with named inputs and outputs.
-struct CudaKernel {
+pub(super) struct CudaKernel {
     name: &'static str,
     handle: sys::mlx_fast_cuda_kernel,
 }
@@ -76,6 +76,29 @@ impl CudaKernel {
         source: &str,
         shared_memory: i32,
     ) -> Self {
+        Self::build(name, inputs, outputs, header, source, shared_memory)
+            .unwrap_or_else(|e| panic!("MLX could not create the CUDA kernel {name}: {e}"))
+    }
+
+    /// The same, or why MLX could not create it (a build of MLX without CUDA refuses).
+    pub(super) fn try_new(
+        name: &'static str,
+        inputs: &[&str],
+        outputs: &[&str],
+        header: &str,
+        source: &str,
+    ) -> Result<Self> {
+        Self::build(name, inputs, outputs, header, source, 0)
+    }
+
+    fn build(
+        name: &'static str,
+        inputs: &[&str],
+        outputs: &[&str],
+        header: &str,
+        source: &str,
+        shared_memory: i32,
+    ) -> Result<Self> {
         let (inputs, outputs) = (Names::new(inputs), Names::new(outputs));
         let c_name = CString::new(name).expect("kernel names have no NUL");
         let source = CString::new(source).expect("kernel sources have no NUL");
@@ -92,13 +115,15 @@ impl CudaKernel {
                 shared_memory,
             )
         };
-        assert!(!handle.ctx.is_null(), "MLX could not create the CUDA kernel {name}");
-        Self { name, handle }
+        if handle.ctx.is_null() {
+            return Err(Error::Backend(format!("MLX could not create the CUDA kernel {name}")));
+        }
+        Ok(Self { name, handle })
     }
 
     /// Adds the kernel to the graph: `threads` threads in blocks of `block`, one output per
     /// `(shape, dtype)`, with integer template arguments. Runs when its outputs are evaluated.
-    fn apply(
+    pub(super) fn apply(
         &self,
         inputs: &[&Array],
         outputs: &[(&[i32], Dtype)],

@@ -9,7 +9,7 @@ use mlx_rs::ops::maximum;
 use mlx_rs::Array;
 
 use super::stream::{pipelined, sorted_block_sums, Launched};
-use super::ties::{settle, Exact, TieRows};
+use super::ties::{settle_on_device, settle_rest, Exact, TieRows};
 use super::{blocks, eval_all, fold_sums, own_sq_distances, partial_distances, rows_per_block, to_mlx, MlxKernel};
 use mlx_kmeans::error::Result;
 use mlx_kmeans::kernel::{ClusterSums, Kernel};
@@ -45,22 +45,32 @@ pub(super) struct Nearest {
     pub distances: Array,
     /// Centroids within each row's error band ([`within_band`], `rows`, int32).
     pub in_band: Array,
-    /// Whether any row is a near tie (more than one centroid in its band; a scalar).
-    pub any_tie: Array,
 }
 
-/// [`Nearest`] for `rows` as the GEMMs take them, with their squared norms `norms`, against
-/// lifted centroids `c` with squared norms `c_norms`; `bound` is the GEMM's error bound.
-pub(super) fn nearest_in_band(rows: &Array, norms: &Array, c: &Array, c_norms: &Array, bound: f64) -> Result<Nearest> {
-    let partial = partial_distances(rows, c, c_norms)?;
-    let (best, best_value) = nearest(&partial)?;
-    let in_band = within_band(&partial, &best_value, norms, c_norms, bound)?;
+/// [`Nearest`] from a block's partial distances (`rows × k`), the rows' squared norms
+/// `norms` and the centroids' `c_norms`, with MLX's ops; `bound` is the GEMM's error bound.
+pub(super) fn nearest_in_band_by_ops(partial: &Array, norms: &Array, c_norms: &Array, bound: f64) -> Result<Nearest> {
+    let (best, best_value) = nearest(partial)?;
+    let in_band = within_band(partial, &best_value, norms, c_norms, bound)?;
     Ok(Nearest {
         labels: best.reshape(&[-1])?,
         distances: maximum(best_value.reshape(&[-1])?.add(norms)?, Array::from_f32(0.0))?,
-        any_tie: in_band.max(None)?.gt(Array::from_int(1))?,
         in_band,
     })
+}
+
+impl MlxKernel<'_> {
+    /// [`Nearest`] for `rows` as the GEMMs take them, with their squared norms `norms`,
+    /// against lifted centroids `c` with squared norms `c_norms`: one GEMM, then the shared
+    /// `band_argmin` kernel where it passed its check, else MLX's ops.
+    pub(super) fn nearest_in_band(&self, rows: &Array, norms: &Array, c: &Array, c_norms: &Array) -> Result<Nearest> {
+        let partial = partial_distances(rows, c, c_norms)?;
+        let bound = self.gemm_error_bound(c.shape()[1] as usize / if self.split { 3 } else { 1 });
+        match &self.shared {
+            Some(kernels) => kernels.nearest(&partial, norms, c_norms, bound),
+            None => nearest_in_band_by_ops(&partial, norms, c_norms, bound),
+        }
+    }
 }
 
 /// Per-cluster weighted sums (`k × d`) and weights (`k`) of `block`'s rows by `labels`, as a
@@ -116,20 +126,23 @@ impl MlxKernel<'_> {
         distances: &mut [f32],
     ) -> Result<Array> {
         let (rows, norms) = self.rows(x, start, end)?;
-        let Nearest { labels: best, distances: dist, in_band, any_tie } =
-            nearest_in_band(&rows, &norms, c, c_norms, self.gemm_error_bound(x.cols()))?;
-        eval_all(&[&best, &dist, &in_band, &any_tie])?;
-        labels.copy_from_slice(best.as_slice::<u32>());
-        distances.copy_from_slice(dist.as_slice::<f32>());
-        if !any_tie.item_exact::<bool>() {
-            return Ok(best);
-        }
+        let nearest = self.nearest_in_band(&rows, &norms, c, c_norms)?;
         let (centred, centred_centroids) = (self.centred_rows(x, start, end)?, self.centred_centroids(centroids)?);
         let tie_rows = TieRows { lifted: &rows, centred: &centred, c, c_norms, centroids: &centred_centroids };
+        let settled = settle_on_device(&tie_rows, nearest, self.shift.is_none(), None)?;
+        let outputs = [&settled.labels, &settled.distances, &settled.in_band, &settled.unproven];
+        eval_all(&[outputs.as_slice(), &[&settled.unproven_count, &settled.flagged_count]].concat())?;
+        if settled.unproven_count.item_exact::<f32>() == 0.0 {
+            labels.copy_from_slice(settled.labels.as_slice::<u32>());
+            distances.copy_from_slice(settled.distances.as_slice::<f32>());
+            return Ok(settled.labels);
+        }
         let block = x.slice_rows(start, end);
-        let exact = Exact { on_device: self.shift.is_none(), row: &|i| block.row(i) };
+        let exact = Exact { row: &|i| block.row(i) };
         let host_centroids = &mut || Ok(centroids.as_slice().to_vec());
-        settle(&tie_rows, &exact, in_band.as_slice::<i32>(), host_centroids, labels, distances)?;
+        let (host_labels, host_distances) = settle_rest(&tie_rows, settled, &exact, host_centroids)?;
+        labels.copy_from_slice(&host_labels);
+        distances.copy_from_slice(&host_distances);
         Ok(Array::from_slice(labels, &[(end - start) as i32]))
     }
 }

@@ -1,7 +1,9 @@
-//! Lloyd iterations that stay on the MLX device. Each step is one MLX graph: distances,
-//! nearest centroids, per-cluster sums, the centroid update, and four scalars (inertia,
-//! whether labels changed, empty clusters, centre shift), which are all that comes back to
-//! the host. On a CUDA GPU whose memory is managed, every array read on the host costs page
+//! Lloyd iterations that stay on the MLX device. Each step is one MLX graph and one
+//! evaluation: distances, nearest centroids (near ties decided on the device where it can be
+//! proven, `ties.rs`), per-cluster sums, the centroid update, and five scalars (inertia,
+//! whether labels changed, empty clusters, centre shift, rows the device left undecided),
+//! which are all that comes back to the host. A step with undecided rows (rare: only the
+//! MLX-ops path has them) is made again after the host decides those rows exactly. On a CUDA GPU whose memory is managed, every array read on the host costs page
 //! migrations; keeping labels, distances, sums and centroids on the device removes them.
 //! Empty clusters are repaired on the device too (`lloyd/repair.rs`), by the shared policy.
 //! The loop runs in the kernel's centred coordinates (data far from the origin is shifted by
@@ -18,11 +20,12 @@ use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::ops::{concatenate, maximum, select, stack};
 use mlx_rs::transforms::async_eval;
 use mlx_rs::Array;
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use super::cuda::{ClusterMeans, Halves, LloydKernels};
-use super::kernel::{cluster_sums, nearest_in_band};
-use super::ties::{settle, Exact, TieRows};
+use super::kernel::{cluster_sums, Nearest};
+use super::ties::{settle_on_device, settle_rest, Exact, Settled, TieRows};
 use super::{
     blocks, eval_all, finish_centroids, fold_sums, lift_centroid_array, partial_distances, rows_per_block,
     uncentred_host, CentredData, MlxKernel,
@@ -46,18 +49,24 @@ type Pass = (Array, Array, Array, Array, Array);
 const QUEUE_AHEAD_BELOW: Duration = Duration::from_millis(16);
 
 /// One step queued on the device: its pass, the centroids it moves to (centred; where the
-/// pass left clusters empty, the centroids it started from) and its scalars (inertia, whether
-/// labels changed, empty clusters, centre shift).
+/// pass left clusters empty, the centroids it started from), its scalars (inertia, whether
+/// labels changed, empty clusters, centre shift, rows the device left undecided, rows
+/// flagged as near ties) and, on the MLX-ops path, its near ties as the device left them.
 struct Queued {
     pass: Pass,
     updated: Array,
     scalars: Array,
+    ties: Option<Settled>,
 }
 
 impl Queued {
-    fn outputs(&self) -> [&Array; 7] {
+    fn outputs(&self) -> Vec<&Array> {
         let (labels, distances, sums, weights, means) = &self.pass;
-        [&self.scalars, &self.updated, labels, distances, sums, weights, means]
+        let mut outputs = vec![&self.scalars, &self.updated, labels, distances, sums, weights, means];
+        if let Some(ties) = &self.ties {
+            outputs.extend([&ties.unproven, &ties.in_band]);
+        }
+        outputs
     }
 }
 
@@ -89,6 +98,9 @@ pub(super) struct MlxLloyd<'s, 'a> {
     /// Steps taken, and `max_iter`: none is queued past it.
     steps: usize,
     max_iter: usize,
+    /// Near ties the device takes in one step on the MLX-ops path (`None`: the default);
+    /// raised when a step flags more.
+    tie_capacity: Cell<Option<usize>>,
 }
 
 impl<'s, 'a> MlxLloyd<'s, 'a> {
@@ -129,19 +141,12 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
             queue_ahead: kernel.queue_ahead,
             steps: 0,
             max_iter,
+            tie_capacity: Cell::new(None),
         })
     }
 
     fn k(&self) -> usize {
         self.centroids.shape()[0] as usize
-    }
-
-    /// Labels, squared distances, and per-cluster sums, weights and means, by the custom
-    /// CUDA kernels: distances by blocks of rows, then the sums over all rows at once.
-    fn cuda_pass(&self, kernels: &LloydKernels, weights: &Array, centroids: &Array) -> Result<Pass> {
-        let (labels, distances) = self.cuda_nearest(kernels, centroids)?;
-        let ClusterMeans { sums, weights, means } = kernels.cluster_means(&self.plain, weights, &labels, self.k())?;
-        Ok((labels, distances, sums, weights, means))
     }
 
     /// Every row's nearest centroid among `centroids` (centred) and exact squared distance:
@@ -166,45 +171,46 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         Ok((join(labels)?, join(distances)?))
     }
 
-    /// The same with MLX ops only, block by block: labels by a GEMM and an argmin; near ties
-    /// decided again (the band counts of all blocks come back in one evaluation, the labels
-    /// only when some row is flagged): on the device where differences prove the decision
-    /// (`ties.rs`), else on the host; then sums by one-hot GEMMs.
-    fn ops_pass(&self, centroids: &Array) -> Result<Pass> {
+    /// The same with MLX ops only, block by block: labels by a GEMM and an argmin, near ties
+    /// decided on the device where it can be proven (`ties.rs`); all lazy, in the step's graph.
+    fn ops_nearest(&self, centroids: &Array) -> Result<Settled> {
         let (k, d) = (self.k(), centroids.shape()[1] as usize);
         let (c, c_norms) = lift_centroid_array(centroids.clone(), k, self.kernel.split)?;
-        let (c, c_norms) = (&c, &c_norms);
         let n = self.x_norms.shape()[0] as usize;
-        let step = rows_per_block(k);
-        let bound = self.kernel.gemm_error_bound(d);
         let (mut labels, mut distances, mut in_band) = (Vec::new(), Vec::new(), Vec::new());
-        for (start, end) in blocks(n, step) {
+        for (start, end) in blocks(n, rows_per_block(k)) {
             let (block, block_norms) = self.block(start, end);
-            let nearest = nearest_in_band(&block, &block_norms, c, c_norms, bound)?;
+            let nearest = self.kernel.nearest_in_band(&block, &block_norms, &c, &c_norms)?;
             labels.push(nearest.labels);
             distances.push(nearest.distances);
             in_band.push(nearest.in_band);
         }
-        let (mut labels, mut distances, in_band) = (join(labels)?, join(distances)?, join(in_band)?);
-        let any_tie = in_band.max(None)?.gt(Array::from_int(1))?;
-        eval_all(&[&any_tie, &labels, &distances, &in_band])?;
-        if any_tie.item_exact::<bool>() {
-            let (mut host_labels, mut host_distances) = (vec![0u32; n], vec![0f32; n]);
-            copy_to_host(&labels, &distances, &mut host_labels, &mut host_distances);
-            let rows = TieRows { lifted: &self.rows, centred: &self.plain, c, c_norms, centroids };
-            let x = self.points.x;
-            let exact = Exact { on_device: self.shift.is_none(), row: &|i| x.row(i) };
-            let mut host_centroids = || uncentred_host(centroids, self.shift.as_ref());
-            let (ties, host) = (in_band.as_slice::<i32>(), &mut host_centroids);
-            settle(&rows, &exact, ties, host, &mut host_labels, &mut host_distances)?;
-            labels = Array::from_slice(&host_labels, &[n as i32]);
-            distances = Array::from_slice(&host_distances, &[n as i32]);
+        let nearest = Nearest { labels: join(labels)?, distances: join(distances)?, in_band: join(in_band)? };
+        let rows = TieRows { lifted: &self.rows, centred: &self.plain, c: &c, c_norms: &c_norms, centroids };
+        settle_on_device(&rows, nearest, self.shift.is_none(), self.tie_capacity.get())
+    }
+
+    /// Per-cluster sums, weights and means of the rows by `labels`: by the shared kernels
+    /// where they passed their check, else with MLX ops (one-hot GEMMs by blocks of rows).
+    fn ops_sums(&self, labels: &Array) -> Result<(Array, Array, Array)> {
+        let (k, d) = (self.k(), self.points.cols());
+        if let Some(kernels) = &self.kernel.shared {
+            let ones;
+            let weights = match &self.weights {
+                Some(w) => w,
+                None => {
+                    ones = mlx_rs::ops::ones::<f32>(&[self.x_norms.shape()[0]])?;
+                    &ones
+                }
+            };
+            return kernels.cluster_means(&self.plain, weights, labels, k);
         }
+        let n = self.x_norms.shape()[0] as usize;
         let (mut sums, mut totals) = (None::<Array>, None::<Array>);
-        for (start, end) in blocks(n, step) {
+        for (start, end) in blocks(n, rows_per_block(k)) {
             let block_weights = self.weights.as_ref().map(|w| rows_of(w, start, end));
             let (s, w) =
-                cluster_sums(&self.block(start, end).0, &rows_of(&labels, start, end), block_weights.as_ref(), k)?;
+                cluster_sums(&self.block(start, end).0, &rows_of(labels, start, end), block_weights.as_ref(), k)?;
             let s = fold_sums(s, d, self.kernel.split)?;
             sums = Some(match sums {
                 Some(total) => total.add(&s)?,
@@ -218,7 +224,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         let (sums, weights) = (sums.expect("n >= 1 rows"), totals.expect("n >= 1 rows"));
         let column = weights.reshape(&[k as i32, 1])?;
         let means = sums.divide(&maximum(&column, Array::from_f32(f32::MIN_POSITIVE))?)?;
-        Ok((labels, distances, sums, weights, means))
+        Ok((sums, weights, means))
     }
 
     /// Rows `start..end` as the GEMMs take them, and their squared norms.
@@ -229,27 +235,84 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
     /// One step from `centroids` (centred), queued on the device: `previous` are the labels
     /// of the step before it.
     fn queue_step(&self, centroids: &Array, previous: Option<&Array>) -> Result<Queued> {
-        let (labels, distances, sums, weights, means) = match &self.cuda {
-            Some((kernels, weights)) => self.cuda_pass(kernels, weights, centroids)?,
-            None => self.ops_pass(centroids)?,
-        };
+        match &self.cuda {
+            Some((kernels, weights)) => {
+                let (labels, distances) = self.cuda_nearest(kernels, centroids)?;
+                let ClusterMeans { sums, weights, means } =
+                    kernels.cluster_means(&self.plain, weights, &labels, self.k())?;
+                self.queue_update(centroids, previous, (labels, distances, sums, weights, means), None)
+            }
+            None => {
+                let ties = self.ops_nearest(centroids)?;
+                let (sums, weights, means) = self.ops_sums(&ties.labels)?;
+                let pass = (ties.labels.clone(), ties.distances.clone(), sums, weights, means);
+                self.queue_update(centroids, previous, pass, Some(ties))
+            }
+        }
+    }
+
+    /// The update and scalars of a pass from `centroids`, queued on the device; `ties`: the
+    /// near ties as the device left them, on the MLX-ops path.
+    fn queue_update(
+        &self,
+        centroids: &Array,
+        previous: Option<&Array>,
+        pass: Pass,
+        ties: Option<Settled>,
+    ) -> Result<Queued> {
+        let (labels, distances, _, weights, means) = &pass;
         let weighted = match &self.weights {
             Some(w) => distances.multiply(w)?,
             None => distances.clone(),
         };
         let inertia = weighted.sum(false)?;
         let changed = match previous {
-            Some(previous) => previous.ne(&labels)?.any(false)?.as_type::<f32>()?,
+            Some(previous) => previous.ne(labels)?.any(false)?.as_type::<f32>()?,
             None => Array::from_f32(1.0),
         };
         let occupied = weights.gt(Array::from_f32(0.0))?;
         let empty = occupied.logical_not()?.as_type::<f32>()?.sum(false)?;
-        let updated = self.updated_centroids(centroids, &means, &weights)?;
+        let updated = self.updated_centroids(centroids, means, weights)?;
         let shift = updated.subtract(centroids)?.square()?.sum(false)?;
-        let scalars = stack(&[&inertia, &changed, &empty, &shift], 0)?;
-        let queued = Queued { pass: (labels, distances, sums, weights, means), updated, scalars };
+        let zero = Array::from_f32(0.0);
+        let (unproven, flagged) = match &ties {
+            Some(ties) => (&ties.unproven_count, &ties.flagged_count),
+            None => (&zero, &zero),
+        };
+        let scalars = stack(&[&inertia, &changed, &empty, &shift, unproven, flagged], 0)?;
+        let queued = Queued { pass, updated, scalars, ties };
         async_eval(queued.outputs())?;
         Ok(queued)
+    }
+
+    /// `queued` (evaluated, from the current centroids) made again with every near tie
+    /// decided (`ties::settle_rest`: on the device again if they overflowed its buffer, then
+    /// on the host), and evaluated. Later steps get a buffer that holds as many.
+    fn settled_on_host(&self, queued: Queued) -> Result<Queued> {
+        let ties = queued.ties.expect("only the MLX-ops path leaves rows undecided");
+        let flagged = queued.scalars.as_slice::<f32>()[5] as usize;
+        if flagged > ties.capacity && ties.on_device {
+            self.tie_capacity.set(Some(flagged + flagged / 4));
+        }
+        let (labels, distances) = self.settle_rest(ties, &self.centroids)?;
+        let n = labels.len() as i32;
+        let (labels, distances) = (Array::from_slice(&labels, &[n]), Array::from_slice(&distances, &[n]));
+        let (sums, weights, means) = self.ops_sums(&labels)?;
+        let previous = self.last.as_ref().map(|pass| &pass.0);
+        let queued = self.queue_update(&self.centroids, previous, (labels, distances, sums, weights, means), None)?;
+        eval_all(&queued.outputs())?;
+        Ok(queued)
+    }
+
+    /// Every near tie of an evaluated pass from `centroids` (centred) decided: host labels
+    /// and squared distances.
+    fn settle_rest(&self, ties: Settled, centroids: &Array) -> Result<(Vec<u32>, Vec<f32>)> {
+        let (c, c_norms) = lift_centroid_array(centroids.clone(), self.k(), self.kernel.split)?;
+        let rows = TieRows { lifted: &self.rows, centred: &self.plain, c: &c, c_norms: &c_norms, centroids };
+        let x = self.points.x;
+        let exact = Exact { row: &|i| x.row(i) };
+        let host_centroids = &mut || uncentred_host(centroids, self.shift.as_ref());
+        settle_rest(&rows, ties, &exact, host_centroids)
     }
 
     /// One pass and the update on the device: the step's scalars, and the number of empty
@@ -267,6 +330,12 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
             self.ahead = Some(self.queue_step(&queued.updated, Some(&queued.pass.0))?);
         }
         eval_all(&queued.outputs())?;
+        let mut queued = queued;
+        if queued.scalars.as_slice::<f32>()[4] > 0.0 {
+            // The step queued after this one started from centroids that change now.
+            self.ahead = None;
+            queued = self.settled_on_host(queued)?;
+        }
         if self.queue_ahead.is_none() && self.steps == 2 {
             let took = started.elapsed();
             let short = took < QUEUE_AHEAD_BELOW;
@@ -348,14 +417,14 @@ impl LloydStep<f32> for MlxLloyd<'_, '_> {
         Ok(StepReport { center_shift: shift.item_exact::<f32>() as f64, ..report })
     }
 
-    fn finish(self: Box<Self>, labels_current: bool, keep_going: KeepGoing<'_>) -> Result<Assignment<f32>> {
+    fn finish(mut self: Box<Self>, labels_current: bool, keep_going: KeepGoing<'_>) -> Result<Assignment<f32>> {
         let (n, d) = (self.points.rows(), self.points.cols());
         let centroids = self.host_centroids()?;
         let (mut labels, mut distances) = (vec![0u32; n], vec![0f32; n]);
         // A step queued past the last one started from the final centroids: its labels are
         // theirs (exact, as every pass's), and on CUDA its distances too.
-        let ahead = self.ahead.as_ref().map(|queued| (&queued.pass.0, &queued.pass.1));
         if let Some((kernels, _)) = &self.cuda {
+            let ahead = self.ahead.as_ref().map(|queued| (&queued.pass.0, &queued.pass.1));
             // Exact labels and distances (by differences) on the device.
             let (l, dist) = match ahead {
                 Some((l, dist)) => (l.clone(), dist.clone()),
@@ -367,9 +436,11 @@ impl LloydStep<f32> for MlxLloyd<'_, '_> {
             return Ok(Assignment { centroids, labels, distances, inertia });
         }
         let current = MatRef::new(&centroids, centroids.len() / d, d)?;
-        if let Some((l, dist)) = ahead {
-            eval_all(&[l, dist])?;
-            copy_to_host(l, dist, &mut labels, &mut distances);
+        if let Some(mut queued) = self.ahead.take() {
+            // The queued step's own near ties, settled as in every step.
+            eval_all(&queued.outputs())?;
+            let ties = queued.ties.take().expect("the MLX-ops path keeps its near ties");
+            (labels, _) = self.settle_rest(ties, &self.centroids)?;
         } else if labels_current {
             self.last_assignment(&mut labels, &mut distances);
         } else {

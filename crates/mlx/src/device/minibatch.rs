@@ -4,15 +4,15 @@
 //! keeps the per-centre counts (float64, as on the `cpu` backend) for the reassignment
 //! decisions; each step reads back only the batch's inertia and per-centre weights (`k`
 //! numbers), and reassignments upload the chosen rows' positions. Batch labels are the exact
-//! nearest centres, as on the `cpu` backend: near ties are decided again (`ties.rs`), which
-//! costs a second evaluation in the steps that have any.
+//! nearest centres, as on the `cpu` backend: near ties are decided again on the device in the
+//! same evaluation (`ties.rs`); only rows it cannot prove cost a second one, on the host.
 
 use mlx_rs::ops::{maximum, select};
 use mlx_rs::Array;
 use rand_chacha::ChaCha8Rng;
 
-use super::kernel::{cluster_sums, nearest_in_band, Nearest};
-use super::ties::{settle, Exact, TieRows};
+use super::kernel::cluster_sums;
+use super::ties::{settle_on_device, settle_rest, Exact, TieRows};
 use super::{eval_all, finish_centroids, fold_sums, lift_centroid_array, uncentred_host, CentredData, MlxKernel};
 use mlx_kmeans::error::Result;
 use mlx_kmeans::matrix::MatRef;
@@ -127,24 +127,22 @@ impl MiniBatchSteps<f32> for MlxMiniBatch<'_, '_> {
         let norms = self.data.norms.take_axis(&indices, 0)?;
         let weights = self.weights.as_ref().map(|w| w.take_axis(&indices, 0)).transpose()?;
         let (c, c_norms) = lift_centroid_array(self.centroids.clone(), k, self.kernel.split)?;
-        let Nearest { labels, distances, in_band, any_tie } =
-            nearest_in_band(&lifted, &norms, &c, &c_norms, self.kernel.gemm_error_bound(d))?;
-        // The batch's rows centred (built lazily: used by ties and reassignments only).
+        let nearest = self.kernel.nearest_in_band(&lifted, &norms, &c, &c_norms)?;
+        // The batch's rows centred (gathered lazily: used by ties and reassignments only).
         let centred = self.data.centred.take_axis(&indices, 0)?;
-        // The step as if no row were a near tie, evaluated once with the tie flag; redone
-        // from exact labels in the steps that have ties.
-        let mut update = self.update(&lifted, &labels, &distances, weights.as_ref())?;
-        eval_all(&[&any_tie, &update.inertia, &update.hits, &labels, &distances, &in_band])?;
-        if any_tie.item_exact::<bool>() {
-            let (mut host_labels, mut host_distances) =
-                (labels.as_slice::<u32>().to_vec(), distances.as_slice::<f32>().to_vec());
-            let rows =
-                TieRows { lifted: &lifted, centred: &centred, c: &c, c_norms: &c_norms, centroids: &self.centroids };
+        let rows = TieRows { lifted: &lifted, centred: &centred, c: &c, c_norms: &c_norms, centroids: &self.centroids };
+        let settled = settle_on_device(&rows, nearest, self.shift.is_none(), None)?;
+        // One evaluation: the step from the labels the device settled, and how many rows it
+        // could not; in the rare steps with some, they are decided on the host and the step
+        // is made again from the exact labels.
+        let mut update = self.update(&lifted, &settled.labels, &settled.distances, weights.as_ref())?;
+        eval_all(&[&settled.unproven_count, &update.inertia, &update.hits, &update.updated, &update.counts])?;
+        if settled.unproven_count.item_exact::<f32>() > 0.0 {
+            eval_all(&[&settled.labels, &settled.distances, &settled.in_band, &settled.unproven, &settled.flagged_count])?;
             let x = self.x;
-            let exact = Exact { on_device: self.shift.is_none(), row: &|i| x.row(batch[i]) };
-            let (ties, host) = (in_band.as_slice::<i32>(), &mut || self.host_centroids());
-            settle(&rows, &exact, ties, host, &mut host_labels, &mut host_distances)?;
-            let (labels, distances) = (Array::from_slice(&host_labels, &[m]), Array::from_slice(&host_distances, &[m]));
+            let exact = Exact { row: &|i| x.row(batch[i]) };
+            let (labels, distances) = settle_rest(&rows, settled, &exact, &mut || self.host_centroids())?;
+            let (labels, distances) = (Array::from_slice(&labels, &[m]), Array::from_slice(&distances, &[m]));
             update = self.update(&lifted, &labels, &distances, weights.as_ref())?;
             eval_all(&[&update.inertia, &update.hits])?;
         }

@@ -21,6 +21,7 @@ mod kernel;
 mod lloyd;
 mod minibatch;
 mod seeding;
+pub mod shared;
 mod stream;
 mod ties;
 
@@ -78,6 +79,9 @@ pub struct MlxConfig {
     /// host builds the next; `Some(true)`), or each step waited for before the next is built
     /// (`Some(false)`); `None` decides by the time of a step.
     pub queue_ahead: Option<bool>,
+    /// The dialect of the shared kernels (`shared.rs`) the MLX-ops path runs, when they pass
+    /// their first-use check: `Some(None)` none, `None` the default (Metal on an Apple GPU).
+    pub shared: Option<Option<shared::Dialect>>,
 }
 
 /// Whether MLX runs on a GPU here (Metal or CUDA), and a description of its device.
@@ -162,6 +166,8 @@ pub struct MlxKernel<'a> {
     streamed: bool,
     /// Whether resident Lloyd steps are queued one ahead (see [`MlxConfig`]).
     queue_ahead: Option<bool>,
+    /// The shared-source kernels the MLX-ops path runs (see [`MlxConfig`]), if any.
+    shared: Option<shared::SharedKernels>,
 }
 
 /// MLX's CUDA backend runs float32 matrix products on TF32 tensor cores (measured on an H100:
@@ -214,8 +220,19 @@ impl<'a> MlxKernel<'a> {
         let device_bytes = config.device_bytes.unwrap_or_else(stream::memory_limit);
         let fused = config.fused;
         let queue_ahead = config.queue_ahead;
-        let mut kernel =
-            Self { data: None, shift: None, on_gpu, split, fused, kernels, device_bytes, streamed: false, queue_ahead };
+        let shared_kernels = shared::dialect_for(config.shared, on_gpu).and_then(shared::checked);
+        let mut kernel = Self {
+            data: None,
+            shift: None,
+            on_gpu,
+            split,
+            fused,
+            kernels,
+            device_bytes,
+            streamed: false,
+            queue_ahead,
+            shared: shared_kernels,
+        };
         if let Some(m) = data {
             if shared.is_none() && !kernel.holds(m.rows(), m.cols()) {
                 kernel.shift = Shift::of_host(m);
@@ -432,7 +449,7 @@ fn to_mlx(m: MatRef<'_, f32>) -> Array {
 }
 
 /// Squared norms of the centroids as a `1 × k` row.
-fn row_norms(c: &Array, k: usize) -> Result<Array> {
+pub(super) fn row_norms(c: &Array, k: usize) -> Result<Array> {
     Ok(c.square()?.sum_axis(1, true)?.reshape(&[1, k as i32])?)
 }
 

@@ -1,18 +1,22 @@
-//! Near ties decided on the device where that can be proven right. A row whose GEMM distances
-//! leave several centroids within the error band is measured again by differences (float32)
-//! against the few centroids with the smallest partial distances: when every centroid in the
-//! band is among them and the best beats the second by more than the error of differences,
-//! the decision is the exact one. Other rows (more centroids in the band, a margin too thin,
-//! data re-centred by a shift, whose rounding the bound does not cover) go to the host's exact
-//! float64 search. On clustered data, where neighbouring centroids split one cluster, this
-//! leaves the host a small fraction of the rows it would otherwise decide.
+//! Near ties decided on the device where that can be proven right, inside the step's graph.
+//! A row whose GEMM distances leave several centroids within the error band is measured
+//! again by differences (float32) against the few centroids with the smallest partial
+//! distances: when every centroid in the band is among them and the best beats the second by
+//! more than the error of differences, the decision is the exact one. The flagged rows are
+//! gathered into a buffer of fixed capacity on the device (a running count gives each its
+//! slot), so no row index crosses to the host; only the count of rows left unproven is read,
+//! with the step's other scalars. Those rows (more centroids in the band, a margin too thin,
+//! more flagged rows than the buffer holds, data re-centred by a shift, whose rounding the
+//! bound does not cover) are decided by the host's exact float64 search, in the rare steps
+//! that have any.
 
 use mlx_rs::ops::indexing::IndexOp;
-use mlx_rs::ops::{argpartition_axis, argsort_axis};
+use mlx_rs::ops::{argpartition_axis, argsort_axis, concatenate, minimum, select};
 use mlx_rs::Array;
 
 use rayon::prelude::*;
 
+use super::kernel::Nearest;
 use super::{eval_all, partial_distances, DIFFERENCE_ENTRIES};
 use mlx_kmeans::error::Result;
 use mlx_kmeans::matrix::{exact_nearest, MatRef};
@@ -31,85 +35,166 @@ pub(super) struct TieRows<'a> {
     pub centroids: &'a Array,
 }
 
-/// How the rows' exact decisions are made: on the device first when `on_device` (data not
-/// re-centred by a shift), else all on the host from `row(i)`, the values of row `i` as given.
-pub(super) struct Exact<'a> {
+/// Labels after the device decided the near ties it can prove, all lazy: `labels` (`n`,
+/// uint32) and squared `distances` (`n`), each row's band count (`in_band`), the rows still
+/// undecided (`unproven`, `n`, bool), and two float32 scalars read with a step's scalars:
+/// the rows undecided (`unproven_count`) and the rows flagged (`flagged_count`). `capacity`:
+/// the flagged rows the device could take (none when `on_device` is false).
+pub(super) struct Settled {
+    pub labels: Array,
+    pub distances: Array,
+    pub in_band: Array,
+    pub unproven: Array,
+    pub unproven_count: Array,
+    pub flagged_count: Array,
+    pub capacity: usize,
     pub on_device: bool,
+}
+
+/// Flagged rows the device may decide in one evaluation at most: bounded so that the
+/// candidates' differences and the rows' partial distances stay within [`DIFFERENCE_ENTRIES`].
+pub(super) fn max_capacity(n: usize, k: usize, d: usize) -> usize {
+    let r = CANDIDATES.min(k);
+    let by_memory = (DIFFERENCE_ENTRIES / (r * d).max(1)).min(DIFFERENCE_ENTRIES / k.max(1));
+    by_memory.min(n).max(1)
+}
+
+/// The buffer a step starts with: enough for the near ties of clustered data (a few per
+/// cent of the rows). Every slot costs work whether filled or not, so it starts small and
+/// grows where steps overflow it ([`settle_rest`] then decides the rest on the device).
+pub(super) fn default_capacity(n: usize, k: usize, d: usize) -> usize {
+    (n / 16).max(256).min(max_capacity(n, k, d))
+}
+
+/// Decides on the device what it can of `nearest`'s near ties (rows with more than one
+/// centroid in their band), `capacity` of them at most (by default [`default_capacity`]);
+/// with `on_device` false (re-centred data) none is, and every flagged row is left to the
+/// host. Adds to the graph; evaluates nothing.
+pub(super) fn settle_on_device(
+    data: &TieRows<'_>,
+    nearest: Nearest,
+    on_device: bool,
+    capacity: Option<usize>,
+) -> Result<Settled> {
+    let Nearest { labels, distances, in_band } = nearest;
+    let n = labels.shape()[0] as usize;
+    let flagged = in_band.gt(Array::from_int(1))?;
+    let flagged_ints = flagged.as_type::<i32>()?;
+    let flagged_count = flagged_ints.sum(false)?;
+    let flagged_float = flagged_count.as_type::<f32>()?;
+    if !on_device || n == 0 {
+        return Ok(Settled {
+            labels,
+            distances,
+            in_band,
+            unproven: flagged,
+            unproven_count: flagged_float.clone(),
+            flagged_count: flagged_float,
+            capacity: 0,
+            on_device: false,
+        });
+    }
+    let (k, d) = (data.centroids.shape()[0] as usize, data.centroids.shape()[1] as usize);
+    let r = CANDIDATES.min(k);
+    let cap = capacity.unwrap_or_else(|| default_capacity(n, k, d)).clamp(1, max_capacity(n, k, d));
+    // Flagged row number q (in row order) goes to slot q while q < cap; the others, and
+    // every row not flagged, to the discarded slot `cap`.
+    let position = flagged_ints.cumsum(0, false, true)?.subtract(Array::from_int(1))?;
+    let kept = flagged.logical_and(&position.lt(Array::from_int(cap as i32))?)?;
+    let slot = select(&kept, &position, Array::from_int(cap as i32))?;
+    let row_numbers = mlx_rs::ops::arange::<_, u32>(0, n as i32, 1)?;
+    let slots = mlx_rs::ops::zeros::<u32>(&[cap as i32 + 1])?;
+    let rows = slots.put_along_axis(&slot, &row_numbers, 0)?.index(0..cap as i32);
+    let filled = minimum(&flagged_count, Array::from_int(cap as i32))?;
+    let valid = mlx_rs::ops::arange::<_, i32>(0, cap as i32, 1)?.lt(&filled)?;
+    // The slots' candidates: the r smallest partial distances, measured again by differences.
+    let m = cap as i32;
+    let partial = partial_distances(&data.lifted.take_axis(&rows, 0)?, data.c, data.c_norms)?;
+    let nearest = if r < k {
+        argpartition_axis(&partial, r as i32 - 1, 1)?.index((.., 0..r as i32))
+    } else {
+        argsort_axis(&partial, 1)?
+    };
+    let candidates = data.centroids.take_axis(nearest.reshape(&[-1])?, 0)?.reshape(&[m, r as i32, d as i32])?;
+    let points = data.centred.take_axis(&rows, 0)?.reshape(&[m, 1, d as i32])?;
+    let measured = points.subtract(&candidates)?.square()?.sum_axis(2, false)?;
+    let order = argsort_axis(&measured, 1)?;
+    let sorted = measured.take_along_axis(&order, 1)?;
+    let best = sorted.index((.., 0));
+    let second = if r > 1 { sorted.index((.., 1)) } else { mlx_rs::ops::full::<f32>(&[m], Array::from_f32(f32::INFINITY))? };
+    let best_label = nearest.take_along_axis(order.index((.., 0..1)), 1)?.reshape(&[-1])?.as_type::<u32>()?;
+    // Each of the d squared differences and the running sum round once: (d + 2) units of
+    // float32 relative to the sum; twice that, to spare.
+    let bound = 2.0 * (d + 2) as f32 * f32::EPSILON / 2.0;
+    let margin = second.subtract(&best)?.gt(&best.add(&second)?.multiply(Array::from_f32(bound))?)?;
+    let all_in_candidates = in_band.take_axis(&rows, 0)?.le(Array::from_int(r as i32))?;
+    let proven = valid.logical_and(&all_in_candidates)?.logical_and(&margin)?;
+    // Proven rows write their decision; every other slot writes to the discarded entry `n`.
+    let target = select(&proven, &rows, Array::from_int(n as i32))?;
+    let put = |values: &Array, decided: &Array| -> Result<Array> {
+        let extended = concatenate(&[values, &values.index(0..1)], 0)?;
+        Ok(extended.put_along_axis(&target, decided, 0)?.index(0..n as i32))
+    };
+    let labels = put(&labels, &best_label)?;
+    let distances = put(&distances, &best)?;
+    let settled = put(&mlx_rs::ops::zeros::<bool>(&[n as i32])?, &proven)?;
+    let unproven = flagged.logical_and(&settled.logical_not()?)?;
+    let unproven_count = flagged_count.subtract(&proven.as_type::<i32>()?.sum(false)?)?.as_type::<f32>()?;
+    let flagged_count = flagged_float;
+    Ok(Settled { labels, distances, in_band, unproven, unproven_count, flagged_count, capacity: cap, on_device })
+}
+
+/// Labels and squared distances of an evaluated [`Settled`] on the host, every near tie
+/// decided: when more rows were flagged than the device's buffer took, the device settles
+/// them again with a buffer that holds them (memory permitting); the rows it still cannot
+/// prove go to the host's exact float64 search (`settle_on_host`).
+pub(super) fn settle_rest(
+    data: &TieRows<'_>,
+    settled: Settled,
+    exact: &Exact<'_>,
+    host_centroids: &mut dyn FnMut() -> Result<Vec<f32>>,
+) -> Result<(Vec<u32>, Vec<f32>)> {
+    let (n, k, d) = (settled.labels.shape()[0] as usize, data.centroids.shape()[0] as usize, data.centroids.shape()[1] as usize);
+    let flagged = settled.flagged_count.item_exact::<f32>() as usize;
+    let settled = if settled.on_device && flagged > settled.capacity && settled.capacity < max_capacity(n, k, d) {
+        let Settled { labels, distances, in_band, .. } = settled;
+        let again = settle_on_device(data, Nearest { labels, distances, in_band }, true, Some(flagged))?;
+        eval_all(&[&again.labels, &again.distances, &again.unproven, &again.unproven_count, &again.flagged_count])?;
+        again
+    } else {
+        settled
+    };
+    settle_on_host(&settled, exact, d, host_centroids)
+}
+
+/// How the host reads the rows it decides: `row(i)`, the values of row `i` as given.
+pub(super) struct Exact<'a> {
     pub row: &'a (dyn Fn(usize) -> &'a [f32] + Sync),
 }
 
-/// Decides the near ties (rows with more than one centroid in their band, `in_band`)
-/// exactly: on the device where it can be proven, the rest by the host's float64 search
-/// against `host_centroids()` (the centroids as given, fetched only when needed).
-pub(super) fn settle(
-    rows: &TieRows<'_>,
+/// Labels and squared distances of an evaluated [`Settled`] on the host, with its unproven
+/// rows decided by the exact float64 search against `host_centroids()` (`k × d`, as given;
+/// fetched only when some row needs them).
+fn settle_on_host(
+    settled: &Settled,
     exact: &Exact<'_>,
-    in_band: &[i32],
+    d: usize,
     host_centroids: &mut dyn FnMut() -> Result<Vec<f32>>,
-    labels: &mut [u32],
-    distances: &mut [f32],
-) -> Result<()> {
-    let flagged: Vec<u32> = (0..in_band.len() as u32).filter(|&i| in_band[i as usize] > 1).collect();
-    let decided = match exact.on_device {
-        true => {
-            let counts: Vec<i32> = flagged.iter().map(|&i| in_band[i as usize]).collect();
-            decide_on_device(rows, &flagged, &counts)?
-        }
-        false => vec![None; flagged.len()],
-    };
-    let mut on_host = Vec::new();
-    for (&i, decision) in flagged.iter().zip(&decided) {
-        match decision {
-            Some((label, distance)) => (labels[i as usize], distances[i as usize]) = (*label, *distance),
-            None => on_host.push(i as usize),
-        }
-    }
-    log::debug!(target: crate::LOG_TARGET, "near ties: {} rows, {} decided on the host", flagged.len(), on_host.len());
+) -> Result<(Vec<u32>, Vec<f32>)> {
+    let mut labels = settled.labels.as_slice::<u32>().to_vec();
+    let mut distances = settled.distances.as_slice::<f32>().to_vec();
+    let unproven = settled.unproven.as_slice::<bool>();
+    let on_host: Vec<usize> = (0..unproven.len()).filter(|&i| unproven[i]).collect();
+    let flagged = settled.flagged_count.item_exact::<f32>() as usize;
+    log::debug!(target: crate::LOG_TARGET, "near ties: {flagged} rows, {} decided on the host", on_host.len());
     if on_host.is_empty() {
-        return Ok(());
+        return Ok((labels, distances));
     }
     let centroids = host_centroids()?;
-    let d = rows.centroids.shape()[1] as usize;
-    let centroids = MatRef::new(&centroids, centroids.len() / d, d)?;
+    let centroids = MatRef::new(&centroids, centroids.len() / d.max(1), d)?;
     let results: Vec<(u32, f64)> = on_host.par_iter().map(|&i| exact_nearest((exact.row)(i), centroids)).collect();
     for (&i, (label, distance)) in on_host.iter().zip(results) {
         (labels[i], distances[i]) = (label, distance as f32);
     }
-    Ok(())
-}
-
-/// For each row in `flagged` (indices, with `in_band[r]` centroids in its band), its exact
-/// label and squared distance when the device can prove them, else `None`.
-fn decide_on_device(data: &TieRows<'_>, flagged: &[u32], in_band: &[i32]) -> Result<Vec<Option<(u32, f32)>>> {
-    let (k, d) = (data.centroids.shape()[0] as usize, data.centroids.shape()[1] as usize);
-    let r = CANDIDATES.min(k);
-    // Each of the d squared differences and the running sum round once: (d + 2) units of
-    // float32 relative to the sum; twice that, to spare.
-    let bound = 2.0 * (d + 2) as f32 * f32::EPSILON / 2.0;
-    let chunk = (DIFFERENCE_ENTRIES / (r * d).max(1)).min((1usize << 27) / k.max(1)).max(1);
-    let mut decided = Vec::with_capacity(flagged.len());
-    for (rows, counts) in flagged.chunks(chunk).zip(in_band.chunks(chunk)) {
-        let m = rows.len() as i32;
-        let indices = Array::from_slice(rows, &[m]);
-        let partial = partial_distances(&data.lifted.take_axis(&indices, 0)?, data.c, data.c_norms)?;
-        let nearest = if r < k {
-            argpartition_axis(&partial, r as i32 - 1, 1)?.index((.., 0..r as i32))
-        } else {
-            argsort_axis(&partial, 1)?
-        };
-        let candidates = data.centroids.take_axis(nearest.reshape(&[-1])?, 0)?.reshape(&[m, r as i32, d as i32])?;
-        let points = data.centred.take_axis(&indices, 0)?.reshape(&[m, 1, d as i32])?;
-        let distances = points.subtract(&candidates)?.square()?.sum_axis(2, false)?;
-        let order = argsort_axis(&distances, 1)?;
-        let sorted = distances.take_along_axis(&order, 1)?;
-        let labels = nearest.take_along_axis(order.index((.., 0..1)), 1)?.as_type::<u32>()?;
-        eval_all(&[&sorted, &labels])?;
-        let (sorted, labels) = (sorted.as_slice::<f32>(), labels.as_slice::<u32>());
-        for (i, &count) in counts.iter().enumerate() {
-            let (best, second) = (sorted[i * r], if r > 1 { sorted[i * r + 1] } else { f32::INFINITY });
-            let proven = count as usize <= r && second - best > bound * (best + second);
-            decided.push(proven.then_some((labels[i], best)));
-        }
-    }
-    Ok(decided)
+    Ok((labels, distances))
 }
