@@ -178,3 +178,20 @@ def test_chunk_pass_sums_by_sorted_sums(weighted, offset):
     np.testing.assert_allclose(weights, ref_weights, rtol=1e-5)
     scale = np.abs(ref_sums).max(axis=1, keepdims=True) + 1e-30
     assert float((np.abs(sums - ref_sums) / scale).max()) <= 1e-5
+
+
+def test_shared_kernels_pass_their_check_in_the_cuda_dialect(monkeypatch, data):
+    """The shared-source kernels (the Metal ones' arithmetic) compiled for CUDA pass their
+    first-use check, and a fit on the MLX-ops path with them equals float64 Lloyd's labels."""
+    from mlx_kmeans import _loader
+
+    monkeypatch.setenv("MLX_KMEANS_MLX_SHARED", "cuda")
+    monkeypatch.setenv("MLX_KMEANS_MLX_CUDA_KERNELS", "0")
+    dialect, names, active, reason = _loader.loaded_plugin().shared_kernels()
+    assert (dialect, active) == ("cuda", True), reason
+    assert set(names) == {"band_argmin", "chunk_sums", "cluster_means"}
+    X, init, w = data["separated"], data["far_init"], data["weights"]
+    centroids, labels, _ = float64_lloyd(X, init, w)
+    r = kmeans(X, K, init=init, max_iter=50, tol=0.0, sample_weight=w, backend="mlx")
+    assert np.array_equal(r.labels, labels)
+    assert float(np.abs(r.centroids - centroids).max()) <= 1e-5 * float(np.abs(centroids).max())

@@ -47,6 +47,10 @@ class Backend:
     """Whether the automatic choice may pick it here."""
     gpu: bool = False
     """Whether it computes on a GPU here."""
+    kernels: tuple[str, ...] = ()
+    """The custom device kernels its fits run here beside the library's own operations,
+    each as "name (dialect)": on an Apple GPU the Metal kernels, once they passed their
+    first-use check."""
 
 
 def _platform(platform: str | None) -> str:
@@ -80,18 +84,34 @@ def _probe_cpu(platform: str) -> Backend:
     return Backend("cpu", True, f"pure-Rust engine (rayon threads, {kernel}, labels exact), always built in", auto=True)
 
 
+def _shared_kernels() -> tuple[tuple[str, ...], str]:
+    """The shared-source kernels (Metal on an Apple GPU) that MLX fits run here, each as
+    "name (dialect)", and a note on them for the backend's reason ("" where none applies)."""
+    plugin = loaded_plugin()
+    if plugin is None:
+        return (), ""
+    dialect, names, active, reason = plugin.shared_kernels()
+    if dialect is None:
+        return (), ""
+    if active:
+        return tuple(f"{name} ({dialect})" for name in names), f"; {dialect} kernels active ({reason})"
+    return (), f"; {dialect} kernels off, MLX's own operations run ({reason})"
+
+
 def _probe_mlx(platform: str) -> Backend:
     loads, runs, gpu, description = _mlx_info()
     if not (loads and runs):
         return Backend("mlx", False, description)
+    kernels, note = _shared_kernels()
     if gpu:
-        return Backend("mlx", True, f"MLX on its GPU device ({description})", auto=True, gpu=True)
+        return Backend("mlx", True, f"MLX on its GPU device ({description}){note}", auto=True, gpu=True, kernels=kernels)
     return Backend(
         "mlx",
         True,
         f"MLX reports no GPU ({description}); its CPU path uses reference BLAS, about 10x "
-        "slower than the cpu backend, so it runs only when asked for",
+        f"slower than the cpu backend, so it runs only when asked for{note}",
         auto=False,
+        kernels=kernels,
     )
 
 

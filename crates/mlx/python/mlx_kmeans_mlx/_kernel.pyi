@@ -6,10 +6,14 @@ from mlx_kmeans._native import *  # noqa: F403
 from mlx_kmeans._native import __all__ as __all__
 from mlx_kmeans._native import __version__ as __version__
 
-__all__ += ["mlx_info", "MLX_BUILT_AGAINST"]
+__all__ += ["mlx_info", "shared_kernels", "MLX_BUILT_AGAINST"]
 
 MLX_BUILT_AGAINST: str
 """The MLX release whose headers and libmlx this module was built against."""
 
 def mlx_info() -> tuple[bool, bool, str]:
     """(MLX makes a device, that device is a GPU, a description or the reason it fails)."""
+
+def shared_kernels() -> tuple[str | None, list[str], bool, str]:
+    """The shared-source kernels a fit would run here: `(dialect, names, active, reason)`;
+    their first-use check runs now if it has not run in this process."""

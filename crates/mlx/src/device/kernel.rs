@@ -130,8 +130,7 @@ impl MlxKernel<'_> {
         let (centred, centred_centroids) = (self.centred_rows(x, start, end)?, self.centred_centroids(centroids)?);
         let tie_rows = TieRows { lifted: &rows, centred: &centred, c, c_norms, centroids: &centred_centroids };
         let settled = settle_on_device(&tie_rows, nearest, self.shift.is_none(), None)?;
-        let outputs = [&settled.labels, &settled.distances, &settled.in_band, &settled.unproven];
-        eval_all(&[outputs.as_slice(), &[&settled.unproven_count, &settled.flagged_count]].concat())?;
+        eval_all(&settled.outputs())?;
         if settled.unproven_count.item_exact::<f32>() == 0.0 {
             labels.copy_from_slice(settled.labels.as_slice::<u32>());
             distances.copy_from_slice(settled.distances.as_slice::<f32>());

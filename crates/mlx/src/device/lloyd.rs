@@ -174,7 +174,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
     /// The same with MLX ops only, block by block: labels by a GEMM and an argmin, near ties
     /// decided on the device where it can be proven (`ties.rs`); all lazy, in the step's graph.
     fn ops_nearest(&self, centroids: &Array) -> Result<Settled> {
-        let (k, d) = (self.k(), centroids.shape()[1] as usize);
+        let k = self.k();
         let (c, c_norms) = lift_centroid_array(centroids.clone(), k, self.kernel.split)?;
         let n = self.x_norms.shape()[0] as usize;
         let (mut labels, mut distances, mut in_band) = (Vec::new(), Vec::new(), Vec::new());

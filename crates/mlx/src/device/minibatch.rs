@@ -119,7 +119,7 @@ impl MiniBatchSteps<f32> for MlxMiniBatch<'_, '_> {
         rng: &mut ChaCha8Rng,
         measure_shift: bool,
     ) -> Result<StepOutcome> {
-        let (m, k, d) = (batch.len() as i32, self.state.counts.len(), self.centroids.shape()[1] as usize);
+        let (m, k) = (batch.len() as i32, self.state.counts.len());
         let reassign = self.state.take_reassign_turn(turn_rows);
         let indices: Vec<u32> = batch.iter().map(|&i| i as u32).collect();
         let indices = Array::from_slice(&indices, &[m]);
@@ -138,7 +138,7 @@ impl MiniBatchSteps<f32> for MlxMiniBatch<'_, '_> {
         let mut update = self.update(&lifted, &settled.labels, &settled.distances, weights.as_ref())?;
         eval_all(&[&settled.unproven_count, &update.inertia, &update.hits, &update.updated, &update.counts])?;
         if settled.unproven_count.item_exact::<f32>() > 0.0 {
-            eval_all(&[&settled.labels, &settled.distances, &settled.in_band, &settled.unproven, &settled.flagged_count])?;
+            eval_all(&settled.outputs())?;
             let x = self.x;
             let exact = Exact { row: &|i| x.row(batch[i]) };
             let (labels, distances) = settle_rest(&rows, settled, &exact, &mut || self.host_centroids())?;

@@ -16,7 +16,7 @@
 //! `MLX_KMEANS_MLX_SHARED=metal|cuda|0` forces a dialect (for the twin, and to test the
 //! fallback where the kernel API refuses it) or none.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use mlx_rs::fast::{MetalKernel, MetalKernelApplyOptions, MetalKernelOptions, MetalKernelOutput, TemplateArg};
 use mlx_rs::ops::{argsort_axis, maximum, stack};
@@ -99,9 +99,12 @@ impl DialectKernel {
         match self {
             Self::Cuda(kernel) => kernel.apply(inputs, outputs, threads, group, template),
             Self::Metal(kernel) => {
-                let threads = i32::try_from(threads).map_err(|_| Error::Backend("more than 2^31 GPU threads".into()))?;
-                let outputs: Vec<MetalKernelOutput> =
-                    outputs.iter().map(|(shape, dtype)| MetalKernelOutput { shape: shape.to_vec(), dtype: *dtype }).collect();
+                let threads =
+                    i32::try_from(threads).map_err(|_| Error::Backend("more than 2^31 GPU threads".into()))?;
+                let outputs: Vec<MetalKernelOutput> = outputs
+                    .iter()
+                    .map(|(shape, dtype)| MetalKernelOutput { shape: shape.to_vec(), dtype: *dtype })
+                    .collect();
                 let options = MetalKernelApplyOptions {
                     template_args: template.iter().map(|(n, v)| (n.to_string(), TemplateArg::Int(*v))).collect(),
                     init_value: None,
@@ -119,7 +122,6 @@ impl DialectKernel {
 
 /// The shared kernels of one dialect, ready to run.
 pub struct SharedKernels {
-    pub dialect: Dialect,
     band_argmin: DialectKernel,
     chunk_sums: DialectKernel,
     cluster_means: DialectKernel,
@@ -128,7 +130,6 @@ pub struct SharedKernels {
 impl SharedKernels {
     fn new(dialect: Dialect) -> Result<Self> {
         Ok(Self {
-            dialect,
             band_argmin: DialectKernel::new(
                 dialect,
                 "band_argmin",
@@ -155,7 +156,7 @@ impl SharedKernels {
 
     /// [`Nearest`] from a block's partial distances (`rows × k`), the rows' squared norms
     /// (`rows`), the centroids' squared norms (`1 × k`) and the GEMM's error bound.
-    pub fn nearest(&self, partial: &Array, norms: &Array, c_norms: &Array, bound: f64) -> Result<Nearest> {
+    pub(super) fn nearest(&self, partial: &Array, norms: &Array, c_norms: &Array, bound: f64) -> Result<Nearest> {
         let (rows, k) = (partial.shape()[0], partial.shape()[1]);
         let scale = stack(&[Array::from_f32(bound as f32), c_norms.max(None)?], 0)?;
         let mut out = self.band_argmin.apply(
@@ -172,7 +173,13 @@ impl SharedKernels {
 
     /// Weighted per-cluster sums (`k × d`), weights (`k`) and means (`k × d`) of `x`'s rows
     /// (`n × d`) by `labels` (`n`, uint32), with `weights` (`n`).
-    pub fn cluster_means(&self, x: &Array, weights: &Array, labels: &Array, k: usize) -> Result<(Array, Array, Array)> {
+    pub(super) fn cluster_means(
+        &self,
+        x: &Array,
+        weights: &Array,
+        labels: &Array,
+        k: usize,
+    ) -> Result<(Array, Array, Array)> {
         let (n, d) = (x.shape()[0], x.shape()[1]);
         let order = argsort_axis(labels, 0)?.as_type::<u32>()?;
         let sorted = labels.take_axis(&order, 0)?;
@@ -218,7 +225,8 @@ pub fn checked(dialect: Dialect) -> Option<SharedKernels> {
     let verdict = match checked.iter().find(|(d, _)| *d == dialect) {
         Some((_, verdict)) => verdict.clone(),
         None => {
-            let verdict = SharedKernels::new(dialect).and_then(|kernels| self_check(&kernels)).map_err(|e| e.to_string());
+            let verdict =
+                SharedKernels::new(dialect).and_then(|kernels| self_check(&kernels)).map_err(|e| e.to_string());
             if let Err(reason) = &verdict {
                 log::warn!(
                     target: crate::LOG_TARGET,
@@ -263,7 +271,8 @@ fn self_check(kernels: &SharedKernels) -> Result<()> {
     let weights = Array::from_slice(&weight_values, &[n as i32]);
     let (sums, cluster_weights, means) = kernels.cluster_means(&x, &weights, &labels, k)?;
     let (ops_sums, ops_weights) = cluster_sums(&x, &labels, Some(&weights), k)?;
-    let ops_means = ops_sums.divide(&maximum(&ops_weights.reshape(&[k as i32, 1])?, Array::from_f32(f32::MIN_POSITIVE))?)?;
+    let ops_means =
+        ops_sums.divide(&maximum(&ops_weights.reshape(&[k as i32, 1])?, Array::from_f32(f32::MIN_POSITIVE))?)?;
     let close = |a: &Array, b: &Array, scale: f32| -> Result<bool> {
         let diff = a.subtract(b)?.abs()?.max(None)?;
         eval_all(&[&diff])?;

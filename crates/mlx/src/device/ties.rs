@@ -51,6 +51,13 @@ pub(super) struct Settled {
     pub on_device: bool,
 }
 
+impl Settled {
+    /// Every array of it, to evaluate at once.
+    pub(super) fn outputs(&self) -> [&Array; 6] {
+        [&self.labels, &self.distances, &self.in_band, &self.unproven, &self.unproven_count, &self.flagged_count]
+    }
+}
+
 /// Flagged rows the device may decide in one evaluation at most: bounded so that the
 /// candidates' differences and the rows' partial distances stay within [`DIFFERENCE_ENTRIES`].
 pub(super) fn max_capacity(n: usize, k: usize, d: usize) -> usize {
@@ -121,7 +128,8 @@ pub(super) fn settle_on_device(
     let order = argsort_axis(&measured, 1)?;
     let sorted = measured.take_along_axis(&order, 1)?;
     let best = sorted.index((.., 0));
-    let second = if r > 1 { sorted.index((.., 1)) } else { mlx_rs::ops::full::<f32>(&[m], Array::from_f32(f32::INFINITY))? };
+    let second =
+        if r > 1 { sorted.index((.., 1)) } else { mlx_rs::ops::full::<f32>(&[m], Array::from_f32(f32::INFINITY))? };
     let best_label = nearest.take_along_axis(order.index((.., 0..1)), 1)?.reshape(&[-1])?.as_type::<u32>()?;
     // Each of the d squared differences and the running sum round once: (d + 2) units of
     // float32 relative to the sum; twice that, to spare.
@@ -154,12 +162,13 @@ pub(super) fn settle_rest(
     exact: &Exact<'_>,
     host_centroids: &mut dyn FnMut() -> Result<Vec<f32>>,
 ) -> Result<(Vec<u32>, Vec<f32>)> {
-    let (n, k, d) = (settled.labels.shape()[0] as usize, data.centroids.shape()[0] as usize, data.centroids.shape()[1] as usize);
+    let (n, k, d) =
+        (settled.labels.shape()[0] as usize, data.centroids.shape()[0] as usize, data.centroids.shape()[1] as usize);
     let flagged = settled.flagged_count.item_exact::<f32>() as usize;
     let settled = if settled.on_device && flagged > settled.capacity && settled.capacity < max_capacity(n, k, d) {
         let Settled { labels, distances, in_band, .. } = settled;
         let again = settle_on_device(data, Nearest { labels, distances, in_band }, true, Some(flagged))?;
-        eval_all(&[&again.labels, &again.distances, &again.unproven, &again.unproven_count, &again.flagged_count])?;
+        eval_all(&again.outputs())?;
         again
     } else {
         settled
