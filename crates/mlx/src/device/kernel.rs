@@ -73,18 +73,35 @@ impl MlxKernel<'_> {
     }
 }
 
-/// Per-cluster weighted sums (`k × d`) and weights (`k`) of `block`'s rows by `labels`, as a
-/// one-hot matmul: on a GPU it runs as one GEMM. MLX's scatter-add was slower there (on an
-/// H100, a whole 100k×768, k=500 step took ~10 ms with it, ~2 ms with the one-hot matmul).
-pub(super) fn cluster_sums(block: &Array, labels: &Array, weights: Option<&Array>, k: usize) -> Result<(Array, Array)> {
+/// Per-cluster weighted sums (`k × d`, or `k × 3d` for split rows: see `fold_sums`) and
+/// weights (`k`) of `block`'s rows by `labels`, as a one-hot matmul: on a GPU it runs as one
+/// GEMM. MLX's scatter-add was slower there (on an H100, a whole 100k×768, k=500 step took
+/// ~10 ms with it, ~2 ms with the one-hot matmul). With `split` rows (TF32 products) the
+/// weights are split too, into a part exact in bfloat16 and the rest, one GEMM each: TF32
+/// would round them to 11 bits inside a single product.
+pub(super) fn cluster_sums(
+    block: &Array,
+    labels: &Array,
+    weights: Option<&Array>,
+    k: usize,
+    split: bool,
+) -> Result<(Array, Array)> {
     let m = block.shape()[0];
     let clusters = Array::from_iter(0..k as u32, &[k as i32, 1]);
-    // one_hot[j, i] = weight of row i if it belongs to cluster j.
-    let mut one_hot = clusters.eq(&labels.reshape(&[1, m])?)?.as_type::<f32>()?;
-    if let Some(w) = weights {
-        one_hot = one_hot.multiply(&w.reshape(&[1, m])?)?;
+    // one_hot[j, i] = 1 if row i belongs to cluster j.
+    let one_hot = clusters.eq(&labels.reshape(&[1, m])?)?.as_type::<f32>()?;
+    let Some(w) = weights else {
+        return Ok((one_hot.matmul(block)?, one_hot.sum_axis(1, false)?));
+    };
+    let w = w.reshape(&[1, m])?;
+    let cluster_weights = one_hot.multiply(&w)?.sum_axis(1, false)?;
+    if !split {
+        return Ok((one_hot.multiply(&w)?.matmul(block)?, cluster_weights));
     }
-    Ok((one_hot.matmul(block)?, one_hot.sum_axis(1, false)?))
+    let high = w.as_dtype(mlx_rs::Dtype::Bfloat16)?.as_dtype(mlx_rs::Dtype::Float32)?;
+    let low = w.subtract(&high)?;
+    let sums = one_hot.multiply(&high)?.matmul(block)?.add(&one_hot.multiply(&low)?.matmul(block)?)?;
+    Ok((sums, cluster_weights))
 }
 
 /// Sums of centred rows back to sums of the rows themselves: `shift · weight` per cluster.
@@ -270,7 +287,7 @@ impl Kernel<f32> for MlxKernel<'_> {
                     let (rows, _) = self.rows(x, start, end)?;
                     let block_weights =
                         points.weights.map(|w| Array::from_slice(&w[start..end], &[(end - start) as i32]));
-                    let (sums, cluster_weights) = cluster_sums(&rows, &best, block_weights.as_ref(), k)?;
+                    let (sums, cluster_weights) = cluster_sums(&rows, &best, block_weights.as_ref(), k, self.split)?;
                     (fold_sums(sums, x.cols(), self.split)?, cluster_weights)
                 }
             };

@@ -99,7 +99,7 @@ pub(super) struct MlxLloyd<'s, 'a> {
     steps: usize,
     max_iter: usize,
     /// Near ties the device takes in one step on the MLX-ops path (`None`: the default);
-    /// raised when a step flags more.
+    /// fitted to each step's count (every slot costs work, filled or not).
     tie_capacity: Cell<Option<usize>>,
 }
 
@@ -207,10 +207,16 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         }
         let n = self.x_norms.shape()[0] as usize;
         let (mut sums, mut totals) = (None::<Array>, None::<Array>);
+        let split = self.kernel.split;
         for (start, end) in blocks(n, rows_per_block(k)) {
             let block_weights = self.weights.as_ref().map(|w| rows_of(w, start, end));
-            let (s, w) =
-                cluster_sums(&self.block(start, end).0, &rows_of(labels, start, end), block_weights.as_ref(), k)?;
+            let (s, w) = cluster_sums(
+                &self.block(start, end).0,
+                &rows_of(labels, start, end),
+                block_weights.as_ref(),
+                k,
+                split,
+            )?;
             let s = fold_sums(s, d, self.kernel.split)?;
             sums = Some(match sums {
                 Some(total) => total.add(&s)?,
@@ -287,13 +293,9 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
 
     /// `queued` (evaluated, from the current centroids) made again with every near tie
     /// decided (`ties::settle_rest`: on the device again if they overflowed its buffer, then
-    /// on the host), and evaluated. Later steps get a buffer that holds as many.
+    /// on the host), and evaluated.
     fn settled_on_host(&self, queued: Queued) -> Result<Queued> {
         let ties = queued.ties.expect("only the MLX-ops path leaves rows undecided");
-        let flagged = queued.scalars.as_slice::<f32>()[5] as usize;
-        if flagged > ties.capacity && ties.on_device {
-            self.tie_capacity.set(Some(flagged + flagged / 4));
-        }
         let (labels, distances) = self.settle_rest(ties, &self.centroids)?;
         let n = labels.len() as i32;
         let (labels, distances) = (Array::from_slice(&labels, &[n]), Array::from_slice(&distances, &[n]));
@@ -331,6 +333,11 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         }
         eval_all(&queued.outputs())?;
         let mut queued = queued;
+        if queued.ties.is_some() {
+            // The next steps' buffer for near ties: this step's count with room to spare.
+            let flagged = queued.scalars.as_slice::<f32>()[5] as usize;
+            self.tie_capacity.set(Some((flagged + flagged / 4).max(256).next_power_of_two()));
+        }
         if queued.scalars.as_slice::<f32>()[4] > 0.0 {
             // The step queued after this one started from centroids that change now.
             self.ahead = None;

@@ -91,7 +91,7 @@ impl MlxMiniBatch<'_, '_> {
             Some(w) => distances.multiply(w)?.sum(false)?,
             None => distances.sum(false)?,
         };
-        let (sums, hits) = cluster_sums(lifted, labels, weights, k as usize)?;
+        let (sums, hits) = cluster_sums(lifted, labels, weights, k as usize, self.kernel.split)?;
         let sums = fold_sums(sums, d, self.kernel.split)?;
         let totals = self.device_counts.add(&hits)?;
         let hit = hits.gt(Array::from_f32(0.0))?;

@@ -19,11 +19,11 @@
 use std::sync::Mutex;
 
 use mlx_rs::fast::{MetalKernel, MetalKernelApplyOptions, MetalKernelOptions, MetalKernelOutput, TemplateArg};
-use mlx_rs::ops::{argsort_axis, maximum, stack};
+use mlx_rs::ops::{argsort_axis, stack};
 use mlx_rs::{Array, Dtype};
 
 use super::cuda::CudaKernel;
-use super::kernel::{cluster_sums, nearest_in_band_by_ops, Nearest};
+use super::kernel::{nearest_in_band_by_ops, Nearest};
 use super::{eval_all, partial_distances, row_norms};
 use mlx_kmeans::error::{Error, Result};
 
@@ -250,9 +250,9 @@ pub fn verdict(dialect: Dialect) -> Option<std::result::Result<(), String>> {
     checked.iter().find(|(d, _)| *d == dialect).map(|(_, verdict)| verdict.clone())
 }
 
-/// Runs each kernel on a small problem (uneven clusters, one empty, weights) and compares
-/// with MLX's ops: labels, band counts and weights equal; distances and sums within a few
-/// float32 units.
+/// Runs each kernel on a small problem (uneven clusters, one empty, weights): `band_argmin`
+/// against MLX's ops on the same distances (labels and band counts equal, distances within
+/// float32 rounding), the sums against float64 sums made on the host.
 fn self_check(kernels: &SharedKernels) -> Result<()> {
     let (n, d, k) = (300usize, 37usize, 11usize);
     // Deterministic values with a spread of scales, no generator needed.
@@ -265,31 +265,48 @@ fn self_check(kernels: &SharedKernels) -> Result<()> {
     let bound = 1e-3;
     let by_ops = nearest_in_band_by_ops(&partial, &norms, &c_norms, bound)?;
     let ours = kernels.nearest(&partial, &norms, &c_norms, bound)?;
-    // Labels pointing at clusters 0..k-1 except the last (left empty), some rows weighted 0.
-    let labels = by_ops.labels.remainder(Array::from_int(k as i32 - 1))?.as_type::<u32>()?;
-    let weight_values: Vec<f32> = (0..n).map(|i| (i % 4) as f32 * 0.5).collect();
+    // Labels pointing at clusters 0..k-1 except the last (left empty), some rows weighted 0;
+    // the sums' reference is computed on the host in float64.
+    let label_values: Vec<u32> = (0..n).map(|i| ((i * 37 + i / 7) % (k - 1)) as u32).collect();
+    let labels = Array::from_slice(&label_values, &[n as i32]);
+    let weight_values: Vec<f32> = (0..n).map(|i| (i % 4) as f32 * 0.5 + (i % 3) as f32 * 0.1).collect();
     let weights = Array::from_slice(&weight_values, &[n as i32]);
     let (sums, cluster_weights, means) = kernels.cluster_means(&x, &weights, &labels, k)?;
-    let (ops_sums, ops_weights) = cluster_sums(&x, &labels, Some(&weights), k)?;
-    let ops_means =
-        ops_sums.divide(&maximum(&ops_weights.reshape(&[k as i32, 1])?, Array::from_f32(f32::MIN_POSITIVE))?)?;
-    let close = |a: &Array, b: &Array, scale: f32| -> Result<bool> {
-        let diff = a.subtract(b)?.abs()?.max(None)?;
-        eval_all(&[&diff])?;
-        Ok(diff.item_exact::<f32>() <= scale)
+    let (mut exact_sums, mut exact_weights) = (vec![0f64; k * d], vec![0f64; k]);
+    for (i, (&label, &w)) in label_values.iter().zip(&weight_values).enumerate() {
+        let j = label as usize;
+        exact_weights[j] += w as f64;
+        for c in 0..d {
+            exact_sums[j * d + c] += w as f64 * values[i * d + c] as f64;
+        }
+    }
+    let exact_means: Vec<f64> = (0..k * d)
+        .map(|e| if exact_weights[e / d] > 0.0 { exact_sums[e] / exact_weights[e / d] } else { 0.0 })
+        .collect();
+    eval_all(&[&sums, &cluster_weights, &means])?;
+    // Float32 results within a few units of the float64 values' scale.
+    let near = |got: &[f32], exact: &[f64]| {
+        let scale = exact.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
+        got.len() == exact.len() && got.iter().zip(exact).all(|(&g, &e)| (g as f64 - e).abs() <= 1e-5 * scale)
     };
     let same = |a: &Array, b: &Array| -> Result<bool> {
         let equal = a.eq(b)?.all(None)?;
         eval_all(&[&equal])?;
         Ok(equal.item_exact::<bool>())
     };
+    let distances_close = {
+        let diff = ours.distances.subtract(&by_ops.distances)?.abs()?.max(None)?;
+        let scale = by_ops.distances.abs()?.max(None)?;
+        eval_all(&[&diff, &scale])?;
+        diff.item_exact::<f32>() <= 1e-5 * scale.item_exact::<f32>()
+    };
     let checks = [
         ("band_argmin labels", same(&ours.labels, &by_ops.labels)?),
         ("band_argmin band counts", same(&ours.in_band, &by_ops.in_band)?),
-        ("band_argmin distances", close(&ours.distances, &by_ops.distances, 1e-3)?),
-        ("cluster_means weights", same(&cluster_weights, &ops_weights)?),
-        ("cluster_means sums", close(&sums, &ops_sums, 1e-3)?),
-        ("cluster_means means", close(&means, &ops_means, 1e-4)?),
+        ("band_argmin distances", distances_close),
+        ("cluster_means weights", near(cluster_weights.as_slice::<f32>(), &exact_weights)),
+        ("cluster_means sums", near(sums.as_slice::<f32>(), &exact_sums)),
+        ("cluster_means means", near(means.as_slice::<f32>(), &exact_means)),
     ];
     match checks.iter().find(|(_, ok)| !ok) {
         Some((what, _)) => Err(Error::Backend(format!("{what} differ from MLX's ops on the check problem"))),

@@ -66,11 +66,12 @@ pub(super) fn max_capacity(n: usize, k: usize, d: usize) -> usize {
     by_memory.min(n).max(1)
 }
 
-/// The buffer a step starts with: enough for the near ties of clustered data (a few per
-/// cent of the rows). Every slot costs work whether filled or not, so it starts small and
-/// grows where steps overflow it ([`settle_rest`] then decides the rest on the device).
+/// The buffer a step starts with where nothing better is known: every slot costs work
+/// whether filled or not, so it starts small; rows past it are decided by [`settle_rest`]
+/// (on the device again, in a buffer that holds them), and Lloyd steps fit it to the counts
+/// they see.
 pub(super) fn default_capacity(n: usize, k: usize, d: usize) -> usize {
-    (n / 16).max(256).min(max_capacity(n, k, d))
+    (n / 64).max(256).min(max_capacity(n, k, d))
 }
 
 /// Decides on the device what it can of `nearest`'s near ties (rows with more than one
