@@ -419,3 +419,23 @@ def test_near_ties_of_split_clusters_are_decided_exactly_on_the_device(caplog):
     step_labels = exact.argmin(1)
     for j in np.unique(step_labels):
         np.testing.assert_allclose(est.cluster_centers_[j], X[step_labels == j].mean(0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif("mlx" not in AVAILABLE, reason="mlx unavailable here")
+def test_more_near_ties_than_one_device_buffer_holds(caplog):
+    # Every row sits between two centroids a hair apart, so all 70,000 rows are near ties:
+    # more than one device buffer takes (65,535 rows at most), so the MLX ops path decides
+    # them in several buffers and the host takes what the device cannot prove. Labels of the
+    # one step must be float64's nearest centroids of `init`.
+    rng = np.random.default_rng(8)
+    X = rng.normal(0.0, 1.0, size=(70_000, 4)).astype(np.float32)
+    base = rng.normal(0.0, 1.0, size=(4, 4))
+    init = np.vstack([base, base + 1e-6]).astype(np.float32)
+    with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
+        r = kmeans(X, 8, init=init, max_iter=1, tol=0.0, backend="mlx")
+    ties = [m.getMessage() for m in caplog.records if m.getMessage().startswith("near ties:")]
+    assert ties and int(ties[0].split()[2]) > 65_535, ties
+    exact = ((X.astype(np.float64)[:, None] - init.astype(np.float64)[None]) ** 2).sum(-1)
+    step = exact.argmin(1)
+    means = np.array([X[step == j].mean(0) if (step == j).any() else init[j] for j in range(8)], np.float64)
+    np.testing.assert_allclose(r.centroids, means, rtol=0, atol=1e-5)

@@ -84,13 +84,14 @@ def _probe_cpu(platform: str) -> Backend:
     return Backend("cpu", True, f"pure-Rust engine (rayon threads, {kernel}, labels exact), always built in", auto=True)
 
 
-def _shared_kernels() -> tuple[tuple[str, ...], str]:
-    """The shared-source kernels (Metal on an Apple GPU) that MLX fits run here, each as
-    "name (dialect)", and a note on them for the backend's reason ("" where none applies)."""
+def _shared_kernels(gpu: bool) -> tuple[tuple[str, ...], str]:
+    """The shared-source kernels (Metal on an Apple GPU) that MLX fits run here (`gpu`: MLX's
+    device is a GPU), each as "name (dialect)", and a note on them for the backend's reason
+    ("" where none applies)."""
     plugin = loaded_plugin()
     if plugin is None:
         return (), ""
-    dialect, names, active, reason = plugin.shared_kernels()
+    dialect, names, active, reason = plugin.shared_kernels(gpu)
     if dialect is None:
         return (), ""
     if active:
@@ -102,7 +103,7 @@ def _probe_mlx(platform: str) -> Backend:
     loads, runs, gpu, description = _mlx_info()
     if not (loads and runs):
         return Backend("mlx", False, description)
-    kernels, note = _shared_kernels()
+    kernels, note = _shared_kernels(gpu)
     if gpu:
         return Backend("mlx", True, f"MLX on its GPU device ({description}){note}", auto=True, gpu=True, kernels=kernels)
     return Backend(

@@ -66,13 +66,13 @@ fn mlx_info(py: Python<'_>) -> (bool, bool, String) {
 }
 
 /// The shared-source kernels a fit would run here (by the environment's switch, else the
-/// default): `(dialect, names, active, reason)`, with their first-use check run now if it has
-/// not run yet in this process; `dialect` is `None` where none applies.
+/// default for a device that is a GPU or not: `gpu`, as `mlx_info` said): `(dialect, names,
+/// active, reason)`, with their first-use check run now if it has not run yet in this
+/// process; `dialect` is `None` where none applies.
 #[pyfunction]
-fn shared_kernels(py: Python<'_>) -> (Option<&'static str>, Vec<&'static str>, bool, String) {
+fn shared_kernels(py: Python<'_>, gpu: bool) -> (Option<&'static str>, Vec<&'static str>, bool, String) {
     let switches = MlxSwitches::from_env();
-    let on_gpu = matches!(py.detach(device::device_description), Ok((true, _)));
-    let Some(dialect) = shared::dialect_for(dialect_switch(switches.shared), on_gpu) else {
+    let Some(dialect) = shared::dialect_for(dialect_switch(switches.shared), gpu) else {
         return (None, shared::KERNEL_NAMES.to_vec(), false, "no shared kernels apply here".into());
     };
     let active = py.detach(|| shared::checked(dialect).is_some());

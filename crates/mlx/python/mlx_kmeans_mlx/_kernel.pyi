@@ -14,6 +14,7 @@ MLX_BUILT_AGAINST: str
 def mlx_info() -> tuple[bool, bool, str]:
     """(MLX makes a device, that device is a GPU, a description or the reason it fails)."""
 
-def shared_kernels() -> tuple[str | None, list[str], bool, str]:
-    """The shared-source kernels a fit would run here: `(dialect, names, active, reason)`;
-    their first-use check runs now if it has not run in this process."""
+def shared_kernels(gpu: bool) -> tuple[str | None, list[str], bool, str]:
+    """The shared-source kernels a fit would run here, where MLX's device is a GPU or not
+    (`gpu`): `(dialect, names, active, reason)`; their first-use check runs now if it has not
+    run in this process."""

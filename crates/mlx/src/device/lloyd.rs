@@ -20,7 +20,6 @@ use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::ops::{concatenate, maximum, select, stack};
 use mlx_rs::transforms::async_eval;
 use mlx_rs::Array;
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use super::cuda::{ClusterMeans, Halves, LloydKernels};
@@ -98,9 +97,11 @@ pub(super) struct MlxLloyd<'s, 'a> {
     /// Steps taken, and `max_iter`: none is queued past it.
     steps: usize,
     max_iter: usize,
-    /// Near ties the device takes in one step on the MLX-ops path (`None`: the default);
-    /// fitted to each step's count (every slot costs work, filled or not).
-    tie_capacity: Cell<Option<usize>>,
+    /// Rows flagged as near ties in each step taken on the MLX-ops path. Step `q`'s buffer
+    /// for them is fitted to step `q − 2`'s count (every slot costs work, filled or not): the
+    /// last count known when a step is queued ahead, so a fit gives the same results, bit
+    /// for bit, whether or not its steps are queued ahead.
+    flagged_counts: Vec<usize>,
 }
 
 impl<'s, 'a> MlxLloyd<'s, 'a> {
@@ -141,7 +142,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
             queue_ahead: kernel.queue_ahead,
             steps: 0,
             max_iter,
-            tie_capacity: Cell::new(None),
+            flagged_counts: Vec::new(),
         })
     }
 
@@ -187,7 +188,10 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         }
         let nearest = Nearest { labels: join(labels)?, distances: join(distances)?, in_band: join(in_band)? };
         let rows = TieRows { lifted: &self.rows, centred: &self.plain, c: &c, c_norms: &c_norms, centroids };
-        settle_on_device(&rows, nearest, self.shift.is_none(), self.tie_capacity.get())
+        // This step is number `self.steps + 1`: its buffer is fitted to step `self.steps − 1`.
+        let fitted = self.steps.checked_sub(2).and_then(|i| self.flagged_counts.get(i));
+        let capacity = fitted.map(|&flagged| (flagged + flagged / 4).max(256).next_power_of_two());
+        settle_on_device(&rows, nearest, self.shift.is_none(), capacity)
     }
 
     /// Per-cluster sums, weights and means of the rows by `labels`: by the shared kernels
@@ -334,9 +338,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         eval_all(&queued.outputs())?;
         let mut queued = queued;
         if queued.ties.is_some() {
-            // The next steps' buffer for near ties: this step's count with room to spare.
-            let flagged = queued.scalars.as_slice::<f32>()[5] as usize;
-            self.tie_capacity.set(Some((flagged + flagged / 4).max(256).next_power_of_two()));
+            self.flagged_counts.push(queued.scalars.as_slice::<f32>()[5] as usize);
         }
         if queued.scalars.as_slice::<f32>()[4] > 0.0 {
             // The step queued after this one started from centroids that change now.

@@ -11,7 +11,7 @@
 //! that have any.
 
 use mlx_rs::ops::indexing::IndexOp;
-use mlx_rs::ops::{argpartition_axis, argsort_axis, concatenate, minimum, select};
+use mlx_rs::ops::{argpartition_axis, argsort_axis, concatenate, select};
 use mlx_rs::Array;
 
 use rayon::prelude::*;
@@ -59,19 +59,25 @@ impl Settled {
 }
 
 /// Flagged rows the device may decide in one evaluation at most: bounded so that the
-/// candidates' differences and the rows' partial distances stay within [`DIFFERENCE_ENTRIES`].
+/// candidates' differences and the rows' partial distances stay within
+/// [`DIFFERENCE_ENTRIES`], and below 2^16: MLX's CUDA sorts launch one block row per sorted
+/// row, and a grid has at most 65,535 of them.
 pub(super) fn max_capacity(n: usize, k: usize, d: usize) -> usize {
     let r = CANDIDATES.min(k);
     let by_memory = (DIFFERENCE_ENTRIES / (r * d).max(1)).min(DIFFERENCE_ENTRIES / k.max(1));
-    by_memory.min(n).max(1)
+    by_memory.min(n).min(u16::MAX as usize).max(1)
 }
 
 /// The buffer a step starts with where nothing better is known: every slot costs work
 /// whether filled or not, so it starts small; rows past it are decided by [`settle_rest`]
-/// (on the device again, in a buffer that holds them), and Lloyd steps fit it to the counts
-/// they see.
+/// (on the device again, in further buffers), and Lloyd steps fit it to the counts they see.
 pub(super) fn default_capacity(n: usize, k: usize, d: usize) -> usize {
     (n / 64).max(256).min(max_capacity(n, k, d))
+}
+
+/// Each row's place among the flagged rows (`n`, int32; meaningful where `flagged`).
+fn flagged_positions(flagged: &Array) -> Result<Array> {
+    Ok(flagged.as_type::<i32>()?.cumsum(0, false, true)?.subtract(Array::from_int(1))?)
 }
 
 /// Decides on the device what it can of `nearest`'s near ties (rows with more than one
@@ -87,34 +93,45 @@ pub(super) fn settle_on_device(
     let Nearest { labels, distances, in_band } = nearest;
     let n = labels.shape()[0] as usize;
     let flagged = in_band.gt(Array::from_int(1))?;
-    let flagged_ints = flagged.as_type::<i32>()?;
-    let flagged_count = flagged_ints.sum(false)?;
-    let flagged_float = flagged_count.as_type::<f32>()?;
+    let flagged_count = flagged.as_type::<i32>()?.sum(false)?.as_type::<f32>()?;
+    let settled = Settled {
+        labels,
+        distances,
+        in_band,
+        unproven_count: flagged_count.clone(),
+        unproven: flagged,
+        flagged_count,
+        capacity: 0,
+        on_device: false,
+    };
     if !on_device || n == 0 {
-        return Ok(Settled {
-            labels,
-            distances,
-            in_band,
-            unproven: flagged,
-            unproven_count: flagged_float.clone(),
-            flagged_count: flagged_float,
-            capacity: 0,
-            on_device: false,
-        });
+        return Ok(settled);
     }
     let (k, d) = (data.centroids.shape()[0] as usize, data.centroids.shape()[1] as usize);
-    let r = CANDIDATES.min(k);
     let cap = capacity.unwrap_or_else(|| default_capacity(n, k, d)).clamp(1, max_capacity(n, k, d));
-    // Flagged row number q (in row order) goes to slot q while q < cap; the others, and
-    // every row not flagged, to the discarded slot `cap`.
-    let position = flagged_ints.cumsum(0, false, true)?.subtract(Array::from_int(1))?;
-    let kept = flagged.logical_and(&position.lt(Array::from_int(cap as i32))?)?;
-    let slot = select(&kept, &position, Array::from_int(cap as i32))?;
+    let position = flagged_positions(&settled.unproven)?;
+    settle_round(data, settled, &position, 0, cap)
+}
+
+/// One buffer of flagged rows decided on the device: those whose place among the flagged
+/// rows (`position`) lies in `offset..offset + cap`. Rows it proves get their label and
+/// distance and leave `unproven`.
+fn settle_round(data: &TieRows<'_>, settled: Settled, position: &Array, offset: usize, cap: usize) -> Result<Settled> {
+    let Settled { labels, distances, in_band, unproven, flagged_count, .. } = settled;
+    let n = labels.shape()[0] as usize;
+    let (k, d) = (data.centroids.shape()[0] as usize, data.centroids.shape()[1] as usize);
+    let r = CANDIDATES.min(k);
+    let flagged = in_band.gt(Array::from_int(1))?;
+    // Flagged row number offset + q goes to slot q while q < cap; the others, and every row
+    // not flagged, to the discarded slot `cap`.
+    let local = position.subtract(Array::from_int(offset as i32))?;
+    let kept =
+        flagged.logical_and(&local.ge(Array::from_int(0))?)?.logical_and(&local.lt(Array::from_int(cap as i32))?)?;
+    let slot = select(&kept, &local, Array::from_int(cap as i32))?;
     let row_numbers = mlx_rs::ops::arange::<_, u32>(0, n as i32, 1)?;
     let slots = mlx_rs::ops::zeros::<u32>(&[cap as i32 + 1])?;
     let rows = slots.put_along_axis(&slot, &row_numbers, 0)?.index(0..cap as i32);
-    let filled = minimum(&flagged_count, Array::from_int(cap as i32))?;
-    let valid = mlx_rs::ops::arange::<_, i32>(0, cap as i32, 1)?.lt(&filled)?;
+    let valid = mlx_rs::ops::arange::<_, f32>(offset as f64, (offset + cap) as f64, 1.0)?.lt(&flagged_count)?;
     // The slots' candidates: the r smallest partial distances, measured again by differences.
     let m = cap as i32;
     let partial = partial_distances(&data.lifted.take_axis(&rows, 0)?, data.c, data.c_norms)?;
@@ -147,33 +164,33 @@ pub(super) fn settle_on_device(
     let labels = put(&labels, &best_label)?;
     let distances = put(&distances, &best)?;
     let settled = put(&mlx_rs::ops::zeros::<bool>(&[n as i32])?, &proven)?;
-    let unproven = flagged.logical_and(&settled.logical_not()?)?;
-    let unproven_count = flagged_count.subtract(&proven.as_type::<i32>()?.sum(false)?)?.as_type::<f32>()?;
-    let flagged_count = flagged_float;
-    Ok(Settled { labels, distances, in_band, unproven, unproven_count, flagged_count, capacity: cap, on_device })
+    let unproven = unproven.logical_and(&settled.logical_not()?)?;
+    let unproven_count = unproven.as_type::<i32>()?.sum(false)?.as_type::<f32>()?;
+    Ok(Settled { labels, distances, in_band, unproven, unproven_count, flagged_count, capacity: cap, on_device: true })
 }
 
 /// Labels and squared distances of an evaluated [`Settled`] on the host, every near tie
-/// decided: when more rows were flagged than the device's buffer took, the device settles
-/// them again with a buffer that holds them (memory permitting); the rows it still cannot
-/// prove go to the host's exact float64 search (`settle_on_host`).
+/// decided: flagged rows past the device's buffer are decided on the device in further
+/// buffers (one evaluation each); the rows it cannot prove go to the host's exact float64
+/// search (`settle_on_host`).
 pub(super) fn settle_rest(
     data: &TieRows<'_>,
-    settled: Settled,
+    mut settled: Settled,
     exact: &Exact<'_>,
     host_centroids: &mut dyn FnMut() -> Result<Vec<f32>>,
 ) -> Result<(Vec<u32>, Vec<f32>)> {
     let (n, k, d) =
         (settled.labels.shape()[0] as usize, data.centroids.shape()[0] as usize, data.centroids.shape()[1] as usize);
     let flagged = settled.flagged_count.item_exact::<f32>() as usize;
-    let settled = if settled.on_device && flagged > settled.capacity && settled.capacity < max_capacity(n, k, d) {
-        let Settled { labels, distances, in_band, .. } = settled;
-        let again = settle_on_device(data, Nearest { labels, distances, in_band }, true, Some(flagged))?;
-        eval_all(&again.outputs())?;
-        again
-    } else {
-        settled
-    };
+    if settled.on_device && flagged > settled.capacity {
+        let position = flagged_positions(&settled.in_band.gt(Array::from_int(1))?)?;
+        let (mut offset, cap) = (settled.capacity, max_capacity(n, k, d));
+        while offset < flagged {
+            settled = settle_round(data, settled, &position, offset, cap)?;
+            eval_all(&settled.outputs())?;
+            offset += cap;
+        }
+    }
     settle_on_host(&settled, exact, d, host_centroids)
 }
 
