@@ -81,17 +81,7 @@ impl CudaKernel {
     }
 
     /// The same, or why MLX could not create it (a build of MLX without CUDA refuses).
-    pub(super) fn try_new(
-        name: &'static str,
-        inputs: &[&str],
-        outputs: &[&str],
-        header: &str,
-        source: &str,
-    ) -> Result<Self> {
-        Self::build(name, inputs, outputs, header, source, 0)
-    }
-
-    fn build(
+    pub(super) fn build(
         name: &'static str,
         inputs: &[&str],
         outputs: &[&str],
@@ -348,29 +338,50 @@ impl LloydKernels {
 
     /// Weighted per-cluster sums, weights and means of `x`'s rows (`n × d`) by `labels` (`n`).
     pub(super) fn cluster_means(&self, x: &Array, weights: &Array, labels: &Array, k: usize) -> Result<ClusterMeans> {
-        let (n, d) = (x.shape()[0], x.shape()[1]);
-        let order = mlx_rs::ops::argsort_axis(labels, 0)?;
-        let sorted = labels.take_axis(&order, 0)?;
-        let chunks = (n + ROWS_PER_CHUNK - 1) / ROWS_PER_CHUNK;
-        let threads = column_threads(d as usize);
-        let template = [("D", d), ("R", ROWS_PER_CHUNK)];
-        let partial: &[i32] = &[chunks + k as i32, d + 1];
-        let halves = self.chunk_sums.apply(
-            &[x, weights, &order, &sorted],
-            &[(partial, Dtype::Float32), (partial, Dtype::Float32)],
-            chunks as usize * threads as usize,
+        let threads = column_threads(x.shape()[1] as usize);
+        let (sums, weights, means) = sorted_cluster_means(
+            (x, weights, labels, k),
             threads,
-            &template,
+            |i, o, t, g, a| self.chunk_sums.apply(i, o, t, g, a),
+            |i, o, t, g, a| self.cluster_means.apply(i, o, t, g, a),
         )?;
-        let mut out = self.cluster_means.apply(
-            &[&halves[0], &halves[1], &sorted],
-            &[(&[k as i32, d], Dtype::Float32), (&[k as i32], Dtype::Float32), (&[k as i32, d], Dtype::Float32)],
-            k * threads as usize,
-            threads,
-            &template,
-        )?;
-        let means = out.pop().expect("three outputs");
-        let weights = out.pop().expect("three outputs");
-        Ok(ClusterMeans { sums: out.pop().expect("three outputs"), weights, means })
+        Ok(ClusterMeans { sums, weights, means })
     }
+}
+
+/// Per-cluster sums (`k × d`), weights (`k`) and means (`k × d`) of rows `x` (`n × d`) with
+/// `weights` by `labels` (`n`, uint32), by two kernels over the rows in label order (MLX's
+/// argsort): `chunk_sums` writes two partial rows per block of [`ROWS_PER_CHUNK`] sorted rows
+/// and label (`(n/R + k) × (d + 1)`), `cluster_means` adds each cluster's partials, with
+/// `threads` threads per block in both.
+pub(super) fn sorted_cluster_means(
+    (x, weights, labels, k): (&Array, &Array, &Array, usize),
+    threads: i32,
+    chunk_sums: impl Fn(&[&Array], &[(&[i32], Dtype)], usize, i32, &[(&str, i32)]) -> Result<Vec<Array>>,
+    cluster_means: impl Fn(&[&Array], &[(&[i32], Dtype)], usize, i32, &[(&str, i32)]) -> Result<Vec<Array>>,
+) -> Result<(Array, Array, Array)> {
+    let (n, d) = (x.shape()[0], x.shape()[1]);
+    let order = mlx_rs::ops::argsort_axis(labels, 0)?.as_type::<u32>()?;
+    let sorted = labels.take_axis(&order, 0)?;
+    let chunks = (n + ROWS_PER_CHUNK - 1) / ROWS_PER_CHUNK;
+    let template = [("D", d), ("R", ROWS_PER_CHUNK)];
+    let partial: &[i32] = &[chunks + k as i32, d + 1];
+    let parts = chunk_sums(
+        &[x, weights, &order, &sorted],
+        &[(partial, Dtype::Float32), (partial, Dtype::Float32)],
+        chunks as usize * threads as usize,
+        threads,
+        &template,
+    )?;
+    let k = k as i32;
+    let mut out = cluster_means(
+        &[&parts[0], &parts[1], &sorted],
+        &[(&[k, d], Dtype::Float32), (&[k], Dtype::Float32), (&[k, d], Dtype::Float32)],
+        k as usize * threads as usize,
+        threads,
+        &template,
+    )?;
+    let means = out.pop().expect("three outputs");
+    let weights = out.pop().expect("three outputs");
+    Ok((out.pop().expect("three outputs"), weights, means))
 }

@@ -19,16 +19,13 @@
 use std::sync::Mutex;
 
 use mlx_rs::fast::{MetalKernel, MetalKernelApplyOptions, MetalKernelOptions, MetalKernelOutput, TemplateArg};
-use mlx_rs::ops::{argsort_axis, stack};
+use mlx_rs::ops::stack;
 use mlx_rs::{Array, Dtype};
 
-use super::cuda::CudaKernel;
+use super::cuda::{sorted_cluster_means, CudaKernel};
 use super::kernel::{nearest_in_band_by_ops, Nearest};
 use super::{eval_all, partial_distances, row_norms};
 use mlx_kmeans::error::{Error, Result};
-
-/// Sorted rows per group of `chunk_sums`.
-const ROWS_PER_CHUNK: i32 = 128;
 
 /// The two dialects of the shared kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +79,7 @@ impl DialectKernel {
                 };
                 Self::Metal(MetalKernel::new(&full_name, inputs, outputs, &source, options)?)
             }
-            Dialect::Cuda => Self::Cuda(CudaKernel::try_new(name, inputs, outputs, dialect.header(), &source)?),
+            Dialect::Cuda => Self::Cuda(CudaKernel::build(name, inputs, outputs, dialect.header(), &source, 0)?),
         })
     }
 
@@ -180,31 +177,14 @@ impl SharedKernels {
         labels: &Array,
         k: usize,
     ) -> Result<(Array, Array, Array)> {
-        let (n, d) = (x.shape()[0], x.shape()[1]);
-        let order = argsort_axis(labels, 0)?.as_type::<u32>()?;
-        let sorted = labels.take_axis(&order, 0)?;
-        let chunks = (n + ROWS_PER_CHUNK - 1) / ROWS_PER_CHUNK;
-        let threads = ((d as usize + 1).div_ceil(32) * 32).clamp(32, 256) as i32;
-        let template = [("D", d), ("R", ROWS_PER_CHUNK)];
-        let partial: &[i32] = &[chunks + k as i32, d + 1];
-        let parts = self.chunk_sums.apply(
-            &[x, weights, &order, &sorted],
-            &[(partial, Dtype::Float32), (partial, Dtype::Float32)],
-            chunks as usize * threads as usize,
+        // One thread per column and one for the weights.
+        let threads = ((x.shape()[1] as usize + 1).div_ceil(32) * 32).clamp(32, 256) as i32;
+        sorted_cluster_means(
+            (x, weights, labels, k),
             threads,
-            &template,
-        )?;
-        let k = k as i32;
-        let mut out = self.cluster_means.apply(
-            &[&parts[0], &parts[1], &sorted],
-            &[(&[k, d], Dtype::Float32), (&[k], Dtype::Float32), (&[k, d], Dtype::Float32)],
-            k as usize * threads as usize,
-            threads,
-            &template,
-        )?;
-        let means = out.pop().expect("three outputs");
-        let weights = out.pop().expect("three outputs");
-        Ok((out.pop().expect("three outputs"), weights, means))
+            |i, o, t, g, a| self.chunk_sums.apply(i, o, t, g, a),
+            |i, o, t, g, a| self.cluster_means.apply(i, o, t, g, a),
+        )
     }
 }
 
