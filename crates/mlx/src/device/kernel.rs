@@ -10,7 +10,10 @@ use mlx_rs::Array;
 
 use super::stream::{pipelined, sorted_block_sums, Launched};
 use super::ties::{settle_on_device, settle_rest, Exact, TieRows};
-use super::{blocks, eval_all, fold_sums, own_sq_distances, partial_distances, rows_per_block, to_mlx, MlxKernel};
+use super::{
+    blocks, eval_all, fold_sums, lift_centroid_array, own_sq_distances, partial_distances, rows_per_block, to_mlx,
+    MlxKernel,
+};
 use mlx_kmeans::error::Result;
 use mlx_kmeans::kernel::{ClusterSums, Kernel};
 use mlx_kmeans::matrix::{MatRef, Points};
@@ -94,9 +97,10 @@ pub(super) fn cluster_sums(
         return Ok((one_hot.matmul(block)?, one_hot.sum_axis(1, false)?));
     };
     let w = w.reshape(&[1, m])?;
-    let cluster_weights = one_hot.multiply(&w)?.sum_axis(1, false)?;
+    let weighted = one_hot.multiply(&w)?;
+    let cluster_weights = weighted.sum_axis(1, false)?;
     if !split {
-        return Ok((one_hot.multiply(&w)?.matmul(block)?, cluster_weights));
+        return Ok((weighted.matmul(block)?, cluster_weights));
     }
     let high = w.as_dtype(mlx_rs::Dtype::Bfloat16)?.as_dtype(mlx_rs::Dtype::Float32)?;
     let low = w.subtract(&high)?;
@@ -130,7 +134,22 @@ pub(super) fn add_block_sums(out: &mut ClusterSums, block_sums: &Array, block_we
     }
 }
 
+/// Centroids on the device as a block assignment takes them: lifted for the GEMM, their
+/// squared norms (`1 × k`), and centred (`k × d`).
+struct DeviceCentroids {
+    lifted: Array,
+    norms: Array,
+    centred: Array,
+}
+
 impl MlxKernel<'_> {
+    /// Centroids given on the host as [`DeviceCentroids`]: one copy to the device.
+    fn device_centroids(&self, centroids: MatRef<'_, f32>) -> Result<DeviceCentroids> {
+        let centred = self.centred_centroids(centroids)?;
+        let (lifted, norms) = lift_centroid_array(centred.clone(), centroids.rows(), self.split)?;
+        Ok(DeviceCentroids { lifted, norms, centred })
+    }
+
     /// Exact labels and squared distances of rows `start..end` of `x` (see the module
     /// documentation), and those labels on the device (`rows`) for sums that follow.
     fn assign_block(
@@ -138,14 +157,14 @@ impl MlxKernel<'_> {
         x: MatRef<'_, f32>,
         (start, end): (usize, usize),
         centroids: MatRef<'_, f32>,
-        (c, c_norms): (&Array, &Array),
+        device_centroids: &DeviceCentroids,
         labels: &mut [u32],
         distances: &mut [f32],
     ) -> Result<Array> {
-        let (rows, norms) = self.rows(x, start, end)?;
+        let DeviceCentroids { lifted: c, norms: c_norms, centred: centred_centroids } = device_centroids;
+        let (rows, norms, centred) = self.rows(x, start, end)?;
         let nearest = self.nearest_in_band(&rows, &norms, c, c_norms)?;
-        let (centred, centred_centroids) = (self.centred_rows(x, start, end)?, self.centred_centroids(centroids)?);
-        let tie_rows = TieRows { lifted: &rows, centred: &centred, c, c_norms, centroids: &centred_centroids };
+        let tie_rows = TieRows { lifted: &rows, centred: &centred, c, c_norms, centroids: centred_centroids };
         let settled = settle_on_device(&tie_rows, nearest, self.shift.is_none(), None)?;
         eval_all(&settled.outputs())?;
         if settled.unproven_count.item_exact::<f32>() == 0.0 {
@@ -227,11 +246,11 @@ impl Kernel<f32> for MlxKernel<'_> {
             let collect = |done: Launched| done.collect(labels, distances, None);
             return pipelined(blocks(n, fused_block_rows(x.cols())), launch, collect);
         }
-        let (c, c_norms) = self.lift_centroids(centroids)?;
+        let device_centroids = self.device_centroids(centroids)?;
         let step = rows_per_block(centroids.rows());
         for (start, end) in blocks(n, step) {
             let (labels, distances) = (&mut labels[start..end], &mut distances[start..end]);
-            self.assign_block(x, (start, end), centroids, (&c, &c_norms), labels, distances)?;
+            self.assign_block(x, (start, end), centroids, &device_centroids, labels, distances)?;
         }
         Ok(())
     }
@@ -247,7 +266,7 @@ impl Kernel<f32> for MlxKernel<'_> {
         let (c, c_norms) = self.lift_centroids(centroids)?;
         let step = rows_per_block(k);
         for (start, end) in blocks(n, step) {
-            let (rows, norms) = self.rows(x, start, end)?;
+            let (rows, norms, _) = self.rows(x, start, end)?;
             let full = partial_distances(&rows, &c, &c_norms)?.add(&norms.reshape(&[-1, 1])?)?;
             let full = maximum(&full, Array::from_f32(0.0))?;
             eval_all(&[&full])?;
@@ -273,18 +292,19 @@ impl Kernel<f32> for MlxKernel<'_> {
             uncentre_sums(&mut totals, self.shift_values());
             return Ok(totals);
         }
-        let (c, c_norms) = self.lift_centroids(centroids)?;
+        let device_centroids = self.device_centroids(centroids)?;
         let step = rows_per_block(k);
         for (start, end) in blocks(n, step) {
             let (block_labels, block_distances) = (&mut labels[start..end], &mut distances[start..end]);
-            let best = self.assign_block(x, (start, end), centroids, (&c, &c_norms), block_labels, block_distances)?;
+            let best =
+                self.assign_block(x, (start, end), centroids, &device_centroids, block_labels, block_distances)?;
             let (sums, cluster_weights) = match &self.kernels {
                 Some(kernels) => {
                     let centred = self.centred_rows(x, start, end)?;
                     sorted_block_sums(kernels, &centred, points.weights, (start, end), &best, k)?
                 }
                 None => {
-                    let (rows, _) = self.rows(x, start, end)?;
+                    let (rows, ..) = self.rows(x, start, end)?;
                     let block_weights =
                         points.weights.map(|w| Array::from_slice(&w[start..end], &[(end - start) as i32]));
                     let (sums, cluster_weights) = cluster_sums(&rows, &best, block_weights.as_ref(), k, self.split)?;

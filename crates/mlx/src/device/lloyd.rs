@@ -3,8 +3,8 @@
 //! proven, `ties.rs`), per-cluster sums, the centroid update, and five scalars (inertia,
 //! whether labels changed, empty clusters, centre shift, rows the device left undecided),
 //! which are all that comes back to the host. A step with undecided rows (rare: only the
-//! MLX-ops path has them) is made again after the host decides those rows exactly. On a CUDA GPU whose memory is managed, every array read on the host costs page
-//! migrations; keeping labels, distances, sums and centroids on the device removes them.
+//! MLX-ops path has them) is made again after the host decides those rows exactly. On a CUDA
+//! GPU whose memory is managed, every array read on the host costs page migrations; keeping labels, distances, sums and centroids on the device removes them.
 //! Empty clusters are repaired on the device too (`lloyd/repair.rs`), by the shared policy.
 //! The loop runs in the kernel's centred coordinates (data far from the origin is shifted by
 //! its mean); centroids and sums are shifted back whenever they reach the host.
@@ -221,7 +221,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
                 k,
                 split,
             )?;
-            let s = fold_sums(s, d, self.kernel.split)?;
+            let s = fold_sums(s, d, split)?;
             sums = Some(match sums {
                 Some(total) => total.add(&s)?,
                 None => s,

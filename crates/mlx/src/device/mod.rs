@@ -366,19 +366,23 @@ impl<'a> MlxKernel<'a> {
         self.centre(&to_mlx(x.slice_rows(start, end)))
     }
 
-    /// Rows `start..end` of `x` as the GEMMs take them (centred, lifted) and the squared
-    /// norms of the centred rows: slices of the resident data when `x` is the data or a run
-    /// of its rows, else a copy of those rows.
-    fn rows(&self, x: MatRef<'_, f32>, start: usize, end: usize) -> Result<(Array, Array)> {
+    /// Rows `start..end` of `x` as the GEMMs take them (centred, lifted), the squared norms
+    /// of the centred rows, and the centred rows: slices of the resident data when `x` is the
+    /// data or a run of its rows, else one copy of those rows.
+    fn rows(&self, x: MatRef<'_, f32>, start: usize, end: usize) -> Result<(Array, Array, Array)> {
         if let (Some(first), Some((data, cols, resident))) = (self.resident_offset(x), self.resident()) {
             if first + start == 0 && first + end == data.len() / cols {
-                return Ok((resident.lifted.clone(), resident.centred_norms.clone()));
+                return Ok((resident.lifted.clone(), resident.centred_norms.clone(), resident.centred.clone()));
             }
             let range = (first + start) as i32..(first + end) as i32;
-            return Ok((resident.lifted.index((range.clone(), ..)), resident.centred_norms.index(range)));
+            return Ok((
+                resident.lifted.index((range.clone(), ..)),
+                resident.centred_norms.index(range.clone()),
+                resident.centred.index((range, ..)),
+            ));
         }
-        let CentredData { lifted, norms, .. } = self.centred_data(&to_mlx(x.slice_rows(start, end)))?;
-        Ok((lifted, norms))
+        let CentredData { lifted, norms, centred, .. } = self.centred_data(&to_mlx(x.slice_rows(start, end)))?;
+        Ok((lifted, norms, centred))
     }
 }
 

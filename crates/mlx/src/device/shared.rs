@@ -202,11 +202,11 @@ static CHECKED: Mutex<Vec<(Dialect, std::result::Result<(), String>)>> = Mutex::
 /// run in this process; a failure is logged once, as a warning).
 pub fn checked(dialect: Dialect) -> Option<SharedKernels> {
     let mut checked = CHECKED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let verdict = match checked.iter().find(|(d, _)| *d == dialect) {
-        Some((_, verdict)) => verdict.clone(),
+    match checked.iter().find(|(d, _)| *d == dialect) {
+        Some((_, verdict)) => verdict.clone().ok().and_then(|()| SharedKernels::new(dialect).ok()),
         None => {
-            let verdict =
-                SharedKernels::new(dialect).and_then(|kernels| self_check(&kernels)).map_err(|e| e.to_string());
+            let kernels = SharedKernels::new(dialect).and_then(|kernels| self_check(&kernels).map(|()| kernels));
+            let verdict = kernels.as_ref().map(|_| ()).map_err(|e| e.to_string());
             if let Err(reason) = &verdict {
                 log::warn!(
                     target: crate::LOG_TARGET,
@@ -217,11 +217,10 @@ pub fn checked(dialect: Dialect) -> Option<SharedKernels> {
             } else {
                 log::info!(target: crate::LOG_TARGET, "the {} kernels passed their first-use check", dialect.name());
             }
-            checked.push((dialect, verdict.clone()));
-            verdict
+            checked.push((dialect, verdict));
+            kernels.ok()
         }
-    };
-    verdict.ok().and_then(|()| SharedKernels::new(dialect).ok())
+    }
 }
 
 /// The verdict of a dialect's check in this process, if it ran: `Ok` or why not.

@@ -39,7 +39,7 @@ pub(super) struct TieRows<'a> {
 /// uint32) and squared `distances` (`n`), each row's band count (`in_band`), the rows still
 /// undecided (`unproven`, `n`, bool), and two float32 scalars read with a step's scalars:
 /// the rows undecided (`unproven_count`) and the rows flagged (`flagged_count`). `capacity`:
-/// the flagged rows the device could take (none when `on_device` is false).
+/// the flagged rows the device took in its last buffer (0: none decided on the device).
 pub(super) struct Settled {
     pub labels: Array,
     pub distances: Array,
@@ -48,7 +48,6 @@ pub(super) struct Settled {
     pub unproven_count: Array,
     pub flagged_count: Array,
     pub capacity: usize,
-    pub on_device: bool,
 }
 
 impl Settled {
@@ -102,7 +101,6 @@ pub(super) fn settle_on_device(
         unproven: flagged,
         flagged_count,
         capacity: 0,
-        on_device: false,
     };
     if !on_device || n == 0 {
         return Ok(settled);
@@ -114,19 +112,18 @@ pub(super) fn settle_on_device(
 }
 
 /// One buffer of flagged rows decided on the device: those whose place among the flagged
-/// rows (`position`) lies in `offset..offset + cap`. Rows it proves get their label and
-/// distance and leave `unproven`.
+/// rows (`position`) lies in `offset..offset + cap` (no earlier buffer took them, so they are
+/// all still `unproven`). Rows it proves get their label and distance and leave `unproven`.
 fn settle_round(data: &TieRows<'_>, settled: Settled, position: &Array, offset: usize, cap: usize) -> Result<Settled> {
     let Settled { labels, distances, in_band, unproven, flagged_count, .. } = settled;
     let n = labels.shape()[0] as usize;
     let (k, d) = (data.centroids.shape()[0] as usize, data.centroids.shape()[1] as usize);
     let r = CANDIDATES.min(k);
-    let flagged = in_band.gt(Array::from_int(1))?;
     // Flagged row number offset + q goes to slot q while q < cap; the others, and every row
     // not flagged, to the discarded slot `cap`.
     let local = position.subtract(Array::from_int(offset as i32))?;
     let kept =
-        flagged.logical_and(&local.ge(Array::from_int(0))?)?.logical_and(&local.lt(Array::from_int(cap as i32))?)?;
+        unproven.logical_and(&local.ge(Array::from_int(0))?)?.logical_and(&local.lt(Array::from_int(cap as i32))?)?;
     let slot = select(&kept, &local, Array::from_int(cap as i32))?;
     let row_numbers = mlx_rs::ops::arange::<_, u32>(0, n as i32, 1)?;
     let slots = mlx_rs::ops::zeros::<u32>(&[cap as i32 + 1])?;
@@ -166,7 +163,7 @@ fn settle_round(data: &TieRows<'_>, settled: Settled, position: &Array, offset: 
     let settled = put(&mlx_rs::ops::zeros::<bool>(&[n as i32])?, &proven)?;
     let unproven = unproven.logical_and(&settled.logical_not()?)?;
     let unproven_count = unproven.as_type::<i32>()?.sum(false)?.as_type::<f32>()?;
-    Ok(Settled { labels, distances, in_band, unproven, unproven_count, flagged_count, capacity: cap, on_device: true })
+    Ok(Settled { labels, distances, in_band, unproven, unproven_count, flagged_count, capacity: cap })
 }
 
 /// Labels and squared distances of an evaluated [`Settled`] on the host, every near tie
@@ -182,7 +179,7 @@ pub(super) fn settle_rest(
     let (n, k, d) =
         (settled.labels.shape()[0] as usize, data.centroids.shape()[0] as usize, data.centroids.shape()[1] as usize);
     let flagged = settled.flagged_count.item_exact::<f32>() as usize;
-    if settled.on_device && flagged > settled.capacity {
+    if settled.capacity > 0 && flagged > settled.capacity {
         let position = flagged_positions(&settled.in_band.gt(Array::from_int(1))?)?;
         let (mut offset, cap) = (settled.capacity, max_capacity(n, k, d));
         while offset < flagged {
