@@ -4,8 +4,10 @@ use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+mod prune;
+
 use crate::error::{invalid, Result};
-use crate::matrix::{weight_at, MatRef, Points, REDUCE_CHUNK};
+use crate::matrix::{exact_sq_distance, weight_at, MatRef, Points, REDUCE_CHUNK};
 use crate::monitor::{report, Monitor, Progress, Stage};
 use crate::params::check_n_clusters;
 use crate::sampling::weighted_sample_without_replacement;
@@ -125,18 +127,30 @@ pub fn first_centre(row_weights: &[f64], rng: &mut ChaCha8Rng) -> Result<usize> 
 
 /// What greedy k-means++ asks of the rows it seeds from; distances are of type `D` (the
 /// data's type for dense rows, float64 for sparse ones).
-pub trait SeedingRows<D: Scalar> {
+pub trait SeedingRows<D: Scalar>: Sync {
     /// Squared distances from every row to row `row`, into `out`.
     fn distances_to(&self, row: usize, out: &mut [D]) -> Result<()>;
     /// For the rows `candidates` (`t` of them): the squared distances from every row to each,
     /// into `distances[i · t + c]`, and each candidate's potential `Σ w·min(closest, d)`.
+    /// With `measured` (ascending rows), only those rows are measured; every other row's
+    /// distances are set to its `closest` (no candidate can be nearer: see `prune`).
     fn candidate_potentials(
         &self,
         row_weights: &[f64],
         closest: &[D],
         candidates: &[usize],
+        measured: Option<&[usize]>,
         distances: &mut [D],
     ) -> Result<Vec<f64>>;
+    /// Exact pruning's state where these rows allow it (their computed distances bounded in
+    /// error and independent of the rows measured with them); `None`: every row is measured.
+    fn pruning(&self) -> Option<prune::Pruning> {
+        None
+    }
+    /// Squared distance between rows `a` and `b`, by differences in float64 (for pruning).
+    fn sq_distance_between(&self, _a: usize, _b: usize) -> f64 {
+        0.0
+    }
 }
 
 /// Greedy k-means++ (Arthur & Vassilvitskii; the greedy variant scikit-learn uses): the
@@ -161,32 +175,52 @@ pub fn greedy_seeds<D: Scalar>(
     let mut totals = chunk_totals(&weighted);
     let mut potential: f64 = totals.iter().sum();
 
+    let mut pruning = if prune::enabled() { rows.pruning() } else { None };
+    // Each row's nearest chosen centre (its index in `chosen`): what pruning tests against.
+    let mut assigned = vec![0u32; n];
     let mut candidate_distances = vec![D::zero(); n * n_trials];
     for step in 1..k {
         // Each step is a pass over the data: let Ctrl-C (and progress) in between.
         report(monitor, Progress { stage: Stage::Init, iteration: step, run, inertia: potential, center_shift: 0.0 })?;
         let candidates: Vec<usize> =
             (0..n_trials).map(|_| search_cumulative(&weighted, &totals, rng.random::<f64>() * potential)).collect();
-        let pots = rows.candidate_potentials(row_weights, &closest, &candidates, &mut candidate_distances)?;
+        let measured = pruning.as_mut().filter(|pruning| pruning.worth_testing(step)).map(|pruning| {
+            let gaps: Vec<f64> = chosen
+                .par_iter()
+                .map(|&centre| {
+                    candidates.iter().map(|&c| rows.sq_distance_between(centre, c)).fold(f64::INFINITY, f64::min)
+                })
+                .collect();
+            pruning.rows_to_measure(step, &gaps, &closest, &assigned)
+        });
+        let pots = rows.candidate_potentials(
+            row_weights,
+            &closest,
+            &candidates,
+            measured.as_deref(),
+            &mut candidate_distances,
+        )?;
         let mut best = 0;
         for t in 1..n_trials {
             if pots[t] < pots[best] {
                 best = t;
             }
         }
-        // Take the best candidate: update the closest distances and, in the same pass, the
-        // per-chunk totals that the next draws search.
+        // Take the best candidate: update the closest distances (and, when pruning, the
+        // nearest centres) and, in the same pass, the per-chunk totals the next draws search.
         totals = closest
             .par_chunks_mut(REDUCE_CHUNK)
             .zip(weighted.par_chunks_mut(REDUCE_CHUNK))
+            .zip(assigned.par_chunks_mut(REDUCE_CHUNK))
             .enumerate()
-            .map(|(c, (closest, weighted))| {
+            .map(|(c, ((closest, weighted), assigned))| {
                 let mut total = 0.0f64;
                 for (r, (near, w)) in closest.iter_mut().zip(weighted.iter_mut()).enumerate() {
                     let i = c * REDUCE_CHUNK + r;
                     let dist = candidate_distances[i * n_trials + best];
                     if dist < *near {
                         *near = dist;
+                        assigned[r] = step as u32;
                     }
                     *w = near.as_f64() * row_weights[i];
                     total += *w;
@@ -196,6 +230,15 @@ pub fn greedy_seeds<D: Scalar>(
             .collect();
         potential = totals.iter().sum();
         chosen.push(candidates[best]);
+    }
+    if let Some(pruning) = &pruning {
+        // Steps left untested measured every row.
+        let all = (n * (k - 1)).max(1);
+        log::debug!(
+            "k-means++ pruning: {:.1} % of candidate distances skipped over {} steps",
+            100.0 * pruning.skipped as f64 / all as f64,
+            k - 1
+        );
     }
     Ok(chosen)
 }
@@ -217,11 +260,21 @@ impl<T: Scalar> SeedingRows<T> for DenseSeeding<'_, T> {
         row_weights: &[f64],
         closest: &[T],
         candidates: &[usize],
+        measured: Option<&[usize]>,
         distances: &mut [T],
     ) -> Result<Vec<f64>> {
         let rows = self.points.x.gather(candidates);
         let rows = MatRef::new(&rows, candidates.len(), self.points.cols())?;
-        self.engine.candidate_potentials(self.points, row_weights, closest, rows, distances)
+        self.engine.candidate_potentials(self.points, row_weights, closest, rows, measured, distances)
+    }
+
+    fn pruning(&self) -> Option<prune::Pruning> {
+        let bound = self.engine.kernel().seeding_error_bound(self.points.cols())?;
+        Some(prune::Pruning::new(self.points.x_sq_norms, bound))
+    }
+
+    fn sq_distance_between(&self, a: usize, b: usize) -> f64 {
+        exact_sq_distance(self.points.x.row(a), self.points.x.row(b))
     }
 }
 

@@ -114,6 +114,14 @@ pub trait Kernel<T: Scalar>: Sync {
         Ok(labelled_sq_distances(x, weights, centroids, labels))
     }
 
+    /// For k-means++ pruning: a bound on the error of [`pairwise`](Kernel::pairwise)'s squared
+    /// distances over `d` features, relative to `‖x‖² + 2 max ‖c‖²`, where each row's
+    /// distances do not depend on the other rows of the call (so measuring a subset of rows
+    /// gives the same values). `None` (the default): no such promise, no pruning.
+    fn seeding_error_bound(&self, _d: usize) -> Option<f64> {
+        None
+    }
+
     /// Rows per kernel call when a pass over the data is split so that Ctrl-C is noticed
     /// within a fraction of a second (see [`rows_per_check`](crate::monitor::rows_per_check));
     /// a faster device takes more.

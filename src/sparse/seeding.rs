@@ -41,8 +41,11 @@ impl<T: Scalar, I: CsrIndex> SeedingRows<f64> for SparseSeeding<'_, T, I> {
         row_weights: &[f64],
         closest: &[f64],
         candidates: &[usize],
+        measured: Option<&[usize]>,
         distances: &mut [f64],
     ) -> Result<Vec<f64>> {
+        // Sparse rows are not pruned (no `pruning()`): every row is measured.
+        debug_assert!(measured.is_none());
         let t = candidates.len();
         let mut potentials = Vec::with_capacity(t);
         for (c, &row) in candidates.iter().enumerate() {

@@ -96,17 +96,20 @@ pub trait Engine<T: Scalar>: Sync {
     /// k-means++ candidate evaluation: each row's squared distance to each candidate
     /// (`n × candidates`, into `distances`) and, per candidate, the weighted potential were it
     /// added, `Σ_i w_i · min(closest_i, distance_ij)`, summed over fixed chunks of rows then in
-    /// chunk order (so the sums never depend on the thread count). The default sums each
-    /// chunk's distances while they are still in cache: right where kernel calls are cheap.
+    /// chunk order (so the sums never depend on the thread count). With `measured`
+    /// (ascending rows), only those rows are measured and the others' distances are their
+    /// `closest`. The default sums each chunk's distances while they are still in cache:
+    /// right where kernel calls are cheap.
     fn candidate_potentials(
         &self,
         points: Points<'_, T>,
         row_weights: &[f64],
         closest: &[T],
         candidates: MatRef<'_, T>,
+        measured: Option<&[usize]>,
         distances: &mut [T],
     ) -> Result<Vec<f64>> {
-        potentials_by_chunk(self.kernel(), points, row_weights, closest, candidates, distances)
+        potentials_by_chunk(self.kernel(), points, row_weights, closest, candidates, measured, distances)
     }
 
     /// The mini-batch strategy for a fit over `x` from `state`. The default gathers each

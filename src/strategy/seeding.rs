@@ -38,13 +38,15 @@ fn total_potentials(chunks: Vec<Vec<f64>>, n_trials: usize) -> Vec<f64> {
 }
 
 /// Candidate evaluation on the host (see `super::Engine::candidate_potentials`): each chunk's
-/// distances are computed, then summed while still in cache.
+/// distances are computed, then summed while still in cache. With `measured`, a chunk's
+/// measured rows are gathered and measured together; the others take their `closest`.
 pub fn potentials_by_chunk<T: Scalar>(
     kernel: &dyn Kernel<T>,
     points: Points<'_, T>,
     row_weights: &[f64],
     closest: &[T],
     candidates: MatRef<'_, T>,
+    measured: Option<&[usize]>,
     distances: &mut [T],
 ) -> Result<Vec<f64>> {
     let n_trials = candidates.rows();
@@ -54,9 +56,53 @@ pub fn potentials_by_chunk<T: Scalar>(
         .map(|(c, block)| {
             let start = c * POTENTIAL_CHUNK;
             let end = start + block.len() / n_trials;
-            kernel.pairwise(points.x.slice_rows(start, end), &points.x_sq_norms[start..end], candidates, block)?;
+            let rows =
+                measured.map(|rows| &rows[rows.partition_point(|&i| i < start)..rows.partition_point(|&i| i < end)]);
+            // Gathering costs a copy of the rows: worth it where most of the chunk is skipped.
+            // Measuring a skipped row anyway changes nothing: its distances are at least its
+            // `closest` (see `crate::init`'s pruning), so the potentials are the same.
+            match rows {
+                Some(rows) if 2 * rows.len() <= end - start => {
+                    measure_rows(kernel, points, rows, start, closest, candidates, block)?
+                }
+                _ => kernel.pairwise(
+                    points.x.slice_rows(start, end),
+                    &points.x_sq_norms[start..end],
+                    candidates,
+                    block,
+                )?,
+            }
             Ok(chunk_potentials(c, block, n_trials, row_weights, closest))
         })
         .collect();
     Ok(total_potentials(chunks?, n_trials))
+}
+
+/// The candidate distances of the chunk starting at row `start` (`block`, rows × candidates)
+/// where only `rows` are measured (gathered, one kernel call); every other row's distances
+/// are its `closest`.
+fn measure_rows<T: Scalar>(
+    kernel: &dyn Kernel<T>,
+    points: Points<'_, T>,
+    rows: &[usize],
+    start: usize,
+    closest: &[T],
+    candidates: MatRef<'_, T>,
+    block: &mut [T],
+) -> Result<()> {
+    let n_trials = candidates.rows();
+    for (r, out) in block.chunks_exact_mut(n_trials).enumerate() {
+        out.fill(closest[start + r]);
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let gathered = points.x.gather(rows);
+    let norms: Vec<T> = rows.iter().map(|&i| points.x_sq_norms[i]).collect();
+    let mut measured = vec![T::zero(); rows.len() * n_trials];
+    kernel.pairwise(MatRef::new(&gathered, rows.len(), points.cols())?, &norms, candidates, &mut measured)?;
+    for (&i, values) in rows.iter().zip(measured.chunks_exact(n_trials)) {
+        block[(i - start) * n_trials..(i - start + 1) * n_trials].copy_from_slice(values);
+    }
+    Ok(())
 }
