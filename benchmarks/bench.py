@@ -13,13 +13,17 @@ Three groups of rows, each compared with our row of the same group:
   default   each library's defaults for `k` clusters (k-means++ or its own init, its own
             tolerance and sampling)
   minibatch ClassKit's MiniBatchKMeans parameters (C only)
+  seeding   greedy k-means++ alone (`k` centres, inertia of the centres themselves): ours
+            with exact pruning and without (`MLX_KMEANS_SEEDING_PRUNE=0`: the same picks),
+            scikit-learn's `kmeans_plusplus` on a fifth of the rows (multiply its time by
+            five for the whole); sklearnex's defaults are in the default group
 
 Every fit runs in a fresh process (so its peak RSS is its own), peers alternate within each
 repetition, and the table reports medians. Inertia is recomputed on the full data for every
 peer from its centroids. GFLOP/s counts 2·n·k·d per iteration; the sgemm rate is NumPy's
 matmul on the same shape, measured in the same run.
 
-    python benchmarks/bench.py [--workloads S C L] [--groups equal default minibatch]
+    python benchmarks/bench.py [--workloads S C L] [--groups equal default minibatch seeding]
                                [--repeats 3] [--slow] [--json out.json]
 """
 
@@ -64,10 +68,15 @@ GROUPS = {
     "equal": ["mlx_kmeans", "mlx_kmeans_dense", "faiss", "superkmeans", "sklearnex", "sklearn_kmeans"],
     "default": ["mlx_kmeans_default", "sklearnex_default", "superkmeans_default", "sklearn_kmeans_default"],
     "minibatch": ["mlx_kmeans_minibatch", "sklearn_minibatch"],
+    "seeding": ["mlx_kmeans_seeding", "mlx_kmeans_seeding_unpruned", "sklearn_kmeanspp_fifth"],
 }
 SLOW = {"sklearn_kmeans", "sklearn_kmeans_default", "mlx_kmeans_dense"}
 # The minibatch group is ClassKit's call, on C.
-WORKLOAD_GROUPS = {"S": ["equal", "default"], "C": ["equal", "default", "minibatch"], "L": ["equal", "default"]}
+WORKLOAD_GROUPS = {
+    "S": ["equal", "default", "seeding"],
+    "C": ["equal", "default", "minibatch", "seeding"],
+    "L": ["equal", "default", "seeding"],
+}
 MODULES = {"faiss": "faiss", "superkmeans": "superkmeans", "sklearnex": "sklearnex", "sklearn": "sklearn"}
 
 
@@ -133,6 +142,15 @@ def fit(peer, X, k, iters, given, seed):
 
         est = MiniBatchKMeans(backend="cpu", **classkit_minibatch(k, len(X), seed)).fit(X)
         return np.asarray(est.cluster_centers_), est.n_steps_
+    if peer.startswith("mlx_kmeans_seeding"):
+        from mlx_kmeans import kmeans_plusplus
+
+        os.environ["MLX_KMEANS_SEEDING_PRUNE"] = "0" if peer.endswith("_unpruned") else "1"
+        return kmeans_plusplus(X, k, random_state=seed)[0], 0
+    if peer == "sklearn_kmeanspp_fifth":
+        from sklearn.cluster import kmeans_plusplus
+
+        return kmeans_plusplus(X[: len(X) // 5], k, random_state=seed)[0], 0
     if peer == "faiss":
         import faiss
 
