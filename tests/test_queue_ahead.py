@@ -119,3 +119,20 @@ def test_default_decides_by_step_time(monkeypatch, mixture, caplog):
     assert_same(default, waiting)
     decided = [r.getMessage() for r in caplog.records if "a Lloyd step took" in r.getMessage()]
     assert len(decided) == 1, decided
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_each_step_from_float64_centroids_is_float64_lloyds_next(mixture, weighted):
+    """One step at a time: from float64 Lloyd's centroids after q steps, a one-step fit gives
+    float64 Lloyd's centroids after q + 1 (empty clusters repaired by the same rule). With
+    `test_queued_steps_equal_float64_lloyd` it tells a wrong step from state carried across
+    steps."""
+    X, init = mixture
+    w = np.random.default_rng(23).uniform(0.5, 2.0, len(X)).astype(np.float32) if weighted else None
+    start = init
+    for step in range(4):
+        want, _, _ = float64_lloyd(X, start, w, max_iter=1)
+        got = kmeans(X, len(start), init=start, max_iter=1, tol=0.0, sample_weight=w, backend="mlx")
+        error = float(np.abs(got.centroids - want).max())
+        assert error <= 1e-4 * float(np.abs(want).max()), f"step {step + 1}: centroids off by {error}"
+        start = want.astype(np.float32)
