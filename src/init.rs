@@ -7,7 +7,7 @@ use rayon::prelude::*;
 mod prune;
 
 use crate::error::{invalid, Result};
-use crate::matrix::{exact_sq_distance, weight_at, MatRef, Points, REDUCE_CHUNK};
+use crate::matrix::{sq_distance, weight_at, MatRef, Points, REDUCE_CHUNK};
 use crate::monitor::{report, Monitor, Progress, Stage};
 use crate::params::check_n_clusters;
 use crate::sampling::weighted_sample_without_replacement;
@@ -274,7 +274,7 @@ impl<T: Scalar> SeedingRows<T> for DenseSeeding<'_, T> {
     }
 
     fn sq_distance_between(&self, a: usize, b: usize) -> f64 {
-        exact_sq_distance(self.points.x.row(a), self.points.x.row(b))
+        sq_distance(self.points.x.row(a), self.points.x.row(b))
     }
 }
 

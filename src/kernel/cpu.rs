@@ -382,7 +382,8 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         // `pairwise` rounds like a partial distance, then adds the row's own norm (itself
         // rounded over d features) and rounds twice more: twice the partial bound covers it.
         // Each row's dot products are summed alone (the thin kernel row by row; the GEMM in a
-        // fixed order per output), which `seeding_pairwise_rows_are_independent` checks.
+        // fixed order per output): tests/test_seeding_pruning.py checks, on every kernel, that
+        // measuring a subset of rows changes no pick.
         Some(2.0 * crate::kernel::partial_error_bound::<T>(d) + 8.0 * T::epsilon().as_f64())
     }
 
