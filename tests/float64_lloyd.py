@@ -7,15 +7,22 @@ from __future__ import annotations
 import numpy as np
 
 
-def float64_lloyd(X, init, sample_weight=None, max_iter=50):
+def float64_lloyd(X, init, sample_weight=None, max_iter=50, margins=None):
     """NumPy Lloyd in float64 with the engine's empty-cluster rule (an empty cluster takes the
     row farthest from its centroid, ties to the lowest index; that row's weight moves with
-    it), from `init` until labels stop changing. Returns centroids, labels, iterations."""
+    it), from `init` until labels stop changing. Returns centroids, labels, iterations.
+    `margins`, a list: each step appends its thinnest gap between a row's nearest and second
+    nearest squared distances (a float32 fit can follow this trajectory only where that gap
+    is well above the rounding of float32 centroids)."""
     X64, c = np.asarray(X, dtype=np.float64), np.array(init, dtype=np.float64)
     w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     x_norms, labels = (X64**2).sum(1), None
     for iteration in range(1, max_iter + 1):
-        new = (x_norms[:, None] - 2 * X64 @ c.T + (c**2).sum(1)[None, :]).argmin(1)
+        all_distances = x_norms[:, None] - 2 * X64 @ c.T + (c**2).sum(1)[None, :]
+        new = all_distances.argmin(1)
+        if margins is not None and len(c) > 1:
+            two = np.partition(all_distances, 1, axis=1)[:, :2]
+            margins.append(float((two[:, 1] - two[:, 0]).min()))
         dist = ((X64 - c[new]) ** 2).sum(1)
         sums = np.zeros_like(c)
         np.add.at(sums, new, X64 * w[:, None])
