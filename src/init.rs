@@ -7,6 +7,7 @@ use rayon::prelude::*;
 mod prune;
 
 use crate::error::{invalid, Result};
+use crate::kernel::SeedingScreen;
 use crate::matrix::{sq_distance, weight_at, MatRef, Points, REDUCE_CHUNK};
 use crate::monitor::{report, Monitor, Progress, Stage};
 use crate::params::check_n_clusters;
@@ -243,10 +244,19 @@ pub fn greedy_seeds<D: Scalar>(
     Ok(chosen)
 }
 
-/// Dense rows seeded through an engine's kernels.
+/// Dense rows seeded through an engine's kernels, with the kernel's screen where it has one
+/// and pruning is on.
 struct DenseSeeding<'a, T> {
     engine: &'a dyn Engine<T>,
     points: Points<'a, T>,
+    screen: Option<Box<dyn SeedingScreen<T>>>,
+}
+
+impl<'a, T: Scalar> DenseSeeding<'a, T> {
+    fn new(engine: &'a dyn Engine<T>, points: Points<'a, T>) -> Self {
+        let screen = prune::enabled().then(|| engine.kernel().seeding_screen(points.x, points.x_sq_norms)).flatten();
+        Self { engine, points, screen }
+    }
 }
 
 impl<T: Scalar> SeedingRows<T> for DenseSeeding<'_, T> {
@@ -265,7 +275,16 @@ impl<T: Scalar> SeedingRows<T> for DenseSeeding<'_, T> {
     ) -> Result<Vec<f64>> {
         let rows = self.points.x.gather(candidates);
         let rows = MatRef::new(&rows, candidates.len(), self.points.cols())?;
-        self.engine.candidate_potentials(self.points, row_weights, closest, rows, measured, distances)
+        let screen = self.screen.as_ref().and_then(|screen| screen.step(rows));
+        self.engine.candidate_potentials(
+            self.points,
+            row_weights,
+            closest,
+            rows,
+            measured,
+            screen.as_deref(),
+            distances,
+        )
     }
 
     fn pruning(&self) -> Option<prune::Pruning> {
@@ -289,6 +308,6 @@ pub fn kmeans_plusplus<T: Scalar>(
     monitor: Monitor<'_>,
 ) -> Result<Vec<T>> {
     let row_weights: Vec<f64> = (0..points.rows()).map(|i| weight_at(points.weights, i)).collect();
-    let chosen = greedy_seeds(&DenseSeeding { engine, points }, &row_weights, k, rng, run, monitor)?;
+    let chosen = greedy_seeds(&DenseSeeding::new(engine, points), &row_weights, k, rng, run, monitor)?;
     Ok(points.x.gather(&chosen))
 }

@@ -1,10 +1,12 @@
 """Greedy k-means++ with exact pruning (a row whose nearest chosen centre is at least twice
-its distance from every candidate is not measured) picks exactly the rows the unpruned
-greedy k-means++ picks for the same seed, on the cpu backend's every distance kernel
+its distance from every candidate is not measured) and, on the bfloat16 kernels, the screen
+(a row whose bfloat16 distances, less their error bound, keep every candidate farther than
+its closest centre is not measured in float32) picks exactly the rows the unpruned greedy
+k-means++ picks for the same seed, on the cpu backend's every distance kernel
 (`MLX_KMEANS_CPU_DOTS`, read once per process: each kernel runs in a child). Cases: float32
 and float64, weights with zeros, a large common offset, duplicated rows, few and many
-features, k close to the number of distinct rows. `MLX_KMEANS_SEEDING_PRUNE=0` turns the
-pruning off."""
+features, k close to the number of distinct rows. `MLX_KMEANS_SEEDING_PRUNE=0` turns both
+off."""
 
 from __future__ import annotations
 
@@ -16,9 +18,16 @@ import sys
 import pytest
 
 CHILD = r"""
-import json, os
+import json, logging, os
 import numpy as np
 from mlx_kmeans import kmeans_plusplus, _native
+screens = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        if "k-means++ screening" in record.getMessage():
+            screens.append(record.getMessage())
+logging.getLogger("mlx_kmeans").addHandler(Keep())
+logging.getLogger("mlx_kmeans").setLevel(logging.DEBUG)
 
 def mixture(n, d, centres, seed, dtype=np.float32):
     rng = np.random.default_rng(seed)
@@ -27,7 +36,7 @@ def mixture(n, d, centres, seed, dtype=np.float32):
 
 cases = {}
 rng = np.random.default_rng(5)
-for n, d, k in [(3000, 5, 60), (4000, 24, 150), (2500, 130, 90)]:
+for n, d, k in [(3000, 5, 60), (4000, 24, 150), (2500, 130, 90), (3000, 64, 100)]:
     X = mixture(n, d, k // 2, n)
     w = rng.uniform(0.0, 3.0, n).astype(np.float32)
     w[::7] = 0.0
@@ -37,7 +46,7 @@ for n, d, k in [(3000, 5, 60), (4000, 24, 150), (2500, 130, 90)]:
     cases[f"{n}x{d} k={k} float64"] = (X.astype(np.float64), k, None)
     dups = np.repeat(X[: n // 10], 10, axis=0)
     cases[f"{n}x{d} k={k} duplicates"] = (dups, min(k, n // 10), None)
-out = {"kernel": _native.cpu_kernel(), "cases": {}}
+out = {"kernel": _native.cpu_kernel(), "cases": {}, "screens": {}}
 for name, (X, k, w) in cases.items():
     picks = []
     for prune in ("1", "0"):
@@ -45,11 +54,13 @@ for name, (X, k, w) in cases.items():
         centres, indices = kmeans_plusplus(X, k, sample_weight=w, random_state=11)
         picks.append(indices.tolist())
     out["cases"][name] = picks
+    out["screens"][name] = screens[:]
+    screens.clear()
 print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("kind", ["auto", "gemm", "f32"])
+@pytest.mark.parametrize("kind", ["auto", "gemm", "f32", "bf16"])
 def test_pruned_kmeans_plusplus_picks_the_unpruned_rows(kind):
     env = dict(os.environ, MLX_KMEANS_BACKEND="cpu")
     if kind != "auto":
@@ -61,6 +72,17 @@ def test_pruned_kmeans_plusplus_picks_the_unpruned_rows(kind):
     for name, (pruned, unpruned) in report["cases"].items():
         assert pruned == unpruned, f"{name} on the {report['kernel']} kernel: picks differ"
         assert len(set(unpruned)) == len(unpruned), name
+    # The screen runs on the bfloat16 kernels for float32 rows of 32 features or more (once
+    # per fit, logged when it ends), and on no other kernel; it skips rows unless a large
+    # offset makes the float32 kernel's own error bound wider than the clusters.
+    for name, logged in report["screens"].items():
+        wide = int(name.split("x")[1].split()[0]) >= 32 and "float64" not in name
+        if report["kernel"] in ("bf16", "amx") and wide:
+            assert len(logged) == 1, (name, logged)
+            if "offset" not in name:
+                assert int(logged[0].split(":")[1].split()[0]) > 0, (name, logged)
+        else:
+            assert logged == [], (name, report["kernel"], logged)
 
 
 SEPARATED = r"""

@@ -38,9 +38,7 @@ impl Pruning {
     /// For rows with squared norms `x_sq_norms` whose computed squared distances err by at
     /// most `bound · (‖x‖² + 2·max‖c‖²)` (`c` any row: candidates are rows).
     pub fn new<T: Scalar>(x_sq_norms: &[T], bound: f64) -> Self {
-        let largest = x_sq_norms.iter().fold(0.0f64, |m, v| m.max(v.as_f64()));
-        let slack = x_sq_norms.iter().map(|v| bound * (v.as_f64() + 2.0 * largest)).collect();
-        Self { slack, skipped: 0, next_test: 0, misses: 0 }
+        Self { slack: crate::kernel::seeding_slack(x_sq_norms, bound), skipped: 0, next_test: 0, misses: 0 }
     }
 
     /// Whether step `step` is worth the test (see `next_test`).

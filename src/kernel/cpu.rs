@@ -5,7 +5,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::simd::{self, Dots};
-use super::Kernel;
+use super::{Kernel, SeedingScreen};
 use crate::error::Result;
 use crate::matrix::{exact_sq_distance, row_sq_norms, MatRef};
 use crate::scalar::Scalar;
@@ -385,6 +385,12 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         // fixed order per output): tests/test_seeding_pruning.py checks, on every kernel, that
         // measuring a subset of rows changes no pick.
         Some(2.0 * crate::kernel::partial_error_bound::<T>(d) + 8.0 * T::epsilon().as_f64())
+    }
+
+    fn seeding_screen(&self, x: MatRef<'_, T>, x_sq_norms: &[T]) -> Option<Box<dyn SeedingScreen<T>>> {
+        let slack = super::seeding_slack(x_sq_norms, Kernel::<T>::seeding_error_bound(self, x.cols())?);
+        let screen = simd::screen::Screen::new(x.as_f32()?, T::as_f32s(x_sq_norms)?, slack)?;
+        Some(Box::new(screen))
     }
 
     fn assign(

@@ -122,12 +122,43 @@ pub trait Kernel<T: Scalar>: Sync {
         None
     }
 
+    /// For k-means++ on rows `x` (squared norms `x_sq_norms`): a cheaper first look at each
+    /// step's candidates than measuring them ([`SeedingScreen`]), where the kernel has one.
+    fn seeding_screen(&self, _x: MatRef<'_, T>, _x_sq_norms: &[T]) -> Option<Box<dyn SeedingScreen<T>>> {
+        None
+    }
+
     /// Rows per kernel call when a pass over the data is split so that Ctrl-C is noticed
     /// within a fraction of a second (see [`rows_per_check`](crate::monitor::rows_per_check));
     /// a faster device takes more.
     fn rows_per_check(&self, k: usize, d: usize) -> usize {
         crate::monitor::rows_per_check(k, d)
     }
+}
+
+/// A first look at greedy k-means++'s candidates, cheaper than measuring them: it names the
+/// rows that some candidate may be nearer to (by the distances [`Kernel::pairwise`]
+/// computes) than their closest centre; only those need measuring, the others keep their
+/// closest distance, as measuring them would (see `crate::init`).
+pub trait SeedingScreen<T: Scalar>: Sync {
+    /// The screen of one step's `candidates`; `None` where the screen skips this step (it
+    /// backs off where it saved little).
+    fn step(&self, candidates: MatRef<'_, T>) -> Option<Box<dyn StepScreen<T> + '_>>;
+}
+
+/// One step's [`SeedingScreen`].
+pub trait StepScreen<T: Scalar>: Sync {
+    /// Of `rows` (ascending), those whose computed squared distance to some candidate may be
+    /// below their `closest` (indexed by row).
+    fn rows_to_measure(&self, rows: &[usize], closest: &[T]) -> Vec<usize>;
+}
+
+/// For k-means++ pruning and screening: each row's bound on the error of the squared
+/// distances a kernel computes for it, from its squared norm and the kernel's
+/// [`Kernel::seeding_error_bound`] (candidates are rows, so `max ‖c‖²` is the largest row's).
+pub fn seeding_slack<T: Scalar>(x_sq_norms: &[T], bound: f64) -> Vec<f64> {
+    let largest = x_sq_norms.iter().fold(0.0f64, |m, v| m.max(v.as_f64()));
+    x_sq_norms.iter().map(|v| bound * (v.as_f64() + 2.0 * largest)).collect()
 }
 
 /// A bound on the rounding error of a partial distance `‖c‖² − 2x·c` computed in `T` over

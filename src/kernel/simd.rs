@@ -7,6 +7,7 @@
 //! `2E` of the best partial distance is measured again exactly (by differences, in float64),
 //! and the nearest of those wins, ties to the lowest index.
 
+pub mod screen;
 mod settle;
 #[cfg(target_arch = "x86_64")]
 mod x86;

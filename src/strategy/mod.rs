@@ -18,7 +18,7 @@ mod seeding;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::Result;
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, StepScreen};
 use crate::matrix::{MatRef, Points};
 use crate::monitor::{KeepGoing, Monitor};
 use crate::params::{Algorithm, KMeansParams};
@@ -97,9 +97,10 @@ pub trait Engine<T: Scalar>: Sync {
     /// (`n × candidates`, into `distances`) and, per candidate, the weighted potential were it
     /// added, `Σ_i w_i · min(closest_i, distance_ij)`, summed over fixed chunks of rows then in
     /// chunk order (so the sums never depend on the thread count). With `measured`
-    /// (ascending rows), only those rows are measured and the others' distances are their
-    /// `closest`. The default sums each chunk's distances while they are still in cache:
-    /// right where kernel calls are cheap.
+    /// (ascending rows), only those rows are measured, and with `screen` only those of them
+    /// it keeps; the others' distances are their `closest`. The default sums each chunk's
+    /// distances while they are still in cache: right where kernel calls are cheap.
+    #[allow(clippy::too_many_arguments)]
     fn candidate_potentials(
         &self,
         points: Points<'_, T>,
@@ -107,9 +108,10 @@ pub trait Engine<T: Scalar>: Sync {
         closest: &[T],
         candidates: MatRef<'_, T>,
         measured: Option<&[usize]>,
+        screen: Option<&dyn StepScreen<T>>,
         distances: &mut [T],
     ) -> Result<Vec<f64>> {
-        potentials_by_chunk(self.kernel(), points, row_weights, closest, candidates, measured, distances)
+        potentials_by_chunk(self.kernel(), points, row_weights, closest, candidates, measured, screen, distances)
     }
 
     /// The mini-batch strategy for a fit over `x` from `state`. The default gathers each

@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::kernel::Kernel;
+use crate::kernel::{Kernel, StepScreen};
 use crate::matrix::{MatRef, Points};
 use crate::scalar::Scalar;
 
@@ -38,8 +38,10 @@ fn total_potentials(chunks: Vec<Vec<f64>>, n_trials: usize) -> Vec<f64> {
 }
 
 /// Candidate evaluation on the host (see `super::Engine::candidate_potentials`): each chunk's
-/// distances are computed, then summed while still in cache. With `measured`, a chunk's
-/// measured rows are gathered and measured together; the others take their `closest`.
+/// distances are computed, then summed while still in cache. With `measured` or `screen`, a
+/// chunk's rows left to measure are gathered and measured together; the others take their
+/// `closest`.
+#[allow(clippy::too_many_arguments)]
 pub fn potentials_by_chunk<T: Scalar>(
     kernel: &dyn Kernel<T>,
     points: Points<'_, T>,
@@ -47,6 +49,7 @@ pub fn potentials_by_chunk<T: Scalar>(
     closest: &[T],
     candidates: MatRef<'_, T>,
     measured: Option<&[usize]>,
+    screen: Option<&dyn StepScreen<T>>,
     distances: &mut [T],
 ) -> Result<Vec<f64>> {
     let n_trials = candidates.rows();
@@ -56,8 +59,13 @@ pub fn potentials_by_chunk<T: Scalar>(
         .map(|(c, block)| {
             let start = c * POTENTIAL_CHUNK;
             let end = start + block.len() / n_trials;
-            let rows =
+            let listed =
                 measured.map(|rows| &rows[rows.partition_point(|&i| i < start)..rows.partition_point(|&i| i < end)]);
+            let screened = screen.map(|screen| match listed {
+                Some(rows) => screen.rows_to_measure(rows, closest),
+                None => screen.rows_to_measure(&(start..end).collect::<Vec<_>>(), closest),
+            });
+            let rows = screened.as_deref().or(listed);
             // Gathering costs a copy of the rows: worth it where most of the chunk is skipped.
             // Measuring a skipped row anyway changes nothing: its distances are at least its
             // `closest` (see `crate::init`'s pruning), so the potentials are the same.

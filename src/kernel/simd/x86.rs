@@ -319,3 +319,86 @@ unsafe fn thin_tile<const R: usize, const T: usize>(x: *const f32, d: usize, c: 
         }
     }
 }
+
+/// `out[i][j] = x̃_{rows[i]} · c̃_j` (row-major, `ldo` per entry of `rows`) for rows of `a`
+/// and at most [`THIN_MAX`] candidates `c`, all as bfloat16 pairs (`depth` words each):
+/// [`thin_dots_f32`]'s layout on `vdpbf16ps` (32 features a vector), reading the listed rows
+/// where they lie.
+///
+/// # Safety
+/// AVX512-BF16 must be supported; every listed row lies in `a`; `c` holds `t × depth` words
+/// and `out` `(rows.len() − 1) × ldo + t` values.
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub unsafe fn thin_dots_bf16(
+    a: &[u32],
+    depth: usize,
+    rows: &[usize],
+    c: &[u32],
+    t: usize,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let m = rows.len();
+    assert!(t <= THIN_MAX && c.len() >= t * depth && (m == 0 || out.len() >= (m - 1) * ldo + t));
+    assert!(rows.iter().all(|&i| (i + 1) * depth <= a.len()));
+    for r0 in (0..m).step_by(THIN_ROWS) {
+        let tile = &rows[r0..(r0 + THIN_ROWS).min(m)];
+        let mut starts = [a.as_ptr(); THIN_ROWS];
+        for (start, &i) in starts.iter_mut().zip(tile) {
+            *start = a.as_ptr().add(i * depth);
+        }
+        let out = out.as_mut_ptr().add(r0 * ldo);
+        macro_rules! run {
+            ($rows:literal) => {
+                match t {
+                    1 => thin_tile_bf16::<$rows, 1>(&starts, depth, c.as_ptr(), out, ldo),
+                    2 => thin_tile_bf16::<$rows, 2>(&starts, depth, c.as_ptr(), out, ldo),
+                    3 => thin_tile_bf16::<$rows, 3>(&starts, depth, c.as_ptr(), out, ldo),
+                    4 => thin_tile_bf16::<$rows, 4>(&starts, depth, c.as_ptr(), out, ldo),
+                    5 => thin_tile_bf16::<$rows, 5>(&starts, depth, c.as_ptr(), out, ldo),
+                    6 => thin_tile_bf16::<$rows, 6>(&starts, depth, c.as_ptr(), out, ldo),
+                    7 => thin_tile_bf16::<$rows, 7>(&starts, depth, c.as_ptr(), out, ldo),
+                    _ => thin_tile_bf16::<$rows, 8>(&starts, depth, c.as_ptr(), out, ldo),
+                }
+            };
+        }
+        match tile.len() {
+            1 => run!(1),
+            2 => run!(2),
+            _ => run!(3),
+        }
+    }
+}
+
+/// `R` rows (starting at `starts`) by `T` candidates of [`thin_dots_bf16`].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn thin_tile_bf16<const R: usize, const T: usize>(
+    starts: &[*const u32; THIN_ROWS],
+    depth: usize,
+    c: *const u32,
+    out: *mut f32,
+    ldo: usize,
+) {
+    let mut acc = [[_mm512_setzero_ps(); T]; R];
+    let mut p = 0;
+    while p < depth {
+        let mask = ((1u32 << (depth - p).min(LANES)) - 1) as __mmask16;
+        let mut rows = [_mm512_setzero_si512(); R];
+        for (row, start) in rows.iter_mut().zip(starts) {
+            *row = _mm512_maskz_loadu_epi32(mask, start.add(p).cast());
+        }
+        for j in 0..T {
+            let centre: __m512bh = std::mem::transmute(_mm512_maskz_loadu_epi32(mask, c.add(j * depth + p).cast()));
+            for (acc_row, &row) in acc.iter_mut().zip(&rows) {
+                acc_row[j] = _mm512_dpbf16_ps(acc_row[j], std::mem::transmute::<__m512i, __m512bh>(row), centre);
+            }
+        }
+        p += LANES;
+    }
+    for (r, acc_row) in acc.iter().enumerate() {
+        for (j, acc) in acc_row.iter().enumerate() {
+            *out.add(r * ldo + j) = _mm512_reduce_add_ps(*acc);
+        }
+    }
+}
