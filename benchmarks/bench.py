@@ -66,7 +66,7 @@ WORKLOADS = {
 # is ours, the reference of its "vs ours" column.
 GROUPS = {
     "equal": ["mlx_kmeans", "mlx_kmeans_dense", "faiss", "superkmeans", "sklearnex", "sklearn_kmeans"],
-    "default": ["mlx_kmeans_default", "sklearnex_default", "superkmeans_default", "sklearn_kmeans_default"],
+    "default": ["mlx_kmeans_default", "faiss_default", "sklearnex_default", "superkmeans_default", "sklearn_kmeans_default"],
     "minibatch": ["mlx_kmeans_minibatch", "sklearn_minibatch"],
     "seeding": ["mlx_kmeans_seeding", "mlx_kmeans_seeding_unpruned", "sklearn_kmeanspp_fifth"],
 }
@@ -151,6 +151,13 @@ def fit(peer, X, k, iters, given, seed):
         from sklearn.cluster import kmeans_plusplus
 
         return kmeans_plusplus(X[: len(X) // 5], k, random_state=seed)[0], 0
+    if peer == "faiss_default":
+        # faiss's own defaults: 25 iterations from k random rows, up to 256 rows per centroid.
+        import faiss
+
+        km = faiss.Kmeans(d, k, seed=seed + 1)
+        km.train(X)
+        return km.centroids, km.cp.niter
     if peer == "faiss":
         import faiss
 
