@@ -24,6 +24,9 @@ use crate::scalar::Scalar;
 const ROWS: usize = 128;
 /// Rows per task when the copy is made.
 const PACK_ROWS: usize = 2048;
+/// The largest copy made (2 GiB): half the float32 rows' bytes again could exhaust the memory
+/// beside data near its size, so larger data are not screened.
+const MAX_COPY_BYTES: usize = 1 << 31;
 
 /// The rows in bfloat16 with what their bounds need, and when screening is worth a step.
 pub struct Screen {
@@ -54,8 +57,8 @@ struct BackOff {
 impl Screen {
     /// For rows `x` with squared norms `x_sq_norms` whose float32 kernel distances err by at
     /// most `slack[i]`; `None` where this CPU has no bfloat16 dot products, where the chosen
-    /// kernel is not a bfloat16 one (`MLX_KMEANS_CPU_DOTS=f32` or `gemm`), or where the rows
-    /// are too narrow or too few to gain.
+    /// kernel is not a bfloat16 one (`MLX_KMEANS_CPU_DOTS=f32` or `gemm`), where the rows
+    /// are too narrow or too few to gain, or where the copy would pass [`MAX_COPY_BYTES`].
     pub fn new(x: MatRef<'_, f32>, x_sq_norms: &[f32], slack: Vec<f64>) -> Option<Self> {
         let (n, d) = (x.rows(), x.cols());
         let bf16_chosen = matches!(Dots::chosen(), Some(Dots::Bf16 | Dots::Amx));
@@ -63,6 +66,9 @@ impl Screen {
             return None;
         }
         let depth = Dots::Bf16.layout(d).depth;
+        if n.saturating_mul(depth).saturating_mul(4) > MAX_COPY_BYTES {
+            return None;
+        }
         let mean = column_mean(x);
         let mut words = vec![0u32; n * depth];
         let parts: Vec<(RowNorms, Vec<f32>)> = words
