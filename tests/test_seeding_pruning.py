@@ -1,12 +1,12 @@
 """Greedy k-means++ with exact pruning (a row whose nearest chosen centre is at least twice
-its distance from every candidate is not measured) and, on the bfloat16 kernels, the screen
-(a row whose bfloat16 distances, less their error bound, keep every candidate farther than
-its closest centre is not measured in float32) picks exactly the rows the unpruned greedy
-k-means++ picks for the same seed, on the cpu backend's every distance kernel
-(`MLX_KMEANS_CPU_DOTS`, read once per process: each kernel runs in a child). Cases: float32
-and float64, weights with zeros, a large common offset, duplicated rows, few and many
-features, k close to the number of distinct rows. `MLX_KMEANS_SEEDING_PRUNE=0` turns both
-off."""
+its distance from every candidate is not measured) and, where the CPU has 8-bit dot products
+(AVX512-VNNI), the screen (a row whose distances from an 8-bit copy, less their error bound,
+keep every candidate at or beyond its closest distance is not measured in float32) picks
+exactly the rows the unpruned greedy k-means++ picks for the same seed, on the cpu backend's
+every distance kernel (`MLX_KMEANS_CPU_DOTS`, read once per process: each kernel runs in a
+child), with the screen on and off (`MLX_KMEANS_SEEDING_SCREEN=0`). Cases: float32 and
+float64, weights with zeros, a large common offset, duplicated rows, few and many features,
+k close to the number of distinct rows. `MLX_KMEANS_SEEDING_PRUNE=0` turns both off."""
 
 from __future__ import annotations
 
@@ -60,9 +60,20 @@ print(json.dumps(out))
 """
 
 
+def vnni():
+    """Whether this CPU has the screen's 8-bit dot products (Linux's flags)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":")[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return {"avx512f", "avx512bw", "avx512_vnni"} <= set(flags)
+
+
+@pytest.mark.parametrize("screen", ["1", "0"])
 @pytest.mark.parametrize("kind", ["auto", "gemm", "f32", "bf16"])
-def test_pruned_kmeans_plusplus_picks_the_unpruned_rows(kind):
-    env = dict(os.environ, MLX_KMEANS_BACKEND="cpu")
+def test_pruned_kmeans_plusplus_picks_the_unpruned_rows(kind, screen):
+    env = dict(os.environ, MLX_KMEANS_BACKEND="cpu", MLX_KMEANS_SEEDING_SCREEN=screen)
     if kind != "auto":
         env["MLX_KMEANS_CPU_DOTS"] = kind
     done = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=600)
@@ -72,17 +83,17 @@ def test_pruned_kmeans_plusplus_picks_the_unpruned_rows(kind):
     for name, (pruned, unpruned) in report["cases"].items():
         assert pruned == unpruned, f"{name} on the {report['kernel']} kernel: picks differ"
         assert len(set(unpruned)) == len(unpruned), name
-    # The screen runs on the bfloat16 kernels for float32 rows of 32 features or more (once
-    # per fit, logged when it ends), and on no other kernel; it skips rows unless a large
-    # offset makes the float32 kernel's own error bound wider than the clusters.
+    # The screen runs where the CPU has 8-bit dot products, for float32 rows of 32 features
+    # or more (once per fit, logged when it ends), with every kernel; it skips rows unless a
+    # large offset makes the float32 kernel's own error bound wider than the clusters.
     for name, logged in report["screens"].items():
         wide = int(name.split("x")[1].split()[0]) >= 32 and "float64" not in name
-        if report["kernel"] in ("bf16", "amx") and wide:
+        if screen == "1" and vnni() and wide:
             assert len(logged) == 1, (name, logged)
             if "offset" not in name:
                 assert int(logged[0].split(":")[1].split()[0]) > 0, (name, logged)
         else:
-            assert logged == [], (name, report["kernel"], logged)
+            assert logged == [], (name, report["kernel"], screen, logged)
 
 
 SEPARATED = r"""

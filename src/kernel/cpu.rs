@@ -389,7 +389,7 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
 
     fn seeding_screen(&self, x: MatRef<'_, T>, x_sq_norms: &[T]) -> Option<Box<dyn SeedingScreen<T>>> {
         let slack = super::seeding_slack(x_sq_norms, Kernel::<T>::seeding_error_bound(self, x.cols())?);
-        let screen = simd::screen::Screen::new(x.as_f32()?, T::as_f32s(x_sq_norms)?, slack)?;
+        let screen = simd::screen::Screen::new(x.as_f32()?, slack)?;
         Some(Box::new(screen))
     }
 

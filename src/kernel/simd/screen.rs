@@ -1,21 +1,21 @@
-//! A first look at greedy k-means++'s candidates on a bfloat16 copy of the rows, made once
-//! per seeding: half the bytes of a float32 pass. The copy is of the rows less their mean
-//! (distances do not change, and bfloat16 rounding errs in proportion to the values). From
-//! its dot products and their rigorous error bound ([`Bound`]), plus the rounding of the
-//! centring, each row gets a lower bound on its true squared distance to every candidate;
-//! where that bound, less the error of the distances the float32 kernel computes (`slack`),
-//! still reaches the row's closest distance, the kernel's distance could not be below it, so
-//! the row keeps its closest distance without being measured. The other rows are measured by
-//! the float32 kernel as before: the potentials and picks are the unscreened ones, bit for
-//! bit.
+//! A first look at greedy k-means++'s candidates on an 8-bit copy of the rows, made once per
+//! seeding: a quarter of the bytes of a float32 pass. Each row, less the column mean
+//! (distances do not change, and the codes' error grows with the values), is stored as bytes
+//! `q` with a scale `s` (`x' ≈ s·q`), and the exact norm of what that leaves out. Dot products
+//! of codes are exact in integers (AVX512-VNNI), so each row's squared distance to every
+//! candidate has a rigorous lower bound from the codes, the two residual norms and the
+//! centring's rounding; where that bound, less the error of the distances the float32 kernel
+//! computes (`slack`), still reaches the row's closest distance, the kernel's distance could
+//! not be below it, so the row keeps its closest distance without being measured. The other
+//! rows are measured by the float32 kernel as before: the potentials and picks are the
+//! unscreened ones, bit for bit.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::settle::Bound;
-use super::{pack_centroids, round_rows, Dots, Packed, RowNorms, LANES, THIN_MAX};
+use super::THIN_MAX;
 use crate::kernel::{SeedingScreen, StepScreen};
 use crate::matrix::MatRef;
 use crate::scalar::Scalar;
@@ -24,20 +24,90 @@ use crate::scalar::Scalar;
 const ROWS: usize = 128;
 /// Rows per task when the copy is made.
 const PACK_ROWS: usize = 2048;
-/// The largest copy made (2 GiB): half the float32 rows' bytes again could exhaust the memory
-/// beside data near its size, so larger data are not screened.
+/// The largest copy made (2 GiB): a quarter of the float32 rows' bytes again could exhaust
+/// the memory beside data near its size, so larger data are not screened.
 const MAX_COPY_BYTES: usize = 1 << 31;
+/// The widest rows screened: their integer dot products stay exact in 32 bits.
+const MAX_FEATURES: usize = 32_768;
+/// Largest code magnitude, and the offset that makes a row's codes unsigned.
+const CODE_MAX: f32 = 127.0;
+const ROW_OFFSET: i32 = 128;
 
-/// The rows in bfloat16 with what their bounds need, and when screening is worth a step.
+/// Whether k-means++ screens (default on where the CPU can); `MLX_KMEANS_SEEDING_SCREEN=0`
+/// turns the screen off and keeps the pruning.
+fn enabled() -> bool {
+    std::env::var("MLX_KMEANS_SEEDING_SCREEN").map_or(true, |v| v.trim() != "0")
+}
+
+/// Rows as codes: `bytes` (`stride` a row, zero-padded), and per row the scale, the norms of
+/// the coded part and of the residual (rounded up), and the exact squared norm.
+struct Codes<B> {
+    bytes: Vec<B>,
+    scale: Vec<f32>,
+    coded: Vec<f64>,
+    residual: Vec<f64>,
+    sq_norm: Vec<f64>,
+}
+
+/// One row's codes of `centred` into `out` (shifted by `offset`): its scale, and the norms
+/// of the coded part and of the residual, and its squared norm (float64, the first two
+/// rounded up). A row with a value that is not finite gets an infinite residual.
+fn encode_row(centred: &[f32], offset: i32, out: &mut [u8]) -> (f32, f64, f64, f64) {
+    let largest = centred.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+    let scale = if largest > 0.0 && largest.is_finite() { largest / CODE_MAX } else { 1.0 };
+    let (mut coded, mut residual, mut sq_norm) = (0.0f64, 0.0f64, 0.0f64);
+    for (byte, &v) in out.iter_mut().zip(centred) {
+        let q = (v / scale).round().clamp(-CODE_MAX, CODE_MAX);
+        let q = if q.is_nan() { 0.0 } else { q };
+        *byte = (q as i32 + offset) as u8;
+        let part = scale as f64 * q as f64;
+        coded += part * part;
+        residual += (v as f64 - part) * (v as f64 - part);
+        sq_norm += v as f64 * v as f64;
+    }
+    let up = |sq: f64| sq.sqrt() * (1.0 + 1e-12);
+    let residual = if largest.is_finite() { up(residual) } else { f64::INFINITY };
+    (scale, up(coded), residual, sq_norm)
+}
+
+/// The codes of `x` less `mean`, `stride` bytes a row, shifted by `offset`.
+fn encode(x: MatRef<'_, f32>, mean: &[f32], stride: usize, offset: i32) -> Codes<u8> {
+    let (n, d) = (x.rows(), x.cols());
+    let mut bytes = vec![0u8; n * stride];
+    let parts: Vec<Vec<(f32, f64, f64, f64)>> = bytes
+        .par_chunks_mut(PACK_ROWS * stride)
+        .enumerate()
+        .map(|(c, block)| {
+            let mut centred = vec![0f32; d];
+            block
+                .chunks_exact_mut(stride)
+                .enumerate()
+                .map(|(r, out)| {
+                    for ((v, &a), &m) in centred.iter_mut().zip(x.row(c * PACK_ROWS + r)).zip(mean) {
+                        *v = a - m;
+                    }
+                    encode_row(&centred, offset, out)
+                })
+                .collect()
+        })
+        .collect();
+    let mut codes = Codes { bytes, scale: vec![], coded: vec![], residual: vec![], sq_norm: vec![] };
+    for (scale, coded, residual, sq_norm) in parts.into_iter().flatten() {
+        codes.scale.push(scale);
+        codes.coded.push(coded);
+        codes.residual.push(residual);
+        codes.sq_norm.push(sq_norm);
+    }
+    codes
+}
+
+/// The rows as codes with what their bounds need, and when screening is worth a step.
 pub struct Screen {
-    words: Vec<u32>,
-    depth: usize,
+    codes: Codes<u8>,
+    stride: usize,
     d: usize,
-    /// The column means (float32) subtracted before rounding.
+    /// The column means (float32) subtracted before coding.
     mean: Vec<f32>,
-    norms: RowNorms,
-    /// Squared norms of the centred float32 rows (float64 sums, rounded up to float32).
-    centred_sq_norms: Vec<f32>,
     slack: Vec<f64>,
     back_off: Mutex<BackOff>,
     screened: AtomicUsize,
@@ -55,46 +125,24 @@ struct BackOff {
 }
 
 impl Screen {
-    /// For rows `x` with squared norms `x_sq_norms` whose float32 kernel distances err by at
-    /// most `slack[i]`; `None` where this CPU has no bfloat16 dot products, where the chosen
-    /// kernel is not a bfloat16 one (`MLX_KMEANS_CPU_DOTS=f32` or `gemm`), where the rows
-    /// are too narrow or too few to gain, or where the copy would pass [`MAX_COPY_BYTES`].
-    pub fn new(x: MatRef<'_, f32>, x_sq_norms: &[f32], slack: Vec<f64>) -> Option<Self> {
+    /// For rows `x` whose float32 kernel distances err by at most `slack[i]`; `None` where
+    /// the screen is off (`MLX_KMEANS_SEEDING_SCREEN=0`), where this CPU has no 8-bit dot
+    /// products, where the rows are too narrow, too wide or too few, or where the copy would
+    /// pass [`MAX_COPY_BYTES`].
+    pub fn new(x: MatRef<'_, f32>, slack: Vec<f64>) -> Option<Self> {
         let (n, d) = (x.rows(), x.cols());
-        let bf16_chosen = matches!(Dots::chosen(), Some(Dots::Bf16 | Dots::Amx));
-        if !(bf16_chosen && Dots::Bf16.supported()) || d < 2 * LANES || n < 4 * ROWS || x_sq_norms.len() != n {
-            return None;
-        }
-        let depth = Dots::Bf16.layout(d).depth;
-        if n.saturating_mul(depth).saturating_mul(4) > MAX_COPY_BYTES {
+        let stride = d.next_multiple_of(4);
+        let fits = n.saturating_mul(stride) <= MAX_COPY_BYTES && slack.len() == n;
+        if !(enabled() && vnni_ready() && fits && (32..=MAX_FEATURES).contains(&d)) || n < 4 * ROWS {
             return None;
         }
         let mean = column_mean(x);
-        let mut words = vec![0u32; n * depth];
-        let parts: Vec<(RowNorms, Vec<f32>)> = words
-            .par_chunks_mut(PACK_ROWS * depth)
-            .enumerate()
-            .map(|(c, block)| {
-                let start = c * PACK_ROWS;
-                let centred = centre(x.slice_rows(start, start + block.len() / depth), &mean);
-                let rows = MatRef::new(&centred, block.len() / depth, d).expect("whole rows");
-                (round_rows(rows, depth, block), sq_norms_up(rows))
-            })
-            .collect();
-        let mut norms = RowNorms { rounded: Vec::with_capacity(n), residual: Vec::with_capacity(n) };
-        let mut centred_sq_norms = Vec::with_capacity(n);
-        for (part, sq_norms) in parts {
-            norms.rounded.extend(part.rounded);
-            norms.residual.extend(part.residual);
-            centred_sq_norms.extend(sq_norms);
-        }
+        let codes = encode(x, &mean, stride, ROW_OFFSET);
         Some(Self {
-            words,
-            depth,
+            codes,
+            stride,
             d,
             mean,
-            norms,
-            centred_sq_norms,
             slack,
             back_off: Mutex::new(BackOff::default()),
             screened: AtomicUsize::new(0),
@@ -113,14 +161,14 @@ impl Drop for Screen {
     }
 }
 
-/// One step's candidates rounded to bfloat16 (`words`, `t × depth`), their norms and the
-/// error bound of their dot products.
+/// One step's candidates as signed codes (`t × stride`), their code sums, and their norms.
 struct ScreenStep<'s> {
     screen: &'s Screen,
-    words: Vec<u32>,
-    packed: Packed,
-    bound: Bound,
-    candidates: usize,
+    codes: Codes<i8>,
+    code_sums: Vec<i64>,
+    norms: Vec<f64>,
+    norm_max: f64,
+    sq_norm_max: f64,
     screened: AtomicUsize,
     skipped: AtomicUsize,
 }
@@ -128,6 +176,9 @@ struct ScreenStep<'s> {
 impl<T: Scalar> SeedingScreen<T> for Screen {
     fn step(&self, candidates: MatRef<'_, T>) -> Option<Box<dyn StepScreen<T> + '_>> {
         let candidates = candidates.as_f32()?;
+        if candidates.cols() != self.d {
+            return None;
+        }
         {
             let mut back_off = self.back_off.lock().unwrap_or_else(|e| e.into_inner());
             back_off.steps += 1;
@@ -135,18 +186,20 @@ impl<T: Scalar> SeedingScreen<T> for Screen {
                 return None;
             }
         }
-        let centred = centre(candidates, &self.mean);
-        let candidates = MatRef::new(&centred, candidates.rows(), self.d).ok()?;
-        let packed = pack_centroids(Dots::Bf16, candidates);
-        let bound = Bound::new(Dots::Bf16, self.d, &packed);
-        let mut words = vec![0u32; candidates.rows() * self.depth];
-        round_rows(candidates, self.depth, &mut words);
+        let Codes { bytes, scale, coded, residual, sq_norm } = encode(candidates, &self.mean, self.stride, 0);
+        // Signed codes, stored as their bytes.
+        let bytes: Vec<i8> = bytes.into_iter().map(|b| b as i8).collect();
+        let code_sums = bytes.chunks_exact(self.stride).map(|row| row.iter().map(|&q| q as i64).sum()).collect();
+        let norms: Vec<f64> = sq_norm.iter().map(|&v| v.sqrt() * (1.0 + 1e-12)).collect();
+        let norm_max = norms.iter().fold(0.0f64, |m, &v| m.max(v));
+        let sq_norm_max = sq_norm.iter().fold(0.0f64, |m, &v| m.max(v));
         Some(Box::new(ScreenStep {
             screen: self,
-            words,
-            packed,
-            bound,
-            candidates: candidates.rows(),
+            codes: Codes { bytes, scale, coded, residual, sq_norm },
+            code_sums,
+            norms,
+            norm_max,
+            sq_norm_max,
             screened: AtomicUsize::new(0),
             skipped: AtomicUsize::new(0),
         }))
@@ -156,31 +209,39 @@ impl<T: Scalar> SeedingScreen<T> for Screen {
 impl<T: Scalar> StepScreen<T> for ScreenStep<'_> {
     fn rows_to_measure(&self, rows: &[usize], closest: &[T]) -> Vec<usize> {
         let Some(closest) = T::as_f32s(closest) else { return rows.to_vec() };
-        let (screen, t) = (self.screen, self.candidates);
+        let (screen, t) = (self.screen, self.code_sums.len());
+        let (x, c) = (&screen.codes, &self.codes);
         let mut keep = Vec::with_capacity(rows.len());
-        let mut dots = vec![0f32; ROWS * t];
+        let mut dots = vec![0i32; ROWS * t];
         for group in rows.chunks(ROWS) {
             for j0 in (0..t).step_by(THIN_MAX) {
-                let c = &self.words[j0 * screen.depth..];
-                // SAFETY: `Screen::new` checked that bfloat16 dot products are supported; the
-                // rows lie in the copy, `c` holds the candidates from `j0` on, and `dots`
-                // `group.len() × t` values.
-                unsafe { thin_dots(&screen.words, screen.depth, group, c, THIN_MAX.min(t - j0), &mut dots[j0..], t) };
+                let codes = &c.bytes[j0 * screen.stride..];
+                // SAFETY: `Screen::new` checked the 8-bit dot products are supported and the
+                // rows narrow enough; the rows lie in the copy, `codes` holds the candidates
+                // from `j0` on, and `dots` `group.len() × t` values.
+                unsafe { thin_dots(&x.bytes, screen.stride, group, codes, THIN_MAX.min(t - j0), &mut dots[j0..], t) };
             }
             for (r, &i) in group.iter().enumerate() {
-                let x_sq = screen.centred_sq_norms[i] as f64;
-                let error = self.bound.of_row(screen.norms.rounded[i], screen.norms.residual[i], x_sq);
-                let nearest = dots[r * t..(r + 1) * t]
-                    .iter()
-                    .zip(&self.packed.c_norms)
-                    .map(|(&dot, &c_norm)| c_norm as f64 - 2.0 * dot as f64)
+                // min over candidates of ‖c'‖² − 2x'·c' from below: the codes' product, less
+                // what the residuals can add (|x'·c' − s_x s_c q_x·q_c| ≤ ‖s_x q_x‖‖r_c‖ +
+                // ‖r_x‖‖c'‖).
+                let nearest = (0..t)
+                    .map(|j| {
+                        let product = (dots[r * t + j] as i64 - ROW_OFFSET as i64 * self.code_sums[j]) as f64;
+                        let estimate = x.scale[i] as f64 * c.scale[j] as f64 * product;
+                        let error = x.coded[i] * c.residual[j] + x.residual[i] * self.norms[j];
+                        c.sq_norm[j] - 2.0 * (estimate + error)
+                    })
                     .fold(f64::INFINITY, f64::min);
                 // A lower bound on the squared distance between the centred float32 row and
-                // every candidate; then, less the rounding of the centring (half a unit per
-                // coordinate of each, a unit to spare), on the true one; then on the kernel's
-                // computed one. NaN or overflow measures the row.
-                let centred = (x_sq + nearest - error).max(0.0).sqrt();
-                let centring = f32::EPSILON as f64 * (x_sq.sqrt() + self.packed.norm_max);
+                // every candidate (a margin for the float64 arithmetic); then, less the
+                // rounding of the centring (half a unit per coordinate of each, a unit to
+                // spare), on the true one; then on the kernel's computed one. NaN or overflow
+                // measures the row.
+                let x_sq = x.sq_norm[i];
+                let margin = 1e-9 * (x_sq + self.sq_norm_max);
+                let centred = (x_sq + nearest - margin).max(0.0).sqrt();
+                let centring = f32::EPSILON as f64 * (x_sq.sqrt() + self.norm_max);
                 let lower = (centred - centring).max(0.0).powi(2) - screen.slack[i];
                 if !(lower >= closest[i] as f64) {
                     keep.push(i);
@@ -190,6 +251,19 @@ impl<T: Scalar> StepScreen<T> for ScreenStep<'_> {
         self.screened.fetch_add(rows.len(), Ordering::Relaxed);
         self.skipped.fetch_add(rows.len() - keep.len(), Ordering::Relaxed);
         keep
+    }
+}
+
+impl Drop for ScreenStep<'_> {
+    fn drop(&mut self) {
+        let (screened, skipped) = (*self.screened.get_mut(), *self.skipped.get_mut());
+        self.screen.screened.fetch_add(screened, Ordering::Relaxed);
+        self.screen.skipped.fetch_add(skipped, Ordering::Relaxed);
+        let mut back_off = self.screen.back_off.lock().unwrap_or_else(|e| e.into_inner());
+        // Screening reads a quarter of the bytes of a measuring pass, and rows it keeps are
+        // gathered and measured: it repays itself once about half the rows are skipped.
+        back_off.misses = if 2 * skipped < screened { back_off.misses + 1 } else { 0 };
+        back_off.next = back_off.steps + (1 << back_off.misses.min(6));
     }
 }
 
@@ -212,160 +286,29 @@ fn column_mean(x: MatRef<'_, f32>) -> Vec<f32> {
     sums.iter().map(|&s| (s / n.max(1) as f64) as f32).collect()
 }
 
-/// The rows of `x` less `mean`, in float32 (row-major).
-fn centre(x: MatRef<'_, f32>, mean: &[f32]) -> Vec<f32> {
-    (0..x.rows()).flat_map(|i| x.row(i).iter().zip(mean).map(|(&v, &m)| v - m)).collect()
+/// Whether this CPU has the 8-bit dot products.
+fn vnni_ready() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return super::x86::vnni_ready();
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
-/// Squared norms of the rows of `x`, summed in float64 and rounded up to float32.
-fn sq_norms_up(x: MatRef<'_, f32>) -> Vec<f32> {
-    (0..x.rows())
-        .map(|i| {
-            let exact: f64 = x.row(i).iter().map(|&v| v as f64 * v as f64).sum();
-            let rounded = exact as f32;
-            if (rounded as f64) < exact {
-                rounded.next_up()
-            } else {
-                rounded
-            }
-        })
-        .collect()
-}
-
-/// [`super::x86::thin_dots_bf16`] where it exists.
+/// [`super::x86::thin_dots_u8i8`] where it exists.
 ///
 /// # Safety
-/// As there: bfloat16 dot products supported, the slices large enough.
-unsafe fn thin_dots(a: &[u32], depth: usize, rows: &[usize], c: &[u32], t: usize, out: &mut [f32], ldo: usize) {
+/// As there: [`vnni_ready`], the slices large enough.
+unsafe fn thin_dots(a: &[u8], stride: usize, rows: &[usize], c: &[i8], t: usize, out: &mut [i32], ldo: usize) {
     #[cfg(target_arch = "x86_64")]
-    super::x86::thin_dots_bf16(a, depth, rows, c, t, out, ldo);
+    super::x86::thin_dots_u8i8(a, stride, rows, c, t, out, ldo);
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!(
-        "bfloat16 kernels exist on x86-64 only ({}, {depth}, {rows:?}, {}, {t}, {}, {ldo})",
+        "8-bit kernels exist on x86-64 only ({}, {stride}, {rows:?}, {}, {t}, {}, {ldo})",
         a.len(),
         c.len(),
         out.len()
     )
 }
 
-impl Drop for ScreenStep<'_> {
-    fn drop(&mut self) {
-        let (screened, skipped) = (*self.screened.get_mut(), *self.skipped.get_mut());
-        self.screen.screened.fetch_add(screened, Ordering::Relaxed);
-        self.screen.skipped.fetch_add(skipped, Ordering::Relaxed);
-        let mut back_off = self.screen.back_off.lock().unwrap_or_else(|e| e.into_inner());
-        // Screening reads half the bytes of a measuring pass, and rows it keeps are gathered
-        // and measured: it repays itself once about two thirds of the rows are skipped.
-        back_off.misses = if 3 * skipped < 2 * screened { back_off.misses + 1 } else { 0 };
-        back_off.next = back_off.steps + (1 << back_off.misses.min(6));
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::kernel::{cpu::CpuKernel, Kernel};
-    use crate::matrix::row_sq_norms;
-    use rand::{RngExt, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
-
-    fn random(rng: &mut ChaCha8Rng, len: usize, scale: f32) -> Vec<f32> {
-        (0..len).map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale).collect()
-    }
-
-    /// The thin bfloat16 dots of listed rows against float64 sums of the same rounded values,
-    /// with candidate counts on both sides of a tile's and odd feature counts.
-    #[test]
-    fn thin_dots_match_float64_sums_of_the_rounded_values() {
-        if !Dots::Bf16.supported() {
-            eprintln!("no bfloat16 dot products on this CPU");
-            return;
-        }
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        for (n, d, t) in [(40, 33, 1), (17, 64, 8), (29, 95, 11), (9, 16, 16)] {
-            let depth = Dots::Bf16.layout(d).depth;
-            let (x, c) = (random(&mut rng, n * d, 3.0), random(&mut rng, t * d, 3.0));
-            let (mut xw, mut cw) = (vec![0u32; n * depth], vec![0u32; t * depth]);
-            round_rows(MatRef::new(&x, n, d).unwrap(), depth, &mut xw);
-            round_rows(MatRef::new(&c, t, d).unwrap(), depth, &mut cw);
-            let value = |w: u32, high: bool| f32::from_bits(if high { w & 0xffff_0000 } else { w << 16 }) as f64;
-            let dot = |a: &[u32], b: &[u32]| -> (f64, f64) {
-                let pairs = a
-                    .iter()
-                    .zip(b)
-                    .flat_map(|(&p, &q)| [(value(p, false), value(q, false)), (value(p, true), value(q, true))]);
-                pairs.fold((0.0, 0.0), |(s, m), (u, v)| (s + u * v, m + (u * v).abs()))
-            };
-            let rows: Vec<usize> = (0..n).filter(|i| i % 3 != 1).rev().collect();
-            let mut out = vec![0f32; rows.len() * t];
-            for j0 in (0..t).step_by(THIN_MAX) {
-                unsafe { thin_dots(&xw, depth, &rows, &cw[j0 * depth..], THIN_MAX.min(t - j0), &mut out[j0..], t) };
-            }
-            for (r, &i) in rows.iter().enumerate() {
-                for j in 0..t {
-                    let (exact, scale) = dot(&xw[i * depth..(i + 1) * depth], &cw[j * depth..(j + 1) * depth]);
-                    let got = out[r * t + j] as f64;
-                    assert!(
-                        (got - exact).abs() <= (d + 4) as f64 * f32::EPSILON as f64 * scale + 1e-30,
-                        "{n}x{d} t={t} row {i} candidate {j}: {got} vs {exact}"
-                    );
-                }
-            }
-        }
-    }
-
-    /// Every row the screen lets go has float32 kernel distances to every candidate at least
-    /// its closest distance (closest distances set on both sides of the nearest candidate's),
-    /// with and without a common offset.
-    #[test]
-    fn rows_let_go_are_no_nearer_to_any_candidate_by_the_kernel() {
-        let kernel = CpuKernel;
-        let mut rng = ChaCha8Rng::seed_from_u64(4);
-        for (n, d, t, offset) in [(3000, 64, 8, 0.0f32), (2000, 200, 5, 30.0), (1500, 33, 12, 0.0)] {
-            let x: Vec<f32> = random(&mut rng, n * d, 2.0).iter().map(|v| v + offset).collect();
-            let xm = MatRef::new(&x, n, d).unwrap();
-            let norms = row_sq_norms(xm);
-            let bound = Kernel::<f32>::seeding_error_bound(&kernel, d).unwrap();
-            let Some(screen) = Screen::new(xm, &norms, crate::kernel::seeding_slack(&norms, bound)) else {
-                eprintln!("no screen on this CPU's chosen kernel");
-                return;
-            };
-            let picks: Vec<usize> = (0..t).map(|j| j * 37 % n).collect();
-            let candidates = xm.gather(&picks);
-            let cm = MatRef::new(&candidates, t, d).unwrap();
-            let mut distances = vec![0f32; n * t];
-            kernel.pairwise(xm, &norms, cm, &mut distances).unwrap();
-            let nearest: Vec<f32> =
-                distances.chunks_exact(t).map(|row| row.iter().fold(f32::INFINITY, |m, &v| m.min(v))).collect();
-            // Closest distances spread around the kernel's nearest distance, by up to a half.
-            let closest: Vec<f32> = nearest.iter().map(|&v| v * (0.5 + rng.random::<f32>())).collect();
-            let step = SeedingScreen::<f32>::step(&screen, cm).expect("the first step is screened");
-            let all: Vec<usize> = (0..n).collect();
-            let kept = step.rows_to_measure(&all, &closest);
-            let let_go: Vec<usize> = all.iter().copied().filter(|i| kept.binary_search(i).is_err()).collect();
-            for &i in &let_go {
-                assert!(
-                    nearest[i] >= closest[i],
-                    "{n}x{d} row {i}: kernel distance {} below closest {}",
-                    nearest[i],
-                    closest[i]
-                );
-            }
-            // A row (not a candidate itself) whose closest distance lies a fifth below every
-            // candidate is let go: the bounds are that tight on these shapes.
-            let far: Vec<usize> = (0..n).filter(|&i| !picks.contains(&i) && closest[i] < 0.8 * nearest[i]).collect();
-            let bad: Vec<(usize, f32, f32)> = far
-                .iter()
-                .filter(|i| let_go.binary_search(i).is_err())
-                .map(|&i| (i, closest[i], nearest[i]))
-                .take(3)
-                .collect();
-            assert!(
-                !far.is_empty() && bad.is_empty(),
-                "{n}x{d}: rows far below kept {bad:?} {} {}",
-                far.len(),
-                let_go.len()
-            );
-        }
-    }
-}
+mod tests;

@@ -320,45 +320,49 @@ unsafe fn thin_tile<const R: usize, const T: usize>(x: *const f32, d: usize, c: 
     }
 }
 
-/// `out[i][j] = x̃_{rows[i]} · c̃_j` (row-major, `ldo` per entry of `rows`) for rows of `a`
-/// and at most [`THIN_MAX`] candidates `c`, all as bfloat16 pairs (`depth` words each):
-/// [`thin_dots_f32`]'s layout on `vdpbf16ps` (32 features a vector), reading the listed rows
-/// where they lie.
+/// Whether this CPU has the 8-bit dot products [`thin_dots_u8i8`] runs on (AVX512-VNNI).
+pub fn vnni_ready() -> bool {
+    static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *READY.get_or_init(|| {
+        crate::matrix::wide_vectors() && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni")
+    })
+}
+
+/// `out[i][j] = Σ_p a_{rows[i]}[p] · c_j[p]` (row-major, `ldo` per entry of `rows`), exact in
+/// 32-bit integers, for rows of unsigned bytes `a` and at most [`THIN_MAX`] candidates of
+/// signed bytes `c`, `stride` bytes each (a multiple of 4, zero-padded): [`thin_dots_f32`]'s
+/// layout on `vpdpbusd` (64 bytes a vector), reading the listed rows where they lie. Exact
+/// while `stride · 255 · 128` fits in an `i32`.
 ///
 /// # Safety
-/// AVX512-BF16 must be supported; every listed row lies in `a`; `c` holds `t × depth` words
-/// and `out` `(rows.len() − 1) × ldo + t` values.
-#[target_feature(enable = "avx512f,avx512bf16")]
-pub unsafe fn thin_dots_bf16(
-    a: &[u32],
-    depth: usize,
-    rows: &[usize],
-    c: &[u32],
-    t: usize,
-    out: &mut [f32],
-    ldo: usize,
-) {
+/// [`vnni_ready`] must hold; every listed row lies in `a`; `c` holds `t × stride` bytes and
+/// `out` `(rows.len() − 1) × ldo + t` values.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub unsafe fn thin_dots_u8i8(a: &[u8], stride: usize, rows: &[usize], c: &[i8], t: usize, out: &mut [i32], ldo: usize) {
     let m = rows.len();
-    assert!(t <= THIN_MAX && c.len() >= t * depth && (m == 0 || out.len() >= (m - 1) * ldo + t));
-    assert!(rows.iter().all(|&i| (i + 1) * depth <= a.len()));
+    assert!(stride.is_multiple_of(4) && stride * 255 * 128 < i32::MAX as usize);
+    assert!(t <= THIN_MAX && c.len() >= t * stride && (m == 0 || out.len() >= (m - 1) * ldo + t));
+    assert!(rows.iter().all(|&i| (i + 1) * stride <= a.len()));
+    let words = stride / 4;
     for r0 in (0..m).step_by(THIN_ROWS) {
         let tile = &rows[r0..(r0 + THIN_ROWS).min(m)];
         let mut starts = [a.as_ptr(); THIN_ROWS];
         for (start, &i) in starts.iter_mut().zip(tile) {
-            *start = a.as_ptr().add(i * depth);
+            *start = a.as_ptr().add(i * stride);
         }
         let out = out.as_mut_ptr().add(r0 * ldo);
+        let c = c.as_ptr();
         macro_rules! run {
             ($rows:literal) => {
                 match t {
-                    1 => thin_tile_bf16::<$rows, 1>(&starts, depth, c.as_ptr(), out, ldo),
-                    2 => thin_tile_bf16::<$rows, 2>(&starts, depth, c.as_ptr(), out, ldo),
-                    3 => thin_tile_bf16::<$rows, 3>(&starts, depth, c.as_ptr(), out, ldo),
-                    4 => thin_tile_bf16::<$rows, 4>(&starts, depth, c.as_ptr(), out, ldo),
-                    5 => thin_tile_bf16::<$rows, 5>(&starts, depth, c.as_ptr(), out, ldo),
-                    6 => thin_tile_bf16::<$rows, 6>(&starts, depth, c.as_ptr(), out, ldo),
-                    7 => thin_tile_bf16::<$rows, 7>(&starts, depth, c.as_ptr(), out, ldo),
-                    _ => thin_tile_bf16::<$rows, 8>(&starts, depth, c.as_ptr(), out, ldo),
+                    1 => thin_tile_u8i8::<$rows, 1>(&starts, words, c, out, ldo),
+                    2 => thin_tile_u8i8::<$rows, 2>(&starts, words, c, out, ldo),
+                    3 => thin_tile_u8i8::<$rows, 3>(&starts, words, c, out, ldo),
+                    4 => thin_tile_u8i8::<$rows, 4>(&starts, words, c, out, ldo),
+                    5 => thin_tile_u8i8::<$rows, 5>(&starts, words, c, out, ldo),
+                    6 => thin_tile_u8i8::<$rows, 6>(&starts, words, c, out, ldo),
+                    7 => thin_tile_u8i8::<$rows, 7>(&starts, words, c, out, ldo),
+                    _ => thin_tile_u8i8::<$rows, 8>(&starts, words, c, out, ldo),
                 }
             };
         }
@@ -370,35 +374,36 @@ pub unsafe fn thin_dots_bf16(
     }
 }
 
-/// `R` rows (starting at `starts`) by `T` candidates of [`thin_dots_bf16`].
+/// `R` rows (starting at `starts`, `words` 4-byte groups each) by `T` candidates of
+/// [`thin_dots_u8i8`].
 #[inline]
-#[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn thin_tile_bf16<const R: usize, const T: usize>(
-    starts: &[*const u32; THIN_ROWS],
-    depth: usize,
-    c: *const u32,
-    out: *mut f32,
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn thin_tile_u8i8<const R: usize, const T: usize>(
+    starts: &[*const u8; THIN_ROWS],
+    words: usize,
+    c: *const i8,
+    out: *mut i32,
     ldo: usize,
 ) {
-    let mut acc = [[_mm512_setzero_ps(); T]; R];
+    let mut acc = [[_mm512_setzero_si512(); T]; R];
     let mut p = 0;
-    while p < depth {
-        let mask = ((1u32 << (depth - p).min(LANES)) - 1) as __mmask16;
+    while p < words {
+        let mask = ((1u32 << (words - p).min(LANES)) - 1) as __mmask16;
         let mut rows = [_mm512_setzero_si512(); R];
         for (row, start) in rows.iter_mut().zip(starts) {
-            *row = _mm512_maskz_loadu_epi32(mask, start.add(p).cast());
+            *row = _mm512_maskz_loadu_epi32(mask, start.add(4 * p).cast());
         }
         for j in 0..T {
-            let centre: __m512bh = std::mem::transmute(_mm512_maskz_loadu_epi32(mask, c.add(j * depth + p).cast()));
+            let centre = _mm512_maskz_loadu_epi32(mask, c.add(j * words * 4 + 4 * p).cast());
             for (acc_row, &row) in acc.iter_mut().zip(&rows) {
-                acc_row[j] = _mm512_dpbf16_ps(acc_row[j], std::mem::transmute::<__m512i, __m512bh>(row), centre);
+                acc_row[j] = _mm512_dpbusd_epi32(acc_row[j], row, centre);
             }
         }
         p += LANES;
     }
     for (r, acc_row) in acc.iter().enumerate() {
         for (j, acc) in acc_row.iter().enumerate() {
-            *out.add(r * ldo + j) = _mm512_reduce_add_ps(*acc);
+            *out.add(r * ldo + j) = _mm512_reduce_add_epi32(*acc);
         }
     }
 }
