@@ -257,6 +257,18 @@ fn settle_block<T: Scalar>(
     }
 }
 
+/// Dot products `x_r · c_j` (`out`, rows × `c_norms.len()`) to squared distances
+/// `‖x_r‖² + ‖c_j‖² − 2 x_r·c_j`, clamped at zero.
+fn dots_to_sq_distances<T: Scalar>(x_sq_norms: &[T], c_norms: &[T], out: &mut [T]) {
+    let two = T::one() + T::one();
+    for (row, &xn) in out.chunks_exact_mut(c_norms.len()).zip(x_sq_norms) {
+        for (v, &cn) in row.iter_mut().zip(c_norms) {
+            let d = xn + cn - two * *v;
+            *v = if d > T::zero() { d } else { T::zero() };
+        }
+    }
+}
+
 /// Dot products of a few centroids (k-means++ candidates) on the SIMD kernel for them, in
 /// float32 where `T` is; false where they were not computed.
 fn thin_dots<T: Scalar>(x: MatRef<'_, T>, centroids: MatRef<'_, T>, out: &mut [T]) -> bool {
@@ -421,7 +433,6 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
     fn pairwise(&self, x: MatRef<'_, T>, x_sq_norms: &[T], centroids: MatRef<'_, T>, out: &mut [T]) -> Result<()> {
         let k = centroids.rows();
         let c_norms = row_sq_norms(centroids);
-        let two = T::one() + T::one();
         // Few centroids (k-means++ candidates): bigger row blocks, fewer GEMM calls.
         let rows = if k <= 32 { 4 * ROW_BLOCK } else { ROW_BLOCK };
         out.par_chunks_mut(rows * k).enumerate().for_each(|(b, block_out)| {
@@ -431,14 +442,33 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
             if !thin_dots(block, centroids, block_out) {
                 dot_rows(block, centroids, block_out, k);
             }
-            for r in 0..m {
-                let xn = x_sq_norms[start + r];
-                for (v, &cn) in block_out[r * k..(r + 1) * k].iter_mut().zip(&c_norms) {
-                    let d = xn + cn - two * *v;
-                    *v = if d > T::zero() { d } else { T::zero() };
-                }
-            }
+            dots_to_sq_distances(&x_sq_norms[start..start + m], &c_norms, block_out);
         });
+        Ok(())
+    }
+
+    fn pairwise_rows(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        rows: &[usize],
+        centroids: MatRef<'_, T>,
+        out: &mut [T],
+    ) -> Result<()> {
+        let listed = match (x.as_f32(), centroids.as_f32(), T::as_f32s_mut(out)) {
+            (Some(x), Some(centres), Some(out)) => simd::thin_dots_of_rows(x, rows, centres, out),
+            _ => false,
+        };
+        if !listed {
+            // The same values by the gathered rows (each row's dots are summed alone).
+            let gathered = x.gather(rows);
+            let block = MatRef::new(&gathered, rows.len(), x.cols())?;
+            if !thin_dots(block, centroids, out) {
+                dot_rows(block, centroids, out, centroids.rows());
+            }
+        }
+        let norms: Vec<T> = rows.iter().map(|&i| x_sq_norms[i]).collect();
+        dots_to_sq_distances(&norms, &row_sq_norms(centroids), out);
         Ok(())
     }
 }

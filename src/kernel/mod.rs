@@ -70,6 +70,22 @@ pub trait Kernel<T: Scalar>: Sync {
     /// written row-major into `out` (`x.rows() × centroids.rows()`), clamped at zero.
     fn pairwise(&self, x: MatRef<'_, T>, x_sq_norms: &[T], centroids: MatRef<'_, T>, out: &mut [T]) -> Result<()>;
 
+    /// [`pairwise`](Kernel::pairwise) of the rows `rows` of `x` (`rows.len() × k` into `out`),
+    /// each row's values as `pairwise` gives them where the kernel promises rows independent
+    /// ([`seeding_error_bound`](Kernel::seeding_error_bound)). The default gathers the rows.
+    fn pairwise_rows(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        rows: &[usize],
+        centroids: MatRef<'_, T>,
+        out: &mut [T],
+    ) -> Result<()> {
+        let gathered = x.gather(rows);
+        let norms: Vec<T> = rows.iter().map(|&i| x_sq_norms[i]).collect();
+        self.pairwise(MatRef::new(&gathered, rows.len(), x.cols())?, &norms, centroids, out)
+    }
+
     /// Per-cluster weighted sums (`k × d`, f64) and total weights of the rows in each cluster.
     /// The default sums each cluster's rows in row order, so the result does not depend on
     /// the number of threads.

@@ -319,19 +319,26 @@ unsafe fn kernel_dots(kind: Dots, a: &[u32], m: usize, depth: usize, strips: &[u
 /// candidates) into `out` (`x.rows() × k`, row-major), on AVX-512F where the CPU has it and a
 /// `gemm` call pays less than its overhead; false where they were not computed.
 pub fn thin_dots(x: MatRef<'_, f32>, centroids: MatRef<'_, f32>, out: &mut [f32]) -> bool {
-    let (m, k, d) = (x.rows(), centroids.rows(), x.cols());
+    let rows: Vec<usize> = (0..x.rows()).collect();
+    thin_dots_of_rows(x, &rows, centroids, out)
+}
+
+/// [`thin_dots`] of the rows `rows` of `x` (`rows.len() × k` into `out`), read where they lie:
+/// each row's values are those [`thin_dots`] gives it.
+pub fn thin_dots_of_rows(x: MatRef<'_, f32>, rows: &[usize], centroids: MatRef<'_, f32>, out: &mut [f32]) -> bool {
+    let (k, d) = (centroids.rows(), x.cols());
     if !(Dots::F32.supported() && Dots::chosen().is_some()) || k > 2 * THIN_MAX || d < LANES {
         return false;
     }
-    assert!(out.len() >= m * k);
+    assert!(out.len() >= rows.len() * k && rows.iter().all(|&i| i < x.rows()));
     for j0 in (0..k).step_by(THIN_MAX) {
         let t = THIN_MAX.min(k - j0);
         let c = centroids.slice_rows(j0, j0 + t);
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX-512F is supported (checked above); `out` holds `m × k` values, the
-        // first of this group at column `j0`.
+        // SAFETY: AVX-512F is supported (checked above); the rows lie in `x`; `out` holds
+        // `rows.len() × k` values, the first of this group at column `j0`.
         unsafe {
-            x86::thin_dots_f32(x.as_slice(), m, d, c.as_slice(), t, &mut out[j0..], k)
+            x86::thin_dots_f32(x.as_slice(), d, rows, c.as_slice(), t, &mut out[j0..], k)
         };
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("{c:?}");

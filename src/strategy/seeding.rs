@@ -105,10 +105,8 @@ fn measure_rows<T: Scalar>(
     if rows.is_empty() {
         return Ok(());
     }
-    let gathered = points.x.gather(rows);
-    let norms: Vec<T> = rows.iter().map(|&i| points.x_sq_norms[i]).collect();
     let mut measured = vec![T::zero(); rows.len() * n_trials];
-    kernel.pairwise(MatRef::new(&gathered, rows.len(), points.cols())?, &norms, candidates, &mut measured)?;
+    kernel.pairwise_rows(points.x, points.x_sq_norms, rows, candidates, &mut measured)?;
     for (&i, values) in rows.iter().zip(measured.chunks_exact(n_trials)) {
         block[(i - start) * n_trials..(i - start + 1) * n_trials].copy_from_slice(values);
     }

@@ -258,34 +258,42 @@ pub unsafe fn dots_amx(a: &[u32], m: usize, depth: usize, strips: &[u32], padded
 const THIN_ROWS: usize = 3;
 pub const THIN_MAX: usize = 8;
 
-/// `out[r][j] = x_r · c_j` (row-major, `ldo` per row) for the `m × d` rows `x` and at most
-/// [`THIN_MAX`] centroids `c` (`t × d`): few columns (k-means++ candidates), so the vectors
-/// run along the features, each row load serves every candidate, and each sum ends with
-/// one horizontal add.
+/// `out[i][j] = x_{rows[i]} · c_j` (row-major, `ldo` per entry of `rows`) for rows of the
+/// `d`-wide matrix `x` and at most [`THIN_MAX`] centroids `c` (`t × d`): few columns (k-means++
+/// candidates), so the vectors run along the features, each row load serves every
+/// candidate, and each sum ends with one horizontal add. A row's values do not depend on the
+/// other rows listed with it (each is summed alone, in the same order).
 ///
 /// # Safety
-/// AVX-512F must be supported; the slices hold `m × d`, `t × d` and `(m − 1) × ldo + t`.
+/// AVX-512F must be supported; every listed row lies in `x`; `c` holds `t × d` values and
+/// `out` `(rows.len() − 1) × ldo + t`.
 #[target_feature(enable = "avx512f")]
-pub unsafe fn thin_dots_f32(x: &[f32], m: usize, d: usize, c: &[f32], t: usize, out: &mut [f32], ldo: usize) {
-    assert!(t <= THIN_MAX && x.len() >= m * d && c.len() >= t * d && (m == 0 || out.len() >= (m - 1) * ldo + t));
+pub unsafe fn thin_dots_f32(x: &[f32], d: usize, rows: &[usize], c: &[f32], t: usize, out: &mut [f32], ldo: usize) {
+    let m = rows.len();
+    assert!(t <= THIN_MAX && c.len() >= t * d && (m == 0 || out.len() >= (m - 1) * ldo + t));
+    assert!(rows.iter().all(|&i| (i + 1) * d <= x.len()));
     for r0 in (0..m).step_by(THIN_ROWS) {
-        let rows = THIN_ROWS.min(m - r0);
-        let (x, out) = (x.as_ptr().add(r0 * d), out.as_mut_ptr().add(r0 * ldo));
+        let tile = &rows[r0..(r0 + THIN_ROWS).min(m)];
+        let mut starts = [x.as_ptr(); THIN_ROWS];
+        for (start, &i) in starts.iter_mut().zip(tile) {
+            *start = x.as_ptr().add(i * d);
+        }
+        let out = out.as_mut_ptr().add(r0 * ldo);
         macro_rules! run {
             ($rows:literal) => {
                 match t {
-                    1 => thin_tile::<$rows, 1>(x, d, c.as_ptr(), out, ldo),
-                    2 => thin_tile::<$rows, 2>(x, d, c.as_ptr(), out, ldo),
-                    3 => thin_tile::<$rows, 3>(x, d, c.as_ptr(), out, ldo),
-                    4 => thin_tile::<$rows, 4>(x, d, c.as_ptr(), out, ldo),
-                    5 => thin_tile::<$rows, 5>(x, d, c.as_ptr(), out, ldo),
-                    6 => thin_tile::<$rows, 6>(x, d, c.as_ptr(), out, ldo),
-                    7 => thin_tile::<$rows, 7>(x, d, c.as_ptr(), out, ldo),
-                    _ => thin_tile::<$rows, 8>(x, d, c.as_ptr(), out, ldo),
+                    1 => thin_tile::<$rows, 1>(&starts, d, c.as_ptr(), out, ldo),
+                    2 => thin_tile::<$rows, 2>(&starts, d, c.as_ptr(), out, ldo),
+                    3 => thin_tile::<$rows, 3>(&starts, d, c.as_ptr(), out, ldo),
+                    4 => thin_tile::<$rows, 4>(&starts, d, c.as_ptr(), out, ldo),
+                    5 => thin_tile::<$rows, 5>(&starts, d, c.as_ptr(), out, ldo),
+                    6 => thin_tile::<$rows, 6>(&starts, d, c.as_ptr(), out, ldo),
+                    7 => thin_tile::<$rows, 7>(&starts, d, c.as_ptr(), out, ldo),
+                    _ => thin_tile::<$rows, 8>(&starts, d, c.as_ptr(), out, ldo),
                 }
             };
         }
-        match rows {
+        match tile.len() {
             1 => run!(1),
             2 => run!(2),
             _ => run!(3),
@@ -293,17 +301,23 @@ pub unsafe fn thin_dots_f32(x: &[f32], m: usize, d: usize, c: &[f32], t: usize, 
     }
 }
 
-/// `R` rows by `T` centroids of [`thin_dots_f32`].
+/// `R` rows (starting at `starts`) by `T` centroids of [`thin_dots_f32`].
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn thin_tile<const R: usize, const T: usize>(x: *const f32, d: usize, c: *const f32, out: *mut f32, ldo: usize) {
+unsafe fn thin_tile<const R: usize, const T: usize>(
+    starts: &[*const f32; THIN_ROWS],
+    d: usize,
+    c: *const f32,
+    out: *mut f32,
+    ldo: usize,
+) {
     let mut acc = [[_mm512_setzero_ps(); T]; R];
     let mut p = 0;
     while p < d {
         let mask = ((1u32 << (d - p).min(LANES)) - 1) as __mmask16;
         let mut rows = [_mm512_setzero_ps(); R];
-        for (r, row) in rows.iter_mut().enumerate() {
-            *row = _mm512_maskz_loadu_ps(mask, x.add(r * d + p));
+        for (row, start) in rows.iter_mut().zip(starts) {
+            *row = _mm512_maskz_loadu_ps(mask, start.add(p));
         }
         for j in 0..T {
             let centroid = _mm512_maskz_loadu_ps(mask, c.add(j * d + p));
