@@ -334,6 +334,9 @@ unsafe fn thin_tile<const R: usize, const T: usize>(
     }
 }
 
+/// Tiles ahead whose rows [`thin_dots_u8i8`] prefetches.
+const PREFETCH_TILES: usize = 6;
+
 /// Whether this CPU has the 8-bit dot products [`thin_dots_u8i8`] runs on (AVX512-VNNI).
 pub fn vnni_ready() -> bool {
     static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -359,6 +362,15 @@ pub unsafe fn thin_dots_u8i8(a: &[u8], stride: usize, rows: &[usize], c: &[i8], 
     assert!(rows.iter().all(|&i| (i + 1) * stride <= a.len()));
     let words = stride / 4;
     for r0 in (0..m).step_by(THIN_ROWS) {
+        // The rows six tiles ahead are fetched into L2 meanwhile: the tiles' own loads do not
+        // keep enough in flight to hide the memory's latency (measured on AMD Zen 4: a pass
+        // from memory took 2.1× as long without it, and 1.6× with hints into L1).
+        for &i in rows.iter().skip(r0 + PREFETCH_TILES * THIN_ROWS).take(THIN_ROWS) {
+            let row = a.as_ptr().add(i * stride);
+            for offset in (0..stride).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T1>(row.add(offset).cast());
+            }
+        }
         let tile = &rows[r0..(r0 + THIN_ROWS).min(m)];
         let mut starts = [a.as_ptr(); THIN_ROWS];
         for (start, &i) in starts.iter_mut().zip(tile) {
@@ -416,8 +428,33 @@ unsafe fn thin_tile_u8i8<const R: usize, const T: usize>(
         p += LANES;
     }
     for (r, acc_row) in acc.iter().enumerate() {
-        for (j, acc) in acc_row.iter().enumerate() {
-            *out.add(r * ldo + j) = _mm512_reduce_add_epi32(*acc);
+        let mut all = [_mm512_setzero_si512(); 8];
+        all[..T].copy_from_slice(acc_row);
+        let mut sums = [0i32; 8];
+        _mm256_storeu_si256(sums.as_mut_ptr().cast(), sum_each_of_eight(all));
+        for (j, &sum) in sums[..T].iter().enumerate() {
+            *out.add(r * ldo + j) = sum;
         }
     }
+}
+
+/// The lane sums of eight vectors, in order, by a transposing tree of shuffles and adds (a
+/// third of the instructions of eight separate reductions).
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn sum_each_of_eight(v: [__m512i; 8]) -> __m256i {
+    // Per 128-bit lane, pairs: [a0+a2, b0+b2, a1+a3, b1+b3].
+    let pair = |a: __m512i, b: __m512i| _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    let (ab, cd, ef, gh) = (pair(v[0], v[1]), pair(v[2], v[3]), pair(v[4], v[5]), pair(v[6], v[7]));
+    // Per 128-bit lane, each vector's lane sum: [a, b, c, d] and [e, f, g, h].
+    let quad = |x: __m512i, y: __m512i| _mm512_add_epi32(_mm512_unpacklo_epi64(x, y), _mm512_unpackhi_epi64(x, y));
+    let (abcd, efgh) = (quad(ab, cd), quad(ef, gh));
+    // Lanes [abcd0 + abcd1, abcd2 + abcd3, efgh0 + efgh1, efgh2 + efgh3].
+    let halves = _mm512_add_epi32(
+        _mm512_shuffle_i32x4::<0b10_00_10_00>(abcd, efgh),
+        _mm512_shuffle_i32x4::<0b11_01_11_01>(abcd, efgh),
+    );
+    // [abcd, efgh]: lanes 0 and 1 added, lanes 2 and 3 added.
+    let ordered = _mm512_shuffle_i32x4::<0b11_01_10_00>(halves, halves);
+    _mm256_add_epi32(_mm512_castsi512_si256(ordered), _mm512_extracti64x4_epi64::<1>(ordered))
 }
