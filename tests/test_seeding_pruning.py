@@ -4,7 +4,8 @@ its distance from every candidate is not measured) and, where the CPU has 8-bit 
 keep every candidate at or beyond its closest distance is not measured in float32) picks
 exactly the rows the unpruned greedy k-means++ picks for the same seed, on the cpu backend's
 every distance kernel (`MLX_KMEANS_CPU_DOTS`, read once per process: each kernel runs in a
-child), with the screen on and off (`MLX_KMEANS_SEEDING_SCREEN=0`). Cases: float32 and
+child), with the screen forced on (`MLX_KMEANS_SEEDING_SCREEN=1`: by default it runs on data
+of 8 MiB or more) and off (`0`). Cases: float32 and
 float64, weights with zeros, a large common offset, duplicated rows, few and many features,
 k close to the number of distinct rows. `MLX_KMEANS_SEEDING_PRUNE=0` turns both off."""
 
@@ -129,3 +130,38 @@ def test_pruning_skips_most_rows_of_separated_clusters():
     skipped = float(report["log"][0].split(":")[1].split("%")[0])
     assert skipped > 50.0, report["log"][0]
     assert report["picks"]["1"] == report["picks"]["0"]
+
+
+SIZES = r"""
+import json, logging, os
+import numpy as np
+from mlx_kmeans import kmeans_plusplus
+records = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append(record.getMessage())
+logging.getLogger("mlx_kmeans").addHandler(Keep())
+logging.getLogger("mlx_kmeans").setLevel(logging.DEBUG)
+rng = np.random.default_rng(4)
+out = {}
+for n, d in [(3000, 64), (12_000, 192)]:
+    centres = rng.normal(0.0, 4.0, size=(40, d))
+    X = (centres[rng.integers(0, 40, n)] + rng.standard_normal((n, d))).astype(np.float32)
+    records.clear()
+    kmeans_plusplus(X, 60, random_state=1)
+    out[f"{X.nbytes}"] = [m for m in records if "k-means++ screening" in m]
+print(json.dumps(out))
+"""
+
+
+def test_screen_by_default_only_on_data_past_the_caches():
+    """Without the switch the screen runs on float32 data of 8 MiB or more (where reading the
+    rows is what a step costs), not on smaller data."""
+    env = dict(os.environ, MLX_KMEANS_BACKEND="cpu")
+    env.pop("MLX_KMEANS_SEEDING_SCREEN", None)
+    done = subprocess.run([sys.executable, "-c", SIZES], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for size, logged in report.items():
+        expected = 1 if vnni() and int(size) >= 8 << 20 else 0
+        assert len(logged) == expected, (size, logged)

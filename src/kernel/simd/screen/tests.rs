@@ -46,7 +46,7 @@ fn rows_let_go_are_no_nearer_to_any_candidate_by_the_kernel() {
         let xm = MatRef::new(&x, n, d).unwrap();
         let norms = row_sq_norms(xm);
         let bound = Kernel::<f32>::seeding_error_bound(&kernel, d).unwrap();
-        let Some(screen) = Screen::new(xm, crate::kernel::seeding_slack(&norms, bound)) else {
+        let Some(screen) = Screen::build(xm, crate::kernel::seeding_slack(&norms, bound)) else {
             eprintln!("no screen on this CPU");
             return;
         };
