@@ -328,10 +328,35 @@ unsafe fn thin_tile<const R: usize, const T: usize>(
         p += LANES;
     }
     for (r, acc_row) in acc.iter().enumerate() {
-        for (j, acc) in acc_row.iter().enumerate() {
-            *out.add(r * ldo + j) = _mm512_reduce_add_ps(*acc);
+        let mut all = [_mm512_setzero_si512(); 8];
+        for (v, &a) in all.iter_mut().zip(acc_row) {
+            *v = _mm512_castps_si512(a);
+        }
+        let mut sums = [0f32; 8];
+        _mm256_storeu_ps(sums.as_mut_ptr(), sum_each_of_eight_ps(all));
+        for (j, &sum) in sums[..T].iter().enumerate() {
+            *out.add(r * ldo + j) = sum;
         }
     }
+}
+
+/// [`sum_each_of_eight`] in float32: the same tree of shuffles, with float additions.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn sum_each_of_eight_ps(v: [__m512i; 8]) -> __m256 {
+    let add =
+        |a: __m512i, b: __m512i| _mm512_castps_si512(_mm512_add_ps(_mm512_castsi512_ps(a), _mm512_castsi512_ps(b)));
+    let pair = |a: __m512i, b: __m512i| add(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    let (ab, cd, ef, gh) = (pair(v[0], v[1]), pair(v[2], v[3]), pair(v[4], v[5]), pair(v[6], v[7]));
+    let quad = |x: __m512i, y: __m512i| add(_mm512_unpacklo_epi64(x, y), _mm512_unpackhi_epi64(x, y));
+    let (abcd, efgh) = (quad(ab, cd), quad(ef, gh));
+    let halves =
+        add(_mm512_shuffle_i32x4::<0b10_00_10_00>(abcd, efgh), _mm512_shuffle_i32x4::<0b11_01_11_01>(abcd, efgh));
+    let ordered = _mm512_castsi512_ps(_mm512_shuffle_i32x4::<0b11_01_10_00>(halves, halves));
+    _mm256_add_ps(
+        _mm512_castps512_ps256(ordered),
+        _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(ordered))),
+    )
 }
 
 /// Tiles ahead whose rows [`thin_dots_u8i8`] prefetches.
