@@ -18,17 +18,21 @@ import sys
 
 import pytest
 
-CHILD = r"""
-import json, logging, os
+# The children's start: the package, and the `mlx_kmeans` logger's records kept in `records`.
+PRELUDE = r"""
+import json, logging, os, sys
 import numpy as np
-from mlx_kmeans import kmeans_plusplus, _native
-screens = []
+from mlx_kmeans import kmeans_plusplus
+records = []
 class Keep(logging.Handler):
     def emit(self, record):
-        if "k-means++ screening" in record.getMessage():
-            screens.append(record.getMessage())
+        records.append(record.getMessage())
 logging.getLogger("mlx_kmeans").addHandler(Keep())
 logging.getLogger("mlx_kmeans").setLevel(logging.DEBUG)
+"""
+
+CHILD = PRELUDE + r"""
+from mlx_kmeans import _native
 
 def mixture(n, d, centres, seed, dtype=np.float32):
     rng = np.random.default_rng(seed)
@@ -55,8 +59,8 @@ for name, (X, k, w) in cases.items():
         centres, indices = kmeans_plusplus(X, k, sample_weight=w, random_state=11)
         picks.append(indices.tolist())
     out["cases"][name] = picks
-    out["screens"][name] = screens[:]
-    screens.clear()
+    out["screens"][name] = [m for m in records if "k-means++ screening" in m]
+    records.clear()
 print(json.dumps(out))
 """
 
@@ -97,16 +101,7 @@ def test_pruned_kmeans_plusplus_picks_the_unpruned_rows(kind, screen):
             assert logged == [], (name, report["kernel"], screen, logged)
 
 
-SEPARATED = r"""
-import json, logging, os, sys
-import numpy as np
-from mlx_kmeans import kmeans_plusplus
-records = []
-class Keep(logging.Handler):
-    def emit(self, record):
-        records.append(record.getMessage())
-logging.getLogger("mlx_kmeans").addHandler(Keep())
-logging.getLogger("mlx_kmeans").setLevel(logging.DEBUG)
+SEPARATED = PRELUDE + r"""
 rng = np.random.default_rng(2)
 centres = rng.normal(0.0, 20.0, size=(20, 16))
 X = (centres[rng.integers(0, 20, 20_000)] + rng.standard_normal((20_000, 16))).astype(np.float32)
@@ -132,16 +127,7 @@ def test_pruning_skips_most_rows_of_separated_clusters():
     assert report["picks"]["1"] == report["picks"]["0"]
 
 
-SIZES = r"""
-import json, logging, os
-import numpy as np
-from mlx_kmeans import kmeans_plusplus
-records = []
-class Keep(logging.Handler):
-    def emit(self, record):
-        records.append(record.getMessage())
-logging.getLogger("mlx_kmeans").addHandler(Keep())
-logging.getLogger("mlx_kmeans").setLevel(logging.DEBUG)
+SIZES = PRELUDE + r"""
 rng = np.random.default_rng(4)
 out = {}
 for n, d in [(3000, 64), (12_000, 192)]:
