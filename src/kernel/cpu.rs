@@ -461,11 +461,7 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         };
         if !listed {
             // The same values by the gathered rows (each row's dots are summed alone).
-            let gathered = x.gather(rows);
-            let block = MatRef::new(&gathered, rows.len(), x.cols())?;
-            if !thin_dots(block, centroids, out) {
-                dot_rows(block, centroids, out, centroids.rows());
-            }
+            return super::pairwise_of_gathered(self, x, x_sq_norms, rows, centroids, out);
         }
         let norms: Vec<T> = rows.iter().map(|&i| x_sq_norms[i]).collect();
         dots_to_sq_distances(&norms, &row_sq_norms(centroids), out);

@@ -81,9 +81,7 @@ pub trait Kernel<T: Scalar>: Sync {
         centroids: MatRef<'_, T>,
         out: &mut [T],
     ) -> Result<()> {
-        let gathered = x.gather(rows);
-        let norms: Vec<T> = rows.iter().map(|&i| x_sq_norms[i]).collect();
-        self.pairwise(MatRef::new(&gathered, rows.len(), x.cols())?, &norms, centroids, out)
+        pairwise_of_gathered(self, x, x_sq_norms, rows, centroids, out)
     }
 
     /// Per-cluster weighted sums (`k × d`, f64) and total weights of the rows in each cluster.
@@ -167,6 +165,21 @@ pub trait StepScreen<T: Scalar>: Sync {
     /// Of `rows` (ascending), those whose computed squared distance to some candidate may be
     /// below their `closest` (indexed by row).
     fn rows_to_measure(&self, rows: &[usize], closest: &[T]) -> Vec<usize>;
+}
+
+/// [`Kernel::pairwise`] of the rows `rows` of `x`, gathered first: the default
+/// [`Kernel::pairwise_rows`], and a kernel's own where it cannot read the rows in place.
+pub fn pairwise_of_gathered<T: Scalar, K: Kernel<T> + ?Sized>(
+    kernel: &K,
+    x: MatRef<'_, T>,
+    x_sq_norms: &[T],
+    rows: &[usize],
+    centroids: MatRef<'_, T>,
+    out: &mut [T],
+) -> Result<()> {
+    let gathered = x.gather(rows);
+    let norms: Vec<T> = rows.iter().map(|&i| x_sq_norms[i]).collect();
+    kernel.pairwise(MatRef::new(&gathered, rows.len(), x.cols())?, &norms, centroids, out)
 }
 
 /// For k-means++ pruning and screening: each row's bound on the error of the squared

@@ -39,8 +39,8 @@ fn total_potentials(chunks: Vec<Vec<f64>>, n_trials: usize) -> Vec<f64> {
 
 /// Candidate evaluation on the host (see `super::Engine::candidate_potentials`): each chunk's
 /// distances are computed, then summed while still in cache. With `measured` or `screen`, a
-/// chunk's rows left to measure are gathered and measured together; the others take their
-/// `closest`.
+/// chunk's rows left to measure are measured together (`Kernel::pairwise_rows`); the others
+/// take their `closest`.
 #[allow(clippy::too_many_arguments)]
 pub fn potentials_by_chunk<T: Scalar>(
     kernel: &dyn Kernel<T>,
@@ -66,7 +66,8 @@ pub fn potentials_by_chunk<T: Scalar>(
                 None => screen.rows_to_measure(&(start..end).collect::<Vec<_>>(), closest),
             });
             let rows = screened.as_deref().or(listed);
-            // Gathering costs a copy of the rows: worth it where most of the chunk is skipped.
+            // Listed rows cost more each than a whole chunk's (a kernel may gather them): worth
+            // it where most of the chunk is skipped.
             // Measuring a skipped row anyway changes nothing: its distances are at least its
             // `closest` (see `crate::init`'s pruning), so the potentials are the same.
             match rows {
@@ -87,8 +88,8 @@ pub fn potentials_by_chunk<T: Scalar>(
 }
 
 /// The candidate distances of the chunk starting at row `start` (`block`, rows × candidates)
-/// where only `rows` are measured (gathered, one kernel call); every other row's distances
-/// are its `closest`.
+/// where only `rows` are measured (one kernel call); every other row's distances are its
+/// `closest`.
 fn measure_rows<T: Scalar>(
     kernel: &dyn Kernel<T>,
     points: Points<'_, T>,

@@ -114,7 +114,7 @@ impl Bound {
 
     /// For a row with (rounded) norm `norm`, residual norm `residual` and `‖x‖² = x_sq` (a
     /// float32 sum, whose own error joins the bound).
-    pub(super) fn of_row(&self, norm: f64, residual: f64, x_sq: f64) -> f64 {
+    fn of_row(&self, norm: f64, residual: f64, x_sq: f64) -> f64 {
         let u = f32::EPSILON as f64 / 2.0;
         let inputs = 2.0 * (residual * self.norm_max + norm * self.residual_max);
         let dot = 2.0 * self.gamma * norm * self.rounded_norm_max;
