@@ -8,8 +8,8 @@ mod prune;
 
 use crate::error::{invalid, Result};
 use crate::kernel::SeedingScreen;
-use crate::matrix::{sq_distance, weight_at, MatRef, Points, REDUCE_CHUNK};
-use crate::monitor::{report, Monitor, Progress, Stage};
+use crate::matrix::{weight_at, MatRef, Points, REDUCE_CHUNK};
+use crate::monitor::{report, run_together, Monitor, Progress, Stage};
 use crate::params::check_n_clusters;
 use crate::sampling::weighted_sample_without_replacement;
 use crate::scalar::Scalar;
@@ -41,6 +41,9 @@ pub fn initial_centroids<T: Scalar>(
     Ok(centroids.pop().expect("one run"))
 }
 
+/// Largest sample (bytes of rows) whose runs' k-means++ seedings run at once.
+const TOGETHER_BYTES: usize = 64 << 20;
+
 /// Initial centroids for several runs, run `r` chosen from `samples[r]` with `rngs[r]`:
 /// k-means++ by the engine's own strategy for all runs at once where it has one.
 pub fn initial_centroids_of_runs<T: Scalar>(
@@ -58,6 +61,19 @@ pub fn initial_centroids_of_runs<T: Scalar>(
         }
         if let Some(chosen) = engine.kmeans_plusplus(samples, k, rngs, first_run, monitor)? {
             return Ok(samples.iter().zip(&chosen).map(|(s, rows)| s.x.gather(rows)).collect());
+        }
+        if samples.len() > 1 && samples.iter().all(|s| s.rows() * s.cols() * size_of::<T>() <= TOGETHER_BYTES) {
+            // Small samples (mini-batch `init_size` rows) keep both threads busier one seeding
+            // a thread than shared; each run's picks do not depend on the threads.
+            let tasks: Vec<_> = samples
+                .iter()
+                .zip(rngs.iter_mut())
+                .enumerate()
+                .map(|(r, (&points, rng))| {
+                    move |monitor: Monitor<'_>| kmeans_plusplus(engine, points, k, rng, first_run + r, monitor)
+                })
+                .collect();
+            return run_together(tasks, monitor);
         }
     }
     let mut out = Vec::with_capacity(samples.len());
@@ -148,9 +164,11 @@ pub trait SeedingRows<D: Scalar>: Sync {
     fn pruning(&self) -> Option<prune::Pruning> {
         None
     }
-    /// Squared distance between rows `a` and `b`, by differences in float64 (for pruning).
-    fn sq_distance_between(&self, _a: usize, _b: usize) -> f64 {
-        0.0
+    /// For pruning: each of the rows `centres`' smallest squared distance to any of the rows
+    /// `candidates`, as the kernel computes it (within the pruning's slack of the true one).
+    /// The default, zero, lets no row be skipped.
+    fn nearest_candidate_distances(&self, centres: &[usize], _candidates: &[usize]) -> Result<Vec<f64>> {
+        Ok(vec![0.0; centres.len()])
     }
 }
 
@@ -185,15 +203,13 @@ pub fn greedy_seeds<D: Scalar>(
         report(monitor, Progress { stage: Stage::Init, iteration: step, run, inertia: potential, center_shift: 0.0 })?;
         let candidates: Vec<usize> =
             (0..n_trials).map(|_| search_cumulative(&weighted, &totals, rng.random::<f64>() * potential)).collect();
-        let measured = pruning.as_mut().filter(|pruning| pruning.worth_testing(step)).map(|pruning| {
-            let gaps: Vec<f64> = chosen
-                .par_iter()
-                .map(|&centre| {
-                    candidates.iter().map(|&c| rows.sq_distance_between(centre, c)).fold(f64::INFINITY, f64::min)
-                })
-                .collect();
-            pruning.rows_to_measure(step, &gaps, &closest, &assigned)
-        });
+        let measured = match pruning.as_mut().filter(|pruning| pruning.worth_testing(step)) {
+            Some(pruning) => {
+                let gaps = rows.nearest_candidate_distances(&chosen, &candidates)?;
+                Some(pruning.rows_to_measure(step, &gaps, &chosen, &closest, &assigned))
+            }
+            None => None,
+        };
         let pots = rows.candidate_potentials(
             row_weights,
             &closest,
@@ -292,8 +308,18 @@ impl<T: Scalar> SeedingRows<T> for DenseSeeding<'_, T> {
         Some(prune::Pruning::new(self.points.x_sq_norms, bound))
     }
 
-    fn sq_distance_between(&self, a: usize, b: usize) -> f64 {
-        sq_distance(self.points.x.row(a), self.points.x.row(b))
+    fn nearest_candidate_distances(&self, centres: &[usize], candidates: &[usize]) -> Result<Vec<f64>> {
+        let (x, d, t) = (self.points.x, self.points.cols(), candidates.len());
+        let rows = x.gather(candidates);
+        let mut distances = vec![T::zero(); centres.len() * t];
+        self.engine.kernel().pairwise_rows(
+            x,
+            self.points.x_sq_norms,
+            centres,
+            MatRef::new(&rows, t, d)?,
+            &mut distances,
+        )?;
+        Ok(distances.chunks(t).map(|row| row.iter().fold(f64::INFINITY, |m, v| m.min(v.as_f64()))).collect())
     }
 }
 

@@ -1,6 +1,10 @@
 //! What a fit reports while it runs, and how the caller stops it: the monitor is asked
 //! between iterations and between chunks of rows inside one pass over the data.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
 use crate::error::{Error, Result};
 
 /// Which phase of a fit a [`Progress`] report comes from.
@@ -111,4 +115,47 @@ pub fn for_each_chunk(
         }
     }
     Ok(())
+}
+
+/// Runs `tasks` at once on the engine's threads while the calling thread keeps asking
+/// `monitor` (Python sees Ctrl-C only on its main thread): a `false` stops every task at its
+/// next report. The tasks' own reports carry only that stop. Results come in task order.
+/// Already on an engine thread (a forked child's pool), the tasks run one after another.
+pub fn run_together<R: Send, F: FnOnce(Monitor<'_>) -> Result<R> + Send>(
+    tasks: Vec<F>,
+    monitor: Monitor<'_>,
+) -> Result<Vec<R>> {
+    if rayon::current_thread_index().is_some() || rayon::current_num_threads() < 2 || tasks.len() < 2 {
+        return tasks.into_iter().map(|task| task(&mut *monitor)).collect();
+    }
+    let stop = AtomicBool::new(false);
+    let slots: Vec<Mutex<Option<Result<R>>>> = tasks.iter().map(|_| Mutex::new(None)).collect();
+    let running = (Mutex::new(tasks.len()), Condvar::new());
+    rayon::in_place_scope(|scope| {
+        for (task, slot) in tasks.into_iter().zip(&slots) {
+            let (stop, running) = (&stop, &running);
+            scope.spawn(move |_| {
+                let outcome = task(&mut |_: &Progress| !stop.load(Ordering::Relaxed));
+                *lock(slot) = Some(outcome);
+                *lock(&running.0) -= 1;
+                running.1.notify_all();
+            });
+        }
+        loop {
+            let left = lock(&running.0);
+            let (left, _) = running.1.wait_timeout(left, Duration::from_millis(20)).unwrap_or_else(|e| e.into_inner());
+            if *left == 0 {
+                break;
+            }
+            drop(left);
+            if !stop.load(Ordering::Relaxed) && !monitor(&Progress::block(0, 0)) {
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+    });
+    slots.into_iter().map(|slot| slot.into_inner().unwrap_or_else(|e| e.into_inner()).expect("each task ran")).collect()
+}
+
+fn lock<V>(mutex: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

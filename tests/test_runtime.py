@@ -130,27 +130,39 @@ def test_bit_identical_at_one_and_two_threads(tmp_path):
         X = rng.normal(size=(20000, 16)).astype(np.float32)
         a = KMeans(64, random_state=1, n_init=2).fit(X)
         b = MiniBatchKMeans(64, random_state=1, batch_size=512).fit(X)
-        np.savez(sys.argv[1], ac=a.cluster_centers_, al=a.labels_, bc=b.cluster_centers_, bl=b.labels_)
+        # Five runs' seedings on their own samples, at once where there are two threads; each
+        # run's validation inertia is printed (verbose), so every run is compared.
+        c = MiniBatchKMeans(64, random_state=2, batch_size=512, n_init=5, backend="cpu", verbose=1).fit(X)
+        np.savez(
+            sys.argv[1], ac=a.cluster_centers_, al=a.labels_, bc=b.cluster_centers_, bl=b.labels_,
+            cc=c.cluster_centers_, cl=c.labels_,
+        )
         """
     )
     import os
 
-    outputs = []
+    outputs, inits = [], []
     for threads in ("1", "2"):
         target = tmp_path / f"t{threads}.npz"
         env = dict(os.environ, RAYON_NUM_THREADS=threads)
         run = subprocess.run([sys.executable, "-c", code, str(target)], env=env, capture_output=True, text=True)
         assert run.returncode == 0, run.stderr
         outputs.append(np.load(target))
-    for key in ("ac", "al", "bc", "bl"):
+        inits.append([line for line in run.stdout.splitlines() if line.startswith("Inertia for init")])
+    assert len(inits[0]) == 5 and inits[0] == inits[1], inits
+    for key in ("ac", "al", "bc", "bl", "cc", "cl"):
         np.testing.assert_array_equal(outputs[0][key], outputs[1][key])
 
 
-@pytest.mark.parametrize("cls", [KMeans, MiniBatchKMeans])
-def test_ctrl_c_interrupts_a_long_fit_quickly(cls):
-    # Long in k-means++ alone (thousands of passes over the data).
+@pytest.mark.parametrize("cls, n_init", [(KMeans, 1), (MiniBatchKMeans, 1), (MiniBatchKMeans, 3)])
+def test_ctrl_c_interrupts_a_long_fit_quickly(cls, n_init):
+    # Long in k-means++ alone (thousands of passes over the data); a mini-batch fit's three
+    # seedings run at once on the engine's threads, this thread watching for Ctrl-C.
     X = np.random.default_rng(0).normal(size=(200_000, 32)).astype(np.float32)
-    est = cls(2000, random_state=0, n_init=1, max_iter=300, init_size=200_000) if cls is MiniBatchKMeans else cls(2000, random_state=0, n_init=1)
+    if cls is MiniBatchKMeans:
+        est = cls(2000, random_state=0, n_init=n_init, max_iter=300, init_size=200_000)
+    else:
+        est = cls(2000, random_state=0, n_init=n_init)
     delay = seconds_to_interrupt(lambda: est.fit(X), after=0.5)
     assert delay < 1.0, delay
     assert not hasattr(est, "cluster_centers_")  # left unfitted, not half-written

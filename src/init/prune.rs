@@ -47,23 +47,24 @@ impl Pruning {
     }
 
     /// At step `step`, the rows (ascending) that some candidate may be nearer to than their
-    /// closest centre (`assigned[i]`, an index into the chosen centres, at squared distance
-    /// `closest[i]`), given `gaps[j]`: the smallest squared distance from chosen centre `j`
-    /// to any of this step's candidates (float64, by differences).
+    /// closest centre (`assigned[i]`, an index into `chosen`, at squared distance
+    /// `closest[i]`), given `gaps[j]`: the smallest squared distance from the chosen row
+    /// `chosen[j]` to any of this step's candidates, as the kernel computes it.
     pub fn rows_to_measure<D: Scalar>(
         &mut self,
         step: usize,
         gaps: &[f64],
+        chosen: &[usize],
         closest: &[D],
         assigned: &[u32],
     ) -> Vec<usize> {
-        // The gaps are float64 sums of d squared differences: relative error far below this.
-        const GAP_MARGIN: f64 = 1.0 - 1e-9;
+        // The kernel's gap errs by at most the centre row's slack: take the lower bound.
+        let gaps: Vec<f64> = gaps.iter().zip(chosen).map(|(&gap, &row)| (gap - self.slack[row]).max(0.0)).collect();
         let rows: Vec<usize> = (0..closest.len())
             .into_par_iter()
             .with_min_len(4096)
             .filter(|&i| {
-                let gap = gaps[assigned[i] as usize] * GAP_MARGIN;
+                let gap = gaps[assigned[i] as usize];
                 // True D(x) ≤ closest + slack; the computed distance to a candidate at true
                 // distance ≥ (√gap − √D)² ≥ closest + slack errs by at most slack.
                 !(gap >= 4.0 * (closest[i].as_f64() + self.slack[i]))
