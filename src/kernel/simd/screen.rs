@@ -179,16 +179,25 @@ impl Drop for Screen {
     }
 }
 
-/// One step's candidates as signed codes (`t × stride`), their code sums, and their norms.
+/// One step's candidates as signed codes (`t × stride`) and what the bounds take of them.
 struct ScreenStep<'s> {
     screen: &'s Screen,
-    codes: Codes<i8>,
-    code_sums: Vec<i64>,
-    norms: Vec<f64>,
+    codes: Vec<i8>,
     norm_max: f64,
     sq_norm_max: f64,
+    lanes: Lanes,
     screened: AtomicUsize,
     skipped: AtomicUsize,
+}
+
+/// Per candidate, in float64, what each row's bound takes: the code offset's product
+/// (`ROW_OFFSET · Σ q_c`), the scale, residual norm, norm and squared norm.
+struct Lanes {
+    offset: Vec<f64>,
+    scale: Vec<f64>,
+    residual: Vec<f64>,
+    norm: Vec<f64>,
+    sq_norm: Vec<f64>,
 }
 
 impl<T: Scalar> SeedingScreen<T> for Screen {
@@ -204,20 +213,28 @@ impl<T: Scalar> SeedingScreen<T> for Screen {
                 return None;
             }
         }
-        let Codes { bytes, scale, coded, residual, sq_norm } = encode(candidates, &self.mean, self.stride, 0);
+        let Codes { bytes, scale, residual, sq_norm, .. } = encode(candidates, &self.mean, self.stride, 0);
         // Signed codes, stored as their bytes.
-        let bytes: Vec<i8> = bytes.into_iter().map(|b| b as i8).collect();
-        let code_sums = bytes.chunks_exact(self.stride).map(|row| row.iter().map(|&q| q as i64).sum()).collect();
-        let norms: Vec<f64> = sq_norm.iter().map(|&v| v.sqrt() * (1.0 + 1e-12)).collect();
-        let norm_max = norms.iter().fold(0.0f64, |m, &v| m.max(v));
+        let codes: Vec<i8> = bytes.into_iter().map(|b| b as i8).collect();
+        let offset = codes
+            .chunks_exact(self.stride)
+            .map(|row| (ROW_OFFSET as i64 * row.iter().map(|&q| q as i64).sum::<i64>()) as f64);
+        let norm: Vec<f64> = sq_norm.iter().map(|&v| v.sqrt() * (1.0 + 1e-12)).collect();
+        let norm_max = norm.iter().fold(0.0f64, |m, &v| m.max(v));
         let sq_norm_max = sq_norm.iter().fold(0.0f64, |m, &v| m.max(v));
+        let lanes = Lanes {
+            offset: offset.collect(),
+            scale: scale.iter().map(|&v| v as f64).collect(),
+            residual,
+            norm,
+            sq_norm,
+        };
         Some(Box::new(ScreenStep {
             screen: self,
-            codes: Codes { bytes, scale, coded, residual, sq_norm },
-            code_sums,
-            norms,
+            codes,
             norm_max,
             sq_norm_max,
+            lanes,
             screened: AtomicUsize::new(0),
             skipped: AtomicUsize::new(0),
         }))
@@ -227,48 +244,60 @@ impl<T: Scalar> SeedingScreen<T> for Screen {
 impl<T: Scalar> StepScreen<T> for ScreenStep<'_> {
     fn rows_to_measure(&self, rows: &[usize], closest: &[T]) -> Vec<usize> {
         let Some(closest) = T::as_f32s(closest) else { return rows.to_vec() };
-        let (screen, t) = (self.screen, self.code_sums.len());
-        let (x, c) = (&screen.codes, &self.codes);
+        let (screen, t) = (self.screen, self.lanes.offset.len());
+        let x = &screen.codes;
         let mut keep = Vec::with_capacity(rows.len());
         let mut dots = vec![0i32; ROWS * t];
         for group in rows.chunks(ROWS) {
             for j0 in (0..t).step_by(THIN_MAX) {
-                let codes = &c.bytes[j0 * screen.stride..];
+                let codes = &self.codes[j0 * screen.stride..];
                 // SAFETY: `Screen::new` checked the 8-bit dot products are supported and the
                 // rows narrow enough; the rows lie in the copy, `codes` holds the candidates
                 // from `j0` on, and `dots` `group.len() × t` values.
                 unsafe { thin_dots(&x.bytes, screen.stride, group, codes, THIN_MAX.min(t - j0), &mut dots[j0..], t) };
             }
-            for (r, &i) in group.iter().enumerate() {
-                // min over candidates of ‖c'‖² − 2x'·c' from below: the codes' product, less
-                // what the residuals can add (|x'·c' − s_x s_c q_x·q_c| ≤ ‖s_x q_x‖‖r_c‖ +
-                // ‖r_x‖‖c'‖).
-                let nearest = (0..t)
-                    .map(|j| {
-                        let product = (dots[r * t + j] as i64 - ROW_OFFSET as i64 * self.code_sums[j]) as f64;
-                        let estimate = x.scale[i] as f64 * c.scale[j] as f64 * product;
-                        let error = x.coded[i] * c.residual[j] + x.residual[i] * self.norms[j];
-                        c.sq_norm[j] - 2.0 * (estimate + error)
-                    })
-                    .fold(f64::INFINITY, f64::min);
-                // A lower bound on the squared distance between the centred float32 row and
-                // every candidate (a margin for the float64 arithmetic); then, less the
-                // rounding of the centring (half a unit per coordinate of each, a unit to
-                // spare), on the true one; then on the kernel's computed one. NaN or overflow
-                // measures the row.
-                let x_sq = x.sq_norm[i];
-                let margin = 1e-9 * (x_sq + self.sq_norm_max);
-                let centred = (x_sq + nearest - margin).max(0.0).sqrt();
-                let centring = f32::EPSILON as f64 * (x_sq.sqrt() + self.norm_max);
-                let lower = (centred - centring).max(0.0).powi(2) - screen.slack[i];
-                if !(lower >= closest[i] as f64) {
-                    keep.push(i);
-                }
-            }
+            // SAFETY: the 8-bit dot products above need AVX-512 too (checked by `Screen::new`).
+            unsafe { self.keep_rows(group, &dots, closest, &mut keep) };
         }
         self.screened.fetch_add(rows.len(), Ordering::Relaxed);
         self.skipped.fetch_add(rows.len() - keep.len(), Ordering::Relaxed);
         keep
+    }
+}
+
+impl ScreenStep<'_> {
+    /// Of `group`, the rows whose lower bound does not reach `closest`, pushed onto `keep`,
+    /// given their code products with the candidates (`dots`, `group.len() × t`).
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f,fma"))]
+    unsafe fn keep_rows(&self, group: &[usize], dots: &[i32], closest: &[f32], keep: &mut Vec<usize>) {
+        let (x, lanes, t) = (&self.screen.codes, &self.lanes, self.lanes.offset.len());
+        for (r, &i) in group.iter().enumerate() {
+            // min over candidates of ‖c'‖² − 2x'·c' from below: the codes' product, less
+            // what the residuals can add (|x'·c' − s_x s_c q_x·q_c| ≤ ‖s_x q_x‖‖r_c‖ +
+            // ‖r_x‖‖c'‖). Integer products and offsets are exact in float64.
+            let (scale, coded, residual) = (x.scale[i] as f64, x.coded[i], x.residual[i]);
+            let mut nearest = f64::INFINITY;
+            for (j, &dot) in dots[r * t..(r + 1) * t].iter().enumerate() {
+                let product = dot as f64 - lanes.offset[j];
+                let estimate = scale * lanes.scale[j] * product;
+                let error = coded * lanes.residual[j] + residual * lanes.norm[j];
+                let bound = lanes.sq_norm[j] - 2.0 * (estimate + error);
+                nearest = if bound < nearest { bound } else { nearest };
+            }
+            // A lower bound on the squared distance between the centred float32 row and
+            // every candidate (a margin for the float64 arithmetic); then, less the
+            // rounding of the centring (half a unit per coordinate of each, a unit to
+            // spare), on the true one; then on the kernel's computed one. NaN or overflow
+            // measures the row.
+            let x_sq = x.sq_norm[i];
+            let margin = 1e-9 * (x_sq + self.sq_norm_max);
+            let centred = (x_sq + nearest - margin).max(0.0).sqrt();
+            let centring = f32::EPSILON as f64 * (x_sq.sqrt() + self.norm_max);
+            let lower = (centred - centring).max(0.0).powi(2) - self.screen.slack[i];
+            if !(lower >= closest[i] as f64) {
+                keep.push(i);
+            }
+        }
     }
 }
 
