@@ -118,6 +118,8 @@ pub struct Screen {
     d: usize,
     /// The column means (float32) subtracted before coding.
     mean: Vec<f32>,
+    /// Each coded row's norm (`√sq_norm`, rounded up).
+    norm: Vec<f64>,
     slack: Vec<f64>,
     back_off: Mutex<BackOff>,
     screened: AtomicUsize,
@@ -156,8 +158,10 @@ impl Screen {
         }
         let mean = column_mean(x);
         let codes = encode(x, &mean, stride, ROW_OFFSET);
+        let norm = codes.sq_norm.iter().map(|&v| v.sqrt() * (1.0 + 1e-12)).collect();
         Some(Self {
             codes,
+            norm,
             stride,
             d,
             mean,
@@ -286,14 +290,15 @@ impl ScreenStep<'_> {
             }
             // A lower bound on the squared distance between the centred float32 row and
             // every candidate (a margin for the float64 arithmetic); then, less the
-            // rounding of the centring (half a unit per coordinate of each, a unit to
-            // spare), on the true one; then on the kernel's computed one. NaN or overflow
-            // measures the row.
+            // rounding of the centring (`e`, half a unit per coordinate of each, a unit to
+            // spare), on the true one: (√A − e)² ≥ A − 2e·√A ≥ A − 2e·(‖x'‖ + max ‖c'‖),
+            // the last as A is at most (‖x'‖ + ‖c'‖)², and the bound holds below zero too;
+            // then on the kernel's computed one. NaN or overflow measures the row.
             let x_sq = x.sq_norm[i];
             let margin = 1e-9 * (x_sq + self.sq_norm_max);
-            let centred = (x_sq + nearest - margin).max(0.0).sqrt();
-            let centring = f32::EPSILON as f64 * (x_sq.sqrt() + self.norm_max);
-            let lower = (centred - centring).max(0.0).powi(2) - self.screen.slack[i];
+            let reach = self.screen.norm[i] + self.norm_max;
+            let centring = 2.0 * f32::EPSILON as f64 * reach * reach;
+            let lower = x_sq + nearest - margin - centring - self.screen.slack[i];
             if !(lower >= closest[i] as f64) {
                 keep.push(i);
             }
