@@ -337,3 +337,6 @@ pub fn kmeans_plusplus<T: Scalar>(
     let chosen = greedy_seeds(&DenseSeeding::new(engine, points), &row_weights, k, rng, run, monitor)?;
     Ok(points.x.gather(&chosen))
 }
+
+#[cfg(test)]
+mod tests;

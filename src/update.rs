@@ -118,3 +118,6 @@ pub fn farthest_rows<T: Scalar>(
         .fold(Vec::new, keep)
         .reduce(Vec::new, |a, b| b.into_iter().fold(a, keep))
 }
+
+#[cfg(test)]
+mod tests;
