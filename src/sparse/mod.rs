@@ -211,3 +211,6 @@ pub fn sq_distances<T: Scalar, I: CsrIndex>(x: CsrRef<'_, T, I>, centroids: MatR
     });
     out
 }
+
+#[cfg(test)]
+mod tests;
