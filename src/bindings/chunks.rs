@@ -1,6 +1,6 @@
 //! Pieces of a Lloyd iteration for data held in chunks elsewhere (a Dask cluster's
 //! partitions, a file read piece by piece): each chunk's partial sums, and its rows farthest
-//! from their centroid for empty clusters. The caller combines the pieces (`_chunked.py`).
+//! from their centroid for empty clusters. The caller combines the pieces (`python/mlx_kmeans/_chunked/loop.py`).
 
 use numpy::ndarray::Array1;
 use numpy::IntoPyArray;

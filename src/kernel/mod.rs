@@ -1,6 +1,6 @@
 //! The kernels the k-means loop is written against: a backend provides a [`Kernel`] of
-//! primitive operations on blocks of rows (the pure-Rust one is `cpu`; MLX's is
-//! `crate::mlx`). The loop (`crate::lloyd`), the initialisation and the mini-batch steps are
+//! primitive operations on blocks of rows (the pure-Rust one is `cpu`; MLX's lives in
+//! the MLX plugin, `crates/mlx/src/device/`). The loop (`crate::lloyd`), the initialisation and the mini-batch steps are
 //! shared, and where their steps run is chosen by a strategy (`crate::strategy`).
 
 pub mod cpu;

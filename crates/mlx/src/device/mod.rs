@@ -65,7 +65,7 @@ pub struct MlxConfig {
     /// Float32 GEMMs through the high/low split (see [`Precision`]): `None` where TF32 tensor
     /// cores would otherwise round them (a GPU on Linux, which MLX runs through CUDA).
     pub split: Option<bool>,
-    /// Lloyd steps by the custom CUDA kernels (`mlx/cuda.rs`) where MLX runs on CUDA;
+    /// Lloyd steps by the custom CUDA kernels (`device/cuda.rs`) where MLX runs on CUDA;
     /// `false` keeps to MLX's own ops.
     pub cuda_kernels: bool,
     /// With the custom kernels: each row's nearest centroid by the fused kernel (no `n × k`
@@ -157,7 +157,7 @@ pub struct MlxKernel<'a> {
     split: bool,
     /// Whether those kernels assign rows by the fused kernel (see [`MlxConfig`]).
     fused: Option<bool>,
-    /// The custom CUDA kernels (`mlx/cuda.rs`) for Lloyd steps: on a GPU on Linux, which MLX
+    /// The custom CUDA kernels (`device/cuda.rs`) for Lloyd steps: on a GPU on Linux, which MLX
     /// runs through CUDA, unless the configuration keeps to MLX's own ops.
     kernels: Option<cuda::LloydKernels>,
     /// Device memory the fit's data and its working copies may take (see [`MlxConfig`]).
