@@ -10,8 +10,8 @@
 //! bound does not cover) are decided by the host's exact float64 search, in the rare steps
 //! that have any.
 
-use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::ops::indexing::argmin_axis;
+use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::ops::{argsort_axis, concatenate, select};
 use mlx_rs::Array;
 
