@@ -107,6 +107,40 @@ fn bounds_give_the_dense_result() {
     }
 }
 
+/// The same after empty-cluster repairs: given centroids where several coincide (all but
+/// the first of each copy start empty) or lie far from every row, in 8-D overlapping blobs.
+#[test]
+fn bounds_give_the_dense_result_after_relocations() {
+    let (n, d, k) = (3000, 8, 24);
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let means: Vec<f64> = (0..30 * d).map(|_| rng.random::<f64>() * 5.0).collect();
+    let x: Vec<f64> = (0..n * d).map(|e| means[((e / d) % 30) * d + e % d] + rng.random::<f64>() * 2.0 - 1.0).collect();
+    let xm = MatRef::new(&x, n, d).unwrap();
+    let mut init: Vec<f64> = Vec::with_capacity(k * d);
+    for j in 0..k {
+        match j % 4 {
+            // Copies of row 0, and points far from all rows: empty from the first step.
+            1 => init.extend_from_slice(xm.row(0)),
+            3 => init.extend((0..d).map(|p| 1000.0 + (j * d + p) as f64)),
+            _ => init.extend_from_slice(xm.row(j * 97)),
+        }
+    }
+    let mut p = params(k);
+    let bounded = fit(&CPU, xm, None, &p, Init::Given(&init), &mut |_| true).unwrap();
+    p.algorithm = Algorithm::Dense;
+    let dense = fit(&CPU, xm, None, &p, Init::Given(&init), &mut |_| true).unwrap();
+    assert!(dense.n_iter > 3);
+    assert_eq!(bounded.labels, dense.labels);
+    assert_eq!(bounded.n_iter, dense.n_iter);
+    for (a, b) in bounded.centroids.iter().zip(&dense.centroids) {
+        assert_relative_eq!(a, b, max_relative = 1e-12, epsilon = 1e-12);
+    }
+    // Every cluster ends with rows: the repairs took place.
+    for j in 0..k as u32 {
+        assert!(dense.labels.contains(&j), "cluster {j} is empty");
+    }
+}
+
 #[test]
 fn monitor_can_stop_the_fit() {
     let x = blobs(&[[0.0, 0.0], [5.0, 5.0]], 20, 3);
