@@ -10,9 +10,8 @@
 //! bound does not cover) are decided by the host's exact float64 search, in the rare steps
 //! that have any.
 
-use mlx_rs::ops::indexing::argmin_axis;
 use mlx_rs::ops::indexing::IndexOp;
-use mlx_rs::ops::{argsort_axis, concatenate, select};
+use mlx_rs::ops::{argpartition_axis, argsort_axis, concatenate, select};
 use mlx_rs::Array;
 
 use rayon::prelude::*;
@@ -133,7 +132,11 @@ fn settle_round(data: &TieRows<'_>, settled: Settled, position: &Array, offset: 
     // The slots' candidates: the r smallest partial distances, measured again by differences.
     let m = cap as i32;
     let partial = partial_distances(&data.lifted.take_axis(&rows, 0)?, data.c, data.c_norms)?;
-    let nearest = if r < k { smallest_columns(&partial, r)? } else { argsort_axis(&partial, 1)? };
+    let nearest = if r < k {
+        argpartition_axis(&partial, r as i32 - 1, 1)?.index((.., 0..r as i32))
+    } else {
+        argsort_axis(&partial, 1)?
+    };
     let candidates = data.centroids.take_axis(nearest.reshape(&[-1])?, 0)?.reshape(&[m, r as i32, d as i32])?;
     let points = data.centred.take_axis(&rows, 0)?.reshape(&[m, 1, d as i32])?;
     let measured = points.subtract(&candidates)?.square()?.sum_axis(2, false)?;
@@ -161,25 +164,6 @@ fn settle_round(data: &TieRows<'_>, settled: Settled, position: &Array, offset: 
     let unproven = unproven.logical_and(&settled.logical_not()?)?;
     let unproven_count = unproven.as_type::<i32>()?.sum(false)?.as_type::<f32>()?;
     Ok(Settled { labels, distances, in_band, unproven, unproven_count, flagged_count, capacity: cap })
-}
-
-/// The columns of each row's `r` smallest `values` (`rows × r`, uint32, ascending, ties to
-/// the lowest column): `r` argmins, each after masking the one before. MLX's argpartition
-/// sorts whole rows on CUDA and converts their indices to int64 (two thirds of an ops step's
-/// near-tie work on an H100, `benchmarks/gpu.md`); `r` is small.
-fn smallest_columns(values: &Array, r: usize) -> Result<Array> {
-    let k = values.shape()[1];
-    let columns = mlx_rs::ops::arange::<_, u32>(0, k, 1)?.reshape(&[1, k])?;
-    let mut masked = values.clone();
-    let mut picked = Vec::with_capacity(r);
-    for j in 0..r {
-        let best = argmin_axis(&masked, 1, true)?;
-        if j + 1 < r {
-            masked = select(&columns.eq(&best)?, Array::from_f32(f32::INFINITY), &masked)?;
-        }
-        picked.push(best);
-    }
-    Ok(concatenate(&picked.iter().collect::<Vec<&Array>>(), 1)?)
 }
 
 /// Labels and squared distances of an evaluated [`Settled`] on the host, every near tie
