@@ -272,7 +272,7 @@ impl<T: Scalar> StepScreen<T> for ScreenStep<'_> {
 impl ScreenStep<'_> {
     /// Of `group`, the rows whose lower bound does not reach `closest`, pushed onto `keep`,
     /// given their code products with the candidates (`dots`, `group.len() × t`).
-    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f,fma"))]
+    #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
     unsafe fn keep_rows(&self, group: &[usize], dots: &[i32], closest: &[f32], keep: &mut Vec<usize>) {
         let (x, lanes, t) = (&self.screen.codes, &self.lanes, self.lanes.offset.len());
         for (r, &i) in group.iter().enumerate() {
