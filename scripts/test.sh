@@ -22,7 +22,8 @@ for path in ("pyproject.toml", "crates/mlx/pyproject.toml"):
 open(sys.argv[1], "w").write("\n".join(dict.fromkeys(lines)) + "\n")
 PY
 pip_install -r "$requirements"
-pip_install --no-build-isolation ".[test]" ./crates/mlx
+# Both modules with the test-only entry points (the cargo feature `test-hooks`).
+MATURIN_PEP517_ARGS="--features test-hooks" pip_install --no-build-isolation ".[test]" ./crates/mlx
 cargo fmt --all --check
 cargo clippy --locked --release --workspace --all-targets -- -D warnings
 # The engine tests (the MLX kernel is exercised through the Python suite).

@@ -76,7 +76,7 @@ pub fn fit<T: Scalar>(
             normalize_rows(&mut centroids, x.cols());
         }
         let steps = engine.lloyd(points, centroids, params)?;
-        lloyd(steps, params.max_iter, tol, run, &mut *monitor)
+        lloyd(steps, params.max_iter, || Ok(tol), run, &mut *monitor)
     })
 }
 
@@ -101,18 +101,25 @@ pub fn best_of_runs<T>(
 
 /// Lloyd iterations by `steps`, with scikit-learn's stopping rules: stop when labels no
 /// longer change (strict convergence) or the squared centre shift is `<= tol` (absolute).
+/// `tol` is asked for once, after the first step: a fit over chunks learns the feature
+/// variance it is relative to in its first pass over the data.
 pub fn lloyd<T: Scalar>(
     mut steps: Box<dyn LloydStep<T> + '_>,
     max_iter: usize,
-    tol: f64,
+    tol: impl FnOnce() -> Result<f64>,
     run: usize,
     monitor: Monitor<'_>,
 ) -> Result<KMeansFit<T>> {
     let started = std::time::Instant::now();
     let (mut n_iter, mut strict_convergence, mut history) = (0, false, Vec::new());
+    let (mut tol, mut absolute_tol) = (Some(tol), 0.0);
     for iteration in 1..=max_iter {
         n_iter = iteration;
         let step = steps.step(&mut || monitor(&Progress::block(iteration, run)))?;
+        if let Some(tol) = tol.take() {
+            absolute_tol = tol()?;
+        }
+        let tol = absolute_tol;
         history.push(step.inertia);
         log::debug!(
             "iteration {iteration}: inertia {:.6e}, {:.1} ms since the first",

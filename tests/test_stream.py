@@ -242,3 +242,24 @@ def test_mlx_backend_runs_the_chunks(data):
     assert on_mlx.backend == "mlx"
     np.testing.assert_array_equal(on_mlx.labels, on_cpu.labels)
     assert on_mlx.inertia == pytest.approx(on_cpu.inertia, rel=1e-5)
+
+
+@pytest.mark.parametrize("tol", [0.0, 1e-2])
+def test_stopping_rules_are_the_engines(tmp_path, data, monkeypatch, capsys, tol):
+    # A memory map fitted in chunks prints scikit-learn's lines from the engine's loop: the
+    # same iterations and the same reason to stop (strict convergence: no label changed;
+    # tolerance: the centre shift within tol times the mean feature variance) as in memory.
+    import mlx_kmeans._stream as stream
+
+    path = tmp_path / "x.npy"
+    np.save(path, data)
+    init = first_rows(data, 8, seed=3)
+    KMeans(8, init=init, n_init=1, tol=tol, verbose=1).fit(data)
+    in_memory = capsys.readouterr().out.splitlines()
+    monkeypatch.setattr(stream, "available_memory", lambda: 4096)
+    KMeans(8, init=init, n_init=1, tol=tol, verbose=1).fit(np.load(path, mmap_mode="r"))
+    streamed = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("Iteration", "Converged", "Initialization"))]
+    reason = "strict convergence" if tol == 0 else "within tolerance"
+    assert any(reason in line for line in in_memory), in_memory
+    assert [line.split(",")[0].split(":")[0] for line in streamed] == [line.split(",")[0].split(":")[0] for line in in_memory]
+    assert reason in streamed[-1]

@@ -140,11 +140,11 @@ class KMeans(_BaseKMeans):
     def _fit_streamed(self, X, sample_weight, progress, desc):
         """A memory map larger than memory: Lloyd over chunks read in turn (`_stream`), with
         greedy k-means++ on a sample of rows for 'k-means++'."""
-        from ._chunked import fit_chunked, fit_dtype
+        from ._chunked import CheckedFirstPass, fit_chunked, fit_dtype
         from ._stream import ArrayChunks
 
         logger.info("X is a memory map of %.1f GB, more than half the memory available: fitting it in chunks", X.nbytes / 1e9)
-        source = ArrayChunks(X, sample_weight)
+        source = CheckedFirstPass(ArrayChunks(X, sample_weight), type(self).__name__)
         self._mlx_output = False
         check_feature_names(self, X, reset=True)
         self.n_features_in_ = source.n_features
@@ -155,9 +155,9 @@ class KMeans(_BaseKMeans):
             raise ValueError("a callable init needs the data in memory; pass 'k-means++', 'random' or an array")
         if not isinstance(init, str):
             init = checked_centers(init, self.n_clusters, source.n_features, type(self).__name__)
-        # The chunked loop reports iterations only; the tolerance is not printed.
         algorithm = self._algorithm()
-        lines = functools.partial(KMeansLines, algorithm, None)
+        # The tolerance is known once the first pass has read the chunks.
+        lines = functools.partial(KMeansLines, algorithm, lambda: source.tol(float(self.tol)))
         with self._progress(int(self.max_iter), desc=desc, lines=lines) as bar:
             fit = fit_chunked(
                 source,

@@ -17,9 +17,9 @@ __all__ = [
     "value_summary",
     "chunk_summary",
     "assign",
+    "kmeans_fit_chunks",
     "lloyd_partials",
     "farthest_rows",
-    "half_gaps",
     "bounded_partials",
     "sq_distances",
     "kmeans_fit_sparse",
@@ -77,6 +77,27 @@ def kmeans_fit(
     progress: Optional[_Progress] = None,
     backend: _Backend = None,
 ) -> _KMeansFit: ...
+def kmeans_fit_chunks(
+    driver: Any,
+    *,
+    n_rows: int,
+    n_features: int,
+    float64: bool,
+    n_clusters: int,
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    seed: int,
+    spherical: bool = False,
+    algorithm: Literal["auto", "lloyd", "elkan"] = "auto",
+    progress: Optional[_Progress] = None,
+    backend: _Backend = None,
+) -> _KMeansFit:
+    """Lloyd's k-means over chunks held elsewhere, by the engine's loop: `driver` has
+    `initial_centroids(run, seed)`, `mean_feature_variance()`, `lloyd_pass(centroids,
+    half_gaps, shifts) -> (sums, weights, inertia, searched, changed)`, `farthest(centroids,
+    count) -> (distances, labels, weights, rows)` and `inertia(centroids)`. Labels and
+    distances come back empty (they stay with the chunks)."""
 def minibatch_fit(
     x: _Matrix,
     sample_weight: Optional[npt.NDArray[_Float]],
@@ -153,8 +174,6 @@ def farthest_rows(
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """The `count` positive-weight rows farthest from their labelled centroid, farthest
     first (ties by lowest index): exact squared distances and row indices."""
-def half_gaps(centroids: _Matrix, backend: _Backend = None) -> npt.NDArray[np.float64]:
-    """Half the distance from each centroid to its nearest other centroid."""
 def bounded_partials(
     x: _Matrix,
     centroids: _Matrix,
@@ -260,4 +279,5 @@ def assign_sparse(
 def sq_distances_sparse(indptr: _Index, indices: _Index, data: _Values, n_features: int, centroids: _Matrix) -> _Matrix: ...
 def cpu_kernel() -> str:
     """How the cpu backend computes float32 distances here: "amx", "bf16", "f32" or "gemm"."""
-def _panic_for_test() -> None: ...
+def _panic_for_test() -> None:
+    """Panics inside the engine wrapper (test builds only: the cargo feature `test-hooks`)."""

@@ -34,6 +34,8 @@ class KMeansLines:
     iteration (without the period for 'elkan', as there), and why a run stopped early."""
 
     def __init__(self, algorithm: str, tol) -> None:
+        """`tol`: the absolute tolerance, or a function that gives it once it is known (a fit
+        over chunks learns it in its first pass)."""
         # 'auto' prints as scikit-learn's default, 'lloyd', does.
         self.period = "" if algorithm == "elkan" else "."
         self.tol = tol
@@ -48,7 +50,8 @@ class KMeansLines:
         elif event == "strict":
             print(f"Converged at iteration {iteration - 1}: strict convergence.")
         elif event == "tolerance":
-            print(f"Converged at iteration {iteration - 1}: center shift {center_shift} within tolerance {self.tol}.")
+            tol = self.tol() if callable(self.tol) else self.tol
+            print(f"Converged at iteration {iteration - 1}: center shift {center_shift} within tolerance {tol}.")
 
 
 def reassigning(centres: int) -> None:

@@ -1,6 +1,7 @@
 //! Pieces of a Lloyd iteration for data held in chunks elsewhere (a Dask cluster's
-//! partitions, a file read piece by piece): each chunk's partial sums, and its rows farthest
-//! from their centroid for empty clusters. The caller combines the pieces (`python/mlx_kmeans/_chunked/loop.py`).
+//! partitions, a file read piece by piece), run where each chunk lives: its partial sums,
+//! and its rows farthest from their centroid for empty clusters. The driver of
+//! `python/mlx_kmeans/_chunked/loop.py` combines them for the engine's loop (`chunked_fit`).
 
 use numpy::ndarray::Array1;
 use numpy::IntoPyArray;
@@ -9,11 +10,11 @@ use pyo3::prelude::*;
 
 use super::engines::{BackendSpec, EngineFor};
 use super::run::detached;
-use super::{by_dtype, input, labels_out, matrix_out, view};
+use super::{by_dtype, input, labels_out, matrix_out};
 use crate::lloyd::lloyd_step;
 use crate::matrix::{weighted_sum, Points};
 use crate::monitor::Progress;
-use crate::strategy::bounds::{centroid_half_gaps, BoundedPass};
+use crate::strategy::bounds::BoundedPass;
 
 type Partials<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, Bound<'py, PyAny>, f64);
 
@@ -111,34 +112,6 @@ fn farthest_rows_t<'py, T: EngineFor>(
     let distances: Vec<f64> = found.iter().map(|&(dist, _)| dist).collect();
     let rows: Vec<i64> = found.iter().map(|&(_, i)| i as i64).collect();
     Ok((distances.into_pyarray(py).into_any(), rows.into_pyarray(py).into_any()))
-}
-
-/// Half the distance from each centroid to its nearest other centroid (what bounded passes
-/// compare rows against), computed once per pass for all chunks.
-#[pyfunction]
-#[pyo3(signature = (centroids, backend=None))]
-pub fn half_gaps<'py>(
-    py: Python<'py>,
-    centroids: &Bound<'py, PyAny>,
-    backend: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    by_dtype!(centroids, half_gaps_t(py, centroids, backend))
-}
-
-fn half_gaps_t<'py, T: EngineFor>(
-    py: Python<'py>,
-    centroids: &Bound<'py, PyAny>,
-    backend: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let spec = BackendSpec::from_py(backend)?;
-    let (c_array, k, d) = input::matrix::<T>(centroids, "centroids")?;
-    let cents = view(c_array.as_slice()?, k, d)?;
-    let gaps = detached(py, None, |pending, _| {
-        let engine = T::engine(&spec, None, None, pending)?;
-        let norms = crate::matrix::row_sq_norms(cents);
-        centroid_half_gaps(engine.kernel(), cents, &norms)
-    })?;
-    Ok(gaps.into_pyarray(py).into_any())
 }
 
 /// A chunk's pass with Hamerly's bounds kept from its previous pass: `labels` and `lower`

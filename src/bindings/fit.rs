@@ -15,7 +15,7 @@ use crate::minibatch::{self, DenseRows, MiniBatchState, PartialStep, Seeding};
 use crate::params::{Algorithm, KMeansParams, MiniBatchParams};
 use crate::{lloyd, Monitor};
 
-fn algorithm(name: &str) -> PyResult<Algorithm> {
+pub(super) fn algorithm(name: &str) -> PyResult<Algorithm> {
     match name {
         "lloyd" => Ok(Algorithm::Dense),
         // 'auto': the bounded passes, which skip work where the backend can and give the same labels.

@@ -5,6 +5,7 @@
 
 mod arrow;
 mod callback;
+mod chunked_fit;
 mod chunks;
 mod device;
 mod engines;
@@ -166,6 +167,8 @@ fn chunk_summary_t<'py, T: EngineFor>(py: Python<'py>, x: &Bound<'py, PyAny>) ->
 }
 
 /// Triggers a Rust panic inside the engine wrapper: proves panics become Python exceptions.
+/// Test builds only (the cargo feature `test-hooks`).
+#[cfg(feature = "test-hooks")]
 #[pyfunction]
 fn _panic_for_test(py: Python<'_>) -> PyResult<()> {
     detached(py, None, |_, _| -> crate::Result<()> { panic!("deliberate test panic") })
@@ -197,9 +200,9 @@ pub fn init_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(value_summary, m)?)?;
     m.add_function(wrap_pyfunction!(chunk_summary, m)?)?;
     m.add_function(wrap_pyfunction!(assign, m)?)?;
+    m.add_function(wrap_pyfunction!(chunked_fit::kmeans_fit_chunks, m)?)?;
     m.add_function(wrap_pyfunction!(chunks::lloyd_partials, m)?)?;
     m.add_function(wrap_pyfunction!(chunks::farthest_rows, m)?)?;
-    m.add_function(wrap_pyfunction!(chunks::half_gaps, m)?)?;
     m.add_function(wrap_pyfunction!(chunks::bounded_partials, m)?)?;
     m.add_function(wrap_pyfunction!(sq_distances, m)?)?;
     m.add_function(wrap_pyfunction!(sparse::kmeans_fit_sparse, m)?)?;
@@ -209,6 +212,7 @@ pub fn init_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sparse::assign_sparse, m)?)?;
     m.add_function(wrap_pyfunction!(sparse::sq_distances_sparse, m)?)?;
     m.add_function(wrap_pyfunction!(cpu_kernel, m)?)?;
+    #[cfg(feature = "test-hooks")]
     m.add_function(wrap_pyfunction!(_panic_for_test, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -37,7 +37,7 @@ pub fn fit<T: Scalar, I: CsrIndex>(
             normalize_rows(&mut centroids, d);
         }
         let steps = SparseLloyd { x, norms: &norms, weights, centroids, spherical: params.spherical, last: None };
-        lloyd(Box::new(steps), params.max_iter, tol, run, &mut *monitor)
+        lloyd(Box::new(steps), params.max_iter, || Ok(tol), run, &mut *monitor)
     })
 }
 

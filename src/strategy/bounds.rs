@@ -25,24 +25,64 @@ pub struct BoundedPass {
     lower: Vec<f64>,
     /// Whether `lower` (and the labels) describe the current centroids.
     valid: bool,
-    /// Dense passes to make before the bounds are tried (again), and how many tries have left
-    /// most rows to search. While centroids move far (early iterations from random rows),
-    /// bounds prune little and their bookkeeping costs; each failed try doubles the wait.
+    schedule: BoundsSchedule,
+}
+
+/// When a fit tries its bounds: dense passes to make before the bounds are tried (again),
+/// and how many tries in a row have left most rows to search. While centroids move far
+/// (early iterations from random rows), bounds prune little and their bookkeeping costs;
+/// each failed try doubles the wait. Shared by in-memory and chunked fits.
+#[derive(Debug, Clone, Copy)]
+pub struct BoundsSchedule {
     dense_left: usize,
     failures: u32,
+}
+
+impl BoundsSchedule {
+    /// The first iteration moves centroids most: it is a dense pass.
+    pub fn new() -> Self {
+        Self { dense_left: 1, failures: 0 }
+    }
+
+    /// Whether this iteration should be a plain dense pass (then the bounds go stale).
+    pub fn dense_now(&mut self) -> bool {
+        if self.dense_left == 0 {
+            return false;
+        }
+        self.dense_left -= 1;
+        true
+    }
+
+    /// After a pass that tested bounds made earlier: `searched` of `n` rows needed the full
+    /// search.
+    pub fn tested(&mut self, searched: usize, n: usize) {
+        if 2 * searched > n {
+            self.failures += 1;
+            self.dense_left = 2 << self.failures.min(16);
+        } else {
+            self.failures = 0;
+        }
+    }
+}
+
+impl Default for BoundsSchedule {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl BoundedPass {
     pub fn new(n: usize) -> Self {
         // The first iteration moves centroids most: make it a dense pass.
-        Self { lower: vec![0.0; n], valid: false, dense_left: 1, failures: 0 }
+        Self { lower: vec![0.0; n], valid: false, schedule: BoundsSchedule::new() }
     }
 
     /// A chunk's pass in a fit over chunks (`bindings::chunks`): from the lower bounds its
     /// last pass left (and already loosened), or, with none, a full search that makes them.
     pub fn resume(lower: Option<Vec<f64>>, n: usize) -> Self {
         let valid = lower.is_some();
-        Self { lower: lower.unwrap_or_else(|| vec![0.0; n]), valid, dense_left: 0, failures: 0 }
+        let schedule = BoundsSchedule { dense_left: 0, failures: 0 };
+        Self { lower: lower.unwrap_or_else(|| vec![0.0; n]), valid, schedule }
     }
 
     /// The lower bounds, for the chunk's next pass.
@@ -80,12 +120,9 @@ impl BoundedPass {
 
     /// Whether this iteration should be a plain dense pass (then the bounds go stale).
     fn dense_now(&mut self) -> bool {
-        if self.dense_left == 0 {
-            return false;
-        }
-        self.dense_left -= 1;
-        self.valid = false;
-        true
+        let dense = self.schedule.dense_now();
+        self.valid &= !dense;
+        dense
     }
 
     /// Labels and squared distances of every row for `centroids`, searching only the rows
@@ -175,11 +212,8 @@ impl BoundedPass {
             Ok(())
         })?;
         self.valid = true;
-        if tested && 2 * searched > n {
-            self.failures += 1;
-            self.dense_left = 2 << self.failures.min(16);
-        } else if tested {
-            self.failures = 0;
+        if tested {
+            self.schedule.tested(searched, n);
         }
         Ok(searched)
     }
@@ -190,12 +224,7 @@ impl BoundedPass {
         if !self.valid {
             return;
         }
-        let shifts: Vec<f64> = old
-            .chunks_exact(d)
-            .zip(new.chunks_exact(d))
-            .map(|(a, b)| a.iter().zip(b).map(|(&u, &v)| (u.as_f64() - v.as_f64()).powi(2)).sum::<f64>().sqrt())
-            .collect();
-        self.loosen_by(&shifts, labels);
+        self.loosen_by(&centroid_shifts(old, new, d), labels);
     }
 
     /// Loosens every row's lower bound by the farthest move (`shifts`: how far each
@@ -257,6 +286,14 @@ impl<T: Scalar> HostPass<T> for BoundedPass {
     fn moved(&mut self, old: &[T], new: &[T], d: usize, labels: &[u32]) {
         self.loosen(old, new, d, labels);
     }
+}
+
+/// How far each centroid moved from `old` to `new` (`k × d` each): a distance, not squared.
+pub fn centroid_shifts<T: Scalar>(old: &[T], new: &[T], d: usize) -> Vec<f64> {
+    old.chunks_exact(d)
+        .zip(new.chunks_exact(d))
+        .map(|(a, b)| a.iter().zip(b).map(|(&u, &v)| (u.as_f64() - v.as_f64()).powi(2)).sum::<f64>().sqrt())
+        .collect()
 }
 
 /// Half the distance from each centroid to its nearest other centroid (infinite for one).

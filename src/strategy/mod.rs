@@ -11,6 +11,7 @@
 //! these; a new backend or trick is a new strategy, never a new branch inside a loop.
 
 pub mod bounds;
+pub mod chunked;
 mod host;
 mod minibatch_step;
 mod seeding;

@@ -2,6 +2,6 @@
 initialisation (`init`)."""
 
 from .init import INIT_METHODS, gather_rows
-from .loop import ChunkedFit, ChunkSource, fit_chunked, fit_dtype
+from .loop import CheckedFirstPass, ChunkedFit, ChunkSource, fit_chunked, fit_dtype
 
-__all__ = ["ChunkSource", "ChunkedFit", "fit_chunked", "gather_rows", "fit_dtype", "INIT_METHODS"]
+__all__ = ["CheckedFirstPass", "ChunkSource", "ChunkedFit", "fit_chunked", "gather_rows", "fit_dtype", "INIT_METHODS"]

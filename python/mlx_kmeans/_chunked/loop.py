@@ -1,15 +1,14 @@
 """Lloyd's k-means over data held in chunks: partitions of a Dask array on a cluster
 (`mlx_kmeans.dask`), or a file larger than memory read piece by piece (`_stream`).
 
-The data is never gathered. Each pass runs a task on every chunk where the chunk is (the
-native kernel: assignment, per-cluster weighted sums and weights, inertia) and combines the
-small per-chunk results; only centroids and those `k × d` partial sums move. The loop keeps
-the rules of the engine's own (`src/lloyd.rs`): scikit-learn's `tol` on the squared centre
-shift, relative to the mean feature variance; strict convergence when the labels no longer
-change (then the centroids do not move either, which is how it is detected here without
-keeping labels between passes); empty clusters take the farthest rows, as
-`src/update.rs` does; `n_init` keeps the lowest inertia. Given the same initial centroids it
-takes the same steps as the in-memory fit.
+The data is never gathered. The engine's own loop drives the fit (`kmeans_fit_chunks`, from
+`src/strategy/chunked.rs`): `n_init`, the stopping rules, empty-cluster repair, the
+spherical update and the bounds schedule exist there only. Here is the `Driver` it calls
+back: each pass runs a task on every chunk where the chunk is (the native kernel:
+assignment, per-cluster weighted sums and weights, inertia; the chunk keeps its labels, and
+bounds, for the next pass) and combines the small per-chunk results; only centroids and
+those `k × d` partial sums move. Given the same initial centroids a fit takes the same steps
+as the in-memory fit.
 
 A source of chunks implements `map_reduce` (run a task on each chunk, combine the results in
 chunk order; optionally keep a per-chunk state for the next pass). Rows are gathered by
@@ -20,7 +19,6 @@ it).
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol
 
@@ -30,7 +28,6 @@ from .._validation import check_weight_scale, outside_float32_range
 from .init import initial_centroids
 from .tasks import (
     CombineStatsAnd,
-    LloydParts,
     assign_task,
     bounded_task,
     combine_farthest,
@@ -41,8 +38,6 @@ from .tasks import (
     stats_and_task,
     sum_all,
 )
-
-logger = logging.getLogger("mlx_kmeans")
 
 
 class ChunkSource(Protocol):
@@ -88,42 +83,89 @@ def fit_chunked(
     progress: Optional[Callable] = None,
 ) -> ChunkedFit:
     """Lloyd's k-means over `source`; the best of `n_init` runs. `keep_labels` gathers the
-    final labels and distances (a streamed file); a Dask fit leaves them on the cluster."""
+    final labels and distances (a streamed file); a Dask fit leaves them on the cluster.
+    `source` may already be a `CheckedFirstPass` (whose statistics the caller reads)."""
     if source.n_rows < n_clusters:
         raise ValueError(f"n_samples={source.n_rows} should be >= n_clusters={n_clusters}.")
-    checked = CheckedFirstPass(source, owner)
+    checked = source if isinstance(source, CheckedFirstPass) else CheckedFirstPass(source, owner)
     dtype = fit_dtype(source.dtype)
+    seeding = dict(init=init, backend=backend, init_size=init_size, factor=oversampling_factor, rounds=init_rounds)
     while True:
+        driver = Driver(checked, dtype, n_clusters, backend, keep_labels, seeding)
+        module, native = kernel(backend)
         try:
-            best = runs(checked, dtype, n_clusters, init, n_init, max_iter, tol, seed, spherical, backend, init_size, oversampling_factor, init_rounds, algorithm, progress)
+            result = module.kmeans_fit_chunks(
+                driver,
+                n_rows=source.n_rows,
+                n_features=source.n_features,
+                float64=dtype == np.float64,
+                n_clusters=n_clusters,
+                n_init=n_init,
+                max_iter=max_iter,
+                tol=tol,
+                seed=seed,
+                spherical=spherical,
+                algorithm="lloyd" if algorithm == "lloyd" else "elkan",
+                progress=progress,
+                backend=native,
+            )
             break
         except DtypeChanged as change:
             # float32 data beyond the float32-safe range, found by the first pass: again in float64.
             dtype = change.dtype
-    inertia, states = source.map_reduce(assign_task, sum_all, (best.centroids, backend, keep_labels), keep_states=keep_labels)
-    best.inertia = float(inertia)
+    fit = ChunkedFit(result["centroids"], float(result["inertia"]), int(result["n_iter"]), list(result["inertia_history"]))
     if keep_labels:
-        best.labels = np.concatenate([s[0] for s in states])
-        best.distances = np.concatenate([s[1] for s in states])
-    return best
+        fit.labels, fit.distances, fit.inertia = driver.final_labels(fit.centroids)
+    return fit
 
 
-def runs(source, dtype, n_clusters, init, n_init, max_iter, tol, seed, spherical, backend, init_size, factor, rounds, algorithm, progress) -> ChunkedFit:
-    """The best of `n_init` initialisations, each followed by Lloyd iterations."""
-    rng = np.random.default_rng(seed)
-    best: Optional[ChunkedFit] = None
-    for run in range(n_init):
-        run_seed = int(rng.integers(2**63))
-        centroids = initial_centroids(source, init, n_clusters, dtype, run_seed, backend, init_size, factor, rounds)
-        if spherical:
-            centroids = normalized(centroids)
-        bounded = algorithm != "lloyd" and n_clusters > 1
-        result = lloyd(source, centroids, max_iter, tol, spherical, backend, run, progress, bounded)
-        logger.debug("run %d: inertia %.6e after %d iterations", run, result.inertia, result.n_iter)
-        if best is None or result.inertia < best.inertia:
-            best = result
-    assert best is not None
-    return best
+class Driver:
+    """What the engine's loop calls for a fit over chunks: each run's initial centroids, the
+    statistics `tol` is relative to, and passes over every chunk (a Lloyd pass, the rows
+    farthest from their centroid, the final inertia). Each chunk keeps its labels (and, after
+    a bounded pass, Hamerly's lower bounds) as its state from pass to pass."""
+
+    def __init__(self, source: "CheckedFirstPass", dtype, n_clusters: int, backend: str, keep_labels: bool, seeding: dict):
+        self.source, self.dtype, self.n_clusters, self.backend = source, dtype, n_clusters, backend
+        self.keep_labels, self.seeding = keep_labels, seeding
+        self.states = None
+        # The last final assignment with its centroids (kept when labels are wanted).
+        self.assigned = None
+
+    def initial_centroids(self, run: int, seed: int) -> np.ndarray:
+        s = self.seeding
+        centroids = initial_centroids(self.source, s["init"], self.n_clusters, self.dtype, seed, s["backend"], s["init_size"], s["factor"], s["rounds"])
+        self.states = None
+        return np.ascontiguousarray(centroids, dtype=self.dtype)
+
+    def mean_feature_variance(self) -> float:
+        return self.source.tol(1.0)
+
+    def lloyd_pass(self, centroids, half_gaps, shifts):
+        if half_gaps is None:
+            task, shared = lloyd_task, (centroids, self.backend)
+        else:
+            task, shared = bounded_task, (centroids, half_gaps, shifts, self.backend)
+        parts, self.states = self.source.map_reduce(task, combine_lloyd, shared, self.states, keep_states=True)
+        return parts.sums, parts.weights, float(parts.inertia), int(parts.searched), int(parts.changed)
+
+    def farthest(self, centroids, count: int):
+        found, _ = self.source.map_reduce(farthest_task, combine_farthest, (centroids, count, self.backend), self.states)
+        return found.distances, found.labels.astype(np.int64), found.weights, np.ascontiguousarray(found.rows, dtype=self.dtype)
+
+    def inertia(self, centroids) -> float:
+        inertia, states = self.source.map_reduce(assign_task, sum_all, (centroids, self.backend, self.keep_labels), keep_states=self.keep_labels)
+        if self.keep_labels:
+            self.assigned = (centroids, states, float(inertia))
+        return float(inertia)
+
+    def final_labels(self, centroids):
+        """Labels, distances and inertia for `centroids`: those of the last final assignment
+        when it was made for these centroids, else one more pass."""
+        if self.assigned is None or not np.array_equal(self.assigned[0], centroids):
+            self.inertia(centroids)
+        _, states, inertia = self.assigned
+        return np.concatenate([s[0] for s in states]), np.concatenate([s[1] for s in states]), inertia
 
 
 class DtypeChanged(Exception):
@@ -173,85 +215,3 @@ def fit_dtype(dtype, top: float = 0.0) -> np.dtype:
     if dtype == np.float32 and outside_float32_range(None, top):
         return np.dtype(np.float64)
     return dtype
-
-
-def normalized(centroids: np.ndarray) -> np.ndarray:
-    norms = np.sqrt((centroids.astype(np.float64) ** 2).sum(axis=1, keepdims=True))
-    return np.where(norms > 0, centroids / np.where(norms > 0, norms, 1.0), centroids).astype(centroids.dtype)
-
-
-def lloyd(source, centroids, max_iter, tol, spherical, backend, run, progress, bounded) -> ChunkedFit:
-    """Lloyd iterations from `centroids`. `bounded`: each chunk keeps its labels and
-    Hamerly's lower bounds from pass to pass (where it lives), so that rows whose bounds
-    prove they keep their centroid skip the search, as the in-memory "elkan" fit does."""
-    history = []
-    n_iter = 0
-    states, previous = None, None
-    # As the in-memory bounded passes do: the first pass is dense; bounds that leave most
-    # rows to search (centroids still moving far) give way to dense passes, for twice as
-    # long after each such try.
-    dense_left, failures, have_bounds = 1, 0, False
-    for iteration in range(1, max_iter + 1):
-        n_iter = iteration
-        if bounded and dense_left == 0:
-            module, native = kernel(backend)
-            gaps = module.half_gaps(centroids, backend=native)
-            shifts = None if previous is None else np.sqrt(((centroids.astype(np.float64) - previous.astype(np.float64)) ** 2).sum(axis=1))
-            tested = have_bounds
-            parts, states = source.map_reduce(bounded_task, combine_lloyd, (centroids, gaps, shifts, backend), states if tested else None, keep_states=True)
-            have_bounds = True
-            if tested and 2 * parts.searched > source.n_rows:
-                failures += 1
-                dense_left = 2 << min(failures, 16)
-            elif tested:
-                failures = 0
-            logger.debug("iteration %d: %d of %d rows searched every centroid", iteration, parts.searched, source.n_rows)
-        else:
-            parts, states = source.map_reduce(lloyd_task, combine_lloyd, (centroids, backend), keep_states=True)
-            dense_left, have_bounds = max(dense_left - 1, 0), False
-        history.append(float(parts.inertia))
-        if not (parts.weights > 0).all():
-            relocate_empty_clusters(source, centroids, parts, backend, states)
-        updated = average(parts, centroids, spherical)
-        shift = float(((updated.astype(np.float64) - centroids.astype(np.float64)) ** 2).sum())
-        previous, centroids = centroids, updated
-        if progress is not None:
-            progress(run, iteration, float(parts.inertia), shift)
-        logger.debug("iteration %d: inertia %.6e, centre shift %.3e", iteration, parts.inertia, shift)
-        if shift == 0.0:
-            # The labels did not change (the same sums give the same centroids): strict convergence.
-            break
-        if shift <= source.tol(tol):
-            break
-    return ChunkedFit(centroids, history[-1], n_iter, history)
-
-
-def average(parts: LloydParts, previous: np.ndarray, spherical: bool) -> np.ndarray:
-    """Each cluster's weighted mean; a cluster with no weight keeps its centroid."""
-    out = previous.copy()
-    filled = parts.weights > 0
-    out[filled] = (parts.sums[filled] / parts.weights[filled, None]).astype(previous.dtype)
-    return normalized(out) if spherical else out
-
-
-def relocate_empty_clusters(source, centroids, parts: LloydParts, backend, states) -> None:
-    """Each cluster with no weight takes over one of the rows farthest from their centroid
-    (farthest first, ties by lowest row index); that row's sums move from its old cluster
-    (one more pass over the data, by the labels each chunk kept, only in iterations that
-    leave a cluster empty)."""
-    empty = np.flatnonzero(~(parts.weights > 0))
-    found, _ = source.map_reduce(farthest_task, combine_farthest, (centroids, len(empty), backend), states)
-    if len(found.distances) == 0 or not found.distances[0] > 0:
-        # Every row on its centroid: nothing to gain by moving one (as the engine's repair).
-        return
-    for cluster, old, w, row in zip(empty, found.labels, found.weights, found.rows):
-        contribution = row.astype(np.float64) * w
-        parts.sums[old] -= contribution
-        parts.sums[cluster] = contribution
-        before = parts.weights[old]
-        parts.weights[old] -= w
-        if parts.weights[old] <= 1e-12 * before:
-            parts.weights[old] = 0.0
-        parts.weights[cluster] = w
-    logger.debug("relocated %d empty cluster(s) to the farthest points", min(len(empty), len(found.indices)))
-

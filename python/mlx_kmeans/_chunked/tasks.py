@@ -107,40 +107,52 @@ def combine_stats(parts: Sequence[Stats]) -> Stats:
 @dataclass
 class LloydParts:
     """A Lloyd iteration's partial results: per-cluster weighted sums (`k × d`, float64),
-    per-cluster weights and the weighted inertia."""
+    per-cluster weights, the weighted inertia, the rows that searched every centroid and
+    the rows whose label changed since the chunk's previous pass (all on its first)."""
 
     sums: np.ndarray
     weights: np.ndarray
     inertia: float
-    searched: int = 0  # rows that searched every centroid (bounded passes)
+    searched: int
+    changed: int
+
+
+def changed_labels(labels: np.ndarray, state) -> int:
+    """How many of `labels` differ from those the chunk kept from its previous pass."""
+    if state is None:
+        return len(labels)
+    return int(np.count_nonzero(labels != state[0]))
 
 
 def lloyd_task(chunk, weights, offset, shared, state):
+    """A dense Lloyd pass. The state, kept with the chunk: its labels (a pass for empty
+    clusters needs them, and the next pass counts the changes) and no bounds."""
     centroids, backend = shared
     X, w, centroids = against(chunk, weights, centroids)
     module, native = kernel(backend)
     labels, _, sums, cluster_weights, inertia = module.lloyd_partials(X, centroids, w, backend=native)
-    # The labels stay with the chunk: a pass for empty clusters needs them.
-    return LloydParts(sums, cluster_weights, inertia), labels
+    return LloydParts(sums, cluster_weights, inertia, len(labels), changed_labels(labels, state)), (labels, None)
 
 
 def bounded_task(chunk, weights, offset, shared, state):
     """A Lloyd pass with Hamerly's bounds kept per chunk (the state: labels and lower
-    bounds): only rows the bounds cannot settle search every centroid (same labels)."""
+    bounds): only rows the bounds cannot settle search every centroid (same labels). Without
+    `shifts` (or bounds in the state) every row searches, which makes the bounds."""
     centroids, gaps, shifts, backend = shared
     X, w, centroids = against(chunk, weights, centroids)
     module, native = kernel(backend)
-    labels, lower = (None, None) if state is None else state
-    labels, _, sums, cluster_weights, inertia, lower, searched = module.bounded_partials(
-        X, centroids, checked_chunk(gaps, np.float64), labels, lower, None if state is None else checked_chunk(shifts, np.float64), w, backend=native
+    resume = shifts is not None and state is not None and state[1] is not None
+    labels, lower = state if resume else (None, None)
+    new_labels, _, sums, cluster_weights, inertia, lower, searched = module.bounded_partials(
+        X, centroids, checked_chunk(gaps, np.float64), labels, lower, checked_chunk(shifts, np.float64) if resume else None, w, backend=native
     )
-    return LloydParts(sums, cluster_weights, inertia, searched), (labels, lower)
+    return LloydParts(sums, cluster_weights, inertia, searched, changed_labels(new_labels, state)), (new_labels, lower)
 
 
 def combine_lloyd(parts: Sequence[LloydParts]) -> LloydParts:
     sums = parts[0].sums.copy()
     weights = parts[0].weights.copy()
-    inertia, searched = parts[0].inertia, parts[0].searched
+    inertia, searched, changed = parts[0].inertia, parts[0].searched, parts[0].changed
     # Weights too large for float64 sums overflow here in the first pass, which then refuses them.
     with np.errstate(over="ignore", invalid="ignore"):
         for part in parts[1:]:
@@ -148,7 +160,8 @@ def combine_lloyd(parts: Sequence[LloydParts]) -> LloydParts:
             weights += part.weights
             inertia += part.inertia
             searched += part.searched
-    return LloydParts(sums, weights, inertia, searched)
+            changed += part.changed
+    return LloydParts(sums, weights, inertia, searched, changed)
 
 
 @dataclass
@@ -165,10 +178,10 @@ class Farthest:
 
 def farthest_task(chunk, weights, offset, shared, state):
     """The chunk's `count` rows farthest from their centroid, by the labels its last Lloyd
-    pass kept (`state`: the labels, or labels and bounds)."""
+    pass kept (`state`: labels and bounds)."""
     centroids, count, backend = shared
     X, w, centroids = against(chunk, weights, centroids)
-    labels = state[0] if isinstance(state, tuple) else state
+    labels = state[0]
     distances, rows = native().farthest_rows(X, centroids, labels, count, w)
     row_weights = np.ones(len(rows)) if w is None else w[rows].astype(np.float64)
     return Farthest(distances, rows + offset, labels[rows], row_weights, X[rows].copy()), None

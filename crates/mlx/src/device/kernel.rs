@@ -78,8 +78,8 @@ impl MlxKernel<'_> {
 
 /// Per-cluster weighted sums (`k × d`, or `k × 3d` for split rows: see `fold_sums`) and
 /// weights (`k`) of `block`'s rows by `labels`, as a one-hot matmul: on a GPU it runs as one
-/// GEMM. MLX's scatter-add was slower there (on an H100, a whole 100k×768, k=500 step took
-/// ~10 ms with it, ~2 ms with the one-hot matmul). With `split` rows (TF32 products) the
+/// GEMM. MLX's scatter-add was several times slower there (`benchmarks/gpu.md`, "Measurements
+/// behind the MLX kernel's choices"). With `split` rows (TF32 products) the
 /// weights are split too, into a part exact in bfloat16 and the rest, one GEMM each: TF32
 /// would round them to 11 bits inside a single product.
 pub(super) fn cluster_sums(

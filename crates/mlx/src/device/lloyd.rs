@@ -10,8 +10,8 @@
 //! its mean); centroids and sums are shifted back whenever they reach the host.
 //! Short steps are queued one ahead: while the device runs a step, the host builds the next
 //! from its (not yet computed) centroids and queues it before waiting for the first one's
-//! scalars, so the device does not idle while the host builds graphs and reads numbers (on an
-//! H200, 0.8–1.0 ms a step). A queued step whose centroids the loop does not keep (empty
+//! scalars, so the device does not idle while the host builds graphs and reads numbers (about
+//! a millisecond a step: `benchmarks/gpu.md`). A queued step whose centroids the loop does not keep (empty
 //! clusters repaired) is dropped, a whole pass of device time lost; so steps are queued ahead
 //! only when the second step (the first runs compilation) took less than
 //! [`QUEUE_AHEAD_BELOW`]. One queued past the last step gives the final labels and distances.
@@ -42,9 +42,9 @@ mod repair;
 type Pass = (Array, Array, Array, Array, Array);
 
 /// Steps faster than this are queued one ahead (unless the configuration decides). A step
-/// that empties clusters costs the step queued after it, so the time a step gains (0.8–1.0 ms
-/// measured) must outweigh a whole step's time every time clusters are repaired: once or
-/// twice in 10–25 steps of `benchmarks/gpu.py`'s fits.
+/// that empties clusters costs the step queued after it, so the time a step gains (the host's
+/// share of a step) must outweigh a whole step's time every time clusters are repaired: once
+/// or twice in 10–25 steps of `benchmarks/gpu.py`'s fits.
 const QUEUE_AHEAD_BELOW: Duration = Duration::from_millis(16);
 
 /// One step queued on the device: its pass, the centroids it moves to (centred; where the

@@ -31,10 +31,10 @@ use mlx_kmeans::error::Result;
 use mlx_kmeans::matrix::MatRef;
 
 /// Whether Lloyd steps on `n × d` data with `k` centroids use the fused kernel when the
-/// configuration leaves it open. Measured on an H200 (`benchmarks/gpu.md`): with rows that
+/// configuration leaves it open. By the measurements of `benchmarks/gpu.md`: with rows that
 /// stay in the kernel's shared memory (d ≤ 192) it is faster from 1M × 128 rows with
-/// k = 1024 on (6.3 against 8.3 ms an iteration), GEMMs with blocks of the distance matrix
-/// below that (100k × 128) and with 768 features. Past 2^31 entries those GEMMs gave labels
+/// k = 1024 on, GEMMs with blocks of the distance matrix below that (100k × 128) and with
+/// 768 features. Past 2^31 entries those GEMMs gave labels
 /// that were not the nearest centroids of half the rows (10M × 128, k = 4096: lifted rows of
 /// 3.8·10^9 entries), where the fused kernel, whose indices are 64-bit, gives the exact ones.
 fn fused_by_default(n: usize, d: usize, k: usize) -> bool {
@@ -152,8 +152,8 @@ pub struct MlxKernel<'a> {
     on_gpu: bool,
     /// Whether float32 GEMMs go through the high/low split (see [`Precision`]). With the
     /// custom kernels, Lloyd steps would be exact without it too (near ties are decided
-    /// again), but at TF32's error bound so many rows need that on an H100 (C: 2.42 ms per
-    /// iteration against 2.11 ms with the split) that the split pays for itself.
+    /// again), but at TF32's error bound so many rows need that (`benchmarks/gpu.md`) that the
+    /// split pays for itself.
     split: bool,
     /// Whether those kernels assign rows by the fused kernel (see [`MlxConfig`]).
     fused: Option<bool>,
@@ -170,8 +170,8 @@ pub struct MlxKernel<'a> {
     shared: Option<shared::SharedKernels>,
 }
 
-/// MLX's CUDA backend runs float32 matrix products on TF32 tensor cores (measured on an H100:
-/// a relative error of 8e-5 where float32 gives ~1e-6), which flips near-tied labels and
+/// MLX's CUDA backend runs float32 matrix products on TF32 tensor cores (a relative error
+/// some 80 times float32's: `benchmarks/gpu.md`), which flips near-tied labels and
 /// blurs centroid sums. The split keeps float32 accuracy: each value `a = hi + lo` with `hi`
 /// exact in bfloat16 (so products of `hi` parts are exact in TF32) and `lo` the rest;
 /// rows become `[hi, hi, lo]` and centroids `[hi, lo, hi]`, so that one GEMM of three times
@@ -302,8 +302,7 @@ impl<'a> MlxKernel<'a> {
     /// errs by at most 2^-10 relative (2^-9 if inputs are truncated), and
     /// `Σ|x_i c_i| ≤ (‖x‖² + ‖c‖²) / 2`. The split leaves the `lo·lo` term and the TF32
     /// rounding of the low parts, under 2^-15. Float32 accumulation adds at most `d·2^-24`
-    /// relative to the same sum. (Measured on an H100: 1.3e-4 without the split, 1.5e-5
-    /// with it, relative to the largest distance.)
+    /// relative to the same sum (what it was measured at: `benchmarks/gpu.md`).
     /// Without TF32 (Metal, MLX's CPU) products are float32's own: the bound is the CPU
     /// kernel's. Centring rounds each coordinate once more (4 units more).
     fn gemm_error_bound(&self, d: usize) -> f64 {

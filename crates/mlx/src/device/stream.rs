@@ -66,8 +66,7 @@ impl MlxKernel<'_> {
 
     /// The custom kernels when they assign `rows` rows of `d` features against `k` centroids
     /// by the fused kernel: forced, or for streamed data (streamed blocks of the distance
-    /// matrix took 2.6 s a pass on 500k × 768, k = 1000 on an H200, against 0.69 s), or by
-    /// the shape.
+    /// matrix took several times as long a pass: `benchmarks/gpu.md`), or by the shape.
     pub(super) fn fused_kernels(&self, rows: usize, d: usize, k: usize) -> Option<&LloydKernels> {
         let fused = self.fused.unwrap_or_else(|| self.streamed || fused_by_default(rows, d, k));
         self.kernels.as_ref().filter(|_| fused)
