@@ -194,7 +194,7 @@ pub fn greedy_seeds<D: Scalar>(
     let mut totals = chunk_totals(&weighted);
     let mut potential: f64 = totals.iter().sum();
 
-    let mut pruning = if prune::enabled() { rows.pruning() } else { None };
+    let mut pruning = rows.pruning();
     // Each row's nearest chosen centre (its index in `chosen`): what pruning tests against.
     let mut assigned = vec![0u32; n];
     let mut candidate_distances = vec![D::zero(); n * n_trials];
@@ -270,7 +270,11 @@ struct DenseSeeding<'a, T> {
 
 impl<'a, T: Scalar> DenseSeeding<'a, T> {
     fn new(engine: &'a dyn Engine<T>, points: Points<'a, T>) -> Self {
-        let screen = prune::enabled().then(|| engine.kernel().seeding_screen(points.x, points.x_sq_norms)).flatten();
+        let options = engine.seeding();
+        let screen = options
+            .prune
+            .then(|| engine.kernel().seeding_screen(points.x, points.x_sq_norms, options.screen))
+            .flatten();
         Self { engine, points, screen }
     }
 }
@@ -304,6 +308,9 @@ impl<T: Scalar> SeedingRows<T> for DenseSeeding<'_, T> {
     }
 
     fn pruning(&self) -> Option<prune::Pruning> {
+        if !self.engine.seeding().prune {
+            return None;
+        }
         let bound = self.engine.kernel().seeding_error_bound(self.points.cols())?;
         Some(prune::Pruning::new(self.points.x_sq_norms, bound))
     }

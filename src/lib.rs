@@ -8,6 +8,7 @@ pub mod lloyd;
 pub mod matrix;
 pub mod minibatch;
 pub mod monitor;
+pub mod options;
 pub mod params;
 pub mod sampling;
 pub mod scalar;

@@ -1,6 +1,7 @@
 """The cpu backend's float32 distance kernels. The fastest this CPU has is picked at run time
 (AMX tiles, AVX512-BF16 or AVX-512 float32, else the `gemm` crate); `MLX_KMEANS_CPU_DOTS`
-picks one for diagnostics (an unsupported one falls back to the automatic choice). Every
+picks one for diagnostics (an unsupported one falls back to the automatic choice), read by
+`_options` and fixed by a process's first native call (so each kind runs in a child). Every
 kernel must give the exact nearest centroids: labels equal to a float64 NumPy reference
 (by differences, ties to the lowest index) on data made of near ties, distances exact to
 float32 rounding, and whole fits identical across kernels."""
@@ -15,21 +16,22 @@ import sys
 import numpy as np
 import pytest
 
-from mlx_kmeans import _native
+from mlx_kmeans._backend import native
 
 KINDS = ["gemm", "f32", "bf16", "amx"]
 
 CHILD = r"""
 import json, sys
 import numpy as np
-from mlx_kmeans import KMeans, _native
+from mlx_kmeans import KMeans
+from mlx_kmeans._backend import native
 data = np.load(sys.argv[1])
 x, centroids, init = data["x"], data["centroids"], data["init"]
-labels, distances, _ = _native.assign(x, centroids)
+labels, distances, _ = native().assign(x, centroids)
 fit = KMeans(len(init), init=init, n_init=1, max_iter=8, tol=0.0, backend="cpu").fit(x)
 np.savez(sys.argv[2], labels=labels, distances=distances, fit_labels=fit.labels_,
          fit_centroids=fit.cluster_centers_)
-print(json.dumps({"kernel": _native.cpu_kernel(), "n_iter": int(fit.n_iter_)}))
+print(json.dumps({"kernel": native().cpu_kernel(), "n_iter": int(fit.n_iter_)}))
 """
 
 
@@ -75,7 +77,7 @@ def runs(tmp_path_factory):
 
 
 def test_the_automatic_choice_is_one_of_the_kernels():
-    assert _native.cpu_kernel() in KINDS
+    assert native().cpu_kernel() in KINDS
 
 
 def test_every_kernel_gives_the_exact_nearest_centroids(runs):
@@ -102,4 +104,4 @@ def test_the_variable_picks_a_supported_kernel(runs):
     _, _, results = runs
     assert results["gemm"][0]["kernel"] == "gemm"
     for kind, (report, _) in results.items():
-        assert report["kernel"] in (kind, _native.cpu_kernel()), (kind, report)
+        assert report["kernel"] in (kind, native().cpu_kernel()), (kind, report)

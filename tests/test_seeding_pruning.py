@@ -32,7 +32,7 @@ logging.getLogger("mlx_kmeans").setLevel(logging.DEBUG)
 """
 
 CHILD = PRELUDE + r"""
-from mlx_kmeans import _native
+from mlx_kmeans._backend import native
 
 def mixture(n, d, centres, seed, dtype=np.float32):
     rng = np.random.default_rng(seed)
@@ -51,7 +51,7 @@ for n, d, k in [(3000, 5, 60), (4000, 24, 150), (2500, 130, 90), (3000, 64, 100)
     cases[f"{n}x{d} k={k} float64"] = (X.astype(np.float64), k, None)
     dups = np.repeat(X[: n // 10], 10, axis=0)
     cases[f"{n}x{d} k={k} duplicates"] = (dups, min(k, n // 10), None)
-out = {"kernel": _native.cpu_kernel(), "cases": {}, "screens": {}}
+out = {"kernel": native().cpu_kernel(), "cases": {}, "screens": {}}
 for name, (X, k, w) in cases.items():
     picks = []
     for prune in ("1", "0"):
@@ -85,6 +85,11 @@ def test_pruned_kmeans_plusplus_picks_the_unpruned_rows(kind, screen):
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["cases"]
+    # The asked kernel ran (one this CPU lacks falls back to the automatic choice).
+    if kind != "auto":
+        from mlx_kmeans._backend import native
+
+        assert report["kernel"] in ((kind,) if kind == "gemm" else (kind, native().cpu_kernel())), report["kernel"]
     for name, (pruned, unpruned) in report["cases"].items():
         assert pruned == unpruned, f"{name} on the {report['kernel']} kernel: picks differ"
         assert len(set(unpruned)) == len(unpruned), name

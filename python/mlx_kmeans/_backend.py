@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import sys
 from dataclasses import dataclass
 
@@ -26,10 +25,11 @@ import numpy as np
 
 from . import _native
 from ._loader import load_mlx, loaded_plugin
+from ._options import BACKEND as ENV_VAR
+from ._options import current, synced
 
 logger = logging.getLogger("mlx_kmeans")
 
-ENV_VAR = "MLX_KMEANS_BACKEND"
 KNOWN = ("cpu", "mlx", "faiss")
 FLOAT32_ONLY = ("mlx", "faiss")
 
@@ -66,7 +66,7 @@ def _mlx_info():
     module, problem = load_mlx()
     if module is None:
         return False, False, False, problem
-    runs, gpu, description = module.mlx_info()
+    runs, gpu, description = synced(module).mlx_info()
     return True, runs, gpu, description
 
 
@@ -80,7 +80,7 @@ _CPU_KERNELS = {
 
 
 def _probe_cpu(platform: str) -> Backend:
-    kernel = _CPU_KERNELS[_native.cpu_kernel()]
+    kernel = _CPU_KERNELS[synced(_native).cpu_kernel()]
     return Backend("cpu", True, f"pure-Rust engine (rayon threads, {kernel}, labels exact), always built in", auto=True)
 
 
@@ -91,7 +91,7 @@ def _shared_kernels(gpu: bool) -> tuple[tuple[str, ...], str]:
     plugin = loaded_plugin()
     if plugin is None:
         return (), ""
-    dialect, names, active, reason = plugin.shared_kernels(gpu)
+    dialect, names, active, reason = synced(plugin).shared_kernels(gpu)
     if dialect is None:
         return (), ""
     if active:
@@ -173,7 +173,7 @@ def resolve(requested: str | None, dtype=np.float32, platform: str | None = None
     requested = check_name(requested)
     platform = _platform(platform)
     if requested == "auto":
-        from_env = os.environ.get(ENV_VAR, "").strip().lower()
+        from_env = current().backend
         if from_env and from_env != "auto":
             from_env = check_name(from_env, f"the environment variable {ENV_VAR}")
             logger.info("backend %r chosen by %s", from_env, ENV_VAR)
@@ -225,7 +225,7 @@ def native():
     """The extension module for the native functions that belong to no backend (input
     summaries, Arrow reading, sparse kernels): the MLX plugin once it is loaded, else
     `_native`, so that one engine serves the process."""
-    return loaded_plugin() or _native
+    return synced(loaded_plugin() or _native)
 
 
 def engine_module(name: str):
@@ -237,7 +237,7 @@ def engine_module(name: str):
     module, problem = load_mlx()
     if module is None:
         raise ValueError(f"backend 'mlx' is not available here: {problem}")
-    return module
+    return synced(module)
 
 
 def compute_dtype(name: str, dtype) -> np.dtype:

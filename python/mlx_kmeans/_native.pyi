@@ -9,6 +9,7 @@ import numpy.typing as npt
 
 __version__: str
 __all__ = [
+    "configure",
     "kmeans_fit",
     "minibatch_fit",
     "minibatch_partial_fit",
@@ -62,6 +63,9 @@ class _MiniBatchFit(TypedDict):
     init_size: int
     inertia_history: list[float]
 
+def configure(options: dict[str, Any]) -> None:
+    """Takes the runtime switches (`_options.Options.engine()`) for every native call that
+    begins after it."""
 def kmeans_fit(
     x: _Matrix,
     sample_weight: Optional[npt.NDArray[_Float]],

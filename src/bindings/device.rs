@@ -9,9 +9,9 @@ use std::sync::OnceLock;
 
 use pyo3::prelude::*;
 
-use super::engines::MlxSwitches;
 use crate::error::Result;
 use crate::matrix::MatRef;
+use crate::options::Options;
 use crate::strategy::Engine;
 
 /// A device array over the call's data (the caller's own), opaque to these bindings.
@@ -22,11 +22,12 @@ pub trait DeviceKernel: Send + Sync {
     /// values start at `data`) is a view of, to compute on in place; `None` when there is none.
     fn share(&self, view: &Bound<'_, PyAny>, data: *const f32, rows: usize, cols: usize) -> Option<SharedArray>;
 
-    /// The engine for a call; `data` is the call's data matrix (kept resident on the device),
-    /// `shared` the array from [`DeviceKernel::share`] over the same values.
+    /// The engine for a call with the call's runtime switches; `data` is the call's data
+    /// matrix (kept resident on the device), `shared` the array from [`DeviceKernel::share`]
+    /// over the same values.
     fn engine<'a>(
         &self,
-        switches: MlxSwitches,
+        options: &Options,
         data: Option<MatRef<'a, f32>>,
         shared: Option<SharedArray>,
     ) -> Result<Box<dyn Engine<f32> + 'a>>;

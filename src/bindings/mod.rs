@@ -16,7 +16,7 @@ mod sparse;
 mod threads;
 
 pub use device::{register_device, DeviceKernel, SharedArray};
-pub use engines::{MlxSwitches, SharedDialect};
+pub use engines::current_options;
 
 use numpy::ndarray::Array2;
 use numpy::IntoPyArray;
@@ -192,6 +192,7 @@ pub fn init_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
             let _ = run::LOG_CACHE.set(handle);
         }
     }
+    m.add_function(wrap_pyfunction!(engines::configure, m)?)?;
     m.add_function(wrap_pyfunction!(fit::kmeans_fit, m)?)?;
     m.add_function(wrap_pyfunction!(fit::minibatch_fit, m)?)?;
     m.add_function(wrap_pyfunction!(fit::minibatch_partial_fit, m)?)?;

@@ -15,12 +15,6 @@ use rayon::prelude::*;
 
 use crate::scalar::Scalar;
 
-/// Whether k-means++ prunes (default on); `MLX_KMEANS_SEEDING_PRUNE=0` measures every row,
-/// for the benchmarks and the tests that compare both.
-pub fn enabled() -> bool {
-    std::env::var("MLX_KMEANS_SEEDING_PRUNE").map_or(true, |v| v.trim() != "0")
-}
-
 /// What pruning keeps across steps: each row's slack, a bound on the error of any squared
 /// distance the kernel computes for it.
 pub struct Pruning {

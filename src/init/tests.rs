@@ -7,7 +7,11 @@ use crate::matrix::row_sq_norms;
 use crate::strategy::HostEngine;
 use rand::SeedableRng;
 
-const CPU: HostEngine<CpuKernel> = HostEngine { kernel: CpuKernel, bounds: true };
+const CPU: HostEngine<CpuKernel> = HostEngine {
+    kernel: CpuKernel,
+    bounds: true,
+    seeding: crate::options::SeedingOptions { prune: true, screen: None },
+};
 
 /// `n × d` small integers, every fifth row a copy of the one before (duplicates).
 fn integer_rows(n: usize, d: usize, seed: u64) -> Vec<f64> {

@@ -399,9 +399,14 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         Some(2.0 * crate::kernel::partial_error_bound::<T>(d) + 8.0 * T::epsilon().as_f64())
     }
 
-    fn seeding_screen(&self, x: MatRef<'_, T>, x_sq_norms: &[T]) -> Option<Box<dyn SeedingScreen<T>>> {
+    fn seeding_screen(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        forced: Option<bool>,
+    ) -> Option<Box<dyn SeedingScreen<T>>> {
         let slack = super::seeding_slack(x_sq_norms, Kernel::<T>::seeding_error_bound(self, x.cols())?);
-        let screen = simd::screen::Screen::new(x.as_f32()?, slack)?;
+        let screen = simd::screen::Screen::new(x.as_f32()?, slack, forced)?;
         Some(Box::new(screen))
     }
 

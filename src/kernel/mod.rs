@@ -137,8 +137,14 @@ pub trait Kernel<T: Scalar>: Sync {
     }
 
     /// For k-means++ on rows `x` (squared norms `x_sq_norms`): a cheaper first look at each
-    /// step's candidates than measuring them ([`SeedingScreen`]), where the kernel has one.
-    fn seeding_screen(&self, _x: MatRef<'_, T>, _x_sq_norms: &[T]) -> Option<Box<dyn SeedingScreen<T>>> {
+    /// step's candidates than measuring them ([`SeedingScreen`]), where the kernel has one;
+    /// `forced`: the seeding switch `screen` (`None`: where the kernel finds it pays).
+    fn seeding_screen(
+        &self,
+        _x: MatRef<'_, T>,
+        _x_sq_norms: &[T],
+        _forced: Option<bool>,
+    ) -> Option<Box<dyn SeedingScreen<T>>> {
         None
     }
 

@@ -82,31 +82,39 @@ impl Dots {
         }
     }
 
-    /// The kind this process uses: the environment variable `MLX_KMEANS_CPU_DOTS` (`amx`,
-    /// `f32`, `bf16`, or `gemm` for none: a diagnostic, labels are the same) where it names a
-    /// supported kind, else the fastest this CPU has; `None` leaves the `gemm` crate.
+    /// The kind this process uses: the one its first native call asked for ([`Dots::ask`])
+    /// where this CPU has it, else the fastest this CPU has; `None` leaves the `gemm` crate.
+    /// Fixed once per process, so that no fit ever mixes layouts.
     pub fn chosen() -> Option<Dots> {
-        static CHOSEN: std::sync::OnceLock<Option<Dots>> = std::sync::OnceLock::new();
-        *CHOSEN.get_or_init(|| {
-            let asked = std::env::var("MLX_KMEANS_CPU_DOTS").unwrap_or_default();
-            if asked == "gemm" {
-                return None;
-            }
-            if let Some(kind) = Dots::ALL.into_iter().find(|kind| kind.name() == asked && kind.supported()) {
-                return Some(kind);
-            }
-            if Dots::Amx.supported() {
-                Some(Dots::Amx)
-            } else if Dots::Bf16.supported() && full_width_bf16() {
-                Some(Dots::Bf16)
-            } else if Dots::F32.supported() {
-                Some(Dots::F32)
-            } else {
-                None
-            }
-        })
+        *CHOSEN.get_or_init(|| Dots::pick(None))
+    }
+
+    /// Asks for a kind by name (`amx`, `bf16`, `f32`, or `gemm` for none: a diagnostic, the
+    /// labels are the same): taken when this is the process's first choice.
+    pub fn ask(asked: Option<&str>) {
+        CHOSEN.get_or_init(|| Dots::pick(asked));
+    }
+
+    fn pick(asked: Option<&str>) -> Option<Dots> {
+        if asked == Some("gemm") {
+            return None;
+        }
+        if let Some(kind) = Dots::ALL.into_iter().find(|kind| Some(kind.name()) == asked && kind.supported()) {
+            return Some(kind);
+        }
+        if Dots::Amx.supported() {
+            Some(Dots::Amx)
+        } else if Dots::Bf16.supported() && full_width_bf16() {
+            Some(Dots::Bf16)
+        } else if Dots::F32.supported() {
+            Some(Dots::F32)
+        } else {
+            None
+        }
     }
 }
+
+static CHOSEN: std::sync::OnceLock<Option<Dots>> = std::sync::OnceLock::new();
 
 /// Whether rows can be rounded to bfloat16 (AVX512-BF16, with AVX512BW for the flush).
 #[cfg(target_arch = "x86_64")]

@@ -6,7 +6,11 @@ use crate::strategy::HostEngine;
 use approx::assert_relative_eq;
 use rand::{RngExt, SeedableRng};
 
-const CPU: HostEngine<CpuKernel> = HostEngine { kernel: CpuKernel, bounds: true };
+const CPU: HostEngine<CpuKernel> = HostEngine {
+    kernel: CpuKernel,
+    bounds: true,
+    seeding: crate::options::SeedingOptions { prune: true, screen: None },
+};
 
 /// `centres.len()` well separated blobs of `per` points each in 2-D.
 fn blobs(centres: &[[f64; 2]], per: usize, seed: u64) -> Vec<f64> {

@@ -22,6 +22,7 @@ use crate::error::Result;
 use crate::kernel::{Kernel, StepScreen};
 use crate::matrix::{MatRef, Points};
 use crate::monitor::{KeepGoing, Monitor};
+use crate::options::SeedingOptions;
 use crate::params::{Algorithm, KMeansParams};
 use crate::scalar::Scalar;
 
@@ -69,6 +70,11 @@ pub trait LloydStep<T> {
 /// A backend: its kernel and the strategies by which fits run their steps on it.
 pub trait Engine<T: Scalar>: Sync {
     fn kernel(&self) -> &dyn Kernel<T>;
+
+    /// The switches of greedy k-means++ on the host loop (pruning, the kernel's screen).
+    fn seeding(&self) -> SeedingOptions {
+        SeedingOptions::default()
+    }
 
     /// The Lloyd strategy for a fit of `points` from `centroids`.
     fn lloyd<'s>(
@@ -136,17 +142,26 @@ pub struct HostEngine<K> {
     /// Whether bounds may replace this kernel's search (false where the search runs
     /// elsewhere, e.g. in a library called back for assignments only).
     pub bounds: bool,
+    pub seeding: SeedingOptions,
 }
 
 impl<K> HostEngine<K> {
     pub fn new(kernel: K, bounds: bool) -> Self {
-        Self { kernel, bounds }
+        Self { kernel, bounds, seeding: SeedingOptions::default() }
+    }
+
+    pub fn with_seeding(self, seeding: SeedingOptions) -> Self {
+        Self { seeding, ..self }
     }
 }
 
 impl<T: Scalar, K: Kernel<T>> Engine<T> for HostEngine<K> {
     fn kernel(&self) -> &dyn Kernel<T> {
         &self.kernel
+    }
+
+    fn seeding(&self) -> SeedingOptions {
+        self.seeding
     }
 
     fn lloyd<'s>(

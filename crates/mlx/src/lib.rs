@@ -7,9 +7,10 @@
 mod device;
 mod share;
 
-use mlx_kmeans::bindings::{register_device, DeviceKernel, MlxSwitches, SharedArray, SharedDialect};
+use mlx_kmeans::bindings::{current_options, register_device, DeviceKernel, SharedArray};
 use mlx_kmeans::error::Result;
 use mlx_kmeans::matrix::MatRef;
+use mlx_kmeans::options::{Options, SharedDialect};
 use mlx_kmeans::strategy::Engine;
 use pyo3::prelude::*;
 
@@ -38,12 +39,12 @@ impl DeviceKernel for Mlx {
 
     fn engine<'a>(
         &self,
-        switches: MlxSwitches,
+        options: &Options,
         data: Option<MatRef<'a, f32>>,
         shared: Option<SharedArray>,
     ) -> Result<Box<dyn Engine<f32> + 'a>> {
+        let switches = options.mlx;
         let config = MlxConfig {
-            split: switches.split,
             cuda_kernels: switches.cuda_kernels,
             fused: switches.fused,
             device_bytes: switches.device_bytes,
@@ -51,7 +52,7 @@ impl DeviceKernel for Mlx {
             shared: dialect_switch(switches.shared),
         };
         let shared = shared.and_then(|array| array.downcast::<mlx_rs::Array>().ok()).map(|array| *array);
-        Ok(Box::new(MlxEngine::new(MlxKernel::new(data, shared, config)?)))
+        Ok(Box::new(MlxEngine::new(MlxKernel::new(data, shared, config)?, options.seeding)))
     }
 }
 
@@ -65,13 +66,13 @@ fn mlx_info(py: Python<'_>) -> (bool, bool, String) {
     }
 }
 
-/// The shared-source kernels a fit would run here (by the environment's switch, else the
+/// The shared-source kernels a fit would run here (by the runtime switch, else the
 /// default for a device that is a GPU or not: `gpu`, as `mlx_info` said): `(dialect, names,
 /// active, reason)`, with their first-use check run now if it has not run yet in this
 /// process; `dialect` is `None` where none applies.
 #[pyfunction]
 fn shared_kernels(py: Python<'_>, gpu: bool) -> (Option<&'static str>, Vec<&'static str>, bool, String) {
-    let switches = MlxSwitches::from_env();
+    let switches = current_options().mlx;
     let Some(dialect) = shared::dialect_for(dialect_switch(switches.shared), gpu) else {
         return (None, shared::KERNEL_NAMES.to_vec(), false, "no shared kernels apply here".into());
     };

@@ -7,7 +7,7 @@
 //! stores the C++ object inside the Python object; its position is read from nanobind's
 //! instance header and accepted only when every check holds, and the shared array must
 //! report the view's shape, dtype and data address. Anything else falls back to a copy.
-//! `MLX_KMEANS_MLX_SHARE=0` turns sharing off (see `MlxSwitches`).
+//! The runtime switch `mlx_share` turns sharing off (`mlx_kmeans::options::MlxSwitches`).
 
 use mlx_rs::{Array, Dtype};
 use pyo3::prelude::*;

@@ -38,15 +38,10 @@ const ROW_OFFSET: i32 = 128;
 /// screened; 4,608 × 768 rows 1.4× faster).
 const MIN_DATA_BYTES: usize = 8 << 20;
 
-/// Whether k-means++ screens rows of `bytes` bytes: by default where they are at least
-/// [`MIN_DATA_BYTES`]; `MLX_KMEANS_SEEDING_SCREEN=1` whatever their size (for tests), `0`
-/// never (the pruning stays).
-fn wanted(bytes: usize) -> bool {
-    match std::env::var("MLX_KMEANS_SEEDING_SCREEN").as_deref().map(str::trim) {
-        Ok("0") => false,
-        Ok("1") => true,
-        _ => bytes >= MIN_DATA_BYTES,
-    }
+/// Whether k-means++ screens rows of `bytes` bytes: as `forced` says (the seeding switch
+/// `screen`), else where they are at least [`MIN_DATA_BYTES`].
+fn wanted(bytes: usize, forced: Option<bool>) -> bool {
+    forced.unwrap_or(bytes >= MIN_DATA_BYTES)
 }
 
 /// Rows as codes: `bytes` (`stride` a row, zero-padded), and per row the scale, the norms of
@@ -138,9 +133,10 @@ struct BackOff {
 
 impl Screen {
     /// For rows `x` whose float32 kernel distances err by at most `slack[i]`; `None` where
-    /// the screen is not wanted ([`wanted`]) or cannot run ([`Screen::build`]).
-    pub fn new(x: MatRef<'_, f32>, slack: Vec<f64>) -> Option<Self> {
-        if !wanted(x.rows().saturating_mul(x.cols()).saturating_mul(4)) {
+    /// the screen is not wanted ([`wanted`], `forced` by the seeding switch) or cannot run
+    /// ([`Screen::build`]).
+    pub fn new(x: MatRef<'_, f32>, slack: Vec<f64>, forced: Option<bool>) -> Option<Self> {
+        if !wanted(x.rows().saturating_mul(x.cols()).saturating_mul(4), forced) {
             return None;
         }
         Self::build(x, slack)

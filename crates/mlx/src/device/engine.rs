@@ -11,23 +11,30 @@ use mlx_kmeans::error::Result;
 use mlx_kmeans::kernel::Kernel;
 use mlx_kmeans::matrix::{MatRef, Points};
 use mlx_kmeans::monitor::Monitor;
+use mlx_kmeans::options::SeedingOptions;
 use mlx_kmeans::params::KMeansParams;
 use mlx_kmeans::strategy::{DensePass, Engine, HostLloyd, HostMiniBatch, LloydStep, MiniBatchState, MiniBatchSteps};
 use rand_chacha::ChaCha8Rng;
 
 pub struct MlxEngine<'a> {
     kernel: MlxKernel<'a>,
+    /// For greedy k-means++ on the host loop (where the device does not hold the seeding).
+    seeding: SeedingOptions,
 }
 
 impl<'a> MlxEngine<'a> {
-    pub fn new(kernel: MlxKernel<'a>) -> Self {
-        Self { kernel }
+    pub fn new(kernel: MlxKernel<'a>, seeding: SeedingOptions) -> Self {
+        Self { kernel, seeding }
     }
 }
 
 impl Engine<f32> for MlxEngine<'_> {
     fn kernel(&self) -> &dyn Kernel<f32> {
         &self.kernel
+    }
+
+    fn seeding(&self) -> SeedingOptions {
+        self.seeding
     }
 
     fn lloyd<'s>(

@@ -62,9 +62,6 @@ fn eval_all(arrays: &[&Array]) -> Result<()> {
 /// How the MLX kernel computes, decided once by the caller.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MlxConfig {
-    /// Float32 GEMMs through the high/low split (see [`Precision`]): `None` where TF32 tensor
-    /// cores would otherwise round them (a GPU on Linux, which MLX runs through CUDA).
-    pub split: Option<bool>,
     /// Lloyd steps by the custom CUDA kernels (`device/cuda.rs`) where MLX runs on CUDA;
     /// `false` keeps to MLX's own ops.
     pub cuda_kernels: bool,
@@ -212,9 +209,10 @@ impl<'a> MlxKernel<'a> {
     /// [`MlxKernel::holds`]); data that does not stays on the host.
     pub fn new(data: Option<MatRef<'a, f32>>, shared: Option<Array>, config: MlxConfig) -> Result<Self> {
         let on_gpu = matches!(Device::try_default().and_then(|d| d.get_type()), Ok(DeviceType::Gpu));
-        // TF32 arithmetic is a CUDA matter (Metal and MLX's CPU compute float32 products in
-        // float32); the configuration may force the split on (to test it) or off (to measure).
-        let split = config.split.unwrap_or(on_gpu && cfg!(target_os = "linux"));
+        // Float32 GEMMs through the high/low split (see [`Precision`]) where TF32 tensor cores
+        // would otherwise round them: a GPU on Linux, which MLX runs through CUDA (Metal and
+        // MLX's CPU compute float32 products in float32).
+        let split = on_gpu && cfg!(target_os = "linux");
         let cuda_kernels = cfg!(target_os = "linux") && on_gpu && config.cuda_kernels;
         let kernels = cuda_kernels.then(cuda::LloydKernels::new);
         let device_bytes = config.device_bytes.unwrap_or_else(stream::memory_limit);

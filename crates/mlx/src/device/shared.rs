@@ -13,7 +13,7 @@
 //! At their first use in a process, a dialect's kernels are compiled and checked on a small
 //! problem against MLX's ops; a compile error or a mismatch is logged (WARNING) with its
 //! reason and the fits run on MLX's ops. On macOS the Metal dialect is used by default;
-//! `MLX_KMEANS_MLX_SHARED=metal|cuda|0` forces a dialect (for the twin, and to test the
+//! The runtime switch `mlx_shared` forces a dialect (for the twin, and to test the
 //! fallback where the kernel API refuses it) or none.
 
 use std::sync::Mutex;
