@@ -67,6 +67,16 @@ def test_same_fit_as_in_memory_from_the_same_init(client, data, chunks):
     np.testing.assert_array_equal(labels.compute(), whole.labels)
 
 
+def test_one_task_per_worker_per_pass(client, data):
+    # Eight chunks on two workers: each pass runs one task where each worker's chunks are.
+    init = random_rows(data, 10)
+    with distributed.get_task_stream(client) as stream:
+        model = KMeans(10, init=init, max_iter=4, tol=0.0, algorithm="lloyd").fit(da.from_array(data, chunks=(500, 8)))
+    runs = [t for t in stream.data if str(t["key"]).startswith("('_run") or str(t["key"]).startswith("_run")]
+    passes = model.n_iter_ + 1  # and the final assignment
+    assert passes <= len(runs) <= 2 * passes, (len(runs), passes)
+
+
 def test_empty_clusters_follow_the_float64_reference(client):
     X, _ = make_mixture(500, 3, 4, seed=11, dtype=np.float64)
     init = np.concatenate([X[:3], X[:2]])  # duplicates: clusters empty out at once

@@ -50,6 +50,9 @@ __all__ = ["KMeans", "from_npy"]
 
 # Partial results are added eight at a time, in a tree.
 SPLIT_EVERY = 8
+# Values shared by a pass's tasks up to this size travel inside each task (one hop less);
+# larger ones are a task of their own that each worker fetches once.
+SHARED_INLINE = 1 << 20
 
 
 def _run(task, combine, blocks, weights, offsets, shared, states, keep_states):
@@ -60,6 +63,16 @@ def _run(task, combine, blocks, weights, offsets, shared, states, keep_states):
         total = part if total is None else combine([total, part])
         new_states.append(state)
     return (total, new_states) if keep_states else total
+
+
+def _identity(value):
+    return value
+
+
+def _nbytes(value) -> int:
+    """The bytes of the arrays in `value` (a tuple of arrays and small values)."""
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    return sum(_nbytes(v) if isinstance(v, (tuple, list)) else getattr(v, "nbytes", 0) for v in items)
 
 
 def _combine(combine, *parts):
@@ -95,13 +108,26 @@ class DaskChunks:
         weight_blocks = [None] * len(blocks) if weights is None else list(weights.to_delayed())
         # Chunks without rows would only add empty partial results.
         keys = [k[0] for k in X.__dask_keys__()]
-        self.chunks = [(b, w, int(o), key) for b, w, o, r, key in zip(blocks, weight_blocks, offsets, rows, keys) if r > 0]
+        weight_keys = [None] * len(keys) if weights is None else list(weights.__dask_keys__())
+        self.chunks = [
+            (b, w, int(o), key, wkey) for b, w, o, r, key, wkey in zip(blocks, weight_blocks, offsets, rows, keys, weight_keys) if r > 0
+        ]
         self.persisted = persist
+        # Found on the first pass: the chunks grouped by worker, and the futures of the
+        # persisted chunks on a `distributed` cluster (False: none).
+        self._groups: Optional[list] = None
+        self._remote = None
 
     def groups(self) -> list:
         """Chunk indices grouped by the worker that holds them (persisted data on a
         `distributed` cluster: each pass adds up a worker's chunks there, so one partial
-        result per worker crosses the network); else one group per chunk."""
+        result per worker crosses the network); else one group per chunk. Found once: a
+        chunk recomputed elsewhere after a worker is lost is still found by its key."""
+        if self._groups is None:
+            self._groups = self._find_groups()
+        return self._groups
+
+    def _find_groups(self) -> list:
         singles = [[i] for i in range(len(self.chunks))]
         if not self.persisted:
             return singles
@@ -129,7 +155,32 @@ class DaskChunks:
         worker is lost (data scattered to a worker would be lost with it)."""
         return dask.delayed(value, name=f"shared-{uuid.uuid4().hex}", traverse=False)
 
+    def remote(self):
+        """`(client, chunk futures, weight futures)` for chunks persisted on a `distributed`
+        cluster, else None."""
+        if self._remote is None:
+            self._remote = False
+            try:
+                from distributed import default_client, futures_of
+
+                client = default_client() if self.persisted else None
+            except (ImportError, ValueError):
+                client = None
+            if client is not None:
+                held = {f.key: f for f in futures_of(self.X)}
+                if self.weights is not None:
+                    held.update({f.key: f for f in futures_of(self.weights)})
+                blocks = [held.get(c[3]) for c in self.chunks]
+                weights = [None if c[4] is None else held.get(c[4]) for c in self.chunks]
+                found = all(b is not None for b in blocks) and all((w is None) == (c[4] is None) for w, c in zip(weights, self.chunks))
+                if found:
+                    self._remote = (client, blocks, weights)
+        return self._remote or None
+
     def map_reduce(self, task, combine, shared, states=None, keep_states=False):
+        remote = self.remote()
+        if remote is not None:
+            return self._map_reduce_remote(remote, task, combine, shared, states, keep_states)
         ref = self._share(shared)
         groups = self.groups()
         outs = []
@@ -150,6 +201,26 @@ class DaskChunks:
             outs = [dask.delayed(_combine, pure=False)(combine, *outs[i : i + SPLIT_EVERY]) for i in range(0, len(outs), SPLIT_EVERY)]
         (total,) = dask.compute(outs[0])
         return total, new_states
+
+
+    def _map_reduce_remote(self, remote, task, combine, shared, states, keep_states):
+        """One task per worker on its persisted chunks (scheduled where they are), `shared`
+        sent to the cluster once; the per-worker parts combined here. States stay on the
+        workers, one future per group. A large `shared` (centroids beyond `SHARED_INLINE`
+        bytes) is a task of its own, made once and fetched by each worker, rather than data
+        scattered to them: after a worker is lost the scheduler can make it again."""
+        client, blocks, weights = remote
+        ref = shared if _nbytes(shared) <= SHARED_INLINE else client.submit(_identity, shared, pure=False)
+        runs = []
+        for g, ids in enumerate(self.groups()):
+            group_state = None if states is None else states[g]
+            group = ([blocks[i] for i in ids], [weights[i] for i in ids], [self.chunks[i][2] for i in ids])
+            runs.append(client.submit(_run, task, combine, *group, ref, group_state, keep_states, pure=False))
+        new_states = None
+        if keep_states:
+            new_states = [client.submit(operator.getitem, r, 1, pure=False) for r in runs]
+            runs = [client.submit(operator.getitem, r, 0, pure=False) for r in runs]
+        return combine(client.gather(runs)), new_states
 
 
 def _predict_block(block, centroids, backend):
