@@ -184,10 +184,12 @@ def test_shared_kernels_pass_their_check_in_the_cuda_dialect(monkeypatch, data):
     """The shared-source kernels (the Metal ones' arithmetic) compiled for CUDA pass their
     first-use check, and a fit on the MLX-ops path with them equals float64 Lloyd's labels."""
     from mlx_kmeans import _loader
+    from mlx_kmeans._options import synced
 
     monkeypatch.setenv("MLX_KMEANS_MLX_SHARED", "cuda")
     monkeypatch.setenv("MLX_KMEANS_MLX_CUDA_KERNELS", "0")
-    dialect, names, active, reason = _loader.loaded_plugin().shared_kernels(True)
+    # The plugin takes the switches as a native call begins (`_options.synced`).
+    dialect, names, active, reason = synced(_loader.loaded_plugin()).shared_kernels(True)
     assert (dialect, active) == ("cuda", True), reason
     assert set(names) == {"band_argmin", "chunk_sums", "cluster_means"}
     X, init, w = data["separated"], data["far_init"], data["weights"]

@@ -168,7 +168,7 @@ fn fit_t<'py, T: EngineFor>(
     let result = detached(py, progress, |pending, monitor| {
         let chunks = Driver::<T> { driver: &driver, pending, rows, k, d, _float: PhantomData };
         let engine = T::engine(spec, None, None, pending)?;
-        fit_chunks(&chunks, engine.kernel(), d, params, monitor)
+        fit_chunks(&chunks, &*engine, d, params, monitor)
     })?;
     fit_out(py, result, k, d)
 }

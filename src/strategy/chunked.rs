@@ -7,7 +7,7 @@
 use rand::RngExt;
 
 use super::bounds::{centroid_half_gaps, centroid_shifts, BoundsSchedule};
-use super::{Assignment, LloydStep, StepReport};
+use super::{Assignment, Engine, LloydStep, StepReport};
 use crate::error::{Error, Result};
 use crate::kernel::{ClusterSums, Kernel};
 use crate::lloyd::{best_of_runs, lloyd, KMeansFit};
@@ -177,16 +177,25 @@ impl<T: Scalar> LloydStep<T> for ChunkedLloyd<'_, T> {
 }
 
 /// `params.n_init` runs over `chunks`, each from the chunks' initial centroids and on through
-/// Lloyd's iterations; the lowest inertia wins. `kernel` measures the gaps between centroids
-/// for bounded passes. Labels stay with the chunks.
+/// Lloyd's iterations; the lowest inertia wins. `engine`: the chunks' backend; where it allows
+/// bounds ([`Engine::bounds`]) its kernel measures the gaps between centroids for bounded
+/// passes, else every pass is dense. Labels stay with the chunks.
 pub fn fit_chunks<T: Scalar>(
     chunks: &dyn Chunks<T>,
-    kernel: &dyn Kernel<T>,
+    engine: &dyn Engine<T>,
     d: usize,
     params: &KMeansParams,
     monitor: Monitor<'_>,
 ) -> Result<KMeansFit<T>> {
     params.check(chunks.rows())?;
+    let kernel = engine.kernel();
+    let dense;
+    let params = if engine.bounds() {
+        params
+    } else {
+        dense = KMeansParams { algorithm: Algorithm::Dense, ..*params };
+        &dense
+    };
     best_of_runs(params, |run, rng| {
         let mut centroids = chunks.initial_centroids(run, rng.random::<u64>())?;
         if centroids.len() != params.n_clusters * d {

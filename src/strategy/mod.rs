@@ -76,6 +76,15 @@ pub trait Engine<T: Scalar>: Sync {
         SeedingOptions::default()
     }
 
+    /// Whether triangle-inequality bounds may replace this kernel's search (fits over
+    /// chunks ask; in-memory fits choose through [`Engine::lloyd`]). They need the kernel's
+    /// distances within the host's error bound (`kernel::partial_error_bound`): true of the
+    /// host kernels, not of a device whose products round more (TF32) or of a library called
+    /// back for assignments only.
+    fn bounds(&self) -> bool {
+        false
+    }
+
     /// The Lloyd strategy for a fit of `points` from `centroids`.
     fn lloyd<'s>(
         &'s self,
@@ -162,6 +171,10 @@ impl<T: Scalar, K: Kernel<T>> Engine<T> for HostEngine<K> {
 
     fn seeding(&self) -> SeedingOptions {
         self.seeding
+    }
+
+    fn bounds(&self) -> bool {
+        self.bounds
     }
 
     fn lloyd<'s>(

@@ -24,11 +24,12 @@ struct MemoryChunks<'a> {
     init: &'a [f64],
     kept: RefCell<Vec<Kept>>,
     passes: Cell<usize>,
+    bounded_passes: Cell<usize>,
 }
 
 impl<'a> MemoryChunks<'a> {
     fn new(x: &'a [f64], d: usize, chunk: usize, init: &'a [f64]) -> Self {
-        Self { x, d, chunk, init, kept: RefCell::new(Vec::new()), passes: Cell::new(0) }
+        Self { x, d, chunk, init, kept: RefCell::new(Vec::new()), passes: Cell::new(0), bounded_passes: Cell::new(0) }
     }
 
     fn chunk_rows(&self) -> Vec<MatRef<'a, f64>> {
@@ -51,6 +52,7 @@ impl Chunks<f64> for MemoryChunks<'_> {
 
     fn pass(&self, centroids: MatRef<'_, f64>, bounds: Option<PassBounds<'_>>) -> Result<ChunkPass> {
         self.passes.set(self.passes.get() + 1);
+        self.bounded_passes.set(self.bounded_passes.get() + usize::from(bounds.is_some()));
         let k = centroids.rows();
         let mut total = ChunkPass {
             sums: ClusterSums { sums: vec![0.0; k * self.d], weights: vec![0.0; k] },
@@ -143,7 +145,11 @@ fn chunked_fit_takes_the_in_memory_steps() {
         for tol in [0.0, 1e-4] {
             for chunk in [1, 77, 600] {
                 let chunks = MemoryChunks::new(&x, d, chunk, &init);
-                let ours = fit_chunks(&chunks, &CpuKernel, d, &params(k, algorithm, tol), &mut |_| true).unwrap();
+                let ours =
+                    fit_chunks(&chunks, &HostEngine::new(CpuKernel, true), d, &params(k, algorithm, tol), &mut |_| {
+                        true
+                    })
+                    .unwrap();
                 let engine = HostEngine::new(CpuKernel, true);
                 let xm = MatRef::new(&x, n, d).unwrap();
                 let whole =
@@ -166,7 +172,9 @@ fn empty_clusters_take_the_farthest_rows_as_in_memory() {
     // Duplicated initial centroids: the copies empty out at once.
     let init: Vec<f64> = [&x[..3 * d], &x[..2 * d]].concat();
     let chunks = MemoryChunks::new(&x, d, 41, &init);
-    let ours = fit_chunks(&chunks, &CpuKernel, d, &params(5, Algorithm::Dense, 0.0), &mut |_| true).unwrap();
+    let ours =
+        fit_chunks(&chunks, &HostEngine::new(CpuKernel, true), d, &params(5, Algorithm::Dense, 0.0), &mut |_| true)
+            .unwrap();
     let engine = HostEngine::new(CpuKernel, true);
     let xm = MatRef::new(&x, n, d).unwrap();
     let whole = fit(&engine, xm, None, &params(5, Algorithm::Dense, 0.0), Init::Given(&init), &mut |_| true).unwrap();
@@ -214,10 +222,16 @@ impl Chunks<f64> for NoChangeAfterFirst {
 fn strict_convergence_is_no_changed_label_even_while_centroids_move() {
     let chunks = NoChangeAfterFirst { passes: Cell::new(0) };
     let mut events = Vec::new();
-    let fit = fit_chunks(&chunks, &CpuKernel, 1, &params(2, Algorithm::Dense, 0.0), &mut |p: &Progress| {
-        events.push(p.stage);
-        true
-    })
+    let fit = fit_chunks(
+        &chunks,
+        &HostEngine::new(CpuKernel, true),
+        1,
+        &params(2, Algorithm::Dense, 0.0),
+        &mut |p: &Progress| {
+            events.push(p.stage);
+            true
+        },
+    )
     .unwrap();
     assert_eq!(fit.n_iter, 2);
     assert!(events.contains(&Stage::Converged(crate::monitor::Convergence::Strict)));
@@ -231,9 +245,30 @@ fn a_stop_from_the_monitor_ends_the_fit() {
     let x = mixture(200, d, 4, 9);
     let init = x[..k * d].to_vec();
     let chunks = MemoryChunks::new(&x, d, 50, &init);
-    let outcome = fit_chunks(&chunks, &CpuKernel, d, &params(k, Algorithm::Dense, 0.0), &mut |p: &Progress| {
-        p.stage != Stage::Iteration
-    });
+    let outcome = fit_chunks(
+        &chunks,
+        &HostEngine::new(CpuKernel, true),
+        d,
+        &params(k, Algorithm::Dense, 0.0),
+        &mut |p: &Progress| p.stage != Stage::Iteration,
+    );
     assert!(matches!(outcome, Err(Error::Interrupted)));
     assert_eq!(chunks.passes.get(), 1);
+}
+
+#[test]
+fn an_engine_without_bounds_gets_dense_passes_only() {
+    let (n, d, k) = (600, 3, 7);
+    let x = mixture(n, d, 9, 1);
+    let init = x[..k * d].to_vec();
+    let with = MemoryChunks::new(&x, d, 90, &init);
+    let fit =
+        fit_chunks(&with, &HostEngine::new(CpuKernel, true), d, &params(k, Algorithm::Bounded, 0.0), &mut |_| true);
+    assert!(fit.unwrap().n_iter > 2);
+    assert!(with.bounded_passes.get() > 0);
+    let without = MemoryChunks::new(&x, d, 90, &init);
+    let dense =
+        fit_chunks(&without, &HostEngine::new(CpuKernel, false), d, &params(k, Algorithm::Bounded, 0.0), &mut |_| true);
+    assert!(dense.unwrap().n_iter > 2);
+    assert_eq!(without.bounded_passes.get(), 0);
 }
