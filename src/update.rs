@@ -42,25 +42,44 @@ pub fn relocate_empty_clusters<T: Scalar>(
     centroids: &[T],
     sums: &mut ClusterSums,
 ) -> usize {
-    let empty: Vec<usize> = (0..sums.weights.len()).filter(|&j| !(sums.weights[j] > 0.0)).collect();
+    let empty = empty_clusters(sums);
     if empty.is_empty() {
         return 0;
     }
-    let d = x.cols();
     let farthest = farthest_rows(x, weights, labels, centroids, empty.len());
+    let rows = farthest
+        .into_iter()
+        .map(|(distance, i)| (distance, labels[i] as usize, weights.map_or(1.0, |w| w[i].as_f64()), x.row(i)));
+    take_farthest(sums, x.cols(), &empty, rows)
+}
+
+/// The clusters with no weight, in order.
+pub fn empty_clusters(sums: &ClusterSums) -> Vec<usize> {
+    (0..sums.weights.len()).filter(|&j| !(sums.weights[j] > 0.0)).collect()
+}
+
+/// The repair's moves, wherever the farthest rows were found: `farthest` (farthest first,
+/// each `(exact squared distance, label, weight, values)`) go to the `empty` clusters in
+/// order. Returns how many moved.
+pub fn take_farthest<'v, T: Scalar + 'v>(
+    sums: &mut ClusterSums,
+    d: usize,
+    empty: &[usize],
+    farthest: impl IntoIterator<Item = (f64, usize, f64, &'v [T])>,
+) -> usize {
+    let mut rows = farthest.into_iter().peekable();
     // Every row sits on its centroid (more clusters than distinct rows): moving one would
     // only swap equal centres, and the fit would never settle (scikit-learn skips it too).
-    if farthest.first().is_none_or(|&(distance, _)| !(distance > 0.0)) {
+    if rows.peek().is_none_or(|&(distance, ..)| !(distance > 0.0)) {
         return 0;
     }
-    let candidates: Vec<usize> = farthest.into_iter().map(|(_, i)| i).collect();
-    let take = candidates.len();
-    for (&cluster, &i) in empty.iter().zip(&candidates) {
-        let w = weights.map_or(1.0, |w| w[i].as_f64());
-        move_row(sums, d, labels[i] as usize, cluster, w, x.row(i).iter().enumerate());
+    let mut moved = 0;
+    for (&cluster, (_, old, w, values)) in empty.iter().zip(rows) {
+        move_row(sums, d, old, cluster, w, values.iter().enumerate());
+        moved += 1;
     }
-    log::debug!("relocated {take} empty cluster(s) to the farthest points");
-    take
+    log::debug!("relocated {moved} empty cluster(s) to the farthest points");
+    moved
 }
 
 /// Moves a row (its `(feature, value)` entries, weight `w`) from cluster `old`'s sums to

@@ -202,7 +202,6 @@ class DaskChunks:
         (total,) = dask.compute(outs[0])
         return total, new_states
 
-
     def _map_reduce_remote(self, remote, task, combine, shared, states, keep_states):
         """One task per worker on its persisted chunks (scheduled where they are), `shared`
         sent to the cluster once; the per-worker parts combined here. States stay on the

@@ -42,7 +42,8 @@ fn values<T: Copy>(values: numpy::ndarray::ArrayViewD<'_, T>, len: usize, what: 
 }
 
 impl<T: EngineFor> Driver<'_, T> {
-    /// Calls `method` with `args` made under the GIL; `None` ends the fit with the exception.
+    /// Runs `f` on the driver with the GIL held; an exception it raises is kept in `pending`
+    /// and ends the fit.
     fn call<R>(&self, f: impl FnOnce(Python<'_>, &Bound<'_, PyAny>) -> PyResult<R>) -> Result<R> {
         self.pending.call(|py| f(py, self.driver.bind(py))).ok_or(Error::Callback)
     }

@@ -28,7 +28,7 @@ pub fn current_options() -> Options {
     OPTIONS.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone().unwrap_or_default()
 }
 
-/// Takes the runtime switches (`python/mlx_kmeans/_options.py`'s `engine_options`): every
+/// Takes the runtime switches (`python/mlx_kmeans/_options.py`'s `Options.engine()`): every
 /// native call that begins after it runs with them. Unknown keys and values of the wrong
 /// type are errors, so that the two sides cannot drift apart silently.
 #[pyfunction]

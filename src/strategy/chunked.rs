@@ -15,7 +15,7 @@ use crate::matrix::{normalize_rows, row_sq_norms, MatRef};
 use crate::monitor::{KeepGoing, Monitor};
 use crate::params::{Algorithm, KMeansParams};
 use crate::scalar::Scalar;
-use crate::update::{average, move_row, squared_shift};
+use crate::update::{average, empty_clusters, squared_shift, take_farthest};
 
 /// What one pass over every chunk returns, combined over the chunks.
 #[derive(Debug, Clone)]
@@ -86,7 +86,7 @@ pub struct ChunkedLloyd<'s, T> {
     schedule: Option<BoundsSchedule>,
     /// Whether the chunks hold bounds from their last pass.
     have_bounds: bool,
-    /// How far each centroid moved in the last update.
+    /// How far each centroid moved in the last update (kept where bounds may run).
     shifts: Vec<f64>,
 }
 
@@ -116,24 +116,19 @@ impl<'s, T: Scalar> ChunkedLloyd<'s, T> {
         MatRef::new(&self.centroids, self.centroids.len() / self.d.max(1), self.d)
     }
 
-    /// Empty clusters take the rows farthest from their centroids (as `update`'s repair).
+    /// Empty clusters take the rows farthest from their centroids (`update`'s repair, with
+    /// the rows found by the chunks).
     fn relocate(&self, sums: &mut ClusterSums) -> Result<()> {
-        let empty: Vec<usize> = (0..sums.weights.len()).filter(|&j| !(sums.weights[j] > 0.0)).collect();
+        let empty = empty_clusters(sums);
         if empty.is_empty() {
             return Ok(());
         }
         let farthest = self.chunks.farthest(self.current()?, empty.len())?;
-        // Every row on its centroid: nothing to gain by moving one.
-        if farthest.first().is_none_or(|row| !(row.distance > 0.0)) {
-            return Ok(());
+        if farthest.iter().any(|row| row.values.len() != self.d || row.label as usize >= sums.weights.len()) {
+            return Err(Error::Backend("a chunk returned a malformed row for an empty cluster".into()));
         }
-        for (&cluster, row) in empty.iter().zip(&farthest) {
-            if row.values.len() != self.d || row.label as usize >= sums.weights.len() {
-                return Err(Error::Backend("a chunk returned a malformed row for an empty cluster".into()));
-            }
-            move_row(sums, self.d, row.label as usize, cluster, row.weight, row.values.iter().enumerate());
-        }
-        log::debug!("relocated {} empty cluster(s) to the farthest points", empty.len().min(farthest.len()));
+        let rows = farthest.iter().map(|row| (row.distance, row.label as usize, row.weight, row.values.as_slice()));
+        take_farthest(sums, self.d, &empty, rows);
         Ok(())
     }
 }
@@ -162,7 +157,9 @@ impl<T: Scalar> LloydStep<T> for ChunkedLloyd<'_, T> {
         self.relocate(&mut pass.sums)?;
         let updated = average(&pass.sums, &self.centroids, self.d, self.spherical);
         let center_shift = squared_shift(&updated, &self.centroids);
-        self.shifts = centroid_shifts(&self.centroids, &updated, self.d);
+        if self.schedule.is_some() {
+            self.shifts = centroid_shifts(&self.centroids, &updated, self.d);
+        }
         self.centroids = updated;
         Ok(StepReport { inertia: pass.inertia, center_shift, labels_changed: pass.changed > 0 })
     }
