@@ -5,7 +5,7 @@
 //! the cpu backend.
 
 use mlx_rs::ops::indexing::argmin_axis;
-use mlx_rs::ops::maximum;
+use mlx_rs::ops::{maximum, select};
 use mlx_rs::Array;
 
 use super::stream::{pipelined, sorted_block_sums, Launched};
@@ -23,6 +23,16 @@ fn nearest(partial: &Array) -> Result<(Array, Array)> {
     let best = argmin_axis(partial, 1, true)?;
     let best_value = partial.take_along_axis(&best, 1)?;
     Ok((best, best_value))
+}
+
+/// Index (`rows`, uint32) of each row's second smallest partial distance (the lowest index
+/// on ties, as the argmin; the best itself where `k` is 1): with the best, the only
+/// candidates of a row that has two centroids in its band.
+fn runner_up(partial: &Array, best: &Array) -> Result<Array> {
+    let k = partial.shape()[1];
+    let columns = mlx_rs::ops::arange::<_, u32>(0, k, 1)?.reshape(&[1, k])?;
+    let masked = select(&columns.eq(best)?, Array::from_f32(f32::INFINITY), partial)?;
+    Ok(argmin_axis(&masked, 1, false)?.as_type::<u32>()?)
 }
 
 /// How many centroids' partial distances lie within the GEMM's error bound of each row's
@@ -48,6 +58,8 @@ pub(super) struct Nearest {
     pub distances: Array,
     /// Centroids within each row's error band ([`within_band`], `rows`, int32).
     pub in_band: Array,
+    /// The centroid with the second smallest partial distance ([`runner_up`], `rows`, uint32).
+    pub second: Array,
 }
 
 /// [`Nearest`] from a block's partial distances (`rows × k`), the rows' squared norms
@@ -55,10 +67,12 @@ pub(super) struct Nearest {
 pub(super) fn nearest_in_band_by_ops(partial: &Array, norms: &Array, c_norms: &Array, bound: f64) -> Result<Nearest> {
     let (best, best_value) = nearest(partial)?;
     let in_band = within_band(partial, &best_value, norms, c_norms, bound)?;
+    let second = runner_up(partial, &best)?;
     Ok(Nearest {
         labels: best.reshape(&[-1])?,
         distances: maximum(best_value.reshape(&[-1])?.add(norms)?, Array::from_f32(0.0))?,
         in_band,
+        second,
     })
 }
 

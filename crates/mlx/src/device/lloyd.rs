@@ -1,8 +1,8 @@
 //! Lloyd iterations that stay on the MLX device. Each step is one MLX graph and one
 //! evaluation: distances, nearest centroids (near ties decided on the device where it can be
-//! proven, `ties.rs`), per-cluster sums, the centroid update, and five scalars (inertia,
-//! whether labels changed, empty clusters, centre shift, rows the device left undecided),
-//! which are all that comes back to the host. A step with undecided rows (rare: only the
+//! proven, `ties.rs`), per-cluster sums, the centroid update, and seven scalars (inertia,
+//! whether labels changed, empty clusters, centre shift, rows the device left undecided, and
+//! the near-tie counts its buffers are fitted to), which are all that comes back to the host. A step with undecided rows (rare: only the
 //! MLX-ops path has them) is made again after the host decides those rows exactly. On a CUDA
 //! GPU whose memory is managed, every array read on the host costs page migrations; keeping labels, distances, sums and centroids on the device removes them.
 //! Empty clusters are repaired on the device too (`lloyd/repair.rs`), by the shared policy.
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::cuda::{ClusterMeans, Halves, LloydKernels};
 use super::kernel::{cluster_sums, Nearest};
-use super::ties::{settle_on_device, settle_rest, Exact, Settled, TieRows};
+use super::ties::{settle_on_device, settle_rest, Capacity, Exact, Settled, TieRows};
 use super::{
     blocks, eval_all, finish_centroids, fold_sums, lift_centroid_array, partial_distances, rows_per_block,
     uncentred_host, CentredData, MlxKernel,
@@ -50,7 +50,8 @@ const QUEUE_AHEAD_BELOW: Duration = Duration::from_millis(16);
 /// One step queued on the device: its pass, the centroids it moves to (centred; where the
 /// pass left clusters empty, the centroids it started from), its scalars (inertia, whether
 /// labels changed, empty clusters, centre shift, rows the device left undecided, rows
-/// flagged as near ties) and, on the MLX-ops path, its near ties as the device left them.
+/// flagged with two centroids in their band, the other flagged rows the pair buffer left)
+/// and, on the MLX-ops path, its near ties as the device left them.
 struct Queued {
     pass: Pass,
     updated: Array,
@@ -63,7 +64,7 @@ impl Queued {
         let (labels, distances, sums, weights, means) = &self.pass;
         let mut outputs = vec![&self.scalars, &self.updated, labels, distances, sums, weights, means];
         if let Some(ties) = &self.ties {
-            outputs.extend([&ties.unproven, &ties.in_band]);
+            outputs.extend([&ties.unproven, &ties.untried, &ties.in_band]);
         }
         outputs
     }
@@ -97,11 +98,12 @@ pub(super) struct MlxLloyd<'s, 'a> {
     /// Steps taken, and `max_iter`: none is queued past it.
     steps: usize,
     max_iter: usize,
-    /// Rows flagged as near ties in each step taken on the MLX-ops path. Step `q`'s buffer
-    /// for them is fitted to step `q − 2`'s count (every slot costs work, filled or not): the
-    /// last count known when a step is queued ahead, so a fit gives the same results, bit
-    /// for bit, whether or not its steps are queued ahead.
-    flagged_counts: Vec<usize>,
+    /// Rows flagged as near ties in each step taken on the MLX-ops path: those with two
+    /// centroids in their band, and the rest. Step `q`'s buffers for them are fitted to step
+    /// `q − 2`'s counts (every slot costs work, filled or not): the last counts known when a
+    /// step is queued ahead, so a fit gives the same results, bit for bit, whether or not
+    /// its steps are queued ahead.
+    flagged_counts: Vec<(usize, usize)>,
 }
 
 impl<'s, 'a> MlxLloyd<'s, 'a> {
@@ -178,19 +180,26 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         let k = self.k();
         let (c, c_norms) = lift_centroid_array(centroids.clone(), k, self.kernel.split)?;
         let n = self.x_norms.shape()[0] as usize;
-        let (mut labels, mut distances, mut in_band) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut labels, mut distances, mut in_band, mut second) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (start, end) in blocks(n, rows_per_block(k)) {
             let (block, block_norms) = self.block(start, end);
             let nearest = self.kernel.nearest_in_band(&block, &block_norms, &c, &c_norms)?;
             labels.push(nearest.labels);
             distances.push(nearest.distances);
             in_band.push(nearest.in_band);
+            second.push(nearest.second);
         }
-        let nearest = Nearest { labels: join(labels)?, distances: join(distances)?, in_band: join(in_band)? };
+        let nearest = Nearest {
+            labels: join(labels)?,
+            distances: join(distances)?,
+            in_band: join(in_band)?,
+            second: join(second)?,
+        };
         let rows = TieRows { lifted: &self.rows, centred: &self.plain, c: &c, c_norms: &c_norms, centroids };
-        // This step is number `self.steps + 1`: its buffer is fitted to step `self.steps − 1`.
+        // This step is number `self.steps + 1`: its buffers are fitted to step `self.steps − 1`.
         let fitted = self.steps.checked_sub(2).and_then(|i| self.flagged_counts.get(i));
-        let capacity = fitted.map(|&flagged| (flagged + flagged / 4).max(256).next_power_of_two());
+        let d = self.points.cols();
+        let capacity = fitted.map(|&(pairs, rest)| Capacity::fitted(pairs, rest, n, k, d));
         settle_on_device(&rows, nearest, self.shift.is_none(), capacity)
     }
 
@@ -285,11 +294,11 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         let updated = self.updated_centroids(centroids, means, weights)?;
         let shift = updated.subtract(centroids)?.square()?.sum(false)?;
         let zero = Array::from_f32(0.0);
-        let (unproven, flagged) = match &ties {
-            Some(ties) => (&ties.unproven_count, &ties.flagged_count),
-            None => (&zero, &zero),
+        let (unproven, pairs, rest) = match &ties {
+            Some(ties) => (&ties.unproven_count, &ties.pair_count, &ties.rest_count),
+            None => (&zero, &zero, &zero),
         };
-        let scalars = stack(&[&inertia, &changed, &empty, &shift, unproven, flagged], 0)?;
+        let scalars = stack(&[&inertia, &changed, &empty, &shift, unproven, pairs, rest], 0)?;
         let queued = Queued { pass, updated, scalars, ties };
         async_eval(queued.outputs())?;
         Ok(queued)
@@ -338,7 +347,8 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
         eval_all(&queued.outputs())?;
         let mut queued = queued;
         if queued.ties.is_some() {
-            self.flagged_counts.push(queued.scalars.as_slice::<f32>()[5] as usize);
+            let values = queued.scalars.as_slice::<f32>();
+            self.flagged_counts.push((values[5] as usize, values[6] as usize));
         }
         if queued.scalars.as_slice::<f32>()[4] > 0.0 {
             // The step queued after this one started from centroids that change now.

@@ -131,7 +131,7 @@ impl SharedKernels {
                 dialect,
                 "band_argmin",
                 &["dist", "xnorm", "scale"],
-                &["labels", "distances", "in_band"],
+                &["labels", "distances", "in_band", "second"],
                 include_str!("shared/band_argmin.body"),
             )?,
             chunk_sums: DialectKernel::new(
@@ -158,14 +158,15 @@ impl SharedKernels {
         let scale = stack(&[Array::from_f32(bound as f32), c_norms.max(None)?], 0)?;
         let mut out = self.band_argmin.apply(
             &[partial, norms, &scale],
-            &[(&[rows], Dtype::Uint32), (&[rows], Dtype::Float32), (&[rows], Dtype::Int32)],
+            &[(&[rows], Dtype::Uint32), (&[rows], Dtype::Float32), (&[rows], Dtype::Int32), (&[rows], Dtype::Uint32)],
             rows as usize * 32,
             256,
             &[("K", k)],
         )?;
-        let in_band = out.pop().expect("three outputs");
-        let distances = out.pop().expect("three outputs");
-        Ok(Nearest { labels: out.pop().expect("three outputs"), distances, in_band })
+        let second = out.pop().expect("four outputs");
+        let in_band = out.pop().expect("four outputs");
+        let distances = out.pop().expect("four outputs");
+        Ok(Nearest { labels: out.pop().expect("four outputs"), distances, in_band, second })
     }
 
     /// Weighted per-cluster sums (`k × d`), weights (`k`) and means (`k × d`) of `x`'s rows
@@ -230,7 +231,7 @@ pub fn verdict(dialect: Dialect) -> Option<std::result::Result<(), String>> {
 }
 
 /// Runs each kernel on a small problem (uneven clusters, one empty, weights): `band_argmin`
-/// against MLX's ops on the same distances (labels and band counts equal, distances within
+/// against MLX's ops on the same distances (labels, runners-up and band counts equal, distances within
 /// float32 rounding), the sums against float64 sums made on the host.
 fn self_check(kernels: &SharedKernels) -> Result<()> {
     let (n, d, k) = (300usize, 37usize, 11usize);
@@ -282,6 +283,7 @@ fn self_check(kernels: &SharedKernels) -> Result<()> {
     let checks = [
         ("band_argmin labels", same(&ours.labels, &by_ops.labels)?),
         ("band_argmin band counts", same(&ours.in_band, &by_ops.in_band)?),
+        ("band_argmin runners-up", same(&ours.second, &by_ops.second)?),
         ("band_argmin distances", distances_close),
         ("cluster_means weights", near(cluster_weights.as_slice::<f32>(), &exact_weights)),
         ("cluster_means sums", near(sums.as_slice::<f32>(), &exact_sums)),

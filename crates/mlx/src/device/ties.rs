@@ -1,17 +1,21 @@
 //! Near ties decided on the device where that can be proven right, inside the step's graph.
 //! A row whose GEMM distances leave several centroids within the error band is measured
-//! again by differences (float32) against the few centroids with the smallest partial
-//! distances: when every centroid in the band is among them and the best beats the second by
-//! more than the error of differences, the decision is the exact one. The flagged rows are
-//! gathered into a buffer of fixed capacity on the device (a running count gives each its
-//! slot), so no row index crosses to the host; only the count of rows left unproven is read,
-//! with the step's other scalars. Those rows (more centroids in the band, a margin too thin,
-//! more flagged rows than the buffer holds, data re-centred by a shift, whose rounding the
-//! bound does not cover) are decided by the host's exact float64 search, in the rare steps
-//! that have any.
+//! again by differences (float32) against the candidates: when every centroid in the band is
+//! among them and the best beats the second by more than the error of differences, the
+//! decision is the exact one. Rows with two centroids in their band (nearly all near ties:
+//! a cluster split between two centroids) take their two candidates from the first pass (its
+//! best and runner-up) and go to a pair buffer that reads only the row and those two
+//! centroids; the rest go to a general buffer that finds the few centroids with the smallest
+//! partial distances by a GEMM of its rows. The flagged rows are gathered into buffers of
+//! fixed capacity on the device (a running count gives each its slot), so no row index
+//! crosses to the host; only the count of rows left unproven is read, with the step's other
+//! scalars. Those rows (more centroids in the band, a margin too thin, more flagged rows than
+//! the buffers hold, data re-centred by a shift, whose rounding the bound does not cover) are
+//! decided by further buffers or by the host's exact float64 search, in the rare steps that
+//! have any.
 
 use mlx_rs::ops::indexing::IndexOp;
-use mlx_rs::ops::{argpartition_axis, argsort_axis, concatenate, select};
+use mlx_rs::ops::{argpartition_axis, argsort_axis, concatenate, maximum, minimum, select};
 use mlx_rs::Array;
 
 use rayon::prelude::*;
@@ -21,7 +25,7 @@ use super::{eval_all, partial_distances, DIFFERENCE_ENTRIES};
 use mlx_kmeans::error::Result;
 use mlx_kmeans::matrix::{exact_nearest, MatRef};
 
-/// Centroids per flagged row measured by differences.
+/// Centroids per flagged row measured by differences in the general buffer.
 const CANDIDATES: usize = 4;
 
 /// The rows the GEMM could not decide, as the device takes them.
@@ -37,98 +41,230 @@ pub(super) struct TieRows<'a> {
 
 /// Labels after the device decided the near ties it can prove, all lazy: `labels` (`n`,
 /// uint32) and squared `distances` (`n`), each row's band count (`in_band`), the rows still
-/// undecided (`unproven`, `n`, bool), and two float32 scalars read with a step's scalars:
-/// the rows undecided (`unproven_count`) and the rows flagged (`flagged_count`). `capacity`:
-/// the flagged rows the device took in its last buffer (0: none decided on the device).
+/// undecided (`unproven`, `n`, bool) and those of them no buffer took (`untried`), and float32
+/// scalars read with a step's scalars: the rows undecided (`unproven_count`), flagged
+/// (`flagged_count`), flagged with two centroids in their band (`pair_count`), and left by
+/// the pair buffer to the general one (`rest_count`). `on_device`: whether buffers may take
+/// rows (not for re-centred data).
 pub(super) struct Settled {
     pub labels: Array,
     pub distances: Array,
     pub in_band: Array,
     pub unproven: Array,
+    pub untried: Array,
     pub unproven_count: Array,
     pub flagged_count: Array,
-    pub capacity: usize,
+    pub pair_count: Array,
+    pub rest_count: Array,
+    pub on_device: bool,
 }
 
 impl Settled {
     /// Every array of it, to evaluate at once.
-    pub(super) fn outputs(&self) -> [&Array; 6] {
-        [&self.labels, &self.distances, &self.in_band, &self.unproven, &self.unproven_count, &self.flagged_count]
+    pub(super) fn outputs(&self) -> [&Array; 9] {
+        [
+            &self.labels,
+            &self.distances,
+            &self.in_band,
+            &self.unproven,
+            &self.untried,
+            &self.unproven_count,
+            &self.flagged_count,
+            &self.pair_count,
+            &self.rest_count,
+        ]
     }
 }
 
-/// Flagged rows the device may decide in one evaluation at most: bounded so that the
+/// The slots of a step's two buffers: rows with two centroids in their band (`pairs`), and
+/// the rest of the flagged rows (`rest`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Capacity {
+    pub pairs: usize,
+    pub rest: usize,
+}
+
+impl Capacity {
+    /// The buffers a step starts with where nothing better is known: every slot costs work
+    /// whether filled or not, so they start small; rows past them are decided by
+    /// [`settle_rest`] (on the device again, in further buffers), and Lloyd steps fit them to
+    /// the counts they see.
+    pub(super) fn default_for(n: usize, k: usize, d: usize) -> Self {
+        Self { pairs: (n / 64).max(256), rest: (n / 256).max(256) }.clamped(n, k, d)
+    }
+
+    /// Buffers fitted to a step's counts of pair rows and of the rest, with a quarter to
+    /// spare (a power of two, so that nearby counts share compiled shapes).
+    pub(super) fn fitted(pairs: usize, rest: usize, n: usize, k: usize, d: usize) -> Self {
+        let fit = |count: usize| (count + count / 4).max(256).next_power_of_two();
+        Self { pairs: fit(pairs), rest: fit(rest) }.clamped(n, k, d)
+    }
+
+    fn clamped(self, n: usize, k: usize, d: usize) -> Self {
+        Self { pairs: self.pairs.clamp(1, max_pairs(n, d)), rest: self.rest.clamp(1, max_capacity(n, k, d)) }
+    }
+}
+
+/// Flagged rows the general buffer may take in one evaluation at most: bounded so that the
 /// candidates' differences and the rows' partial distances stay within
 /// [`DIFFERENCE_ENTRIES`], and below 2^16: MLX's CUDA sorts launch one block row per sorted
 /// row, and a grid has at most 65,535 of them.
-pub(super) fn max_capacity(n: usize, k: usize, d: usize) -> usize {
+fn max_capacity(n: usize, k: usize, d: usize) -> usize {
     let r = CANDIDATES.min(k);
     let by_memory = (DIFFERENCE_ENTRIES / (r * d).max(1)).min(DIFFERENCE_ENTRIES / k.max(1));
     by_memory.min(n).min(u16::MAX as usize).max(1)
 }
 
-/// The buffer a step starts with where nothing better is known: every slot costs work
-/// whether filled or not, so it starts small; rows past it are decided by [`settle_rest`]
-/// (on the device again, in further buffers), and Lloyd steps fit it to the counts they see.
-pub(super) fn default_capacity(n: usize, k: usize, d: usize) -> usize {
-    (n / 64).max(256).min(max_capacity(n, k, d))
+/// Pair rows the pair buffer may take: their differences against two centroids within
+/// [`DIFFERENCE_ENTRIES`].
+fn max_pairs(n: usize, d: usize) -> usize {
+    (DIFFERENCE_ENTRIES / (2 * d).max(1)).min(n).max(1)
 }
 
-/// Each row's place among the flagged rows (`n`, int32; meaningful where `flagged`).
-fn flagged_positions(flagged: &Array) -> Result<Array> {
-    Ok(flagged.as_type::<i32>()?.cumsum(0, false, true)?.subtract(Array::from_int(1))?)
+/// Each row's place among the rows of `mask` (`n`, int32; meaningful where `mask`).
+fn positions(mask: &Array) -> Result<Array> {
+    Ok(mask.as_type::<i32>()?.cumsum(0, false, true)?.subtract(Array::from_int(1))?)
+}
+
+fn count(mask: &Array) -> Result<Array> {
+    Ok(mask.as_type::<i32>()?.sum(false)?.as_type::<f32>()?)
+}
+
+/// One buffer's rows: those of `mask` whose place among them (`position`) lies in
+/// `offset..offset + cap`, `count` being how many `mask` has.
+struct Slots {
+    /// Row number in each slot (`cap`, uint32; row 0 in an empty slot).
+    rows: Array,
+    /// Whether each slot holds a row (`cap`).
+    filled: Array,
+    /// The rows taken (`n`, bool).
+    taken: Array,
+}
+
+fn slots(mask: &Array, position: &Array, count: &Array, offset: usize, cap: usize) -> Result<Slots> {
+    let n = mask.shape()[0];
+    // Row number offset + q goes to slot q while q < cap; the others, and every row not in
+    // `mask`, to the discarded slot `cap`.
+    let local = position.subtract(Array::from_int(offset as i32))?;
+    let taken =
+        mask.logical_and(&local.ge(Array::from_int(0))?)?.logical_and(&local.lt(Array::from_int(cap as i32))?)?;
+    let slot = select(&taken, &local, Array::from_int(cap as i32))?;
+    let row_numbers = mlx_rs::ops::arange::<_, u32>(0, n, 1)?;
+    let empty = mlx_rs::ops::zeros::<u32>(&[cap as i32 + 1])?;
+    let rows = empty.put_along_axis(&slot, &row_numbers, 0)?.index(0..cap as i32);
+    let filled = mlx_rs::ops::arange::<_, f32>(offset as f64, (offset + cap) as f64, 1.0)?.lt(count)?;
+    Ok(Slots { rows, filled, taken })
+}
+
+/// `settled` with the rows a buffer proved (`proven`, per slot of `rows`) given their
+/// `best_label` and `best` distance, and every row the buffer `taken` no longer untried.
+fn write_proven(
+    settled: Settled,
+    rows: &Array,
+    taken: &Array,
+    proven: &Array,
+    best_label: &Array,
+    best: &Array,
+) -> Result<Settled> {
+    let Settled { labels, distances, unproven, untried, .. } = &settled;
+    let n = labels.shape()[0];
+    // Proven rows write their decision; every other slot writes to the discarded entry `n`.
+    let target = select(proven, rows, Array::from_int(n))?;
+    let put = |values: &Array, decided: &Array| -> Result<Array> {
+        let extended = concatenate(&[values, &values.index(0..1)], 0)?;
+        Ok(extended.put_along_axis(&target, decided, 0)?.index(0..n))
+    };
+    let labels = put(labels, best_label)?;
+    let distances = put(distances, best)?;
+    let decided = put(&mlx_rs::ops::zeros::<bool>(&[n])?, proven)?;
+    let unproven = unproven.logical_and(&decided.logical_not()?)?;
+    let untried = untried.logical_and(&taken.logical_not()?)?.logical_and(&unproven)?;
+    let unproven_count = count(&unproven)?;
+    Ok(Settled { labels, distances, unproven, untried, unproven_count, ..settled })
+}
+
+/// Whether the best of two squared distances measured by differences beats the other by
+/// more than their error: each of the `d` squared differences and the running sum round
+/// once, (d + 2) units of float32 relative to the sum; twice that, to spare.
+fn margin_holds(best: &Array, second: &Array, d: usize) -> Result<Array> {
+    let bound = 2.0 * (d + 2) as f32 * f32::EPSILON / 2.0;
+    Ok(second.subtract(best)?.gt(&best.add(second)?.multiply(Array::from_f32(bound))?)?)
 }
 
 /// Decides on the device what it can of `nearest`'s near ties (rows with more than one
-/// centroid in their band), `capacity` of them at most (by default [`default_capacity`]);
-/// with `on_device` false (re-centred data) none is, and every flagged row is left to the
-/// host. Adds to the graph; evaluates nothing.
+/// centroid in their band), in a pair buffer and a general one of `capacity` (by default
+/// [`Capacity::default_for`]); with `on_device` false (re-centred data) none is, and every
+/// flagged row is left to the host. Adds to the graph; evaluates nothing.
 pub(super) fn settle_on_device(
     data: &TieRows<'_>,
     nearest: Nearest,
     on_device: bool,
-    capacity: Option<usize>,
+    capacity: Option<Capacity>,
 ) -> Result<Settled> {
-    let Nearest { labels, distances, in_band } = nearest;
+    let Nearest { labels, distances, in_band, second } = nearest;
     let n = labels.shape()[0] as usize;
     let flagged = in_band.gt(Array::from_int(1))?;
-    let flagged_count = flagged.as_type::<i32>()?.sum(false)?.as_type::<f32>()?;
+    let flagged_count = count(&flagged)?;
+    let pairs = in_band.eq(Array::from_int(2))?;
+    let pair_count = count(&pairs)?;
+    let on_device = on_device && n > 0;
     let settled = Settled {
         labels,
         distances,
         in_band,
+        untried: if on_device { flagged.clone() } else { mlx_rs::ops::zeros::<bool>(&[n as i32])? },
         unproven_count: flagged_count.clone(),
         unproven: flagged,
+        rest_count: flagged_count.clone(),
         flagged_count,
-        capacity: 0,
+        pair_count,
+        on_device,
     };
-    if !on_device || n == 0 {
+    if !on_device {
         return Ok(settled);
     }
     let (k, d) = (data.centroids.shape()[0] as usize, data.centroids.shape()[1] as usize);
-    let cap = capacity.unwrap_or_else(|| default_capacity(n, k, d)).clamp(1, max_capacity(n, k, d));
-    let position = flagged_positions(&settled.unproven)?;
-    settle_round(data, settled, &position, 0, cap)
+    let capacity = capacity.unwrap_or_else(|| Capacity::default_for(n, k, d)).clamped(n, k, d);
+    let settled = settle_pairs(data, settled, &pairs, &second, capacity.pairs)?;
+    let rest = settled.untried.clone();
+    let rest_count = count(&rest)?;
+    let position = positions(&rest)?;
+    let settled = Settled { rest_count: rest_count.clone(), ..settled };
+    settle_round(data, settled, (&rest, &position, &rest_count), 0, capacity.rest)
 }
 
-/// One buffer of flagged rows decided on the device: those whose place among the flagged
-/// rows (`position`) lies in `offset..offset + cap` (no earlier buffer took them, so they are
-/// all still `unproven`). Rows it proves get their label and distance and leave `unproven`.
-fn settle_round(data: &TieRows<'_>, settled: Settled, position: &Array, offset: usize, cap: usize) -> Result<Settled> {
-    let Settled { labels, distances, in_band, unproven, flagged_count, .. } = settled;
-    let n = labels.shape()[0] as usize;
+/// The pair buffer: rows of `pairs` (two centroids in the band: the best and the runner-up
+/// `second`), `cap` of them, measured by differences against those two.
+fn settle_pairs(data: &TieRows<'_>, settled: Settled, pairs: &Array, second: &Array, cap: usize) -> Result<Settled> {
+    let d = data.centroids.shape()[1] as usize;
+    let Slots { rows, filled, taken } = slots(pairs, &positions(pairs)?, &settled.pair_count, 0, cap)?;
+    let first = settled.labels.take_axis(&rows, 0)?;
+    let other = second.take_axis(&rows, 0)?;
+    let points = data.centred.take_axis(&rows, 0)?;
+    let measure = |labels: &Array| -> Result<Array> {
+        let centroids = data.centroids.take_axis(labels, 0)?;
+        Ok(points.subtract(&centroids)?.square()?.sum_axis(1, false)?)
+    };
+    let (to_first, to_other) = (measure(&first)?, measure(&other)?);
+    let (best, worse) = (minimum(&to_first, &to_other)?, maximum(&to_first, &to_other)?);
+    let best_label = select(&to_first.le(&to_other)?, &first, &other)?;
+    let proven = filled.logical_and(&margin_holds(&best, &worse, d)?)?;
+    write_proven(settled, &rows, &taken, &proven, &best_label, &best)
+}
+
+/// One general buffer: rows of `mask` (`position` their place among its `count` rows) in
+/// `offset..offset + cap`, each measured by differences against the [`CANDIDATES`] centroids
+/// with the smallest partial distances (a GEMM of the buffer's rows).
+fn settle_round(
+    data: &TieRows<'_>,
+    settled: Settled,
+    (mask, position, count): (&Array, &Array, &Array),
+    offset: usize,
+    cap: usize,
+) -> Result<Settled> {
     let (k, d) = (data.centroids.shape()[0] as usize, data.centroids.shape()[1] as usize);
     let r = CANDIDATES.min(k);
-    // Flagged row number offset + q goes to slot q while q < cap; the others, and every row
-    // not flagged, to the discarded slot `cap`.
-    let local = position.subtract(Array::from_int(offset as i32))?;
-    let kept =
-        unproven.logical_and(&local.ge(Array::from_int(0))?)?.logical_and(&local.lt(Array::from_int(cap as i32))?)?;
-    let slot = select(&kept, &local, Array::from_int(cap as i32))?;
-    let row_numbers = mlx_rs::ops::arange::<_, u32>(0, n as i32, 1)?;
-    let slots = mlx_rs::ops::zeros::<u32>(&[cap as i32 + 1])?;
-    let rows = slots.put_along_axis(&slot, &row_numbers, 0)?.index(0..cap as i32);
-    let valid = mlx_rs::ops::arange::<_, f32>(offset as f64, (offset + cap) as f64, 1.0)?.lt(&flagged_count)?;
+    let Slots { rows, filled, taken } = slots(mask, position, count, offset, cap)?;
     // The slots' candidates: the r smallest partial distances, measured again by differences.
     let m = cap as i32;
     let partial = partial_distances(&data.lifted.take_axis(&rows, 0)?, data.c, data.c_norms)?;
@@ -146,28 +282,13 @@ fn settle_round(data: &TieRows<'_>, settled: Settled, position: &Array, offset: 
     let second =
         if r > 1 { sorted.index((.., 1)) } else { mlx_rs::ops::full::<f32>(&[m], Array::from_f32(f32::INFINITY))? };
     let best_label = nearest.take_along_axis(order.index((.., 0..1)), 1)?.reshape(&[-1])?.as_type::<u32>()?;
-    // Each of the d squared differences and the running sum round once: (d + 2) units of
-    // float32 relative to the sum; twice that, to spare.
-    let bound = 2.0 * (d + 2) as f32 * f32::EPSILON / 2.0;
-    let margin = second.subtract(&best)?.gt(&best.add(&second)?.multiply(Array::from_f32(bound))?)?;
-    let all_in_candidates = in_band.take_axis(&rows, 0)?.le(Array::from_int(r as i32))?;
-    let proven = valid.logical_and(&all_in_candidates)?.logical_and(&margin)?;
-    // Proven rows write their decision; every other slot writes to the discarded entry `n`.
-    let target = select(&proven, &rows, Array::from_int(n as i32))?;
-    let put = |values: &Array, decided: &Array| -> Result<Array> {
-        let extended = concatenate(&[values, &values.index(0..1)], 0)?;
-        Ok(extended.put_along_axis(&target, decided, 0)?.index(0..n as i32))
-    };
-    let labels = put(&labels, &best_label)?;
-    let distances = put(&distances, &best)?;
-    let settled = put(&mlx_rs::ops::zeros::<bool>(&[n as i32])?, &proven)?;
-    let unproven = unproven.logical_and(&settled.logical_not()?)?;
-    let unproven_count = unproven.as_type::<i32>()?.sum(false)?.as_type::<f32>()?;
-    Ok(Settled { labels, distances, in_band, unproven, unproven_count, flagged_count, capacity: cap })
+    let all_in_candidates = settled.in_band.take_axis(&rows, 0)?.le(Array::from_int(r as i32))?;
+    let proven = filled.logical_and(&all_in_candidates)?.logical_and(&margin_holds(&best, &second, d)?)?;
+    write_proven(settled, &rows, &taken, &proven, &best_label, &best)
 }
 
 /// Labels and squared distances of an evaluated [`Settled`] on the host, every near tie
-/// decided: flagged rows past the device's buffer are decided on the device in further
+/// decided: flagged rows no buffer took are decided on the device in further general
 /// buffers (one evaluation each); the rows it cannot prove go to the host's exact float64
 /// search (`settle_on_host`).
 pub(super) fn settle_rest(
@@ -178,12 +299,14 @@ pub(super) fn settle_rest(
 ) -> Result<(Vec<u32>, Vec<f32>)> {
     let (n, k, d) =
         (settled.labels.shape()[0] as usize, data.centroids.shape()[0] as usize, data.centroids.shape()[1] as usize);
-    let flagged = settled.flagged_count.item_exact::<f32>() as usize;
-    if settled.capacity > 0 && flagged > settled.capacity {
-        let position = flagged_positions(&settled.in_band.gt(Array::from_int(1))?)?;
-        let (mut offset, cap) = (settled.capacity, max_capacity(n, k, d));
-        while offset < flagged {
-            settled = settle_round(data, settled, &position, offset, cap)?;
+    if settled.on_device {
+        let mask = settled.untried.clone();
+        let (position, untried) = (positions(&mask)?, count(&mask)?);
+        eval_all(&[&position, &untried])?;
+        let (total, cap) = (untried.item_exact::<f32>() as usize, max_capacity(n, k, d));
+        let mut offset = 0;
+        while offset < total {
+            settled = settle_round(data, settled, (&mask, &position, &untried), offset, cap)?;
             eval_all(&settled.outputs())?;
             offset += cap;
         }
