@@ -100,7 +100,7 @@ FUSED = {"MLX_KMEANS_MLX_FUSED": "1"}
 # shared-source kernels in their CUDA dialect (the twin of the Metal ones).
 OPS = {"MLX_KMEANS_MLX_CUDA_KERNELS": "0", "MLX_KMEANS_MLX_SHARED": "0"}
 TWIN = {"MLX_KMEANS_MLX_CUDA_KERNELS": "0", "MLX_KMEANS_MLX_SHARED": "cuda"}
-PEERS = ("default", "waiting", "ahead", "fused", "matrix", "ops", "twin", "host", "streamed", "torch", "flash", "flash-mlx")
+PEERS = ("default", "waiting", "ahead", "fused", "matrix", "ops", "ops-pairs", "twin", "twin-general", "host", "streamed", "torch", "flash", "flash-mlx")
 
 
 def bench(name: str, repeats: int, profile: bool, chosen=PEERS) -> dict:
@@ -161,6 +161,8 @@ def bench(name: str, repeats: int, profile: bool, chosen=PEERS) -> dict:
         "matrix": ("mlx_kmeans (distance matrix: MLX_KMEANS_MLX_FUSED=0)", lambda it: ours(it, {"MLX_KMEANS_MLX_FUSED": "0"})),
         "ops": ("mlx_kmeans (MLX ops only: the Mac's path)", lambda it: ours(it, OPS)),
         "twin": ("mlx_kmeans (MLX ops + shared kernels, CUDA dialect)", lambda it: ours(it, TWIN)),
+        "ops-pairs": ("mlx_kmeans (MLX ops, pair buffer: MLX_KMEANS_MLX_PAIRS=1)", lambda it: ours(it, {**OPS, "MLX_KMEANS_MLX_PAIRS": "1"})),
+        "twin-general": ("mlx_kmeans (shared kernels, no pair buffer: MLX_KMEANS_MLX_PAIRS=0)", lambda it: ours(it, {**TWIN, "MLX_KMEANS_MLX_PAIRS": "0"})),
         "host": ("mlx_kmeans (NumPy in, held on the device)", lambda it: ours(it, host=True)),
         "streamed": ("mlx_kmeans (NumPy in, streamed from the host)", lambda it: ours(it, {"MLX_KMEANS_MLX_DEVICE_BYTES": "1"}, host=True)),
         "torch": ("PyTorch loop", torch_loop),

@@ -46,13 +46,26 @@ pub struct MlxSwitches {
     /// Resident Lloyd steps queued one ahead (`true`) or each waited for (`false`), whatever
     /// the steps' time.
     pub queue_ahead: Option<bool>,
+    /// Near ties with two centroids in their band decided against the first pass's best and
+    /// runner-up (`true`: also on MLX's ops, which then find the runner-up by two more
+    /// passes), or all by the general buffer (`false`); `None`: where the kernel finds the
+    /// runner-up.
+    pub pairs: Option<bool>,
     /// The shared-source kernels the MLX-ops path runs (default: Metal on an Apple GPU).
     pub shared: Option<SharedDialect>,
 }
 
 impl Default for MlxSwitches {
     fn default() -> Self {
-        Self { cuda_kernels: true, fused: None, share: true, device_bytes: None, queue_ahead: None, shared: None }
+        Self {
+            cuda_kernels: true,
+            fused: None,
+            share: true,
+            device_bytes: None,
+            queue_ahead: None,
+            pairs: None,
+            shared: None,
+        }
     }
 }
 

@@ -393,13 +393,24 @@ def test_labels_are_exact_far_from_the_origin(backend, offset):
     assert est.inertia_ == pytest.approx(exact.min(1).sum(), rel=1e-6)
 
 
+def near_ties(caplog):
+    """(flagged, for the pair buffer, decided on the host) of each "near ties" debug line."""
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("near ties:")]
+    return [tuple(int(w) for w in line.replace(",", "").split() if w.isdigit()) for line in lines]
+
+
 @pytest.mark.skipif("mlx" not in AVAILABLE, reason="mlx unavailable here")
-def test_near_ties_of_split_clusters_are_decided_exactly_on_the_device(caplog):
+@pytest.mark.parametrize("pairs", [None, "1", "0"])
+def test_near_ties_of_split_clusters_are_decided_exactly_on_the_device(caplog, monkeypatch, pairs):
     # Twice as many centroids as clusters, in 256 dimensions with large norms: pairs of
     # centroids split one cluster, so many rows lie within the GEMM's error band of two
-    # centroids. The MLX ops path decides most of them on the device by differences, the rest
-    # on the host; every label must be the exact float64 nearest centroid of the centroids
-    # that gave it. (One Lloyd step from given centroids, whose labels are those of `init`.)
+    # centroids. The MLX ops path decides most of them on the device by differences (in the
+    # pair buffer against the best and runner-up where it runs, else in the general one), the
+    # rest on the host; every label must be the exact float64 nearest centroid of the
+    # centroids that gave it. (One Lloyd step from given centroids, whose labels are those of
+    # `init`.)
+    if pairs is not None:
+        monkeypatch.setenv("MLX_KMEANS_MLX_PAIRS", pairs)
     rng = np.random.default_rng(3)
     centres = rng.normal(0.0, 1.0, size=(16, 256))
     members = rng.integers(0, 16, 6000)
@@ -408,9 +419,14 @@ def test_near_ties_of_split_clusters_are_decided_exactly_on_the_device(caplog):
     init = init.astype(np.float32)
     with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
         est = KMeans(32, init=init, n_init=1, max_iter=1, backend="mlx").fit(X)
-    first_pass = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("near ties:"))
-    flagged, on_host = (int(w) for w in first_pass.replace(",", "").split() if w.isdigit())
-    assert flagged > 100 and on_host < flagged / 2, first_pass
+    flagged, for_pairs, on_host = near_ties(caplog)[0]
+    assert flagged > 100 and on_host < flagged / 2, near_ties(caplog)
+    # The pair buffer takes the rows with two centroids in their band where the runner-up is
+    # found: asked for on MLX's ops (`1`), by default only with the shared kernels.
+    if pairs == "1":
+        assert for_pairs > flagged / 2, near_ties(caplog)
+    elif pairs == "0":
+        assert for_pairs == 0, near_ties(caplog)
     exact = ((X.astype(np.float64)[:, None] - init.astype(np.float64)[None]) ** 2).sum(-1)
     labels = np.asarray(est.predict(X))  # the returned centroids
     returned = ((X.astype(np.float64)[:, None] - np.asarray(est.cluster_centers_, np.float64)[None]) ** 2).sum(-1)
@@ -422,19 +438,47 @@ def test_near_ties_of_split_clusters_are_decided_exactly_on_the_device(caplog):
 
 
 @pytest.mark.skipif("mlx" not in AVAILABLE, reason="mlx unavailable here")
-def test_more_near_ties_than_one_device_buffer_holds(caplog):
+def test_the_pair_buffer_changes_no_lloyd_step(monkeypatch):
+    # Lloyd steps on clusters each split between two centroids (near ties in every step):
+    # with the pair buffer (the runner-up found by MLX's ops here) and without it, steps
+    # queued ahead or each waited for, the fits agree bit for bit, and their labels are
+    # float64's nearest returned centroids.
+    rng = np.random.default_rng(4)
+    centres = rng.normal(0.0, 1.0, size=(12, 96))
+    X = (centres[rng.integers(0, 12, 5000)] + 0.05 * rng.standard_normal((5000, 96))).astype(np.float32)
+    init = (np.repeat(centres, 2, axis=0) + 1e-2 * rng.standard_normal((24, 96))).astype(np.float32)
+    fits = {}
+    for pairs in ("1", "0"):
+        for ahead in ("1", "0"):
+            monkeypatch.setenv("MLX_KMEANS_MLX_PAIRS", pairs)
+            monkeypatch.setenv("MLX_KMEANS_MLX_AHEAD", ahead)
+            fits[pairs, ahead] = kmeans(X, 24, init=init, max_iter=6, tol=0.0, backend="mlx")
+    first = fits["1", "1"]
+    for other in fits.values():
+        np.testing.assert_array_equal(other.centroids, first.centroids)
+        np.testing.assert_array_equal(other.labels, first.labels)
+        assert other.n_iter == first.n_iter and other.inertia == first.inertia
+    exact = ((X.astype(np.float64)[:, None] - first.centroids.astype(np.float64)[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(first.labels, exact.argmin(1))
+
+
+@pytest.mark.skipif("mlx" not in AVAILABLE, reason="mlx unavailable here")
+@pytest.mark.parametrize("pairs", [None, "1"])
+def test_more_near_ties_than_one_device_buffer_holds(caplog, monkeypatch, pairs):
     # Every row sits between two centroids a hair apart, so all 70,000 rows are near ties:
     # more than one device buffer takes (65,535 rows at most), so the MLX ops path decides
     # them in several buffers and the host takes what the device cannot prove. Labels of the
     # one step must be float64's nearest centroids of `init`.
+    if pairs is not None:
+        monkeypatch.setenv("MLX_KMEANS_MLX_PAIRS", pairs)
     rng = np.random.default_rng(8)
     X = rng.normal(0.0, 1.0, size=(70_000, 4)).astype(np.float32)
     base = rng.normal(0.0, 1.0, size=(4, 4))
     init = np.vstack([base, base + 1e-6]).astype(np.float32)
     with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
         r = kmeans(X, 8, init=init, max_iter=1, tol=0.0, backend="mlx")
-    ties = [m.getMessage() for m in caplog.records if m.getMessage().startswith("near ties:")]
-    assert ties and int(ties[0].split()[2]) > 65_535, ties
+    ties = near_ties(caplog)
+    assert ties and ties[0][0] > 65_535, ties
     exact = ((X.astype(np.float64)[:, None] - init.astype(np.float64)[None]) ** 2).sum(-1)
     step = exact.argmin(1)
     means = np.array([X[step == j].mean(0) if (step == j).any() else init[j] for j in range(8)], np.float64)

@@ -28,6 +28,7 @@ class Options:
     mlx_share: bool
     mlx_device_bytes: Optional[int]
     mlx_ahead: Optional[bool]
+    mlx_pairs: Optional[bool]
     mlx_shared: Optional[str]
 
     def engine(self) -> dict:
@@ -78,6 +79,7 @@ def current() -> Options:
         mlx_share=_forced("MLX_KMEANS_MLX_SHARE") is not False,
         mlx_device_bytes=_count("MLX_KMEANS_MLX_DEVICE_BYTES"),
         mlx_ahead=_forced("MLX_KMEANS_MLX_AHEAD"),
+        mlx_pairs=_forced("MLX_KMEANS_MLX_PAIRS"),
         mlx_shared="off" if shared == "0" else shared,
     )
 

@@ -46,6 +46,7 @@ pub fn configure(options: &Bound<'_, PyDict>) -> PyResult<()> {
             "mlx_share" => parsed.mlx.share = value.extract()?,
             "mlx_device_bytes" => parsed.mlx.device_bytes = value.extract()?,
             "mlx_ahead" => parsed.mlx.queue_ahead = flag(&value)?,
+            "mlx_pairs" => parsed.mlx.pairs = flag(&value)?,
             "mlx_shared" => {
                 parsed.mlx.shared = match value.extract::<Option<String>>()?.as_deref() {
                     None => None,

@@ -49,6 +49,7 @@ impl DeviceKernel for Mlx {
             fused: switches.fused,
             device_bytes: switches.device_bytes,
             queue_ahead: switches.queue_ahead,
+            pairs: switches.pairs,
             shared: dialect_switch(switches.shared),
         };
         let shared = shared.and_then(|array| array.downcast::<mlx_rs::Array>().ok()).map(|array| *array);

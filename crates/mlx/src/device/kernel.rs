@@ -26,9 +26,12 @@ fn nearest(partial: &Array) -> Result<(Array, Array)> {
 }
 
 /// Index (`rows`, uint32) of each row's second smallest partial distance (the lowest index
-/// on ties, as the argmin; the best itself where `k` is 1): with the best, the only
-/// candidates of a row that has two centroids in its band.
-fn runner_up(partial: &Array, best: &Array) -> Result<Array> {
+/// on ties, as the argmin; the best itself where `k` is 1), for `best` (`rows × 1`): with the
+/// best, the only candidates of a row that has two centroids in its band. The shared
+/// `band_argmin` kernel finds it in the same read as the best; with MLX's ops it takes two
+/// more passes over the block, which cost more than they save on the lent GPU
+/// (`benchmarks/gpu.md`), so the ops path leaves it out and this is its first-use reference.
+pub(super) fn runner_up(partial: &Array, best: &Array) -> Result<Array> {
     let k = partial.shape()[1];
     let columns = mlx_rs::ops::arange::<_, u32>(0, k, 1)?.reshape(&[1, k])?;
     let masked = select(&columns.eq(best)?, Array::from_f32(f32::INFINITY), partial)?;
@@ -58,21 +61,28 @@ pub(super) struct Nearest {
     pub distances: Array,
     /// Centroids within each row's error band ([`within_band`], `rows`, int32).
     pub in_band: Array,
-    /// The centroid with the second smallest partial distance ([`runner_up`], `rows`, uint32).
-    pub second: Array,
+    /// The centroid with the second smallest partial distance ([`runner_up`], `rows`, uint32),
+    /// where the kernel found it.
+    pub second: Option<Array>,
 }
 
 /// [`Nearest`] from a block's partial distances (`rows × k`), the rows' squared norms
 /// `norms` and the centroids' `c_norms`, with MLX's ops; `bound` is the GEMM's error bound.
-pub(super) fn nearest_in_band_by_ops(partial: &Array, norms: &Array, c_norms: &Array, bound: f64) -> Result<Nearest> {
+/// With `with_runner_up`, each row's [`runner_up`] too.
+pub(super) fn nearest_in_band_by_ops(
+    partial: &Array,
+    norms: &Array,
+    c_norms: &Array,
+    bound: f64,
+    with_runner_up: bool,
+) -> Result<Nearest> {
     let (best, best_value) = nearest(partial)?;
     let in_band = within_band(partial, &best_value, norms, c_norms, bound)?;
-    let second = runner_up(partial, &best)?;
     Ok(Nearest {
+        second: if with_runner_up { Some(runner_up(partial, &best)?) } else { None },
         labels: best.reshape(&[-1])?,
         distances: maximum(best_value.reshape(&[-1])?.add(norms)?, Array::from_f32(0.0))?,
         in_band,
-        second,
     })
 }
 
@@ -83,10 +93,14 @@ impl MlxKernel<'_> {
     pub(super) fn nearest_in_band(&self, rows: &Array, norms: &Array, c: &Array, c_norms: &Array) -> Result<Nearest> {
         let partial = partial_distances(rows, c, c_norms)?;
         let bound = self.gemm_error_bound(c.shape()[1] as usize / if self.split { 3 } else { 1 });
-        match &self.shared {
-            Some(kernels) => kernels.nearest(&partial, norms, c_norms, bound),
-            None => nearest_in_band_by_ops(&partial, norms, c_norms, bound),
+        let mut nearest = match &self.shared {
+            Some(kernels) => kernels.nearest(&partial, norms, c_norms, bound)?,
+            None => nearest_in_band_by_ops(&partial, norms, c_norms, bound, self.pairs == Some(true))?,
+        };
+        if self.pairs == Some(false) {
+            nearest.second = None;
         }
+        Ok(nearest)
     }
 }
 

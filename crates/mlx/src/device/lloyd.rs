@@ -193,7 +193,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
             labels: join(labels)?,
             distances: join(distances)?,
             in_band: join(in_band)?,
-            second: join(second)?,
+            second: second.into_iter().collect::<Option<Vec<_>>>().map(join).transpose()?,
         };
         let rows = TieRows { lifted: &self.rows, centred: &self.plain, c: &c, c_norms: &c_norms, centroids };
         // This step is number `self.steps + 1`: its buffers are fitted to step `self.steps − 1`.

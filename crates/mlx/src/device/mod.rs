@@ -76,6 +76,10 @@ pub struct MlxConfig {
     /// host builds the next; `Some(true)`), or each step waited for before the next is built
     /// (`Some(false)`); `None` decides by the time of a step.
     pub queue_ahead: Option<bool>,
+    /// Near ties with two centroids in the band decided against each row's best and runner-up
+    /// (`ties.rs`): `None` where the shared `band_argmin` kernel finds the runner-up,
+    /// `Some(true)` also on MLX's ops, `Some(false)` never.
+    pub pairs: Option<bool>,
     /// The dialect of the shared kernels (`shared.rs`) the MLX-ops path runs, when they pass
     /// their first-use check: `Some(None)` none, `None` the default (Metal on an Apple GPU).
     pub shared: Option<Option<shared::Dialect>>,
@@ -163,6 +167,8 @@ pub struct MlxKernel<'a> {
     streamed: bool,
     /// Whether resident Lloyd steps are queued one ahead (see [`MlxConfig`]).
     queue_ahead: Option<bool>,
+    /// Whether near ties go to the pair buffer (see [`MlxConfig`]).
+    pairs: Option<bool>,
     /// The shared-source kernels the MLX-ops path runs (see [`MlxConfig`]), if any.
     shared: Option<shared::SharedKernels>,
 }
@@ -229,6 +235,7 @@ impl<'a> MlxKernel<'a> {
             device_bytes,
             streamed: false,
             queue_ahead,
+            pairs: config.pairs,
             shared: shared_kernels,
         };
         if let Some(m) = data {

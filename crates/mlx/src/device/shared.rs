@@ -23,7 +23,7 @@ use mlx_rs::ops::stack;
 use mlx_rs::{Array, Dtype};
 
 use super::cuda::{sorted_cluster_means, CudaKernel};
-use super::kernel::{nearest_in_band_by_ops, Nearest};
+use super::kernel::{nearest_in_band_by_ops, runner_up, Nearest};
 use super::{eval_all, partial_distances, row_norms};
 use mlx_kmeans::error::{Error, Result};
 
@@ -166,7 +166,7 @@ impl SharedKernels {
         let second = out.pop().expect("four outputs");
         let in_band = out.pop().expect("four outputs");
         let distances = out.pop().expect("four outputs");
-        Ok(Nearest { labels: out.pop().expect("four outputs"), distances, in_band, second })
+        Ok(Nearest { labels: out.pop().expect("four outputs"), distances, in_band, second: Some(second) })
     }
 
     /// Weighted per-cluster sums (`k × d`), weights (`k`) and means (`k × d`) of `x`'s rows
@@ -243,8 +243,9 @@ fn self_check(kernels: &SharedKernels) -> Result<()> {
     let c_norms = row_norms(&centroids, k)?;
     let partial = partial_distances(&x, &centroids, &c_norms)?;
     let bound = 1e-3;
-    let by_ops = nearest_in_band_by_ops(&partial, &norms, &c_norms, bound)?;
+    let by_ops = nearest_in_band_by_ops(&partial, &norms, &c_norms, bound, false)?;
     let ours = kernels.nearest(&partial, &norms, &c_norms, bound)?;
+    let ops_second = runner_up(&partial, &by_ops.labels.reshape(&[-1, 1])?)?;
     // Labels pointing at clusters 0..k-1 except the last (left empty), some rows weighted 0;
     // the sums' reference is computed on the host in float64.
     let label_values: Vec<u32> = (0..n).map(|i| ((i * 37 + i / 7) % (k - 1)) as u32).collect();
@@ -283,7 +284,7 @@ fn self_check(kernels: &SharedKernels) -> Result<()> {
     let checks = [
         ("band_argmin labels", same(&ours.labels, &by_ops.labels)?),
         ("band_argmin band counts", same(&ours.in_band, &by_ops.in_band)?),
-        ("band_argmin runners-up", same(&ours.second, &by_ops.second)?),
+        ("band_argmin runners-up", same(ours.second.as_ref().expect("the kernel's runner-up"), &ops_second)?),
         ("band_argmin distances", distances_close),
         ("cluster_means weights", near(cluster_weights.as_slice::<f32>(), &exact_weights)),
         ("cluster_means sums", near(sums.as_slice::<f32>(), &exact_sums)),

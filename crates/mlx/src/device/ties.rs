@@ -2,11 +2,11 @@
 //! A row whose GEMM distances leave several centroids within the error band is measured
 //! again by differences (float32) against the candidates: when every centroid in the band is
 //! among them and the best beats the second by more than the error of differences, the
-//! decision is the exact one. Rows with two centroids in their band (nearly all near ties:
-//! a cluster split between two centroids) take their two candidates from the first pass (its
-//! best and runner-up) and go to a pair buffer that reads only the row and those two
-//! centroids; the rest go to a general buffer that finds the few centroids with the smallest
-//! partial distances by a GEMM of its rows. The flagged rows are gathered into buffers of
+//! decision is the exact one. Where the first pass found each row's runner-up (the shared
+//! `band_argmin` kernel), rows with two centroids in their band (nearly all near ties: a
+//! cluster split between two centroids) go to a pair buffer that reads only the row and
+//! those two centroids; the rest go to a general buffer that finds the few centroids with
+//! the smallest partial distances by a GEMM of its rows. The flagged rows are gathered into buffers of
 //! fixed capacity on the device (a running count gives each its slot), so no row index
 //! crosses to the host; only the count of rows left unproven is read, with the step's other
 //! scalars. Those rows (more centroids in the band, a margin too thin, more flagged rows than
@@ -90,7 +90,7 @@ impl Capacity {
     /// [`settle_rest`] (on the device again, in further buffers), and Lloyd steps fit them to
     /// the counts they see.
     pub(super) fn default_for(n: usize, k: usize, d: usize) -> Self {
-        Self { pairs: (n / 64).max(256), rest: (n / 256).max(256) }.clamped(n, k, d)
+        Self { pairs: (n / 64).max(256), rest: (n / 64).max(256) }.clamped(n, k, d)
     }
 
     /// Buffers fitted to a step's counts of pair rows and of the rest, with a quarter to
@@ -205,7 +205,11 @@ pub(super) fn settle_on_device(
     let n = labels.shape()[0] as usize;
     let flagged = in_band.gt(Array::from_int(1))?;
     let flagged_count = count(&flagged)?;
-    let pairs = in_band.eq(Array::from_int(2))?;
+    // Without the runner-up (MLX's ops) every flagged row goes to the general buffer.
+    let pairs = match &second {
+        Some(_) => in_band.eq(Array::from_int(2))?,
+        None => mlx_rs::ops::zeros::<bool>(&[n as i32])?,
+    };
     let pair_count = count(&pairs)?;
     let on_device = on_device && n > 0;
     let settled = Settled {
@@ -225,7 +229,10 @@ pub(super) fn settle_on_device(
     }
     let (k, d) = (data.centroids.shape()[0] as usize, data.centroids.shape()[1] as usize);
     let capacity = capacity.unwrap_or_else(|| Capacity::default_for(n, k, d)).clamped(n, k, d);
-    let settled = settle_pairs(data, settled, &pairs, &second, capacity.pairs)?;
+    let settled = match &second {
+        Some(second) => settle_pairs(data, settled, &pairs, second, capacity.pairs)?,
+        None => settled,
+    };
     let rest = settled.untried.clone();
     let rest_count = count(&rest)?;
     let position = positions(&rest)?;
@@ -333,7 +340,12 @@ fn settle_on_host(
     let unproven = settled.unproven.as_slice::<bool>();
     let on_host: Vec<usize> = (0..unproven.len()).filter(|&i| unproven[i]).collect();
     let flagged = settled.flagged_count.item_exact::<f32>() as usize;
-    log::debug!(target: crate::LOG_TARGET, "near ties: {flagged} rows, {} decided on the host", on_host.len());
+    let pairs = settled.pair_count.item_exact::<f32>() as usize;
+    log::debug!(
+        target: crate::LOG_TARGET,
+        "near ties: {flagged} rows, {pairs} of them for the pair buffer, {} decided on the host",
+        on_host.len()
+    );
     if on_host.is_empty() {
         return Ok((labels, distances));
     }
