@@ -272,18 +272,9 @@ impl ScreenStep<'_> {
     unsafe fn keep_rows(&self, group: &[usize], dots: &[i32], closest: &[f32], keep: &mut Vec<usize>) {
         let (x, lanes, t) = (&self.screen.codes, &self.lanes, self.lanes.offset.len());
         for (r, &i) in group.iter().enumerate() {
-            // min over candidates of ‖c'‖² − 2x'·c' from below: the codes' product, less
-            // what the residuals can add (|x'·c' − s_x s_c q_x·q_c| ≤ ‖s_x q_x‖‖r_c‖ +
-            // ‖r_x‖‖c'‖). Integer products and offsets are exact in float64.
-            let (scale, coded, residual) = (x.scale[i] as f64, x.coded[i], x.residual[i]);
-            let mut nearest = f64::INFINITY;
-            for (j, &dot) in dots[r * t..(r + 1) * t].iter().enumerate() {
-                let product = dot as f64 - lanes.offset[j];
-                let estimate = scale * lanes.scale[j] * product;
-                let error = coded * lanes.residual[j] + residual * lanes.norm[j];
-                let bound = lanes.sq_norm[j] - 2.0 * (estimate + error);
-                nearest = if bound < nearest { bound } else { nearest };
-            }
+            // min over candidates of ‖c'‖² − 2x'·c' from below (see `nearest_bound`).
+            let row = (x.scale[i] as f64, x.coded[i], x.residual[i]);
+            let nearest = nearest_bound(&dots[r * t..(r + 1) * t], lanes, row);
             // A lower bound on the squared distance between the centred float32 row and
             // every candidate (a margin for the float64 arithmetic); then, less the
             // rounding of the centring (`e`, half a unit per coordinate of each, a unit to
@@ -313,6 +304,54 @@ impl Drop for ScreenStep<'_> {
         back_off.misses = if 2 * skipped < screened { back_off.misses + 1 } else { 0 };
         back_off.next = back_off.steps + (1 << back_off.misses.min(6));
     }
+}
+
+/// The smallest of a row's lower bounds on `‖c'‖² − 2x'·c'` over the candidates, from its
+/// code products `dots` (one a candidate) and `(scale, coded, residual)`: the codes' product
+/// less what the residuals can add (|x'·c' − s_x s_c q_x·q_c| ≤ ‖s_x q_x‖‖r_c‖ + ‖r_x‖‖c'‖).
+/// Integer products and offsets are exact in float64. A NaN bound is passed over.
+#[cfg(not(target_arch = "x86_64"))]
+fn nearest_bound(dots: &[i32], lanes: &Lanes, (scale, coded, residual): (f64, f64, f64)) -> f64 {
+    let mut nearest = f64::INFINITY;
+    for (j, &dot) in dots.iter().enumerate() {
+        let product = dot as f64 - lanes.offset[j];
+        let estimate = scale * lanes.scale[j] * product;
+        let error = coded * lanes.residual[j] + residual * lanes.norm[j];
+        let bound = lanes.sq_norm[j] - 2.0 * (estimate + error);
+        nearest = if bound < nearest { bound } else { nearest };
+    }
+    nearest
+}
+
+/// The same, eight candidates a vector (the same operations in the same order, no fused
+/// multiply-adds, so the same values).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn nearest_bound(dots: &[i32], lanes: &Lanes, (scale, coded, residual): (f64, f64, f64)) -> f64 {
+    use std::arch::x86_64::*;
+    let t = dots.len();
+    assert!(lanes.offset.len() >= t && lanes.scale.len() >= t && lanes.residual.len() >= t);
+    assert!(lanes.norm.len() >= t && lanes.sq_norm.len() >= t);
+    let (scale, coded, residual, two) =
+        (_mm512_set1_pd(scale), _mm512_set1_pd(coded), _mm512_set1_pd(residual), _mm512_set1_pd(2.0));
+    let mut nearest = _mm512_set1_pd(f64::INFINITY);
+    for j in (0..t).step_by(8) {
+        let mask = ((1u32 << (t - j).min(8)) - 1) as __mmask8;
+        // SAFETY: the masked loads read candidates j..t only, which every slice holds.
+        let load = |v: &[f64]| _mm512_maskz_loadu_pd(mask, v.as_ptr().add(j));
+        let dot = _mm512_cvtepi32_pd(_mm512_castsi512_si256(_mm512_maskz_loadu_epi32(
+            mask as __mmask16,
+            dots.as_ptr().add(j),
+        )));
+        let product = _mm512_sub_pd(dot, load(&lanes.offset));
+        let estimate = _mm512_mul_pd(_mm512_mul_pd(scale, load(&lanes.scale)), product);
+        let error =
+            _mm512_add_pd(_mm512_mul_pd(coded, load(&lanes.residual)), _mm512_mul_pd(residual, load(&lanes.norm)));
+        let bound = _mm512_sub_pd(load(&lanes.sq_norm), _mm512_mul_pd(two, _mm512_add_pd(estimate, error)));
+        // MINPD returns its second operand where either is NaN: a NaN bound keeps `nearest`.
+        nearest = _mm512_mask_min_pd(nearest, mask, bound, nearest);
+    }
+    _mm512_reduce_min_pd(nearest)
 }
 
 /// The float32 column means of `x` (float64 sums).

@@ -78,3 +78,46 @@ fn rows_let_go_are_no_nearer_to_any_candidate_by_the_kernel() {
         assert!(!far.is_empty() && missed.is_empty(), "{n}x{d}: {} of {} rows far below kept", missed.len(), far.len());
     }
 }
+
+/// A row's smallest bound over the candidates equals the formula evaluated one candidate at
+/// a time, for candidate counts on both sides of a vector's eight, with NaN bounds passed
+/// over.
+#[test]
+fn nearest_bound_is_the_per_candidate_minimum() {
+    if !vnni_ready() {
+        eprintln!("no 8-bit dot products on this CPU");
+        return;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut value = |scale: f64| (rng.random::<f64>() * 2.0 - 1.0) * scale;
+    for t in [1, 5, 8, 9, 16, 19] {
+        for case in 0..20 {
+            let mut lane = |scale: f64| (0..t).map(|_| value(scale)).collect::<Vec<f64>>();
+            let mut lanes = Lanes {
+                offset: lane(1e4),
+                scale: lane(1e-2),
+                residual: lane(1.0),
+                norm: lane(30.0),
+                sq_norm: lane(900.0),
+            };
+            if case % 5 == 4 {
+                lanes.sq_norm[case % t] = f64::NAN;
+            }
+            let dots: Vec<i32> = (0..t).map(|_| value(1e6) as i32).collect();
+            let row = (value(1e-2), value(30.0).abs(), value(1.0).abs());
+            let mut expected = f64::INFINITY;
+            for j in 0..t {
+                let estimate = row.0 * lanes.scale[j] * (dots[j] as f64 - lanes.offset[j]);
+                let error = row.1 * lanes.residual[j] + row.2 * lanes.norm[j];
+                let bound = lanes.sq_norm[j] - 2.0 * (estimate + error);
+                if bound < expected {
+                    expected = bound;
+                }
+            }
+            // SAFETY: the 8-bit dot products imply AVX-512 (checked above).
+            #[allow(unused_unsafe)]
+            let got = unsafe { nearest_bound(&dots, &lanes, row) };
+            assert_eq!(got.to_bits(), expected.to_bits(), "t={t}, case {case}");
+        }
+    }
+}
