@@ -106,8 +106,8 @@ fn nearest_bound_is_the_per_candidate_minimum() {
             let dots: Vec<i32> = (0..t).map(|_| value(1e6) as i32).collect();
             let row = (value(1e-2), value(30.0).abs(), value(1.0).abs());
             let mut expected = f64::INFINITY;
-            for j in 0..t {
-                let estimate = row.0 * lanes.scale[j] * (dots[j] as f64 - lanes.offset[j]);
+            for (j, &dot) in dots.iter().enumerate() {
+                let estimate = row.0 * lanes.scale[j] * (dot as f64 - lanes.offset[j]);
                 let error = row.1 * lanes.residual[j] + row.2 * lanes.norm[j];
                 let bound = lanes.sq_norm[j] - 2.0 * (estimate + error);
                 if bound < expected {
