@@ -2,8 +2,9 @@
 //! evaluation: distances, nearest centroids (near ties decided on the device where it can be
 //! proven, `ties.rs`), per-cluster sums, the centroid update, and seven scalars (inertia,
 //! whether labels changed, empty clusters, centre shift, rows the device left undecided, and
-//! the near-tie counts its buffers are fitted to), which are all that comes back to the host. A step with undecided rows (rare: only the
-//! MLX-ops path has them) is made again after the host decides those rows exactly. On a CUDA
+//! the near-tie counts its buffers are fitted to), which are all that comes back to the
+//! host. A step with undecided rows (rare: only the MLX-ops path has them) is made again
+//! after the host decides those rows exactly. On a CUDA
 //! GPU whose memory is managed, every array read on the host costs page migrations; keeping labels, distances, sums and centroids on the device removes them.
 //! Empty clusters are repaired on the device too (`lloyd/repair.rs`), by the shared policy.
 //! The loop runs in the kernel's centred coordinates (data far from the origin is shifted by

@@ -6,13 +6,13 @@
 //! `band_argmin` kernel), rows with two centroids in their band (nearly all near ties: a
 //! cluster split between two centroids) go to a pair buffer that reads only the row and
 //! those two centroids; the rest go to a general buffer that finds the few centroids with
-//! the smallest partial distances by a GEMM of its rows. The flagged rows are gathered into buffers of
-//! fixed capacity on the device (a running count gives each its slot), so no row index
-//! crosses to the host; only the count of rows left unproven is read, with the step's other
-//! scalars. Those rows (more centroids in the band, a margin too thin, more flagged rows than
-//! the buffers hold, data re-centred by a shift, whose rounding the bound does not cover) are
-//! decided by further buffers or by the host's exact float64 search, in the rare steps that
-//! have any.
+//! the smallest partial distances by a GEMM of its rows. The flagged rows are gathered into
+//! buffers of fixed capacity on the device (a running count gives each its slot), so no row
+//! index crosses to the host; only the count of rows left unproven is read, with the step's
+//! other scalars. Those rows (more centroids in the band, a margin too thin, more flagged
+//! rows than the buffers hold, data re-centred by a shift, whose rounding the bound does not
+//! cover) are decided by further buffers or by the host's exact float64 search, in the rare
+//! steps that have any.
 
 use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::ops::{argpartition_axis, argsort_axis, concatenate, maximum, minimum, select};
@@ -207,10 +207,13 @@ pub(super) fn settle_on_device(
     let flagged_count = count(&flagged)?;
     // Without the runner-up (MLX's ops) every flagged row goes to the general buffer.
     let pairs = match &second {
-        Some(_) => in_band.eq(Array::from_int(2))?,
-        None => mlx_rs::ops::zeros::<bool>(&[n as i32])?,
+        Some(second) => Some((in_band.eq(Array::from_int(2))?, second)),
+        None => None,
     };
-    let pair_count = count(&pairs)?;
+    let pair_count = match &pairs {
+        Some((mask, _)) => count(mask)?,
+        None => Array::from_f32(0.0),
+    };
     let on_device = on_device && n > 0;
     let settled = Settled {
         labels,
@@ -229,8 +232,8 @@ pub(super) fn settle_on_device(
     }
     let (k, d) = (data.centroids.shape()[0] as usize, data.centroids.shape()[1] as usize);
     let capacity = capacity.unwrap_or_else(|| Capacity::default_for(n, k, d)).clamped(n, k, d);
-    let settled = match &second {
-        Some(second) => settle_pairs(data, settled, &pairs, second, capacity.pairs)?,
+    let settled = match &pairs {
+        Some((mask, second)) => settle_pairs(data, settled, mask, second, capacity.pairs)?,
         None => settled,
     };
     let rest = settled.untried.clone();
