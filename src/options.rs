@@ -53,6 +53,8 @@ pub struct MlxSwitches {
     pub pairs: Option<bool>,
     /// The shared-source kernels the MLX-ops path runs (default: Metal on an Apple GPU).
     pub shared: Option<SharedDialect>,
+    /// GEMMs through the high/low split even where float32 products are measured exact.
+    pub split: bool,
 }
 
 impl Default for MlxSwitches {
@@ -65,6 +67,7 @@ impl Default for MlxSwitches {
             queue_ahead: None,
             pairs: None,
             shared: None,
+            split: false,
         }
     }
 }

@@ -30,6 +30,7 @@ class Options:
     mlx_ahead: Optional[bool]
     mlx_pairs: Optional[bool]
     mlx_shared: Optional[str]
+    mlx_split: bool
 
     def engine(self) -> dict:
         """The switches the engine takes (`configure`): all but the backend's name."""
@@ -81,6 +82,7 @@ def current() -> Options:
         mlx_ahead=_forced("MLX_KMEANS_MLX_AHEAD"),
         mlx_pairs=_forced("MLX_KMEANS_MLX_PAIRS"),
         mlx_shared="off" if shared == "0" else shared,
+        mlx_split=_forced("MLX_KMEANS_MLX_SPLIT") is True,
     )
 
 

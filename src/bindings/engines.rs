@@ -47,6 +47,7 @@ pub fn configure(options: &Bound<'_, PyDict>) -> PyResult<()> {
             "mlx_device_bytes" => parsed.mlx.device_bytes = value.extract()?,
             "mlx_ahead" => parsed.mlx.queue_ahead = flag(&value)?,
             "mlx_pairs" => parsed.mlx.pairs = flag(&value)?,
+            "mlx_split" => parsed.mlx.split = value.extract()?,
             "mlx_shared" => {
                 parsed.mlx.shared = match value.extract::<Option<String>>()?.as_deref() {
                     None => None,

@@ -51,6 +51,7 @@ impl DeviceKernel for Mlx {
             queue_ahead: switches.queue_ahead,
             pairs: switches.pairs,
             shared: dialect_switch(switches.shared),
+            split: switches.split,
         };
         let shared = shared.and_then(|array| array.downcast::<mlx_rs::Array>().ok()).map(|array| *array);
         Ok(Box::new(MlxEngine::new(MlxKernel::new(data, shared, config)?, options.seeding)))

@@ -20,6 +20,7 @@ mod engine;
 mod kernel;
 mod lloyd;
 mod minibatch;
+mod products;
 mod seeding;
 pub mod shared;
 mod stream;
@@ -83,6 +84,9 @@ pub struct MlxConfig {
     /// The dialect of the shared kernels (`shared.rs`) the MLX-ops path runs, when they pass
     /// their first-use check: `Some(None)` none, `None` the default (Metal on an Apple GPU).
     pub shared: Option<Option<shared::Dialect>>,
+    /// GEMMs through the high/low split even where the device's float32 products are
+    /// measured exact (the path a rounding device takes, run anywhere).
+    pub split: bool,
 }
 
 /// Whether MLX runs on a GPU here (Metal or CUDA), and a description of its device.
@@ -95,7 +99,9 @@ pub fn device_description() -> std::result::Result<(bool, String), String> {
     if probe.as_slice::<f32>() != [3.0] {
         return Err("MLX returned a wrong result for 1 + 2".into());
     }
-    Ok((matches!(kind, DeviceType::Gpu), format!("{device:?}")))
+    // A device whose float32 products the kernel cannot correct makes MLX unusable here.
+    let products = products::products().map_err(|e| e.to_string())?;
+    Ok((matches!(kind, DeviceType::Gpu), format!("{device:?}; {}", products.describe())))
 }
 
 /// The fit's data matrix in MLX memory: as it is (`plain`), re-centred by the kernel's
@@ -151,6 +157,8 @@ pub struct MlxKernel<'a> {
     shift: Option<Shift>,
     /// Whether MLX computes on a GPU (then a pass is split far less often).
     on_gpu: bool,
+    /// Whether MLX's float32 GEMMs may round their inputs (TF32-class; see `products.rs`).
+    reduced: bool,
     /// Whether float32 GEMMs go through the high/low split (see [`Precision`]). With the
     /// custom kernels, Lloyd steps would be exact without it too (near ties are decided
     /// again), but at TF32's error bound so many rows need that (`benchmarks/gpu.md`) that the
@@ -173,9 +181,9 @@ pub struct MlxKernel<'a> {
     shared: Option<shared::SharedKernels>,
 }
 
-/// MLX's CUDA backend runs float32 matrix products on TF32 tensor cores (a relative error
-/// some 80 times float32's: `benchmarks/gpu.md`), which flips near-tied labels and
-/// blurs centroid sums. The split keeps float32 accuracy: each value `a = hi + lo` with `hi`
+/// MLX may run float32 matrix products with rounded inputs: TF32 tensor cores on CUDA (a
+/// relative error some 80 times float32's: `benchmarks/gpu.md`), the neural accelerators of
+/// an M5-class Apple GPU (`products.rs`), which flips near-tied labels and blurs centroid sums. The split keeps float32 accuracy: each value `a = hi + lo` with `hi`
 /// exact in bfloat16 (so products of `hi` parts are exact in TF32) and `lo` the rest;
 /// rows become `[hi, hi, lo]` and centroids `[hi, lo, hi]`, so that one GEMM of three times
 /// the width gives `x·c` up to the `lo·lo` term (~2^-18 relative), and a one-hot GEMM on
@@ -215,10 +223,14 @@ impl<'a> MlxKernel<'a> {
     /// [`MlxKernel::holds`]); data that does not stays on the host.
     pub fn new(data: Option<MatRef<'a, f32>>, shared: Option<Array>, config: MlxConfig) -> Result<Self> {
         let on_gpu = matches!(Device::try_default().and_then(|d| d.get_type()), Ok(DeviceType::Gpu));
-        // Float32 GEMMs through the high/low split (see [`Precision`]) where TF32 tensor cores
-        // would otherwise round them: a GPU on Linux, which MLX runs through CUDA (Metal and
-        // MLX's CPU compute float32 products in float32).
-        let split = on_gpu && cfg!(target_os = "linux");
+        // Float32 GEMMs through the high/low split (see [`Precision`]) where the device's
+        // matrix units would otherwise round them: wherever the measurement finds rounded
+        // products (an M5-class Apple GPU by default), and on any GPU on Linux, which MLX runs
+        // through CUDA, whatever the measurement's one shape found (cuBLAS picks its kernels
+        // by shape, and the custom kernels' buffers take split rows), or when asked to.
+        let measured = products::products()?;
+        let reduced = measured == products::Products::Reduced || (on_gpu && cfg!(target_os = "linux"));
+        let split = reduced || config.split;
         let cuda_kernels = cfg!(target_os = "linux") && on_gpu && config.cuda_kernels;
         let kernels = cuda_kernels.then(cuda::LloydKernels::new);
         let device_bytes = config.device_bytes.unwrap_or_else(stream::memory_limit);
@@ -229,6 +241,7 @@ impl<'a> MlxKernel<'a> {
             data: None,
             shift: None,
             on_gpu,
+            reduced,
             split,
             fused,
             kernels,
@@ -308,12 +321,12 @@ impl<'a> MlxKernel<'a> {
     /// `Σ|x_i c_i| ≤ (‖x‖² + ‖c‖²) / 2`. The split leaves the `lo·lo` term and the TF32
     /// rounding of the low parts, under 2^-15. Float32 accumulation adds at most `d·2^-24`
     /// relative to the same sum (what it was measured at: `benchmarks/gpu.md`).
-    /// Without TF32 (Metal, MLX's CPU) products are float32's own: the bound is the CPU
-    /// kernel's. Centring rounds each coordinate once more (4 units more).
+    /// Without TF32 (measured so: Metal before the M5 class, MLX's CPU) products are
+    /// float32's own: the bound is the CPU kernel's. Centring rounds each coordinate once
+    /// more (4 units more).
     fn gemm_error_bound(&self, d: usize) -> f64 {
         let accumulation = mlx_kmeans::kernel::centred_f32_error_bound(d);
-        let tf32 = self.on_gpu && cfg!(target_os = "linux");
-        match (self.split, tf32) {
+        match (self.split, self.reduced) {
             (true, _) => 2f64.powi(-15) + accumulation,
             (false, true) => 2f64.powi(-8) + accumulation,
             (false, false) => accumulation,

@@ -3,7 +3,8 @@
 //! from its centroid, farthest first, and that row's weight and sum move from its old cluster
 //! (nothing moves when every row lies on its centroid).
 //! Distances are measured by differences, so far rows rank as they do on the host; the moved
-//! sums go through the kernel's lifted GEMM, so TF32 leaves them float32-accurate.
+//! sums go through the kernel's lifted GEMM, so rounded (TF32-class) products leave them
+//! float32-accurate.
 
 use mlx_rs::ops::indexing::IndexOp;
 use mlx_rs::ops::{argsort_axis, maximum, select};
