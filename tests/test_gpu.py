@@ -191,9 +191,46 @@ def test_shared_kernels_pass_their_check_in_the_cuda_dialect(monkeypatch, data):
     # The plugin takes the switches as a native call begins (`_options.synced`).
     dialect, names, active, reason = synced(_loader.loaded_plugin()).shared_kernels(True)
     assert (dialect, active) == ("cuda", True), reason
-    assert set(names) == {"band_argmin", "chunk_sums", "cluster_means"}
+    assert set(names) == {"band_argmin", "chunk_sums", "cluster_means", "seeding_distances"}
     X, init, w = data["separated"], data["far_init"], data["weights"]
     centroids, labels, _ = float64_lloyd(X, init, w)
     r = kmeans(X, K, init=init, max_iter=50, tol=0.0, sample_weight=w, backend="mlx")
     assert np.array_equal(r.labels, labels)
     assert float(np.abs(r.centroids - centroids).max()) <= 1e-5 * float(np.abs(centroids).max())
+
+
+@pytest.mark.parametrize("case", ["plain", "weighted", "offset", "duplicates", "lockstep"])
+def test_device_kmeans_plusplus_prunes_without_changing_a_pick(monkeypatch, caplog, case):
+    """Greedy k-means++ on the device skips the candidates the triangle inequality rules out
+    (by the shared `seeding_distances` kernel, where it runs): the same picks as measuring
+    every row, on clustered rows with weights, far from the origin, with duplicate rows, and
+    for several runs seeded in lockstep (MiniBatchKMeans's `n_init`). Seeds differ between
+    cases; each fit takes one step from its seeding, so equal fits mean equal picks."""
+    import logging
+
+    rng = np.random.default_rng(["plain", "weighted", "offset", "duplicates", "lockstep"].index(case))
+    X, _ = make_mixture(12_000, 48, 40, seed=int(rng.integers(100)), spread=3.0, dtype=np.float32)
+    w = rng.uniform(0.2, 3.0, len(X)).astype(np.float32) if case == "weighted" else None
+    if case == "offset":
+        X = X + np.float32(1e3)
+    if case == "duplicates":
+        X[1::3] = X[::3][: len(X[1::3])]
+    seed = int(rng.integers(1000))
+    fits, logged = {}, {}
+    for prune in ("1", "0"):
+        monkeypatch.setenv("MLX_KMEANS_SEEDING_PRUNE", prune)
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
+            if case == "lockstep":
+                est = MiniBatchKMeans(60, batch_size=512, n_init=3, max_iter=1, random_state=9, backend="mlx")
+            else:
+                est = KMeans(80, n_init=1, max_iter=1, random_state=seed, backend="mlx")
+            fits[prune] = est.fit(X, sample_weight=w)
+        logged[prune] = [r.getMessage() for r in caplog.records if "pruning on the device" in r.getMessage()]
+    np.testing.assert_array_equal(fits["1"].cluster_centers_, fits["0"].cluster_centers_)
+    np.testing.assert_array_equal(fits["1"].labels_, fits["0"].labels_)
+    assert fits["1"].inertia_ == fits["0"].inertia_
+    assert logged["0"] == []
+    if logged["1"]:  # the kernel ran (not on MLX's ops alone): it skipped something here
+        skipped = float(logged["1"][0].split(":")[1].split("%")[0])
+        assert skipped > 10.0, logged["1"]

@@ -92,6 +92,6 @@ impl Engine<f32> for MlxEngine<'_> {
         if !self.kernel.holds(rows * samples.len(), samples[0].cols()) {
             return Ok(None);
         }
-        Ok(Some(seeding::kmeans_plusplus(&self.kernel, samples, k, rngs, first_run, monitor)?))
+        Ok(Some(seeding::kmeans_plusplus(&self.kernel, samples, k, rngs, (first_run, self.seeding.prune), monitor)?))
     }
 }

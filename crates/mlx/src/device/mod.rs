@@ -179,6 +179,9 @@ pub struct MlxKernel<'a> {
     pairs: Option<bool>,
     /// The shared-source kernels the MLX-ops path runs (see [`MlxConfig`]), if any.
     shared: Option<shared::SharedKernels>,
+    /// The shared kernels greedy k-means++ takes its candidate distances from (`seeding.rs`):
+    /// those of the MLX-ops path, or with the custom CUDA kernels, the CUDA dialect's.
+    seeding: Option<shared::SharedKernels>,
 }
 
 /// MLX may run float32 matrix products with rounded inputs: TF32 tensor cores on CUDA (a
@@ -236,7 +239,14 @@ impl<'a> MlxKernel<'a> {
         let device_bytes = config.device_bytes.unwrap_or_else(stream::memory_limit);
         let fused = config.fused;
         let queue_ahead = config.queue_ahead;
-        let shared_kernels = shared::dialect_for(config.shared, on_gpu).and_then(shared::checked);
+        let dialect = shared::dialect_for(config.shared, on_gpu);
+        let shared_kernels = dialect.and_then(shared::checked);
+        let seeding_dialect = match (dialect, config.shared) {
+            (Some(dialect), _) => Some(dialect),
+            (None, Some(None)) => None,
+            (None, _) => kernels.is_some().then_some(shared::Dialect::Cuda),
+        };
+        let seeding_kernels = seeding_dialect.and_then(shared::checked);
         let mut kernel = Self {
             data: None,
             shift: None,
@@ -250,6 +260,7 @@ impl<'a> MlxKernel<'a> {
             queue_ahead,
             pairs: config.pairs,
             shared: shared_kernels,
+            seeding: seeding_kernels,
         };
         if let Some(m) = data {
             if shared.is_none() && !kernel.holds(m.rows(), m.cols()) {

@@ -9,6 +9,9 @@
 //!   take three: argmin, the value at it, the band count).
 //! - `chunk_sums` + `cluster_means`: per-cluster sums, weights and means in one read of the
 //!   rows in label order, compensated float32 in a fixed order (no one-hot GEMM).
+//! - `seeding_distances`: a greedy k-means++ step's candidate distances by float32 dot
+//!   products of the rows as they are (not the split rows a rounding GEMM needs, three times
+//!   the bytes), skipping the rows the triangle inequality proves unchanged.
 //!
 //! At their first use in a process, a dialect's kernels are compiled and checked on a small
 //! problem against MLX's ops; a compile error or a mismatch is logged (WARNING) with its
@@ -18,13 +21,15 @@
 
 use std::sync::Mutex;
 
+mod check;
+use check::self_check;
+
 use mlx_rs::fast::{MetalKernel, MetalKernelApplyOptions, MetalKernelOptions, MetalKernelOutput, TemplateArg};
 use mlx_rs::ops::stack;
 use mlx_rs::{Array, Dtype};
 
 use super::cuda::{sorted_cluster_means, CudaKernel};
-use super::kernel::{nearest_in_band_by_ops, runner_up, Nearest};
-use super::{eval_all, partial_distances, row_norms};
+use super::kernel::Nearest;
 use mlx_kmeans::error::{Error, Result};
 
 /// The two dialects of the shared kernels.
@@ -58,7 +63,7 @@ impl Dialect {
 }
 
 /// The kernels' names, as `backends()` reports them.
-pub const KERNEL_NAMES: [&str; 3] = ["band_argmin", "chunk_sums", "cluster_means"];
+pub const KERNEL_NAMES: [&str; 4] = ["band_argmin", "chunk_sums", "cluster_means", "seeding_distances"];
 
 /// One shared kernel in one dialect.
 enum DialectKernel {
@@ -122,6 +127,14 @@ pub struct SharedKernels {
     band_argmin: DialectKernel,
     chunk_sums: DialectKernel,
     cluster_means: DialectKernel,
+    seeding_distances: DialectKernel,
+}
+
+/// A bound on the rounding of one squared distance by `seeding_distances`, relative to
+/// `‖x‖² + ‖c‖²`, for `d` features: float32 norms (`d` units each), a dot product summed in
+/// `d/32` sequential steps and five exchanges, and the last additions; doubled for margin.
+pub fn seeding_rounding(d: usize) -> f32 {
+    ((2 * d + 16) as f64 * 2f64.powi(-24)) as f32
 }
 
 impl SharedKernels {
@@ -148,6 +161,13 @@ impl SharedKernels {
                 &["cluster_sums", "weights", "means"],
                 include_str!("shared/cluster_means.body"),
             )?,
+            seeding_distances: DialectKernel::new(
+                dialect,
+                "seeding_distances",
+                &["x", "xnorm", "cand", "cnorm", "closest", "assigned", "lower", "scale"],
+                &["merged", "measured"],
+                include_str!("shared/seeding_distances.body"),
+            )?,
         })
     }
 
@@ -167,6 +187,40 @@ impl SharedKernels {
         let in_band = out.pop().expect("four outputs");
         let distances = out.pop().expect("four outputs");
         Ok(Nearest { labels: out.pop().expect("four outputs"), distances, in_band, second: Some(second) })
+    }
+
+    /// A greedy k-means++ step's squared distances from `x`'s rows (`N × d`, `runs` blocks of
+    /// rows stacked; squared norms `xnorm`, `N`) to each run's candidates (`cand`,
+    /// `runs × M × d`; squared norms `cnorm`, `runs × M`), each the minimum with the row's
+    /// `closest` (`N`): `N × M`, and how many candidates each row measured (`N`, int32).
+    /// `prune`: each row's centre (`N`, int32, by the order chosen) and lower bounds of the
+    /// distances from each run's centres to its candidates (`runs × K × M`), by which
+    /// candidates that cannot be nearer are skipped (the same results). `scale`: the
+    /// rounding factor ([`seeding_rounding`]) and the largest squared norm of a row.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn seeding_distances(
+        &self,
+        x: &Array,
+        xnorm: &Array,
+        cand: &Array,
+        cnorm: &Array,
+        closest: &Array,
+        prune: Option<(&Array, &Array)>,
+        scale: &Array,
+    ) -> Result<(Array, Array)> {
+        let (rows, m) = (x.shape()[0], cand.shape()[1]);
+        let none_assigned = Array::from_slice(&[0i32], &[1]);
+        let none_lower = Array::from_slice(&vec![0f32; m as usize], &[1, 1, m]);
+        let (assigned, lower) = prune.unwrap_or((&none_assigned, &none_lower));
+        let mut out = self.seeding_distances.apply(
+            &[x, xnorm, cand, cnorm, closest, assigned, lower, scale],
+            &[(&[rows, m], Dtype::Float32), (&[rows], Dtype::Int32)],
+            rows as usize * 32,
+            256,
+            &[("M", m), ("PRUNE", prune.is_some() as i32)],
+        )?;
+        let measured = out.pop().expect("two outputs");
+        Ok((out.pop().expect("two outputs"), measured))
     }
 
     /// Weighted per-cluster sums (`k × d`), weights (`k`) and means (`k × d`) of `x`'s rows
@@ -228,70 +282,4 @@ pub fn checked(dialect: Dialect) -> Option<SharedKernels> {
 pub fn verdict(dialect: Dialect) -> Option<std::result::Result<(), String>> {
     let checked = CHECKED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     checked.iter().find(|(d, _)| *d == dialect).map(|(_, verdict)| verdict.clone())
-}
-
-/// Runs each kernel on a small problem (uneven clusters, one empty, weights): `band_argmin`
-/// against MLX's ops on the same distances (labels, runners-up and band counts equal, distances within
-/// float32 rounding), the sums against float64 sums made on the host.
-fn self_check(kernels: &SharedKernels) -> Result<()> {
-    let (n, d, k) = (300usize, 37usize, 11usize);
-    // Deterministic values with a spread of scales, no generator needed.
-    let values: Vec<f32> = (0..n * d).map(|i| ((i * 7919 % 1009) as f32 / 1009.0 - 0.5) * (1 + i % 5) as f32).collect();
-    let x = Array::from_slice(&values, &[n as i32, d as i32]);
-    let centroids = Array::from_slice(&values[..k * d], &[k as i32, d as i32]);
-    let norms = x.square()?.sum_axis(1, false)?;
-    let c_norms = row_norms(&centroids, k)?;
-    let partial = partial_distances(&x, &centroids, &c_norms)?;
-    let bound = 1e-3;
-    let by_ops = nearest_in_band_by_ops(&partial, &norms, &c_norms, bound, false)?;
-    let ours = kernels.nearest(&partial, &norms, &c_norms, bound)?;
-    let ops_second = runner_up(&partial, &by_ops.labels.reshape(&[-1, 1])?)?;
-    // Labels pointing at clusters 0..k-1 except the last (left empty), some rows weighted 0;
-    // the sums' reference is computed on the host in float64.
-    let label_values: Vec<u32> = (0..n).map(|i| ((i * 37 + i / 7) % (k - 1)) as u32).collect();
-    let labels = Array::from_slice(&label_values, &[n as i32]);
-    let weight_values: Vec<f32> = (0..n).map(|i| (i % 4) as f32 * 0.5 + (i % 3) as f32 * 0.1).collect();
-    let weights = Array::from_slice(&weight_values, &[n as i32]);
-    let (sums, cluster_weights, means) = kernels.cluster_means(&x, &weights, &labels, k)?;
-    let (mut exact_sums, mut exact_weights) = (vec![0f64; k * d], vec![0f64; k]);
-    for (i, (&label, &w)) in label_values.iter().zip(&weight_values).enumerate() {
-        let j = label as usize;
-        exact_weights[j] += w as f64;
-        for c in 0..d {
-            exact_sums[j * d + c] += w as f64 * values[i * d + c] as f64;
-        }
-    }
-    let exact_means: Vec<f64> = (0..k * d)
-        .map(|e| if exact_weights[e / d] > 0.0 { exact_sums[e] / exact_weights[e / d] } else { 0.0 })
-        .collect();
-    eval_all(&[&sums, &cluster_weights, &means])?;
-    // Float32 results within a few units of the float64 values' scale.
-    let near = |got: &[f32], exact: &[f64]| {
-        let scale = exact.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
-        got.len() == exact.len() && got.iter().zip(exact).all(|(&g, &e)| (g as f64 - e).abs() <= 1e-5 * scale)
-    };
-    let same = |a: &Array, b: &Array| -> Result<bool> {
-        let equal = a.eq(b)?.all(None)?;
-        eval_all(&[&equal])?;
-        Ok(equal.item_exact::<bool>())
-    };
-    let distances_close = {
-        let diff = ours.distances.subtract(&by_ops.distances)?.abs()?.max(None)?;
-        let scale = by_ops.distances.abs()?.max(None)?;
-        eval_all(&[&diff, &scale])?;
-        diff.item_exact::<f32>() <= 1e-5 * scale.item_exact::<f32>()
-    };
-    let checks = [
-        ("band_argmin labels", same(&ours.labels, &by_ops.labels)?),
-        ("band_argmin band counts", same(&ours.in_band, &by_ops.in_band)?),
-        ("band_argmin runners-up", same(ours.second.as_ref().expect("the kernel's runner-up"), &ops_second)?),
-        ("band_argmin distances", distances_close),
-        ("cluster_means weights", near(cluster_weights.as_slice::<f32>(), &exact_weights)),
-        ("cluster_means sums", near(sums.as_slice::<f32>(), &exact_sums)),
-        ("cluster_means means", near(means.as_slice::<f32>(), &exact_means)),
-    ];
-    match checks.iter().find(|(_, ok)| !ok) {
-        Some((what, _)) => Err(Error::Backend(format!("{what} differ from MLX's ops on the check problem"))),
-        None => Ok(()),
-    }
 }
