@@ -1,5 +1,5 @@
 """The MLX kernel's shared-source kernels (one source for Metal and CUDA: `band_argmin`,
-`chunk_sums`, `cluster_means`) check themselves at their first use in a process. Where the
+`chunk_sums`, `cluster_means`, `seeding_distances`) check themselves at their first use in a process. Where the
 kernel API refuses them (here: MLX's CPU build has neither Metal nor CUDA), the fit must run
 on MLX's own operations, give the exact labels, and say why in a warning on the
 `mlx_kmeans` logger; `backends()` must say they are off. On the lent GPU,
