@@ -204,12 +204,14 @@ def test_device_kmeans_plusplus_prunes_without_changing_a_pick(monkeypatch, capl
     """Greedy k-means++ on the device skips the candidates the triangle inequality rules out
     (by the shared `seeding_distances` kernel, where it runs): the same picks as measuring
     every row, on clustered rows with weights, far from the origin, with duplicate rows, and
-    for several runs seeded in lockstep (MiniBatchKMeans's `n_init`). Seeds differ between
+    for several runs seeded in lockstep (MiniBatchKMeans's `n_init`; its init sample is the
+    data here: `init_size`). Seeds differ between
     cases; each fit takes one step from its seeding, so equal fits mean equal picks."""
     import logging
 
     rng = np.random.default_rng(["plain", "weighted", "offset", "duplicates", "lockstep"].index(case))
-    X, _ = make_mixture(12_000, 48, 40, seed=int(rng.integers(100)), spread=3.0, dtype=np.float32)
+    # Past the 2^26 values from which the kernel measures the candidates (a GEMM below).
+    X, _ = make_mixture(90_000, 768, 40, seed=int(rng.integers(100)), spread=3.0, dtype=np.float32)
     w = rng.uniform(0.2, 3.0, len(X)).astype(np.float32) if case == "weighted" else None
     if case == "offset":
         X = X + np.float32(1e3)
@@ -222,7 +224,9 @@ def test_device_kmeans_plusplus_prunes_without_changing_a_pick(monkeypatch, capl
         caplog.clear()
         with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
             if case == "lockstep":
-                est = MiniBatchKMeans(60, batch_size=512, n_init=3, max_iter=1, random_state=9, backend="mlx")
+                est = MiniBatchKMeans(
+                    60, batch_size=512, n_init=3, max_iter=1, init_size=len(X), random_state=9, backend="mlx"
+                )
             else:
                 est = KMeans(80, n_init=1, max_iter=1, random_state=seed, backend="mlx")
             fits[prune] = est.fit(X, sample_weight=w)

@@ -53,8 +53,10 @@ pub(super) fn kmeans_plusplus(
     let (b, rows) = (runs as i32, n as i32);
     let first = Array::from_slice(&first, &[b, 1]);
     let mut measure = match &kernel.seeding {
-        Some(kernels) => Measure::Kernel(ByKernel::new(kernels, &data, k, prune)?),
-        None => Measure::Gemm,
+        Some(kernels) if runs * n * samples[0].cols() >= KERNEL_FROM => {
+            Measure::Kernel(ByKernel::new(kernels, &data, k, prune)?)
+        }
+        _ => Measure::Gemm,
     };
     // `runs × n × 1`: each row's squared distance to its closest chosen centre.
     let mut closest = measure.distances(&data, &first, None)?;
@@ -101,6 +103,11 @@ pub(super) fn kmeans_plusplus(
     let chosen = chosen.as_slice::<i32>();
     Ok((0..runs).map(|r| chosen[r * k..(r + 1) * k].iter().map(|&i| i as usize - r * n).collect()).collect())
 }
+
+/// Rows × features (all runs) from which the kernel measures a step's candidates; below, the
+/// batched GEMM does. The kernel's pruning adds a dozen small operations a step, which cost
+/// more than a small sample's reads save (`benchmarks/gpu.md`, issue 35's section).
+const KERNEL_FROM: usize = 1 << 26;
 
 /// How a step measures its candidates.
 enum Measure<'k> {
