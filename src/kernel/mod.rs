@@ -5,6 +5,7 @@
 
 pub mod cpu;
 pub mod exact;
+pub mod products;
 pub mod simd;
 
 use rayon::prelude::*;

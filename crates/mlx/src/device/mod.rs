@@ -101,7 +101,7 @@ pub fn device_description() -> std::result::Result<(bool, String), String> {
     }
     // A device whose float32 products the kernel cannot correct makes MLX unusable here.
     let products = products::products().map_err(|e| e.to_string())?;
-    Ok((matches!(kind, DeviceType::Gpu), format!("{device:?}; {}", products.describe())))
+    Ok((matches!(kind, DeviceType::Gpu), format!("{device:?}; {}", products::describe(products))))
 }
 
 /// The fit's data matrix in MLX memory: as it is (`plain`), re-centred by the kernel's

@@ -8,30 +8,23 @@
 //! full-precision values against float64 (reduced precision shows as an error past float32's
 //! bound), and, where they are reduced, the two facts the high/low split relies on (products of
 //! values exact in bfloat16 stay exact, and other values keep at least bfloat16's precision
-//! over float32's range).
+//! over float32's range); the verdict is the engine's (`mlx_kmeans::kernel::products`).
 
 use std::sync::OnceLock;
 
 use mlx_rs::Array;
 
 use mlx_kmeans::error::{Error, Result};
+use mlx_kmeans::kernel::products::{accumulation_bound, verdict};
 
-/// What the measurement found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Products {
-    /// Float32's own: no error past float32 accumulation.
-    Float32,
-    /// Inputs rounded (TF32-class), within what the high/low split corrects.
-    Reduced,
-}
+pub use mlx_kmeans::kernel::products::Products;
 
-impl Products {
-    pub fn describe(self) -> &'static str {
-        match self {
-            Products::Float32 => "float32 matrix products measured at float32 precision",
-            Products::Reduced => {
-                "float32 matrix products measured at reduced (TF32-class) precision: GEMMs split into bfloat16 halves"
-            }
+/// A sentence for `backends()`.
+pub fn describe(products: Products) -> &'static str {
+    match products {
+        Products::Float32 => "float32 matrix products measured at float32 precision",
+        Products::Reduced => {
+            "float32 matrix products measured at reduced (TF32-class) precision: GEMMs split into bfloat16 halves"
         }
     }
 }
@@ -51,38 +44,19 @@ pub fn products() -> Result<Products> {
 
 fn measure() -> std::result::Result<Products, String> {
     let probe = |a: &[f32], b: &[f32]| largest_error(a, b).map_err(|e| format!("could not measure: {e}"));
-    let accumulation = (INNER + 2) as f64 * 2f64.powi(-24);
     let full = probe(&values(1, Kind::Full), &values(2, Kind::Full))?;
-    if full <= accumulation {
+    if full <= accumulation_bound(INNER) {
         return Ok(Products::Float32);
     }
     let halves = probe(&values(3, Kind::Bfloat16), &values(4, Kind::Bfloat16))?;
     let wide = probe(&values(5, Kind::Wide), &values(6, Kind::Bfloat16))?;
-    let verdict = classify(full, halves, wide, accumulation);
     log::debug!(
         target: crate::LOG_TARGET,
         "float32 GEMM error relative to Σ|a·b|: {full:.2e} on full-precision values, {halves:.2e} on \
-         bfloat16 values, {wide:.2e} over float32's range (float32's bound {accumulation:.2e})"
+         bfloat16 values, {wide:.2e} over float32's range (float32's bound {:.2e})",
+        accumulation_bound(INNER)
     );
-    verdict
-}
-
-/// The verdict from the largest relative errors measured on full-precision values, on
-/// values exact in bfloat16, and on full-precision values over float32's exponent range.
-fn classify(full: f64, halves: f64, wide: f64, accumulation: f64) -> std::result::Result<Products, String> {
-    if full <= accumulation {
-        return Ok(Products::Float32);
-    }
-    // The split's bound (`MlxKernel::gemm_error_bound`) takes products of bfloat16 values as
-    // exact and other inputs rounded no worse than bfloat16 (2^-8 relative a product).
-    if halves <= accumulation && wide <= 2f64.powi(-7) {
-        return Ok(Products::Reduced);
-    }
-    Err(format!(
-        "MLX's float32 matrix products on this device err by {full:.2e} (relative), and by {halves:.2e} on values \
-         exact in bfloat16 and {wide:.2e} over float32's range: beyond what the MLX kernel corrects to give exact \
-         labels. Start the process with MLX_ENABLE_TF32=0, or use backend='cpu'"
-    ))
+    verdict(full, halves, wide, INNER)
 }
 
 #[derive(Clone, Copy)]
