@@ -156,7 +156,7 @@ fn sq_norm_inline<T: Scalar>(row: &[T]) -> T {
     let tail = lanes.remainder().iter().fold(T::zero(), |sum, &v| sum + v * v);
     for chunk in lanes {
         for l in 0..LANES {
-            partial[l] = partial[l] + chunk[l] * chunk[l];
+            partial[l] += chunk[l] * chunk[l];
         }
     }
     partial.iter().fold(T::zero(), |sum, &p| sum + p) + tail
@@ -402,18 +402,14 @@ mod tests {
             let values: Vec<f32> =
                 (0..3 * d).map(|i| ((i * 7919 + d) % 10_007) as f32 / 97.0 - 50.0 + (i % 3) as f32 * 1e-3).collect();
             let x = MatRef::new(&values, 3, d).unwrap();
-            let norms = row_sq_norms(x);
-            for r in 0..3 {
-                let exact: f64 = x.row(r).iter().map(|&v| (v as f64) * (v as f64)).sum();
-                let bound = (d + 2) as f64 * f32::EPSILON as f64 * exact;
-                assert!((norms[r] as f64 - exact).abs() <= bound, "d = {d}, row {r}: {} against {exact}", norms[r]);
-                assert_eq!(sq_norm_inline(x.row(r)).to_bits(), norms[r].to_bits(), "d = {d}: the two paths differ");
-            }
             let wide: Vec<f64> = values.iter().map(|&v| v as f64).collect();
             let norms64 = row_sq_norms(MatRef::new(&wide, 3, d).unwrap());
-            for r in 0..3 {
+            for (r, (&norm, &norm64)) in row_sq_norms(x).iter().zip(&norms64).enumerate() {
                 let exact: f64 = x.row(r).iter().map(|&v| (v as f64) * (v as f64)).sum();
-                assert!((norms64[r] - exact).abs() <= 1e-12 * exact.max(1.0), "d = {d}, float64 row {r}");
+                let bound = (d + 2) as f64 * f32::EPSILON as f64 * exact;
+                assert!((norm as f64 - exact).abs() <= bound, "d = {d}, row {r}: {norm} against {exact}");
+                assert_eq!(sq_norm_inline(x.row(r)).to_bits(), norm.to_bits(), "d = {d}: the two paths differ");
+                assert!((norm64 - exact).abs() <= 1e-12 * exact.max(1.0), "d = {d}, float64 row {r}");
             }
         }
     }
