@@ -157,8 +157,6 @@ pub struct MlxKernel<'a> {
     shift: Option<Shift>,
     /// Whether MLX computes on a GPU (then a pass is split far less often).
     on_gpu: bool,
-    /// Whether MLX's float32 GEMMs may round their inputs (TF32-class; see `products.rs`).
-    reduced: bool,
     /// Whether float32 GEMMs go through the high/low split (see [`Precision`]). With the
     /// custom kernels, Lloyd steps would be exact without it too (near ties are decided
     /// again), but at TF32's error bound so many rows need that (`benchmarks/gpu.md`) that the
@@ -232,8 +230,7 @@ impl<'a> MlxKernel<'a> {
         // through CUDA, whatever the measurement's one shape found (cuBLAS picks its kernels
         // by shape, and the custom kernels' buffers take split rows), or when asked to.
         let measured = products::products()?;
-        let reduced = measured == products::Products::Reduced || (on_gpu && cfg!(target_os = "linux"));
-        let split = reduced || config.split;
+        let split = measured == products::Products::Reduced || (on_gpu && cfg!(target_os = "linux")) || config.split;
         let cuda_kernels = cfg!(target_os = "linux") && on_gpu && config.cuda_kernels;
         let kernels = cuda_kernels.then(cuda::LloydKernels::new);
         let device_bytes = config.device_bytes.unwrap_or_else(stream::memory_limit);
@@ -251,7 +248,6 @@ impl<'a> MlxKernel<'a> {
             data: None,
             shift: None,
             on_gpu,
-            reduced,
             split,
             fused,
             kernels,
@@ -332,15 +328,15 @@ impl<'a> MlxKernel<'a> {
     /// `Σ|x_i c_i| ≤ (‖x‖² + ‖c‖²) / 2`. The split leaves the `lo·lo` term and the TF32
     /// rounding of the low parts, under 2^-15. Float32 accumulation adds at most `d·2^-24`
     /// relative to the same sum (what it was measured at: `benchmarks/gpu.md`).
-    /// Without TF32 (measured so: Metal before the M5 class, MLX's CPU) products are
-    /// float32's own: the bound is the CPU kernel's. Centring rounds each coordinate once
-    /// more (4 units more).
+    /// Without the split, products were measured float32's own (Metal before the M5 class,
+    /// MLX's CPU; a rounding device always splits): the bound is the CPU kernel's. Centring
+    /// rounds each coordinate once more (4 units more).
     fn gemm_error_bound(&self, d: usize) -> f64 {
         let accumulation = mlx_kmeans::kernel::centred_f32_error_bound(d);
-        match (self.split, self.reduced) {
-            (true, _) => 2f64.powi(-15) + accumulation,
-            (false, true) => 2f64.powi(-8) + accumulation,
-            (false, false) => accumulation,
+        if self.split {
+            2f64.powi(-15) + accumulation
+        } else {
+            accumulation
         }
     }
 
