@@ -21,6 +21,25 @@ def make_mixture(n_samples: int, n_features: int, n_centers: int, seed: int, spr
     return np.ascontiguousarray(X, dtype=dtype), members
 
 
+def split_clusters(seed: int, groups: int, d: int, n: int, jitter: float):
+    """Rows in `groups` tight clusters (centres of scale 1, noise 0.05, float32) and an init of
+    two centroids per cluster a `jitter` apart: many rows lie near the boundary between a
+    cluster's two centroids, within a GEMM's error band (the near ties the MLX kernel
+    decides again)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0.0, 1.0, size=(groups, d))
+    X = (centres[rng.integers(0, groups, n)] + 0.05 * rng.standard_normal((n, d))).astype(np.float32)
+    init = (np.repeat(centres, 2, axis=0) + jitter * rng.standard_normal((2 * groups, d))).astype(np.float32)
+    return X, init
+
+
+def logged_near_ties(caplog):
+    """(flagged, for the pair buffer, decided on the host) of each "near ties" debug line of
+    the MLX kernel."""
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("near ties:")]
+    return [tuple(int(w) for w in line.replace(",", "").split() if w.isdigit()) for line in lines]
+
+
 @pytest.fixture
 def blobs():
     X, _ = make_mixture(600, 5, 6, seed=1)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import mlx_kmeans._backend as backend_mod
-from conftest import make_mixture
+from conftest import logged_near_ties, make_mixture, split_clusters
 from mlx_kmeans import KMeans, MiniBatchKMeans, backends, kmeans
 from mlx_kmeans._backend import Backend, resolve
 
@@ -393,12 +393,6 @@ def test_labels_are_exact_far_from_the_origin(backend, offset):
     assert est.inertia_ == pytest.approx(exact.min(1).sum(), rel=1e-6)
 
 
-def near_ties(caplog):
-    """(flagged, for the pair buffer, decided on the host) of each "near ties" debug line."""
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("near ties:")]
-    return [tuple(int(w) for w in line.replace(",", "").split() if w.isdigit()) for line in lines]
-
-
 @pytest.mark.skipif("mlx" not in AVAILABLE, reason="mlx unavailable here")
 @pytest.mark.parametrize("pairs", [None, "1", "0"])
 def test_near_ties_of_split_clusters_are_decided_exactly_on_the_device(caplog, monkeypatch, pairs):
@@ -411,22 +405,17 @@ def test_near_ties_of_split_clusters_are_decided_exactly_on_the_device(caplog, m
     # `init`.)
     if pairs is not None:
         monkeypatch.setenv("MLX_KMEANS_MLX_PAIRS", pairs)
-    rng = np.random.default_rng(3)
-    centres = rng.normal(0.0, 1.0, size=(16, 256))
-    members = rng.integers(0, 16, 6000)
-    X = (centres[members] + 0.05 * rng.standard_normal((6000, 256))).astype(np.float32)
-    init = np.repeat(centres, 2, axis=0) + 1e-3 * rng.standard_normal((32, 256))
-    init = init.astype(np.float32)
+    X, init = split_clusters(3, 16, 256, 6000, 1e-3)
     with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
         est = KMeans(32, init=init, n_init=1, max_iter=1, backend="mlx").fit(X)
-    flagged, for_pairs, on_host = near_ties(caplog)[0]
-    assert flagged > 100 and on_host < flagged / 2, near_ties(caplog)
+    flagged, for_pairs, on_host = logged_near_ties(caplog)[0]
+    assert flagged > 100 and on_host < flagged / 2, logged_near_ties(caplog)
     # The pair buffer takes the rows with two centroids in their band where the runner-up is
     # found: asked for on MLX's ops (`1`), by default only with the shared kernels.
     if pairs == "1":
-        assert for_pairs > flagged / 2, near_ties(caplog)
+        assert for_pairs > flagged / 2, logged_near_ties(caplog)
     elif pairs == "0":
-        assert for_pairs == 0, near_ties(caplog)
+        assert for_pairs == 0, logged_near_ties(caplog)
     exact = ((X.astype(np.float64)[:, None] - init.astype(np.float64)[None]) ** 2).sum(-1)
     labels = np.asarray(est.predict(X))  # the returned centroids
     returned = ((X.astype(np.float64)[:, None] - np.asarray(est.cluster_centers_, np.float64)[None]) ** 2).sum(-1)
@@ -443,10 +432,7 @@ def test_the_pair_buffer_changes_no_lloyd_step(monkeypatch):
     # with the pair buffer (the runner-up found by MLX's ops here) and without it, steps
     # queued ahead or each waited for, the fits agree bit for bit, and their labels are
     # float64's nearest returned centroids.
-    rng = np.random.default_rng(4)
-    centres = rng.normal(0.0, 1.0, size=(12, 96))
-    X = (centres[rng.integers(0, 12, 5000)] + 0.05 * rng.standard_normal((5000, 96))).astype(np.float32)
-    init = (np.repeat(centres, 2, axis=0) + 1e-2 * rng.standard_normal((24, 96))).astype(np.float32)
+    X, init = split_clusters(4, 12, 96, 5000, 1e-2)
     fits = {}
     for pairs in ("1", "0"):
         for ahead in ("1", "0"):
@@ -477,7 +463,7 @@ def test_more_near_ties_than_one_device_buffer_holds(caplog, monkeypatch, pairs)
     init = np.vstack([base, base + 1e-6]).astype(np.float32)
     with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
         r = kmeans(X, 8, init=init, max_iter=1, tol=0.0, backend="mlx")
-    ties = near_ties(caplog)
+    ties = logged_near_ties(caplog)
     assert ties and ties[0][0] > 65_535, ties
     exact = ((X.astype(np.float64)[:, None] - init.astype(np.float64)[None]) ** 2).sum(-1)
     step = exact.argmin(1)

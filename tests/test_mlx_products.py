@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import make_mixture
+from conftest import logged_near_ties, make_mixture, split_clusters
 from float64_lloyd import float64_lloyd, float64_nearest
 from mlx_kmeans import MiniBatchKMeans, backends, kmeans
 
@@ -70,28 +70,21 @@ def test_split_gemms_give_float64_lloyd(monkeypatch, mixture, weighted):
     np.testing.assert_array_equal(fit.labels, float64_nearest(X, fit.centroids))
 
 
-def flagged_rows(caplog) -> int:
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("near ties:")]
-    assert lines, "no near-tie count logged"
-    return int(lines[0].split()[2])
-
-
 def test_split_gemms_decide_near_ties_exactly(caplog, monkeypatch):
     """Clusters split between two centroids in 256 dimensions: the split's wider bound flags
     more rows (so the switch took effect), and every label is still float64's nearest. On
     MLX's ops, the Mac's path (the custom CUDA kernels decide near ties their own way)."""
     monkeypatch.setenv("MLX_KMEANS_MLX_CUDA_KERNELS", "0")
-    rng = np.random.default_rng(34)
-    centres = rng.normal(0.0, 1.0, size=(16, 256))
-    X = (centres[rng.integers(0, 16, 5000)] + 0.05 * rng.standard_normal((5000, 256))).astype(np.float32)
-    init = (np.repeat(centres, 2, axis=0) + 1e-2 * rng.standard_normal((32, 256))).astype(np.float32)
+    X, init = split_clusters(34, 16, 256, 5000, 1e-2)
     flagged = {}
     for split in ("0", "1"):
         monkeypatch.setenv("MLX_KMEANS_MLX_SPLIT", split)
         caplog.clear()
         with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
             fit = kmeans(X, 32, init=init, max_iter=1, backend="mlx")
-        flagged[split] = flagged_rows(caplog)
+        ties = logged_near_ties(caplog)
+        assert ties, "no near-tie count logged"
+        flagged[split] = ties[0][0]
         step_labels = float64_nearest(X, init)
         for j in np.unique(step_labels):
             np.testing.assert_allclose(fit.centroids[j], X[step_labels == j].mean(0), rtol=1e-5, atol=1e-5)
