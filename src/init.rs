@@ -4,16 +4,19 @@ use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+mod greedy;
 mod prune;
+
+pub use greedy::{greedy_seeds, SeedingRows, SeedingStep};
 
 use crate::error::{invalid, Result};
 use crate::kernel::SeedingScreen;
 use crate::matrix::{weight_at, MatRef, Points, REDUCE_CHUNK};
-use crate::monitor::{report, run_together, Monitor, Progress, Stage};
+use crate::monitor::{run_together, Monitor};
 use crate::params::check_n_clusters;
 use crate::sampling::weighted_sample_without_replacement;
 use crate::scalar::Scalar;
-use crate::strategy::Engine;
+use crate::strategy::{Engine, RunCandidates};
 
 /// How the first centroids are chosen.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,6 +47,19 @@ pub fn initial_centroids<T: Scalar>(
 /// Largest sample (bytes of rows) whose runs' k-means++ seedings run at once.
 const TOGETHER_BYTES: usize = 64 << 20;
 
+/// Runs over the same rows seeded in lockstep keep their state (each row's distances to a
+/// step's candidates, its closest distance, weight, centre and slack) within half the rows'
+/// own bytes, or this, whichever is larger.
+const LOCKSTEP_MIN_BYTES: usize = 256 << 20;
+
+/// How many runs over `points` seed in lockstep at once.
+fn lockstep_group<T: Scalar>(points: Points<'_, T>, k: usize) -> usize {
+    let n = points.rows();
+    let per_run = n * ((candidates_per_step(k) + 1) * size_of::<T>() + 2 * size_of::<f64>() + size_of::<u32>());
+    let budget = (n * points.cols() * size_of::<T>() / 2).max(LOCKSTEP_MIN_BYTES);
+    (budget / per_run.max(1)).max(1)
+}
+
 /// Initial centroids for several runs, run `r` chosen from `samples[r]` with `rngs[r]`:
 /// k-means++ by the engine's own strategy for all runs at once where it has one.
 pub fn initial_centroids_of_runs<T: Scalar>(
@@ -61,6 +77,16 @@ pub fn initial_centroids_of_runs<T: Scalar>(
         }
         if let Some(chosen) = engine.kmeans_plusplus(samples, k, rngs, first_run, monitor)? {
             return Ok(samples.iter().zip(&chosen).map(|(s, rows)| s.x.gather(rows)).collect());
+        }
+        if samples.len() > 1 && samples.iter().all(|s| s.same_rows(&samples[0])) {
+            // Runs over the same rows (a fit's `n_init`) seed in lockstep: each step reads
+            // the rows once for all runs of a group.
+            let group = lockstep_group(samples[0], k);
+            let mut out = Vec::with_capacity(samples.len());
+            for (g, rngs) in rngs.chunks_mut(group).enumerate() {
+                out.extend(kmeans_plusplus_of_runs(engine, samples[0], k, rngs, first_run + g * group, &mut *monitor)?);
+            }
+            return Ok(out);
         }
         if samples.len() > 1 && samples.iter().all(|s| s.rows() * s.cols() * size_of::<T>() <= TOGETHER_BYTES) {
             // Small samples (mini-batch `init_size` rows) keep both threads busier one seeding
@@ -142,124 +168,6 @@ pub fn first_centre(row_weights: &[f64], rng: &mut ChaCha8Rng) -> Result<usize> 
     Ok((first..row_weights.len()).find(|&i| row_weights[i] > 0.0).unwrap_or(first))
 }
 
-/// What greedy k-means++ asks of the rows it seeds from; distances are of type `D` (the
-/// data's type for dense rows, float64 for sparse ones).
-pub trait SeedingRows<D: Scalar>: Sync {
-    /// Squared distances from every row to row `row`, into `out`.
-    fn distances_to(&self, row: usize, out: &mut [D]) -> Result<()>;
-    /// For the rows `candidates` (`t` of them): the squared distances from every row to each,
-    /// into `distances[i · t + c]`, and each candidate's potential `Σ w·min(closest, d)`.
-    /// With `measured` (ascending rows), only those rows are measured; every other row's
-    /// distances are set to its `closest` (no candidate can be nearer: see `prune`).
-    fn candidate_potentials(
-        &self,
-        row_weights: &[f64],
-        closest: &[D],
-        candidates: &[usize],
-        measured: Option<&[usize]>,
-        distances: &mut [D],
-    ) -> Result<Vec<f64>>;
-    /// Exact pruning's state where these rows allow it (their computed distances bounded in
-    /// error and independent of the rows measured with them); `None`: every row is measured.
-    fn pruning(&self) -> Option<prune::Pruning> {
-        None
-    }
-    /// For pruning: each of the rows `centres`' smallest squared distance to any of the rows
-    /// `candidates`, as the kernel computes it (within the pruning's slack of the true one).
-    /// The default, zero, lets no row be skipped.
-    fn nearest_candidate_distances(&self, centres: &[usize], _candidates: &[usize]) -> Result<Vec<f64>> {
-        Ok(vec![0.0; centres.len()])
-    }
-}
-
-/// Greedy k-means++ (Arthur & Vassilvitskii; the greedy variant scikit-learn uses): the
-/// first row drawn by weight, then each step draws `2 + ln k` candidates by D² sampling and
-/// keeps the one that lowers the potential most. Returns the chosen rows' indices.
-pub fn greedy_seeds<D: Scalar>(
-    rows: &dyn SeedingRows<D>,
-    row_weights: &[f64],
-    k: usize,
-    rng: &mut ChaCha8Rng,
-    run: usize,
-    monitor: Monitor<'_>,
-) -> Result<Vec<usize>> {
-    let n = row_weights.len();
-    check_n_clusters(n, k)?;
-    let n_trials = candidates_per_step(k);
-    let mut chosen = vec![first_centre(row_weights, rng)?];
-    let mut closest = vec![D::zero(); n];
-    rows.distances_to(chosen[0], &mut closest)?;
-    // Weighted distances: the sampling distribution and, summed, the potential.
-    let mut weighted: Vec<f64> = closest.iter().zip(row_weights).map(|(&v, &w)| v.as_f64() * w).collect();
-    let mut totals = chunk_totals(&weighted);
-    let mut potential: f64 = totals.iter().sum();
-
-    let mut pruning = rows.pruning();
-    // Each row's nearest chosen centre (its index in `chosen`): what pruning tests against.
-    let mut assigned = vec![0u32; n];
-    let mut candidate_distances = vec![D::zero(); n * n_trials];
-    for step in 1..k {
-        // Each step is a pass over the data: let Ctrl-C (and progress) in between.
-        report(monitor, Progress { stage: Stage::Init, iteration: step, run, inertia: potential, center_shift: 0.0 })?;
-        let candidates: Vec<usize> =
-            (0..n_trials).map(|_| search_cumulative(&weighted, &totals, rng.random::<f64>() * potential)).collect();
-        let measured = match pruning.as_mut().filter(|pruning| pruning.worth_testing(step)) {
-            Some(pruning) => {
-                let gaps = rows.nearest_candidate_distances(&chosen, &candidates)?;
-                Some(pruning.rows_to_measure(step, &gaps, &chosen, &closest, &assigned))
-            }
-            None => None,
-        };
-        let pots = rows.candidate_potentials(
-            row_weights,
-            &closest,
-            &candidates,
-            measured.as_deref(),
-            &mut candidate_distances,
-        )?;
-        let mut best = 0;
-        for t in 1..n_trials {
-            if pots[t] < pots[best] {
-                best = t;
-            }
-        }
-        // Take the best candidate: update the closest distances (and, when pruning, the
-        // nearest centres) and, in the same pass, the per-chunk totals the next draws search.
-        totals = closest
-            .par_chunks_mut(REDUCE_CHUNK)
-            .zip(weighted.par_chunks_mut(REDUCE_CHUNK))
-            .zip(assigned.par_chunks_mut(REDUCE_CHUNK))
-            .enumerate()
-            .map(|(c, ((closest, weighted), assigned))| {
-                let mut total = 0.0f64;
-                for (r, (near, w)) in closest.iter_mut().zip(weighted.iter_mut()).enumerate() {
-                    let i = c * REDUCE_CHUNK + r;
-                    let dist = candidate_distances[i * n_trials + best];
-                    if dist < *near {
-                        *near = dist;
-                        assigned[r] = step as u32;
-                    }
-                    *w = near.as_f64() * row_weights[i];
-                    total += *w;
-                }
-                total
-            })
-            .collect();
-        potential = totals.iter().sum();
-        chosen.push(candidates[best]);
-    }
-    if let Some(pruning) = &pruning {
-        // Steps left untested measured every row.
-        let all = (n * (k - 1)).max(1);
-        log::debug!(
-            "k-means++ pruning: {:.1} % of candidate distances skipped over {} steps",
-            100.0 * pruning.skipped as f64 / all as f64,
-            k - 1
-        );
-    }
-    Ok(chosen)
-}
-
 /// Dense rows seeded through an engine's kernels, with the kernel's screen where it has one
 /// and pruning is on.
 struct DenseSeeding<'a, T> {
@@ -285,26 +193,32 @@ impl<T: Scalar> SeedingRows<T> for DenseSeeding<'_, T> {
         self.engine.kernel().pairwise(x, self.points.x_sq_norms, MatRef::new(x.row(row), 1, d)?, out)
     }
 
-    fn candidate_potentials(
-        &self,
-        row_weights: &[f64],
-        closest: &[T],
-        candidates: &[usize],
-        measured: Option<&[usize]>,
-        distances: &mut [T],
-    ) -> Result<Vec<f64>> {
-        let rows = self.points.x.gather(candidates);
-        let rows = MatRef::new(&rows, candidates.len(), self.points.cols())?;
-        let screen = self.screen.as_ref().and_then(|screen| screen.step(rows));
-        self.engine.candidate_potentials(
-            self.points,
-            row_weights,
-            closest,
-            rows,
-            measured,
-            screen.as_deref(),
-            distances,
-        )
+    fn candidate_potentials(&self, row_weights: &[f64], runs: Vec<SeedingStep<'_, T>>) -> Result<Vec<Vec<f64>>> {
+        let d = self.points.cols();
+        let rows: Vec<Vec<T>> = runs.iter().map(|run| self.points.x.gather(run.candidates)).collect();
+        let screens: Vec<_> = rows
+            .iter()
+            .zip(&runs)
+            .map(|(rows, run)| {
+                let rows = MatRef::new(rows, run.candidates.len(), d)?;
+                Ok(self.screen.as_ref().and_then(|screen| screen.step(rows)))
+            })
+            .collect::<Result<_>>()?;
+        let runs = runs
+            .into_iter()
+            .zip(&rows)
+            .zip(&screens)
+            .map(|((run, rows), screen)| {
+                Ok(RunCandidates {
+                    closest: run.closest,
+                    candidates: MatRef::new(rows, run.candidates.len(), d)?,
+                    measured: run.measured,
+                    screen: screen.as_deref(),
+                    distances: run.distances,
+                })
+            })
+            .collect::<Result<_>>()?;
+        self.engine.candidate_potentials(self.points, row_weights, runs)
     }
 
     fn pruning(&self) -> Option<prune::Pruning> {
@@ -340,9 +254,23 @@ pub fn kmeans_plusplus<T: Scalar>(
     run: usize,
     monitor: Monitor<'_>,
 ) -> Result<Vec<T>> {
+    let mut runs = kmeans_plusplus_of_runs(engine, points, k, std::slice::from_mut(rng), run, monitor)?;
+    Ok(runs.pop().expect("one run"))
+}
+
+/// [`kmeans_plusplus`] for several runs over the same rows, run `r` drawing from `rngs[r]`,
+/// their steps evaluated together.
+pub fn kmeans_plusplus_of_runs<T: Scalar>(
+    engine: &dyn Engine<T>,
+    points: Points<'_, T>,
+    k: usize,
+    rngs: &mut [ChaCha8Rng],
+    first_run: usize,
+    monitor: Monitor<'_>,
+) -> Result<Vec<Vec<T>>> {
     let row_weights: Vec<f64> = (0..points.rows()).map(|i| weight_at(points.weights, i)).collect();
-    let chosen = greedy_seeds(&DenseSeeding::new(engine, points), &row_weights, k, rng, run, monitor)?;
-    Ok(points.x.gather(&chosen))
+    let chosen = greedy_seeds(&DenseSeeding::new(engine, points), &row_weights, k, rngs, first_run, monitor)?;
+    Ok(chosen.iter().map(|rows| points.x.gather(rows)).collect())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::Result;
-use crate::init::{initial_centroids, Init};
+use crate::init::{initial_centroids_of_runs, Init};
 use crate::kernel::{assign_accumulate_in_chunks, ClusterSums, Kernel};
 use crate::matrix::{normalize_rows, weighted_sum, MatRef, Points};
 use crate::monitor::{report, Convergence, KeepGoing, Monitor, Progress, Stage};
@@ -68,10 +68,16 @@ pub fn fit<T: Scalar>(
     let x_sq_norms = kernel.row_sq_norms(x)?;
     let points = Points { x, x_sq_norms: &x_sq_norms, weights };
     let tol = if params.tol > 0.0 { params.tol * kernel.mean_feature_variance(x)? } else { 0.0 };
-    best_of_runs(params, |run, rng| {
-        let seeding = std::time::Instant::now();
-        let mut centroids = initial_centroids(engine, points, params.n_clusters, init, rng, run, &mut *monitor)?;
-        log::debug!("run {run}: initial centroids in {:.1} ms", seeding.elapsed().as_secs_f64() * 1e3);
+    // Every run's initial centroids first: k-means++ runs seed in lockstep, reading the rows
+    // once a step for all of them. Each run draws from its own generator as it would alone.
+    let mut rngs = run_generators(params);
+    let seeding = std::time::Instant::now();
+    let samples = vec![points; params.n_init];
+    let mut initial =
+        initial_centroids_of_runs(engine, &samples, params.n_clusters, init, &mut rngs, 0, &mut *monitor)?;
+    log::debug!("initial centroids of {} runs in {:.1} ms", params.n_init, seeding.elapsed().as_secs_f64() * 1e3);
+    best_of(params.n_init, |run| {
+        let mut centroids = std::mem::take(&mut initial[run]);
         if params.spherical {
             normalize_rows(&mut centroids, x.cols());
         }
@@ -80,17 +86,27 @@ pub fn fit<T: Scalar>(
     })
 }
 
+/// Each of the `params.n_init` runs' generator, drawn from the seed.
+pub fn run_generators(params: &KMeansParams) -> Vec<ChaCha8Rng> {
+    let mut seeds = ChaCha8Rng::seed_from_u64(params.seed);
+    (0..params.n_init).map(|_| ChaCha8Rng::seed_from_u64(seeds.random::<u64>())).collect()
+}
+
 /// `params.n_init` runs, each with its own generator (drawn from the seed), by `run`; keeps
 /// the one with the lowest inertia (the first of equals).
 pub fn best_of_runs<T>(
     params: &KMeansParams,
     mut run: impl FnMut(usize, &mut ChaCha8Rng) -> Result<KMeansFit<T>>,
 ) -> Result<KMeansFit<T>> {
-    let mut seeds = ChaCha8Rng::seed_from_u64(params.seed);
+    let mut rngs = run_generators(params);
+    best_of(params.n_init, |index| run(index, &mut rngs[index]))
+}
+
+/// Runs `0..n_runs` by `run`; keeps the one with the lowest inertia (the first of equals).
+fn best_of<T>(n_runs: usize, mut run: impl FnMut(usize) -> Result<KMeansFit<T>>) -> Result<KMeansFit<T>> {
     let mut best: Option<KMeansFit<T>> = None;
-    for index in 0..params.n_init {
-        let mut rng = ChaCha8Rng::seed_from_u64(seeds.random::<u64>());
-        let result = run(index, &mut rng)?;
+    for index in 0..n_runs {
+        let result = run(index)?;
         log::debug!("run {index}: inertia {:.6e} after {} iterations", result.inertia, result.n_iter);
         if best.as_ref().is_none_or(|b| result.inertia < b.inertia) {
             best = Some(result);

@@ -287,6 +287,21 @@ impl<'a, T: Scalar> Points<'a, T> {
         self.x.cols()
     }
 
+    /// Whether `other` views the very same rows, norms and weights (not equal copies).
+    pub fn same_rows(&self, other: &Points<'_, T>) -> bool {
+        fn same<T>(a: &[T], b: &[T]) -> bool {
+            std::ptr::eq(a, b)
+        }
+        same(self.x.as_slice(), other.x.as_slice())
+            && self.cols() == other.cols()
+            && same(self.x_sq_norms, other.x_sq_norms)
+            && match (self.weights, other.weights) {
+                (None, None) => true,
+                (Some(a), Some(b)) => same(a, b),
+                _ => false,
+            }
+    }
+
     /// Rows `start..end`, with their norms and weights.
     pub fn slice_rows(&self, start: usize, end: usize) -> Points<'a, T> {
         Points {

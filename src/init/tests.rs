@@ -91,6 +91,37 @@ fn greedy_kmeans_plusplus_picks_what_the_reference_picks() {
 }
 
 #[test]
+fn runs_seeded_in_lockstep_pick_what_each_picks_alone() {
+    // Three runs over the same rows (a fit's `n_init`), through the entry the fits use.
+    for (n, d, k) in [(5000, 8, 40), (300, 3, 12)] {
+        let x = integer_rows(n, d, 7);
+        let m = MatRef::new(&x, n, d).unwrap();
+        let norms = row_sq_norms(m);
+        let weights: Vec<f64> = (0..n).map(|i| (i % 3) as f64).collect();
+        for weighted in [false, true] {
+            let w = weighted.then_some(&weights[..]);
+            let points = Points { x: m, x_sq_norms: &norms, weights: w };
+            let seeds = [21u64, 22, 23];
+            let mut rngs: Vec<ChaCha8Rng> = seeds.iter().map(|&s| ChaCha8Rng::seed_from_u64(s)).collect();
+            let runs =
+                initial_centroids_of_runs(&CPU, &[points; 3], k, Init::KMeansPlusPlus, &mut rngs, 0, &mut |_| true)
+                    .unwrap();
+            let ones = vec![1.0; n];
+            for (run, &seed) in runs.iter().zip(&seeds) {
+                let expected = reference_seeds(&x, d, w.unwrap_or(&ones), k, &mut ChaCha8Rng::seed_from_u64(seed));
+                assert_eq!(run, &m.gather(&expected), "n={n} k={k} weighted={weighted} seed={seed}");
+            }
+            // Each generator is left where a lone run leaves it.
+            for (rng, &seed) in rngs.iter_mut().zip(&seeds) {
+                let mut alone = ChaCha8Rng::seed_from_u64(seed);
+                kmeans_plusplus(&CPU, points, k, &mut alone, 0, &mut |_| true).unwrap();
+                assert_eq!(rng.random::<u64>(), alone.random::<u64>());
+            }
+        }
+    }
+}
+
+#[test]
 fn random_init_draws_distinct_rows_of_positive_weight() {
     let (n, d, k) = (40, 2, 25);
     let x = integer_rows(n, d, 4);

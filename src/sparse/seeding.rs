@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::{CsrIndex, CsrRef};
 use crate::error::Result;
-use crate::init::{greedy_seeds, SeedingRows};
+use crate::init::{greedy_seeds, SeedingRows, SeedingStep};
 use crate::matrix::weight_at;
 use crate::monitor::Monitor;
 use crate::scalar::Scalar;
@@ -36,24 +36,23 @@ impl<T: Scalar, I: CsrIndex> SeedingRows<f64> for SparseSeeding<'_, T, I> {
         Ok(())
     }
 
-    fn candidate_potentials(
-        &self,
-        row_weights: &[f64],
-        closest: &[f64],
-        candidates: &[usize],
-        measured: Option<&[usize]>,
-        distances: &mut [f64],
-    ) -> Result<Vec<f64>> {
+    fn candidate_potentials(&self, row_weights: &[f64], runs: Vec<SeedingStep<'_, f64>>) -> Result<Vec<Vec<f64>>> {
         // Sparse rows are not pruned (no `pruning()`): every row is measured.
-        debug_assert!(measured.is_none());
-        let t = candidates.len();
-        let mut potentials = Vec::with_capacity(t);
-        for (c, &row) in candidates.iter().enumerate() {
-            let to_candidate = distances_to(self.x, self.norms, &self.x.dense_row(row));
-            potentials.push(to_candidate.iter().zip(closest).zip(row_weights).map(|((&a, &b), w)| a.min(b) * w).sum());
-            for (i, v) in to_candidate.into_iter().enumerate() {
-                distances[i * t + c] = v;
+        let mut potentials = Vec::with_capacity(runs.len());
+        for run in runs {
+            debug_assert!(run.measured.is_none());
+            let t = run.candidates.len();
+            let mut run_potentials = Vec::with_capacity(t);
+            for (c, &row) in run.candidates.iter().enumerate() {
+                let to_candidate = distances_to(self.x, self.norms, &self.x.dense_row(row));
+                run_potentials.push(
+                    to_candidate.iter().zip(run.closest).zip(row_weights).map(|((&a, &b), w)| a.min(b) * w).sum(),
+                );
+                for (i, v) in to_candidate.into_iter().enumerate() {
+                    run.distances[i * t + c] = v;
+                }
             }
+            potentials.push(run_potentials);
         }
         Ok(potentials)
     }
@@ -70,6 +69,6 @@ pub fn kmeans_plusplus<T: Scalar, I: CsrIndex>(
     monitor: Monitor<'_>,
 ) -> Result<Vec<T>> {
     let row_weights: Vec<f64> = (0..x.rows()).map(|i| weight_at(weights, i)).collect();
-    let chosen = greedy_seeds(&SparseSeeding { x, norms }, &row_weights, k, rng, run, monitor)?;
-    Ok(chosen.iter().flat_map(|&i| x.dense_row(i)).collect())
+    let chosen = greedy_seeds(&SparseSeeding { x, norms }, &row_weights, k, std::slice::from_mut(rng), run, monitor)?;
+    Ok(chosen[0].iter().flat_map(|&i| x.dense_row(i)).collect())
 }

@@ -19,7 +19,7 @@ mod seeding;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::Result;
-use crate::kernel::{Kernel, StepScreen};
+use crate::kernel::Kernel;
 use crate::matrix::{MatRef, Points};
 use crate::monitor::{KeepGoing, Monitor};
 use crate::options::SeedingOptions;
@@ -30,7 +30,7 @@ pub use host::{DensePass, HostLloyd, HostPass};
 pub use minibatch_step::{
     host_minibatch_step, starved_reassignment, HostMiniBatch, MiniBatchState, MiniBatchSteps, StepOutcome,
 };
-pub use seeding::potentials_by_chunk;
+pub use seeding::{potentials_by_chunk, RunCandidates};
 
 /// What one Lloyd iteration reports to the loop.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -109,25 +109,22 @@ pub trait Engine<T: Scalar>: Sync {
         Ok(None)
     }
 
-    /// k-means++ candidate evaluation: each row's squared distance to each candidate
-    /// (`n × candidates`, into `distances`) and, per candidate, the weighted potential were it
-    /// added, `Σ_i w_i · min(closest_i, distance_ij)`, summed over fixed chunks of rows then in
-    /// chunk order (so the sums never depend on the thread count). With `measured`
-    /// (ascending rows), only those rows are measured, and with `screen` only those of them
-    /// it keeps; the others' distances are their `closest`. The default sums each chunk's
-    /// distances while they are still in cache: right where kernel calls are cheap.
-    #[allow(clippy::too_many_arguments)]
+    /// k-means++ candidate evaluation for one or more runs over the same rows (`runs`, see
+    /// [`RunCandidates`]): each row's squared distance to each of a run's candidates
+    /// (`n × candidates`, into its `distances`) and, per candidate, the weighted potential were
+    /// it added, `Σ_i w_i · min(closest_i, distance_ij)`, summed over fixed chunks of rows then
+    /// in chunk order (so the sums never depend on the thread count, nor on the other runs).
+    /// With `measured` (ascending rows), only those rows are measured, and with `screen` only
+    /// those of them it keeps; the others' distances are their `closest`. The default sums
+    /// each chunk's distances while they are still in cache, reading each chunk once for all
+    /// runs: right where kernel calls are cheap.
     fn candidate_potentials(
         &self,
         points: Points<'_, T>,
         row_weights: &[f64],
-        closest: &[T],
-        candidates: MatRef<'_, T>,
-        measured: Option<&[usize]>,
-        screen: Option<&dyn StepScreen<T>>,
-        distances: &mut [T],
-    ) -> Result<Vec<f64>> {
-        potentials_by_chunk(self.kernel(), points, row_weights, closest, candidates, measured, screen, distances)
+        runs: Vec<RunCandidates<'_, T>>,
+    ) -> Result<Vec<Vec<f64>>> {
+        potentials_by_chunk(self.kernel(), points, row_weights, runs)
     }
 
     /// The mini-batch strategy for a fit over `x` from `state`. The default gathers each

@@ -27,9 +27,9 @@ fn chunk_potentials<T: Scalar>(c: usize, block: &[T], n_trials: usize, row_weigh
 }
 
 /// Per-chunk potentials added in chunk order.
-fn total_potentials(chunks: Vec<Vec<f64>>, n_trials: usize) -> Vec<f64> {
+fn total_potentials<'a>(chunks: impl Iterator<Item = &'a Vec<f64>>, n_trials: usize) -> Vec<f64> {
     let mut pots = vec![0.0f64; n_trials];
-    for chunk in &chunks {
+    for chunk in chunks {
         for (p, v) in pots.iter_mut().zip(chunk) {
             *p += v;
         }
@@ -37,54 +37,106 @@ fn total_potentials(chunks: Vec<Vec<f64>>, n_trials: usize) -> Vec<f64> {
     pots
 }
 
-/// Candidate evaluation on the host (see `super::Engine::candidate_potentials`): each chunk's
-/// distances are computed, then summed while still in cache. With `measured` or `screen`, a
-/// chunk's rows left to measure are measured together (`Kernel::pairwise_rows`); the others
-/// take their `closest`.
-#[allow(clippy::too_many_arguments)]
+/// One run's share of a k-means++ step evaluated with other runs' over the same rows (see
+/// `super::Engine::candidate_potentials`).
+pub struct RunCandidates<'a, T> {
+    /// Each row's squared distance to the run's closest chosen centre.
+    pub closest: &'a [T],
+    /// The run's candidates this step (`t × d`).
+    pub candidates: MatRef<'a, T>,
+    /// Where pruning applies: the rows (ascending) to measure; the others take `closest`.
+    pub measured: Option<&'a [usize]>,
+    /// The kernel's screen of this step's candidates, where it has one.
+    pub screen: Option<&'a dyn StepScreen<T>>,
+    /// Out: `n × t` distances.
+    pub distances: &'a mut [T],
+}
+
+/// What one run's evaluation of a chunk reads (its `RunCandidates` less the distances).
+#[derive(Clone, Copy)]
+struct RunView<'a, T> {
+    closest: &'a [T],
+    candidates: MatRef<'a, T>,
+    measured: Option<&'a [usize]>,
+    screen: Option<&'a dyn StepScreen<T>>,
+}
+
+/// Candidate evaluation on the host (see `super::Engine::candidate_potentials`), for one or
+/// more runs over the same rows: each chunk of rows is evaluated for every run in turn, so
+/// it is read from memory once a step whatever the number of runs, and its distances are
+/// summed while still in cache. With `measured` or `screen`, a chunk's rows left to measure
+/// are measured together (`Kernel::pairwise_rows`); the others take their `closest`. Each
+/// run's potentials are summed as they would be alone.
 pub fn potentials_by_chunk<T: Scalar>(
     kernel: &dyn Kernel<T>,
     points: Points<'_, T>,
     row_weights: &[f64],
-    closest: &[T],
-    candidates: MatRef<'_, T>,
-    measured: Option<&[usize]>,
-    screen: Option<&dyn StepScreen<T>>,
-    distances: &mut [T],
-) -> Result<Vec<f64>> {
-    let n_trials = candidates.rows();
-    let chunks: Result<Vec<Vec<f64>>> = distances
-        .par_chunks_mut(POTENTIAL_CHUNK * n_trials)
+    runs: Vec<RunCandidates<'_, T>>,
+) -> Result<Vec<Vec<f64>>> {
+    let n = points.rows();
+    let n_chunks = n.div_ceil(POTENTIAL_CHUNK);
+    let mut views = Vec::with_capacity(runs.len());
+    // Per chunk, each run's block of distances.
+    let mut blocks: Vec<Vec<&mut [T]>> = (0..n_chunks).map(|_| Vec::with_capacity(runs.len())).collect();
+    for run in runs {
+        let t = run.candidates.rows();
+        views.push(RunView {
+            closest: run.closest,
+            candidates: run.candidates,
+            measured: run.measured,
+            screen: run.screen,
+        });
+        for (chunk, block) in blocks.iter_mut().zip(run.distances.chunks_mut(POTENTIAL_CHUNK * t)) {
+            chunk.push(block);
+        }
+    }
+    let chunks: Vec<Vec<Vec<f64>>> = blocks
+        .into_par_iter()
         .enumerate()
-        .map(|(c, block)| {
-            let start = c * POTENTIAL_CHUNK;
-            let end = start + block.len() / n_trials;
-            let listed =
-                measured.map(|rows| &rows[rows.partition_point(|&i| i < start)..rows.partition_point(|&i| i < end)]);
-            let screened = screen.map(|screen| match listed {
-                Some(rows) => screen.rows_to_measure(rows, closest),
-                None => screen.rows_to_measure(&(start..end).collect::<Vec<_>>(), closest),
-            });
-            let rows = screened.as_deref().or(listed);
-            // Listed rows cost more each than a whole chunk's (a kernel may gather them): worth
-            // it where most of the chunk is skipped.
-            // Measuring a skipped row anyway changes nothing: its distances are at least its
-            // `closest` (see `crate::init`'s pruning), so the potentials are the same.
-            match rows {
-                Some(rows) if 2 * rows.len() <= end - start => {
-                    measure_rows(kernel, points, rows, start, closest, candidates, block)?
-                }
-                _ => kernel.pairwise(
-                    points.x.slice_rows(start, end),
-                    &points.x_sq_norms[start..end],
-                    candidates,
-                    block,
-                )?,
-            }
-            Ok(chunk_potentials(c, block, n_trials, row_weights, closest))
+        .map(|(c, blocks)| {
+            views
+                .iter()
+                .zip(blocks)
+                .map(|(run, block)| chunk_of_run(kernel, points, row_weights, c, run, block))
+                .collect()
         })
-        .collect();
-    Ok(total_potentials(chunks?, n_trials))
+        .collect::<Result<_>>()?;
+    Ok((0..views.len())
+        .map(|r| total_potentials(chunks.iter().map(|chunk| &chunk[r]), views[r].candidates.rows()))
+        .collect())
+}
+
+/// One run's distances and potentials on chunk `c` (`block`: its rows × candidates).
+fn chunk_of_run<T: Scalar>(
+    kernel: &dyn Kernel<T>,
+    points: Points<'_, T>,
+    row_weights: &[f64],
+    c: usize,
+    run: &RunView<'_, T>,
+    block: &mut [T],
+) -> Result<Vec<f64>> {
+    let (closest, candidates) = (run.closest, run.candidates);
+    let n_trials = candidates.rows();
+    let start = c * POTENTIAL_CHUNK;
+    let end = start + block.len() / n_trials;
+    let listed =
+        run.measured.map(|rows| &rows[rows.partition_point(|&i| i < start)..rows.partition_point(|&i| i < end)]);
+    let screened = run.screen.map(|screen| match listed {
+        Some(rows) => screen.rows_to_measure(rows, closest),
+        None => screen.rows_to_measure(&(start..end).collect::<Vec<_>>(), closest),
+    });
+    let rows = screened.as_deref().or(listed);
+    // Listed rows cost more each than a whole chunk's (a kernel may gather them): worth
+    // it where most of the chunk is skipped.
+    // Measuring a skipped row anyway changes nothing: its distances are at least its
+    // `closest` (see `crate::init`'s pruning), so the potentials are the same.
+    match rows {
+        Some(rows) if 2 * rows.len() <= end - start => {
+            measure_rows(kernel, points, rows, start, closest, candidates, block)?
+        }
+        _ => kernel.pairwise(points.x.slice_rows(start, end), &points.x_sq_norms[start..end], candidates, block)?,
+    }
+    Ok(chunk_potentials(c, block, n_trials, row_weights, closest))
 }
 
 /// The candidate distances of the chunk starting at row `start` (`block`, rows × candidates)

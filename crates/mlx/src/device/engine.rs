@@ -81,6 +81,21 @@ impl Engine<f32> for MlxEngine<'_> {
         first_run: usize,
         monitor: Monitor<'_>,
     ) -> Result<Option<Vec<Vec<usize>>>> {
+        if samples.len() > 1 && samples.iter().all(|s| s.same_rows(&samples[0])) {
+            // Runs over the same rows (a fit's `n_init`) seed one after another: stacked, the
+            // rows would be copied once per run on the device.
+            let mut chosen = Vec::with_capacity(samples.len());
+            for (r, rng) in rngs.iter_mut().enumerate() {
+                let Some(run) =
+                    self.kmeans_plusplus(&samples[..1], k, std::slice::from_mut(rng), first_run + r, &mut *monitor)?
+                else {
+                    // Only the first run can end here (the test is by shape, before any draw).
+                    return Ok(None);
+                };
+                chosen.extend(run);
+            }
+            return Ok(Some(chosen));
+        }
         // Samples of one shape seed in lockstep (the samples of one fit always are); others
         // go to the host loop.
         let (rows, weighted) = (samples[0].rows(), samples[0].weights.is_some());
