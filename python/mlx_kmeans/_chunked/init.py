@@ -7,6 +7,7 @@ import logging
 
 import numpy as np
 
+from .._options import current as current_options
 from .tasks import against, checked_chunk, kernel, sum_all
 
 logger = logging.getLogger("mlx_kmeans")
@@ -61,28 +62,86 @@ def gather_rows(source, indices, dtype):
     return rows, weights
 
 
+# What k-means‖'s pruning allows for the rounding of a computed squared distance between
+# rows `u` and `v`: `|computed − exact| ≤ (DISTANCE_ERROR + 4·d·2⁻²⁴)·(‖u‖² + ‖v‖²)`, above
+# the bound of every kernel here (float32 GEMMs, TF32 products split in bfloat16 halves).
+DISTANCE_ERROR = 2.0**-12
+
+
+def distance_error(d: int) -> float:
+    return DISTANCE_ERROR + 4 * d * 2.0**-24
+
+
 def parallel_cost_task(chunk, weights, offset, shared, state):
-    """k-means‖: each row's squared distance to the nearest candidate so far (the state),
-    updated with the newest candidates; returns the weighted cost."""
-    candidates, backend = shared
-    X, _, candidates = against(chunk, None, candidates)
+    """k-means‖: each row's squared distance to the nearest candidate so far, which candidate
+    that is, and the row's squared norm (the state), updated with the newest candidates
+    (numbered from `first`); returns the weighted cost and how many rows were measured.
+
+    Pruning (after Raff, Ferraro and Matuszek, AAAI 2021), where `gaps` is given (each older
+    candidate's smallest computed squared distance to a newest one) with `top` (the largest
+    squared norm of any candidate): a row whose nearest candidate `a` lies at least
+    `2·√D` from every newest candidate cannot come nearer to one (triangle inequality),
+    and with the rounding bounds (`distance_error`) its computed distance to each would be at
+    least its computed `D`; so it is not measured and its state is what measuring it leaves."""
+    newest, first, gaps, top, backend = shared
+    X, _, newest = against(chunk, None, newest)
     module, native = kernel(backend)
-    _, distances, _ = module.assign(X, candidates, backend=native)
-    distances = distances.astype(np.float64)
-    nearest = distances if state is None else np.minimum(state, distances)
+    if state is None:
+        labels, distances, _ = module.assign(X, newest, backend=native)
+        nearest, owner = distances.astype(np.float64), labels.astype(np.int32) + first
+        norms = np.einsum("ij,ij->i", X, X, dtype=np.float64).astype(np.float32)
+        measured = X.shape[0]
+    else:
+        nearest, owner, norms = state
+        if gaps is None:
+            rows = np.arange(X.shape[0])
+        else:
+            error = distance_error(X.shape[1])
+            # True D ≤ D̃ + e·(‖x‖² + top), true gap² ≥ g̃ − 2e·top; a candidate at true
+            # distance ≥ √gap − √D ≥ √(D̃ + e·(‖x‖² + top)) is computed at ≥ D̃.
+            proven = gaps[owner] >= 4.0 * (nearest + error * (norms + top)) + 2.0 * error * top
+            rows = np.flatnonzero(~proven)
+        measured = rows.size
+        if measured:
+            part = X if measured == X.shape[0] else np.ascontiguousarray(X[rows])
+            labels, distances, _ = module.assign(part, newest, backend=native)
+            distances = distances.astype(np.float64)
+            nearer = distances < nearest[rows]
+            nearest, owner = nearest.copy(), owner.copy()
+            nearest[rows[nearer]] = distances[nearer]
+            owner[rows[nearer]] = labels[nearer] + first
     w = 1.0 if weights is None else np.asarray(weights, dtype=np.float64)
-    return float(np.sum(w * nearest)), nearest
+    return np.array([float(np.sum(w * nearest)), measured]), (nearest, owner, norms)
 
 
 def parallel_sample_task(chunk, weights, offset, shared, state):
     """k-means‖: keeps each row with probability `min(1, ℓ · w · d² / cost)`."""
     factor, cost, seed, dtype = shared
+    nearest = state[0]
     rng = np.random.default_rng([seed, offset])
     w = 1.0 if weights is None else np.asarray(weights, dtype=np.float64)
-    p = factor * w * state / cost if cost > 0 else np.zeros(chunk.shape[0])
+    p = factor * w * nearest / cost if cost > 0 else np.zeros(chunk.shape[0])
     keep = np.flatnonzero(rng.random(chunk.shape[0]) < p)
     X = checked_chunk(chunk, dtype)
     return (keep + offset, X[keep].copy(), np.ones(len(keep))), state
+
+
+def owner_weight_task(chunk, weights, offset, shared, state):
+    """k-means‖: the sample weight of the rows nearest to each of the `shared` candidates, by
+    the nearest candidate the rounds found for each row (the cost passes' state)."""
+    _, owner, _ = state
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
+    return np.bincount(owner, weights=w, minlength=shared).astype(np.float64), None
+
+
+def candidate_gaps(candidates, newest, backend):
+    """For k-means‖'s pruning: each candidate's smallest computed squared distance to any of
+    the `newest`, and the largest squared norm of any of them."""
+    module, native = kernel(backend)
+    candidates, newest = checked_chunk(candidates, candidates.dtype), checked_chunk(newest, candidates.dtype)
+    _, gaps, _ = module.assign(candidates, newest, backend=native)
+    top = max(float(np.max(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))) for rows in (candidates, newest))
+    return gaps.astype(np.float64), top
 
 
 def candidate_weight_task(chunk, weights, offset, shared, state):
@@ -140,9 +199,11 @@ def kmeans_parallel(source, k, dtype, seed, backend, factor, rounds) -> np.ndarr
     with probability proportional to their weighted squared distance to the candidates so
     far, then greedy k-means++ on the candidates weighted by the rows nearest to each."""
     rng = np.random.default_rng(seed)
+    prune = current_options().seeding_prune
     candidates, _ = sample_rows(source, 1, int(rng.integers(2**63)), weighted=True, dtype=dtype)
-    cost, states = source.map_reduce(parallel_cost_task, sum_all, (candidates, backend), keep_states=True)
+    (cost, measured), states = source.map_reduce(parallel_cost_task, sum_all, (candidates, 0, None, 0.0, backend), keep_states=True)
     newest = candidates
+    measurable = measured_total = 0.0
     for _ in range(rounds):
         if not cost > 0:
             break
@@ -150,14 +211,25 @@ def kmeans_parallel(source, k, dtype, seed, backend, factor, rounds) -> np.ndarr
         (_, newest, _), states = source.map_reduce(parallel_sample_task, combine_rows, (factor * k, cost, round_seed, np.dtype(dtype)), states, keep_states=True)
         if newest.shape[0] == 0:
             continue
+        gaps = top = None
+        if prune:
+            gaps, top = candidate_gaps(candidates, newest, backend)
+        shared = (newest, candidates.shape[0], gaps, top, backend)
         candidates = np.concatenate([candidates, newest])
-        cost, states = source.map_reduce(parallel_cost_task, sum_all, (newest, backend), states, keep_states=True)
+        (cost, measured), states = source.map_reduce(parallel_cost_task, sum_all, shared, states, keep_states=True)
+        measurable += source.n_rows * newest.shape[0]
+        measured_total += measured * newest.shape[0]
+    if prune and measurable:
+        logger.debug("k-means|| pruning: %.1f %% of candidate distances skipped", 100.0 * (1.0 - measured_total / measurable))
     logger.debug("k-means||: %d candidates for %d clusters", candidates.shape[0], k)
+    if candidates.shape[0] == k:
+        return np.ascontiguousarray(candidates)
     if candidates.shape[0] < k:
         # Too few distinct candidates (tiny or duplicated data): fill with random rows.
         extra, _ = sample_rows(source, k, int(rng.integers(2**63)), weighted=True, dtype=dtype)
         candidates = np.concatenate([candidates, extra])
-    weights, _ = source.map_reduce(candidate_weight_task, sum_all, (candidates, backend))
-    if candidates.shape[0] == k:
-        return np.ascontiguousarray(candidates)
+        weights, _ = source.map_reduce(candidate_weight_task, sum_all, (candidates, backend))
+    else:
+        # Each row's nearest candidate is known from the rounds: no more distances to compute.
+        weights, _ = source.map_reduce(owner_weight_task, sum_all, candidates.shape[0], states)
     return seed_plusplus(candidates, weights, k, int(rng.integers(2**63)), backend)
