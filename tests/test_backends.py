@@ -410,6 +410,8 @@ def test_near_ties_of_split_clusters_are_decided_exactly_on_the_device(caplog, m
     # rest on the host; every label must be the exact float64 nearest centroid of the
     # centroids that gave it. (One Lloyd step from given centroids, whose labels are those of
     # `init`.)
+    # The custom CUDA kernels (an NVIDIA GPU's default) decide near ties their own way.
+    monkeypatch.setenv("MLX_KMEANS_MLX_CUDA_KERNELS", "0")
     if pairs is not None:
         monkeypatch.setenv("MLX_KMEANS_MLX_PAIRS", pairs)
     X, init = split_clusters(3, 16, 256, 6000, 1e-3)
@@ -462,6 +464,7 @@ def test_more_near_ties_than_one_device_buffer_holds(caplog, monkeypatch, pairs)
     # more than one device buffer takes (65,535 rows at most), so the MLX ops path decides
     # them in several buffers and the host takes what the device cannot prove. Labels of the
     # one step must be float64's nearest centroids of `init`.
+    monkeypatch.setenv("MLX_KMEANS_MLX_CUDA_KERNELS", "0")
     if pairs is not None:
         monkeypatch.setenv("MLX_KMEANS_MLX_PAIRS", pairs)
     rng = np.random.default_rng(8)

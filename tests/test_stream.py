@@ -92,6 +92,28 @@ def test_float32_beyond_its_safe_range_computes_in_float64(data):
     assert ours.inertia == pytest.approx(whole.inertia, rel=1e-6)
 
 
+def test_automatic_float32_only_backend_gives_way_to_float64(data, monkeypatch):
+    # Where the automatic choice is a float32-only backend (MLX on a GPU, simulated here), data
+    # found beyond float32's safe range by the first pass are fitted in float64 by a backend
+    # that computes in it, as in memory, instead of failing.
+    import mlx_kmeans._backend as backend_mod
+    from mlx_kmeans import backends
+
+    if "mlx" not in {b.name for b in backends() if b.available}:
+        pytest.skip("mlx unavailable here")
+    probes = dict(backend_mod.PROBES)
+    probes["mlx"] = lambda platform: backend_mod.Backend("mlx", True, "simulated mlx on a GPU", True, True)
+    monkeypatch.setattr(backend_mod, "PROBES", probes)
+    monkeypatch.delenv("MLX_KMEANS_BACKEND", raising=False)
+    assert backend_mod.resolve("auto", np.float32) == "mlx"
+    X = data * np.float32(1e17)
+    init = first_rows(X, 8)
+    ours = kmeans_streaming(X, 8, init=init, chunk_bytes=5000)
+    whole = kmeans(X, 8, init=init, algorithm="lloyd", backend="cpu")
+    assert ours.centroids.dtype == np.float64
+    np.testing.assert_array_equal(ours.labels, whole.labels)
+
+
 @pytest.mark.parametrize("algorithm", ["lloyd", "elkan"])
 def test_both_algorithms_give_the_same_labels(data, algorithm):
     init = first_rows(data, 20, seed=7)
@@ -156,7 +178,8 @@ def test_memory_stays_bounded_on_a_mapped_file(tmp_path):
 
         X = np.load({str(path)!r}, mmap_mode="r")
         before = peak()
-        result = kmeans_streaming(X, 16, max_iter=3, chunk_bytes=16 << 20)
+        # The cpu backend: a GPU runtime's own libraries would dwarf what is measured here.
+        result = kmeans_streaming(X, 16, max_iter=3, chunk_bytes=16 << 20, backend="cpu")
         print(peak() - before, result.n_iter)
         """
     )

@@ -156,6 +156,7 @@ def kmeans_streaming(
         seed=seed_from(seed, name="seed"),
         spherical=bool(spherical),
         backend=name,
+        choose_backend=lambda dtype: resolve(backend, dtype),
         init_size=init_size,
         oversampling_factor=oversampling_factor,
         init_rounds=5 if init_max_iter is None else int(init_max_iter),

@@ -384,14 +384,19 @@ class KMeans(*ESTIMATOR_BASES):
         table = {**CHUNKED_CONSTRAINTS, "persist": Bool(), "random_state": Seed()}
         check_params(table, {name: getattr(self, name) for name in table})
 
+    def _worker_backend(self, dtype) -> str:
+        """The backend the workers run for data computed in `dtype`."""
+        backend = resolve(self.backend, dtype)
+        if backend == "faiss":
+            raise ValueError("mlx_kmeans.dask runs the 'cpu' or 'mlx' backend on the workers; got 'faiss'")
+        return backend
+
     def fit(self, X, y=None, sample_weight=None):
         """Compute k-means clustering of X (a Dask array or DataFrame, or an in-memory array)."""
         self._check_params()
         X, names = as_dask_array(X)
         source = DaskChunks(X, sample_weight, persist=bool(self.persist))
-        backend = resolve(self.backend, fit_dtype(source.dtype))
-        if backend == "faiss":
-            raise ValueError("mlx_kmeans.dask runs the 'cpu' or 'mlx' backend on the workers; got 'faiss'")
+        backend = self._worker_backend(fit_dtype(source.dtype))
         init = self.init
         if not isinstance(init, str):
             init = checked_centers(init, self.n_clusters, source.n_features, "KMeans")
@@ -408,6 +413,7 @@ class KMeans(*ESTIMATOR_BASES):
                 seed=seed,
                 spherical=bool(self.spherical),
                 backend=backend,
+                choose_backend=self._worker_backend,
                 init_size=self.init_size,
                 oversampling_factor=float(self.oversampling_factor),
                 init_rounds=5 if self.init_max_iter is None else int(self.init_max_iter),

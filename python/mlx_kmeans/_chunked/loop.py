@@ -81,10 +81,13 @@ def fit_chunked(
     algorithm: str = "auto",
     owner: str = "KMeans",
     progress: Optional[Callable] = None,
+    choose_backend: Optional[Callable] = None,
 ) -> ChunkedFit:
     """Lloyd's k-means over `source`; the best of `n_init` runs. `keep_labels` gathers the
     final labels and distances (a streamed file); a Dask fit leaves them on the cluster.
-    `source` may already be a `CheckedFirstPass` (whose statistics the caller reads)."""
+    `source` may already be a `CheckedFirstPass` (whose statistics the caller reads).
+    `choose_backend(dtype)` chooses the backend again when the first pass finds that the data
+    must be computed in float64 (an automatic choice may have picked a float32-only one)."""
     if source.n_rows < n_clusters:
         raise ValueError(f"n_samples={source.n_rows} should be >= n_clusters={n_clusters}.")
     checked = source if isinstance(source, CheckedFirstPass) else CheckedFirstPass(source, owner)
@@ -113,6 +116,9 @@ def fit_chunked(
         except DtypeChanged as change:
             # float32 data beyond the float32-safe range, found by the first pass: again in float64.
             dtype = change.dtype
+            if choose_backend is not None:
+                backend = choose_backend(dtype)
+                seeding["backend"] = backend
     fit = ChunkedFit(result["centroids"], float(result["inertia"]), int(result["n_iter"]), list(result["inertia_history"]))
     if keep_labels:
         fit.labels, fit.distances, fit.inertia = driver.final_labels(fit.centroids)
