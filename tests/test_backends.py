@@ -142,8 +142,9 @@ def test_kmeanspp_picks_the_cpu_backends_rows(name, weighted, data):
             inertia[b].append(fit.inertia_)
     assert same >= 6
     assert np.mean(inertia[name]) == pytest.approx(np.mean(inertia["cpu"]), rel=0.15)
-    # `n_init` runs over the same rows: seeded in lockstep on the cpu backend, one after
-    # another on the device; each run picks what it would alone, so the best runs agree.
+    # `n_init` runs over the same rows: seeded in lockstep on the cpu backend (each chunk of
+    # rows read once for all runs) and on the device (stacked copies); each run picks what it
+    # would alone, so the best runs agree.
     same = 0
     for seed in range(4):
         fits = {b: KMeans(16, n_init=3, max_iter=1, random_state=seed, backend=b).fit(X, sample_weight=w) for b in inertia}
