@@ -199,17 +199,17 @@ def test_shared_kernels_pass_their_check_in_the_cuda_dialect(monkeypatch, data):
     assert float(np.abs(r.centroids - centroids).max()) <= 1e-5 * float(np.abs(centroids).max())
 
 
-@pytest.mark.parametrize("case", ["plain", "weighted", "offset", "duplicates", "lockstep"])
+@pytest.mark.parametrize("case", ["plain", "weighted", "offset", "duplicates", "lockstep", "n_init"])
 def test_device_kmeans_plusplus_prunes_without_changing_a_pick(monkeypatch, caplog, case):
     """Greedy k-means++ on the device skips the candidates the triangle inequality rules out
     (by the shared `seeding_distances` kernel, where it runs): the same picks as measuring
     every row, on clustered rows with weights, far from the origin, with duplicate rows, and
     for several runs seeded in lockstep (MiniBatchKMeans's `n_init`; its init sample is the
-    data here: `init_size`). Seeds differ between
+    data here: `init_size`; KMeans's `n_init`, on stacked copies of the rows). Seeds differ between
     cases; each fit takes one step from its seeding, so equal fits mean equal picks."""
     import logging
 
-    rng = np.random.default_rng(["plain", "weighted", "offset", "duplicates", "lockstep"].index(case))
+    rng = np.random.default_rng(["plain", "weighted", "offset", "duplicates", "lockstep", "n_init"].index(case))
     # Past the 2^26 values from which the kernel measures the candidates (a GEMM below).
     X, _ = make_mixture(90_000, 768, 40, seed=int(rng.integers(100)), spread=3.0, dtype=np.float32)
     w = rng.uniform(0.2, 3.0, len(X)).astype(np.float32) if case == "weighted" else None
@@ -228,7 +228,7 @@ def test_device_kmeans_plusplus_prunes_without_changing_a_pick(monkeypatch, capl
                     60, batch_size=512, n_init=3, max_iter=1, init_size=len(X), random_state=9, backend="mlx"
                 )
             else:
-                est = KMeans(80, n_init=1, max_iter=1, random_state=seed, backend="mlx")
+                est = KMeans(80, n_init=3 if case == "n_init" else 1, max_iter=1, random_state=seed, backend="mlx")
             fits[prune] = est.fit(X, sample_weight=w)
         logged[prune] = [r.getMessage() for r in caplog.records if "pruning on the device" in r.getMessage()]
     np.testing.assert_array_equal(fits["1"].cluster_centers_, fits["0"].cluster_centers_)
