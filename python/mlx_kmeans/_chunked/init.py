@@ -68,56 +68,83 @@ def gather_rows(source, indices, dtype):
 DISTANCE_ERROR = 2.0**-12
 
 
+# Rows gathered at once for k-means‖'s measured rows, and measured at once in float64.
+GATHER_ROWS = 8192
+EXACT_ROWS = 2048
+
+
 def distance_error(d: int) -> float:
     return DISTANCE_ERROR + 4 * d * 2.0**-24
 
 
+def exact_distances(X, rows, centres) -> np.ndarray:
+    """Float64 squared distances from the rows `rows` of `X` to `centres` (one per row), a
+    few rows at a time so the float64 copies stay small."""
+    out = np.empty(len(rows))
+    for i in range(0, len(rows), EXACT_ROWS):
+        diff = X[rows[i : i + EXACT_ROWS]].astype(np.float64) - centres[i : i + EXACT_ROWS]
+        out[i : i + EXACT_ROWS] = np.einsum("ij,ij->i", diff, diff)
+    return out
+
+
+def rounded(exact: np.ndarray) -> np.ndarray:
+    """The squared distances k-means‖ samples by: the float32 values the kernels return."""
+    return exact.astype(np.float32).astype(np.float64)
+
+
 def parallel_cost_task(chunk, weights, offset, shared, state):
-    """k-means‖: each row's squared distance to the nearest candidate so far, which candidate
-    that is, and the row's squared norm (the state), updated with the newest candidates
-    (numbered from `first`); returns the weighted cost and how many rows were measured.
+    """k-means‖: each row's squared distance to the nearest candidate so far (in float64,
+    exact: a row between two candidates equally near in float32 belongs to the nearer), which
+    candidate that is (the lowest-numbered of equals), and the row's squared norm (the state),
+    updated with the newest candidates (numbered from `first`); returns the weighted cost and
+    how many rows were measured.
 
     Pruning (after Raff, Ferraro and Matuszek, AAAI 2021), where `gaps` is given (each older
     candidate's smallest computed squared distance to a newest one) with `top` (the largest
     squared norm of any candidate): a row whose nearest candidate `a` lies at least
-    `2·√D` from every newest candidate cannot come nearer to one (triangle inequality),
-    and with the rounding bounds (`distance_error`) its computed distance to each would be at
-    least its computed `D`; so it is not measured and its state is what measuring it leaves."""
+    `2·√D` from every newest candidate cannot come nearer to one (triangle inequality, with
+    the rounding of the computed gaps bounded by `distance_error`); so it is not measured and
+    its state is what measuring it leaves."""
     newest, first, gaps, top, backend = shared
     X, _, newest = against(chunk, None, newest)
     module, native = kernel(backend)
+    centres = newest.astype(np.float64)
     if state is None:
-        labels, distances, _ = module.assign(X, newest, backend=native)
-        nearest, owner = distances.astype(np.float64), labels.astype(np.int32) + first
+        labels, _, _ = module.assign(X, newest, backend=native)
+        every = np.arange(X.shape[0])
+        exact, owner = exact_distances(X, every, centres[labels]), labels.astype(np.int32) + first
         norms = np.einsum("ij,ij->i", X, X, dtype=np.float64).astype(np.float32)
         measured = X.shape[0]
     else:
-        nearest, owner, norms = state
+        exact, owner, norms = state
         if gaps is None:
             rows = np.arange(X.shape[0])
         else:
             error = distance_error(X.shape[1])
-            # True D ≤ D̃ + e·(‖x‖² + top), true gap² ≥ g̃ − 2e·top; a candidate at true
-            # distance ≥ √gap − √D ≥ √(D̃ + e·(‖x‖² + top)) is computed at ≥ D̃.
-            proven = gaps[owner] >= 4.0 * (nearest + error * (norms + top)) + 2.0 * error * top
+            # True gap² ≥ g̃ − 2e·top; a candidate at true distance ≥ √gap − √D ≥ √D (the
+            # norms' term is a margin for the float64 arithmetic here) cannot be nearer.
+            proven = gaps[owner] >= 4.0 * (exact + error * (norms + top)) + 2.0 * error * top
             rows = np.flatnonzero(~proven)
         measured = rows.size
         if measured:
-            part = X if measured == X.shape[0] else np.ascontiguousarray(X[rows])
-            labels, distances, _ = module.assign(part, newest, backend=native)
-            distances = distances.astype(np.float64)
-            nearer = distances < nearest[rows]
-            nearest, owner = nearest.copy(), owner.copy()
-            nearest[rows[nearer]] = distances[nearer]
-            owner[rows[nearer]] = labels[nearer] + first
+            exact, owner = exact.copy(), owner.copy()
+        # The rows left are gathered a block at a time: the copies stay small beside the chunk.
+        whole = measured == X.shape[0]
+        for block in [rows] if whole else [rows[i : i + GATHER_ROWS] for i in range(0, measured, GATHER_ROWS)]:
+            part = X if block.size == X.shape[0] else np.ascontiguousarray(X[block])
+            labels, _, _ = module.assign(part, newest, backend=native)
+            distances = exact_distances(X, block, centres[labels])
+            nearer = distances < exact[block]
+            exact[block[nearer]] = distances[nearer]
+            owner[block[nearer]] = labels[nearer] + first
     w = 1.0 if weights is None else np.asarray(weights, dtype=np.float64)
-    return np.array([float(np.sum(w * nearest)), measured]), (nearest, owner, norms)
+    return np.array([float(np.sum(w * rounded(exact))), measured]), (exact, owner, norms)
 
 
 def parallel_sample_task(chunk, weights, offset, shared, state):
     """k-means‖: keeps each row with probability `min(1, ℓ · w · d² / cost)`."""
     factor, cost, seed, dtype = shared
-    nearest = state[0]
+    nearest = rounded(state[0])
     rng = np.random.default_rng([seed, offset])
     w = 1.0 if weights is None else np.asarray(weights, dtype=np.float64)
     p = factor * w * nearest / cost if cost > 0 else np.zeros(chunk.shape[0])
