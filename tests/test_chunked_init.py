@@ -1,6 +1,6 @@
 """k-means‖ over chunks (`_chunked/init.py`): its exact pruning changes no candidate and no
 weight, and the candidates' weights (each row's nearest candidate, found by the rounds) are
-those of float64 nearest candidates."""
+those of float64 nearest candidates, also where two candidates are equally near in float32."""
 
 from __future__ import annotations
 
@@ -72,8 +72,23 @@ def test_candidate_weights_are_those_of_the_nearest_candidates(case, monkeypatch
     nearest = distances.argmin(axis=1)
     w = np.ones(len(X)) if weights is None else weights.astype(np.float64)
     expected = np.bincount(nearest, weights=w, minlength=len(candidates))
-    # A row equally near two candidates to float32 precision may count for either.
+    # Rows equally near two candidates in float32 count for the exactly nearer; only rows
+    # whose float64 sums cannot tell (differing order of summation) may count for either.
     ordered = np.sort(distances, axis=1)
-    tied = ordered[:, 1] - ordered[:, 0] <= 1e-5 * ordered[:, 1]
+    tied = ordered[:, 1] - ordered[:, 0] <= 1e-12 * ordered[:, 1]
     assert np.abs(seen["weights"] - expected).sum() <= 2 * w[tied].sum() + 1e-6 * w.sum()
     assert seen["weights"].sum() == pytest.approx(w.sum(), rel=1e-9)
+
+
+def test_a_row_equally_near_in_float32_goes_to_the_exactly_nearer_candidate():
+    # Rows at the origin; candidate 0 (first round) at squared distance 2^24 + 2^-12, candidate
+    # 1 (next round) at exactly 2^24: the same float32 distance, candidate 1 nearer.
+    X = np.zeros((5, 4), np.float32)
+    first = np.array([[4096.0, 2.0**-6, 0.0, 0.0]], np.float32)
+    second = np.array([[4096.0, 0.0, 0.0, 0.0]], np.float32)
+    (cost, measured), state = chunked_init.parallel_cost_task(X, None, 0, (first, 0, None, 0.0, "cpu"), None)
+    assert cost == 5 * 2.0**24 and measured == 5
+    _, state = chunked_init.parallel_cost_task(X, None, 0, (second, 1, None, 0.0, "cpu"), state)
+    np.testing.assert_array_equal(state[1], np.ones(5))
+    weights, _ = chunked_init.owner_weight_task(X, None, 0, 2, state)
+    np.testing.assert_array_equal(weights, [0.0, 5.0])
