@@ -52,15 +52,6 @@ pub struct RunCandidates<'a, T> {
     pub distances: &'a mut [T],
 }
 
-/// What one run's evaluation of a chunk reads (its `RunCandidates` less the distances).
-#[derive(Clone, Copy)]
-struct RunView<'a, T> {
-    closest: &'a [T],
-    candidates: MatRef<'a, T>,
-    measured: Option<&'a [usize]>,
-    screen: Option<&'a dyn StepScreen<T>>,
-}
-
 /// Candidate evaluation on the host (see `super::Engine::candidate_potentials`), for one or
 /// more runs over the same rows: each chunk of rows is evaluated for every run in turn, so
 /// it is read from memory once a step whatever the number of runs, and its distances are
@@ -71,22 +62,15 @@ pub fn potentials_by_chunk<T: Scalar>(
     kernel: &dyn Kernel<T>,
     points: Points<'_, T>,
     row_weights: &[f64],
-    runs: Vec<RunCandidates<'_, T>>,
+    mut runs: Vec<RunCandidates<'_, T>>,
 ) -> Result<Vec<Vec<f64>>> {
-    let n = points.rows();
-    let n_chunks = n.div_ceil(POTENTIAL_CHUNK);
-    let mut views = Vec::with_capacity(runs.len());
-    // Per chunk, each run's block of distances.
+    let n_chunks = points.rows().div_ceil(POTENTIAL_CHUNK);
+    // Per chunk, each run's block of distances (taken out of the runs, which the chunks read).
     let mut blocks: Vec<Vec<&mut [T]>> = (0..n_chunks).map(|_| Vec::with_capacity(runs.len())).collect();
-    for run in runs {
+    for run in &mut runs {
         let t = run.candidates.rows();
-        views.push(RunView {
-            closest: run.closest,
-            candidates: run.candidates,
-            measured: run.measured,
-            screen: run.screen,
-        });
-        for (chunk, block) in blocks.iter_mut().zip(run.distances.chunks_mut(POTENTIAL_CHUNK * t)) {
+        for (chunk, block) in blocks.iter_mut().zip(std::mem::take(&mut run.distances).chunks_mut(POTENTIAL_CHUNK * t))
+        {
             chunk.push(block);
         }
     }
@@ -94,25 +78,25 @@ pub fn potentials_by_chunk<T: Scalar>(
         .into_par_iter()
         .enumerate()
         .map(|(c, blocks)| {
-            views
-                .iter()
+            runs.iter()
                 .zip(blocks)
                 .map(|(run, block)| chunk_of_run(kernel, points, row_weights, c, run, block))
                 .collect()
         })
         .collect::<Result<_>>()?;
-    Ok((0..views.len())
-        .map(|r| total_potentials(chunks.iter().map(|chunk| &chunk[r]), views[r].candidates.rows()))
+    Ok((0..runs.len())
+        .map(|r| total_potentials(chunks.iter().map(|chunk| &chunk[r]), runs[r].candidates.rows()))
         .collect())
 }
 
-/// One run's distances and potentials on chunk `c` (`block`: its rows × candidates).
+/// One run's distances and potentials on chunk `c` (`block`: its rows × candidates; the
+/// run's own `distances` are taken out by then).
 fn chunk_of_run<T: Scalar>(
     kernel: &dyn Kernel<T>,
     points: Points<'_, T>,
     row_weights: &[f64],
     c: usize,
-    run: &RunView<'_, T>,
+    run: &RunCandidates<'_, T>,
     block: &mut [T],
 ) -> Result<Vec<f64>> {
     let (closest, candidates) = (run.closest, run.candidates);
