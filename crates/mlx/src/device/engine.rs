@@ -81,39 +81,33 @@ impl Engine<f32> for MlxEngine<'_> {
         first_run: usize,
         monitor: Monitor<'_>,
     ) -> Result<Option<Vec<Vec<usize>>>> {
-        let (rows, cols) = (samples[0].rows(), samples[0].cols());
-        if samples.len() > 1
-            && samples.iter().all(|s| s.same_rows(&samples[0]))
-            && !self.kernel.holds(rows * samples.len(), cols)
-            && self.kernel.holds(rows, cols)
-        {
+        // Samples of one shape seed in lockstep, stacked (the samples of one fit always are
+        // of one shape; a fit's `n_init` runs stack copies of its rows); others go to the
+        // host loop.
+        let (rows, cols, weighted) = (samples[0].rows(), samples[0].cols(), samples[0].weights.is_some());
+        if !samples.iter().all(|s| s.rows() == rows && s.weights.is_some() == weighted) {
+            return Ok(None);
+        }
+        if !self.kernel.holds(rows * samples.len(), cols) {
             // Runs over the same rows (a fit's `n_init`) whose stacked copies the device cannot
-            // hold seed one after another on it.
+            // hold seed one after another on it; other samples too large for their copies
+            // seed in the host loop, which streams them through the kernel.
+            if !(samples.iter().all(|s| s.same_rows(&samples[0])) && self.kernel.holds(rows, cols)) {
+                return Ok(None);
+            }
             let mut chosen = Vec::with_capacity(samples.len());
             for (r, rng) in rngs.iter_mut().enumerate() {
-                let run = seeding::kmeans_plusplus(
+                let run = (first_run + r, self.seeding.prune);
+                chosen.extend(seeding::kmeans_plusplus(
                     &self.kernel,
                     &samples[..1],
                     k,
                     std::slice::from_mut(rng),
-                    (first_run + r, self.seeding.prune),
+                    run,
                     &mut *monitor,
-                )?;
-                chosen.extend(run);
+                )?);
             }
             return Ok(Some(chosen));
-        }
-        // Samples of one shape seed in lockstep, stacked (the samples of one fit always are
-        // of one shape; a fit's `n_init` runs stack copies of its rows); others go to the
-        // host loop.
-        let weighted = samples[0].weights.is_some();
-        if !samples.iter().all(|s| s.rows() == rows && s.weights.is_some() == weighted) {
-            return Ok(None);
-        }
-        // Samples the device cannot hold with their copies seed in the host loop, which
-        // streams them through the kernel.
-        if !self.kernel.holds(rows * samples.len(), cols) {
-            return Ok(None);
         }
         Ok(Some(seeding::kmeans_plusplus(&self.kernel, samples, k, rngs, (first_run, self.seeding.prune), monitor)?))
     }
