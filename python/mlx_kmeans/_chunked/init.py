@@ -110,11 +110,11 @@ def parallel_cost_task(chunk, weights, offset, shared, state):
     module, native = kernel(backend)
     centres = newest.astype(np.float64)
     if state is None:
-        labels, _, _ = module.assign(X, newest, backend=native)
-        every = np.arange(X.shape[0])
-        exact, owner = exact_distances(X, every, centres[labels]), labels.astype(np.int32) + first
+        # No candidate yet: every row takes its nearest newest one.
+        n = X.shape[0]
+        exact, owner = np.full(n, np.inf), np.zeros(n, dtype=np.int32)
         norms = np.einsum("ij,ij->i", X, X, dtype=np.float64).astype(np.float32)
-        measured = X.shape[0]
+        rows = np.arange(n)
     else:
         exact, owner, norms = state
         if gaps is None:
@@ -125,18 +125,18 @@ def parallel_cost_task(chunk, weights, offset, shared, state):
             # norms' term is a margin for the float64 arithmetic here) cannot be nearer.
             proven = gaps[owner] >= 4.0 * (exact + error * (norms + top)) + 2.0 * error * top
             rows = np.flatnonzero(~proven)
-        measured = rows.size
-        if measured:
+        if rows.size:
             exact, owner = exact.copy(), owner.copy()
-        # The rows left are gathered a block at a time: the copies stay small beside the chunk.
-        whole = measured == X.shape[0]
-        for block in [rows] if whole else [rows[i : i + GATHER_ROWS] for i in range(0, measured, GATHER_ROWS)]:
-            part = X if block.size == X.shape[0] else np.ascontiguousarray(X[block])
-            labels, _, _ = module.assign(part, newest, backend=native)
-            distances = exact_distances(X, block, centres[labels])
-            nearer = distances < exact[block]
-            exact[block[nearer]] = distances[nearer]
-            owner[block[nearer]] = labels[nearer] + first
+    measured = rows.size
+    # The rows left are gathered a block at a time: the copies stay small beside the chunk.
+    whole = measured == X.shape[0]
+    for block in [rows] if whole else [rows[i : i + GATHER_ROWS] for i in range(0, measured, GATHER_ROWS)]:
+        part = X if block.size == X.shape[0] else np.ascontiguousarray(X[block])
+        labels, _, _ = module.assign(part, newest, backend=native)
+        distances = exact_distances(X, block, centres[labels])
+        nearer = distances < exact[block]
+        exact[block[nearer]] = distances[nearer]
+        owner[block[nearer]] = labels[nearer] + first
     w = 1.0 if weights is None else np.asarray(weights, dtype=np.float64)
     return np.array([float(np.sum(w * rounded(exact))), measured]), (exact, owner, norms)
 
