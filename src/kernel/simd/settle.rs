@@ -56,7 +56,8 @@ fn settle_row(
     error: f64,
     x_sq: f64,
 ) -> (u32, f64, f64) {
-    let (best, best_j, runner_up) = crate::kernel::cpu::argmin2_partial(dots, &c_norms[..dots.len()]);
+    // SAFETY: `settle_block`, the only caller, runs with AVX-512F.
+    let (best, best_j, runner_up) = unsafe { argmin2(dots, &c_norms[..dots.len()]) };
     let (best, runner_up) = (best as f64, runner_up as f64);
     // Every centroid left out has a true partial distance above `best + error`, and one at
     // least `runner_up − error`.
@@ -67,11 +68,12 @@ fn settle_row(
         let exact = exact_sq_distance(x, centroids.row(best_j));
         return (best_j as u32, exact, outside.max(0.0));
     }
-    let limit = (best + 2.0 * error) as f32;
+    let limit = (!everything).then_some((best + 2.0 * error) as f32);
     let (mut label, mut distance) = (u32::MAX, f64::INFINITY);
     let mut other = if everything { f64::INFINITY } else { outside };
-    for (j, (&dot, &c_norm)) in dots.iter().zip(c_norms).enumerate() {
-        if everything || c_norm - 2.0 * dot <= limit {
+    // SAFETY: as above; `c_norms` holds a value for every dot product.
+    unsafe {
+        for_each_within(dots, c_norms, limit, |j| {
             let exact = exact_sq_distance(x, centroids.row(j));
             if exact < distance {
                 other = other.min(distance);
@@ -79,9 +81,109 @@ fn settle_row(
             } else {
                 other = other.min(exact);
             }
+        })
+    };
+    (label, distance, other.max(0.0))
+}
+
+/// [`crate::kernel::cpu::argmin2_partial`] (the same minimum, first index and runner-up) on
+/// 16-lane vectors: per lane the running minimum, its index and the lane's runner-up,
+/// branch-free; then the lanes' minima, the lowest index among the lanes that hold it, and
+/// the smallest of every other value. Not-a-number partials are never taken, as there.
+///
+/// # Safety
+/// AVX-512F must be supported; `c_norms` holds at least `dots.len()` values.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn argmin2(dots: &[f32], c_norms: &[f32]) -> (f32, usize, f32) {
+    use std::arch::x86_64::*;
+    const LANES: usize = 16;
+    let n = dots.len();
+    debug_assert!(c_norms.len() >= n);
+    let infinity = _mm512_set1_ps(f32::INFINITY);
+    let (mut best, mut second) = (infinity, infinity);
+    let mut best_at = _mm512_setzero_si512();
+    let mut at = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let step = _mm512_set1_epi32(LANES as i32);
+    let mut j = 0;
+    while j < n {
+        // Lanes past the end read an infinite norm: never a minimum nor a runner-up.
+        let mask: __mmask16 = if n - j >= LANES { u16::MAX } else { ((1u32 << (n - j)) - 1) as u16 };
+        let d = _mm512_maskz_loadu_ps(mask, dots.as_ptr().add(j));
+        let c = _mm512_mask_loadu_ps(infinity, mask, c_norms.as_ptr().add(j));
+        // `c − 2·d`, rounded once as the scalar scan's (doubling is exact).
+        let v = _mm512_sub_ps(c, _mm512_add_ps(d, d));
+        let better = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, best);
+        let displaced = _mm512_mask_blend_ps(better, v, best);
+        let lower = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(displaced, second);
+        second = _mm512_mask_blend_ps(lower, second, displaced);
+        best = _mm512_mask_blend_ps(better, best, v);
+        best_at = _mm512_mask_blend_epi32(better, best_at, at);
+        at = _mm512_add_epi32(at, step);
+        j += LANES;
+    }
+    let value = _mm512_reduce_min_ps(best);
+    let holding = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(best, _mm512_set1_ps(value));
+    // Lane `l` holds only indices `l mod 16`, so one lane holds the winner (where `value`
+    // is finite; otherwise every value is infinite and so is the runner-up).
+    let (index, winner) = if holding.count_ones() == 1 {
+        let mut at = [0i32; LANES];
+        _mm512_storeu_si512(at.as_mut_ptr().cast(), best_at);
+        (at[holding.trailing_zeros() as usize], holding)
+    } else {
+        let index = _mm512_mask_reduce_min_epi32(holding, best_at);
+        (index, holding & _mm512_cmpeq_epi32_mask(best_at, _mm512_set1_epi32(index)))
+    };
+    let others = _mm512_mask_blend_ps(winner, best, infinity);
+    let runner_up = _mm512_reduce_min_ps(_mm512_min_ps(second, others));
+    (value, index as usize, runner_up)
+}
+
+/// Calls `visit(j)`, in increasing `j`, for each partial distance `c_norms[j] − 2·dots[j]`
+/// at most `limit`, or for every `j` without a limit.
+///
+/// # Safety
+/// AVX-512F must be supported; `c_norms` holds at least `dots.len()` values.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn for_each_within(dots: &[f32], c_norms: &[f32], limit: Option<f32>, mut visit: impl FnMut(usize)) {
+    use std::arch::x86_64::*;
+    const LANES: usize = 16;
+    let n = dots.len();
+    let bound = _mm512_set1_ps(limit.unwrap_or(0.0));
+    let mut j = 0;
+    while j < n {
+        let mask: __mmask16 = if n - j >= LANES { u16::MAX } else { ((1u32 << (n - j)) - 1) as u16 };
+        let mut within = if limit.is_none() {
+            mask
+        } else {
+            let d = _mm512_maskz_loadu_ps(mask, dots.as_ptr().add(j));
+            let c = _mm512_maskz_loadu_ps(mask, c_norms.as_ptr().add(j));
+            let v = _mm512_sub_ps(c, _mm512_add_ps(d, d));
+            _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(mask, v, bound)
+        };
+        while within != 0 {
+            visit(j + within.trailing_zeros() as usize);
+            within &= within - 1;
+        }
+        j += LANES;
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn for_each_within(dots: &[f32], c_norms: &[f32], limit: Option<f32>, mut visit: impl FnMut(usize)) {
+    for (j, (&dot, &c_norm)) in dots.iter().zip(c_norms).enumerate() {
+        if limit.is_none_or(|limit| c_norm - 2.0 * dot <= limit) {
+            visit(j);
         }
     }
-    (label, distance, other.max(0.0))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn argmin2(dots: &[f32], c_norms: &[f32]) -> (f32, usize, f32) {
+    crate::kernel::cpu::argmin2_partial(dots, c_norms)
 }
 
 /// The error bound of a computed partial distance `‖c‖² − 2x̃·c̃` against the exact

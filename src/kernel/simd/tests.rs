@@ -138,3 +138,36 @@ fn thin_dots_match_float64_sums() {
         }
     }
 }
+
+/// The vector scan of partial distances against a plain left-to-right one: smallest value,
+/// its first index, and the smallest of the others, over lengths around the 16-lane width,
+/// values drawn from a few (ties across and within lanes), signed zeros, infinities and
+/// not-a-number partials (never taken).
+#[test]
+fn vector_argmin_equals_a_plain_scan() {
+    if !Dots::F32.supported() {
+        return;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let pool = [1.0f32, 0.5, -0.0, 0.0, 2.0, f32::INFINITY, f32::NAN, 0.25, -3.0];
+    for n in (1..=70).chain([127, 128, 129, 1024]) {
+        for trial in 0..40 {
+            let few = trial % 2 == 0;
+            let mut draw = || if few { pool[rng.random_range(0..pool.len())] } else { rng.random::<f32>() * 8.0 - 4.0 };
+            let dots: Vec<f32> = (0..n).map(|_| draw()).collect();
+            let c_norms: Vec<f32> = (0..n).map(|_| draw().abs()).collect();
+            let partial: Vec<f32> = (0..n).map(|j| c_norms[j] - 2.0 * dots[j]).collect();
+            let (mut value, mut index) = (f32::INFINITY, 0usize);
+            for (j, &v) in partial.iter().enumerate() {
+                if v < value {
+                    (value, index) = (v, j);
+                }
+            }
+            let runner_up =
+                partial.iter().enumerate().filter(|&(j, v)| j != index && !v.is_nan()).fold(f32::INFINITY, |m, (_, &v)| m.min(v));
+            let got = unsafe { settle::argmin2(&dots, &c_norms) };
+            assert_eq!((got.0, got.1), (value, index), "n={n} trial {trial}: {partial:?}");
+            assert_eq!(got.2, runner_up, "n={n} trial {trial}: {partial:?}");
+        }
+    }
+}
