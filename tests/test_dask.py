@@ -77,6 +77,44 @@ def test_one_task_per_worker_per_pass(client, data):
     assert passes <= len(runs) <= 2 * passes, (len(runs), passes)
 
 
+def test_lloyd_passes_keep_chunk_states_on_the_workers_and_survive_losing_them(client, data):
+    """Chunk states stay on the workers between Lloyd passes (no task or transfer for them)
+    and are dropped when the fit ends; where a worker lost them, a pass searches every row
+    (the same result as with them, every row counted as changed) and the farthest rows are
+    the same."""
+    from mlx_kmeans._chunked.tasks import bounded_task, combine_farthest, combine_lloyd, farthest_task
+    from mlx_kmeans.dask import DaskChunks
+
+    def kept_on_workers():
+        return sum(client.run(lambda: len(__import__("mlx_kmeans.dask").dask._KEPT)).values())
+
+    X = da.from_array(data, chunks=(500, 8))
+    centroids = random_rows(data, 10).astype(np.float32)
+    between = np.sqrt(((centroids[:, None, :].astype(np.float64) - centroids[None]) ** 2).sum(-1))
+    gaps = np.where(np.eye(10, dtype=bool), np.inf, between).min(1) / 2
+    source = DaskChunks(X)
+    first, states = source.map_reduce(bounded_task, combine_lloyd, (centroids, gaps, None, "cpu"), keep_states=True)
+    assert first.changed == len(data) and kept_on_workers() == len(source.groups())
+    shared = (centroids, gaps, np.full(10, 0.01), "cpu")
+    kept, kept_states = source.map_reduce(bounded_task, combine_lloyd, shared, states, keep_states=True)
+    assert kept.changed == 0 and kept.searched < len(data) / 2  # the bounds settle most rows
+    far_kept, _ = source.map_reduce(farthest_task, combine_farthest, (centroids, 7, "cpu"), kept_states)
+    client.run(lambda: __import__("mlx_kmeans.dask").dask._KEPT.clear())
+    lost, _ = source.map_reduce(bounded_task, combine_lloyd, shared, states, keep_states=True)
+    fresh, _ = DaskChunks(X).map_reduce(bounded_task, combine_lloyd, (centroids, gaps, None, "cpu"), keep_states=True)
+    assert lost.changed == len(data) and lost.searched == len(data)
+    np.testing.assert_array_equal(lost.sums, fresh.sums)
+    np.testing.assert_array_equal(lost.weights, kept.weights)
+    np.testing.assert_array_equal(lost.sums, kept.sums)
+    client.run(lambda: __import__("mlx_kmeans.dask").dask._KEPT.clear())
+    far_lost, _ = source.map_reduce(farthest_task, combine_farthest, (centroids, 7, "cpu"), kept_states)
+    np.testing.assert_array_equal(far_lost.indices, far_kept.indices)
+    np.testing.assert_array_equal(far_lost.labels, far_kept.labels)
+    np.testing.assert_array_equal(far_lost.distances, far_kept.distances)
+    KMeans(10, init=centroids, max_iter=5).fit(X)
+    assert kept_on_workers() == 0
+
+
 def test_empty_clusters_follow_the_float64_reference(client):
     X, _ = make_mixture(500, 3, 4, seed=11, dtype=np.float64)
     init = np.concatenate([X[:3], X[:2]])  # duplicates: clusters empty out at once

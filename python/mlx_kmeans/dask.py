@@ -22,10 +22,12 @@ centroids). Needs `pip install 'mlx-kmeans[dask]'`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import operator
 import uuid
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -39,6 +41,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 from ._backend import engine_module, native, native_backend, resolve
 from ._base import checked_centers
 from ._chunked import fit_chunked, fit_dtype
+from ._chunked.tasks import bounded_task, lloyd_task, stats_and_task
 from ._progress import progress_bar
 from ._sklearn_compat import ESTIMATOR_BASES, NotFittedError
 from ._params import n_init_for
@@ -63,6 +66,49 @@ def _run(task, combine, blocks, weights, offsets, shared, states, keep_states):
         total = part if total is None else combine([total, part])
         new_states.append(state)
     return (total, new_states) if keep_states else total
+
+
+# On each worker: the chunk states that passes of fits in progress keep there, by
+# `(fit, group)`: `{pass: [state of each chunk of the group]}` for the pass last read and
+# the pass last written (a task run twice reads the same states again).
+_KEPT: dict = {}
+
+
+@dataclass(frozen=True)
+class _KeptStates:
+    """Where a pass left its chunks' states: on the workers that ran it, under `fit` and
+    `pass_no` (no future per state: a pass is one task per worker)."""
+
+    fit: str
+    pass_no: int
+
+
+def _lloyd_pass(task, shared) -> bool:
+    """Whether `task` is a Lloyd pass (alone or with the first pass's statistics): the tasks
+    that run right without their chunks' states, so those can stay on the workers."""
+    lloyd = (lloyd_task, bounded_task)
+    return task in lloyd or (task is stats_and_task and shared[1] in lloyd)
+
+
+def _run_keeping(task, combine, blocks, weights, offsets, shared, key, read, write):
+    """`_run` on one group with its states kept on this worker under `key`: those of pass
+    `read` taken (None: none), those the task returns stored as pass `write` (None: kept as
+    they are). For Lloyd passes and the farthest rows only: states are missing where the
+    task ran elsewhere (its worker lost), and then a Lloyd pass searches every row (the same
+    labels; every row counts as changed) and the farthest rows are found by labelling again."""
+    kept = _KEPT.get(key, {})
+    states = kept.get(read) if read is not None else None
+    if write is None:
+        return _run(task, combine, blocks, weights, offsets, shared, states, False)
+    total, new_states = _run(task, combine, blocks, weights, offsets, shared, states, True)
+    _KEPT[key] = {read: states, write: new_states} if states is not None else {write: new_states}
+    return total
+
+
+def _forget(fit):
+    """Drops the states every pass of `fit` kept on this worker."""
+    for key in [key for key in _KEPT if key[0] == fit]:
+        del _KEPT[key]
 
 
 def _identity(value):
@@ -116,7 +162,10 @@ class DaskChunks:
         # Found on the first pass: the chunks grouped by worker, and the futures of the
         # persisted chunks on a `distributed` cluster (False: none).
         self._groups: Optional[list] = None
+        self._holders: list = []
         self._remote = None
+        # The key of this source's states kept on the workers, and the passes that kept some.
+        self._fit, self._passes = uuid.uuid4().hex, 0
 
     def groups(self) -> list:
         """Chunk indices grouped by the worker that holds them (persisted data on a
@@ -124,11 +173,12 @@ class DaskChunks:
         result per worker crosses the network); else one group per chunk. Found once: a
         chunk recomputed elsewhere after a worker is lost is still found by its key."""
         if self._groups is None:
-            self._groups = self._find_groups()
+            self._groups, self._holders = self._find_groups()
         return self._groups
 
-    def _find_groups(self) -> list:
-        singles = [[i] for i in range(len(self.chunks))]
+    def _find_groups(self) -> tuple:
+        """The groups, and the address of the worker that holds each (None: none)."""
+        singles = [[i] for i in range(len(self.chunks))], [None] * len(self.chunks)
         if not self.persisted:
             return singles
         try:
@@ -144,10 +194,10 @@ class DaskChunks:
         for i, chunk in enumerate(self.chunks):
             holders = who_has.get(chunk[3]) or who_has.get(str(chunk[3])) or ()
             by_worker.setdefault(sorted(holders)[0] if holders else None, []).append(i)
-        groups = [ids for worker, ids in sorted(by_worker.items(), key=lambda item: item[1][0]) if worker is not None]
+        held = sorted(((ids, worker) for worker, ids in by_worker.items() if worker is not None), key=lambda item: item[0][0])
         # Chunks no worker holds (being recomputed after a loss) go one by one.
-        groups += [[i] for i in by_worker.get(None, [])]
-        return groups
+        held += [([i], None) for i in by_worker.get(None, [])]
+        return [ids for ids, _ in held], [worker for _, worker in held]
 
     def _share(self, value):
         """`value` (the centroids of a pass) as one node of the pass's graph: the scheduler
@@ -210,16 +260,46 @@ class DaskChunks:
         scattered to them: after a worker is lost the scheduler can make it again."""
         client, blocks, weights = remote
         ref = shared if _nbytes(shared) <= SHARED_INLINE else client.submit(_identity, shared, pure=False)
+        on_workers = isinstance(states, _KeptStates) or (states is None and keep_states and _lloyd_pass(task, shared))
+        read = states.pass_no if isinstance(states, _KeptStates) else None
+        write = self._passes + 1 if keep_states and on_workers else None
         runs = []
         for g, ids in enumerate(self.groups()):
-            group_state = None if states is None else states[g]
             group = ([blocks[i] for i in ids], [weights[i] for i in ids], [self.chunks[i][2] for i in ids])
-            runs.append(client.submit(_run, task, combine, *group, ref, group_state, keep_states, pure=False))
+            if on_workers:
+                # Where the chunks (and the group's states) are, unless that worker is gone.
+                where = dict(workers=[self._holders[g]], allow_other_workers=True) if self._holders[g] else {}
+                runs.append(client.submit(_run_keeping, task, combine, *group, ref, (self._fit, g), read, write, pure=False, **where))
+            else:
+                group_state = None if states is None else states[g]
+                runs.append(client.submit(_run, task, combine, *group, ref, group_state, keep_states, pure=False))
+        if on_workers:
+            total = combine(client.gather(runs))
+            if write is None:
+                return total, None
+            self._passes = write
+            return total, _KeptStates(self._fit, write)
         new_states = None
         if keep_states:
             new_states = [client.submit(operator.getitem, r, 1, pure=False) for r in runs]
             runs = [client.submit(operator.getitem, r, 0, pure=False) for r in runs]
         return combine(client.gather(runs)), new_states
+
+    def release(self):
+        """Drops the chunk states this source's passes kept on the workers."""
+        remote = self.remote()
+        if remote is not None and self._passes:
+            remote[0].run(_forget, self._fit)
+            self._passes = 0
+
+
+@contextlib.contextmanager
+def _released(source: DaskChunks):
+    """`source` whose states kept on the workers are dropped on leaving, whatever happened."""
+    try:
+        yield source
+    finally:
+        source.release()
 
 
 def _predict_block(block, centroids, backend):
@@ -402,7 +482,7 @@ class KMeans(*ESTIMATOR_BASES):
             init = checked_centers(init, self.n_clusters, source.n_features, "KMeans")
         n_init = n_init_for(self.n_init, init, 10, "KMeans")
         seed = _seed(self.random_state)
-        with progress_bar(self.verbose, int(self.max_iter) * n_init, "KMeans (dask)", "it") as bar:
+        with progress_bar(self.verbose, int(self.max_iter) * n_init, "KMeans (dask)", "it") as bar, _released(source):
             fit = fit_chunked(
                 source,
                 n_clusters=int(self.n_clusters),

@@ -178,10 +178,15 @@ class Farthest:
 
 def farthest_task(chunk, weights, offset, shared, state):
     """The chunk's `count` rows farthest from their centroid, by the labels its last Lloyd
-    pass kept (`state`: labels and bounds)."""
+    pass kept (`state`: labels and bounds), or where they were lost by assigning the rows to
+    `centroids` again (the pass's own centroids: the same labels)."""
     centroids, count, backend = shared
     X, w, centroids = against(chunk, weights, centroids)
-    labels = state[0]
+    if state is None:
+        module, native_name = kernel(backend)
+        labels, _, _ = module.assign(X, centroids, w, backend=native_name)
+    else:
+        labels = state[0]
     distances, rows = native().farthest_rows(X, centroids, labels, count, w)
     row_weights = np.ones(len(rows)) if w is None else w[rows].astype(np.float64)
     return Farthest(distances, rows + offset, labels[rows], row_weights, X[rows].copy()), None
