@@ -182,7 +182,7 @@ unsafe fn for_each_within(dots: &[f32], c_norms: &[f32], limit: Option<f32>, mut
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn argmin2(dots: &[f32], c_norms: &[f32]) -> (f32, usize, f32) {
+pub(super) unsafe fn argmin2(dots: &[f32], c_norms: &[f32]) -> (f32, usize, f32) {
     crate::kernel::cpu::argmin2_partial(dots, c_norms)
 }
 
