@@ -634,26 +634,34 @@ mod tests {
         }
     }
 
+    /// Each cluster's sums equal the plain sums of its rows in row order, bit for bit (float64
+    /// of float32 rows, and float64 rows), for feature counts that cut strips unevenly and on
+    /// one thread or several.
     #[test]
-    fn accumulate_matches_brute_force() {
-        let (n, k, d) = (5000, 9, 3);
-        let x = random_matrix(n, d, 5);
-        let xm = MatRef::new(&x, n, d).unwrap();
-        let labels: Vec<u32> = (0..n).map(|i| ((i * 7919) % k) as u32).collect();
-        let weights: Vec<f64> = (0..n).map(|i| 0.5 + (i % 3) as f64).collect();
-        let sums = accumulate_by_cluster(xm, Some(&weights), &labels, k);
-        for j in 0..k {
-            let mut expected = vec![0.0; d];
-            let mut w = 0.0;
-            for i in (0..n).filter(|&i| labels[i] as usize == j) {
-                w += weights[i];
+    fn accumulate_adds_each_clusters_rows_in_row_order_on_any_thread_count() {
+        fn check<T: Scalar>(x: &[T], n: usize, d: usize, k: usize, threads: usize) {
+            let xm = MatRef::new(x, n, d).unwrap();
+            let labels: Vec<u32> = (0..n).map(|i| ((i * 7919) % k) as u32).collect();
+            let weights: Vec<T> = (0..n).map(|i| T::of_f64(0.5 + (i % 3) as f64)).collect();
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let sums = pool.install(|| accumulate_by_cluster(xm, Some(&weights), &labels, k));
+            let (mut expected, mut expected_weights) = (vec![0.0f64; k * d], vec![0.0f64; k]);
+            for i in 0..n {
+                let (j, w) = (labels[i] as usize, weights[i].as_f64());
+                expected_weights[j] += w;
                 for p in 0..d {
-                    expected[p] += x[i * d + p] * weights[i];
+                    expected[j * d + p] += x[i * d + p].as_f64() * w;
                 }
             }
-            assert_relative_eq!(sums.weights[j], w, max_relative = 1e-12);
-            for p in 0..d {
-                assert_relative_eq!(sums.sums[j * d + p], expected[p], max_relative = 1e-10, epsilon = 1e-10);
+            assert_eq!(sums.weights, expected_weights, "d={d} threads={threads}");
+            assert_eq!(sums.sums, expected, "d={d} threads={threads}");
+        }
+        for (n, k, d) in [(5000, 9, 3), (3000, 7, 16), (2000, 5, 70), (1000, 4, 131), (0, 3, 20)] {
+            let x = random_matrix(n, d, 5);
+            let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+            for threads in [1, 3, 8] {
+                check(&x, n, d, k, threads);
+                check(&x32, n, d, k, threads);
             }
         }
     }

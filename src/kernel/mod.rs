@@ -283,8 +283,12 @@ pub fn assign_in_chunks<T: Scalar, K: Kernel<T> + ?Sized>(
     })
 }
 
-/// Deterministic per-cluster sums: rows are bucketed by label (a stable counting sort),
-/// then each cluster adds its own rows in row order, clusters in parallel.
+/// Fewest columns in a strip of [`accumulate_by_cluster`]: a cache line of float32 values.
+const MIN_STRIP: usize = 16;
+
+/// Deterministic per-cluster sums: each cluster adds its rows in row order, for any thread
+/// count. The rows are read once, in order (a pass over the data, not a gather per
+/// cluster); each task takes a strip of columns, so their sums never overlap.
 pub fn accumulate_by_cluster<T: Scalar>(
     x: MatRef<'_, T>,
     weights: Option<&[T]>,
@@ -292,29 +296,35 @@ pub fn accumulate_by_cluster<T: Scalar>(
     k: usize,
 ) -> ClusterSums {
     let d = x.cols();
-    let mut offsets = vec![0usize; k + 1];
-    for &label in labels {
-        offsets[label as usize + 1] += 1;
-    }
-    for j in 0..k {
-        offsets[j + 1] += offsets[j];
-    }
-    let mut cursor = offsets.clone();
-    let mut order = vec![0usize; labels.len()];
+    let mut cluster_weights = vec![0.0f64; k];
     for (i, &label) in labels.iter().enumerate() {
-        let slot = &mut cursor[label as usize];
-        order[*slot] = i;
-        *slot += 1;
+        cluster_weights[label as usize] += weight_at(weights, i);
     }
     let mut sums = vec![0.0f64; k * d];
-    let mut cluster_weights = vec![0.0f64; k];
-    sums.par_chunks_mut(d).zip(cluster_weights.par_iter_mut()).enumerate().for_each(|(j, (sum, weight))| {
-        for &i in &order[offsets[j]..offsets[j + 1]] {
-            let w = weight_at(weights, i);
-            *weight += w;
-            add_scaled(sum, x.row(i), w);
+    if d == 0 || k == 0 {
+        return ClusterSums { sums, weights: cluster_weights };
+    }
+    // About one strip per thread: only a partition, each value's sum is the same for any.
+    let width = d.div_ceil((d / MIN_STRIP).clamp(1, rayon::current_num_threads()));
+    let starts: Vec<usize> = (0..d).step_by(width).collect();
+    let strips: Vec<Vec<f64>> = starts
+        .par_iter()
+        .map(|&c0| {
+            let w = width.min(d - c0);
+            let mut strip = vec![0.0f64; k * w];
+            for (i, &label) in labels.iter().enumerate() {
+                let at = label as usize * w;
+                add_scaled(&mut strip[at..at + w], &x.row(i)[c0..c0 + w], weight_at(weights, i));
+            }
+            strip
+        })
+        .collect();
+    for (&c0, strip) in starts.iter().zip(&strips) {
+        let w = strip.len() / k;
+        for (sum, part) in sums.chunks_exact_mut(d).zip(strip.chunks_exact(w)) {
+            sum[c0..c0 + w].copy_from_slice(part);
         }
-    });
+    }
     ClusterSums { sums, weights: cluster_weights }
 }
 
