@@ -25,6 +25,7 @@ matmul on the same shape, measured in the same run.
 
     python benchmarks/bench.py [--workloads S C L] [--groups equal default minibatch seeding]
                                [--repeats 3] [--slow] [--json out.json]
+                               [--mixture bench|dirichlet] [--data-seed 0]
 """
 
 from __future__ import annotations
@@ -55,6 +56,26 @@ def make_data(n, d, centers, seed):
         X[start:end] += rng.standard_normal((end - start, d), dtype=np.float32)
     return X
 
+
+def make_dirichlet_data(n, d, centers, seed):
+    """Another float32 Gaussian mixture of the same shape: `centers` true centres (k of them
+    in the equal-work rows), cluster sizes drawn from a flat Dirichlet and a spread per
+    cluster between 0.5 and 1.5, made in chunks."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(scale=1.0, size=(centers, d)).astype(np.float32)
+    sizes = rng.dirichlet(np.ones(centers))
+    spreads = rng.uniform(0.5, 1.5, size=centers).astype(np.float32)
+    X = np.empty((n, d), dtype=np.float32)
+    for start in range(0, n, 65536):
+        end = min(n, start + 65536)
+        which = rng.choice(centers, end - start, p=sizes)
+        X[start:end] = rng.standard_normal((end - start, d), dtype=np.float32)
+        X[start:end] *= spreads[which, None]
+        X[start:end] += means[which]
+    return X
+
+
+MIXTURES = {"bench": make_data, "dirichlet": make_dirichlet_data}
 
 WORKLOADS = {
     "S": dict(n=10_000, d=128, k=500, centers=500, iters=20),
@@ -220,6 +241,11 @@ def main():
     parser.add_argument("--slow", action="store_true", help="also run scikit-learn's KMeans and our dense passes")
     parser.add_argument("--child", nargs=4, metavar=("PEER", "WORKLOAD", "DATA", "SEED"), help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument(
+        "--mixture", default="bench", choices=list(MIXTURES),
+        help="bench: twice as many centres as k, equal sizes and spreads; dirichlet: k centres, sizes from a flat Dirichlet, spreads 0.5-1.5",
+    )
+    parser.add_argument("--data-seed", type=int, default=0, help="the mixture's seed (other data of the same shape)")
     args = parser.parse_args()
     if args.child:
         peer, workload, data, seed = args.child
@@ -229,13 +255,15 @@ def main():
 
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}; our cpu kernel: {_native.cpu_kernel()}"
+        f"Python {platform.python_version()}; our cpu kernel: {_native.cpu_kernel()}; "
+        f"data: the {args.mixture} mixture, seed {args.data_seed}"
     )
     raw = {}
     with tempfile.TemporaryDirectory() as tmp:
         for workload in args.workloads:
             spec = WORKLOADS[workload]
-            X = make_data(spec["n"], spec["d"], spec["centers"], seed=0)
+            centers = spec["k"] if args.mixture == "dirichlet" else spec["centers"]
+            X = MIXTURES[args.mixture](spec["n"], spec["d"], centers, seed=args.data_seed)
             path = os.path.join(tmp, f"{workload}.npy")
             np.save(path, X)
             input_bytes = X.nbytes
