@@ -163,8 +163,11 @@ fn vector_argmin_equals_a_plain_scan() {
                     (value, index) = (v, j);
                 }
             }
-            let runner_up =
-                partial.iter().enumerate().filter(|&(j, v)| j != index && !v.is_nan()).fold(f32::INFINITY, |m, (_, &v)| m.min(v));
+            let runner_up = partial
+                .iter()
+                .enumerate()
+                .filter(|&(j, v)| j != index && !v.is_nan())
+                .fold(f32::INFINITY, |m, (_, &v)| m.min(v));
             let got = unsafe { settle::argmin2(&dots, &c_norms) };
             assert_eq!((got.0, got.1), (value, index), "n={n} trial {trial}: {partial:?}");
             assert_eq!(got.2, runner_up, "n={n} trial {trial}: {partial:?}");
