@@ -27,11 +27,16 @@ pub(super) unsafe fn settle_block(
     mut second: Option<&mut [f32]>,
 ) {
     let k = centroids.rows();
+    let mut candidates = Vec::new();
+    let d = centroids.cols();
     for r in 0..labels.len() {
         let row_dots = &block.dots[r * block.padded..r * block.padded + k];
         let x_sq = block.norms[r] as f64;
         let error = bound.of_row(block.row_norms.rounded[r], block.row_norms.residual[r], x_sq);
-        let (label, distance, runner_up) = settle_row(block.rows.row(r), row_dots, c_norms, centroids, error, x_sq);
+        // The error of float32 products of the row as it is, where the kind rounded it.
+        let fine = bound.unrounded.as_deref().map(|fine| fine.of_row((x_sq * super::inflation(d)).sqrt(), 0.0, x_sq));
+        let row = Row { x: block.rows.row(r), dots: row_dots, x_sq, error, fine };
+        let (label, distance, runner_up) = settle_row(&row, c_norms, centroids, &mut candidates);
         labels[r] = label;
         distances[r] = distance as f32;
         if let Some(second) = second.as_deref_mut() {
@@ -44,18 +49,31 @@ pub(super) unsafe fn settle_block(
     }
 }
 
+/// One row of a block: its values, dot products, `‖x‖²` (a float32 sum), the error bound
+/// of its partial distances, and (for a kind that rounds the rows) that of float32 products
+/// of the row as it is.
+struct Row<'a> {
+    x: &'a [f32],
+    dots: &'a [f32],
+    x_sq: f64,
+    error: f64,
+    fine: Option<f64>,
+}
+
 /// One row's label, exact squared distance, and a lower bound on its squared distance to
 /// every other centroid, from its partial distances (`c_norms − 2·dots`) and their error
-/// bound `error`.
+/// bound. Where several centroids lie within twice the bound of the best, and the kind
+/// rounded the rows, their partial distances are computed again in float32 from the row
+/// and centroids as they are (a bound a few hundred times tighter), and only those still
+/// within twice that bound of the best are measured exactly. `candidates` is scratch space.
 #[inline(always)]
 fn settle_row(
-    x: &[f32],
-    dots: &[f32],
+    row: &Row<'_>,
     c_norms: &[f32],
     centroids: MatRef<'_, f32>,
-    error: f64,
-    x_sq: f64,
+    candidates: &mut Vec<(usize, f32)>,
 ) -> (u32, f64, f64) {
+    let (x, dots, x_sq, error) = (row.x, row.dots, row.x_sq, row.error);
     // SAFETY: `settle_block`, the only caller, runs with AVX-512F.
     let (best, best_j, runner_up) = unsafe { argmin2(dots, &c_norms[..dots.len()]) };
     let (best, runner_up) = (best as f64, runner_up as f64);
@@ -69,21 +87,89 @@ fn settle_row(
         return (best_j as u32, exact, outside.max(0.0));
     }
     let limit = (!everything).then_some((best + 2.0 * error) as f32);
-    let (mut label, mut distance) = (u32::MAX, f64::INFINITY);
-    let mut other = if everything { f64::INFINITY } else { outside };
+    let mut nearest =
+        Nearest { label: u32::MAX, distance: f64::INFINITY, other: if everything { f64::INFINITY } else { outside } };
+    candidates.clear();
     // SAFETY: as above; `c_norms` holds a value for every dot product.
-    unsafe {
-        for_each_within(dots, c_norms, limit, |j| {
-            let exact = exact_sq_distance(x, centroids.row(j));
-            if exact < distance {
-                other = other.min(distance);
-                (label, distance) = (j as u32, exact);
-            } else {
-                other = other.min(exact);
+    unsafe { for_each_within(dots, c_norms, limit, |j| candidates.push((j, 0.0))) };
+    if let (Some(fine), false, true) = (row.fine, everything, candidates.len() > 1) {
+        let mut fine_best = f64::INFINITY;
+        for (j, partial) in candidates.iter_mut() {
+            // SAFETY: as above.
+            *partial = c_norms[*j] - 2.0 * unsafe { dot_f32(x, centroids.row(*j)) };
+            fine_best = fine_best.min(*partial as f64);
+        }
+        if fine_best.is_finite() && fine.is_finite() && candidates.iter().all(|c| c.1.is_finite()) {
+            // A candidate beyond `fine_best + 2·fine` is truly farther than the best's.
+            for &(j, partial) in candidates.iter() {
+                if partial as f64 <= fine_best + 2.0 * fine {
+                    nearest.take(j, exact_sq_distance(x, centroids.row(j)));
+                } else {
+                    nearest.other = nearest.other.min(partial as f64 - fine + x_sq);
+                }
             }
-        })
-    };
-    (label, distance, other.max(0.0))
+            return (nearest.label, nearest.distance, nearest.other.max(0.0));
+        }
+    }
+    for &(j, _) in candidates.iter() {
+        nearest.take(j, exact_sq_distance(x, centroids.row(j)));
+    }
+    (nearest.label, nearest.distance, nearest.other.max(0.0))
+}
+
+/// The nearest of the centroids measured so far (ties to the first measured) and a lower
+/// bound on the distance to every other.
+struct Nearest {
+    label: u32,
+    distance: f64,
+    other: f64,
+}
+
+impl Nearest {
+    #[inline(always)]
+    fn take(&mut self, j: usize, exact: f64) {
+        if exact < self.distance {
+            self.other = self.other.min(self.distance);
+            (self.label, self.distance) = (j as u32, exact);
+        } else {
+            self.other = self.other.min(exact);
+        }
+    }
+}
+
+/// Float32 dot product of `x` and `c` (fused multiply-adds in four 16-lane accumulators,
+/// then the lanes summed): within the float32 error bound of any summation order.
+///
+/// # Safety
+/// AVX-512F must be supported; `c` holds at least `x.len()` values.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn dot_f32(x: &[f32], c: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    const LANES: usize = 16;
+    let n = x.len();
+    let mut sums = [_mm512_setzero_ps(); 4];
+    let mut j = 0;
+    while j + 4 * LANES <= n {
+        for (a, sum) in sums.iter_mut().enumerate() {
+            let at = j + a * LANES;
+            *sum = _mm512_fmadd_ps(_mm512_loadu_ps(x.as_ptr().add(at)), _mm512_loadu_ps(c.as_ptr().add(at)), *sum);
+        }
+        j += 4 * LANES;
+    }
+    while j < n {
+        let mask: __mmask16 = if n - j >= LANES { u16::MAX } else { ((1u32 << (n - j)) - 1) as u16 };
+        let (a, b) = (_mm512_maskz_loadu_ps(mask, x.as_ptr().add(j)), _mm512_maskz_loadu_ps(mask, c.as_ptr().add(j)));
+        sums[0] = _mm512_fmadd_ps(a, b, sums[0]);
+        j += LANES;
+    }
+    _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(sums[0], sums[1]), _mm512_add_ps(sums[2], sums[3])))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn dot_f32(x: &[f32], c: &[f32]) -> f32 {
+    x.iter().zip(c).map(|(&a, &b)| a * b).sum()
 }
 
 /// [`crate::kernel::cpu::argmin2_partial`] (the same minimum, first index and runner-up) on
@@ -197,6 +283,9 @@ pub(super) struct Bound {
     residual_max: f64,
     sq_norm_max: f64,
     flushed: f64,
+    /// For kinds that round the rows and centroids: the bound of float32 products of them
+    /// as they are (nothing rounded, `d + 4` roundings).
+    pub(super) unrounded: Option<Box<Bound>>,
 }
 
 impl Bound {
@@ -204,6 +293,18 @@ impl Bound {
         let u = f32::EPSILON as f64 / 2.0;
         // Matrix tiles sum in an order of their own: twice the roundings, to be safe.
         let n = if kind == Dots::Amx { 2 * d + 8 } else { d + 4 } as f64;
+        let float32 = (d + 4) as f64;
+        let unrounded = (kind != Dots::F32).then(|| {
+            Box::new(Self {
+                gamma: float32 * u / (1.0 - float32 * u),
+                norm_max: packed.norm_max,
+                rounded_norm_max: packed.norm_max,
+                residual_max: 0.0,
+                sq_norm_max: packed.sq_norm_max,
+                flushed: 4.0 * d as f64 * f32::MIN_POSITIVE as f64,
+                unrounded: None,
+            })
+        });
         Self {
             gamma: n * u / (1.0 - n * u),
             norm_max: packed.norm_max,
@@ -211,6 +312,7 @@ impl Bound {
             residual_max: packed.residual_max,
             sq_norm_max: packed.sq_norm_max,
             flushed: 4.0 * d as f64 * f32::MIN_POSITIVE as f64,
+            unrounded,
         }
     }
 
