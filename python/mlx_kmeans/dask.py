@@ -255,7 +255,8 @@ class DaskChunks:
     def _map_reduce_remote(self, remote, task, combine, shared, states, keep_states):
         """One task per worker on its persisted chunks (scheduled where they are), `shared`
         sent to the cluster once; the per-worker parts combined here. States stay on the
-        workers, one future per group. A large `shared` (centroids beyond `SHARED_INLINE`
+        workers: a Lloyd pass's in the worker's memory (`_run_keeping`, no future for them),
+        k-means‖'s as one future per group. A large `shared` (centroids beyond `SHARED_INLINE`
         bytes) is a task of its own, made once and fetched by each worker, rather than data
         scattered to them: after a worker is lost the scheduler can make it again."""
         client, blocks, weights = remote
