@@ -115,6 +115,27 @@ def test_lloyd_passes_keep_chunk_states_on_the_workers_and_survive_losing_them(c
     assert kept_on_workers() == 0
 
 
+def test_states_left_by_a_client_that_went_away_are_dropped(data, monkeypatch):
+    """In a worker's memory (here this process): storing a pass's states drops those no pass
+    used for `KEPT_SECONDS` (a fit whose client never dropped them), not those of other fits
+    in progress; the next pass reads what the last one stored."""
+    from mlx_kmeans import dask as mdask
+    from mlx_kmeans._chunked.tasks import combine_lloyd, lloyd_task
+
+    monkeypatch.setattr(mdask, "_KEPT", {})
+    now = time.monotonic()
+    mdask._KEPT[("gone", 0)] = (now - mdask.KEPT_SECONDS - 1.0, {3: ["stale"]})
+    mdask._KEPT[("running", 0)] = (now - 5.0, {7: ["in use"]})
+    chunk = data[:500]
+    shared = (random_rows(data, 10), "cpu")
+    group = ([chunk], [None], [0])
+    first = mdask._run_keeping(lloyd_task, combine_lloyd, *group, shared, ("new", 0), None, 1)
+    assert set(mdask._KEPT) == {("running", 0), ("new", 0)}
+    second = mdask._run_keeping(lloyd_task, combine_lloyd, *group, shared, ("new", 0), 1, 2)
+    assert first.changed == 500 and second.changed == 0  # the same centroids: read the labels kept
+    assert sorted(mdask._KEPT[("new", 0)][1]) == [1, 2]
+
+
 def test_empty_clusters_follow_the_float64_reference(client):
     X, _ = make_mixture(500, 3, 4, seed=11, dtype=np.float64)
     init = np.concatenate([X[:3], X[:2]])  # duplicates: clusters empty out at once

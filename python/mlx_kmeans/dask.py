@@ -26,6 +26,7 @@ import contextlib
 import logging
 import math
 import operator
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Optional
@@ -69,9 +70,12 @@ def _run(task, combine, blocks, weights, offsets, shared, states, keep_states):
 
 
 # On each worker: the chunk states that passes of fits in progress keep there, by
-# `(fit, group)`: `{pass: [state of each chunk of the group]}` for the pass last read and
-# the pass last written (a task run twice reads the same states again).
+# `(fit, group)`: when last used, and `{pass: [state of each chunk of the group]}` for the
+# pass last read and the pass last written (a task run twice reads the same states again).
 _KEPT: dict = {}
+# States unused this long belong to a fit whose client went away without dropping them
+# (a pass of a fit in progress uses them every few seconds): the next pass stored drops them.
+KEPT_SECONDS = 3600.0
 
 
 @dataclass(frozen=True)
@@ -96,12 +100,17 @@ def _run_keeping(task, combine, blocks, weights, offsets, shared, key, read, wri
     they are). For Lloyd passes and the farthest rows only: states are missing where the
     task ran elsewhere (its worker lost), and then a Lloyd pass searches every row (the same
     labels; every row counts as changed) and the farthest rows are found by labelling again."""
-    kept = _KEPT.get(key, {})
+    now = time.monotonic()
+    _, kept = _KEPT.get(key, (now, {}))
     states = kept.get(read) if read is not None else None
+    if key in _KEPT:
+        _KEPT[key] = (now, kept)
     if write is None:
         return _run(task, combine, blocks, weights, offsets, shared, states, False)
     total, new_states = _run(task, combine, blocks, weights, offsets, shared, states, True)
-    _KEPT[key] = {read: states, write: new_states} if states is not None else {write: new_states}
+    for stale in [k for k, (used, _) in _KEPT.items() if now - used > KEPT_SECONDS]:
+        _KEPT.pop(stale, None)
+    _KEPT[key] = (now, {read: states, write: new_states} if states is not None else {write: new_states})
     return total
 
 
