@@ -28,14 +28,11 @@ pub(super) unsafe fn settle_block(
 ) {
     let k = centroids.rows();
     let mut candidates = Vec::new();
-    let d = centroids.cols();
     for r in 0..labels.len() {
         let row_dots = &block.dots[r * block.padded..r * block.padded + k];
         let x_sq = block.norms[r] as f64;
         let error = bound.of_row(block.row_norms.rounded[r], block.row_norms.residual[r], x_sq);
-        // The error of float32 products of the row as it is, where the kind rounded it.
-        let fine = bound.unrounded.as_deref().map(|fine| fine.of_row((x_sq * super::inflation(d)).sqrt(), 0.0, x_sq));
-        let row = Row { x: block.rows.row(r), dots: row_dots, x_sq, error, fine };
+        let row = Row { x: block.rows.row(r), dots: row_dots, x_sq, error, unrounded: bound.unrounded.as_deref() };
         let (label, distance, runner_up) = settle_row(&row, c_norms, centroids, &mut candidates);
         labels[r] = label;
         distances[r] = distance as f32;
@@ -50,14 +47,14 @@ pub(super) unsafe fn settle_block(
 }
 
 /// One row of a block: its values, dot products, `‖x‖²` (a float32 sum), the error bound
-/// of its partial distances, and (for a kind that rounds the rows) that of float32 products
-/// of the row as it is.
+/// of its partial distances, and (for a kind that rounds the rows) the bound of float32
+/// products of the row as it is.
 struct Row<'a> {
     x: &'a [f32],
     dots: &'a [f32],
     x_sq: f64,
     error: f64,
-    fine: Option<f64>,
+    unrounded: Option<&'a Bound>,
 }
 
 /// One row's label, exact squared distance, and a lower bound on its squared distance to
@@ -92,7 +89,9 @@ fn settle_row(
     candidates.clear();
     // SAFETY: as above; `c_norms` holds a value for every dot product.
     unsafe { for_each_within(dots, c_norms, limit, |j| candidates.push((j, 0.0))) };
-    if let (Some(fine), false, true) = (row.fine, everything, candidates.len() > 1) {
+    if let (Some(unrounded), false, true) = (row.unrounded, everything, candidates.len() > 1) {
+        // Only rows with near ties need this bound (the row's norm inflated by its rounding).
+        let fine = unrounded.of_row((x_sq * super::inflation(x.len())).sqrt(), 0.0, x_sq);
         let mut fine_best = f64::INFINITY;
         for (j, partial) in candidates.iter_mut() {
             // SAFETY: as above.
@@ -159,7 +158,7 @@ unsafe fn dot_f32(x: &[f32], c: &[f32]) -> f32 {
         j += 4 * LANES;
     }
     while j < n {
-        let mask: __mmask16 = if n - j >= LANES { u16::MAX } else { ((1u32 << (n - j)) - 1) as u16 };
+        let mask = super::x86::first_lanes(n - j);
         let (a, b) = (_mm512_maskz_loadu_ps(mask, x.as_ptr().add(j)), _mm512_maskz_loadu_ps(mask, c.as_ptr().add(j)));
         sums[0] = _mm512_fmadd_ps(a, b, sums[0]);
         j += LANES;
@@ -195,7 +194,7 @@ pub(super) unsafe fn argmin2(dots: &[f32], c_norms: &[f32]) -> (f32, usize, f32)
     let mut j = 0;
     while j < n {
         // Lanes past the end read an infinite norm: never a minimum nor a runner-up.
-        let mask: __mmask16 = if n - j >= LANES { u16::MAX } else { ((1u32 << (n - j)) - 1) as u16 };
+        let mask = super::x86::first_lanes(n - j);
         let d = _mm512_maskz_loadu_ps(mask, dots.as_ptr().add(j));
         let c = _mm512_mask_loadu_ps(infinity, mask, c_norms.as_ptr().add(j));
         // `c − 2·d`, rounded once as the scalar scan's (doubling is exact).
@@ -241,7 +240,7 @@ unsafe fn for_each_within(dots: &[f32], c_norms: &[f32], limit: Option<f32>, mut
     let bound = _mm512_set1_ps(limit.unwrap_or(0.0));
     let mut j = 0;
     while j < n {
-        let mask: __mmask16 = if n - j >= LANES { u16::MAX } else { ((1u32 << (n - j)) - 1) as u16 };
+        let mask = super::x86::first_lanes(n - j);
         let mut within = if limit.is_none() {
             mask
         } else {

@@ -12,6 +12,12 @@ const TILE_STRIPS: usize = 3;
 /// Steps per block: a group of strips (16 KiB of words per 64 steps) stays in the L1 cache.
 const DEPTH_BLOCK: usize = 128;
 
+/// The mask of the first `count` of 16 lanes (all of them from 16 on).
+#[inline(always)]
+pub fn first_lanes(count: usize) -> __mmask16 {
+    ((1u32 << count.min(LANES)) - 1) as __mmask16
+}
+
 /// Rounds `row` to bfloat16 pairs in `words` (round to nearest even; an odd last feature is
 /// paired with zero) and returns the float32 sums of squares of the rounded values and of the
 /// residuals. Subnormal results become zero, as the dot-product instructions read them.
@@ -19,7 +25,7 @@ const DEPTH_BLOCK: usize = 128;
 pub unsafe fn round_row_bf16(row: &[f32], words: &mut [u32]) -> (f32, f32) {
     let d = row.len();
     assert!(words.len() >= d.div_ceil(2));
-    let take = |from: usize| -> __mmask16 { ((1u32 << d.saturating_sub(from).min(LANES)) - 1) as __mmask16 };
+    let take = |from: usize| first_lanes(d.saturating_sub(from));
     let (mut rounded_sq, mut residual_sq) = (_mm512_setzero_ps(), _mm512_setzero_ps());
     for c in (0..d).step_by(2 * LANES) {
         let lo = _mm512_maskz_loadu_ps(take(c), row.as_ptr().add(c));
@@ -35,7 +41,7 @@ pub unsafe fn round_row_bf16(row: &[f32], words: &mut [u32]) -> (f32, f32) {
             residual_sq = _mm512_fmadd_ps(residual, residual, residual_sq);
         }
         let words_left = (d.div_ceil(2) - c / 2).min(LANES);
-        _mm512_mask_storeu_epi32(words.as_mut_ptr().add(c / 2).cast(), ((1u32 << words_left) - 1) as __mmask16, both);
+        _mm512_mask_storeu_epi32(words.as_mut_ptr().add(c / 2).cast(), first_lanes(words_left), both);
     }
     (_mm512_reduce_add_ps(rounded_sq), _mm512_reduce_add_ps(residual_sq))
 }
@@ -314,7 +320,7 @@ unsafe fn thin_tile<const R: usize, const T: usize>(
     let mut acc = [[_mm512_setzero_ps(); T]; R];
     let mut p = 0;
     while p < d {
-        let mask = ((1u32 << (d - p).min(LANES)) - 1) as __mmask16;
+        let mask = first_lanes(d - p);
         let mut rows = [_mm512_setzero_ps(); R];
         for (row, start) in rows.iter_mut().zip(starts) {
             *row = _mm512_maskz_loadu_ps(mask, start.add(p));
@@ -439,7 +445,7 @@ unsafe fn thin_tile_u8i8<const R: usize, const T: usize>(
     let mut acc = [[_mm512_setzero_si512(); T]; R];
     let mut p = 0;
     while p < words {
-        let mask = ((1u32 << (words - p).min(LANES)) - 1) as __mmask16;
+        let mask = first_lanes(words - p);
         let mut rows = [_mm512_setzero_si512(); R];
         for (row, start) in rows.iter_mut().zip(starts) {
             *row = _mm512_maskz_loadu_epi32(mask, start.add(4 * p).cast());
