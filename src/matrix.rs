@@ -205,6 +205,20 @@ pub fn sq_distance<T: Scalar>(a: &[T], b: &[T]) -> f64 {
     exact_sq_distance(a, b)
 }
 
+/// The dot product of `a` and `b` in their own precision (float32 on 16-lane FMAs where the
+/// CPU has them, float64 otherwise), within [`crate::kernel::partial_error_bound`] of `T`.
+#[inline]
+pub fn dot<T: Scalar>(a: &[T], b: &[T]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if wide_vectors() {
+        if let (Some(a), Some(b)) = (T::as_f32s(a), T::as_f32s(b)) {
+            // SAFETY: AVX-512F is present (checked at run time); the slices have equal length.
+            return unsafe { crate::kernel::simd::dot_f32(a, &b[..a.len()]) } as f64;
+        }
+    }
+    a.iter().zip(b).map(|(&u, &v)| u.as_f64() * v.as_f64()).sum()
+}
+
 /// `sum += weight · row`, in float64, on the widest vectors this CPU has.
 #[inline]
 pub fn add_scaled<T: Scalar>(sum: &mut [f64], row: &[T], weight: f64) {

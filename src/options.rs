@@ -72,12 +72,23 @@ impl Default for MlxSwitches {
     }
 }
 
+/// Which triangle-inequality bounds the cpu backend's bounded Lloyd passes keep (the same
+/// labels either way); `None` in [`Options`]: chosen per fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoundsKind {
+    /// One lower bound per row (`strategy::bounds`).
+    Hamerly,
+    /// One lower bound per row and group of centroids (`strategy::grouped`).
+    Grouped,
+}
+
 /// Every switch of one native call.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
     /// The cpu kernel's float32 distances: `amx`, `bf16`, `f32` or `gemm` (a diagnostic: the
     /// labels are the same); `None` (or a kind this CPU lacks): the fastest it has.
     pub cpu_dots: Option<String>,
+    pub cpu_bounds: Option<BoundsKind>,
     pub seeding: SeedingOptions,
     pub mlx: MlxSwitches,
 }

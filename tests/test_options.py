@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ("MLX_KMEANS_SEEDING_PRUNE", "maybe"),
         ("MLX_KMEANS_SEEDING_SCREEN", "2"),
         ("MLX_KMEANS_CPU_DOTS", "avx2"),
+        ("MLX_KMEANS_CPU_BOUNDS", "elkan"),
         ("MLX_KMEANS_MLX_FUSED", "yes"),
         ("MLX_KMEANS_MLX_DEVICE_BYTES", "-5"),
         ("MLX_KMEANS_MLX_SHARED", "vulkan"),

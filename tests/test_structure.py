@@ -40,6 +40,39 @@ def test_algorithm_chooses_dense_or_bounded_passes_with_the_same_result(X, caplo
     assert fits["lloyd"].n_iter_ == fits["elkan"].n_iter_
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_either_kind_of_bounds_gives_the_dense_result(monkeypatch, caplog, dtype):
+    """`MLX_KMEANS_CPU_BOUNDS` picks Hamerly's bounds or grouped ones (the default: Hamerly's);
+    both give 'lloyd''s labels, centroids, inertia and iterations, against the float64 NumPy
+    nearest centroids at the end. Many centroids per true cluster (the case grouped bounds
+    are for), with duplicated rows (exact ties between them) and 40 features."""
+    X, _ = make_mixture(5000, 40, 25, seed=4, spread=1.5)
+    X = np.repeat(X[:2500], 2, axis=0).astype(dtype)
+    init = X[np.random.default_rng(2).choice(len(X), 150, replace=False)]
+    fit = lambda algorithm: KMeans(150, init=init, n_init=1, tol=0.0, max_iter=30, algorithm=algorithm, backend="cpu").fit(X)
+    dense = fit("lloyd")
+    logged = {}
+    for kind in ("hamerly", "grouped", None):
+        if kind is None:
+            monkeypatch.delenv("MLX_KMEANS_CPU_BOUNDS", raising=False)
+        else:
+            monkeypatch.setenv("MLX_KMEANS_CPU_BOUNDS", kind)
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
+            bounded = fit("elkan")
+        logged[kind] = [r.getMessage() for r in caplog.records if "bounded Lloyd passes" in r.getMessage()]
+        np.testing.assert_array_equal(bounded.labels_, dense.labels_)
+        np.testing.assert_allclose(bounded.cluster_centers_, dense.cluster_centers_, rtol=1e-12, atol=1e-12)
+        assert bounded.inertia_ == pytest.approx(dense.inertia_, rel=1e-12)
+        assert bounded.n_iter_ == dense.n_iter_
+    assert logged["grouped"] == ["bounded Lloyd passes: Grouped bounds"]
+    assert logged["hamerly"] == logged[None] == ["bounded Lloyd passes: Hamerly bounds"]
+    assert dense.n_iter_ > 5
+    x64, c64 = X.astype(np.float64), dense.cluster_centers_.astype(np.float64)
+    nearest = np.concatenate([((x64[s : s + 500, None] - c64[None]) ** 2).sum(-1).argmin(1) for s in range(0, len(X), 500)])
+    np.testing.assert_array_equal(dense.labels_, nearest)
+
+
 def test_default_algorithm_runs_bounded_passes(X, caplog):
     """The default ('auto') takes the bounded passes on the cpu backend, with 'lloyd''s labels."""
     with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):

@@ -21,6 +21,7 @@ BACKEND = "MLX_KMEANS_BACKEND"
 class Options:
     backend: str  # "" when unset: the automatic choice
     cpu_dots: Optional[str]
+    cpu_bounds: Optional[str]
     seeding_prune: bool
     seeding_screen: Optional[bool]
     mlx_cuda_kernels: bool
@@ -73,6 +74,7 @@ def current() -> Options:
     return Options(
         backend=_value(BACKEND),
         cpu_dots=_choice("MLX_KMEANS_CPU_DOTS", ("amx", "bf16", "f32", "gemm")),
+        cpu_bounds=_choice("MLX_KMEANS_CPU_BOUNDS", ("hamerly", "grouped")),
         seeding_prune=_forced("MLX_KMEANS_SEEDING_PRUNE") is not False,
         seeding_screen=_forced("MLX_KMEANS_SEEDING_SCREEN"),
         mlx_cuda_kernels=_forced("MLX_KMEANS_MLX_CUDA_KERNELS") is not False,

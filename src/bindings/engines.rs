@@ -15,7 +15,7 @@ use super::run::PendingError;
 use crate::error::{Error, Result};
 use crate::kernel::cpu::CpuKernel;
 use crate::matrix::MatRef;
-use crate::options::{Options, SharedDialect};
+use crate::options::{BoundsKind, Options, SharedDialect};
 use crate::strategy::{Engine, HostEngine};
 use crate::Scalar;
 
@@ -39,6 +39,14 @@ pub fn configure(options: &Bound<'_, PyDict>) -> PyResult<()> {
         let flag = |v: &Bound<'_, PyAny>| -> PyResult<Option<bool>> { v.extract() };
         match key.as_str() {
             "cpu_dots" => parsed.cpu_dots = value.extract()?,
+            "cpu_bounds" => {
+                parsed.cpu_bounds = match value.extract::<Option<String>>()?.as_deref() {
+                    None => None,
+                    Some("hamerly") => Some(BoundsKind::Hamerly),
+                    Some("grouped") => Some(BoundsKind::Grouped),
+                    Some(other) => return Err(PyValueError::new_err(format!("unknown cpu bounds {other:?}"))),
+                }
+            }
             "seeding_prune" => parsed.seeding.prune = value.extract()?,
             "seeding_screen" => parsed.seeding.screen = flag(&value)?,
             "mlx_cuda_kernels" => parsed.mlx.cuda_kernels = value.extract()?,
@@ -123,7 +131,9 @@ fn host_engine<'a, T: Scalar + Element>(
 ) -> Option<Box<dyn Engine<T> + 'a>> {
     let seeding = spec.options.seeding;
     match &spec.kind {
-        BackendKind::Cpu => Some(Box::new(HostEngine::new(CpuKernel, true).with_seeding(seeding))),
+        BackendKind::Cpu => Some(Box::new(
+            HostEngine::new(CpuKernel, true).with_seeding(seeding).with_bounds_kind(spec.options.cpu_bounds),
+        )),
         // The callback searches elsewhere: bounds would replace its search with ours.
         BackendKind::Callback(callback) => {
             Some(Box::new(HostEngine::new(CallbackKernel::new(callback, pending), false).with_seeding(seeding)))

@@ -10,6 +10,7 @@ use rand::SeedableRng;
 const CPU: HostEngine<CpuKernel> = HostEngine {
     kernel: CpuKernel,
     bounds: true,
+    bounds_kind: None,
     seeding: crate::options::SeedingOptions { prune: true, screen: None },
 };
 

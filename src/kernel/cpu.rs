@@ -5,7 +5,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::simd::{self, Dots};
-use super::{Kernel, SeedingScreen};
+use super::{ClusterSums, Kernel, SeedingScreen};
 use crate::error::Result;
 use crate::matrix::{exact_sq_distance, row_sq_norms, MatRef};
 use crate::scalar::Scalar;
@@ -286,7 +286,7 @@ fn on_simd_kernels<T: Scalar>(
     centroids: MatRef<'_, T>,
     labels: &mut [u32],
     distances: &mut [T],
-    second: Option<&mut [T]>,
+    extra: Extra<'_, T>,
 ) -> bool {
     let (k, d) = (centroids.rows(), x.cols());
     let Some(kind) = Dots::chosen() else {
@@ -300,9 +300,26 @@ fn on_simd_kernels<T: Scalar>(
     else {
         return false;
     };
-    let second = second.and_then(T::as_f32s_mut);
-    simd::assign(kind, rows, norms, centres, labels, distances, second);
+    let extra = match extra {
+        Extra::None => simd::Extra::None,
+        Extra::RunnerUp(second) => match T::as_f32s_mut(second) {
+            Some(second) => simd::Extra::RunnerUp(second),
+            None => return false,
+        },
+        Extra::Groups { members, lower } => match T::as_f32s_mut(lower) {
+            Some(lower) => simd::Extra::Groups { members, lower },
+            None => return false,
+        },
+    };
+    simd::assign(kind, rows, norms, centres, labels, distances, extra);
     true
+}
+
+/// [`simd::Extra`] in the data's float type.
+enum Extra<'a, T> {
+    None,
+    RunnerUp(&'a mut [T]),
+    Groups { members: &'a [Vec<u32>], lower: &'a mut [T] },
 }
 
 /// Labels (the exact nearest centroids, ties to the lowest index), squared distances, and
@@ -316,7 +333,8 @@ fn assign_blocks<T: Scalar, const TOP2: bool>(
     distances: &mut [T],
     second: &mut [T],
 ) {
-    if !on_simd_kernels(x, x_sq_norms, centroids, labels, distances, if TOP2 { Some(second) } else { None }) {
+    let extra = if TOP2 { Extra::RunnerUp(&mut *second) } else { Extra::None };
+    if !on_simd_kernels(x, x_sq_norms, centroids, labels, distances, extra) {
         gemm_blocks::<T, TOP2>(x, x_sq_norms, centroids, labels, distances, second);
     }
 }
@@ -433,6 +451,35 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
     ) -> Result<()> {
         assign_blocks::<T, true>(x, x_sq_norms, centroids, labels, distances, second);
         Ok(())
+    }
+
+    fn accumulate_measuring(
+        &self,
+        x: MatRef<'_, T>,
+        weights: Option<&[T]>,
+        labels: &[u32],
+        centroids: MatRef<'_, T>,
+        distances: &mut [T],
+    ) -> Result<ClusterSums> {
+        Ok(super::accumulate_and_measure(x, weights, labels, centroids, distances))
+    }
+
+    fn assign_grouped(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        centroids: MatRef<'_, T>,
+        members: &[Vec<u32>],
+        labels: &mut [u32],
+        distances: &mut [T],
+        lower: &mut [T],
+    ) -> Result<()> {
+        let extra = Extra::Groups { members, lower: &mut *lower };
+        if on_simd_kernels(x, x_sq_norms, centroids, labels, distances, extra) {
+            return Ok(());
+        }
+        self.assign(x, x_sq_norms, centroids, labels, distances)?;
+        super::group_bounds_by_pairwise(self, x, x_sq_norms, centroids, members, labels, lower)
     }
 
     fn pairwise(&self, x: MatRef<'_, T>, x_sq_norms: &[T], centroids: MatRef<'_, T>, out: &mut [T]) -> Result<()> {
@@ -645,6 +692,20 @@ mod tests {
             let weights: Vec<T> = (0..n).map(|i| T::of_f64(0.5 + (i % 3) as f64)).collect();
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             let sums = pool.install(|| accumulate_by_cluster(xm, Some(&weights), &labels, k));
+            // The same sums measuring each row's distance to its centroid on the way.
+            let centroids: Vec<T> = (0..k * d).map(|e| T::of_f64((e % 7) as f64 * 0.3 - 1.0)).collect();
+            let cm = MatRef::new(&centroids, k, d).unwrap();
+            let mut distances = vec![T::zero(); n];
+            let measured =
+                pool.install(|| crate::kernel::accumulate_and_measure(xm, Some(&weights), &labels, cm, &mut distances));
+            assert_eq!(measured, sums, "d={d} threads={threads}");
+            for i in 0..n {
+                let exact = exact_sq_distance(xm.row(i), cm.row(labels[i] as usize));
+                assert_relative_eq!(distances[i].as_f64(), T::of_f64(exact).as_f64(), max_relative = 1e-6);
+                if T::epsilon().as_f64() < 1e-10 {
+                    assert_relative_eq!(distances[i].as_f64(), exact, max_relative = 1e-13);
+                }
+            }
             let (mut expected, mut expected_weights) = (vec![0.0f64; k * d], vec![0.0f64; k]);
             for i in 0..n {
                 let (j, w) = (labels[i] as usize, weights[i].as_f64());

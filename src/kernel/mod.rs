@@ -67,6 +67,26 @@ pub trait Kernel<T: Scalar>: Sync {
         Ok(())
     }
 
+    /// [`assign`](Kernel::assign), plus for every row and every group of centroids
+    /// (`members[g]`: group `g`'s centroids) a lower bound on the row's squared distance to the
+    /// group's centroids other than the row's own, row-major into `lower`
+    /// (`x.rows() × members.len()`; infinite for a group with no other centroid). The default
+    /// bounds them from [`pairwise`](Kernel::pairwise), within [`partial_error_bound`].
+    #[allow(clippy::too_many_arguments)]
+    fn assign_grouped(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        centroids: MatRef<'_, T>,
+        members: &[Vec<u32>],
+        labels: &mut [u32],
+        distances: &mut [T],
+        lower: &mut [T],
+    ) -> Result<()> {
+        self.assign(x, x_sq_norms, centroids, labels, distances)?;
+        group_bounds_by_pairwise(self, x, x_sq_norms, centroids, members, labels, lower)
+    }
+
     /// Squared distances from every row of `x` to every row of `centroids`,
     /// written row-major into `out` (`x.rows() × centroids.rows()`), clamped at zero.
     fn pairwise(&self, x: MatRef<'_, T>, x_sq_norms: &[T], centroids: MatRef<'_, T>, out: &mut [T]) -> Result<()>;
@@ -90,6 +110,22 @@ pub trait Kernel<T: Scalar>: Sync {
     /// the number of threads.
     fn accumulate(&self, x: MatRef<'_, T>, weights: Option<&[T]>, labels: &[u32], k: usize) -> Result<ClusterSums> {
         Ok(accumulate_by_cluster(x, weights, labels, k))
+    }
+
+    /// [`accumulate`](Kernel::accumulate), plus each row's exact squared distance (by
+    /// differences, in float64) to its labelled centroid of `centroids` into `distances`. The
+    /// default makes two passes; the cpu kernel's one, reading each row once.
+    fn accumulate_measuring(
+        &self,
+        x: MatRef<'_, T>,
+        weights: Option<&[T]>,
+        labels: &[u32],
+        centroids: MatRef<'_, T>,
+        distances: &mut [T],
+    ) -> Result<ClusterSums> {
+        let sums = self.accumulate(x, weights, labels, centroids.rows())?;
+        distances.copy_from_slice(&self.labelled_sq_distances(x, weights, centroids, labels)?.0);
+        Ok(sums)
     }
 
     /// [`assign`](Kernel::assign) into `labels` and `distances`, then
@@ -187,6 +223,56 @@ pub fn pairwise_of_gathered<T: Scalar, K: Kernel<T> + ?Sized>(
     let gathered = x.gather(rows);
     let norms: Vec<T> = rows.iter().map(|&i| x_sq_norms[i]).collect();
     kernel.pairwise(MatRef::new(&gathered, rows.len(), x.cols())?, &norms, centroids, out)
+}
+
+/// The default [`Kernel::assign_grouped`]'s bounds: each row's pairwise distances, the
+/// smallest per group (the row's own centroid left out), less their error bound.
+pub fn group_bounds_by_pairwise<T: Scalar, K: Kernel<T> + ?Sized>(
+    kernel: &K,
+    x: MatRef<'_, T>,
+    x_sq_norms: &[T],
+    centroids: MatRef<'_, T>,
+    members: &[Vec<u32>],
+    labels: &[u32],
+    lower: &mut [T],
+) -> Result<()> {
+    const BLOCK: usize = 1024;
+    let (n, k, t) = (x.rows(), centroids.rows(), members.len());
+    if n == 0 || t == 0 {
+        return Ok(());
+    }
+    let mut groups = vec![0u32; k];
+    for (g, group) in members.iter().enumerate() {
+        for &j in group {
+            groups[j as usize] = g as u32;
+        }
+    }
+    let c_norm_max = crate::matrix::row_sq_norms(centroids).iter().fold(0.0f64, |m, v| m.max(v.as_f64()));
+    let error = partial_error_bound::<T>(x.cols());
+    let mut all = vec![T::zero(); n.min(BLOCK) * k];
+    for start in (0..n).step_by(BLOCK) {
+        let end = (start + BLOCK).min(n);
+        let block = &mut all[..(end - start) * k];
+        kernel.pairwise(x.slice_rows(start, end), &x_sq_norms[start..end], centroids, block)?;
+        block.par_chunks(k).zip(lower[start * t..end * t].par_chunks_mut(t)).enumerate().for_each(
+            |(r, (row, bounds))| {
+                let i = start + r;
+                bounds.fill(T::infinity());
+                for (j, (&v, &g)) in row.iter().zip(&groups).enumerate() {
+                    if j != labels[i] as usize && v < bounds[g as usize] {
+                        bounds[g as usize] = v;
+                    }
+                }
+                let slack = error * (x_sq_norms[i].as_f64() + 2.0 * c_norm_max);
+                // Shrunk by a unit of `T` more, so that rounding to `T` cannot lift it.
+                let shrink = 1.0 - 2.0 * T::epsilon().as_f64();
+                for b in bounds.iter_mut().filter(|b| b.is_finite()) {
+                    *b = T::of_f64(((b.as_f64() - slack) * shrink).max(0.0));
+                }
+            },
+        );
+    }
+    Ok(())
 }
 
 /// For k-means++ pruning and screening: each row's bound on the error of the squared
@@ -295,31 +381,68 @@ pub fn accumulate_by_cluster<T: Scalar>(
     labels: &[u32],
     k: usize,
 ) -> ClusterSums {
-    let d = x.cols();
+    accumulate_in_strips(x, weights, labels, k, None)
+}
+
+/// [`accumulate_by_cluster`], plus each row's exact squared distance to its labelled centroid
+/// (by differences, in float64: each strip's share, summed in strip order) into `distances`,
+/// in the same pass over the rows.
+pub fn accumulate_and_measure<T: Scalar>(
+    x: MatRef<'_, T>,
+    weights: Option<&[T]>,
+    labels: &[u32],
+    centroids: MatRef<'_, T>,
+    distances: &mut [T],
+) -> ClusterSums {
+    accumulate_in_strips(x, weights, labels, centroids.rows(), Some((centroids, distances)))
+}
+
+fn accumulate_in_strips<T: Scalar>(
+    x: MatRef<'_, T>,
+    weights: Option<&[T]>,
+    labels: &[u32],
+    k: usize,
+    measure: Option<(MatRef<'_, T>, &mut [T])>,
+) -> ClusterSums {
+    let (n, d) = (x.rows(), x.cols());
     let mut cluster_weights = vec![0.0f64; k];
     for (i, &label) in labels.iter().enumerate() {
         cluster_weights[label as usize] += weight_at(weights, i);
     }
     let mut sums = vec![0.0f64; k * d];
     if d == 0 || k == 0 {
+        if let Some((_, distances)) = measure {
+            distances.fill(T::zero());
+        }
         return ClusterSums { sums, weights: cluster_weights };
     }
     // About one strip per thread: only a partition, each value's sum is the same for any.
     let width = d.div_ceil((d / MIN_STRIP).clamp(1, rayon::current_num_threads()));
     let starts: Vec<usize> = (0..d).step_by(width).collect();
-    let strips: Vec<Vec<f64>> = starts
+    let centroids = measure.as_ref().map(|(c, _)| *c);
+    let strips: Vec<(Vec<f64>, Vec<f64>)> = starts
         .par_iter()
         .map(|&c0| {
             let w = width.min(d - c0);
             let mut strip = vec![0.0f64; k * w];
+            let mut shares = vec![0.0f64; if centroids.is_some() { n } else { 0 }];
             for (i, &label) in labels.iter().enumerate() {
                 let at = label as usize * w;
-                add_scaled(&mut strip[at..at + w], &x.row(i)[c0..c0 + w], weight_at(weights, i));
+                let row = &x.row(i)[c0..c0 + w];
+                add_scaled(&mut strip[at..at + w], row, weight_at(weights, i));
+                if let Some(centroids) = centroids {
+                    shares[i] = sq_distance(row, &centroids.row(label as usize)[c0..c0 + w]);
+                }
             }
-            strip
+            (strip, shares)
         })
         .collect();
-    for (&c0, strip) in starts.iter().zip(&strips) {
+    if let Some((_, distances)) = measure {
+        distances.par_iter_mut().enumerate().for_each(|(i, out)| {
+            *out = T::of_f64(strips.iter().map(|(_, shares)| shares[i]).sum::<f64>());
+        });
+    }
+    for (&c0, (strip, _)) in starts.iter().zip(&strips) {
         let w = strip.len() / k;
         for (sum, part) in sums.chunks_exact_mut(d).zip(strip.chunks_exact(w)) {
             sum[c0..c0 + w].copy_from_slice(part);

@@ -9,6 +9,7 @@
 
 pub mod screen;
 mod settle;
+pub(crate) use settle::dot_f32;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
@@ -19,7 +20,7 @@ const THIN_MAX: usize = 8;
 use rayon::prelude::*;
 
 use crate::matrix::MatRef;
-use settle::{settle_block, Block, Bound};
+use settle::{settle_block, Block, BlockExtra, Bound};
 
 /// Columns per SIMD strip (float32 lanes of a 512-bit register).
 const LANES: usize = 16;
@@ -166,10 +167,24 @@ struct Layout {
     rows: usize,
 }
 
+/// The bounds [`assign`] gives besides labels and distances.
+pub enum Extra<'a> {
+    None,
+    /// Per row, a lower bound on its squared distance to every centroid other than its own
+    /// (within the error bound of the runner-up, never below the row's own distance).
+    RunnerUp(&'a mut [f32]),
+    /// Per row and group (`rows × members.len()`, row-major), a lower bound on its squared
+    /// distance to the group's centroids (`members[g]`) other than its own; infinite for a
+    /// group with no other.
+    Groups {
+        members: &'a [Vec<u32>],
+        lower: &'a mut [f32],
+    },
+}
+
 /// Labels (the exact nearest centroids, ties to the lowest index) and exact squared
-/// distances of the rows of `x`, and with `second` a lower bound on each row's squared
-/// distance to every centroid other than its own (within the error bound of the runner-up,
-/// never below the row's own distance). Call only where `kind.supported()`.
+/// distances of the rows of `x`, and the bounds `extra` asks for. Call only where
+/// `kind.supported()`.
 pub fn assign(
     kind: Dots,
     x: MatRef<'_, f32>,
@@ -177,7 +192,7 @@ pub fn assign(
     centroids: MatRef<'_, f32>,
     labels: &mut [u32],
     distances: &mut [f32],
-    second: Option<&mut [f32]>,
+    extra: Extra<'_>,
 ) {
     assert!(kind.supported(), "{kind:?} kernels on a CPU without them");
     let d = x.cols();
@@ -189,19 +204,22 @@ pub fn assign(
     // enough that the block's partial distances stay in cache. Results do not depend on it.
     let block = (BLOCK_BYTES / (4 * padded)).clamp(BLOCK_MIN, BLOCK_MAX).next_multiple_of(layout.rows);
     let bound = Bound::new(kind, d, &packed);
-    let mut seconds: Vec<Option<&mut [f32]>> = match second {
-        Some(s) => s.chunks_mut(block).map(Some).collect(),
-        None => (0..labels.len().div_ceil(block)).map(|_| None).collect(),
+    let mut extras: Vec<BlockExtra<'_>> = match extra {
+        Extra::None => (0..labels.len().div_ceil(block)).map(|_| BlockExtra::None).collect(),
+        Extra::RunnerUp(s) => s.chunks_mut(block).map(BlockExtra::RunnerUp).collect(),
+        Extra::Groups { members, lower } => {
+            lower.chunks_mut(block * members.len().max(1)).map(|lower| BlockExtra::Groups { members, lower }).collect()
+        }
     };
     let words_per_block = if kind == Dots::F32 { 0 } else { block * depth };
     labels
         .par_chunks_mut(block)
         .zip(distances.par_chunks_mut(block))
-        .zip(seconds.par_iter_mut())
+        .zip(extras.par_iter_mut())
         .enumerate()
         .for_each_init(
             || (vec![0u32; words_per_block], vec![0f32; block * padded]),
-            |(words, dots), (b, ((labels, distances), second))| {
+            |(words, dots), (b, ((labels, distances), extra))| {
                 let start = b * block;
                 let m = labels.len();
                 // Rows the tiles compute: a whole number of tiles (the extra rows of a last
@@ -221,9 +239,7 @@ pub fn assign(
                 unsafe { kernel_dots(kind, a, tiled, depth, &packed.strips, padded, &mut dots[..tiled * padded]) };
                 let block = Block { rows, norms, row_norms: &row_norms, dots: &dots[..], padded };
                 // SAFETY: every kind runs on AVX-512F (`kind.supported()`, asserted above).
-                unsafe {
-                    settle_block(&block, &packed.c_norms, centroids, &bound, labels, distances, second.as_deref_mut())
-                };
+                unsafe { settle_block(&block, &packed.c_norms, centroids, &bound, labels, distances, extra) };
             },
         );
 }

@@ -1,14 +1,17 @@
 use super::*;
 use crate::error::Error;
 use crate::kernel::cpu::CpuKernel;
+use crate::matrix::Points;
+use crate::options::BoundsKind;
 use crate::params::Algorithm;
-use crate::strategy::HostEngine;
+use crate::strategy::{HostEngine, HostLloyd, LloydStep};
 use approx::assert_relative_eq;
 use rand::{RngExt, SeedableRng};
 
 const CPU: HostEngine<CpuKernel> = HostEngine {
     kernel: CpuKernel,
     bounds: true,
+    bounds_kind: None,
     seeding: crate::options::SeedingOptions { prune: true, screen: None },
 };
 
@@ -95,19 +98,14 @@ fn bounds_give_the_dense_result() {
         .map(|(i, p)| means[(i % 40) * d + p] + rng.random::<f64>() * 2.0 - 1.0)
         .collect();
     let xm = MatRef::new(&x, n, d).unwrap();
-    for seed in 0..3 {
+    for (seed, kind) in (0..3).flat_map(|s| BOUNDS_KINDS.map(|kind| (s, kind))) {
         let mut p = params(50);
         p.seed = seed;
-        let pruned = fit(&CPU, xm, None, &p, Init::KMeansPlusPlus, &mut |_| true).unwrap();
+        let pruned = fit(&with_bounds(kind), xm, None, &p, Init::KMeansPlusPlus, &mut |_| true).unwrap();
         p.algorithm = Algorithm::Dense;
         let dense = fit(&CPU, xm, None, &p, Init::KMeansPlusPlus, &mut |_| true).unwrap();
         assert!(dense.n_iter > 5, "the fit should take several iterations");
-        assert_eq!(pruned.labels, dense.labels);
-        assert_eq!(pruned.n_iter, dense.n_iter);
-        for (a, b) in pruned.centroids.iter().zip(&dense.centroids) {
-            assert_relative_eq!(a, b, max_relative = 1e-12, epsilon = 1e-12);
-        }
-        assert_relative_eq!(pruned.inertia, dense.inertia, max_relative = 1e-12);
+        assert_same_fit(&pruned, &dense);
     }
 }
 
@@ -130,19 +128,86 @@ fn bounds_give_the_dense_result_after_relocations() {
         }
     }
     let mut p = params(k);
-    let bounded = fit(&CPU, xm, None, &p, Init::Given(&init), &mut |_| true).unwrap();
     p.algorithm = Algorithm::Dense;
     let dense = fit(&CPU, xm, None, &p, Init::Given(&init), &mut |_| true).unwrap();
-    assert!(dense.n_iter > 3);
-    assert_eq!(bounded.labels, dense.labels);
-    assert_eq!(bounded.n_iter, dense.n_iter);
-    for (a, b) in bounded.centroids.iter().zip(&dense.centroids) {
-        assert_relative_eq!(a, b, max_relative = 1e-12, epsilon = 1e-12);
+    p.algorithm = Algorithm::Bounded;
+    for kind in BOUNDS_KINDS {
+        let bounded = fit(&with_bounds(kind), xm, None, &p, Init::Given(&init), &mut |_| true).unwrap();
+        assert_same_fit(&bounded, &dense);
     }
+    assert!(dense.n_iter > 3);
     // Every cluster ends with rows: the repairs took place.
     for j in 0..k as u32 {
         assert!(dense.labels.contains(&j), "cluster {j} is empty");
     }
+}
+
+const BOUNDS_KINDS: [BoundsKind; 2] = [BoundsKind::Hamerly, BoundsKind::Grouped];
+
+fn with_bounds(kind: BoundsKind) -> HostEngine<CpuKernel> {
+    HostEngine::new(CpuKernel, true).with_bounds_kind(Some(kind))
+}
+
+fn assert_same_fit<T: Scalar>(bounded: &KMeansFit<T>, dense: &KMeansFit<T>) {
+    assert_eq!(bounded.labels, dense.labels);
+    assert_eq!(bounded.n_iter, dense.n_iter);
+    for (a, b) in bounded.centroids.iter().zip(&dense.centroids) {
+        assert_relative_eq!(a.as_f64(), b.as_f64(), max_relative = 1e-12, epsilon = 1e-12);
+    }
+    assert_relative_eq!(bounded.inertia, dense.inertia, max_relative = 1e-12);
+}
+
+/// Grouped bounds with many groups, in float32 (the SIMD kernels' own bounds) and float64,
+/// on overlapping blobs in 64-D with several centroids per blob (the case they are for),
+/// with duplicated rows and a duplicated initial centroid (exact ties all along).
+#[test]
+fn grouped_bounds_give_the_dense_result_in_both_float_types() {
+    let (n, d, k, blobs) = (4000, 64, 120, 30);
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let means: Vec<f64> = (0..blobs * d).map(|_| rng.random::<f64>() * 3.0).collect();
+    let mut x: Vec<f64> =
+        (0..n * d).map(|e| means[((e / d) % blobs) * d + e % d] + rng.random::<f64>() * 2.0 - 1.0).collect();
+    for i in (7..n).step_by(7) {
+        let previous = x[(i - 1) * d..i * d].to_vec();
+        x[i * d..(i + 1) * d].copy_from_slice(&previous);
+    }
+    let xm = MatRef::new(&x, n, d).unwrap();
+    let mut init: Vec<f64> = (0..k).flat_map(|j| xm.row(j * 31 + 3).to_vec()).collect();
+    let twin = init[..d].to_vec();
+    init[5 * d..6 * d].copy_from_slice(&twin);
+    let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let init32: Vec<f32> = init.iter().map(|&v| v as f32).collect();
+    let x32m = MatRef::new(&x32, n, d).unwrap();
+    let mut p = params(k);
+    p.max_iter = 30;
+    let grouped = with_bounds(BoundsKind::Grouped);
+    p.algorithm = Algorithm::Dense;
+    let dense = fit(&CPU, xm, None, &p, Init::Given(&init), &mut |_| true).unwrap();
+    let dense32 = fit(&CPU, x32m, None, &p, Init::Given(&init32), &mut |_| true).unwrap();
+    p.algorithm = Algorithm::Bounded;
+    assert!(dense.n_iter > 5, "the fit should take several iterations");
+    assert_same_fit(&fit(&grouped, xm, None, &p, Init::Given(&init), &mut |_| true).unwrap(), &dense);
+    assert_same_fit(&fit(&grouped, x32m, None, &p, Init::Given(&init32), &mut |_| true).unwrap(), &dense32);
+}
+
+#[test]
+fn grouped_bounds_skip_most_distances_on_separated_blobs() {
+    // Not a speed test: the bounds must actually rule centroids out, or they are dead weight.
+    let (n, d, k) = (3000, 32, 60);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let means: Vec<f64> = (0..20 * d).map(|_| rng.random::<f64>() * 20.0).collect();
+    let x: Vec<f64> = (0..n * d).map(|e| means[((e / d) % 20) * d + e % d] + rng.random::<f64>() - 0.5).collect();
+    let xm = MatRef::new(&x, n, d).unwrap();
+    let init: Vec<f64> = (0..k).flat_map(|j| xm.row(j * 47).to_vec()).collect();
+    let points = Points { x: xm, x_sq_norms: &crate::matrix::row_sq_norms(xm), weights: None };
+    let mut pass = crate::strategy::grouped::GroupedPass::new(20);
+    let mut steps = HostLloyd::new(&CpuKernel, points, init, false, &mut pass);
+    for _ in 0..6 {
+        steps.step(&mut || true).unwrap();
+    }
+    drop(steps);
+    let later = &pass.history[2..];
+    assert!(later.iter().all(|c| c.share(n, k) < 0.3), "{later:?}");
 }
 
 #[test]

@@ -24,7 +24,8 @@ pub trait HostPass<T: Scalar> {
         keep_going: KeepGoing<'_>,
     ) -> Result<ClusterSums>;
 
-    /// Labels and squared distances only (the final assignment).
+    /// Labels only (the final assignment; its caller measures the distances): `distances`
+    /// holds the pass's working values, as `assign_sum` left them and it leaves them.
     fn assign(
         &mut self,
         kernel: &dyn Kernel<T>,
@@ -37,6 +38,37 @@ pub trait HostPass<T: Scalar> {
 
     /// The centroids moved from `old` to `new` (`k × d` each) after a pass gave `labels`.
     fn moved(&mut self, _old: &[T], _new: &[T], _d: usize, _labels: &[u32]) {}
+}
+
+/// A pass lent to a step (to read its state afterwards).
+impl<T: Scalar, P: HostPass<T>> HostPass<T> for &mut P {
+    fn assign_sum(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<ClusterSums> {
+        (**self).assign_sum(kernel, points, centroids, labels, distances, keep_going)
+    }
+
+    fn assign(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<()> {
+        (**self).assign(kernel, points, centroids, labels, distances, keep_going)
+    }
+
+    fn moved(&mut self, old: &[T], new: &[T], d: usize, labels: &[u32]) {
+        (**self).moved(old, new, d, labels)
+    }
 }
 
 /// Every row searches every centroid.

@@ -12,6 +12,7 @@
 
 pub mod bounds;
 pub mod chunked;
+pub mod grouped;
 mod host;
 mod minibatch_step;
 mod seeding;
@@ -22,7 +23,7 @@ use crate::error::Result;
 use crate::kernel::Kernel;
 use crate::matrix::{MatRef, Points};
 use crate::monitor::{KeepGoing, Monitor};
-use crate::options::SeedingOptions;
+use crate::options::{BoundsKind, SeedingOptions};
 use crate::params::{Algorithm, KMeansParams};
 use crate::scalar::Scalar;
 
@@ -148,16 +149,22 @@ pub struct HostEngine<K> {
     /// Whether bounds may replace this kernel's search (false where the search runs
     /// elsewhere, e.g. in a library called back for assignments only).
     pub bounds: bool,
+    /// Which bounds (`None`: chosen per fit, see [`HostEngine::lloyd`]).
+    pub bounds_kind: Option<BoundsKind>,
     pub seeding: SeedingOptions,
 }
 
 impl<K> HostEngine<K> {
     pub fn new(kernel: K, bounds: bool) -> Self {
-        Self { kernel, bounds, seeding: SeedingOptions::default() }
+        Self { kernel, bounds, bounds_kind: None, seeding: SeedingOptions::default() }
     }
 
     pub fn with_seeding(self, seeding: SeedingOptions) -> Self {
         Self { seeding, ..self }
+    }
+
+    pub fn with_bounds_kind(self, bounds_kind: Option<BoundsKind>) -> Self {
+        Self { bounds_kind, ..self }
     }
 }
 
@@ -183,7 +190,17 @@ impl<T: Scalar, K: Kernel<T>> Engine<T> for HostEngine<K> {
         let (n, k) = (points.rows(), centroids.len() / points.cols());
         // Bounds pay off once there are several centroids and rows to spare per centroid.
         let bounded = self.bounds && params.algorithm == Algorithm::Bounded && k > 1 && n >= 4 * k;
-        Ok(if bounded {
+        // Hamerly's bounds unless grouped ones are asked for: on the measured workloads
+        // (benchmarks/README.md, "Grouped bounds") the grouped ones cost more than they
+        // saved wherever the kernel's dense search runs on matrix tiles or bfloat16.
+        let kind = self.bounds_kind.unwrap_or(BoundsKind::Hamerly);
+        if bounded {
+            log::debug!("bounded Lloyd passes: {kind:?} bounds");
+        }
+        Ok(if bounded && kind == BoundsKind::Grouped {
+            let pass = grouped::GroupedPass::new(grouped::group_count(k, points.cols()));
+            Box::new(HostLloyd::new(&self.kernel, points, centroids, params.spherical, pass))
+        } else if bounded {
             Box::new(HostLloyd::new(&self.kernel, points, centroids, params.spherical, bounds::BoundedPass::new(n)))
         } else {
             Box::new(HostLloyd::new(&self.kernel, points, centroids, params.spherical, host::DensePass))

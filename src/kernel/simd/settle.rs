@@ -13,7 +13,25 @@ pub(super) struct Block<'a> {
     pub padded: usize,
 }
 
-/// [`settle_row`] for every row of a block: labels, exact distances and runner-up bounds.
+/// One block's share of [`super::Extra`].
+pub(super) enum BlockExtra<'a> {
+    None,
+    RunnerUp(&'a mut [f32]),
+    Groups { members: &'a [Vec<u32>], lower: &'a mut [f32] },
+}
+
+/// `value` (a squared distance's lower bound) as a float32 no larger, never negative.
+#[inline(always)]
+fn round_down(value: f64) -> f32 {
+    let rounded = value.max(0.0) as f32;
+    if rounded as f64 > value {
+        rounded.next_down().max(0.0)
+    } else {
+        rounded
+    }
+}
+
+/// [`settle_row`] for every row of a block: labels, exact distances and the bounds asked for.
 /// Compiled for AVX-512F, which every kind implies, so that the float64 re-checks and the
 /// scans run on wide vectors (the crate's baseline is SSE2).
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
@@ -24,10 +42,11 @@ pub(super) unsafe fn settle_block(
     bound: &Bound,
     labels: &mut [u32],
     distances: &mut [f32],
-    mut second: Option<&mut [f32]>,
+    extra: &mut BlockExtra<'_>,
 ) {
     let k = centroids.rows();
     let mut candidates = Vec::new();
+    let mut partials: Vec<f32> = Vec::new();
     for r in 0..labels.len() {
         let row_dots = &block.dots[r * block.padded..r * block.padded + k];
         let x_sq = block.norms[r] as f64;
@@ -36,12 +55,28 @@ pub(super) unsafe fn settle_block(
         let (label, distance, runner_up) = settle_row(&row, c_norms, centroids, &mut candidates);
         labels[r] = label;
         distances[r] = distance as f32;
-        if let Some(second) = second.as_deref_mut() {
+        match extra {
+            BlockExtra::None => {}
             // Rounded down, so that it stays a lower bound, and never below the row's own
             // distance (a runner-up is at least as far, up to rounding).
-            let lower = runner_up as f32;
-            let lower = if lower as f64 > runner_up { lower.next_down().max(0.0) } else { lower };
-            second[r] = lower.max(distances[r]);
+            BlockExtra::RunnerUp(second) => second[r] = round_down(runner_up).max(distances[r]),
+            BlockExtra::Groups { members, lower } => {
+                // The row's partial distances as `argmin2` computes them, its own left out.
+                partials.clear();
+                partials.extend(row_dots.iter().zip(c_norms).map(|(&d, &c)| c - 2.0 * d));
+                // Overflow anywhere (an infinite or not-a-number partial): every bound is zero.
+                let overflow = partials.iter().any(|p| !p.is_finite());
+                partials[label as usize] = f32::INFINITY;
+                let t = members.len();
+                for (group, bound) in members.iter().zip(&mut lower[r * t..(r + 1) * t]) {
+                    let nearest = group.iter().fold(f32::INFINITY, |m, &j| m.min(partials[j as usize]));
+                    *bound = match (overflow, nearest == f32::INFINITY) {
+                        (true, _) => 0.0,
+                        (false, true) => f32::INFINITY,
+                        (false, false) => round_down(nearest as f64 - error + x_sq),
+                    };
+                }
+            }
         }
     }
 }
@@ -144,7 +179,7 @@ impl Nearest {
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx512f")]
-unsafe fn dot_f32(x: &[f32], c: &[f32]) -> f32 {
+pub(crate) unsafe fn dot_f32(x: &[f32], c: &[f32]) -> f32 {
     use std::arch::x86_64::*;
     const LANES: usize = 16;
     let n = x.len();
@@ -167,7 +202,7 @@ unsafe fn dot_f32(x: &[f32], c: &[f32]) -> f32 {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn dot_f32(x: &[f32], c: &[f32]) -> f32 {
+pub(crate) unsafe fn dot_f32(x: &[f32], c: &[f32]) -> f32 {
     x.iter().zip(c).map(|(&a, &b)| a * b).sum()
 }
 

@@ -96,9 +96,9 @@ fn labels_are_exact_and_second_is_a_lower_bound() {
             x[..d].copy_from_slice(&twin);
             let (xm, cm) = (MatRef::new(&x, n, d).unwrap(), MatRef::new(&c, k, d).unwrap());
             let (mut labels, mut dist, mut second) = (vec![0u32; n], vec![0f32; n], vec![0f32; n]);
-            assign(kind, xm, &row_sq_norms(xm), cm, &mut labels, &mut dist, Some(&mut second));
+            assign(kind, xm, &row_sq_norms(xm), cm, &mut labels, &mut dist, Extra::RunnerUp(&mut second));
             let (mut plain_labels, mut plain_dist) = (vec![0u32; n], vec![0f32; n]);
-            assign(kind, xm, &row_sq_norms(xm), cm, &mut plain_labels, &mut plain_dist, None);
+            assign(kind, xm, &row_sq_norms(xm), cm, &mut plain_labels, &mut plain_dist, Extra::None);
             assert_eq!(plain_labels, labels);
             assert_eq!(plain_dist, dist);
             for i in 0..n {
@@ -110,6 +110,51 @@ fn labels_are_exact_and_second_is_a_lower_bound() {
                 // A lower bound, up to the rounding of a tie to float32.
                 assert!(second[i] <= runner_up as f32, "{kind:?} row {i}: {} above {runner_up}", second[i]);
                 assert!(second[i] >= dist[i], "{kind:?} row {i}: second below the row's own distance");
+            }
+        }
+    }
+}
+
+/// Group bounds on every kind: labels as without them, and each row's bound for each group at
+/// most its exact distance to the group's nearest centroid other than its own (infinite for a
+/// group holding only that one), and not loose (within 5 % where the data sit at the origin
+/// or the products are float32).
+#[test]
+fn group_bounds_are_lower_bounds_of_each_groups_distances() {
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    for kind in supported_kinds() {
+        for (n, k, d, offset) in [(700, 70, 96, 3.0f64), (300, 40, 33, 0.0)] {
+            let c: Vec<f32> = (0..k * d).map(|_| (offset + rng.random::<f64>()) as f32).collect();
+            let x: Vec<f32> = (0..n * d).map(|_| (offset + rng.random::<f64>()) as f32).collect();
+            // Uneven groups, one of a single centroid, members in ascending order.
+            let mut members: Vec<Vec<u32>> = vec![vec![5]];
+            members.extend((0..7).map(|g| (0..k as u32).filter(|&j| j != 5 && j % 7 == g).collect::<Vec<_>>()));
+            let t = members.len();
+            let (xm, cm) = (MatRef::new(&x, n, d).unwrap(), MatRef::new(&c, k, d).unwrap());
+            let (mut labels, mut dist, mut lower) = (vec![0u32; n], vec![0f32; n], vec![0f32; n * t]);
+            let extra = Extra::Groups { members: &members, lower: &mut lower };
+            assign(kind, xm, &row_sq_norms(xm), cm, &mut labels, &mut dist, extra);
+            let (mut plain_labels, mut plain_dist) = (vec![0u32; n], vec![0f32; n]);
+            assign(kind, xm, &row_sq_norms(xm), cm, &mut plain_labels, &mut plain_dist, Extra::None);
+            assert_eq!(plain_labels, labels);
+            assert_eq!(plain_dist, dist);
+            for i in 0..n {
+                for (g, group) in members.iter().enumerate() {
+                    let nearest = group
+                        .iter()
+                        .filter(|&&j| j != labels[i])
+                        .map(|&j| exact_sq_distance(xm.row(i), cm.row(j as usize)))
+                        .fold(f64::INFINITY, f64::min);
+                    let bound = lower[i * t + g] as f64;
+                    assert!(bound <= nearest, "{kind:?} row {i} group {g}: {bound} above {nearest}");
+                    // bfloat16 products err by far more where the data sit off the origin.
+                    let tight = if offset == 0.0 || kind == Dots::F32 { 0.95 } else { 0.0 };
+                    if nearest.is_finite() {
+                        assert!(bound >= tight * nearest, "{kind:?} row {i} group {g}: {bound} far below {nearest}");
+                    } else {
+                        assert_eq!(bound, f64::INFINITY, "{kind:?} row {i} group {g}: no other centroid");
+                    }
+                }
             }
         }
     }

@@ -1,0 +1,486 @@
+//! Yinyang's grouped bounds (Ding et al., ICML 2015) for Lloyd iterations on the host. The
+//! centroids are split once into groups of near neighbours (a few Lloyd iterations on the
+//! initial centroids); each row keeps, per group, a lower bound on its distance to the
+//! group's centroids other than its own. An iteration measures each row's exact distance to
+//! its own centroid. A group whose bound, loosened by the farthest move among its centroids,
+//! exceeds that distance cannot hold a nearer centroid; in a group that may, a centroid is
+//! skipped when the group's last bound, loosened by that centroid's own move, exceeds the
+//! best distance so far. The centroids left are measured exactly (by differences), so the
+//! labels are those of a dense pass. A row left with many to measure is searched by the
+//! kernel with the others of its chunk, which renews all its bounds.
+//!
+//! Where Hamerly's single bound (`super::bounds`) prunes little (many features, several
+//! centroids sharing one true cluster), the groups still rule out all but a few centroids.
+
+use rayon::prelude::*;
+
+use super::bounds::centroid_shifts;
+use super::host::{DensePass, HostPass};
+use crate::error::Result;
+use crate::kernel::{partial_error_bound, ClusterSums, Kernel};
+use crate::matrix::{dot, sq_distance, MatRef, Points};
+use crate::monitor::{for_each_chunk, KeepGoing};
+use crate::scalar::Scalar;
+
+/// Rows a task bounds at once.
+const TASK_ROWS: usize = 256;
+/// Lloyd iterations that group the initial centroids.
+const GROUPING_ITERATIONS: usize = 5;
+/// A row with more centroids left to measure than this share of all is searched by the
+/// kernel, whose products cost far less per distance than measuring one by one.
+const MEASURE_SHARE: f64 = 1.0 / 4.0;
+/// Relative margin for the rounding in the bounds' arithmetic (float64 distances and moves,
+/// float32 bounds rounded down).
+const MARGIN: f64 = 1e-9;
+
+/// How many groups a fit of `k` centroids and `d` features gets: a tenth of the centroids
+/// (as Ding et al. advise), within a memory budget of a quarter of a float32 row per row, and
+/// at least two (of one centroid each where `k` is 2).
+pub fn group_count(k: usize, d: usize) -> usize {
+    (k / 10).min(d / 4).max(2)
+}
+
+/// What a pass spent, for the log and the choice of strategy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassCounts {
+    /// Rows the bounds kept at their centroid without measuring another.
+    pub settled: usize,
+    /// Rows that measured some centroids one by one, and how many in all.
+    pub partial: usize,
+    pub measured: usize,
+    /// Rows the kernel searched against every centroid.
+    pub full: usize,
+}
+
+impl PassCounts {
+    fn add(mut self, other: PassCounts) -> Self {
+        self.settled += other.settled;
+        self.partial += other.partial;
+        self.measured += other.measured;
+        self.full += other.full;
+        self
+    }
+
+    /// The share of all row–centroid distances this pass computed.
+    pub fn share(&self, n: usize, k: usize) -> f64 {
+        let all = (n * k) as f64;
+        if all == 0.0 {
+            return 0.0;
+        }
+        ((self.full * k + self.measured + self.partial + self.settled) as f64 / all).min(1.0)
+    }
+}
+
+pub struct GroupedPass {
+    /// The most groups to form.
+    wanted: usize,
+    /// The group of each centroid, and each group's centroids in ascending order (formed at
+    /// the first pass).
+    groups: Vec<u32>,
+    members: Vec<Vec<u32>>,
+    /// Per row and group (`n × groups`): a lower bound on the distance (not squared) from the
+    /// row to the group's centroids other than its own, at the last pass's centroids.
+    lower: Vec<f32>,
+    /// How far each centroid moved since the last pass (a distance), and the farthest per group.
+    drift: Vec<f64>,
+    group_drift: Vec<f64>,
+    /// Whether `lower` and the labels describe the last pass's centroids.
+    valid: bool,
+    /// Every pass's counts, in order.
+    pub history: Vec<PassCounts>,
+}
+
+impl GroupedPass {
+    pub fn new(groups: usize) -> Self {
+        Self {
+            wanted: groups,
+            groups: Vec::new(),
+            members: Vec::new(),
+            lower: Vec::new(),
+            drift: Vec::new(),
+            group_drift: Vec::new(),
+            valid: false,
+            history: Vec::new(),
+        }
+    }
+
+    /// Labels and exact squared distances of every row for `centroids`, measuring only what
+    /// the bounds cannot rule out (every row against every centroid when there are none yet).
+    fn search<T: Scalar>(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<PassCounts> {
+        if self.members.is_empty() {
+            self.form_groups(kernel, centroids)?;
+        }
+        let (n, k, d) = (points.rows(), centroids.rows(), points.cols());
+        let t = self.members.len();
+        let (x, x_sq_norms) = (points.x, points.x_sq_norms);
+        let step = kernel.rows_per_check(k, d).min(n).max(1);
+        let mut squared = vec![T::zero(); step * t];
+        let mut counts = PassCounts::default();
+        // Bounds describe the centroids of the last pass, loosened by how far they moved
+        // since (`moved`): without that, they are made again.
+        if self.drift.len() != k {
+            self.valid = false;
+        }
+        if !self.valid {
+            self.lower.resize(n * t, 0.0);
+            search_all(kernel, points, centroids, &self.members, labels, distances, &mut self.lower, keep_going)?;
+            self.valid = true;
+            counts.full = n;
+            return Ok(counts);
+        }
+        let c_norms: Vec<f64> = crate::matrix::row_sq_norms(centroids).iter().map(|v| v.as_f64()).collect();
+        let bounds = Bounds {
+            x,
+            x_sq_norms,
+            centroids,
+            c_norm_max: c_norms.iter().fold(0.0f64, |m, &v| m.max(v)),
+            c_norms,
+            error: partial_error_bound::<T>(d),
+            groups: &self.groups,
+            members: &self.members,
+            drift: &self.drift,
+            group_drift: &self.group_drift,
+            most: ((k as f64 * MEASURE_SHARE) as usize).max(1),
+        };
+        let lower = &mut self.lower;
+        let mut full = Vec::new();
+        for_each_chunk(n, step, keep_going, |start, end| {
+            let tasks: Vec<(Vec<usize>, PassCounts)> = lower[start * t..end * t]
+                .par_chunks_mut(TASK_ROWS * t)
+                .zip(labels[start..end].par_chunks_mut(TASK_ROWS))
+                .zip(distances[start..end].par_chunks_mut(TASK_ROWS))
+                .enumerate()
+                .map(|(b, ((lower, labels), distances))| bounds.rows(start + b * TASK_ROWS, lower, labels, distances))
+                .collect();
+            for (rows, task) in tasks {
+                full.extend(rows);
+                counts = counts.add(task);
+            }
+            Ok(())
+        })?;
+        // The rows the bounds left with many centroids: searched by the kernel, gathered
+        // (each kernel call has a fixed cost: few calls), or where they are most rows, all
+        // rows in place.
+        if 2 * full.len() > n {
+            full.clear();
+            search_all(kernel, points, centroids, bounds.members, labels, distances, lower, keep_going)?;
+            counts = PassCounts { full: n, ..PassCounts::default() };
+        }
+        for_each_chunk(full.len(), step, keep_going, |start, end| {
+            let rows = &full[start..end];
+            let m = rows.len();
+            let squared = &mut squared[..m * t];
+            let gathered = x.gather(rows);
+            let norms: Vec<T> = rows.iter().map(|&i| x_sq_norms[i]).collect();
+            let (mut l, mut dist) = (vec![0u32; m], vec![T::zero(); m]);
+            let block = MatRef::new(&gathered, m, d)?;
+            kernel.assign_grouped(block, &norms, centroids, bounds.members, &mut l, &mut dist, squared)?;
+            for (r, &i) in rows.iter().enumerate() {
+                (labels[i], distances[i]) = (l[r], dist[r]);
+                store_bounds(&squared[r * t..(r + 1) * t], &mut lower[i * t..(i + 1) * t]);
+            }
+            Ok(())
+        })?;
+        self.drift.clear();
+        Ok(counts)
+    }
+
+    /// Groups the centroids by a few Lloyd iterations from evenly spaced ones; groups left
+    /// empty are dropped.
+    fn form_groups<T: Scalar>(&mut self, kernel: &dyn Kernel<T>, centroids: MatRef<'_, T>) -> Result<()> {
+        let (k, d) = (centroids.rows(), centroids.cols());
+        let t = self.wanted.clamp(1, k.max(1));
+        let mut centres: Vec<T> = (0..t).flat_map(|g| centroids.row(g * k / t).to_vec()).collect();
+        let norms = kernel.row_sq_norms(centroids)?;
+        let (mut groups, mut distances) = (vec![0u32; k], vec![T::zero(); k]);
+        for iteration in 0..GROUPING_ITERATIONS {
+            kernel.assign(centroids, &norms, MatRef::new(&centres, t, d)?, &mut groups, &mut distances)?;
+            if iteration + 1 == GROUPING_ITERATIONS {
+                break;
+            }
+            let mut sums = vec![0.0f64; t * d];
+            let mut counts = vec![0usize; t];
+            for (j, &g) in groups.iter().enumerate() {
+                counts[g as usize] += 1;
+                for (s, &v) in sums[g as usize * d..(g as usize + 1) * d].iter_mut().zip(centroids.row(j)) {
+                    *s += v.as_f64();
+                }
+            }
+            for (g, &count) in counts.iter().enumerate().filter(|&(_, &c)| c > 0) {
+                for (c, &s) in centres[g * d..(g + 1) * d].iter_mut().zip(&sums[g * d..(g + 1) * d]) {
+                    *c = T::of_f64(s / count as f64);
+                }
+            }
+        }
+        let mut members: Vec<Vec<u32>> = vec![Vec::new(); t];
+        for (j, &g) in groups.iter().enumerate() {
+            members[g as usize].push(j as u32);
+        }
+        members.retain(|m| !m.is_empty());
+        for (g, group) in members.iter().enumerate() {
+            for &j in group {
+                groups[j as usize] = g as u32;
+            }
+        }
+        log::debug!("grouped bounds: {} groups of the {k} centroids", members.len());
+        (self.groups, self.members) = (groups, members);
+        Ok(())
+    }
+}
+
+/// One pass's view of the bounds, shared by the tasks.
+struct Bounds<'a, T: Scalar> {
+    x: MatRef<'a, T>,
+    x_sq_norms: &'a [T],
+    centroids: MatRef<'a, T>,
+    /// The centroids' squared norms (in `T`, as float64), the largest, and the error bound
+    /// of partial distances relative to `‖x‖² + 2 max ‖c‖²`.
+    c_norms: Vec<f64>,
+    c_norm_max: f64,
+    error: f64,
+    groups: &'a [u32],
+    members: &'a [Vec<u32>],
+    drift: &'a [f64],
+    group_drift: &'a [f64],
+    /// The most centroids a row measures one by one.
+    most: usize,
+}
+
+impl<T: Scalar> Bounds<'_, T> {
+    /// Rows `first..` (with their bounds, labels and distances): each settled by its bounds,
+    /// by measuring the centroids they leave, or listed for the kernel's full search (their
+    /// bounds are left for it to renew).
+    fn rows(
+        &self,
+        first: usize,
+        lower: &mut [f32],
+        labels: &mut [u32],
+        distances: &mut [T],
+    ) -> (Vec<usize>, PassCounts) {
+        let t = self.members.len();
+        let mut counts = PassCounts::default();
+        let mut full = Vec::new();
+        let mut open: Vec<usize> = Vec::with_capacity(t);
+        // Per open group's centroid (in order): its squared distance, or NaN where skipped.
+        let mut measured: Vec<f64> = Vec::new();
+        for (r, bounds) in lower.chunks_exact_mut(t).enumerate() {
+            let i = first + r;
+            let own_label = labels[r] as usize;
+            // First without reading the row: its last distance (exact, rounded to `T`) grown
+            // by its centroid's move bounds the distance now.
+            let upper = (distances[r].as_f64() * (1.0 + 4.0 * T::epsilon().as_f64())).sqrt() * (1.0 + MARGIN)
+                + self.drift[own_label];
+            if bounds.iter().zip(self.group_drift).all(|(&bound, &moved)| bound as f64 - moved > upper) {
+                for (bound, &moved) in bounds.iter_mut().zip(self.group_drift) {
+                    *bound = round_down(*bound as f64 - moved);
+                }
+                counts.settled += 1;
+                continue;
+            }
+            let row = self.x.row(i);
+            let own_sq = sq_distance(row, self.centroids.row(own_label));
+            let own = own_sq.sqrt();
+            let reach = own * (1.0 + MARGIN);
+            open.clear();
+            let mut left = 0;
+            for (g, (&bound, &moved)) in bounds.iter().zip(self.group_drift).enumerate() {
+                if bound as f64 - moved <= reach {
+                    open.push(g);
+                    let last = bound as f64;
+                    left += self.members[g].iter().filter(|&&c| last - self.drift[c as usize] <= reach).count();
+                }
+            }
+            if open.is_empty() {
+                for (bound, &moved) in bounds.iter_mut().zip(self.group_drift) {
+                    *bound = round_down(*bound as f64 - moved);
+                }
+                distances[r] = T::of_f64(own_sq);
+                counts.settled += 1;
+                continue;
+            }
+            if left > self.most {
+                full.push(i);
+                counts.full += 1;
+                continue;
+            }
+            // The open groups' centroids the local bounds leave: their partial distances
+            // `‖c‖² − 2x·c` (within `slack`), and exactly (by differences) those that may be
+            // nearer than the best so far; the nearest kept, ties to the lowest index as in a
+            // dense pass. `measured`: per open group's centroid, its squared distance or a
+            // lower bound on it, NaN where the local bound skipped it.
+            let x_sq = self.x_sq_norms[i].as_f64();
+            let slack = self.error * (x_sq + 2.0 * self.c_norm_max);
+            let (mut best, mut best_sq, mut best_distance) = (own_label, own_sq, own);
+            measured.clear();
+            for &g in &open {
+                let last = bounds[g] as f64;
+                for &c in &self.members[g] {
+                    let c = c as usize;
+                    if c == own_label || last - self.drift[c] > best_distance * (1.0 + MARGIN) {
+                        measured.push(f64::NAN);
+                        continue;
+                    }
+                    counts.measured += 1;
+                    let partial = self.c_norms[c] - 2.0 * dot(row, self.centroids.row(c));
+                    let low = partial + x_sq - slack;
+                    if low > best_sq * (1.0 + MARGIN) {
+                        measured.push(low);
+                        continue;
+                    }
+                    let sq = sq_distance(row, self.centroids.row(c));
+                    measured.push(sq);
+                    if sq < best_sq || (sq == best_sq && c < best) {
+                        (best, best_sq, best_distance) = (c, sq, sq.sqrt());
+                    }
+                }
+            }
+            counts.partial += 1;
+            // New bounds: closed groups loosened; open ones from what was measured, or what
+            // their last bound says of each centroid skipped. The old centroid, if left,
+            // joins its group's bound.
+            let own_group = self.groups[own_label] as usize;
+            let mut next = open.iter().peekable();
+            let mut at = 0;
+            for (g, bound) in bounds.iter_mut().enumerate() {
+                let mut value = if next.peek() == Some(&&g) {
+                    next.next();
+                    let last = *bound as f64;
+                    let mut value = f64::INFINITY;
+                    for &c in &self.members[g] {
+                        let c = c as usize;
+                        let sq = measured[at];
+                        at += 1;
+                        if c == best || c == own_label {
+                            continue;
+                        }
+                        value = value.min(if sq.is_nan() { last - self.drift[c] } else { sq.max(0.0).sqrt() });
+                    }
+                    value
+                } else {
+                    *bound as f64 - self.group_drift[g]
+                };
+                if g == own_group && best != own_label {
+                    value = value.min(own);
+                }
+                *bound = round_down(value);
+            }
+            labels[r] = best as u32;
+            distances[r] = T::of_f64(best_sq);
+        }
+        (full, counts)
+    }
+}
+
+/// Every row searched by the kernel, which renews all its bounds (`lower`, `n × groups`).
+#[allow(clippy::too_many_arguments)]
+fn search_all<T: Scalar>(
+    kernel: &dyn Kernel<T>,
+    points: Points<'_, T>,
+    centroids: MatRef<'_, T>,
+    members: &[Vec<u32>],
+    labels: &mut [u32],
+    distances: &mut [T],
+    lower: &mut [f32],
+    keep_going: KeepGoing<'_>,
+) -> Result<()> {
+    let (n, t) = (points.rows(), members.len());
+    let step = kernel.rows_per_check(centroids.rows(), points.cols()).min(n).max(1);
+    let mut squared = vec![T::zero(); step * t];
+    for_each_chunk(n, step, keep_going, |start, end| {
+        let squared = &mut squared[..(end - start) * t];
+        kernel.assign_grouped(
+            points.x.slice_rows(start, end),
+            &points.x_sq_norms[start..end],
+            centroids,
+            members,
+            &mut labels[start..end],
+            &mut distances[start..end],
+            squared,
+        )?;
+        store_bounds(squared, &mut lower[start * t..end * t]);
+        Ok(())
+    })
+}
+
+/// Squared lower bounds from the kernel (`T`) as the stored distance bounds.
+fn store_bounds<T: Scalar>(squared: &[T], lower: &mut [f32]) {
+    for (bound, &sq) in lower.iter_mut().zip(squared) {
+        *bound = round_down(sq.as_f64().max(0.0).sqrt());
+    }
+}
+
+/// `value` less the margin, as a float32 no larger (never negative; infinity stays).
+fn round_down(value: f64) -> f32 {
+    if value == f64::INFINITY {
+        return f32::INFINITY;
+    }
+    let value = (value * (1.0 - MARGIN)).max(0.0);
+    let rounded = value as f32;
+    if rounded as f64 > value {
+        rounded.next_down().max(0.0)
+    } else {
+        rounded
+    }
+}
+
+impl<T: Scalar> HostPass<T> for GroupedPass {
+    fn assign_sum(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<ClusterSums> {
+        let counts = self.search(kernel, points, centroids, labels, distances, keep_going)?;
+        log::debug!(
+            "{} of {} rows searched all centroids; {} kept theirs by the grouped bounds; {} measured {} \
+             centroids ({:.1} % of all distances computed)",
+            counts.full,
+            points.rows(),
+            counts.settled,
+            counts.partial,
+            counts.measured,
+            100.0 * counts.share(points.rows(), centroids.rows())
+        );
+        self.history.push(counts);
+        // Rows the bounds settled were never read: their distances are measured here, with
+        // the sums (the next pass's bounds start from them).
+        kernel.accumulate_measuring(points.x, points.weights, labels, centroids, distances)
+    }
+
+    fn assign(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<()> {
+        if !self.valid {
+            return DensePass.assign(kernel, points, centroids, labels, distances, keep_going);
+        }
+        self.search(kernel, points, centroids, labels, distances, keep_going)?;
+        Ok(())
+    }
+
+    fn moved(&mut self, old: &[T], new: &[T], d: usize, _labels: &[u32]) {
+        if !self.valid {
+            return;
+        }
+        // Inflated by the margin: a move is measured in float64 from the stored values.
+        self.drift = centroid_shifts(old, new, d).into_iter().map(|s| s * (1.0 + MARGIN)).collect();
+        self.group_drift =
+            self.members.iter().map(|group| group.iter().fold(0.0f64, |m, &j| m.max(self.drift[j as usize]))).collect();
+    }
+}
