@@ -35,7 +35,7 @@ fn dots_match_float64_sums_of_the_same_values() {
                 Dots::Bf16 | Dots::Amx => {
                     let unpack = |mat: MatRef<'_, f32>| {
                         let mut words = vec![0u32; mat.rows() * depth];
-                        round_rows(mat, depth, &mut words);
+                        round_rows(mat, depth, false, &mut words);
                         let values = words.iter().flat_map(|&w| [bf16_value(w, false), bf16_value(w, true)]);
                         values.collect::<Vec<f64>>()
                     };
@@ -47,7 +47,7 @@ fn dots_match_float64_sums_of_the_same_values() {
             let a = match kind {
                 Dots::F32 => as_words(&x),
                 Dots::Bf16 | Dots::Amx => {
-                    round_rows(xm, depth, &mut words);
+                    round_rows(xm, depth, kind == Dots::Amx, &mut words);
                     &words[..]
                 }
             };

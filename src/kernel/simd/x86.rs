@@ -19,12 +19,16 @@ pub fn first_lanes(count: usize) -> __mmask16 {
 }
 
 /// Rounds `row` to bfloat16 pairs in `words` (round to nearest even; an odd last feature is
-/// paired with zero) and returns the float32 sums of squares of the rounded values and of the
+/// paired with zero), each chunk of 16 pairs `chunk_stride` words after the one before (16:
+/// contiguous), and returns the float32 sums of squares of the rounded values and of the
 /// residuals. Subnormal results become zero, as the dot-product instructions read them.
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-pub unsafe fn round_row_bf16(row: &[f32], words: &mut [u32]) -> (f32, f32) {
+pub unsafe fn round_row_bf16(row: &[f32], words: &mut [u32], chunk_stride: usize) -> (f32, f32) {
     let d = row.len();
-    assert!(words.len() >= d.div_ceil(2));
+    let pairs = d.div_ceil(2);
+    assert!(
+        chunk_stride >= LANES && (pairs == 0 || words.len() > (pairs - 1) / LANES * chunk_stride + (pairs - 1) % LANES)
+    );
     let take = |from: usize| first_lanes(d.saturating_sub(from));
     let (mut rounded_sq, mut residual_sq) = (_mm512_setzero_ps(), _mm512_setzero_ps());
     for c in (0..d).step_by(2 * LANES) {
@@ -40,8 +44,9 @@ pub unsafe fn round_row_bf16(row: &[f32], words: &mut [u32]) -> (f32, f32) {
             rounded_sq = _mm512_fmadd_ps(back, back, rounded_sq);
             residual_sq = _mm512_fmadd_ps(residual, residual, residual_sq);
         }
-        let words_left = (d.div_ceil(2) - c / 2).min(LANES);
-        _mm512_mask_storeu_epi32(words.as_mut_ptr().add(c / 2).cast(), first_lanes(words_left), both);
+        let words_left = (pairs - c / 2).min(LANES);
+        let at = c / (2 * LANES) * chunk_stride;
+        _mm512_mask_storeu_epi32(words.as_mut_ptr().add(at).cast(), first_lanes(words_left), both);
     }
     (_mm512_reduce_add_ps(rounded_sq), _mm512_reduce_add_ps(residual_sq))
 }
@@ -205,18 +210,19 @@ const TILE_CONFIG: TileConfig = {
 
 /// The bfloat16 dots on AMX tiles: 32 rows by 32 centroids at a time in four accumulator
 /// tiles (tmm0–3), from two tiles of 16 rows × 16 pairs (tmm4–5) and two of 16 pairs × 16
-/// centroids (tmm6–7, one strip each). `m` is a multiple of 32 and `depth` of 16; `padded`
-/// of 32.
+/// centroids (tmm6–7, one strip each). The rows `a` are laid out in tiles of 16
+/// (`super::row_words`), `m` is a multiple of 32 and `depth` of 16; `padded` of 32.
 ///
 /// # Safety
 /// [`amx_ready`] must hold, and the slices be at least `m × depth`, `padded × depth` and
 /// `m × padded`.
 pub unsafe fn dots_amx(a: &[u32], m: usize, depth: usize, strips: &[u32], padded: usize, dots: &mut [f32]) {
     assert!(m.is_multiple_of(32) && depth.is_multiple_of(16) && padded.is_multiple_of(32));
-    let (row_bytes, out_bytes) = (depth * 4, padded * 4);
+    let out_bytes = padded * 4;
     let strip_stride = depth * LANES;
     asm!("ldtilecfg [{}]", in(reg) TILE_CONFIG.0.as_ptr(), options(nostack, readonly));
     for r0 in (0..m).step_by(32) {
+        // Rows come in tiles of 16 (`super::row_words`): each tile load reads 1 KiB in a row.
         let a0 = a.as_ptr().add(r0 * depth);
         let a1 = a0.add(16 * depth);
         for c0 in (0..padded).step_by(32) {
@@ -224,21 +230,21 @@ pub unsafe fn dots_amx(a: &[u32], m: usize, depth: usize, strips: &[u32], padded
             let b1 = b0.add(strip_stride);
             asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
             for p0 in (0..depth).step_by(16) {
+                // Each product follows the loads it needs, so that loads overlap products.
                 asm!(
-                    "tileloadd tmm4, [{a0} + {row_bytes}*1]",
-                    "tileloadd tmm5, [{a1} + {row_bytes}*1]",
-                    "tileloadd tmm6, [{b0} + {strip_bytes}*1]",
-                    "tileloadd tmm7, [{b1} + {strip_bytes}*1]",
+                    "tileloadd tmm4, [{a0} + {stride}*1]",
+                    "tileloadd tmm6, [{b0} + {stride}*1]",
                     "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tileloadd tmm7, [{b1} + {stride}*1]",
                     "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tileloadd tmm5, [{a1} + {stride}*1]",
                     "tdpbf16ps tmm2, tmm5, tmm6",
                     "tdpbf16ps tmm3, tmm5, tmm7",
-                    a0 = in(reg) a0.add(p0),
-                    a1 = in(reg) a1.add(p0),
+                    a0 = in(reg) a0.add(p0 * 16),
+                    a1 = in(reg) a1.add(p0 * 16),
                     b0 = in(reg) b0.add(p0 * LANES),
                     b1 = in(reg) b1.add(p0 * LANES),
-                    row_bytes = in(reg) row_bytes,
-                    strip_bytes = in(reg) 4 * LANES,
+                    stride = in(reg) 4 * LANES,
                     options(nostack, readonly),
                 );
             }
