@@ -90,7 +90,7 @@ pub fn report(monitor: Monitor<'_>, progress: Progress) -> Result<()> {
 
 /// Distance work (2·rows·k·d flops) between two interrupt checks within one pass over the
 /// data: a fraction of a second on one core, so Ctrl-C is answered quickly on any size.
-const FLOPS_PER_CHECK: usize = 1 << 33;
+const FLOPS_PER_CHECK: usize = 1 << 35;
 
 /// Rows per kernel call when a pass is split for interrupt checks (fixed by the shapes, never
 /// by the thread count, so results stay reproducible).
