@@ -252,6 +252,8 @@ pub fn group_bounds_by_pairwise<T: Scalar, K: Kernel<T> + ?Sized>(
     }
     let c_norm_max = crate::matrix::row_sq_norms(centroids).iter().fold(0.0f64, |m, v| m.max(v.as_f64()));
     let error = partial_error_bound::<T>(x.cols());
+    // Shrunk by a unit of `T` more, so that rounding to `T` cannot lift a bound.
+    let shrink = 1.0 - 2.0 * T::epsilon().as_f64();
     let mut all = vec![T::zero(); n.min(BLOCK) * k];
     for start in (0..n).step_by(BLOCK) {
         let end = (start + BLOCK).min(n);
@@ -267,8 +269,6 @@ pub fn group_bounds_by_pairwise<T: Scalar, K: Kernel<T> + ?Sized>(
                     }
                 }
                 let slack = error * (x_sq_norms[i].as_f64() + 2.0 * c_norm_max);
-                // Shrunk by a unit of `T` more, so that rounding to `T` cannot lift it.
-                let shrink = 1.0 - 2.0 * T::epsilon().as_f64();
                 for b in bounds.iter_mut().filter(|b| b.is_finite()) {
                     *b = T::of_f64(((b.as_f64() - slack) * shrink).max(0.0));
                 }

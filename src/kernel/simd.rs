@@ -20,7 +20,7 @@ const THIN_MAX: usize = 8;
 use rayon::prelude::*;
 
 use crate::matrix::MatRef;
-use settle::{settle_block, Block, BlockExtra, Bound};
+use settle::{settle_block, Block, Bound};
 
 /// Columns per SIMD strip (float32 lanes of a 512-bit register).
 const LANES: usize = 16;
@@ -205,11 +205,12 @@ pub fn assign(
     // enough that the block's partial distances stay in cache. Results do not depend on it.
     let block = (BLOCK_BYTES / (4 * padded)).clamp(BLOCK_MIN, BLOCK_MAX).next_multiple_of(layout.rows);
     let bound = Bound::new(kind, d, &packed);
-    let mut extras: Vec<BlockExtra<'_>> = match extra {
-        Extra::None => (0..labels.len().div_ceil(block)).map(|_| BlockExtra::None).collect(),
-        Extra::RunnerUp(s) => s.chunks_mut(block).map(BlockExtra::RunnerUp).collect(),
+    // Each block's share of the bounds asked for.
+    let mut extras: Vec<Extra<'_>> = match extra {
+        Extra::None => (0..labels.len().div_ceil(block)).map(|_| Extra::None).collect(),
+        Extra::RunnerUp(s) => s.chunks_mut(block).map(Extra::RunnerUp).collect(),
         Extra::Groups { members, lower } => {
-            lower.chunks_mut(block * members.len().max(1)).map(|lower| BlockExtra::Groups { members, lower }).collect()
+            lower.chunks_mut(block * members.len().max(1)).map(|lower| Extra::Groups { members, lower }).collect()
         }
     };
     let words_per_block = if kind == Dots::F32 { 0 } else { block * depth };

@@ -1,7 +1,7 @@
 //! Deciding each row from its computed dot products: the error bound of the partial
 //! distances, and the exact re-check of every centroid within twice that bound of the best.
 
-use super::{Dots, Packed, RowNorms};
+use super::{Dots, Extra, Packed, RowNorms};
 use crate::matrix::{exact_sq_distance, MatRef};
 
 /// One block of rows with their dot products, for [`settle_block`].
@@ -11,13 +11,6 @@ pub(super) struct Block<'a> {
     pub row_norms: &'a RowNorms,
     pub dots: &'a [f32],
     pub padded: usize,
-}
-
-/// One block's share of [`super::Extra`].
-pub(super) enum BlockExtra<'a> {
-    None,
-    RunnerUp(&'a mut [f32]),
-    Groups { members: &'a [Vec<u32>], lower: &'a mut [f32] },
 }
 
 /// `value` (a squared distance's lower bound) as a float32 no larger, never negative.
@@ -31,7 +24,8 @@ fn round_down(value: f64) -> f32 {
     }
 }
 
-/// [`settle_row`] for every row of a block: labels, exact distances and the bounds asked for.
+/// [`settle_row`] for every row of a block: labels, exact distances and the bounds asked for
+/// (`extra`: the block's share of them).
 /// Compiled for AVX-512F, which every kind implies, so that the float64 re-checks and the
 /// scans run on wide vectors (the crate's baseline is SSE2).
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
@@ -42,7 +36,7 @@ pub(super) unsafe fn settle_block(
     bound: &Bound,
     labels: &mut [u32],
     distances: &mut [f32],
-    extra: &mut BlockExtra<'_>,
+    extra: &mut Extra<'_>,
 ) {
     let k = centroids.rows();
     let mut candidates = Vec::new();
@@ -56,11 +50,11 @@ pub(super) unsafe fn settle_block(
         labels[r] = label;
         distances[r] = distance as f32;
         match extra {
-            BlockExtra::None => {}
+            Extra::None => {}
             // Rounded down, so that it stays a lower bound, and never below the row's own
             // distance (a runner-up is at least as far, up to rounding).
-            BlockExtra::RunnerUp(second) => second[r] = round_down(runner_up).max(distances[r]),
-            BlockExtra::Groups { members, lower } => {
+            Extra::RunnerUp(second) => second[r] = round_down(runner_up).max(distances[r]),
+            Extra::Groups { members, lower } => {
                 // The row's partial distances as `argmin2` computes them, its own left out.
                 partials.clear();
                 partials.extend(row_dots.iter().zip(c_norms).map(|(&d, &c)| c - 2.0 * d));

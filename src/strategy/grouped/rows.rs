@@ -48,9 +48,7 @@ impl<T: Scalar> Bounds<'_, T> {
             let upper = (distances[r].as_f64() * (1.0 + 4.0 * T::epsilon().as_f64())).sqrt() * (1.0 + MARGIN)
                 + self.drift[own_label];
             if bounds.iter().zip(self.group_drift).all(|(&bound, &moved)| bound as f64 - moved > upper) {
-                for (bound, &moved) in bounds.iter_mut().zip(self.group_drift) {
-                    *bound = round_down(*bound as f64 - moved);
-                }
+                self.loosen(bounds);
                 counts.settled += 1;
                 continue;
             }
@@ -68,9 +66,7 @@ impl<T: Scalar> Bounds<'_, T> {
                 }
             }
             if open.is_empty() {
-                for (bound, &moved) in bounds.iter_mut().zip(self.group_drift) {
-                    *bound = round_down(*bound as f64 - moved);
-                }
+                self.loosen(bounds);
                 distances[r] = T::of_f64(own_sq);
                 counts.settled += 1;
                 continue;
@@ -145,6 +141,13 @@ impl<T: Scalar> Bounds<'_, T> {
             distances[r] = T::of_f64(best_sq);
         }
         (full, counts)
+    }
+
+    /// A row kept by its bounds: each group's bound loosened by its farthest move.
+    fn loosen(&self, bounds: &mut [f32]) {
+        for (bound, &moved) in bounds.iter_mut().zip(self.group_drift) {
+            *bound = round_down(*bound as f64 - moved);
+        }
     }
 }
 
