@@ -9,6 +9,8 @@
 
 pub mod screen;
 mod settle;
+// `matrix::dot` takes it on x86-64, where AVX-512 may run it.
+#[cfg(target_arch = "x86_64")]
 pub(crate) use settle::dot_f32;
 #[cfg(target_arch = "x86_64")]
 mod x86;
