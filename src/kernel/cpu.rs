@@ -283,6 +283,7 @@ fn thin_dots<T: Scalar>(x: MatRef<'_, T>, centroids: MatRef<'_, T>, out: &mut [T
 fn on_simd_kernels<T: Scalar>(
     x: MatRef<'_, T>,
     x_sq_norms: &[T],
+    subset: Option<&[usize]>,
     centroids: MatRef<'_, T>,
     labels: &mut [u32],
     distances: &mut [T],
@@ -311,7 +312,7 @@ fn on_simd_kernels<T: Scalar>(
             None => return false,
         },
     };
-    simd::assign(kind, rows, norms, centres, labels, distances, extra);
+    simd::assign_rows(kind, rows, norms, subset, centres, labels, distances, extra);
     true
 }
 
@@ -334,7 +335,7 @@ fn assign_blocks<T: Scalar, const TOP2: bool>(
     second: &mut [T],
 ) {
     let extra = if TOP2 { Extra::RunnerUp(&mut *second) } else { Extra::None };
-    if !on_simd_kernels(x, x_sq_norms, centroids, labels, distances, extra) {
+    if !on_simd_kernels(x, x_sq_norms, None, centroids, labels, distances, extra) {
         gemm_blocks::<T, TOP2>(x, x_sq_norms, centroids, labels, distances, second);
     }
 }
@@ -453,6 +454,27 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         Ok(())
     }
 
+    fn assign_top2_rows(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        rows: &[usize],
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        second: &mut [T],
+    ) -> Result<()> {
+        let extra = Extra::RunnerUp(&mut *second);
+        if on_simd_kernels(x, x_sq_norms, Some(rows), centroids, labels, distances, extra) {
+            return Ok(());
+        }
+        super::assign_top2_of_gathered(self, x, x_sq_norms, rows, centroids, labels, distances, second)
+    }
+
+    fn moves_rows(&self) -> bool {
+        true
+    }
+
     fn accumulate_measuring(
         &self,
         x: MatRef<'_, T>,
@@ -475,7 +497,7 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         lower: &mut [T],
     ) -> Result<()> {
         let extra = Extra::Groups { members, lower: &mut *lower };
-        if on_simd_kernels(x, x_sq_norms, centroids, labels, distances, extra) {
+        if on_simd_kernels(x, x_sq_norms, None, centroids, labels, distances, extra) {
             return Ok(());
         }
         self.assign(x, x_sq_norms, centroids, labels, distances)?;

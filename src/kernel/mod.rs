@@ -9,7 +9,7 @@ pub mod exact;
 pub mod products;
 pub mod simd;
 
-pub use accumulate::{accumulate_and_measure, accumulate_by_cluster};
+pub use accumulate::{accumulate_and_measure, accumulate_by_cluster, move_rows, Move};
 
 use rayon::prelude::*;
 
@@ -94,6 +94,23 @@ pub trait Kernel<T: Scalar>: Sync {
     /// written row-major into `out` (`x.rows() × centroids.rows()`), clamped at zero.
     fn pairwise(&self, x: MatRef<'_, T>, x_sq_norms: &[T], centroids: MatRef<'_, T>, out: &mut [T]) -> Result<()>;
 
+    /// [`assign_top2`](Kernel::assign_top2) of the rows `rows` of `x`: `labels`, `distances`
+    /// and `second` hold one entry per entry of `rows`; `x_sq_norms` are every row's. The
+    /// default gathers the rows first.
+    #[allow(clippy::too_many_arguments)]
+    fn assign_top2_rows(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        rows: &[usize],
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        second: &mut [T],
+    ) -> Result<()> {
+        assign_top2_of_gathered(self, x, x_sq_norms, rows, centroids, labels, distances, second)
+    }
+
     /// [`pairwise`](Kernel::pairwise) of the rows `rows` of `x` (`rows.len() × k` into `out`),
     /// each row's values as `pairwise` gives them where the kernel promises rows independent
     /// ([`seeding_error_bound`](Kernel::seeding_error_bound)). The default gathers the rows.
@@ -113,6 +130,14 @@ pub trait Kernel<T: Scalar>: Sync {
     /// the number of threads.
     fn accumulate(&self, x: MatRef<'_, T>, weights: Option<&[T]>, labels: &[u32], k: usize) -> Result<ClusterSums> {
         Ok(accumulate_by_cluster(x, weights, labels, k))
+    }
+
+    /// Whether a Lloyd loop may keep the cluster sums between passes and [`move_rows`] whose
+    /// labels changed instead of summing every row again: only where the rows are in host
+    /// memory and the kernel's own sums are the default's (a device kernel sums where its
+    /// data lives).
+    fn moves_rows(&self) -> bool {
+        false
     }
 
     /// [`accumulate`](Kernel::accumulate), plus each row's exact squared distance (by
@@ -226,6 +251,23 @@ pub fn pairwise_of_gathered<T: Scalar, K: Kernel<T> + ?Sized>(
     let gathered = x.gather(rows);
     let norms: Vec<T> = rows.iter().map(|&i| x_sq_norms[i]).collect();
     kernel.pairwise(MatRef::new(&gathered, rows.len(), x.cols())?, &norms, centroids, out)
+}
+
+/// The default [`Kernel::assign_top2_rows`]: the rows gathered, then `assign_top2`.
+#[allow(clippy::too_many_arguments)]
+pub fn assign_top2_of_gathered<T: Scalar, K: Kernel<T> + ?Sized>(
+    kernel: &K,
+    x: MatRef<'_, T>,
+    x_sq_norms: &[T],
+    rows: &[usize],
+    centroids: MatRef<'_, T>,
+    labels: &mut [u32],
+    distances: &mut [T],
+    second: &mut [T],
+) -> Result<()> {
+    let gathered = x.gather(rows);
+    let norms: Vec<T> = rows.iter().map(|&i| x_sq_norms[i]).collect();
+    kernel.assign_top2(MatRef::new(&gathered, rows.len(), x.cols())?, &norms, centroids, labels, distances, second)
 }
 
 /// The default [`Kernel::assign_grouped`]'s bounds: each row's pairwise distances, the

@@ -197,7 +197,25 @@ pub fn assign(
     distances: &mut [f32],
     extra: Extra<'_>,
 ) {
+    assign_rows(kind, x, x_sq_norms, None, centroids, labels, distances, extra)
+}
+
+/// [`assign`] of the rows `subset` of `x` where given (`labels`, `distances` and `extra` then
+/// hold one entry per listed row; `x_sq_norms` are every row's): each block copies its rows
+/// into a buffer of its own, in cache, instead of the caller gathering them all first.
+#[allow(clippy::too_many_arguments)]
+pub fn assign_rows(
+    kind: Dots,
+    x: MatRef<'_, f32>,
+    x_sq_norms: &[f32],
+    subset: Option<&[usize]>,
+    centroids: MatRef<'_, f32>,
+    labels: &mut [u32],
+    distances: &mut [f32],
+    extra: Extra<'_>,
+) {
     assert!(kind.supported(), "{kind:?} kernels on a CPU without them");
+    assert_eq!(labels.len(), subset.map_or(x.rows(), <[usize]>::len), "one label per row assigned");
     let d = x.cols();
     let layout = kind.layout(d);
     let depth = layout.depth;
@@ -216,21 +234,37 @@ pub fn assign(
         }
     };
     let words_per_block = if kind == Dots::F32 { 0 } else { block * depth };
+    let copied_per_block = if subset.is_some() { block } else { 0 };
     labels
         .par_chunks_mut(block)
         .zip(distances.par_chunks_mut(block))
         .zip(extras.par_iter_mut())
         .enumerate()
         .for_each_init(
-            || (vec![0u32; words_per_block], vec![0f32; block * padded]),
-            |(words, dots), (b, ((labels, distances), extra))| {
+            || {
+                let copies = (vec![0f32; copied_per_block * d], vec![0f32; copied_per_block]);
+                (vec![0u32; words_per_block], vec![0f32; block * padded], copies)
+            },
+            |(words, dots, (copied, copied_norms)), (b, ((labels, distances), extra))| {
                 let start = b * block;
                 let m = labels.len();
                 // Rows the tiles compute: a whole number of tiles (the extra rows of a last
                 // block hold stale words; their dots are never read).
                 let tiled = m.next_multiple_of(layout.rows);
-                let rows = x.slice_rows(start, start + m);
-                let norms = &x_sq_norms[start..start + m];
+                let (rows, norms) = match subset {
+                    None => (x.slice_rows(start, start + m), &x_sq_norms[start..start + m]),
+                    Some(subset) => {
+                        let listed = &subset[start..start + m];
+                        for ((copy, norm), &i) in
+                            copied.chunks_exact_mut(d.max(1)).zip(copied_norms.iter_mut()).zip(listed)
+                        {
+                            copy[..d].copy_from_slice(x.row(i));
+                            *norm = x_sq_norms[i];
+                        }
+                        let rows = MatRef::new(&copied[..m * d], m, d).expect("a block of copied rows");
+                        (rows, &copied_norms[..m])
+                    }
+                };
                 let (a, row_norms): (&[u32], RowNorms) = match kind {
                     Dots::F32 => (as_words(rows.as_slice()), exact_row_norms(norms, d)),
                     Dots::Bf16 | Dots::Amx => {

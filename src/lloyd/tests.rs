@@ -1,6 +1,7 @@
 use super::*;
 use crate::error::Error;
 use crate::kernel::cpu::CpuKernel;
+use crate::kernel::Kernel;
 use crate::matrix::Points;
 use crate::options::BoundsKind;
 use crate::params::Algorithm;
@@ -139,6 +140,57 @@ fn bounds_give_the_dense_result_after_relocations() {
     // Every cluster ends with rows: the repairs took place.
     for j in 0..k as u32 {
         assert!(dense.labels.contains(&j), "cluster {j} is empty");
+    }
+}
+
+/// The cpu kernel's searches with every pass's sums made afresh (the trait's default), for
+/// the fits that keep the sums and move the rows whose labels changed.
+struct FreshSums;
+
+impl Kernel<f64> for FreshSums {
+    fn name(&self) -> &'static str {
+        "fresh sums"
+    }
+    fn assign(&self, x: MatRef<'_, f64>, n: &[f64], c: MatRef<'_, f64>, l: &mut [u32], d: &mut [f64]) -> Result<()> {
+        CpuKernel.assign(x, n, c, l, d)
+    }
+    fn assign_top2(
+        &self,
+        x: MatRef<'_, f64>,
+        n: &[f64],
+        c: MatRef<'_, f64>,
+        l: &mut [u32],
+        d: &mut [f64],
+        second: &mut [f64],
+    ) -> Result<()> {
+        CpuKernel.assign_top2(x, n, c, l, d, second)
+    }
+    fn pairwise(&self, x: MatRef<'_, f64>, n: &[f64], c: MatRef<'_, f64>, out: &mut [f64]) -> Result<()> {
+        CpuKernel.pairwise(x, n, c, out)
+    }
+}
+
+/// Sums kept between passes (the rows whose labels changed moved) give the fit of sums made
+/// afresh every pass: dense and bounded, through empty-cluster repairs, with weights.
+#[test]
+fn moved_sums_give_the_fit_of_fresh_sums() {
+    let (n, d, k) = (3000, 8, 24);
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let means: Vec<f64> = (0..30 * d).map(|_| rng.random::<f64>() * 5.0).collect();
+    let x: Vec<f64> = (0..n * d).map(|e| means[((e / d) % 30) * d + e % d] + rng.random::<f64>() * 2.0 - 1.0).collect();
+    let weights: Vec<f64> = (0..n).map(|i| if i % 11 == 0 { 0.0 } else { 0.25 + rng.random::<f64>() }).collect();
+    let xm = MatRef::new(&x, n, d).unwrap();
+    // Copies of row 1 start empty and are repaired.
+    let init: Vec<f64> = (0..k).flat_map(|j| xm.row(if j % 5 == 1 { 1 } else { j * 97 + 1 }).to_vec()).collect();
+    for (algorithm, weights) in
+        [(Algorithm::Dense, None), (Algorithm::Bounded, None), (Algorithm::Bounded, Some(&weights[..]))]
+    {
+        let mut p = params(k);
+        p.algorithm = algorithm;
+        let moved = fit(&CPU, xm, weights, &p, Init::Given(&init), &mut |_| true).unwrap();
+        let fresh = fit(&HostEngine::new(FreshSums, true), xm, weights, &p, Init::Given(&init), &mut |_| true).unwrap();
+        assert!(fresh.n_iter > 5, "the fit should take several iterations");
+        assert_same_fit(&moved, &fresh);
     }
 }
 

@@ -178,8 +178,8 @@ impl BoundedPass {
         for_each_chunk(n, step, keep_going, |start, end| {
             let rows: Vec<usize> = (start..end).filter(|&i| search[i]).collect();
             searched += rows.len();
-            if 2 * rows.len() > end - start {
-                // Mostly unsettled: search the whole chunk in place (no gather).
+            if 8 * rows.len() > 7 * (end - start) {
+                // Nearly all unsettled: search the whole chunk in place (no list of rows).
                 let second = &mut second[..end - start];
                 kernel.assign_top2(
                     x.slice_rows(start, end),
@@ -193,18 +193,9 @@ impl BoundedPass {
                     *lower = s.as_f64().sqrt();
                 }
             } else if !rows.is_empty() {
-                let gathered = x.gather(&rows);
-                let norms: Vec<T> = rows.iter().map(|&i| x_sq_norms[i]).collect();
                 let m = rows.len();
                 let (mut l, mut dist) = (vec![0u32; m], vec![T::zero(); m]);
-                kernel.assign_top2(
-                    MatRef::new(&gathered, m, d)?,
-                    &norms,
-                    centroids,
-                    &mut l,
-                    &mut dist,
-                    &mut second[..m],
-                )?;
+                kernel.assign_top2_rows(x, x_sq_norms, &rows, centroids, &mut l, &mut dist, &mut second[..m])?;
                 for (r, &i) in rows.iter().enumerate() {
                     (labels[i], distances[i], lower[i]) = (l[r], dist[r], second[r].as_f64().sqrt());
                 }
@@ -216,6 +207,23 @@ impl BoundedPass {
             self.schedule.tested(searched, n);
         }
         Ok(searched)
+    }
+
+    /// A scheduled bounded pass: labels and distances of every row, searching the rows the
+    /// bounds cannot settle.
+    fn measure<T: Scalar>(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<()> {
+        let searched =
+            self.bounded_assign(kernel, points.x, points.x_sq_norms, centroids, None, labels, distances, keep_going)?;
+        log::debug!("{searched} of {} rows searched all centroids", points.rows());
+        Ok(())
     }
 
     /// The centroids moved from `old` to `new` (`k × d` each): loosen every row's lower
@@ -261,10 +269,24 @@ impl<T: Scalar> HostPass<T> for BoundedPass {
         if self.dense_now() {
             return DensePass.assign_sum(kernel, points, centroids, labels, distances, keep_going);
         }
-        let searched =
-            self.bounded_assign(kernel, points.x, points.x_sq_norms, centroids, None, labels, distances, keep_going)?;
-        log::debug!("{searched} of {} rows searched all centroids", points.rows());
+        self.measure(kernel, points, centroids, labels, distances, keep_going)?;
         kernel.accumulate(points.x, points.weights, labels, centroids.rows())
+    }
+
+    fn assign_measure(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<bool> {
+        if self.dense_now() {
+            return DensePass.assign_measure(kernel, points, centroids, labels, distances, keep_going);
+        }
+        self.measure(kernel, points, centroids, labels, distances, keep_going)?;
+        Ok(true)
     }
 
     fn assign(

@@ -304,6 +304,19 @@ impl<T: Scalar> HostPass<T> for GroupedPass {
         kernel.accumulate_measuring(points.x, points.weights, labels, centroids, distances)
     }
 
+    /// Rows the bounds settle are measured with the sums: always `assign_sum`.
+    fn assign_measure(
+        &mut self,
+        _kernel: &dyn Kernel<T>,
+        _points: Points<'_, T>,
+        _centroids: MatRef<'_, T>,
+        _labels: &mut [u32],
+        _distances: &mut [T],
+        _keep_going: KeepGoing<'_>,
+    ) -> Result<bool> {
+        Ok(false)
+    }
+
     fn assign(
         &mut self,
         kernel: &dyn Kernel<T>,

@@ -5,11 +5,11 @@
 
 use super::{Assignment, LloydStep, StepReport};
 use crate::error::Result;
-use crate::kernel::{assign_accumulate_in_chunks, assign_in_chunks, ClusterSums, Kernel};
+use crate::kernel::{assign_accumulate_in_chunks, assign_in_chunks, move_rows, ClusterSums, Kernel, Move};
 use crate::matrix::{weighted_sum, MatRef, Points};
 use crate::monitor::KeepGoing;
 use crate::scalar::Scalar;
-use crate::update::{average, relocate_empty_clusters, squared_shift};
+use crate::update::{average, empty_clusters, relocate_empty_clusters, squared_shift};
 
 /// How one host pass finds every row's nearest centroid.
 pub trait HostPass<T: Scalar> {
@@ -23,6 +23,20 @@ pub trait HostPass<T: Scalar> {
         distances: &mut [T],
         keep_going: KeepGoing<'_>,
     ) -> Result<ClusterSums>;
+
+    /// Labels and squared distances of every row for `centroids`, as
+    /// [`assign_sum`](HostPass::assign_sum) gives them, without the sums (its caller moves
+    /// the rows whose labels changed). `false`, having done nothing: this pass's distances
+    /// come with its sums; call `assign_sum`.
+    fn assign_measure(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<bool>;
 
     /// Labels only (the final assignment; its caller measures the distances): `distances`
     /// holds the pass's working values, as `assign_sum` left them and it leaves them.
@@ -52,6 +66,18 @@ impl<T: Scalar, P: HostPass<T>> HostPass<T> for &mut P {
         keep_going: KeepGoing<'_>,
     ) -> Result<ClusterSums> {
         (**self).assign_sum(kernel, points, centroids, labels, distances, keep_going)
+    }
+
+    fn assign_measure(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<bool> {
+        (**self).assign_measure(kernel, points, centroids, labels, distances, keep_going)
     }
 
     fn assign(
@@ -87,6 +113,19 @@ impl<T: Scalar> HostPass<T> for DensePass {
         assign_accumulate_in_chunks(kernel, points, centroids, labels, distances, keep_going)
     }
 
+    fn assign_measure(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<bool> {
+        self.assign(kernel, points, centroids, labels, distances, keep_going)?;
+        Ok(true)
+    }
+
     fn assign(
         &mut self,
         kernel: &dyn Kernel<T>,
@@ -108,9 +147,16 @@ pub struct HostLloyd<'s, T, P> {
     labels: Vec<u32>,
     labels_old: Vec<u32>,
     distances: Vec<T>,
+    /// The sums of `labels_old` (before any empty-cluster repair), where the kernel lets a
+    /// pass move the rows whose labels changed instead of summing every row again.
+    kept: Option<ClusterSums>,
     spherical: bool,
     pass: P,
 }
+
+/// Moving more than this share of the rows costs more than summing all of them again: a
+/// moved row is read out of order and changes two clusters' sums.
+const MOVED_SHARE: f64 = 0.25;
 
 impl<'s, T: Scalar, P: HostPass<T>> HostLloyd<'s, T, P> {
     pub fn new(kernel: &'s dyn Kernel<T>, points: Points<'s, T>, centroids: Vec<T>, spherical: bool, pass: P) -> Self {
@@ -122,26 +168,52 @@ impl<'s, T: Scalar, P: HostPass<T>> HostLloyd<'s, T, P> {
             labels: vec![0; n],
             labels_old: vec![u32::MAX; n],
             distances: vec![T::zero(); n],
+            kept: None,
             spherical,
             pass,
         }
+    }
+
+    /// The pass's labels, distances and sums: the sums of the last pass with the rows whose
+    /// labels changed moved, where few changed and the pass measures apart from its sums.
+    fn assign_sum(&mut self, centroids: MatRef<'_, T>, keep_going: KeepGoing<'_>) -> Result<ClusterSums> {
+        let (kernel, points) = (self.kernel, self.points);
+        let Some(mut kept) = self.kept.take() else {
+            return self.pass.assign_sum(kernel, points, centroids, &mut self.labels, &mut self.distances, keep_going);
+        };
+        if !self.pass.assign_measure(kernel, points, centroids, &mut self.labels, &mut self.distances, keep_going)? {
+            return self.pass.assign_sum(kernel, points, centroids, &mut self.labels, &mut self.distances, keep_going);
+        }
+        let moves: Vec<Move> = (self.labels.iter().zip(&self.labels_old).enumerate())
+            .filter(|(_, (new, old))| new != old)
+            .map(|(row, (&new, &old))| Move { row, old, new })
+            .collect();
+        if moves.len() as f64 > MOVED_SHARE * points.rows() as f64 {
+            return kernel.accumulate(points.x, points.weights, &self.labels, centroids.rows());
+        }
+        move_rows(points.x, points.weights, &self.labels, &moves, &mut kept);
+        Ok(kept)
     }
 }
 
 impl<T: Scalar, P: HostPass<T>> LloydStep<T> for HostLloyd<'_, T, P> {
     fn step(&mut self, keep_going: KeepGoing<'_>) -> Result<StepReport> {
         let (x, d) = (self.points.x, self.points.cols());
-        let current = MatRef::new(&self.centroids, self.centroids.len() / d, d)?;
-        let mut sums = self.pass.assign_sum(
-            self.kernel,
-            self.points,
-            current,
-            &mut self.labels,
-            &mut self.distances,
-            keep_going,
-        )?;
-        relocate_empty_clusters(x, self.points.weights, &self.labels, &self.centroids, &mut sums);
-        let updated = average(&sums, &self.centroids, d, self.spherical);
+        let centroids = std::mem::take(&mut self.centroids);
+        let current = MatRef::new(&centroids, centroids.len() / d, d)?;
+        let sums = self.assign_sum(current, keep_going);
+        self.centroids = centroids;
+        let sums = sums?;
+        // The repair changes the sums but not the labels: the kept sums stay those of the labels.
+        let repaired = (!empty_clusters(&sums).is_empty()).then(|| {
+            let mut repaired = sums.clone();
+            relocate_empty_clusters(x, self.points.weights, &self.labels, &self.centroids, &mut repaired);
+            repaired
+        });
+        let updated = average(repaired.as_ref().unwrap_or(&sums), &self.centroids, d, self.spherical);
+        if self.kernel.moves_rows() {
+            self.kept = Some(sums);
+        }
         let center_shift = squared_shift(&updated, &self.centroids);
         self.pass.moved(&self.centroids, &updated, d, &self.labels);
         self.centroids = updated;

@@ -74,7 +74,8 @@ fn dots_match_float64_sums_of_the_same_values() {
 /// Rows near the midpoints of pairs of centroids, on a common offset, so that many rows fall
 /// within the error bound: labels must be the exact nearest centroids (float64 by
 /// differences, ties to the lowest index), distances exact rounded once, and `second` a lower
-/// bound on the true runner-up, never below the row's own distance.
+/// bound on the true runner-up, never below the row's own distance; a listed subset of the
+/// rows gets what the whole gave them.
 #[test]
 fn labels_are_exact_and_second_is_a_lower_bound() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
@@ -101,6 +102,19 @@ fn labels_are_exact_and_second_is_a_lower_bound() {
             assign(kind, xm, &row_sq_norms(xm), cm, &mut plain_labels, &mut plain_dist, Extra::None);
             assert_eq!(plain_labels, labels);
             assert_eq!(plain_dist, dist);
+            // A listed subset of the rows (out of order, one listed twice) as the whole gives them.
+            let subset: Vec<usize> = (0..n).rev().step_by(3).chain([n / 2, n / 2]).collect();
+            let m = subset.len();
+            let (mut sub_labels, mut sub_dist, mut sub_second) = (vec![0u32; m], vec![0f32; m], vec![0f32; m]);
+            let extra = Extra::RunnerUp(&mut sub_second);
+            assign_rows(kind, xm, &row_sq_norms(xm), Some(&subset), cm, &mut sub_labels, &mut sub_dist, extra);
+            for (r, &i) in subset.iter().enumerate() {
+                assert_eq!(
+                    (sub_labels[r], sub_dist[r], sub_second[r]),
+                    (labels[i], dist[i], second[i]),
+                    "{kind:?} row {i}"
+                );
+            }
             for i in 0..n {
                 let exact: Vec<f64> = (0..k).map(|j| exact_sq_distance(xm.row(i), cm.row(j))).collect();
                 let best = (0..k).fold(0, |b, j| if exact[j] < exact[b] { j } else { b });
