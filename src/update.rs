@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use crate::kernel::ClusterSums;
-use crate::matrix::{exact_sq_distance, normalize_rows, MatRef};
+use crate::matrix::{exact_sq_distance, normalize_rows, sq_distance, weight_at, MatRef};
 use crate::scalar::Scalar;
 
 /// Sum over centroids of the squared distance each one moved.
@@ -26,6 +26,61 @@ pub fn average<T: Scalar>(sums: &ClusterSums, previous: &[T], d: usize, spherica
         normalize_rows(&mut out, d);
     }
     out
+}
+
+/// A pass's inertia from its cluster sums, for passes that do not measure each row's
+/// distance: `Σ_j Σ_{i∈j} w_i‖x_i − c_j‖² = Σ_j (Q_j − 2(c_j − μ)·(S_j − W_j μ) + W_j‖c_j − μ‖²)`,
+/// with `Q_j` the cluster's weighted `‖x_i − μ‖²` (each row's, in float64, kept) about a
+/// centre `μ` among the rows, so that an offset common to all rows cancels before the
+/// subtraction. It is exact up to rounding relative to the spread of the rows about `μ`.
+pub struct InertiaBySums {
+    /// `μ`, in the data's type: any point serves, so long as every term is taken about it.
+    centre: Vec<f64>,
+    spreads: Vec<f64>,
+}
+
+impl InertiaBySums {
+    /// About the mean of `centroids` (they lie among the rows): one pass over the rows.
+    pub fn new<T: Scalar>(x: MatRef<'_, T>, centroids: &[T]) -> Self {
+        let d = x.cols();
+        let k = centroids.len() / d.max(1);
+        let mut mean = vec![0.0f64; d];
+        for row in centroids.chunks_exact(d.max(1)) {
+            mean.iter_mut().zip(row).for_each(|(c, &v)| *c += v.as_f64());
+        }
+        let centre: Vec<T> = mean.iter().map(|&c| T::of_f64(c / k.max(1) as f64)).collect();
+        let spreads = (0..x.rows()).into_par_iter().with_min_len(256).map(|i| sq_distance(x.row(i), &centre)).collect();
+        Self { centre: centre.iter().map(|c| c.as_f64()).collect(), spreads }
+    }
+
+    /// The inertia of `labels` against `centroids` (those the labels were chosen for), from
+    /// `sums`, the sums of those labels.
+    pub fn inertia<T: Scalar>(
+        &self,
+        sums: &ClusterSums,
+        centroids: &[T],
+        labels: &[u32],
+        weights: Option<&[T]>,
+    ) -> f64 {
+        let d = self.centre.len();
+        let mut spread = vec![0.0f64; sums.weights.len()];
+        for (i, &label) in labels.iter().enumerate() {
+            spread[label as usize] += weight_at(weights, i) * self.spreads[i];
+        }
+        let total: f64 = (0..sums.weights.len())
+            .map(|j| {
+                let w = sums.weights[j];
+                let (mut cross, mut own) = (0.0f64, 0.0f64);
+                for p in 0..d {
+                    let offset = centroids[j * d + p].as_f64() - self.centre[p];
+                    cross += offset * (sums.sums[j * d + p] - w * self.centre[p]);
+                    own += offset * offset;
+                }
+                spread[j] - 2.0 * cross + w * own
+            })
+            .sum();
+        total.max(0.0)
+    }
 }
 
 /// Empty-cluster repair (scikit-learn's policy): each cluster with no weight takes over the

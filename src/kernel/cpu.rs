@@ -303,6 +303,7 @@ fn on_simd_kernels<T: Scalar>(
     };
     let extra = match extra {
         Extra::None => simd::Extra::None,
+        Extra::Unmeasured => simd::Extra::Unmeasured,
         Extra::RunnerUp(second) => match T::as_f32s_mut(second) {
             Some(second) => simd::Extra::RunnerUp(second),
             None => return false,
@@ -319,6 +320,7 @@ fn on_simd_kernels<T: Scalar>(
 /// [`simd::Extra`] in the data's float type.
 enum Extra<'a, T> {
     None,
+    Unmeasured,
     RunnerUp(&'a mut [T]),
     Groups { members: &'a [Vec<u32>], lower: &'a mut [T] },
 }
@@ -469,6 +471,20 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
             return Ok(());
         }
         super::assign_top2_of_gathered(self, x, x_sq_norms, rows, centroids, labels, distances, second)
+    }
+
+    fn assign_labels(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+    ) -> Result<()> {
+        if !on_simd_kernels(x, x_sq_norms, None, centroids, labels, distances, Extra::Unmeasured) {
+            assign_blocks::<T, false>(x, x_sq_norms, centroids, labels, distances, &mut []);
+        }
+        Ok(())
     }
 
     fn moves_rows(&self) -> bool {

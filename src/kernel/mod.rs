@@ -37,6 +37,21 @@ pub trait Kernel<T: Scalar>: Sync {
         distances: &mut [T],
     ) -> Result<()>;
 
+    /// [`assign`](Kernel::assign)'s labels, with each row's squared distance only within the
+    /// kernel's error bound of the exact one (a kernel that decides most rows from computed
+    /// products may skip measuring them): for a Lloyd pass that takes its inertia from the
+    /// cluster sums. The default is `assign`.
+    fn assign_labels(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+    ) -> Result<()> {
+        self.assign(x, x_sq_norms, centroids, labels, distances)
+    }
+
     /// [`assign`](Kernel::assign), plus each row's squared distance to its second-nearest
     /// centroid in `second` (infinite when there is one centroid).
     fn assign_top2(
@@ -392,7 +407,8 @@ pub fn assign_accumulate_in_chunks<T: Scalar, K: Kernel<T> + ?Sized>(
     Ok(total)
 }
 
-/// [`Kernel::assign`] over chunks of rows, asking `keep_going` between chunks.
+/// [`Kernel::assign_labels`] over chunks of rows, asking `keep_going` between chunks:
+/// labels, with distances only within the kernel's error bound.
 pub fn assign_in_chunks<T: Scalar, K: Kernel<T> + ?Sized>(
     kernel: &K,
     x: MatRef<'_, T>,
@@ -404,7 +420,7 @@ pub fn assign_in_chunks<T: Scalar, K: Kernel<T> + ?Sized>(
 ) -> Result<()> {
     let step = kernel.rows_per_check(centroids.rows(), x.cols());
     for_each_chunk(x.rows(), step, keep_going, |start, end| {
-        kernel.assign(
+        kernel.assign_labels(
             x.slice_rows(start, end),
             &x_sq_norms[start..end],
             centroids,

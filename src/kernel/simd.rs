@@ -173,6 +173,10 @@ struct Layout {
 /// The bounds [`assign`] gives besides labels and distances.
 pub enum Extra<'a> {
     None,
+    /// Labels only: a row whose best centroid the error bound settles keeps its computed
+    /// distance (the partial distance plus its norm, within the bound) instead of being
+    /// measured exactly; rows with near ties are measured as ever.
+    Unmeasured,
     /// Per row, a lower bound on its squared distance to every centroid other than its own
     /// (within the error bound of the runner-up, never below the row's own distance).
     RunnerUp(&'a mut [f32]),
@@ -228,6 +232,7 @@ pub fn assign_rows(
     // Each block's share of the bounds asked for.
     let mut extras: Vec<Extra<'_>> = match extra {
         Extra::None => (0..labels.len().div_ceil(block)).map(|_| Extra::None).collect(),
+        Extra::Unmeasured => (0..labels.len().div_ceil(block)).map(|_| Extra::Unmeasured).collect(),
         Extra::RunnerUp(s) => s.chunks_mut(block).map(Extra::RunnerUp).collect(),
         Extra::Groups { members, lower } => {
             lower.chunks_mut(block * members.len().max(1)).map(|lower| Extra::Groups { members, lower }).collect()

@@ -147,31 +147,32 @@ fn bounds_give_the_dense_result_after_relocations() {
 /// the fits that keep the sums and move the rows whose labels changed.
 struct FreshSums;
 
-impl Kernel<f64> for FreshSums {
+impl<T: Scalar> Kernel<T> for FreshSums {
     fn name(&self) -> &'static str {
         "fresh sums"
     }
-    fn assign(&self, x: MatRef<'_, f64>, n: &[f64], c: MatRef<'_, f64>, l: &mut [u32], d: &mut [f64]) -> Result<()> {
+    fn assign(&self, x: MatRef<'_, T>, n: &[T], c: MatRef<'_, T>, l: &mut [u32], d: &mut [T]) -> Result<()> {
         CpuKernel.assign(x, n, c, l, d)
     }
     fn assign_top2(
         &self,
-        x: MatRef<'_, f64>,
-        n: &[f64],
-        c: MatRef<'_, f64>,
+        x: MatRef<'_, T>,
+        n: &[T],
+        c: MatRef<'_, T>,
         l: &mut [u32],
-        d: &mut [f64],
-        second: &mut [f64],
+        d: &mut [T],
+        second: &mut [T],
     ) -> Result<()> {
         CpuKernel.assign_top2(x, n, c, l, d, second)
     }
-    fn pairwise(&self, x: MatRef<'_, f64>, n: &[f64], c: MatRef<'_, f64>, out: &mut [f64]) -> Result<()> {
+    fn pairwise(&self, x: MatRef<'_, T>, n: &[T], c: MatRef<'_, T>, out: &mut [T]) -> Result<()> {
         CpuKernel.pairwise(x, n, c, out)
     }
 }
 
 /// Sums kept between passes (the rows whose labels changed moved) give the fit of sums made
-/// afresh every pass: dense and bounded, through empty-cluster repairs, with weights.
+/// afresh every pass, and the inertia of each pass taken from them the measured one: dense
+/// and bounded, through empty-cluster repairs, with weights, near the origin and far from it.
 #[test]
 fn moved_sums_give_the_fit_of_fresh_sums() {
     let (n, d, k) = (3000, 8, 24);
@@ -182,15 +183,63 @@ fn moved_sums_give_the_fit_of_fresh_sums() {
     let xm = MatRef::new(&x, n, d).unwrap();
     // Copies of row 1 start empty and are repaired.
     let init: Vec<f64> = (0..k).flat_map(|j| xm.row(if j % 5 == 1 { 1 } else { j * 97 + 1 }).to_vec()).collect();
-    for (algorithm, weights) in
-        [(Algorithm::Dense, None), (Algorithm::Bounded, None), (Algorithm::Bounded, Some(&weights[..]))]
-    {
+    // The same rows far from the origin: the inertia from the sums must not cancel away.
+    let far: Vec<f64> = x.iter().map(|v| v + 1e6).collect();
+    let far_init: Vec<f64> = init.iter().map(|v| v + 1e6).collect();
+    let cases = [
+        (Algorithm::Dense, None, &x, &init),
+        (Algorithm::Bounded, None, &x, &init),
+        (Algorithm::Bounded, Some(&weights[..]), &x, &init),
+        (Algorithm::Dense, Some(&weights[..]), &far, &far_init),
+    ];
+    for (algorithm, weights, x, init) in cases {
+        let xm = MatRef::new(x, n, d).unwrap();
         let mut p = params(k);
         p.algorithm = algorithm;
-        let moved = fit(&CPU, xm, weights, &p, Init::Given(&init), &mut |_| true).unwrap();
-        let fresh = fit(&HostEngine::new(FreshSums, true), xm, weights, &p, Init::Given(&init), &mut |_| true).unwrap();
+        let moved = fit(&CPU, xm, weights, &p, Init::Given(init), &mut |_| true).unwrap();
+        let fresh = fit(&HostEngine::new(FreshSums, true), xm, weights, &p, Init::Given(init), &mut |_| true).unwrap();
         assert!(fresh.n_iter > 5, "the fit should take several iterations");
         assert_same_fit(&moved, &fresh);
+        // The last pass changed no label, so its inertia (from the sums) is the fit's, measured
+        // row by row by differences.
+        assert!(moved.n_iter < p.max_iter, "the fit should converge");
+        assert_relative_eq!(*moved.inertia_history.last().unwrap(), moved.inertia, max_relative = 1e-8);
+        // Each pass's inertia as the kernel measured it row by row (from the expanded form,
+        // which far from the origin is the less accurate one).
+        if x[0] < 1e3 {
+            assert_eq!(moved.inertia_history.len(), fresh.inertia_history.len());
+            for (a, b) in moved.inertia_history.iter().zip(&fresh.inertia_history) {
+                assert_relative_eq!(a, b, max_relative = 1e-10);
+            }
+        }
+    }
+}
+
+/// The same in float32 on the SIMD kernels' shapes, whose passes that keep their sums leave
+/// most rows unmeasured: labels and iterations as with every row measured, and each pass's
+/// inertia within float32 rounding of the measured one (the last one the fit's).
+#[test]
+fn unmeasured_passes_give_the_measured_fit_in_float32() {
+    let (n, d, k) = (4000, 64, 48);
+    let mut rng = ChaCha8Rng::seed_from_u64(14);
+    let means: Vec<f64> = (0..40 * d).map(|_| rng.random::<f64>() * 3.0).collect();
+    let x: Vec<f32> =
+        (0..n * d).map(|e| (means[((e / d) % 40) * d + e % d] + rng.random::<f64>() * 2.0 - 1.0) as f32).collect();
+    let xm = MatRef::new(&x, n, d).unwrap();
+    let init: Vec<f32> = (0..k).flat_map(|j| xm.row(j * 83).to_vec()).collect();
+    for algorithm in [Algorithm::Dense, Algorithm::Bounded] {
+        let mut p = params(k);
+        p.algorithm = algorithm;
+        let moved = fit(&CPU, xm, None, &p, Init::Given(&init), &mut |_| true).unwrap();
+        let fresh = fit(&HostEngine::new(FreshSums, true), xm, None, &p, Init::Given(&init), &mut |_| true).unwrap();
+        assert!(fresh.n_iter > 5 && moved.n_iter < p.max_iter, "{} iterations", fresh.n_iter);
+        assert_eq!(moved.labels, fresh.labels);
+        assert_eq!(moved.n_iter, fresh.n_iter);
+        assert_eq!(moved.inertia_history.len(), fresh.inertia_history.len());
+        for (a, b) in moved.inertia_history.iter().zip(&fresh.inertia_history) {
+            assert_relative_eq!(a, b, max_relative = 1e-6);
+        }
+        assert_relative_eq!(*moved.inertia_history.last().unwrap(), moved.inertia, max_relative = 1e-9);
     }
 }
 

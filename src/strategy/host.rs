@@ -9,7 +9,7 @@ use crate::kernel::{assign_accumulate_in_chunks, assign_in_chunks, move_rows, Cl
 use crate::matrix::{weighted_sum, MatRef, Points};
 use crate::monitor::KeepGoing;
 use crate::scalar::Scalar;
-use crate::update::{average, empty_clusters, relocate_empty_clusters, squared_shift};
+use crate::update::{average, empty_clusters, relocate_empty_clusters, squared_shift, InertiaBySums};
 
 /// How one host pass finds every row's nearest centroid.
 pub trait HostPass<T: Scalar> {
@@ -24,10 +24,11 @@ pub trait HostPass<T: Scalar> {
         keep_going: KeepGoing<'_>,
     ) -> Result<ClusterSums>;
 
-    /// Labels and squared distances of every row for `centroids`, as
-    /// [`assign_sum`](HostPass::assign_sum) gives them, without the sums (its caller moves
-    /// the rows whose labels changed). `false`, having done nothing: this pass's distances
-    /// come with its sums; call `assign_sum`.
+    /// Labels of every row for `centroids`, as [`assign_sum`](HostPass::assign_sum) gives
+    /// them, without the sums (its caller moves the rows whose labels changed) and with
+    /// distances that may be only within the kernel's error bound (its caller takes the
+    /// inertia from the sums). `false`, having done nothing: this pass's distances come with
+    /// its sums; call `assign_sum`.
     fn assign_measure(
         &mut self,
         kernel: &dyn Kernel<T>,
@@ -150,6 +151,8 @@ pub struct HostLloyd<'s, T, P> {
     /// The sums of `labels_old` (before any empty-cluster repair), where the kernel lets a
     /// pass move the rows whose labels changed instead of summing every row again.
     kept: Option<ClusterSums>,
+    /// The inertia of passes that keep their sums (they need not measure each row).
+    by_sums: Option<InertiaBySums>,
     spherical: bool,
     pass: P,
 }
@@ -169,30 +172,40 @@ impl<'s, T: Scalar, P: HostPass<T>> HostLloyd<'s, T, P> {
             labels_old: vec![u32::MAX; n],
             distances: vec![T::zero(); n],
             kept: None,
+            by_sums: None,
             spherical,
             pass,
         }
     }
 
-    /// The pass's labels, distances and sums: the sums of the last pass with the rows whose
-    /// labels changed moved, where few changed and the pass measures apart from its sums.
-    fn assign_sum(&mut self, centroids: MatRef<'_, T>, keep_going: KeepGoing<'_>) -> Result<ClusterSums> {
+    /// The pass's labels, sums and inertia. Where the kernel lets it and the pass can, the
+    /// sums are the last pass's with the rows whose labels changed moved (or, where many
+    /// changed, summed afresh), and the inertia comes from them; else the pass makes its sums
+    /// and measures every row's distance.
+    fn assign_sum(&mut self, centroids: MatRef<'_, T>, keep_going: KeepGoing<'_>) -> Result<(ClusterSums, f64)> {
         let (kernel, points) = (self.kernel, self.points);
-        let Some(mut kept) = self.kept.take() else {
-            return self.pass.assign_sum(kernel, points, centroids, &mut self.labels, &mut self.distances, keep_going);
+        let (labels, distances) = (&mut self.labels, &mut self.distances);
+        let kept = match self.kept.take() {
+            Some(kept) if self.pass.assign_measure(kernel, points, centroids, labels, distances, keep_going)? => kept,
+            _ => {
+                let sums = self.pass.assign_sum(kernel, points, centroids, labels, distances, keep_going)?;
+                return Ok((sums, weighted_sum(distances, points.weights)));
+            }
         };
-        if !self.pass.assign_measure(kernel, points, centroids, &mut self.labels, &mut self.distances, keep_going)? {
-            return self.pass.assign_sum(kernel, points, centroids, &mut self.labels, &mut self.distances, keep_going);
-        }
-        let moves: Vec<Move> = (self.labels.iter().zip(&self.labels_old).enumerate())
+        let moves: Vec<Move> = (labels.iter().zip(&self.labels_old).enumerate())
             .filter(|(_, (new, old))| new != old)
             .map(|(row, (&new, &old))| Move { row, old, new })
             .collect();
-        if moves.len() as f64 > MOVED_SHARE * points.rows() as f64 {
-            return kernel.accumulate(points.x, points.weights, &self.labels, centroids.rows());
-        }
-        move_rows(points.x, points.weights, &self.labels, &moves, &mut kept);
-        Ok(kept)
+        let sums = if moves.len() as f64 > MOVED_SHARE * points.rows() as f64 {
+            kernel.accumulate(points.x, points.weights, labels, centroids.rows())?
+        } else {
+            let mut kept = kept;
+            move_rows(points.x, points.weights, labels, &moves, &mut kept);
+            kept
+        };
+        let by_sums = self.by_sums.get_or_insert_with(|| InertiaBySums::new(points.x, centroids.as_slice()));
+        let inertia = by_sums.inertia(&sums, centroids.as_slice(), labels, points.weights);
+        Ok((sums, inertia))
     }
 }
 
@@ -201,9 +214,9 @@ impl<T: Scalar, P: HostPass<T>> LloydStep<T> for HostLloyd<'_, T, P> {
         let (x, d) = (self.points.x, self.points.cols());
         let centroids = std::mem::take(&mut self.centroids);
         let current = MatRef::new(&centroids, centroids.len() / d, d)?;
-        let sums = self.assign_sum(current, keep_going);
+        let pass = self.assign_sum(current, keep_going);
         self.centroids = centroids;
-        let sums = sums?;
+        let (sums, inertia) = pass?;
         // The repair changes the sums but not the labels: the kept sums stay those of the labels.
         let repaired = (!empty_clusters(&sums).is_empty()).then(|| {
             let mut repaired = sums.clone();
@@ -219,7 +232,7 @@ impl<T: Scalar, P: HostPass<T>> LloydStep<T> for HostLloyd<'_, T, P> {
         self.centroids = updated;
         let labels_changed = self.labels != self.labels_old;
         self.labels_old.copy_from_slice(&self.labels);
-        Ok(StepReport { inertia: weighted_sum(&self.distances, self.points.weights), center_shift, labels_changed })
+        Ok(StepReport { inertia, center_shift, labels_changed })
     }
 
     fn finish(mut self: Box<Self>, labels_current: bool, keep_going: KeepGoing<'_>) -> Result<Assignment<T>> {

@@ -41,16 +41,17 @@ pub(super) unsafe fn settle_block(
     let k = centroids.rows();
     let mut candidates = Vec::new();
     let mut partials: Vec<f32> = Vec::new();
+    let measure = !matches!(extra, Extra::Unmeasured);
     for r in 0..labels.len() {
         let row_dots = &block.dots[r * block.padded..r * block.padded + k];
         let x_sq = block.norms[r] as f64;
         let error = bound.of_row(block.row_norms.rounded[r], block.row_norms.residual[r], x_sq);
         let row = Row { x: block.rows.row(r), dots: row_dots, x_sq, error, unrounded: bound.unrounded.as_deref() };
-        let (label, distance, runner_up) = settle_row(&row, c_norms, centroids, &mut candidates);
+        let (label, distance, runner_up) = settle_row(&row, c_norms, centroids, measure, &mut candidates);
         labels[r] = label;
         distances[r] = distance as f32;
         match extra {
-            Extra::None => {}
+            Extra::None | Extra::Unmeasured => {}
             // Rounded down, so that it stays a lower bound, and never below the row's own
             // distance (a runner-up is at least as far, up to rounding).
             Extra::RunnerUp(second) => second[r] = round_down(runner_up).max(distances[r]),
@@ -91,12 +92,14 @@ struct Row<'a> {
 /// bound. Where several centroids lie within twice the bound of the best, and the kind
 /// rounded the rows, their partial distances are computed again in float32 from the row
 /// and centroids as they are (a bound a few hundred times tighter), and only those still
-/// within twice that bound of the best are measured exactly. `candidates` is scratch space.
+/// within twice that bound of the best are measured exactly. Without `measure`, a row
+/// with no near tie keeps its computed distance. `candidates` is scratch space.
 #[inline(always)]
 fn settle_row(
     row: &Row<'_>,
     c_norms: &[f32],
     centroids: MatRef<'_, f32>,
+    measure: bool,
     candidates: &mut Vec<(usize, f32)>,
 ) -> (u32, f64, f64) {
     let (x, dots, x_sq, error) = (row.x, row.dots, row.x_sq, row.error);
@@ -109,8 +112,8 @@ fn settle_row(
     // Values so large that the float32 partials overflow: every centroid is measured.
     let everything = !(best.is_finite() && error.is_finite());
     if !everything && runner_up > best + 2.0 * error {
-        let exact = exact_sq_distance(x, centroids.row(best_j));
-        return (best_j as u32, exact, outside.max(0.0));
+        let distance = if measure { exact_sq_distance(x, centroids.row(best_j)) } else { (best + x_sq).max(0.0) };
+        return (best_j as u32, distance, outside.max(0.0));
     }
     let limit = (!everything).then_some((best + 2.0 * error) as f32);
     let mut nearest =

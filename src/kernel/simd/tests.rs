@@ -75,7 +75,7 @@ fn dots_match_float64_sums_of_the_same_values() {
 /// within the error bound: labels must be the exact nearest centroids (float64 by
 /// differences, ties to the lowest index), distances exact rounded once, and `second` a lower
 /// bound on the true runner-up, never below the row's own distance; a listed subset of the
-/// rows gets what the whole gave them.
+/// rows gets what the whole gave them, and labels only the same labels.
 #[test]
 fn labels_are_exact_and_second_is_a_lower_bound() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
@@ -102,6 +102,16 @@ fn labels_are_exact_and_second_is_a_lower_bound() {
             assign(kind, xm, &row_sq_norms(xm), cm, &mut plain_labels, &mut plain_dist, Extra::None);
             assert_eq!(plain_labels, labels);
             assert_eq!(plain_dist, dist);
+            // Labels only: the same labels, and distances within the products' error.
+            let (mut unmeasured_labels, mut unmeasured_dist) = (vec![0u32; n], vec![0f32; n]);
+            assign(kind, xm, &row_sq_norms(xm), cm, &mut unmeasured_labels, &mut unmeasured_dist, Extra::Unmeasured);
+            assert_eq!(unmeasured_labels, labels, "{kind:?}");
+            let c_max = (0..k).map(|j| cm.row(j).iter().map(|&v| (v as f64).powi(2)).sum::<f64>()).fold(0.0, f64::max);
+            for i in 0..n {
+                let x_sq: f64 = xm.row(i).iter().map(|&v| (v as f64).powi(2)).sum();
+                let slack = 0.02 * (x_sq + c_max);
+                assert!((unmeasured_dist[i] as f64 - dist[i] as f64).abs() <= slack, "{kind:?} row {i}");
+            }
             // A listed subset of the rows (out of order, one listed twice) as the whole gives them.
             let subset: Vec<usize> = (0..n).rev().step_by(3).chain([n / 2, n / 2]).collect();
             let m = subset.len();
