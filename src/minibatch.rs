@@ -190,7 +190,7 @@ impl<T: Scalar> MiniBatchRows<T> for DenseRows<'_, T> {
         let norms = kernel.row_sq_norms(self.x)?;
         let (mut labels, mut approx) = (vec![0u32; n], vec![T::zero(); n]);
         let centroids = MatRef::new(centroids, centroids.len() / d.max(1), d)?;
-        assign_in_chunks(kernel, self.x, &norms, centroids, &mut labels, &mut approx, keep_going)?;
+        assign_in_chunks(kernel, self.x, &norms, None, centroids, &mut labels, &mut approx, keep_going)?;
         let (distances, inertia) = kernel.labelled_sq_distances(self.x, self.weights, centroids, &labels)?;
         Ok((labels, distances, inertia))
     }

@@ -93,9 +93,10 @@ pub fn report(monitor: Monitor<'_>, progress: Progress) -> Result<()> {
 const FLOPS_PER_CHECK: usize = 1 << 35;
 
 /// Rows per kernel call when a pass is split for interrupt checks (fixed by the shapes, never
-/// by the thread count, so results stay reproducible).
+/// by the thread count, so results stay reproducible): whole pieces of 64 rows, so that each
+/// chunk starts where a kernel's kept rows start a tile (`Kernel::keep_rows`).
 pub fn rows_per_check(k: usize, d: usize) -> usize {
-    (FLOPS_PER_CHECK / (2 * k * d).max(1)).max(4096)
+    (FLOPS_PER_CHECK / (2 * k * d).max(1)).max(4096).next_multiple_of(64)
 }
 
 /// The one interruptible chunk loop: calls `work(start, end)` on consecutive runs of `step`

@@ -93,7 +93,7 @@ fn assign_t<'py, T: EngineFor>(
         let norms = kernel.row_sq_norms(data)?;
         let mut labels = vec![0u32; n];
         let mut approx = vec![T::zero(); n];
-        assign_in_chunks(kernel, data, &norms, cents, &mut labels, &mut approx, &mut || {
+        assign_in_chunks(kernel, data, &norms, None, cents, &mut labels, &mut approx, &mut || {
             monitor(&Progress::block(0, 0))
         })?;
         let (distances, inertia) = kernel.labelled_sq_distances(data, w, cents, &labels)?;

@@ -5,7 +5,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::simd::{self, Dots};
-use super::{ClusterSums, Kernel, SeedingScreen};
+use super::{ClusterSums, KeptRows, Kernel, SeedingScreen};
 use crate::error::Result;
 use crate::matrix::{exact_sq_distance, row_sq_norms, MatRef};
 use crate::scalar::Scalar;
@@ -283,7 +283,7 @@ fn thin_dots<T: Scalar>(x: MatRef<'_, T>, centroids: MatRef<'_, T>, out: &mut [T
 fn on_simd_kernels<T: Scalar>(
     x: MatRef<'_, T>,
     x_sq_norms: &[T],
-    subset: Option<&[usize]>,
+    which: Which<'_>,
     centroids: MatRef<'_, T>,
     labels: &mut [u32],
     distances: &mut [T],
@@ -313,8 +313,21 @@ fn on_simd_kernels<T: Scalar>(
             None => return false,
         },
     };
-    simd::assign_rows(kind, rows, norms, subset, centres, labels, distances, extra);
+    let rows = match which {
+        Which::All => simd::Rows::All(rows),
+        Which::Listed(listed) => simd::Rows::Listed(rows, listed),
+        Which::Kept(kept, first) => simd::Rows::Kept(rows, kept, first),
+    };
+    simd::assign_rows(kind, rows, norms, centres, labels, distances, extra);
     true
+}
+
+/// Which rows of `x` an assignment on the SIMD kernels takes, and from where (see
+/// [`simd::Rows`]).
+enum Which<'a> {
+    All,
+    Listed(&'a [usize]),
+    Kept(&'a simd::RoundedRows, usize),
 }
 
 /// [`simd::Extra`] in the data's float type.
@@ -337,7 +350,7 @@ fn assign_blocks<T: Scalar, const TOP2: bool>(
     second: &mut [T],
 ) {
     let extra = if TOP2 { Extra::RunnerUp(&mut *second) } else { Extra::None };
-    if !on_simd_kernels(x, x_sq_norms, None, centroids, labels, distances, extra) {
+    if !on_simd_kernels(x, x_sq_norms, Which::All, centroids, labels, distances, extra) {
         gemm_blocks::<T, TOP2>(x, x_sq_norms, centroids, labels, distances, second);
     }
 }
@@ -467,21 +480,33 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         second: &mut [T],
     ) -> Result<()> {
         let extra = Extra::RunnerUp(&mut *second);
-        if on_simd_kernels(x, x_sq_norms, Some(rows), centroids, labels, distances, extra) {
+        if on_simd_kernels(x, x_sq_norms, Which::Listed(rows), centroids, labels, distances, extra) {
             return Ok(());
         }
         super::assign_top2_of_gathered(self, x, x_sq_norms, rows, centroids, labels, distances, second)
+    }
+
+    fn keep_rows(&self, x: MatRef<'_, T>) -> Option<KeptRows> {
+        if x.cols() < SIMD_MIN {
+            return None;
+        }
+        simd::RoundedRows::new(Dots::chosen()?, x.as_f32()?).map(KeptRows::new)
     }
 
     fn assign_labels(
         &self,
         x: MatRef<'_, T>,
         x_sq_norms: &[T],
+        kept: Option<(&KeptRows, usize)>,
         centroids: MatRef<'_, T>,
         labels: &mut [u32],
         distances: &mut [T],
     ) -> Result<()> {
-        if !on_simd_kernels(x, x_sq_norms, None, centroids, labels, distances, Extra::Unmeasured) {
+        let which = match kept.and_then(|(kept, first)| Some((kept.get::<simd::RoundedRows>()?, first))) {
+            Some((kept, first)) => Which::Kept(kept, first),
+            None => Which::All,
+        };
+        if !on_simd_kernels(x, x_sq_norms, which, centroids, labels, distances, Extra::Unmeasured) {
             assign_blocks::<T, false>(x, x_sq_norms, centroids, labels, distances, &mut []);
         }
         Ok(())
@@ -513,7 +538,7 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         lower: &mut [T],
     ) -> Result<()> {
         let extra = Extra::Groups { members, lower: &mut *lower };
-        if on_simd_kernels(x, x_sq_norms, None, centroids, labels, distances, extra) {
+        if on_simd_kernels(x, x_sq_norms, Which::All, centroids, labels, distances, extra) {
             return Ok(());
         }
         self.assign(x, x_sq_norms, centroids, labels, distances)?;

@@ -41,15 +41,26 @@ pub trait Kernel<T: Scalar>: Sync {
     /// kernel's error bound of the exact one (a kernel that decides most rows from computed
     /// products may skip measuring them): for a Lloyd pass that takes its inertia from the
     /// cluster sums. The default is `assign`.
+    /// With `kept` (rows this kernel kept of a matrix `x` is rows `first..` of,
+    /// [`keep_rows`](Kernel::keep_rows)), the products read them instead of `x`.
     fn assign_labels(
         &self,
         x: MatRef<'_, T>,
         x_sq_norms: &[T],
+        _kept: Option<(&KeptRows, usize)>,
         centroids: MatRef<'_, T>,
         labels: &mut [u32],
         distances: &mut [T],
     ) -> Result<()> {
         self.assign(x, x_sq_norms, centroids, labels, distances)
+    }
+
+    /// The rows of `x` in the form this kernel's products read them, kept for passes over the
+    /// same rows ([`assign_labels`](Kernel::assign_labels)); `None` where it reads them as
+    /// they are. The cpu kernel's bfloat16 kinds keep the rows rounded once: half the bytes
+    /// of float32 (a copy of half the data's size), and no rounding per pass.
+    fn keep_rows(&self, _x: MatRef<'_, T>) -> Option<KeptRows> {
+        None
     }
 
     /// [`assign`](Kernel::assign), plus each row's squared distance to its second-nearest
@@ -359,6 +370,20 @@ pub fn centred_f32_error_bound(d: usize) -> f64 {
     partial_error_bound::<f32>(d) + 4.0 * f32::EPSILON as f64 / 2.0
 }
 
+/// Rows a kernel kept of a matrix ([`Kernel::keep_rows`]), in whatever form it reads them.
+pub struct KeptRows(Box<dyn std::any::Any + Send + Sync>);
+
+impl KeptRows {
+    pub fn new<R: std::any::Any + Send + Sync>(rows: R) -> Self {
+        Self(Box::new(rows))
+    }
+
+    /// The rows as the kernel that kept them made them.
+    pub fn get<R: std::any::Any>(&self) -> Option<&R> {
+        self.0.downcast_ref()
+    }
+}
+
 /// Per-cluster weighted coordinate sums and weights.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSums {
@@ -407,12 +432,14 @@ pub fn assign_accumulate_in_chunks<T: Scalar, K: Kernel<T> + ?Sized>(
     Ok(total)
 }
 
-/// [`Kernel::assign_labels`] over chunks of rows, asking `keep_going` between chunks:
-/// labels, with distances only within the kernel's error bound.
+/// [`Kernel::assign_labels`] over chunks of rows (of `kept`, rows the kernel kept of `x`,
+/// where given), asking `keep_going` between chunks: labels, with distances only within the
+/// kernel's error bound.
 pub fn assign_in_chunks<T: Scalar, K: Kernel<T> + ?Sized>(
     kernel: &K,
     x: MatRef<'_, T>,
     x_sq_norms: &[T],
+    kept: Option<&KeptRows>,
     centroids: MatRef<'_, T>,
     labels: &mut [u32],
     distances: &mut [T],
@@ -423,6 +450,7 @@ pub fn assign_in_chunks<T: Scalar, K: Kernel<T> + ?Sized>(
         kernel.assign_labels(
             x.slice_rows(start, end),
             &x_sq_norms[start..end],
+            kept.map(|kept| (kept, start)),
             centroids,
             &mut labels[start..end],
             &mut distances[start..end],

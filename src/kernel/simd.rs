@@ -161,6 +161,56 @@ struct RowNorms {
     residual: Vec<f64>,
 }
 
+/// Rows per piece of [`RoundedRows`]: whole tiles of every kind.
+const PIECE_ROWS: usize = 64;
+
+/// A matrix's rows rounded once, laid out as a kind's products read them, with their norms'
+/// bounds: passes over the same rows read half the bytes of float32 and round nothing.
+pub struct RoundedRows {
+    kind: Dots,
+    rows: usize,
+    cols: usize,
+    words: Vec<u32>,
+    norms: RowNorms,
+}
+
+impl RoundedRows {
+    /// `x` rounded for `kind`; `None` for a kind that reads float32 rows as they are, or one
+    /// this CPU lacks.
+    pub fn new(kind: Dots, x: MatRef<'_, f32>) -> Option<Self> {
+        if kind == Dots::F32 || !kind.supported() {
+            return None;
+        }
+        let (n, d) = (x.rows(), x.cols());
+        let depth = kind.layout(d).depth;
+        let mut words = vec![0u32; n.next_multiple_of(PIECE_ROWS) * depth];
+        let pieces: Vec<RowNorms> = words
+            .par_chunks_mut((PIECE_ROWS * depth).max(1))
+            .enumerate()
+            .map(|(p, words)| {
+                let rows = x.slice_rows(p * PIECE_ROWS, ((p + 1) * PIECE_ROWS).min(n));
+                round_rows(rows, depth, kind == Dots::Amx, words)
+            })
+            .collect();
+        let norms = RowNorms {
+            rounded: pieces.iter().flat_map(|p| p.rounded.iter().copied()).collect(),
+            residual: pieces.iter().flat_map(|p| p.residual.iter().copied()).collect(),
+        };
+        Some(Self { kind, rows: n, cols: d, words, norms })
+    }
+
+    /// Whether the rows `first..first + rows.rows()` kept here can stand for `rows` in a pass
+    /// of `kind` (the caller vouches that they are those rows): the same kind and width, and
+    /// `first` where a tile starts.
+    fn serves(&self, kind: Dots, first: usize, rows: MatRef<'_, f32>) -> bool {
+        let layout = kind.layout(rows.cols());
+        self.kind == kind
+            && self.cols == rows.cols()
+            && first.is_multiple_of(layout.rows)
+            && first + rows.rows() <= self.rows
+    }
+}
+
 /// How a kind lays out rows and centroids: `depth` steps per row (zero-padded), centroids
 /// padded to a multiple of `cols`, rows of a block to a multiple of `rows`.
 #[derive(Debug, Clone, Copy)]
@@ -201,23 +251,38 @@ pub fn assign(
     distances: &mut [f32],
     extra: Extra<'_>,
 ) {
-    assign_rows(kind, x, x_sq_norms, None, centroids, labels, distances, extra)
+    assign_rows(kind, Rows::All(x), x_sq_norms, centroids, labels, distances, extra)
 }
 
-/// [`assign`] of the rows `subset` of `x` where given (`labels`, `distances` and `extra` then
-/// hold one entry per listed row; `x_sq_norms` are every row's): each block copies its rows
-/// into a buffer of its own, in cache, instead of the caller gathering them all first.
-#[allow(clippy::too_many_arguments)]
+/// The rows of an assignment.
+#[derive(Clone, Copy)]
+pub enum Rows<'a> {
+    /// Every row of the matrix.
+    All(MatRef<'a, f32>),
+    /// The listed rows of the matrix (one label, distance and bound per listed row; norms
+    /// are every row's): each block copies its rows into a buffer of its own, in cache,
+    /// instead of the caller gathering them all first.
+    Listed(MatRef<'a, f32>, &'a [usize]),
+    /// Every row of the matrix, whose rounded words are those of rows `first..` of `kept`
+    /// (where they serve the kind; else the rows are rounded as ever).
+    Kept(MatRef<'a, f32>, &'a RoundedRows, usize),
+}
+
+/// [`assign`] of the rows `rows` says.
 pub fn assign_rows(
     kind: Dots,
-    x: MatRef<'_, f32>,
+    rows: Rows<'_>,
     x_sq_norms: &[f32],
-    subset: Option<&[usize]>,
     centroids: MatRef<'_, f32>,
     labels: &mut [u32],
     distances: &mut [f32],
     extra: Extra<'_>,
 ) {
+    let (x, subset, kept) = match rows {
+        Rows::All(x) => (x, None, None),
+        Rows::Listed(x, listed) => (x, Some(listed), None),
+        Rows::Kept(x, kept, first) => (x, None, kept.serves(kind, first, x).then_some((kept, first))),
+    };
     assert!(kind.supported(), "{kind:?} kernels on a CPU without them");
     assert_eq!(labels.len(), subset.map_or(x.rows(), <[usize]>::len), "one label per row assigned");
     let d = x.cols();
@@ -238,7 +303,7 @@ pub fn assign_rows(
             lower.chunks_mut(block * members.len().max(1)).map(|lower| Extra::Groups { members, lower }).collect()
         }
     };
-    let words_per_block = if kind == Dots::F32 { 0 } else { block * depth };
+    let words_per_block = if kind == Dots::F32 || kept.is_some() { 0 } else { block * depth };
     let copied_per_block = if subset.is_some() { block } else { 0 };
     labels
         .par_chunks_mut(block)
@@ -270,17 +335,28 @@ pub fn assign_rows(
                         (rows, &copied_norms[..m])
                     }
                 };
-                let (a, row_norms): (&[u32], RowNorms) = match kind {
-                    Dots::F32 => (as_words(rows.as_slice()), exact_row_norms(norms, d)),
-                    Dots::Bf16 | Dots::Amx => {
-                        let row_norms = round_rows(rows, depth, kind == Dots::Amx, &mut words[..tiled * depth]);
-                        (&words[..tiled * depth], row_norms)
+                let made;
+                let (a, rounded, residual): (&[u32], &[f64], &[f64]) = match (kind, kept) {
+                    (Dots::F32, _) => {
+                        made = exact_row_norms(norms, d);
+                        (as_words(rows.as_slice()), &made.rounded, &made.residual)
+                    }
+                    // `first + start` starts a tile (`serves`), and the kept words run to a
+                    // whole piece past the last row: `tiled` rows' words are there.
+                    (_, Some((kept, first))) => {
+                        let at = first + start;
+                        let a = &kept.words[at * depth..(at + tiled) * depth];
+                        (a, &kept.norms.rounded[at..at + m], &kept.norms.residual[at..at + m])
+                    }
+                    (Dots::Bf16 | Dots::Amx, None) => {
+                        made = round_rows(rows, depth, kind == Dots::Amx, &mut words[..tiled * depth]);
+                        (&words[..tiled * depth], &made.rounded, &made.residual)
                     }
                 };
                 // SAFETY: `kind` is supported (asserted above); `a` holds `tiled × depth`
                 // words, the strips `padded × depth`, and `dots` `tiled × padded` values.
                 unsafe { kernel_dots(kind, a, tiled, depth, &packed.strips, padded, &mut dots[..tiled * padded]) };
-                let block = Block { rows, norms, row_norms: &row_norms, dots: &dots[..], padded };
+                let block = Block { rows, norms, rounded, residual, dots: &dots[..], padded };
                 // SAFETY: every kind runs on AVX-512F (`kind.supported()`, asserted above).
                 unsafe { settle_block(&block, &packed.c_norms, centroids, &bound, labels, distances, extra) };
             },

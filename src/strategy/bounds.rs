@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::host::{DensePass, HostPass};
 use crate::error::Result;
-use crate::kernel::{partial_error_bound, ClusterSums, Kernel};
+use crate::kernel::{partial_error_bound, ClusterSums, KeptRows, Kernel};
 use crate::matrix::{row_sq_norms, sq_distance, MatRef, Points, REDUCE_CHUNK};
 use crate::monitor::{for_each_chunk, KeepGoing};
 use crate::scalar::Scalar;
@@ -277,16 +277,16 @@ impl<T: Scalar> HostPass<T> for BoundedPass {
         &mut self,
         kernel: &dyn Kernel<T>,
         points: Points<'_, T>,
+        kept: Option<&KeptRows>,
         centroids: MatRef<'_, T>,
         labels: &mut [u32],
         distances: &mut [T],
         keep_going: KeepGoing<'_>,
-    ) -> Result<bool> {
+    ) -> Result<()> {
         if self.dense_now() {
-            return DensePass.assign_measure(kernel, points, centroids, labels, distances, keep_going);
+            return DensePass.assign_measure(kernel, points, kept, centroids, labels, distances, keep_going);
         }
-        self.measure(kernel, points, centroids, labels, distances, keep_going)?;
-        Ok(true)
+        self.measure(kernel, points, centroids, labels, distances, keep_going)
     }
 
     fn assign(

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use super::bounds::centroid_shifts;
 use super::host::{DensePass, HostPass};
 use crate::error::Result;
-use crate::kernel::{partial_error_bound, ClusterSums, Kernel};
+use crate::kernel::{partial_error_bound, ClusterSums, KeptRows, Kernel};
 use crate::matrix::{MatRef, Points};
 use crate::monitor::{for_each_chunk, KeepGoing};
 use crate::scalar::Scalar;
@@ -304,17 +304,22 @@ impl<T: Scalar> HostPass<T> for GroupedPass {
         kernel.accumulate_measuring(points.x, points.weights, labels, centroids, distances)
     }
 
-    /// Rows the bounds settle are measured with the sums: always `assign_sum`.
+    /// Rows the bounds settle are measured with the sums: the caller calls `assign_sum`.
+    fn measures_apart(&self) -> bool {
+        false
+    }
+
     fn assign_measure(
         &mut self,
-        _kernel: &dyn Kernel<T>,
-        _points: Points<'_, T>,
-        _centroids: MatRef<'_, T>,
-        _labels: &mut [u32],
-        _distances: &mut [T],
-        _keep_going: KeepGoing<'_>,
-    ) -> Result<bool> {
-        Ok(false)
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        _kept: Option<&KeptRows>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<()> {
+        self.assign_sum(kernel, points, centroids, labels, distances, keep_going).map(drop)
     }
 
     fn assign(

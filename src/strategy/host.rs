@@ -5,7 +5,7 @@
 
 use super::{Assignment, LloydStep, StepReport};
 use crate::error::Result;
-use crate::kernel::{assign_accumulate_in_chunks, assign_in_chunks, move_rows, ClusterSums, Kernel, Move};
+use crate::kernel::{assign_accumulate_in_chunks, assign_in_chunks, move_rows, ClusterSums, KeptRows, Kernel, Move};
 use crate::matrix::{weighted_sum, MatRef, Points};
 use crate::monitor::KeepGoing;
 use crate::scalar::Scalar;
@@ -24,20 +24,26 @@ pub trait HostPass<T: Scalar> {
         keep_going: KeepGoing<'_>,
     ) -> Result<ClusterSums>;
 
+    /// Whether [`assign_measure`](HostPass::assign_measure) saves work: not where a pass's
+    /// distances come with its sums.
+    fn measures_apart(&self) -> bool {
+        true
+    }
+
     /// Labels of every row for `centroids`, as [`assign_sum`](HostPass::assign_sum) gives
     /// them, without the sums (its caller moves the rows whose labels changed) and with
     /// distances that may be only within the kernel's error bound (its caller takes the
-    /// inertia from the sums). `false`, having done nothing: this pass's distances come with
-    /// its sums; call `assign_sum`.
+    /// inertia from the sums). `kept`: the rows as the kernel kept them, for its products.
     fn assign_measure(
         &mut self,
         kernel: &dyn Kernel<T>,
         points: Points<'_, T>,
+        kept: Option<&KeptRows>,
         centroids: MatRef<'_, T>,
         labels: &mut [u32],
         distances: &mut [T],
         keep_going: KeepGoing<'_>,
-    ) -> Result<bool>;
+    ) -> Result<()>;
 
     /// Labels only (the final assignment; its caller measures the distances): `distances`
     /// holds the pass's working values, as `assign_sum` left them and it leaves them.
@@ -73,12 +79,17 @@ impl<T: Scalar, P: HostPass<T>> HostPass<T> for &mut P {
         &mut self,
         kernel: &dyn Kernel<T>,
         points: Points<'_, T>,
+        kept: Option<&KeptRows>,
         centroids: MatRef<'_, T>,
         labels: &mut [u32],
         distances: &mut [T],
         keep_going: KeepGoing<'_>,
-    ) -> Result<bool> {
-        (**self).assign_measure(kernel, points, centroids, labels, distances, keep_going)
+    ) -> Result<()> {
+        (**self).assign_measure(kernel, points, kept, centroids, labels, distances, keep_going)
+    }
+
+    fn measures_apart(&self) -> bool {
+        (**self).measures_apart()
     }
 
     fn assign(
@@ -118,13 +129,14 @@ impl<T: Scalar> HostPass<T> for DensePass {
         &mut self,
         kernel: &dyn Kernel<T>,
         points: Points<'_, T>,
+        kept: Option<&KeptRows>,
         centroids: MatRef<'_, T>,
         labels: &mut [u32],
         distances: &mut [T],
         keep_going: KeepGoing<'_>,
-    ) -> Result<bool> {
-        self.assign(kernel, points, centroids, labels, distances, keep_going)?;
-        Ok(true)
+    ) -> Result<()> {
+        let (x, x_sq_norms) = (points.x, points.x_sq_norms);
+        assign_in_chunks(kernel, x, x_sq_norms, kept, centroids, labels, distances, keep_going)
     }
 
     fn assign(
@@ -136,7 +148,7 @@ impl<T: Scalar> HostPass<T> for DensePass {
         distances: &mut [T],
         keep_going: KeepGoing<'_>,
     ) -> Result<()> {
-        assign_in_chunks(kernel, points.x, points.x_sq_norms, centroids, labels, distances, keep_going)
+        assign_in_chunks(kernel, points.x, points.x_sq_norms, None, centroids, labels, distances, keep_going)
     }
 }
 
@@ -153,6 +165,9 @@ pub struct HostLloyd<'s, T, P> {
     kept: Option<ClusterSums>,
     /// The inertia of passes that keep their sums (they need not measure each row).
     by_sums: Option<InertiaBySums>,
+    /// The rows as the kernel's products read them, kept once the sums are
+    /// ([`Kernel::keep_rows`]; `Some(None)`: the kernel keeps none).
+    kept_rows: Option<Option<KeptRows>>,
     spherical: bool,
     pass: P,
 }
@@ -173,6 +188,7 @@ impl<'s, T: Scalar, P: HostPass<T>> HostLloyd<'s, T, P> {
             distances: vec![T::zero(); n],
             kept: None,
             by_sums: None,
+            kept_rows: None,
             spherical,
             pass,
         }
@@ -185,13 +201,12 @@ impl<'s, T: Scalar, P: HostPass<T>> HostLloyd<'s, T, P> {
     fn assign_sum(&mut self, centroids: MatRef<'_, T>, keep_going: KeepGoing<'_>) -> Result<(ClusterSums, f64)> {
         let (kernel, points) = (self.kernel, self.points);
         let (labels, distances) = (&mut self.labels, &mut self.distances);
-        let kept = match self.kept.take() {
-            Some(kept) if self.pass.assign_measure(kernel, points, centroids, labels, distances, keep_going)? => kept,
-            _ => {
-                let sums = self.pass.assign_sum(kernel, points, centroids, labels, distances, keep_going)?;
-                return Ok((sums, weighted_sum(distances, points.weights)));
-            }
+        let Some(kept) = self.kept.take() else {
+            let sums = self.pass.assign_sum(kernel, points, centroids, labels, distances, keep_going)?;
+            return Ok((sums, weighted_sum(distances, points.weights)));
         };
+        let rows = self.kept_rows.get_or_insert_with(|| kernel.keep_rows(points.x)).as_ref();
+        self.pass.assign_measure(kernel, points, rows, centroids, labels, distances, keep_going)?;
         let moves: Vec<Move> = (labels.iter().zip(&self.labels_old).enumerate())
             .filter(|(_, (new, old))| new != old)
             .map(|(row, (&new, &old))| Move { row, old, new })
@@ -224,7 +239,7 @@ impl<T: Scalar, P: HostPass<T>> LloydStep<T> for HostLloyd<'_, T, P> {
             repaired
         });
         let updated = average(repaired.as_ref().unwrap_or(&sums), &self.centroids, d, self.spherical);
-        if self.kernel.moves_rows() {
+        if self.kernel.moves_rows() && self.pass.measures_apart() {
             self.kept = Some(sums);
         }
         let center_shift = squared_shift(&updated, &self.centroids);

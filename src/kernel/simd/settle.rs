@@ -1,14 +1,16 @@
 //! Deciding each row from its computed dot products: the error bound of the partial
 //! distances, and the exact re-check of every centroid within twice that bound of the best.
 
-use super::{Dots, Extra, Packed, RowNorms};
+use super::{Dots, Extra, Packed};
 use crate::matrix::{exact_sq_distance, MatRef};
 
 /// One block of rows with their dot products, for [`settle_block`].
 pub(super) struct Block<'a> {
     pub rows: MatRef<'a, f32>,
     pub norms: &'a [f32],
-    pub row_norms: &'a RowNorms,
+    /// Upper bounds on the norm of each (rounded) row and of its rounding residual.
+    pub rounded: &'a [f64],
+    pub residual: &'a [f64],
     pub dots: &'a [f32],
     pub padded: usize,
 }
@@ -45,7 +47,7 @@ pub(super) unsafe fn settle_block(
     for r in 0..labels.len() {
         let row_dots = &block.dots[r * block.padded..r * block.padded + k];
         let x_sq = block.norms[r] as f64;
-        let error = bound.of_row(block.row_norms.rounded[r], block.row_norms.residual[r], x_sq);
+        let error = bound.of_row(block.rounded[r], block.residual[r], x_sq);
         let row = Row { x: block.rows.row(r), dots: row_dots, x_sq, error, unrounded: bound.unrounded.as_deref() };
         let (label, distance, runner_up) = settle_row(&row, c_norms, centroids, measure, &mut candidates);
         labels[r] = label;

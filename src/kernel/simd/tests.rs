@@ -75,7 +75,7 @@ fn dots_match_float64_sums_of_the_same_values() {
 /// within the error bound: labels must be the exact nearest centroids (float64 by
 /// differences, ties to the lowest index), distances exact rounded once, and `second` a lower
 /// bound on the true runner-up, never below the row's own distance; a listed subset of the
-/// rows gets what the whole gave them, and labels only the same labels.
+/// rows gets what the whole gave them, as do rows kept rounded, and labels only the same labels.
 #[test]
 fn labels_are_exact_and_second_is_a_lower_bound() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
@@ -112,12 +112,25 @@ fn labels_are_exact_and_second_is_a_lower_bound() {
                 let slack = 0.02 * (x_sq + c_max);
                 assert!((unmeasured_dist[i] as f64 - dist[i] as f64).abs() <= slack, "{kind:?} row {i}");
             }
+            // Rows kept rounded, for the whole and for rows from a tile's start on (and from a
+            // row that starts none, which rounds them again): what rounding each pass gives.
+            if let Some(kept) = RoundedRows::new(kind, xm) {
+                for first in [0, 64, 65] {
+                    let part = xm.slice_rows(first.min(n), n);
+                    let m = part.rows();
+                    let (mut kept_labels, mut kept_dist) = (vec![0u32; m], vec![0f32; m]);
+                    let rows = Rows::Kept(part, &kept, first);
+                    assign_rows(kind, rows, &row_sq_norms(part), cm, &mut kept_labels, &mut kept_dist, Extra::None);
+                    assert_eq!(kept_labels, labels[first.min(n)..], "{kind:?} from row {first}");
+                    assert_eq!(kept_dist, dist[first.min(n)..], "{kind:?} from row {first}");
+                }
+            }
             // A listed subset of the rows (out of order, one listed twice) as the whole gives them.
             let subset: Vec<usize> = (0..n).rev().step_by(3).chain([n / 2, n / 2]).collect();
             let m = subset.len();
             let (mut sub_labels, mut sub_dist, mut sub_second) = (vec![0u32; m], vec![0f32; m], vec![0f32; m]);
             let extra = Extra::RunnerUp(&mut sub_second);
-            assign_rows(kind, xm, &row_sq_norms(xm), Some(&subset), cm, &mut sub_labels, &mut sub_dist, extra);
+            assign_rows(kind, Rows::Listed(xm, &subset), &row_sq_norms(xm), cm, &mut sub_labels, &mut sub_dist, extra);
             for (r, &i) in subset.iter().enumerate() {
                 assert_eq!(
                     (sub_labels[r], sub_dist[r], sub_second[r]),

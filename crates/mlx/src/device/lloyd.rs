@@ -465,7 +465,7 @@ impl LloydStep<f32> for MlxLloyd<'_, '_> {
             self.last_assignment(&mut labels, &mut distances);
         } else {
             let (x, norms) = (self.points.x, self.points.x_sq_norms);
-            assign_in_chunks(self.kernel, x, norms, current, &mut labels, &mut distances, keep_going)?;
+            assign_in_chunks(self.kernel, x, norms, None, current, &mut labels, &mut distances, keep_going)?;
         }
         let (distances, inertia) =
             self.kernel.labelled_sq_distances(self.points.x, self.points.weights, current, &labels)?;
