@@ -175,14 +175,19 @@ pub struct RoundedRows {
 }
 
 impl RoundedRows {
-    /// `x` rounded for `kind`; `None` for a kind that reads float32 rows as they are, or one
-    /// this CPU lacks.
+    /// `x` rounded for `kind`; `None` for a kind that reads float32 rows as they are, one
+    /// this CPU lacks, or a width whose padded words would take over 5/8 of the data's bytes.
     pub fn new(kind: Dots, x: MatRef<'_, f32>) -> Option<Self> {
         if kind == Dots::F32 || !kind.supported() {
             return None;
         }
         let (n, d) = (x.rows(), x.cols());
         let depth = kind.layout(d).depth;
+        // A kept copy is half the data's size; where padding to whole tiles makes it much
+        // more (a few features past a multiple of 32), rounding each pass is the cheaper way.
+        if 8 * depth > 5 * d {
+            return None;
+        }
         let mut words = vec![0u32; n.next_multiple_of(PIECE_ROWS) * depth];
         let pieces: Vec<RowNorms> = words
             .par_chunks_mut((PIECE_ROWS * depth).max(1))
