@@ -288,6 +288,7 @@ fn on_simd_kernels<T: Scalar>(
     labels: &mut [u32],
     distances: &mut [T],
     extra: Extra<'_, T>,
+    measure: bool,
 ) -> bool {
     let (k, d) = (centroids.rows(), x.cols());
     let Some(kind) = Dots::chosen() else {
@@ -303,7 +304,6 @@ fn on_simd_kernels<T: Scalar>(
     };
     let extra = match extra {
         Extra::None => simd::Extra::None,
-        Extra::Unmeasured => simd::Extra::Unmeasured,
         Extra::RunnerUp(second) => match T::as_f32s_mut(second) {
             Some(second) => simd::Extra::RunnerUp(second),
             None => return false,
@@ -318,7 +318,7 @@ fn on_simd_kernels<T: Scalar>(
         Which::Listed(listed) => simd::Rows::Listed(rows, listed),
         Which::Kept(kept, first) => simd::Rows::Kept(rows, kept, first),
     };
-    simd::assign_rows(kind, rows, norms, centres, labels, distances, extra);
+    simd::assign_rows(kind, rows, norms, centres, labels, distances, extra, measure);
     true
 }
 
@@ -330,10 +330,19 @@ enum Which<'a> {
     Kept(&'a simd::RoundedRows, usize),
 }
 
+impl<'a> Which<'a> {
+    /// Every row, from the rows the kernel kept where they are given and its own.
+    fn of(kept: Option<(&'a KeptRows, usize)>) -> Self {
+        match kept.and_then(|(kept, first)| Some((kept.get::<simd::RoundedRows>()?, first))) {
+            Some((kept, first)) => Which::Kept(kept, first),
+            None => Which::All,
+        }
+    }
+}
+
 /// [`simd::Extra`] in the data's float type.
 enum Extra<'a, T> {
     None,
-    Unmeasured,
     RunnerUp(&'a mut [T]),
     Groups { members: &'a [Vec<u32>], lower: &'a mut [T] },
 }
@@ -350,7 +359,7 @@ fn assign_blocks<T: Scalar, const TOP2: bool>(
     second: &mut [T],
 ) {
     let extra = if TOP2 { Extra::RunnerUp(&mut *second) } else { Extra::None };
-    if !on_simd_kernels(x, x_sq_norms, Which::All, centroids, labels, distances, extra) {
+    if !on_simd_kernels(x, x_sq_norms, Which::All, centroids, labels, distances, extra, true) {
         gemm_blocks::<T, TOP2>(x, x_sq_norms, centroids, labels, distances, second);
     }
 }
@@ -480,7 +489,7 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         second: &mut [T],
     ) -> Result<()> {
         let extra = Extra::RunnerUp(&mut *second);
-        if on_simd_kernels(x, x_sq_norms, Which::Listed(rows), centroids, labels, distances, extra) {
+        if on_simd_kernels(x, x_sq_norms, Which::Listed(rows), centroids, labels, distances, extra, true) {
             return Ok(());
         }
         super::assign_top2_of_gathered(self, x, x_sq_norms, rows, centroids, labels, distances, second)
@@ -502,12 +511,25 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         labels: &mut [u32],
         distances: &mut [T],
     ) -> Result<()> {
-        let which = match kept.and_then(|(kept, first)| Some((kept.get::<simd::RoundedRows>()?, first))) {
-            Some((kept, first)) => Which::Kept(kept, first),
-            None => Which::All,
-        };
-        if !on_simd_kernels(x, x_sq_norms, which, centroids, labels, distances, Extra::Unmeasured) {
+        if !on_simd_kernels(x, x_sq_norms, Which::of(kept), centroids, labels, distances, Extra::None, false) {
             assign_blocks::<T, false>(x, x_sq_norms, centroids, labels, distances, &mut []);
+        }
+        Ok(())
+    }
+
+    fn assign_top2_labels(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        kept: Option<(&KeptRows, usize)>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        second: &mut [T],
+    ) -> Result<()> {
+        let extra = Extra::RunnerUp(&mut *second);
+        if !on_simd_kernels(x, x_sq_norms, Which::of(kept), centroids, labels, distances, extra, false) {
+            assign_blocks::<T, true>(x, x_sq_norms, centroids, labels, distances, second);
         }
         Ok(())
     }
@@ -538,7 +560,7 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         lower: &mut [T],
     ) -> Result<()> {
         let extra = Extra::Groups { members, lower: &mut *lower };
-        if on_simd_kernels(x, x_sq_norms, Which::All, centroids, labels, distances, extra) {
+        if on_simd_kernels(x, x_sq_norms, Which::All, centroids, labels, distances, extra, true) {
             return Ok(());
         }
         self.assign(x, x_sq_norms, centroids, labels, distances)?;

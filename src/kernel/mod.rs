@@ -55,6 +55,22 @@ pub trait Kernel<T: Scalar>: Sync {
         self.assign(x, x_sq_norms, centroids, labels, distances)
     }
 
+    /// [`assign_labels`](Kernel::assign_labels) with each row's runner-up bound in `second`,
+    /// as [`assign_top2`](Kernel::assign_top2) gives it. The default is `assign_top2`.
+    #[allow(clippy::too_many_arguments)]
+    fn assign_top2_labels(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        _kept: Option<(&KeptRows, usize)>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        second: &mut [T],
+    ) -> Result<()> {
+        self.assign_top2(x, x_sq_norms, centroids, labels, distances, second)
+    }
+
     /// The rows of `x` in the form this kernel's products read them, kept for passes over the
     /// same rows ([`assign_labels`](Kernel::assign_labels)); `None` where it reads them as
     /// they are. The cpu kernel's bfloat16 kinds keep the rows rounded once: half the bytes

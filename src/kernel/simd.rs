@@ -228,10 +228,6 @@ struct Layout {
 /// The bounds [`assign`] gives besides labels and distances.
 pub enum Extra<'a> {
     None,
-    /// Labels only: a row whose best centroid the error bound settles keeps its computed
-    /// distance (the partial distance plus its norm, within the bound) instead of being
-    /// measured exactly; rows with near ties are measured as ever.
-    Unmeasured,
     /// Per row, a lower bound on its squared distance to every centroid other than its own
     /// (within the error bound of the runner-up, never below the row's own distance).
     RunnerUp(&'a mut [f32]),
@@ -256,7 +252,7 @@ pub fn assign(
     distances: &mut [f32],
     extra: Extra<'_>,
 ) {
-    assign_rows(kind, Rows::All(x), x_sq_norms, centroids, labels, distances, extra)
+    assign_rows(kind, Rows::All(x), x_sq_norms, centroids, labels, distances, extra, true)
 }
 
 /// The rows of an assignment.
@@ -273,7 +269,10 @@ pub enum Rows<'a> {
     Kept(MatRef<'a, f32>, &'a RoundedRows, usize),
 }
 
-/// [`assign`] of the rows `rows` says.
+/// [`assign`] of the rows `rows` says. Without `measure`, a row whose best centroid the error
+/// bound settles keeps its computed distance (its partial distance plus its norm, within the
+/// bound) instead of being measured exactly; rows with near ties are measured as ever.
+#[allow(clippy::too_many_arguments)]
 pub fn assign_rows(
     kind: Dots,
     rows: Rows<'_>,
@@ -282,6 +281,7 @@ pub fn assign_rows(
     labels: &mut [u32],
     distances: &mut [f32],
     extra: Extra<'_>,
+    measure: bool,
 ) {
     let (x, subset, kept) = match rows {
         Rows::All(x) => (x, None, None),
@@ -302,7 +302,6 @@ pub fn assign_rows(
     // Each block's share of the bounds asked for.
     let mut extras: Vec<Extra<'_>> = match extra {
         Extra::None => (0..labels.len().div_ceil(block)).map(|_| Extra::None).collect(),
-        Extra::Unmeasured => (0..labels.len().div_ceil(block)).map(|_| Extra::Unmeasured).collect(),
         Extra::RunnerUp(s) => s.chunks_mut(block).map(Extra::RunnerUp).collect(),
         Extra::Groups { members, lower } => {
             lower.chunks_mut(block * members.len().max(1)).map(|lower| Extra::Groups { members, lower }).collect()
@@ -363,7 +362,7 @@ pub fn assign_rows(
                 unsafe { kernel_dots(kind, a, tiled, depth, &packed.strips, padded, &mut dots[..tiled * padded]) };
                 let block = Block { rows, norms, rounded, residual, dots: &dots[..], padded };
                 // SAFETY: every kind runs on AVX-512F (`kind.supported()`, asserted above).
-                unsafe { settle_block(&block, &packed.c_norms, centroids, &bound, labels, distances, extra) };
+                unsafe { settle_block(&block, &packed.c_norms, centroids, &bound, labels, distances, extra, measure) };
             },
         );
 }

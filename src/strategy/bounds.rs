@@ -111,6 +111,7 @@ impl BoundedPass {
             points.x_sq_norms,
             centroids,
             Some(half_gaps),
+            (None, true),
             labels,
             distances,
             keep_going,
@@ -135,6 +136,7 @@ impl BoundedPass {
         x_sq_norms: &[T],
         centroids: MatRef<'_, T>,
         known_gaps: Option<&[f64]>,
+        (kept, measure): (Option<&KeptRows>, bool),
         labels: &mut [u32],
         distances: &mut [T],
         keep_going: KeepGoing<'_>,
@@ -181,14 +183,14 @@ impl BoundedPass {
             if 8 * rows.len() > 7 * (end - start) {
                 // Nearly all unsettled: search the whole chunk in place (no list of rows).
                 let second = &mut second[..end - start];
-                kernel.assign_top2(
-                    x.slice_rows(start, end),
-                    &x_sq_norms[start..end],
-                    centroids,
-                    &mut labels[start..end],
-                    &mut distances[start..end],
-                    second,
-                )?;
+                let (rows, norms) = (x.slice_rows(start, end), &x_sq_norms[start..end]);
+                let (labels, distances) = (&mut labels[start..end], &mut distances[start..end]);
+                if measure {
+                    kernel.assign_top2(rows, norms, centroids, labels, distances, second)?;
+                } else {
+                    let kept = kept.map(|kept| (kept, start));
+                    kernel.assign_top2_labels(rows, norms, kept, centroids, labels, distances, second)?;
+                }
                 for (lower, &s) in lower[start..end].iter_mut().zip(second.iter()) {
                     *lower = s.as_f64().sqrt();
                 }
@@ -210,18 +212,22 @@ impl BoundedPass {
     }
 
     /// A scheduled bounded pass: labels and distances of every row, searching the rows the
-    /// bounds cannot settle.
+    /// bounds cannot settle (`how`: the rows the kernel kept, and whether searched rows'
+    /// distances must be exact).
+    #[allow(clippy::too_many_arguments)]
     fn measure<T: Scalar>(
         &mut self,
         kernel: &dyn Kernel<T>,
         points: Points<'_, T>,
         centroids: MatRef<'_, T>,
+        how: (Option<&KeptRows>, bool),
         labels: &mut [u32],
         distances: &mut [T],
         keep_going: KeepGoing<'_>,
     ) -> Result<()> {
+        let (x, x_sq_norms) = (points.x, points.x_sq_norms);
         let searched =
-            self.bounded_assign(kernel, points.x, points.x_sq_norms, centroids, None, labels, distances, keep_going)?;
+            self.bounded_assign(kernel, x, x_sq_norms, centroids, None, how, labels, distances, keep_going)?;
         log::debug!("{searched} of {} rows searched all centroids", points.rows());
         Ok(())
     }
@@ -269,7 +275,7 @@ impl<T: Scalar> HostPass<T> for BoundedPass {
         if self.dense_now() {
             return DensePass.assign_sum(kernel, points, centroids, labels, distances, keep_going);
         }
-        self.measure(kernel, points, centroids, labels, distances, keep_going)?;
+        self.measure(kernel, points, centroids, (None, true), labels, distances, keep_going)?;
         kernel.accumulate(points.x, points.weights, labels, centroids.rows())
     }
 
@@ -286,7 +292,8 @@ impl<T: Scalar> HostPass<T> for BoundedPass {
         if self.dense_now() {
             return DensePass.assign_measure(kernel, points, kept, centroids, labels, distances, keep_going);
         }
-        self.measure(kernel, points, centroids, labels, distances, keep_going)
+        // The caller takes the inertia from the sums: rows need not be measured.
+        self.measure(kernel, points, centroids, (kept, false), labels, distances, keep_going)
     }
 
     fn assign(
@@ -301,7 +308,17 @@ impl<T: Scalar> HostPass<T> for BoundedPass {
         if !self.valid {
             return DensePass.assign(kernel, points, centroids, labels, distances, keep_going);
         }
-        self.bounded_assign(kernel, points.x, points.x_sq_norms, centroids, None, labels, distances, keep_going)?;
+        self.bounded_assign(
+            kernel,
+            points.x,
+            points.x_sq_norms,
+            centroids,
+            None,
+            (None, true),
+            labels,
+            distances,
+            keep_going,
+        )?;
         Ok(())
     }
 

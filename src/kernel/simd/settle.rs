@@ -26,11 +26,12 @@ fn round_down(value: f64) -> f32 {
     }
 }
 
-/// [`settle_row`] for every row of a block: labels, exact distances and the bounds asked for
-/// (`extra`: the block's share of them).
+/// [`settle_row`] for every row of a block: labels, distances (exact, or with `measure`
+/// false only where near ties need them) and the bounds asked for (`extra`: the block's share).
 /// Compiled for AVX-512F, which every kind implies, so that the float64 re-checks and the
 /// scans run on wide vectors (the crate's baseline is SSE2).
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
+#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn settle_block(
     block: &Block<'_>,
     c_norms: &[f32],
@@ -39,11 +40,11 @@ pub(super) unsafe fn settle_block(
     labels: &mut [u32],
     distances: &mut [f32],
     extra: &mut Extra<'_>,
+    measure: bool,
 ) {
     let k = centroids.rows();
     let mut candidates = Vec::new();
     let mut partials: Vec<f32> = Vec::new();
-    let measure = !matches!(extra, Extra::Unmeasured);
     for r in 0..labels.len() {
         let row_dots = &block.dots[r * block.padded..r * block.padded + k];
         let x_sq = block.norms[r] as f64;
@@ -53,7 +54,7 @@ pub(super) unsafe fn settle_block(
         labels[r] = label;
         distances[r] = distance as f32;
         match extra {
-            Extra::None | Extra::Unmeasured => {}
+            Extra::None => {}
             // Rounded down, so that it stays a lower bound, and never below the row's own
             // distance (a runner-up is at least as far, up to rounding).
             Extra::RunnerUp(second) => second[r] = round_down(runner_up).max(distances[r]),

@@ -102,9 +102,25 @@ fn labels_are_exact_and_second_is_a_lower_bound() {
             assign(kind, xm, &row_sq_norms(xm), cm, &mut plain_labels, &mut plain_dist, Extra::None);
             assert_eq!(plain_labels, labels);
             assert_eq!(plain_dist, dist);
+            // Runner-up bounds of a pass that measures only near ties: the same labels, and
+            // still lower bounds (checked with the others below).
+            let (mut loose_labels, mut loose_dist, mut loose_second) = (vec![0u32; n], vec![0f32; n], vec![0f32; n]);
+            let extra = Extra::RunnerUp(&mut loose_second);
+            assign_rows(kind, Rows::All(xm), &row_sq_norms(xm), cm, &mut loose_labels, &mut loose_dist, extra, false);
+            assert_eq!(loose_labels, labels, "{kind:?}");
             // Labels only: the same labels, and distances within the products' error.
             let (mut unmeasured_labels, mut unmeasured_dist) = (vec![0u32; n], vec![0f32; n]);
-            assign(kind, xm, &row_sq_norms(xm), cm, &mut unmeasured_labels, &mut unmeasured_dist, Extra::Unmeasured);
+            let rows = Rows::All(xm);
+            assign_rows(
+                kind,
+                rows,
+                &row_sq_norms(xm),
+                cm,
+                &mut unmeasured_labels,
+                &mut unmeasured_dist,
+                Extra::None,
+                false,
+            );
             assert_eq!(unmeasured_labels, labels, "{kind:?}");
             let c_max = (0..k).map(|j| cm.row(j).iter().map(|&v| (v as f64).powi(2)).sum::<f64>()).fold(0.0, f64::max);
             for i in 0..n {
@@ -123,7 +139,16 @@ fn labels_are_exact_and_second_is_a_lower_bound() {
                     let m = part.rows();
                     let (mut kept_labels, mut kept_dist) = (vec![0u32; m], vec![0f32; m]);
                     let rows = Rows::Kept(part, &kept, first);
-                    assign_rows(kind, rows, &row_sq_norms(part), cm, &mut kept_labels, &mut kept_dist, Extra::None);
+                    assign_rows(
+                        kind,
+                        rows,
+                        &row_sq_norms(part),
+                        cm,
+                        &mut kept_labels,
+                        &mut kept_dist,
+                        Extra::None,
+                        true,
+                    );
                     assert_eq!(kept_labels, labels[first.min(n)..], "{kind:?} from row {first}");
                     assert_eq!(kept_dist, dist[first.min(n)..], "{kind:?} from row {first}");
                 }
@@ -133,7 +158,16 @@ fn labels_are_exact_and_second_is_a_lower_bound() {
             let m = subset.len();
             let (mut sub_labels, mut sub_dist, mut sub_second) = (vec![0u32; m], vec![0f32; m], vec![0f32; m]);
             let extra = Extra::RunnerUp(&mut sub_second);
-            assign_rows(kind, Rows::Listed(xm, &subset), &row_sq_norms(xm), cm, &mut sub_labels, &mut sub_dist, extra);
+            assign_rows(
+                kind,
+                Rows::Listed(xm, &subset),
+                &row_sq_norms(xm),
+                cm,
+                &mut sub_labels,
+                &mut sub_dist,
+                extra,
+                true,
+            );
             for (r, &i) in subset.iter().enumerate() {
                 assert_eq!(
                     (sub_labels[r], sub_dist[r], sub_second[r]),
@@ -149,6 +183,7 @@ fn labels_are_exact_and_second_is_a_lower_bound() {
                 let runner_up = (0..k).filter(|&j| j != best).map(|j| exact[j]).fold(f64::INFINITY, f64::min);
                 // A lower bound, up to the rounding of a tie to float32.
                 assert!(second[i] <= runner_up as f32, "{kind:?} row {i}: {} above {runner_up}", second[i]);
+                assert!(loose_second[i] <= runner_up as f32, "{kind:?} row {i}: {} above {runner_up}", loose_second[i]);
                 assert!(second[i] >= dist[i], "{kind:?} row {i}: second below the row's own distance");
             }
         }
