@@ -349,17 +349,21 @@ enum Extra<'a, T> {
 
 /// Labels (the exact nearest centroids, ties to the lowest index), squared distances, and
 /// with `TOP2` runner-up squared distances in `second` (which may be empty otherwise): on
-/// the SIMD kernels where they run, else by [`gemm_blocks`].
+/// the SIMD kernels where they run (from `kept` rows where given; without `measure`, exact
+/// distances only where near ties need them), else by [`gemm_blocks`].
+#[allow(clippy::too_many_arguments)]
 fn assign_blocks<T: Scalar, const TOP2: bool>(
     x: MatRef<'_, T>,
     x_sq_norms: &[T],
+    kept: Option<(&KeptRows, usize)>,
+    measure: bool,
     centroids: MatRef<'_, T>,
     labels: &mut [u32],
     distances: &mut [T],
     second: &mut [T],
 ) {
     let extra = if TOP2 { Extra::RunnerUp(&mut *second) } else { Extra::None };
-    if !on_simd_kernels(x, x_sq_norms, Which::All, centroids, labels, distances, extra, true) {
+    if !on_simd_kernels(x, x_sq_norms, Which::of(kept), centroids, labels, distances, extra, measure) {
         gemm_blocks::<T, TOP2>(x, x_sq_norms, centroids, labels, distances, second);
     }
 }
@@ -461,7 +465,7 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         labels: &mut [u32],
         distances: &mut [T],
     ) -> Result<()> {
-        assign_blocks::<T, false>(x, x_sq_norms, centroids, labels, distances, &mut []);
+        assign_blocks::<T, false>(x, x_sq_norms, None, true, centroids, labels, distances, &mut []);
         Ok(())
     }
 
@@ -474,7 +478,7 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         distances: &mut [T],
         second: &mut [T],
     ) -> Result<()> {
-        assign_blocks::<T, true>(x, x_sq_norms, centroids, labels, distances, second);
+        assign_blocks::<T, true>(x, x_sq_norms, None, true, centroids, labels, distances, second);
         Ok(())
     }
 
@@ -511,9 +515,7 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         labels: &mut [u32],
         distances: &mut [T],
     ) -> Result<()> {
-        if !on_simd_kernels(x, x_sq_norms, Which::of(kept), centroids, labels, distances, Extra::None, false) {
-            assign_blocks::<T, false>(x, x_sq_norms, centroids, labels, distances, &mut []);
-        }
+        assign_blocks::<T, false>(x, x_sq_norms, kept, false, centroids, labels, distances, &mut []);
         Ok(())
     }
 
@@ -527,10 +529,7 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         distances: &mut [T],
         second: &mut [T],
     ) -> Result<()> {
-        let extra = Extra::RunnerUp(&mut *second);
-        if !on_simd_kernels(x, x_sq_norms, Which::of(kept), centroids, labels, distances, extra, false) {
-            assign_blocks::<T, true>(x, x_sq_norms, centroids, labels, distances, second);
-        }
+        assign_blocks::<T, true>(x, x_sq_norms, kept, false, centroids, labels, distances, second);
         Ok(())
     }
 

@@ -290,9 +290,13 @@ pub fn pairwise_of_gathered<T: Scalar, K: Kernel<T> + ?Sized>(
     centroids: MatRef<'_, T>,
     out: &mut [T],
 ) -> Result<()> {
-    let gathered = x.gather(rows);
-    let norms: Vec<T> = rows.iter().map(|&i| x_sq_norms[i]).collect();
+    let (gathered, norms) = gather_with_norms(x, x_sq_norms, rows);
     kernel.pairwise(MatRef::new(&gathered, rows.len(), x.cols())?, &norms, centroids, out)
+}
+
+/// The rows `rows` of `x` copied out, with their squared norms.
+pub fn gather_with_norms<T: Scalar>(x: MatRef<'_, T>, x_sq_norms: &[T], rows: &[usize]) -> (Vec<T>, Vec<T>) {
+    (x.gather(rows), rows.iter().map(|&i| x_sq_norms[i]).collect())
 }
 
 /// The default [`Kernel::assign_top2_rows`]: the rows gathered, then `assign_top2`.
@@ -307,8 +311,7 @@ pub fn assign_top2_of_gathered<T: Scalar, K: Kernel<T> + ?Sized>(
     distances: &mut [T],
     second: &mut [T],
 ) -> Result<()> {
-    let gathered = x.gather(rows);
-    let norms: Vec<T> = rows.iter().map(|&i| x_sq_norms[i]).collect();
+    let (gathered, norms) = gather_with_norms(x, x_sq_norms, rows);
     kernel.assign_top2(MatRef::new(&gathered, rows.len(), x.cols())?, &norms, centroids, labels, distances, second)
 }
 

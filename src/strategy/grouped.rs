@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use super::bounds::centroid_shifts;
 use super::host::{DensePass, HostPass};
 use crate::error::Result;
-use crate::kernel::{partial_error_bound, ClusterSums, KeptRows, Kernel};
+use crate::kernel::{gather_with_norms, partial_error_bound, ClusterSums, KeptRows, Kernel};
 use crate::matrix::{MatRef, Points};
 use crate::monitor::{for_each_chunk, KeepGoing};
 use crate::scalar::Scalar;
@@ -181,8 +181,7 @@ impl GroupedPass {
             let rows = &full[start..end];
             let m = rows.len();
             let squared = &mut squared[..m * t];
-            let gathered = x.gather(rows);
-            let norms: Vec<T> = rows.iter().map(|&i| x_sq_norms[i]).collect();
+            let (gathered, norms) = gather_with_norms(x, x_sq_norms, rows);
             let (mut l, mut dist) = (vec![0u32; m], vec![T::zero(); m]);
             let block = MatRef::new(&gathered, m, d)?;
             kernel.assign_grouped(block, &norms, centroids, bounds.members, &mut l, &mut dist, squared)?;
