@@ -97,8 +97,12 @@ pub struct Move {
     pub new: u32,
 }
 
-/// Clusters per task of [`move_rows`] (a task owns their sums).
+/// Fewest clusters per task of [`move_rows`] (a task owns their sums).
 const MOVE_BLOCK: usize = 16;
+
+/// Tasks per thread of [`move_rows`]: each reads the whole list of moves, so their number
+/// is kept to a few a thread (which partition it is changes no sum).
+const MOVE_TASKS_PER_THREAD: usize = 4;
 
 /// The sums of the last pass's labels (`sums`) made the sums of `labels` by moving only the
 /// rows whose labels changed (`moves`, in ascending rows): each moved row is subtracted from
@@ -112,8 +116,8 @@ pub fn move_rows<T: Scalar>(
     moves: &[Move],
     sums: &mut ClusterSums,
 ) {
-    let d = x.cols();
-    let k = sums.weights.len();
+    let (d, k) = (x.cols(), sums.weights.len());
+    debug_assert_eq!(sums.sums.len(), k * d);
     sums.weights.iter_mut().for_each(|w| *w = 0.0);
     for (i, &label) in labels.iter().enumerate() {
         sums.weights[label as usize] += weight_at(weights, i);
@@ -122,8 +126,9 @@ pub fn move_rows<T: Scalar>(
         return;
     }
     let cluster_weights = &sums.weights;
-    sums.sums.par_chunks_mut(MOVE_BLOCK * d).enumerate().for_each(|(b, block)| {
-        let first = b * MOVE_BLOCK;
+    let per_task = MOVE_BLOCK.max(k.div_ceil(MOVE_TASKS_PER_THREAD * rayon::current_num_threads()));
+    sums.sums.par_chunks_mut(per_task * d).enumerate().for_each(|(b, block)| {
+        let first = b * per_task;
         let owned = first..first + block.len() / d;
         let row_of = |j: u32| (j as usize - first) * d;
         for m in moves {
@@ -147,7 +152,6 @@ pub fn move_rows<T: Scalar>(
             }
         }
     });
-    debug_assert_eq!(sums.sums.len(), k * d);
 }
 
 #[cfg(test)]
@@ -163,15 +167,18 @@ mod tests {
     fn moved_sums_equal_fresh_sums() {
         fn check<T: Scalar>(seed: u64) {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            let (n, d, k) = (700, 37, 40);
+            // Enough clusters that one thread and three split them into different tasks.
+            let (n, d, k) = (700, 37, 200);
             let x: Vec<T> = (0..n * d).map(|_| T::of_f64(rng.random::<f64>() * 200.0 - 100.0)).collect();
             let weights: Vec<T> =
                 (0..n).map(|i| T::of_f64(if i % 9 == 0 { 0.0 } else { rng.random::<f64>() * 3.0 })).collect();
             let xm = MatRef::new(&x, n, d).unwrap();
-            // Cluster 39 starts empty; all of cluster 0 moves away, and 15 % of other rows move.
-            let before: Vec<u32> = (0..n).map(|_| rng.random_range(0..39u32)).collect();
+            // The last cluster starts empty; all of cluster 0 moves away, and 15 % of other
+            // rows move.
+            let last = k as u32 - 1;
+            let before: Vec<u32> = (0..n).map(|_| rng.random_range(0..last)).collect();
             let after: Vec<u32> = (before.iter())
-                .map(|&l| if l == 0 || rng.random::<f64>() < 0.15 { rng.random_range(1..40u32) } else { l })
+                .map(|&l| if l == 0 || rng.random::<f64>() < 0.15 { rng.random_range(1..=last) } else { l })
                 .collect();
             let moves: Vec<Move> = (0..n)
                 .filter(|&i| before[i] != after[i])

@@ -168,7 +168,6 @@ const PIECE_ROWS: usize = 64;
 /// bounds: passes over the same rows read half the bytes of float32 and round nothing.
 pub struct RoundedRows {
     kind: Dots,
-    rows: usize,
     cols: usize,
     words: Vec<u32>,
     norms: RowNorms,
@@ -201,7 +200,7 @@ impl RoundedRows {
             rounded: pieces.iter().flat_map(|p| p.rounded.iter().copied()).collect(),
             residual: pieces.iter().flat_map(|p| p.residual.iter().copied()).collect(),
         };
-        Some(Self { kind, rows: n, cols: d, words, norms })
+        Some(Self { kind, cols: d, words, norms })
     }
 
     /// Whether the rows `first..first + rows.rows()` kept here can stand for `rows` in a pass
@@ -212,7 +211,7 @@ impl RoundedRows {
         self.kind == kind
             && self.cols == rows.cols()
             && first.is_multiple_of(layout.rows)
-            && first + rows.rows() <= self.rows
+            && first + rows.rows() <= self.norms.rounded.len()
     }
 }
 
