@@ -9,9 +9,13 @@ pub enum Algorithm {
     /// Every row searches all centroids in every iteration.
     Dense,
     /// Rows whose triangle-inequality bounds prove they keep their centroid skip the search
-    /// (Hamerly's bounds), where the backend gains from it; same labels as `Dense`.
-    #[default]
+    /// (Hamerly's bounds) in every pass after the first, where the backend can bound its
+    /// search; same labels as `Dense`.
     Bounded,
+    /// Bounded passes where they save time over dense ones, chosen as the fit runs (in-memory
+    /// fits: `strategy::bounds`); fits over chunks make `Bounded`'s schedule. Same labels.
+    #[default]
+    Auto,
 }
 
 /// Parameters of a full k-means fit (the initial centroids are passed apart).

@@ -74,12 +74,33 @@ def test_either_kind_of_bounds_gives_the_dense_result(monkeypatch, caplog, dtype
 
 
 def test_default_algorithm_runs_bounded_passes(X, caplog):
-    """The default ('auto') takes the bounded passes on the cpu backend, with 'lloyd''s labels."""
+    """The default ('auto') takes the bounded passes on the cpu backend where its sample says
+    they settle most rows (the fixture's separated blobs), with 'lloyd''s labels."""
     with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
         default = KMeans(60, init="random", n_init=1, tol=0.0, random_state=1, backend="cpu").fit(X)
     assert default.algorithm == "auto" and _searched_messages(caplog)
+    assert any("making them" in r.getMessage() for r in caplog.records)
     dense = KMeans(60, init="random", n_init=1, tol=0.0, random_state=1, backend="cpu", algorithm="lloyd").fit(X)
     np.testing.assert_array_equal(default.labels_, dense.labels_)
+
+
+def test_default_algorithm_stays_dense_where_bounds_settle_few_rows(caplog):
+    """Uniform noise in 64 dimensions, from random rows, for a few iterations: the centroids
+    move so far that bounds would settle almost no row. 'auto' estimates that (logged) and
+    runs dense passes only; 'elkan' runs bounded passes all the same. Labels equal."""
+    X = np.random.default_rng(3).random((6000, 64))
+    fit = lambda algorithm: KMeans(100, init="random", n_init=1, max_iter=6, tol=0.0, random_state=2, algorithm=algorithm, backend="cpu").fit(X)
+    with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
+        auto = fit("auto")
+    estimates = [r.getMessage() for r in caplog.records if "bounds would leave" in r.getMessage()]
+    assert estimates and all(m.endswith("dense pass") for m in estimates), estimates
+    assert _searched_messages(caplog) == []
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
+        elkan = fit("elkan")
+    assert len(_searched_messages(caplog)) == elkan.n_iter_ - 1
+    np.testing.assert_array_equal(auto.labels_, elkan.labels_)
+    assert auto.n_iter_ == elkan.n_iter_ == 6
 
 
 def test_kmeans_function_is_the_estimator(X):

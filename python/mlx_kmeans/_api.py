@@ -49,7 +49,7 @@ def kmeans(
     `init` is 'k-means++', 'random' or a (k, n_features) array; `tol` is relative to the
     mean feature variance (as in scikit-learn); `seed` makes the result reproducible;
     `algorithm` is 'lloyd' (dense passes), 'elkan' (bounded passes, same labels) or 'auto'
-    (the faster for the backend: 'elkan');
+    (bounded passes where they save time, chosen as the fit runs);
     `random_state` (scikit-learn's name; an int or a `RandomState`) replaces `seed` when
     given. The same checks and engine call as `KMeans(...).fit`.
     C-contiguous float32/float64 arrays are used without a copy; float32 stays float32.

@@ -31,9 +31,12 @@ class KMeans(_BaseKMeans):
     input is never modified either way) and `algorithm`. All algorithms run exact Lloyd
     iterations with the same labels: 'lloyd' searches every centroid for every row in every
     iteration (dense passes); 'elkan' lets rows whose triangle-inequality bounds (Hamerly's
-    variant) prove they keep their centroid skip that search, where the backend gains from
-    it (the `cpu` backend; `mlx` and `faiss` search densely either way); 'auto' (the default)
-    is the faster of the two for the backend (today 'elkan'). As in scikit-learn, 'elkan'
+    variant) prove they keep their centroid skip that search, in every iteration after the
+    first, where the backend gains from it (the `cpu` backend; `mlx` and `faiss` search
+    densely either way); 'auto' (the default) makes the bounds only where they save time,
+    chosen as the fit runs (a sample of rows estimates how many rows they would leave to
+    search, and bounded passes stop when one takes longer than a dense one; the `cpu`
+    backend logs each choice at DEBUG level). As in scikit-learn, 'elkan'
     with one cluster warns and runs 'lloyd'. Extra: `backend` ('auto', 'cpu', 'mlx',
     'faiss') and `spherical` (unit-norm centroids, for cosine similarity on normalised rows).
     scipy.sparse input (CSR borrowed as it is; other formats converted once) is clustered by

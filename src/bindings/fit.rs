@@ -18,8 +18,9 @@ use crate::{lloyd, Monitor};
 pub(super) fn algorithm(name: &str) -> PyResult<Algorithm> {
     match name {
         "lloyd" => Ok(Algorithm::Dense),
-        // 'auto': the bounded passes, which skip work where the backend can and give the same labels.
-        "elkan" | "auto" => Ok(Algorithm::Bounded),
+        // Bounded passes give the same labels: 'elkan' asks for them, 'auto' where they save time.
+        "elkan" => Ok(Algorithm::Bounded),
+        "auto" => Ok(Algorithm::Auto),
         other => Err(PyValueError::new_err(format!("algorithm must be 'auto', 'lloyd' or 'elkan'; got {other:?}"))),
     }
 }

@@ -103,6 +103,9 @@ fn bounds_give_the_dense_result() {
         let mut p = params(50);
         p.seed = seed;
         let pruned = fit(&with_bounds(kind), xm, None, &p, Init::KMeansPlusPlus, &mut |_| true).unwrap();
+        p.algorithm = Algorithm::Auto;
+        let chosen = fit(&with_bounds(kind), xm, None, &p, Init::KMeansPlusPlus, &mut |_| true).unwrap();
+        assert_same_fit(&chosen, &pruned);
         p.algorithm = Algorithm::Dense;
         let dense = fit(&CPU, xm, None, &p, Init::KMeansPlusPlus, &mut |_| true).unwrap();
         assert!(dense.n_iter > 5, "the fit should take several iterations");

@@ -7,6 +7,10 @@
 //! have moved since. Rows the bounds cannot settle get the full search, so labels equal
 //! those of a dense pass.
 
+mod choice;
+
+use std::time::{Duration, Instant};
+
 use rayon::prelude::*;
 
 use super::host::{DensePass, HostPass};
@@ -15,6 +19,7 @@ use crate::kernel::{partial_error_bound, ClusterSums, KeptRows, Kernel};
 use crate::matrix::{row_sq_norms, sq_distance, MatRef, Points, REDUCE_CHUNK};
 use crate::monitor::{for_each_chunk, KeepGoing};
 use crate::scalar::Scalar;
+use choice::{Choice, Farthest};
 
 /// Centroid rows per block when measuring the gaps between centroids (bounds the buffer).
 const GAP_BLOCK: usize = 1024;
@@ -25,13 +30,28 @@ pub struct BoundedPass {
     lower: Vec<f64>,
     /// Whether `lower` (and the labels) describe the current centroids.
     valid: bool,
-    schedule: BoundsSchedule,
+    /// Whether the next pass is the fit's first: a dense one (it moves centroids most).
+    first: bool,
+    /// Whether bounds pay, chosen as the fit runs (`None`: bounds in every pass after the first).
+    choice: Option<Choice>,
+}
+
+/// How one pass of an in-memory fit searches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// Every row, without bounds.
+    Dense,
+    /// Every row, keeping each one's runner-up: the bounds are made.
+    Make,
+    /// The rows the bounds leave.
+    Bounded,
 }
 
 /// When a fit tries its bounds: dense passes to make before the bounds are tried (again),
 /// and how many tries in a row have left most rows to search. While centroids move far
 /// (early iterations from random rows), bounds prune little and their bookkeeping costs;
-/// each failed try doubles the wait. Shared by in-memory and chunked fits.
+/// each failed try doubles the wait. Fits over chunks keep it (in-memory ones choose by
+/// [`Choice`]).
 #[derive(Debug, Clone, Copy)]
 pub struct BoundsSchedule {
     dense_left: usize,
@@ -72,17 +92,21 @@ impl Default for BoundsSchedule {
 }
 
 impl BoundedPass {
+    /// Bounds in every pass after the first (`algorithm="elkan"`).
     pub fn new(n: usize) -> Self {
-        // The first iteration moves centroids most: make it a dense pass.
-        Self { lower: vec![0.0; n], valid: false, schedule: BoundsSchedule::new() }
+        Self { lower: vec![0.0; n], valid: false, first: true, choice: None }
+    }
+
+    /// Bounds where they save time, chosen as the fit runs (`algorithm="auto"`).
+    pub fn chosen(n: usize) -> Self {
+        Self { choice: Some(Choice::new(n)), ..Self::new(n) }
     }
 
     /// A chunk's pass in a fit over chunks (`bindings::chunks`): from the lower bounds its
     /// last pass left (and already loosened), or, with none, a full search that makes them.
     pub fn resume(lower: Option<Vec<f64>>, n: usize) -> Self {
         let valid = lower.is_some();
-        let schedule = BoundsSchedule { dense_left: 0, failures: 0 };
-        Self { lower: lower.unwrap_or_else(|| vec![0.0; n]), valid, schedule }
+        Self { lower: lower.unwrap_or_else(|| vec![0.0; n]), valid, first: false, choice: None }
     }
 
     /// The lower bounds, for the chunk's next pass.
@@ -119,11 +143,48 @@ impl BoundedPass {
         Ok((kernel.accumulate(points.x, points.weights, labels, centroids.rows())?, searched))
     }
 
-    /// Whether this iteration should be a plain dense pass (then the bounds go stale).
-    fn dense_now(&mut self) -> bool {
-        let dense = self.schedule.dense_now();
-        self.valid &= !dense;
-        dense
+    /// How this pass searches (a dense pass leaves the bounds stale).
+    fn plan<T: Scalar>(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+    ) -> Result<Plan> {
+        if std::mem::take(&mut self.first) {
+            return Ok(Plan::Dense);
+        }
+        if self.valid {
+            return Ok(Plan::Bounded);
+        }
+        let make = match self.choice.as_mut() {
+            Some(choice) => choice.try_bounds(kernel, points, centroids)?,
+            None => true,
+        };
+        Ok(if make { Plan::Make } else { Plan::Dense })
+    }
+
+    /// After a pass made by `plan` in `time` (`measured`: it measured every distance and
+    /// summed the clusters; `searched`: the rows it searched in full): what the choice learns.
+    fn planned<T: Scalar>(
+        &mut self,
+        plan: Plan,
+        (time, measured, searched): (Duration, bool, usize),
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+    ) -> Result<()> {
+        let Some(choice) = self.choice.as_mut() else {
+            return Ok(());
+        };
+        match plan {
+            Plan::Dense => {
+                choice.searched_all(time, measured);
+                choice.observe(kernel, points, centroids)?;
+            }
+            Plan::Make => choice.searched_all(time, measured),
+            Plan::Bounded => self.valid = choice.bounded(time, measured, searched as f64 / points.rows() as f64),
+        }
+        Ok(())
     }
 
     /// Labels and squared distances of every row for `centroids`, searching only the rows
@@ -205,9 +266,6 @@ impl BoundedPass {
             Ok(())
         })?;
         self.valid = true;
-        if tested {
-            self.schedule.tested(searched, n);
-        }
         Ok(searched)
     }
 
@@ -224,21 +282,27 @@ impl BoundedPass {
         labels: &mut [u32],
         distances: &mut [T],
         keep_going: KeepGoing<'_>,
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let (x, x_sq_norms) = (points.x, points.x_sq_norms);
         let searched =
             self.bounded_assign(kernel, x, x_sq_norms, centroids, None, how, labels, distances, keep_going)?;
         log::debug!("{searched} of {} rows searched all centroids", points.rows());
-        Ok(())
+        Ok(searched)
     }
 
     /// The centroids moved from `old` to `new` (`k × d` each): loosen every row's lower
-    /// bound by the farthest move among the centroids other than its own.
+    /// bound (and the choice's sample's) by the farthest move among the centroids other than
+    /// its own.
     fn loosen<T: Scalar>(&mut self, old: &[T], new: &[T], d: usize, labels: &[u32]) {
-        if !self.valid {
+        let sampled = self.choice.as_ref().is_some_and(Choice::observed);
+        if !(self.valid || sampled) {
             return;
         }
-        self.loosen_by(&centroid_shifts(old, new, d), labels);
+        let shifts = centroid_shifts(old, new, d);
+        self.loosen_by(&shifts, labels);
+        if let Some(choice) = self.choice.as_mut() {
+            choice.moved(&shifts);
+        }
     }
 
     /// Loosens every row's lower bound by the farthest move (`shifts`: how far each
@@ -247,17 +311,9 @@ impl BoundedPass {
         if !self.valid {
             return;
         }
-        let (mut first, mut runner_up, mut farthest) = (0.0f64, 0.0f64, usize::MAX);
-        for (j, &s) in shifts.iter().enumerate() {
-            if s > first {
-                (runner_up, first, farthest) = (first, s, j);
-            } else if s > runner_up {
-                runner_up = s;
-            }
-        }
+        let farthest = Farthest::of(shifts);
         self.lower.par_iter_mut().zip(labels.par_iter()).for_each(|(lower, &label)| {
-            let shift = if label as usize == farthest { runner_up } else { first };
-            *lower = (*lower - shift).max(0.0);
+            *lower = (*lower - farthest.other_than(label)).max(0.0);
         });
     }
 }
@@ -272,11 +328,16 @@ impl<T: Scalar> HostPass<T> for BoundedPass {
         distances: &mut [T],
         keep_going: KeepGoing<'_>,
     ) -> Result<ClusterSums> {
-        if self.dense_now() {
-            return DensePass.assign_sum(kernel, points, centroids, labels, distances, keep_going);
-        }
-        self.measure(kernel, points, centroids, (None, true), labels, distances, keep_going)?;
-        kernel.accumulate(points.x, points.weights, labels, centroids.rows())
+        let plan = self.plan(kernel, points, centroids)?;
+        let start = Instant::now();
+        let (sums, searched) = if plan == Plan::Dense {
+            (DensePass.assign_sum(kernel, points, centroids, labels, distances, keep_going)?, points.rows())
+        } else {
+            let searched = self.measure(kernel, points, centroids, (None, true), labels, distances, keep_going)?;
+            (kernel.accumulate(points.x, points.weights, labels, centroids.rows())?, searched)
+        };
+        self.planned(plan, (start.elapsed(), true, searched), kernel, points, centroids)?;
+        Ok(sums)
     }
 
     fn assign_measure(
@@ -289,11 +350,16 @@ impl<T: Scalar> HostPass<T> for BoundedPass {
         distances: &mut [T],
         keep_going: KeepGoing<'_>,
     ) -> Result<()> {
-        if self.dense_now() {
-            return DensePass.assign_measure(kernel, points, kept, centroids, labels, distances, keep_going);
-        }
-        // The caller takes the inertia from the sums: rows need not be measured.
-        self.measure(kernel, points, centroids, (kept, false), labels, distances, keep_going)
+        let plan = self.plan(kernel, points, centroids)?;
+        let start = Instant::now();
+        let searched = if plan == Plan::Dense {
+            DensePass.assign_measure(kernel, points, kept, centroids, labels, distances, keep_going)?;
+            points.rows()
+        } else {
+            // The caller takes the inertia from the sums: rows need not be measured.
+            self.measure(kernel, points, centroids, (kept, false), labels, distances, keep_going)?
+        };
+        self.planned(plan, (start.elapsed(), false, searched), kernel, points, centroids)
     }
 
     fn assign(

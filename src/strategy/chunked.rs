@@ -99,7 +99,7 @@ impl<'s, T: Scalar> ChunkedLloyd<'s, T> {
         params: &KMeansParams,
     ) -> Self {
         let k = centroids.len() / d.max(1);
-        let bounded = params.algorithm == Algorithm::Bounded && k > 1;
+        let bounded = params.algorithm != Algorithm::Dense && k > 1;
         Self {
             chunks,
             kernel,

@@ -165,7 +165,7 @@ pub struct HostLloyd<'s, T, P> {
     kept: Option<ClusterSums>,
     /// The inertia of passes that keep their sums (they need not measure each row).
     by_sums: Option<InertiaBySums>,
-    /// The rows as the kernel's products read them, kept once the sums are
+    /// The rows as the kernel's products read them, kept at the first pass that keeps sums
     /// ([`Kernel::keep_rows`]; `Some(None)`: the kernel keeps none).
     kept_rows: Option<Option<KeptRows>>,
     spherical: bool,
@@ -195,28 +195,34 @@ impl<'s, T: Scalar, P: HostPass<T>> HostLloyd<'s, T, P> {
     }
 
     /// The pass's labels, sums and inertia. Where the kernel lets it and the pass can, the
-    /// sums are the last pass's with the rows whose labels changed moved (or, where many
-    /// changed, summed afresh), and the inertia comes from them; else the pass makes its sums
-    /// and measures every row's distance.
+    /// sums are the last pass's with the rows whose labels changed moved (or, on the first
+    /// pass or where many changed, summed afresh), and the inertia comes from them; else the
+    /// pass makes its sums and measures every row's distance.
     fn assign_sum(&mut self, centroids: MatRef<'_, T>, keep_going: KeepGoing<'_>) -> Result<(ClusterSums, f64)> {
         let (kernel, points) = (self.kernel, self.points);
         let (labels, distances) = (&mut self.labels, &mut self.distances);
-        let Some(kept) = self.kept.take() else {
+        if !(kernel.moves_rows() && self.pass.measures_apart()) {
             let sums = self.pass.assign_sum(kernel, points, centroids, labels, distances, keep_going)?;
             return Ok((sums, weighted_sum(distances, points.weights)));
-        };
+        }
+        // From the first pass on: the rows kept as the kernel reads them, so that no pass
+        // rounds them again.
         let rows = self.kept_rows.get_or_insert_with(|| kernel.keep_rows(points.x)).as_ref();
         self.pass.assign_measure(kernel, points, rows, centroids, labels, distances, keep_going)?;
-        let moves: Vec<Move> = (labels.iter().zip(&self.labels_old).enumerate())
-            .filter(|(_, (new, old))| new != old)
-            .map(|(row, (&new, &old))| Move { row, old, new })
-            .collect();
-        let sums = if moves.len() as f64 > MOVED_SHARE * points.rows() as f64 {
-            kernel.accumulate(points.x, points.weights, labels, centroids.rows())?
-        } else {
-            let mut kept = kept;
-            move_rows(points.x, points.weights, labels, &moves, &mut kept);
-            kept
+        let sums = match self.kept.take() {
+            None => kernel.accumulate(points.x, points.weights, labels, centroids.rows())?,
+            Some(mut kept) => {
+                let moves: Vec<Move> = (labels.iter().zip(&self.labels_old).enumerate())
+                    .filter(|(_, (new, old))| new != old)
+                    .map(|(row, (&new, &old))| Move { row, old, new })
+                    .collect();
+                if moves.len() as f64 > MOVED_SHARE * points.rows() as f64 {
+                    kernel.accumulate(points.x, points.weights, labels, centroids.rows())?
+                } else {
+                    move_rows(points.x, points.weights, labels, &moves, &mut kept);
+                    kept
+                }
+            }
         };
         let by_sums = self.by_sums.get_or_insert_with(|| InertiaBySums::new(points.x, centroids.as_slice()));
         let inertia = by_sums.inertia(&sums, centroids.as_slice(), labels, points.weights);

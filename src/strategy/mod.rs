@@ -189,7 +189,7 @@ impl<T: Scalar, K: Kernel<T>> Engine<T> for HostEngine<K> {
     ) -> Result<Box<dyn LloydStep<T> + 's>> {
         let (n, k) = (points.rows(), centroids.len() / points.cols());
         // Bounds pay off once there are several centroids and rows to spare per centroid.
-        let bounded = self.bounds && params.algorithm == Algorithm::Bounded && k > 1 && n >= 4 * k;
+        let bounded = self.bounds && params.algorithm != Algorithm::Dense && k > 1 && n >= 4 * k;
         // Hamerly's bounds unless grouped ones are asked for: on the measured workloads
         // (benchmarks/README.md, "Grouped bounds") the grouped ones cost more than they
         // saved wherever the kernel's dense search runs on matrix tiles or bfloat16.
@@ -201,7 +201,11 @@ impl<T: Scalar, K: Kernel<T>> Engine<T> for HostEngine<K> {
             let pass = grouped::GroupedPass::new(grouped::group_count(k, points.cols()));
             Box::new(HostLloyd::new(&self.kernel, points, centroids, params.spherical, pass))
         } else if bounded {
-            Box::new(HostLloyd::new(&self.kernel, points, centroids, params.spherical, bounds::BoundedPass::new(n)))
+            let pass = match params.algorithm {
+                Algorithm::Auto => bounds::BoundedPass::chosen(n),
+                _ => bounds::BoundedPass::new(n),
+            };
+            Box::new(HostLloyd::new(&self.kernel, points, centroids, params.spherical, pass))
         } else {
             Box::new(HostLloyd::new(&self.kernel, points, centroids, params.spherical, host::DensePass))
         })
