@@ -168,6 +168,9 @@ pub struct HostLloyd<'s, T, P> {
     /// The rows as the kernel's products read them, kept at the first pass that keeps sums
     /// ([`Kernel::keep_rows`]; `Some(None)`: the kernel keeps none).
     kept_rows: Option<Option<KeptRows>>,
+    /// Whether the first pass keeps the rows and sums already (a fit of one pass would keep
+    /// a copy it never reads again).
+    keep_first: bool,
     spherical: bool,
     pass: P,
 }
@@ -189,9 +192,16 @@ impl<'s, T: Scalar, P: HostPass<T>> HostLloyd<'s, T, P> {
             kept: None,
             by_sums: None,
             kept_rows: None,
+            keep_first: false,
             spherical,
             pass,
         }
+    }
+
+    /// From the first pass on, keep the rows as the kernel reads them and the sums (for fits
+    /// of more than one pass).
+    pub fn keeping_from_first(self, keep_first: bool) -> Self {
+        Self { keep_first, ..self }
     }
 
     /// The pass's labels, sums and inertia. Where the kernel lets it and the pass can, the
@@ -201,12 +211,12 @@ impl<'s, T: Scalar, P: HostPass<T>> HostLloyd<'s, T, P> {
     fn assign_sum(&mut self, centroids: MatRef<'_, T>, keep_going: KeepGoing<'_>) -> Result<(ClusterSums, f64)> {
         let (kernel, points) = (self.kernel, self.points);
         let (labels, distances) = (&mut self.labels, &mut self.distances);
-        if !(kernel.moves_rows() && self.pass.measures_apart()) {
+        let keeps = kernel.moves_rows() && self.pass.measures_apart() && (self.keep_first || self.kept.is_some());
+        if !keeps {
             let sums = self.pass.assign_sum(kernel, points, centroids, labels, distances, keep_going)?;
             return Ok((sums, weighted_sum(distances, points.weights)));
         }
-        // From the first pass on: the rows kept as the kernel reads them, so that no pass
-        // rounds them again.
+        // The rows kept as the kernel reads them, so that no later pass rounds them again.
         let rows = self.kept_rows.get_or_insert_with(|| kernel.keep_rows(points.x)).as_ref();
         self.pass.assign_measure(kernel, points, rows, centroids, labels, distances, keep_going)?;
         let sums = match self.kept.take() {

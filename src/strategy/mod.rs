@@ -198,16 +198,32 @@ impl<T: Scalar, K: Kernel<T>> Engine<T> for HostEngine<K> {
             log::debug!("bounded Lloyd passes: {kind:?} bounds");
         }
         Ok(if bounded && kind == BoundsKind::Grouped {
-            let pass = grouped::GroupedPass::new(grouped::group_count(k, points.cols()));
-            Box::new(HostLloyd::new(&self.kernel, points, centroids, params.spherical, pass))
+            host_lloyd(
+                &self.kernel,
+                points,
+                centroids,
+                params,
+                grouped::GroupedPass::new(grouped::group_count(k, points.cols())),
+            )
         } else if bounded {
             let pass = match params.algorithm {
                 Algorithm::Auto => bounds::BoundedPass::chosen(n),
                 _ => bounds::BoundedPass::new(n),
             };
-            Box::new(HostLloyd::new(&self.kernel, points, centroids, params.spherical, pass))
+            host_lloyd(&self.kernel, points, centroids, params, pass)
         } else {
-            Box::new(HostLloyd::new(&self.kernel, points, centroids, params.spherical, host::DensePass))
+            host_lloyd(&self.kernel, points, centroids, params, host::DensePass)
         })
     }
+}
+
+/// Host Lloyd steps by `pass`; a fit of more than one pass keeps its rows and sums from the first.
+fn host_lloyd<'s, T: Scalar, P: HostPass<T> + 's>(
+    kernel: &'s dyn Kernel<T>,
+    points: Points<'s, T>,
+    centroids: Vec<T>,
+    params: &KMeansParams,
+    pass: P,
+) -> Box<dyn LloydStep<T> + 's> {
+    Box::new(HostLloyd::new(kernel, points, centroids, params.spherical, pass).keeping_from_first(params.max_iter > 1))
 }
