@@ -506,6 +506,19 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         simd::RoundedRows::new(Dots::chosen()?, x.as_f32()?).map(KeptRows::new)
     }
 
+    fn labelled_sq_distance_bounds(
+        &self,
+        (kept, first): (&KeptRows, usize),
+        centroids: MatRef<'_, T>,
+        labels: &[u32],
+        out: &mut [f64],
+    ) -> bool {
+        match (kept.get::<simd::RoundedRows>(), centroids.as_f32()) {
+            (Some(rows), Some(centroids)) => rows.labelled_sq_distance_bounds(first, centroids, labels, out),
+            _ => false,
+        }
+    }
+
     fn assign_labels(
         &self,
         x: MatRef<'_, T>,

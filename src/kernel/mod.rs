@@ -79,6 +79,20 @@ pub trait Kernel<T: Scalar>: Sync {
         None
     }
 
+    /// Upper bounds on each row's squared distance to its labelled centroid (rows `first..`
+    /// of `kept`, one per label) into `out`, read from the rows as the kernel kept them: within
+    /// the bound, cheaper than measuring the rows. False where the kernel gives none (the
+    /// caller measures the rows).
+    fn labelled_sq_distance_bounds(
+        &self,
+        _kept: (&KeptRows, usize),
+        _centroids: MatRef<'_, T>,
+        _labels: &[u32],
+        _out: &mut [f64],
+    ) -> bool {
+        false
+    }
+
     /// [`assign`](Kernel::assign), plus each row's squared distance to its second-nearest
     /// centroid in `second` (infinite when there is one centroid).
     fn assign_top2(

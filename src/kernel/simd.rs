@@ -203,6 +203,46 @@ impl RoundedRows {
         Some(Self { kind, cols: d, words, norms })
     }
 
+    /// Upper bounds on `‖x_i − c_{labels[r]}‖²` for the kept rows `i = first + r` into `out`:
+    /// `(‖x̃_i − c‖ + ‖x_i − x̃_i‖)²`, with `x̃_i` the kept (rounded) row, its distance summed
+    /// in float32 and inflated by its rounding bound, and the rounding residual's norm kept
+    /// with it: half the bytes of the float32 rows. False where these rows or the width are
+    /// not the ones kept here.
+    pub fn labelled_sq_distance_bounds(
+        &self,
+        first: usize,
+        centroids: MatRef<'_, f32>,
+        labels: &[u32],
+        out: &mut [f64],
+    ) -> bool {
+        let d = centroids.cols();
+        if d != self.cols || first + labels.len() > self.norms.rounded.len() || out.len() != labels.len() {
+            return false;
+        }
+        let depth = self.kind.layout(d).depth;
+        let chunks = depth.div_ceil(LANES);
+        let width = 2 * LANES * chunks;
+        let mut padded = vec![0f32; centroids.rows() * width];
+        for (row, centre) in padded.chunks_exact_mut(width.max(1)).zip(centroids.as_slice().chunks_exact(d.max(1))) {
+            row[..d].copy_from_slice(centre);
+        }
+        // Float32 sums of up to `d` squares of rounded differences (`inflation` of a few more).
+        let inflate = inflation(d + 2);
+        let tiles = self.kind == Dots::Amx;
+        out.par_chunks_mut(4096).zip(labels.par_chunks(4096)).enumerate().for_each(|(b, (out, labels))| {
+            for (r, (bound, &label)) in out.iter_mut().zip(labels).enumerate() {
+                let i = first + b * 4096 + r;
+                let (start, chunk_stride) = row_words(i, depth, tiles);
+                let centre = &padded[label as usize * width..][..width];
+                // SAFETY: the kinds that keep rows run on AVX-512F (`RoundedRows::new`); the
+                // row's words lie within `words` (whole pieces of rows, padded).
+                let sq = unsafe { kept_sq_distance(&self.words[start..], chunk_stride, depth, centre) };
+                *bound = ((sq as f64 * inflate).sqrt() + self.norms.residual[i]).powi(2);
+            }
+        });
+        true
+    }
+
     /// Whether the rows `first..first + rows.rows()` kept here can stand for `rows` in a pass
     /// of `kind` (the caller vouches that they are those rows): the same kind and width, and
     /// `first` where a tile starts.
@@ -502,6 +542,17 @@ pub fn thin_dots_of_rows(x: MatRef<'_, f32>, rows: &[usize], centroids: MatRef<'
         unreachable!("{c:?}");
     }
     true
+}
+
+/// [`x86::kept_sq_distance`] of a row's `depth` kept words.
+///
+/// # Safety
+/// AVX-512F must be supported; `words` holds the row's words as [`row_words`] places them.
+unsafe fn kept_sq_distance(words: &[u32], chunk_stride: usize, depth: usize, centre: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    return x86::kept_sq_distance(words, chunk_stride, depth, centre);
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("kept rows exist on x86-64 only ({}, {chunk_stride}, {depth}, {})", words.len(), centre.len())
 }
 
 /// Rounds `row` to bfloat16 pairs and returns the float32 sums of squares of the rounded

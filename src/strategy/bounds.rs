@@ -21,9 +21,6 @@ use crate::monitor::{for_each_chunk, KeepGoing};
 use crate::scalar::Scalar;
 use choice::{Choice, Farthest};
 
-/// Centroid rows per block when measuring the gaps between centroids (bounds the buffer).
-const GAP_BLOCK: usize = 1024;
-
 pub struct BoundedPass {
     /// Lower bound (a distance, not squared) on each row's distance to any centroid other
     /// than its own.
@@ -219,13 +216,26 @@ impl BoundedPass {
             // Rounding in the gaps and lower bounds (made from partial distances): the same
             // margin within which the kernel decides near ties again.
             let error = partial_error_bound::<T>(d);
+            // A pass that need not measure its rows bounds each row's own distance from the
+            // rows the kernel kept (half the bytes), where it kept them.
+            let mut kept_bounds = vec![];
+            if let (Some(kept), false) = (kept, measure) {
+                kept_bounds = vec![0.0; n];
+                if !kernel.labelled_sq_distance_bounds((kept, 0), centroids, labels, &mut kept_bounds) {
+                    kept_bounds = vec![];
+                }
+            }
             search.par_chunks_mut(REDUCE_CHUNK).zip(distances.par_chunks_mut(REDUCE_CHUNK)).enumerate().for_each(
                 |(c, (search, distances))| {
                     for (r, (needs, dist)) in search.iter_mut().zip(distances.iter_mut()).enumerate() {
                         let i = c * REDUCE_CHUNK + r;
                         let j = labels[i] as usize;
-                        // By differences: exact up to the final rounding, like the kernel's.
-                        let own = sq_distance(x.row(i), centroids.row(j));
+                        // By differences: exact up to the final rounding, like the kernel's (or
+                        // above it, from the kept rows).
+                        let own = match kept_bounds.get(i) {
+                            Some(&bound) => bound,
+                            None => sq_distance(x.row(i), centroids.row(j)),
+                        };
                         *dist = T::of_f64(own);
                         let slack = error * (x_sq_norms[i].as_f64() + 2.0 * c_norm_max);
                         let bound = half_gaps[j].max(self.lower[i]);
@@ -401,28 +411,24 @@ pub fn centroid_shifts<T: Scalar>(old: &[T], new: &[T], d: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Half the distance from each centroid to its nearest other centroid (infinite for one).
+/// Half the distance from each centroid to its nearest other centroid (infinite for one):
+/// each centroid searches the centroids (the kernel's runner-up bound where it finds itself,
+/// else the distance to the twin it found).
 pub fn centroid_half_gaps<T: Scalar>(
     kernel: &dyn Kernel<T>,
     centroids: MatRef<'_, T>,
     c_norms: &[T],
 ) -> Result<Vec<f64>> {
     let k = centroids.rows();
-    let mut gaps = vec![f64::INFINITY; k];
-    let mut block = vec![T::zero(); GAP_BLOCK.min(k) * k];
-    for start in (0..k).step_by(GAP_BLOCK) {
-        let end = (start + GAP_BLOCK).min(k);
-        let out = &mut block[..(end - start) * k];
-        kernel.pairwise(centroids.slice_rows(start, end), &c_norms[start..end], centroids, out)?;
-        for (r, row) in out.chunks_exact(k).enumerate() {
-            let j = start + r;
-            let nearest = row
-                .iter()
-                .enumerate()
-                .filter(|&(other, _)| other != j)
-                .fold(f64::INFINITY, |m, (_, v)| m.min(v.as_f64()));
-            gaps[j] = 0.5 * nearest.sqrt();
-        }
-    }
-    Ok(gaps)
+    let (mut nearest, mut distances, mut second) = (vec![0u32; k], vec![T::zero(); k], vec![T::zero(); k]);
+    kernel.assign_top2(centroids, c_norms, centroids, &mut nearest, &mut distances, &mut second)?;
+    Ok((0..k)
+        .map(|j| {
+            let other = if nearest[j] as usize == j { second[j] } else { distances[j] };
+            0.5 * other.as_f64().max(0.0).sqrt()
+        })
+        .collect())
 }
+
+#[cfg(test)]
+mod tests;

@@ -294,3 +294,39 @@ fn vector_argmin_equals_a_plain_scan() {
         }
     }
 }
+
+/// The kept rows' bounds on each row's distance to its labelled centroid lie above the exact
+/// float64 distance of the float32 row, and within the rounding of the kept row above it, for
+/// every kind that keeps rows, from the first row and from a later piece, at widths that
+/// leave partial chunks.
+#[test]
+fn kept_distance_bounds_lie_above_the_exact_distances() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    for kind in supported_kinds() {
+        for (n, k, d) in [(300, 9, 40), (200, 5, 33), (130, 17, 96), (150, 3, 300)] {
+            // Rows far from the origin: the bound must hold where cancellation would bite.
+            let x: Vec<f32> = (0..n * d).map(|e| rng.random::<f32>() * 2.0 - 1.0 + (e % d) as f32 * 10.0).collect();
+            let c: Vec<f32> = (0..k * d).map(|e| rng.random::<f32>() * 2.0 - 1.0 + (e % d) as f32 * 10.0).collect();
+            let (xm, cm) = (MatRef::new(&x, n, d).unwrap(), MatRef::new(&c, k, d).unwrap());
+            let Some(kept) = RoundedRows::new(kind, xm) else {
+                continue;
+            };
+            for first in [0, 64] {
+                let labels: Vec<u32> = (first..n).map(|i| (i % k) as u32).collect();
+                let mut bounds = vec![0.0; labels.len()];
+                assert!(kept.labelled_sq_distance_bounds(first, cm, &labels, &mut bounds));
+                for (r, (&bound, &label)) in bounds.iter().zip(&labels).enumerate() {
+                    let i = first + r;
+                    let exact = exact_sq_distance(xm.row(i), cm.row(label as usize));
+                    let residual = kept.norms.residual[i];
+                    assert!(bound >= exact, "{kind:?} d={d} row {i}: bound {bound} below {exact}");
+                    let loose = (exact.sqrt() + 2.0 * residual).powi(2) * (1.0 + 1e-5);
+                    assert!(bound <= loose, "{kind:?} d={d} row {i}: bound {bound} far above {exact}");
+                }
+            }
+            // Another width than the one kept: no bounds.
+            let narrow = MatRef::new(&c[..k * (d - 1)], k, d - 1).unwrap();
+            assert!(!kept.labelled_sq_distance_bounds(0, narrow, &[0], &mut [0.0]));
+        }
+    }
+}

@@ -51,6 +51,36 @@ pub unsafe fn round_row_bf16(row: &[f32], words: &mut [u32], chunk_stride: usize
     (_mm512_reduce_add_ps(rounded_sq), _mm512_reduce_add_ps(residual_sq))
 }
 
+/// `‖x̃ − c‖²` in float32 of a row kept as `depth` bfloat16 words (chunks of 16 words, each
+/// 32 features in order, `chunk_stride` words apart from `words`; the last chunk may be
+/// partial) and `c`, zero-padded to 32 features a chunk.
+///
+/// # Safety
+/// AVX-512F must be supported; `words` holds the row's chunks and `c` 32 values a chunk.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn kept_sq_distance(words: &[u32], chunk_stride: usize, depth: usize, c: &[f32]) -> f32 {
+    let chunks = depth.div_ceil(LANES);
+    assert!(
+        chunks == 0
+            || (words.len() >= (chunks - 1) * chunk_stride + (depth - (chunks - 1) * LANES)
+                && c.len() >= 2 * LANES * chunks)
+    );
+    let mut sum = _mm512_setzero_ps();
+    for chunk in 0..chunks {
+        let mask = first_lanes(depth - chunk * LANES);
+        let both = _mm512_maskz_loadu_epi32(mask, words.as_ptr().add(chunk * chunk_stride).cast());
+        let centre = c.as_ptr().add(chunk * 2 * LANES);
+        for (h, half) in
+            [_mm512_extracti64x4_epi64::<0>(both), _mm512_extracti64x4_epi64::<1>(both)].into_iter().enumerate()
+        {
+            let value = _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(half)));
+            let diff = _mm512_sub_ps(value, _mm512_loadu_ps(centre.add(h * LANES)));
+            sum = _mm512_fmadd_ps(diff, diff, sum);
+        }
+    }
+    _mm512_reduce_add_ps(sum)
+}
+
 /// Tiles over all rows and strips; `$tile` is the microkernel for one tile.
 macro_rules! tiled {
     ($name:ident, $tile:ident, $features:literal) => {

@@ -1,0 +1,41 @@
+use super::*;
+use crate::kernel::cpu::CpuKernel;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Half gaps against every pair measured in float64: a twin gives zero, one centroid none.
+/// In float32 the SIMD kernels' runner-up is a lower bound within their error bound
+/// (bfloat16 products: a few parts in a thousand of the squared norms), never above the gap.
+#[test]
+fn half_gaps_are_half_the_nearest_other_distance() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    for (k, d) in [(1, 4), (7, 3), (130, 40), (40, 200)] {
+        let mut c: Vec<f64> = (0..k * d).map(|_| rng.random::<f64>() * 10.0 - 5.0).collect();
+        if k > 3 {
+            // A twin of centroid 1 at index 3.
+            let twin = c[d..2 * d].to_vec();
+            c[3 * d..4 * d].copy_from_slice(&twin);
+        }
+        let expected: Vec<f64> = (0..k)
+            .map(|j| {
+                let others = (0..k).filter(|&o| o != j);
+                let sq = others.map(|o| (0..d).map(|p| (c[j * d + p] - c[o * d + p]).powi(2)).sum::<f64>());
+                0.5 * sq.fold(f64::INFINITY, f64::min).sqrt()
+            })
+            .collect();
+        let cm = MatRef::new(&c, k, d).unwrap();
+        let got = centroid_half_gaps(&CpuKernel, cm, &row_sq_norms(cm)).unwrap();
+        for (g, e) in got.iter().zip(&expected) {
+            assert!(g == e || (g - e).abs() <= 1e-9 * e.max(1.0), "float64, k={k}: {g} vs {e}");
+        }
+        let c32: Vec<f32> = c.iter().map(|&v| v as f32).collect();
+        let cm32 = MatRef::new(&c32, k, d).unwrap();
+        let got32 = centroid_half_gaps(&CpuKernel, cm32, &row_sq_norms(cm32)).unwrap();
+        for (g, e) in got32.iter().zip(&expected) {
+            assert!(g == e || (*g <= e * (1.0 + 1e-6) && *g >= 0.98 * e), "float32, k={k}: {g} vs {e}");
+        }
+        if k > 3 {
+            assert_eq!((got[1], got[3], got32[1], got32[3]), (0.0, 0.0, 0.0, 0.0));
+        }
+    }
+}
