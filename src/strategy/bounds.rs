@@ -411,20 +411,30 @@ pub fn centroid_shifts<T: Scalar>(old: &[T], new: &[T], d: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Half the distance from each centroid to its nearest other centroid (infinite for one):
-/// each centroid searches the centroids (the kernel's runner-up bound where it finds itself,
-/// else the distance to the twin it found).
+/// Half the distance from each centroid to its nearest other centroid (infinite for one).
 pub fn centroid_half_gaps<T: Scalar>(
     kernel: &dyn Kernel<T>,
     centroids: MatRef<'_, T>,
     c_norms: &[T],
 ) -> Result<Vec<f64>> {
-    let k = centroids.rows();
-    let (mut nearest, mut distances, mut second) = (vec![0u32; k], vec![T::zero(); k], vec![T::zero(); k]);
-    kernel.assign_top2(centroids, c_norms, centroids, &mut nearest, &mut distances, &mut second)?;
-    Ok((0..k)
-        .map(|j| {
-            let other = if nearest[j] as usize == j { second[j] } else { distances[j] };
+    half_gaps_of(kernel, centroids, (centroids, c_norms), |j| j)
+}
+
+/// [`centroid_half_gaps`] of the centroids `of` (with their squared norms), `of`'s row `r`
+/// being centroid `index(r)`: each searches the centroids, and its gap is the kernel's
+/// runner-up bound where it finds itself, else the distance to the twin it found.
+fn half_gaps_of<T: Scalar>(
+    kernel: &dyn Kernel<T>,
+    centroids: MatRef<'_, T>,
+    (of, of_norms): (MatRef<'_, T>, &[T]),
+    index: impl Fn(usize) -> usize,
+) -> Result<Vec<f64>> {
+    let m = of.rows();
+    let (mut nearest, mut distances, mut second) = (vec![0u32; m], vec![T::zero(); m], vec![T::zero(); m]);
+    kernel.assign_top2(of, of_norms, centroids, &mut nearest, &mut distances, &mut second)?;
+    Ok((0..m)
+        .map(|r| {
+            let other = if nearest[r] as usize == index(r) { second[r] } else { distances[r] };
             0.5 * other.as_f64().max(0.0).sqrt()
         })
         .collect())

@@ -213,8 +213,8 @@ impl Farthest {
     }
 }
 
-/// Half the distance from each centroid among `labels` to its nearest other centroid (its
-/// runner-up when it searches the centroids), by centroid (ascending).
+/// Half the distance from each centroid among `labels` to its nearest other centroid, by
+/// centroid (ascending).
 fn owners_half_gaps<T: Scalar>(
     kernel: &dyn Kernel<T>,
     centroids: MatRef<'_, T>,
@@ -223,12 +223,10 @@ fn owners_half_gaps<T: Scalar>(
     let mut owners = labels.to_vec();
     owners.sort_unstable();
     owners.dedup();
-    let m = owners.len();
     let rows: Vec<T> = owners.iter().flat_map(|&j| centroids.row(j as usize).iter().copied()).collect();
-    let rows = MatRef::new(&rows, m, centroids.cols())?;
-    let (mut nearest, mut distances, mut second) = (vec![0u32; m], vec![T::zero(); m], vec![T::zero(); m]);
-    kernel.assign_top2(rows, &row_sq_norms(rows), centroids, &mut nearest, &mut distances, &mut second)?;
-    Ok(owners.iter().zip(&second).map(|(&j, s)| (j, 0.5 * s.as_f64().max(0.0).sqrt())).collect())
+    let rows = MatRef::new(&rows, owners.len(), centroids.cols())?;
+    let gaps = super::half_gaps_of(kernel, centroids, (rows, &row_sq_norms(rows)), |r| owners[r] as usize)?;
+    Ok(owners.into_iter().zip(gaps).collect())
 }
 
 #[cfg(test)]
