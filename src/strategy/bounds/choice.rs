@@ -5,10 +5,11 @@
 //! runner-up), and bounded passes follow while each takes less time than the last full
 //! search. One that takes longer sets the share at which the bounds would have broken even,
 //! and the next try waits for an estimate below it. Each estimate above the share doubles
-//! the dense passes to the next (the sample's distances cost a few percent of a small pass).
+//! the dense passes to the next, unless estimates cost under 2 % of a full search (the
+//! sample's distances cost a few percent of a small pass on matrix tiles).
 //! Which passes run changes no label.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -25,12 +26,14 @@ const SAMPLE_EVERY: usize = 64;
 const SAMPLE_MIN: usize = 32;
 const SAMPLE_MAX: usize = 256;
 /// The estimated share of rows left to search below which a fit first makes its bounds.
-const FIRST_TRY_SHARE: f64 = 0.5;
+const FIRST_TRY_SHARE: f64 = 0.75;
 /// After bounds lost, the next try waits for an estimate below this part of the share at
 /// which they would have broken even (estimates and timings are noisy).
 const MARGIN: f64 = 0.8;
 /// Most dense passes between two estimates.
 const WAIT_MAX: usize = 7;
+/// An estimate costing under this share of a full search never waits.
+const CHEAP_SHARE: f64 = 0.02;
 
 /// The sample's state at the last dense pass, loosened since by the centroids' moves.
 struct Observed {
@@ -48,6 +51,8 @@ pub struct Choice {
     /// Dense passes before the sample is measured again, and the wait after the next estimate.
     wait: usize,
     next_wait: usize,
+    /// What the last estimate cost (measuring the sample and estimating).
+    cost: Duration,
     /// The time of the last pass that searched every row, and whether it measured every
     /// distance and summed the clusters (passes compare only with passes of their kind).
     full: Option<(Duration, bool)>,
@@ -65,7 +70,15 @@ impl Choice {
                 start + rng.random_range(0..end - start)
             })
             .collect();
-        Self { sample, observed: None, try_share: FIRST_TRY_SHARE, wait: 0, next_wait: 1, full: None }
+        Self {
+            sample,
+            observed: None,
+            try_share: FIRST_TRY_SHARE,
+            wait: 0,
+            next_wait: 1,
+            cost: Duration::ZERO,
+            full: None,
+        }
     }
 
     /// Whether the sample holds a dense pass's state (to be loosened as centroids move).
@@ -85,7 +98,8 @@ impl Choice {
             return Ok(false);
         };
         let bounds = share <= self.try_share;
-        if !bounds {
+        let cheap = self.full.is_some_and(|(full, _)| self.cost.as_secs_f64() < CHEAP_SHARE * full.as_secs_f64());
+        if !bounds && !cheap {
             self.wait = self.next_wait;
             self.next_wait = (2 * self.next_wait + 1).min(WAIT_MAX);
         }
@@ -110,6 +124,7 @@ impl Choice {
         let Some(observed) = self.observed.take() else {
             return Ok(None);
         };
+        let start = Instant::now();
         let half_gaps = owners_half_gaps(kernel, centroids, &observed.labels)?;
         let left = (self.sample.iter().zip(&observed.labels).zip(&observed.lower))
             .filter(|((&i, &label), &lower)| {
@@ -118,6 +133,7 @@ impl Choice {
                 own > gap.max(lower)
             })
             .count();
+        self.cost += start.elapsed();
         Ok(Some(left as f64 / self.sample.len() as f64))
     }
 
@@ -139,12 +155,14 @@ impl Choice {
             self.wait -= 1;
             return Ok(());
         }
+        let start = Instant::now();
         let m = self.sample.len();
         let (mut labels, mut distances, mut second) = (vec![0u32; m], vec![T::zero(); m], vec![T::zero(); m]);
         let (x, norms) = (points.x, points.x_sq_norms);
         kernel.assign_top2_rows(x, norms, &self.sample, centroids, &mut labels, &mut distances, &mut second)?;
         let lower = second.iter().map(|s| s.as_f64().max(0.0).sqrt()).collect();
         self.observed = Some(Observed { labels, lower });
+        self.cost = start.elapsed();
         Ok(())
     }
 
@@ -326,7 +344,7 @@ mod tests {
     }
 
     /// Each estimate above the share doubles the dense passes before the sample is measured
-    /// again (1, 3, 7, then 7).
+    /// again (1, 3, 7, then 7); estimates that cost under 2 % of a full search never wait.
     #[test]
     fn estimates_wait_longer_after_each_miss() {
         let (n, d, k) = (4096, 8, 30);
@@ -350,5 +368,14 @@ mod tests {
             }
         }
         assert_eq!(observed_at, [0, 2, 6, 14, 22]);
+        // Full searches that take far longer than the estimates: every dense pass measures.
+        let mut choice = Choice::new(n);
+        choice.try_share = -1.0;
+        choice.searched_all(Duration::from_secs(3600), false);
+        for _ in 0..5 {
+            assert!(!choice.try_bounds(kernel, points, cm).unwrap());
+            choice.observe(kernel, points, cm).unwrap();
+            assert!(choice.observed());
+        }
     }
 }
