@@ -19,7 +19,7 @@ use crate::kernel::{partial_error_bound, ClusterSums, KeptRows, Kernel};
 use crate::matrix::{row_sq_norms, sq_distance, MatRef, Points, REDUCE_CHUNK};
 use crate::monitor::{for_each_chunk, KeepGoing};
 use crate::scalar::Scalar;
-use choice::{Choice, Farthest};
+use choice::Choice;
 
 pub struct BoundedPass {
     /// Lower bound (a distance, not squared) on each row's distance to any centroid other
@@ -218,13 +218,10 @@ impl BoundedPass {
             let error = partial_error_bound::<T>(d);
             // A pass that need not measure its rows bounds each row's own distance from the
             // rows the kernel kept (half the bytes), where it kept them.
-            let mut kept_bounds = vec![];
-            if let (Some(kept), false) = (kept, measure) {
-                kept_bounds = vec![0.0; n];
-                if !kernel.labelled_sq_distance_bounds((kept, 0), centroids, labels, &mut kept_bounds) {
-                    kept_bounds = vec![];
-                }
-            }
+            let kept_bounds = kept.filter(|_| !measure).and_then(|kept| {
+                let mut bounds = vec![0.0; n];
+                kernel.labelled_sq_distance_bounds((kept, 0), centroids, labels, &mut bounds).then_some(bounds)
+            });
             search.par_chunks_mut(REDUCE_CHUNK).zip(distances.par_chunks_mut(REDUCE_CHUNK)).enumerate().for_each(
                 |(c, (search, distances))| {
                     for (r, (needs, dist)) in search.iter_mut().zip(distances.iter_mut()).enumerate() {
@@ -232,8 +229,8 @@ impl BoundedPass {
                         let j = labels[i] as usize;
                         // By differences: exact up to the final rounding, like the kernel's (or
                         // above it, from the kept rows).
-                        let own = match kept_bounds.get(i) {
-                            Some(&bound) => bound,
+                        let own = match &kept_bounds {
+                            Some(bounds) => bounds[i],
                             None => sq_distance(x.row(i), centroids.row(j)),
                         };
                         *dist = T::of_f64(own);
@@ -400,6 +397,36 @@ impl<T: Scalar> HostPass<T> for BoundedPass {
 
     fn moved(&mut self, old: &[T], new: &[T], d: usize, labels: &[u32]) {
         self.loosen(old, new, d, labels);
+    }
+}
+
+/// The two largest moves among the centroids, and which centroid made the largest.
+struct Farthest {
+    first: f64,
+    runner_up: f64,
+    farthest: usize,
+}
+
+impl Farthest {
+    fn of(shifts: &[f64]) -> Self {
+        let mut two = Self { first: 0.0, runner_up: 0.0, farthest: usize::MAX };
+        for (j, &s) in shifts.iter().enumerate() {
+            if s > two.first {
+                (two.runner_up, two.first, two.farthest) = (two.first, s, j);
+            } else if s > two.runner_up {
+                two.runner_up = s;
+            }
+        }
+        two
+    }
+
+    /// The largest move of a centroid other than `label`.
+    fn other_than(&self, label: u32) -> f64 {
+        if label as usize == self.farthest {
+            self.runner_up
+        } else {
+            self.first
+        }
     }
 }
 

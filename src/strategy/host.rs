@@ -204,14 +204,20 @@ impl<'s, T: Scalar, P: HostPass<T>> HostLloyd<'s, T, P> {
         Self { keep_first, ..self }
     }
 
+    /// Whether passes keep their sums (and move the rows whose labels changed): where the
+    /// kernel lets them and the pass's distances do not come with its sums.
+    fn keeps_sums(&self) -> bool {
+        self.kernel.moves_rows() && self.pass.measures_apart()
+    }
+
     /// The pass's labels, sums and inertia. Where the kernel lets it and the pass can, the
     /// sums are the last pass's with the rows whose labels changed moved (or, on the first
     /// pass or where many changed, summed afresh), and the inertia comes from them; else the
     /// pass makes its sums and measures every row's distance.
     fn assign_sum(&mut self, centroids: MatRef<'_, T>, keep_going: KeepGoing<'_>) -> Result<(ClusterSums, f64)> {
         let (kernel, points) = (self.kernel, self.points);
+        let keeps = self.keeps_sums() && (self.keep_first || self.kept.is_some());
         let (labels, distances) = (&mut self.labels, &mut self.distances);
-        let keeps = kernel.moves_rows() && self.pass.measures_apart() && (self.keep_first || self.kept.is_some());
         if !keeps {
             let sums = self.pass.assign_sum(kernel, points, centroids, labels, distances, keep_going)?;
             return Ok((sums, weighted_sum(distances, points.weights)));
@@ -255,7 +261,7 @@ impl<T: Scalar, P: HostPass<T>> LloydStep<T> for HostLloyd<'_, T, P> {
             repaired
         });
         let updated = average(repaired.as_ref().unwrap_or(&sums), &self.centroids, d, self.spherical);
-        if self.kernel.moves_rows() && self.pass.measures_apart() {
+        if self.keeps_sums() {
             self.kept = Some(sums);
         }
         let center_shift = squared_shift(&updated, &self.centroids);

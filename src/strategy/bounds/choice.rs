@@ -19,6 +19,8 @@ use crate::kernel::Kernel;
 use crate::matrix::{row_sq_norms, sq_distance, MatRef, Points};
 use crate::scalar::Scalar;
 
+use super::Farthest;
+
 /// Sampled rows: at most one in this many, ...
 const SAMPLE_EVERY: usize = 64;
 /// ... between these counts (the estimate's standard error stays a few percent, and the
@@ -197,36 +199,6 @@ impl Choice {
             for (lower, &label) in observed.lower.iter_mut().zip(&observed.labels) {
                 *lower = (*lower - farthest.other_than(label)).max(0.0);
             }
-        }
-    }
-}
-
-/// The two largest moves among the centroids, and which centroid made the largest.
-pub struct Farthest {
-    first: f64,
-    runner_up: f64,
-    farthest: usize,
-}
-
-impl Farthest {
-    pub fn of(shifts: &[f64]) -> Self {
-        let mut two = Self { first: 0.0, runner_up: 0.0, farthest: usize::MAX };
-        for (j, &s) in shifts.iter().enumerate() {
-            if s > two.first {
-                (two.runner_up, two.first, two.farthest) = (two.first, s, j);
-            } else if s > two.runner_up {
-                two.runner_up = s;
-            }
-        }
-        two
-    }
-
-    /// The largest move of a centroid other than `label`.
-    pub fn other_than(&self, label: u32) -> f64 {
-        if label as usize == self.farthest {
-            self.runner_up
-        } else {
-            self.first
         }
     }
 }
