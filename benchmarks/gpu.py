@@ -100,7 +100,7 @@ FUSED = {"MLX_KMEANS_MLX_FUSED": "1"}
 # shared-source kernels in their CUDA dialect (the twin of the Metal ones).
 OPS = {"MLX_KMEANS_MLX_CUDA_KERNELS": "0", "MLX_KMEANS_MLX_SHARED": "0"}
 TWIN = {"MLX_KMEANS_MLX_CUDA_KERNELS": "0", "MLX_KMEANS_MLX_SHARED": "cuda"}
-PEERS = ("default", "waiting", "ahead", "fused", "matrix", "ops", "ops-pairs", "twin", "twin-general", "host", "streamed", "torch", "flash", "flash-mlx")
+PEERS = ("default", "waiting", "ahead", "fused", "one", "three", "matrix", "ops", "ops-pairs", "twin", "twin-general", "host", "streamed", "torch", "flash", "flash-mlx")
 
 
 def bench(name: str, repeats: int, profile: bool, chosen=PEERS) -> dict:
@@ -158,6 +158,8 @@ def bench(name: str, repeats: int, profile: bool, chosen=PEERS) -> dict:
         "waiting": ("mlx_kmeans (no step queued ahead: MLX_KMEANS_MLX_AHEAD=0)", lambda it: ours(it, {"MLX_KMEANS_MLX_AHEAD": "0"})),
         "ahead": ("mlx_kmeans (every step queued ahead: MLX_KMEANS_MLX_AHEAD=1)", lambda it: ours(it, {"MLX_KMEANS_MLX_AHEAD": "1"})),
         "fused": ("mlx_kmeans (fused kernel: MLX_KMEANS_MLX_FUSED=1)", lambda it: ours(it, FUSED)),
+        "one": ("mlx_kmeans (fused, one float16 product: MLX_KMEANS_MLX_PRODUCTS=1)", lambda it: ours(it, {**FUSED, "MLX_KMEANS_MLX_PRODUCTS": "1"})),
+        "three": ("mlx_kmeans (fused, three float16 products: MLX_KMEANS_MLX_PRODUCTS=3)", lambda it: ours(it, {**FUSED, "MLX_KMEANS_MLX_PRODUCTS": "3"})),
         "matrix": ("mlx_kmeans (distance matrix: MLX_KMEANS_MLX_FUSED=0)", lambda it: ours(it, {"MLX_KMEANS_MLX_FUSED": "0"})),
         "ops": ("mlx_kmeans (MLX ops only: the Mac's path)", lambda it: ours(it, OPS)),
         "twin": ("mlx_kmeans (MLX ops + shared kernels, CUDA dialect)", lambda it: ours(it, TWIN)),

@@ -38,6 +38,9 @@ pub struct MlxSwitches {
     /// The custom kernels assign rows by the fused kernel (`true`) or through blocks of the
     /// distance matrix (`false`), whatever the shape.
     pub fused: Option<bool>,
+    /// Float16 products per distance in the fused kernel: 3 (the split) or 1 (the high
+    /// parts, more near ties decided exactly), whatever the shape.
+    pub products: Option<u8>,
     /// MLX input shared with the kernel (`false`: copied).
     pub share: bool,
     /// Device memory the fit's data and its working copies may take before the data stays on
@@ -62,6 +65,7 @@ impl Default for MlxSwitches {
         Self {
             cuda_kernels: true,
             fused: None,
+            products: None,
             share: true,
             device_bytes: None,
             queue_ahead: None,

@@ -71,13 +71,20 @@ def test_mlx_on_gpu_agrees_with_cpu(data, case):
 
 
 @pytest.mark.parametrize("case", ["overlapping", "weights, two empty starts"])
-@pytest.mark.parametrize("backend", ["mlx", "cpu", "mlx, streamed through the fused kernel"])
+@pytest.mark.parametrize(
+    "backend", ["mlx", "cpu", "mlx, streamed through the fused kernel", "mlx, fused kernel of one product"]
+)
 def test_whole_fits_equal_float64_lloyd(monkeypatch, data, case, backend):
     """Both backends against float64 Lloyd from the same init, until labels stop changing;
-    and the data streamed from the host in blocks through the fused kernel and the sorted sums."""
+    the data streamed from the host in blocks through the fused kernel and the sorted sums;
+    and the fused kernel held, with one float16 product per distance."""
     if backend.startswith("mlx, streamed"):
         monkeypatch.setenv("MLX_KMEANS_MLX_DEVICE_BYTES", "1")
         monkeypatch.setenv("MLX_KMEANS_MLX_FUSED", "1")
+        backend = "mlx"
+    elif backend.startswith("mlx, fused"):
+        monkeypatch.setenv("MLX_KMEANS_MLX_FUSED", "1")
+        monkeypatch.setenv("MLX_KMEANS_MLX_PRODUCTS", "1")
         backend = "mlx"
     X, start, w = (data["X"], data["init"], None) if case == "overlapping" else (data["separated"], data["far_init"], data["weights"])
     centroids, labels, _ = float64_lloyd(X, start, w)
@@ -127,15 +134,21 @@ SHAPES = [
 ]
 
 
+# The assignment paths of the custom kernels: (MLX_KMEANS_MLX_FUSED, MLX_KMEANS_MLX_PRODUCTS).
+PATHS = {"fused, three products": ("1", "3"), "fused, one product": ("1", "1"), "distance matrix": ("0", "")}
+
+
 @pytest.mark.parametrize("memory", ["held", "streamed"])
-@pytest.mark.parametrize("fused", ["1", "0"])
+@pytest.mark.parametrize("path", list(PATHS))
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_assignment_is_the_exact_nearest_centroid(monkeypatch, shape, fused, memory):
+def test_assignment_is_the_exact_nearest_centroid(monkeypatch, shape, path, memory):
     """After a step from given centroids, every label is the nearest returned centroid by
     float64 distances, and the distances are those distances. Mixture data with two centroids
     per cluster, so that many rows lie near a tie between two centroids. Held on the device,
     or streamed from the host in blocks (the device's memory limit forced to one byte)."""
+    fused, products = PATHS[path]
     monkeypatch.setenv("MLX_KMEANS_MLX_FUSED", fused)
+    monkeypatch.setenv("MLX_KMEANS_MLX_PRODUCTS", products)
     if memory == "streamed":
         monkeypatch.setenv("MLX_KMEANS_MLX_DEVICE_BYTES", "1")
     n, d, k = shape
@@ -151,6 +164,30 @@ def test_assignment_is_the_exact_nearest_centroid(monkeypatch, shape, fused, mem
     np.testing.assert_array_equal(r.labels, exact.argmin(1))
     nearest = exact.min(1)
     np.testing.assert_allclose(r.distances, nearest, rtol=1e-6, atol=1e-6 * float(nearest.max()))
+
+
+@pytest.mark.parametrize("products", ["3", "1"])
+@pytest.mark.parametrize("d", [40, 300])
+def test_rows_with_more_candidates_than_the_kernel_lists(monkeypatch, products, d):
+    """Twelve centroids within 1e-4 of one point (and two exact twins) leave each row near
+    them more candidates than the fused kernel lists (8): those rows are decided among all
+    centroids. Labels are float64's nearest (the lower index on exact ties) and distances
+    float64's."""
+    from mlx_kmeans._backend import engine_module
+
+    monkeypatch.setenv("MLX_KMEANS_MLX_FUSED", "1")
+    monkeypatch.setenv("MLX_KMEANS_MLX_PRODUCTS", products)
+    rng = np.random.default_rng(d)
+    centre = rng.normal(size=d)
+    far = rng.normal(size=(40, d)) * 3
+    crowd = centre + 1e-4 * rng.normal(size=(12, d))
+    C = np.concatenate([far[:20], crowd, crowd[:2], far[20:]]).astype(np.float32)
+    X = np.concatenate([centre + 0.01 * rng.normal(size=(3000, d)), far[rng.integers(0, 40, 3000)] + rng.normal(size=(3000, d))])
+    X = X.astype(np.float32)
+    labels, distances, _ = engine_module("mlx").assign(X, C, backend="mlx")
+    exact = ((X.astype(np.float64)[:, None] - C.astype(np.float64)[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(labels, exact.argmin(1))
+    np.testing.assert_allclose(distances, exact.min(1), rtol=1e-6, atol=1e-6 * float(exact.min(1).max()))
 
 
 @pytest.mark.parametrize("weighted", [False, True])

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ("MLX_KMEANS_CPU_DOTS", "avx2"),
         ("MLX_KMEANS_CPU_BOUNDS", "elkan"),
         ("MLX_KMEANS_MLX_FUSED", "yes"),
+        ("MLX_KMEANS_MLX_PRODUCTS", "2"),
         ("MLX_KMEANS_MLX_DEVICE_BYTES", "-5"),
         ("MLX_KMEANS_MLX_SHARED", "vulkan"),
         ("MLX_KMEANS_MLX_PAIRS", "both"),
@@ -48,7 +49,7 @@ def test_defaults_when_nothing_is_set(monkeypatch):
     assert options.seeding_prune is True and options.seeding_screen is None
     assert options.mlx_cuda_kernels and options.mlx_share
     assert options.mlx_fused is options.mlx_ahead is options.mlx_device_bytes is options.mlx_shared is None
-    assert options.mlx_pairs is None and options.mlx_split is False
+    assert options.mlx_pairs is None and options.mlx_split is False and options.mlx_products is None
 
 
 def test_a_switch_set_between_calls_takes_effect_at_the_next_call(monkeypatch, caplog):

@@ -26,6 +26,7 @@ class Options:
     seeding_screen: Optional[bool]
     mlx_cuda_kernels: bool
     mlx_fused: Optional[bool]
+    mlx_products: Optional[int]
     mlx_share: bool
     mlx_device_bytes: Optional[int]
     mlx_ahead: Optional[bool]
@@ -59,6 +60,12 @@ def _forced(name: str) -> Optional[bool]:
     return None if value is None else value == "1"
 
 
+def _products(name: str) -> Optional[int]:
+    """`1` or `3` float16 products per distance in the fused kernel; unset leaves it to the engine."""
+    value = _choice(name, ("1", "3"))
+    return None if value is None else int(value)
+
+
 def _count(name: str) -> Optional[int]:
     value = _value(name)
     if not value:
@@ -79,6 +86,7 @@ def current() -> Options:
         seeding_screen=_forced("MLX_KMEANS_SEEDING_SCREEN"),
         mlx_cuda_kernels=_forced("MLX_KMEANS_MLX_CUDA_KERNELS") is not False,
         mlx_fused=_forced("MLX_KMEANS_MLX_FUSED"),
+        mlx_products=_products("MLX_KMEANS_MLX_PRODUCTS"),
         mlx_share=_forced("MLX_KMEANS_MLX_SHARE") is not False,
         mlx_device_bytes=_count("MLX_KMEANS_MLX_DEVICE_BYTES"),
         mlx_ahead=_forced("MLX_KMEANS_MLX_AHEAD"),

@@ -51,6 +51,12 @@ pub fn configure(options: &Bound<'_, PyDict>) -> PyResult<()> {
             "seeding_screen" => parsed.seeding.screen = flag(&value)?,
             "mlx_cuda_kernels" => parsed.mlx.cuda_kernels = value.extract()?,
             "mlx_fused" => parsed.mlx.fused = flag(&value)?,
+            "mlx_products" => {
+                parsed.mlx.products = match value.extract::<Option<u8>>()? {
+                    products @ (None | Some(1) | Some(3)) => products,
+                    Some(other) => return Err(PyValueError::new_err(format!("products must be 1 or 3, got {other}"))),
+                }
+            }
             "mlx_share" => parsed.mlx.share = value.extract()?,
             "mlx_device_bytes" => parsed.mlx.device_bytes = value.extract()?,
             "mlx_ahead" => parsed.mlx.queue_ahead = flag(&value)?,

@@ -47,6 +47,7 @@ impl DeviceKernel for Mlx {
         let config = MlxConfig {
             cuda_kernels: switches.cuda_kernels,
             fused: switches.fused,
+            products: switches.products,
             device_bytes: switches.device_bytes,
             queue_ahead: switches.queue_ahead,
             pairs: switches.pairs,

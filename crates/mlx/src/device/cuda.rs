@@ -19,16 +19,42 @@ use mlx_kmeans::error::{Error, Result};
 /// Sorted rows per block of the first summing pass.
 const ROWS_PER_CHUNK: i32 = 128;
 
-/// Rows per block of `fused_assign`, its threads, the multiple its features are padded to,
-/// and its dynamic shared memory at most: 128 rows of up to 192 features (hi and lo), and
-/// three steps of two 128 × 72 tiles of float16 (fixed in `fused_assign.cu`).
+/// Rows per block of `fused_assign`, its threads, and the multiple its features are padded to.
 const FUSED_ROWS: usize = 128;
 const FUSED_THREADS: i32 = 256;
 const FUSED_STEP: i32 = 32;
-const FUSED_SHARED_MEMORY: i32 = (2 * 128 * 200 + 3 * 2 * 128 * 72) * 2;
 
-/// Threads of `split_halves`, and warps of `exact_candidates`, at most (they loop over the rest).
-const SPLIT_THREADS: usize = 1 << 24;
+/// Candidates per row that `fused_assign` lists for `exact_candidates` at most.
+const FUSED_CANDIDATES: i32 = 8;
+
+/// How `fused_assign` forms each row's dot products with the centroids (the labels are exact
+/// either way): three float16 products of the split halves (`Three`, error ~2^-20), or one of
+/// the high parts (`One`, ~2^-10), which leaves more rows several candidates to decide exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Products {
+    Three,
+    One,
+}
+
+impl Products {
+    fn count(self) -> i32 {
+        match self {
+            Products::Three => 3,
+            Products::One => 1,
+        }
+    }
+
+    /// `fused_assign`'s dynamic shared memory at most: 128 rows of up to 192 features and
+    /// three steps of 128 × 72 tiles, each in as many float16 parts as the products read
+    /// (fixed in `fused_assign.cu`; streamed rows, 3 steps of 128 × 40 tiles, take less).
+    fn shared_memory(self) -> i32 {
+        let parts = if self == Products::Three { 2 } else { 1 };
+        parts * (128 * 200 + 3 * 128 * 72) * 2
+    }
+}
+
+/// Warps of `split_halves` and of `exact_candidates` at most (they loop over the rest).
+const SPLIT_WARPS: usize = 1 << 20;
 const EXACT_WARPS: usize = 1 << 20;
 
 /// One MLX custom kernel: a JIT-compiled CUDA body with named inputs and outputs.
@@ -180,20 +206,36 @@ fn column_threads(d: usize) -> i32 {
     (d.div_ceil(32) * 32).clamp(32, 256) as i32
 }
 
+/// `fused_assign` with its inputs and outputs, for `products`.
+fn fused_assign(name: &'static str, products: Products) -> CudaKernel {
+    CudaKernel::with_shared_memory(
+        name,
+        &["xnorm", "xh", "xl", "xres", "cnorm", "ch", "cl", "cmax", "cres"],
+        &["candidates", "counts"],
+        include_str!("cuda/fused_assign.cuh"),
+        include_str!("cuda/fused_assign.cu"),
+        products.shared_memory(),
+    )
+}
+
 /// The Lloyd step's custom kernels.
 pub(super) struct LloydKernels {
     split_halves: CudaKernel,
-    fused_assign: CudaKernel,
+    /// `fused_assign` with three products and with one (see [`Products`]).
+    fused_three: CudaKernel,
+    fused_one: CudaKernel,
     exact_candidates: CudaKernel,
     row_argmin: CudaKernel,
     chunk_sums: CudaKernel,
     cluster_means: CudaKernel,
 }
 
-/// Rows as the fused kernel takes them (see [`LloydKernels::halves`]): float16 bits.
+/// Rows as the fused kernel takes them (see [`LloydKernels::halves`]): float16 bits, and a
+/// bound on each row's distance from its high part.
 pub(super) struct Halves {
     pub hi: Array,
     pub lo: Array,
+    pub res: Array,
 }
 
 /// Per-cluster results of [`LloydKernels::cluster_means`], all float32 on the device.
@@ -209,18 +251,12 @@ impl LloydKernels {
             split_halves: CudaKernel::new(
                 "mlx_kmeans_split_halves",
                 &["x", "sq"],
-                &["hi", "lo"],
+                &["hi", "lo", "res"],
                 include_str!("cuda/fused_assign.cuh"),
                 include_str!("cuda/split_halves.cu"),
             ),
-            fused_assign: CudaKernel::with_shared_memory(
-                "mlx_kmeans_fused_assign",
-                &["xnorm", "xh", "xl", "cnorm", "ch", "cl", "cmax"],
-                &["candidates", "counts"],
-                include_str!("cuda/fused_assign.cuh"),
-                include_str!("cuda/fused_assign.cu"),
-                FUSED_SHARED_MEMORY,
-            ),
+            fused_three: fused_assign("mlx_kmeans_fused_assign", Products::Three),
+            fused_one: fused_assign("mlx_kmeans_fused_assign_one", Products::One),
             exact_candidates: CudaKernel::new(
                 "mlx_kmeans_exact_candidates",
                 &["x", "centroids", "candidates", "counts"],
@@ -281,48 +317,55 @@ impl LloydKernels {
 
     /// Rows (`n × d`, with squared norms `n`) as the fused kernel takes them: scaled by powers
     /// of two and split into two float16 parts (their bits, `n × dp`, `dp` a multiple of the
-    /// kernel's step).
+    /// kernel's step), with a bound on each row's distance from its high part (`n`).
     pub(super) fn halves(&self, x: &Array, sq: &Array) -> Result<Halves> {
         let (n, d) = (x.shape()[0], x.shape()[1]);
         let padded = (d + FUSED_STEP - 1) / FUSED_STEP * FUSED_STEP;
-        let pairs = n as usize * padded as usize / 2;
-        let threads = pairs.min(SPLIT_THREADS).div_ceil(256) * 256;
+        let threads = (n as usize).clamp(1, SPLIT_WARPS) * 32;
         let shape: &[i32] = &[n, padded];
         let mut out = self.split_halves.apply(
             &[x, &sq.reshape(&[n])?],
-            &[(shape, Dtype::Uint16), (shape, Dtype::Uint16)],
+            &[(shape, Dtype::Uint16), (shape, Dtype::Uint16), (&[n], Dtype::Float32)],
             threads,
             256,
             &[("D", d), ("DP", padded)],
         )?;
-        let lo = out.pop().expect("two outputs");
-        Ok(Halves { hi: out.pop().expect("two outputs"), lo })
+        let res = out.pop().expect("three outputs");
+        let lo = out.pop().expect("three outputs");
+        Ok(Halves { hi: out.pop().expect("three outputs"), lo, res })
     }
 
     /// Each row's nearest centroid (uint32) and exact squared distance (float32) from the rows
     /// (`n × d`), their squared norms (`n`) and halves, and the centroids (`k × d`) and their
     /// squared norms (`k` values), without an `n × k` matrix: the fused kernel finds each
-    /// row's candidates, then exact distances decide among them.
+    /// row's candidates by `products`, then exact distances decide among them.
     pub(super) fn nearest_fused(
         &self,
         x: &Array,
         x_norms: &Array,
         x_halves: &Halves,
-        centroids: &Array,
-        c_norms: &Array,
+        (centroids, c_norms): (&Array, &Array),
+        products: Products,
     ) -> Result<(Array, Array)> {
         let (n, d, k) = (x.shape()[0], x.shape()[1], centroids.shape()[0]);
         let c_max = c_norms.max(None)?.reshape(&[1])?;
         let c_norms = c_norms.reshape(&[k])?;
         let c_halves = self.halves(centroids, &c_norms)?;
+        let c_res = c_halves.res.max(None)?.reshape(&[1])?;
         let padded = x_halves.hi.shape()[1];
         let blocks = (n as usize).div_ceil(FUSED_ROWS);
-        let found = self.fused_assign.apply(
-            &[x_norms, &x_halves.hi, &x_halves.lo, &c_norms, &c_halves.hi, &c_halves.lo, &c_max],
-            &[(&[n, 3], Dtype::Uint32), (&[n], Dtype::Uint32)],
+        let fused = match products {
+            Products::Three => &self.fused_three,
+            Products::One => &self.fused_one,
+        };
+        let inputs =
+            [x_norms, &x_halves.hi, &x_halves.lo, &x_halves.res, &c_norms, &c_halves.hi, &c_halves.lo, &c_max, &c_res];
+        let found = fused.apply(
+            &inputs,
+            &[(&[n, FUSED_CANDIDATES], Dtype::Uint32), (&[n], Dtype::Uint32)],
             blocks * FUSED_THREADS as usize,
             FUSED_THREADS,
-            &[("K", k), ("D", d), ("DP", padded)],
+            &[("K", k), ("D", d), ("DP", padded), ("P", products.count()), ("C", FUSED_CANDIDATES)],
         )?;
         let warps = (n as usize).min(EXACT_WARPS);
         let mut settled = self.exact_candidates.apply(
@@ -330,7 +373,7 @@ impl LloydKernels {
             &[(&[n], Dtype::Uint32), (&[n], Dtype::Float32)],
             warps * 32,
             256,
-            &[("K", k), ("D", d)],
+            &[("K", k), ("D", d), ("C", FUSED_CANDIDATES)],
         )?;
         let distances = settled.pop().expect("two outputs");
         Ok((settled.pop().expect("two outputs"), distances))

@@ -158,7 +158,8 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
     fn cuda_nearest(&self, kernels: &LloydKernels, centroids: &Array) -> Result<(Array, Array)> {
         let (c, c_norms) = lift_centroid_array(centroids.clone(), self.k(), self.kernel.split)?;
         if let Some(halves) = &self.halves {
-            return kernels.nearest_fused(&self.plain, &self.x_norms, halves, centroids, &c_norms);
+            let products = self.kernel.fused_products(self.plain.shape()[1] as usize);
+            return kernels.nearest_fused(&self.plain, &self.x_norms, halves, (centroids, &c_norms), products);
         }
         let n = self.x_norms.shape()[0] as usize;
         let step = rows_per_block(self.k());

@@ -44,6 +44,12 @@ fn fused_by_default(n: usize, d: usize, k: usize) -> bool {
     beyond_32_bits || (d <= 192 && n.saturating_mul(k) >= 1 << 29)
 }
 
+/// The fused kernel's products for rows of `d` features when the configuration leaves them
+/// open: the split's three (measured in `benchmarks/gpu.md`).
+fn products_by_default(_d: usize) -> cuda::Products {
+    cuda::Products::Three
+}
+
 /// Rows per MLX call, bounded so that a `rows × k` block stays near 2^27 floats (512 MB):
 /// one block for the common shapes (100k rows, k ≤ 1024), so the resident data is used whole.
 fn rows_per_block(k: usize) -> usize {
@@ -70,6 +76,9 @@ pub struct MlxConfig {
     /// matrix; `Some(true)`), or from blocks of the distance matrix made by a GEMM
     /// (`Some(false)`); `None` picks by the shape (see [`fused_by_default`]).
     pub fused: Option<bool>,
+    /// Float16 products per distance in the fused kernel (`cuda::Products`): `Some(3)` the
+    /// split, `Some(1)` the high parts; `None` picks by the shape (see [`products_by_default`]).
+    pub products: Option<u8>,
     /// Device memory (bytes) the fit's data and its working copies may take; past it the data
     /// stays on the host and is streamed in blocks (`stream.rs`). `None`: MLX's memory limit.
     pub device_bytes: Option<usize>,
@@ -164,6 +173,8 @@ pub struct MlxKernel<'a> {
     split: bool,
     /// Whether those kernels assign rows by the fused kernel (see [`MlxConfig`]).
     fused: Option<bool>,
+    /// The fused kernel's products, when forced (see [`MlxConfig`]).
+    products: Option<cuda::Products>,
     /// The custom CUDA kernels (`device/cuda.rs`) for Lloyd steps: on a GPU on Linux, which MLX
     /// runs through CUDA, unless the configuration keeps to MLX's own ops.
     kernels: Option<cuda::LloydKernels>,
@@ -250,6 +261,7 @@ impl<'a> MlxKernel<'a> {
             on_gpu,
             split,
             fused,
+            products: config.products.map(|p| if p == 1 { cuda::Products::One } else { cuda::Products::Three }),
             kernels,
             device_bytes,
             streamed: false,

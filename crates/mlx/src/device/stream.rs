@@ -8,9 +8,9 @@
 use mlx_rs::transforms::async_eval;
 use mlx_rs::Array;
 
-use super::cuda::LloydKernels;
+use super::cuda::{LloydKernels, Products};
 use super::kernel::add_block_sums;
-use super::{eval_all, fused_by_default, lift_centroid_array, MlxKernel, Shift};
+use super::{eval_all, fused_by_default, lift_centroid_array, products_by_default, MlxKernel, Shift};
 use mlx_kmeans::error::Result;
 use mlx_kmeans::kernel::ClusterSums;
 use mlx_kmeans::matrix::{column_moments, MatRef};
@@ -72,6 +72,11 @@ impl MlxKernel<'_> {
         self.kernels.as_ref().filter(|_| fused)
     }
 
+    /// The fused kernel's products for rows of `d` features: forced, or by the shape.
+    pub(super) fn fused_products(&self, d: usize) -> Products {
+        self.products.unwrap_or_else(|| products_by_default(d))
+    }
+
     /// Centroids given on the host as [`Self::launch_fused`] takes them: centred, with their
     /// squared norms (`1 × k`), on the device once for all blocks of a pass.
     pub(super) fn fused_centroids(&self, centroids: MatRef<'_, f32>) -> Result<(Array, Array)> {
@@ -93,7 +98,8 @@ impl MlxKernel<'_> {
         let centred = self.centred_rows(x, start, end)?;
         let norms = centred.square()?.sum_axis(1, false)?;
         let halves = kernels.halves(&centred, &norms)?;
-        let (labels, distances) = kernels.nearest_fused(&centred, &norms, &halves, c, c_norms)?;
+        let products = self.fused_products(centred.shape()[1] as usize);
+        let (labels, distances) = kernels.nearest_fused(&centred, &norms, &halves, (c, c_norms), products)?;
         let sums = match sums {
             Some(weights) => {
                 Some(sorted_block_sums(kernels, &centred, weights, (start, end), &labels, c.shape()[0] as usize)?)

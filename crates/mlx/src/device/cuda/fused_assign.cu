@@ -2,29 +2,35 @@
 // each row's nearest centroid without the `n × K` distance matrix. A block of 256 threads
 // takes 128 rows and streams all centroids past them in tiles of 128 (copied asynchronously
 // into shared memory, three steps in flight; with up to 192 features the rows stay in shared
-// memory, else they stream too), through the tensor cores; each thread keeps, for its rows, the four best partial distances `‖c‖² − 2x·c` and
-// the indices of the first three, in registers. Float16 products alone would err by 2^-10,
-// which would leave many labels undecided, so rows and centroids come split in two float16
-// parts (`split_halves`, after scaling by powers of two into float16's range), and
-// `x·c = xh·ch + xh·cl + xl·ch` is three products accumulated in float32 (error ~2^-20).
-// It writes each row's candidates: the best, and the others within the bound of that error
-// from it (up to three; `counts` 4 where a fourth lies within it too). `exact_candidates`
-// then decides among them by exact distances.
-//   inputs:  xnorm (n: ‖x‖²), xh, xl (n × DP, float16 bits), cnorm (K: ‖c‖²), ch, cl (K × DP,
-//            float16 bits), cmax (1: max ‖c‖²)
-//   outputs: candidates (n × 3, uint32), counts (n, uint32: 1 to 3, or 4)
-//   template: K (centroids), D (features), DP (features padded to a multiple of 32)
-//   dynamic shared memory: the rows (2 × 128 × (DP + 8) halves) and 3 steps of 2 tiles of
-//   128 × 72 halves, at most 212992 bytes; or 3 steps of 4 tiles of 128 × 40 halves
+// memory, else they stream too), through the tensor cores; each thread keeps, for its rows and
+// its share of the centroids, the four best partial distances `‖c‖² − 2x·c` and the indices of
+// the first three, in registers. Rows and centroids come scaled by powers of two into
+// float16's range and split in two float16 parts (`split_halves`). With P = 3 the kernel makes
+// `x·c = xh·ch + xh·cl + xl·ch`, three products accumulated in float32 (error ~2^-20); with
+// P = 1 one product of the high parts, whose error (~2^-10) is bounded per row by its own
+// rounding (`xres`) and the centroids' largest (`cres`). Every centroid within the bound of
+// that error from the best is a candidate (up to C, from every thread's share); `counts` says
+// how many, or C + 1 where there are more or a share may hold more than it kept (a fourth
+// value within the bound): then all are. `exact_candidates` decides among them exactly.
+//   inputs:  xnorm (n: ‖x‖²), xh, xl (n × DP, float16 bits), xres (n: ≥ ‖x − xh‖, unscaled),
+//            cnorm (K: ‖c‖²), ch, cl (K × DP, float16 bits), cmax (1: max ‖c‖²), cres (1:
+//            ≥ every ‖c − ch‖)
+//   outputs: candidates (n × C, uint32), counts (n, uint32: 1 to C, or C + 1)
+//   template: K (centroids), D (features), DP (features padded to a multiple of 32), P (1 or
+//            3 products), C (candidates at most)
+//   dynamic shared memory: the rows (P = 3: 2, P = 1: 1 × 128 × (DP + 8) halves) and 3 steps
+//   of tiles of 128 × 72 halves (2 or 1), at most 212992 bytes; or 3 steps of tiles of 128 ×
+//   40 halves (4 or 2)
     constexpr int BM = 128, BN = 128, STAGES = 3;
+    constexpr int HALVES = P == 3 ? 2 : 1;  // float16 parts read of each row and centroid
     // With few features the block's rows stay in shared memory for the whole kernel, and only
     // centroids stream past them, 64 features a step; otherwise both stream, 32 a step.
     constexpr bool RESIDENT = DP <= 192;
     constexpr int BK = RESIDENT ? 64 : 32, LDB = BK + 8, LDA = RESIDENT ? DP + 8 : BK + 8;
     constexpr int KT = (DP + BK - 1) / BK, CT = (K + BN - 1) / BN, TILES = KT * CT;
     constexpr int A_TILE = BM * LDA, B_TILE = BN * LDB;  // halves, each of hi and lo
-    constexpr int A_FIXED = RESIDENT ? 2 * A_TILE : 0;
-    constexpr int STAGE = RESIDENT ? 2 * B_TILE : 2 * A_TILE + 2 * B_TILE;
+    constexpr int A_FIXED = RESIDENT ? HALVES * A_TILE : 0;
+    constexpr int STAGE = RESIDENT ? HALVES * B_TILE : HALVES * (A_TILE + B_TILE);
     extern __shared__ __align__(16) unsigned short smem[];
     const long long n = xnorm_shape[0];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -41,7 +47,7 @@
             const bool ok = row < n;
             const long long at = (ok ? row : 0) * DP + k0 + c;
             mk_cp_async16(a + r * LDA + c, xh + at, ok);
-            mk_cp_async16(a + A_TILE + r * LDA + c, xl + at, ok);
+            if constexpr (HALVES == 2) mk_cp_async16(a + A_TILE + r * LDA + c, xl + at, ok);
         }
     };
     // Squared norms of a centroid tile, copied with its first step; three buffers, as the
@@ -59,7 +65,7 @@
                 asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;\n" ::"r"(to), "l"(cnorm + (j < K ? j : 0)), "r"(bytes) : "memory");
             }
             unsigned short* stage = smem + A_FIXED + (tile % STAGES) * STAGE;
-            unsigned short* b = stage + (RESIDENT ? 0 : 2 * A_TILE);
+            unsigned short* b = stage + (RESIDENT ? 0 : HALVES * A_TILE);
             constexpr int CHUNKS = BK / 8;
             for (int i = tid; i < BN * CHUNKS; i += 256) {
                 const int r = i / CHUNKS, c = (i - r * CHUNKS) * 8;
@@ -68,7 +74,7 @@
                 const bool ok = j < K;
                 const long long at = (ok ? j : 0) * DP + kt * BK + c;
                 mk_cp_async16(b + r * LDB + c, ch + at, ok);
-                mk_cp_async16(b + B_TILE + r * LDB + c, cl + at, ok);
+                if constexpr (HALVES == 2) mk_cp_async16(b + B_TILE + r * LDB + c, cl + at, ok);
             }
             if constexpr (!RESIDENT) copy_rows(stage, kt * BK, BK);
         }
@@ -107,7 +113,7 @@
         }
         const unsigned short* stage = smem + A_FIXED + (tile % STAGES) * STAGE;
         const unsigned short* a = RESIDENT ? smem : stage;
-        const unsigned short* b = stage + (RESIDENT ? 0 : 2 * A_TILE);
+        const unsigned short* b = stage + (RESIDENT ? 0 : HALVES * A_TILE);
         const int a_col = RESIDENT ? kt * BK : 0;
 #pragma unroll
         for (int ks = 0; ks < BK; ks += 16) {
@@ -117,7 +123,7 @@
             for (int mi = 0; mi < 4; ++mi) {
                 const int o = (wm * 64 + mi * 16 + (lane & 15)) * LDA + a_col + ks + (lane >> 4) * 8;
                 mk_ldmatrix_x4(ah[mi], a + o);
-                mk_ldmatrix_x4(al[mi], a + A_TILE + o);
+                if constexpr (P == 3) mk_ldmatrix_x4(al[mi], a + A_TILE + o);
             }
 #pragma unroll
             for (int np = 0; np < 2; ++np) {
@@ -128,22 +134,26 @@
                 bh[2 * np][1] = r[1];
                 bh[2 * np + 1][0] = r[2];
                 bh[2 * np + 1][1] = r[3];
-                mk_ldmatrix_x4(r, b + B_TILE + o);
-                bl[2 * np][0] = r[0];
-                bl[2 * np][1] = r[1];
-                bl[2 * np + 1][0] = r[2];
-                bl[2 * np + 1][1] = r[3];
+                if constexpr (P == 3) {
+                    mk_ldmatrix_x4(r, b + B_TILE + o);
+                    bl[2 * np][0] = r[0];
+                    bl[2 * np][1] = r[1];
+                    bl[2 * np + 1][0] = r[2];
+                    bl[2 * np + 1][1] = r[3];
+                }
             }
             // The small products first, and each product over all 16 accumulators before the
             // next, so that no product waits on the one just issued.
+            if constexpr (P == 3) {
 #pragma unroll
-            for (int mi = 0; mi < 4; ++mi)
+                for (int mi = 0; mi < 4; ++mi)
 #pragma unroll
-                for (int ni = 0; ni < 4; ++ni) mk_mma(acc[mi][ni], al[mi], bh[ni]);
+                    for (int ni = 0; ni < 4; ++ni) mk_mma(acc[mi][ni], al[mi], bh[ni]);
 #pragma unroll
-            for (int mi = 0; mi < 4; ++mi)
+                for (int mi = 0; mi < 4; ++mi)
 #pragma unroll
-                for (int ni = 0; ni < 4; ++ni) mk_mma(acc[mi][ni], ah[mi], bl[ni]);
+                    for (int ni = 0; ni < 4; ++ni) mk_mma(acc[mi][ni], ah[mi], bl[ni]);
+            }
 #pragma unroll
             for (int mi = 0; mi < 4; ++mi)
 #pragma unroll
@@ -172,64 +182,76 @@
     }
     mk_cp_async_wait<0>();
 
-    // The four lanes of a quad hold the same rows (other centroids): merge them.
-#pragma unroll
-    for (int s = 0; s < 8; ++s)
-#pragma unroll
-        for (int off = 1; off < 4; off <<= 1) {
-            float o[4];
-            unsigned int oi[3];
-#pragma unroll
-            for (int q = 0; q < 4; ++q) o[q] = __shfl_xor_sync(0xffffffffu, best[s][q], off);
-#pragma unroll
-            for (int q = 0; q < 3; ++q) oi[q] = __shfl_xor_sync(0xffffffffu, best_idx[s][q], off);
-#pragma unroll
-            for (int q = 0; q < 3; ++q) mk_insert(best[s], best_idx[s], o[q], oi[q]);
-            best[s][3] = fminf(best[s][3], o[3]);  // o[3] ≥ o[2], which is placed already
-        }
-    // Then the four warps that share rows, through shared memory (the tiles are done).
+    // Shared memory is free once the tiles are done: each row's best over the four warps
+    // that share it, its band's limit, and the candidates found within it.
     __syncthreads();
-    float* red = reinterpret_cast<float*>(smem);                        // [4][BM][4]
-    unsigned int* red_idx = reinterpret_cast<unsigned int*>(red + 4 * BM * 4);  // [4][BM][3]
-    if (t == 0) {
+    float* quad_best = reinterpret_cast<float*>(smem);                     // [4][BM]
+    float* limit = quad_best + 4 * BM;                                     // [BM]
+    unsigned int* found = reinterpret_cast<unsigned int*>(limit + BM);     // [BM]
+    unsigned int* overflow = found + BM;                                   // [BM]
+    unsigned int* listed = overflow + BM;                                  // [BM][C]
+    // The four lanes of a quad hold the same rows (other centroids).
 #pragma unroll
-        for (int s = 0; s < 8; ++s) {
-            const int r = wn * BM + wm * 64 + (s >> 1) * 16 + (s & 1) * 8 + g;
-#pragma unroll
-            for (int q = 0; q < 4; ++q) red[r * 4 + q] = best[s][q];
-#pragma unroll
-            for (int q = 0; q < 3; ++q) red_idx[r * 3 + q] = best_idx[s][q];
-        }
+    for (int s = 0; s < 8; ++s) {
+        float m = best[s][0];
+        m = fminf(m, __shfl_xor_sync(0xffffffffu, m, 1));
+        m = fminf(m, __shfl_xor_sync(0xffffffffu, m, 2));
+        if (t == 0) quad_best[wn * BM + wm * 64 + (s >> 1) * 16 + (s & 1) * 8 + g] = m;
     }
     __syncthreads();
     if (tid < BM) {
-        float b[4];
-        unsigned int bi[3];
-#pragma unroll
-        for (int q = 0; q < 4; ++q) b[q] = red[tid * 4 + q];
-#pragma unroll
-        for (int q = 0; q < 3; ++q) bi[q] = red_idx[tid * 3 + q];
-        for (int w = 1; w < 4; ++w) {
-            const int o = w * BM + tid;
-            for (int q = 0; q < 3; ++q) mk_insert(b, bi, red[o * 4 + q], red_idx[o * 3 + q]);
-            b[3] = fminf(b[3], red[o * 4 + 3]);
-        }
+        const float b0 = fminf(fminf(quad_best[tid], quad_best[BM + tid]), fminf(quad_best[2 * BM + tid], quad_best[3 * BM + tid]));
         const long long r = row0 + tid;
-        // The error of a partial distance: 2·eps·‖x‖‖c‖ from the split products and their
-        // float32 sums (3·⌈D/16⌉ + 8 steps of at most 2^-22 each, which covers the split's
-        // own 3·2^-22), (D + 8)·2^-24·(‖c‖² + 2‖x‖‖c‖) from the norms and the epilogue, and
-        // what vectors too small for the scaled range can lose. Either of two values may err
-        // so: two centroids closer than twice that are not told apart.
-        const float xm = r < n ? sqrtf(xnorm[r]) : 0.0f, cm = sqrtf(cmax[0]);
-        constexpr float eps = (3.0f * ((D + 15) / 16) + 8.0f) * 0x1p-22f;
+        // Norms from float32 sums, raised by their own rounding.
+        constexpr float sums = (D + 2) * 0x1p-24f;
+        const float xm = (r < n ? sqrtf(xnorm[r]) : 0.0f) * (1.0f + sums), cm = sqrtf(cmax[0]) * (1.0f + sums);
+        // `norms`: the centroids' squared norms and the epilogue's rounding, (D + 8)·2^-24 of
+        // (‖c‖² + 2‖x‖‖c‖); the last term, what vectors too small for the scaled range lose.
         constexpr float norms = (D + 8) * 0x1p-24f;
-        const float bound = 2.0f * eps * xm * cm + norms * (cm * cm + 2.0f * xm * cm) + 0x1p-58f * (xm + cm);
-        const float band = 2.05f * bound;
-        // How many centroids are candidates: 1 to 3; 4 when a fourth is as near.
-        const unsigned int count = (b[1] - b[0] > band) ? 1u : (b[2] - b[0] > band) ? 2u : (b[3] - b[0] > band) ? 3u : 4u;
-        if (r < n) {
+        float bound;
+        if constexpr (P == 3) {
+            // The split products and their float32 sums: 3·⌈D/16⌉ + 8 steps of at most 2^-22
+            // of ‖x‖‖c‖ each, which covers the split's own 3·2^-22.
+            constexpr float eps = (3.0f * ((D + 15) / 16) + 8.0f) * 0x1p-22f;
+            bound = 2.0f * eps * xm * cm;
+        } else {
+            // x·c − xh·ch = (x − xh)·c + xh·(c − ch), by Cauchy–Schwarz on each, and the float32
+            // sums of exact products over ⌈DP/16⌉ + 8 steps of at most 2^-22 of ‖xh‖‖ch‖.
+            constexpr float eps = ((DP + 15) / 16 + 8.0f) * 0x1p-22f;
+            const float xr = r < n ? xres[r] : 0.0f, cr = cres[0];
+            const float xt = xm + xr, ct = cm + cr;
+            bound = 2.0f * (xr * cm + xt * cr + eps * xt * ct);
+        }
+        bound = (bound + norms * (cm * cm + 2.0f * xm * cm) + 0x1p-58f * (xm + cm)) * 1.001f;
+        // Either of two values may err so: centroids closer than twice that are not told apart.
+        const float lim = __fadd_ru(b0, 2.05f * bound);
+        limit[tid] = lim;
+        found[tid] = 0u;
+        overflow[tid] = (isfinite(b0) && isfinite(lim)) ? 0u : 1u;
+    }
+    __syncthreads();
+    // Every centroid of a thread's share within the band is a candidate; where the share's
+    // fourth value lies within it too, the share may hold more than it kept.
 #pragma unroll
-            for (int q = 0; q < 3; ++q) candidates[r * 3 + q] = bi[q];
-            counts[r] = count;
+    for (int s = 0; s < 8; ++s) {
+        const int r = wm * 64 + (s >> 1) * 16 + (s & 1) * 8 + g;
+        const float lim = limit[r];
+#pragma unroll
+        for (int q = 0; q < 3; ++q)
+            if (best[s][q] <= lim) {
+                const unsigned int at = atomicAdd(&found[r], 1u);
+                if (at < (unsigned int)C) listed[r * C + at] = best_idx[s][q];
+            }
+        if (best[s][3] <= lim) overflow[r] = 1u;
+    }
+    __syncthreads();
+    if (tid < BM) {
+        const long long r = row0 + tid;
+        if (r < n) {
+            const unsigned int count = found[tid];
+            const bool all = overflow[tid] != 0u || count > (unsigned int)C || count == 0u;
+            // The order found is the atomics' (the exact decision does not depend on it).
+            for (int q = 0; q < C; ++q) candidates[r * C + q] = (!all && q < (int)count) ? listed[tid * C + q] : 0u;
+            counts[r] = all ? (unsigned int)(C + 1) : count;
         }
     }

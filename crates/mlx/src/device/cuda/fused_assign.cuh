@@ -76,30 +76,3 @@ __device__ __forceinline__ void mk_insert_next(float* b, unsigned int* i, float 
     b[0] = fminf(b[0], v);
     i[0] = c0 ? j : i[0];
 }
-
-// Puts partial distance `v` of centroid `j` into a row's four best: values `b[0] ≤ … ≤ b[3]`
-// and the indices of the first three; equal values go to the lower index (merges).
-__device__ __forceinline__ void mk_insert(float* b, unsigned int* i, float v, unsigned int j) {
-    if (!(v < b[3])) return;
-    if (v < b[2] || (v == b[2] && j < i[2])) {
-        b[3] = b[2];
-        if (v < b[1] || (v == b[1] && j < i[1])) {
-            b[2] = b[1];
-            i[2] = i[1];
-            if (v < b[0] || (v == b[0] && j < i[0])) {
-                b[1] = b[0];
-                i[1] = i[0];
-                b[0] = v;
-                i[0] = j;
-            } else {
-                b[1] = v;
-                i[1] = j;
-            }
-        } else {
-            b[2] = v;
-            i[2] = j;
-        }
-    } else {
-        b[3] = v;
-    }
-}
