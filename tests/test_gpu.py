@@ -192,13 +192,14 @@ def test_rows_with_more_candidates_than_the_kernel_lists(monkeypatch, products, 
 
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("offset", [0.0, 1e3])
-def test_chunk_pass_sums_by_sorted_sums(weighted, offset):
+def test_chunk_pass_sums_by_sorted_sums(monkeypatch, weighted, offset):
     """One chunk's Lloyd pass (`lloyd_partials`, as fits over chunks run it) with more than
-    192 features, below the fused kernel's size: the distance-matrix path, summed by the sorted
+    192 features through the distance-matrix path (forced), summed by the sorted
     sums kernels. Labels are the float64 nearest centroids; sums and weights are float64's to
     1e-5 of each cluster's scale; data offset by 1e3 is centred and shifted back."""
     from mlx_kmeans._backend import engine_module
 
+    monkeypatch.setenv("MLX_KMEANS_MLX_FUSED", "0")
     rng = np.random.default_rng(11)
     X, _ = make_mixture(30_000, 256, 150, seed=12, dtype=np.float64)
     X = (X + offset).astype(np.float32)

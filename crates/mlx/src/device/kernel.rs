@@ -268,7 +268,7 @@ impl Kernel<f32> for MlxKernel<'_> {
         distances: &mut [f32],
     ) -> Result<()> {
         let n = x.rows();
-        if let Some(kernels) = self.fused_kernels(n, x.cols(), centroids.rows()) {
+        if let Some(kernels) = self.fused_kernels() {
             let (c, c_norms) = self.fused_centroids(centroids)?;
             let launch = |block| self.launch_fused(kernels, x, block, (&c, &c_norms), None);
             let collect = |done: Launched| done.collect(labels, distances, None);
@@ -312,7 +312,7 @@ impl Kernel<f32> for MlxKernel<'_> {
     ) -> Result<ClusterSums> {
         let (x, n, k) = (points.x, points.rows(), centroids.rows());
         let mut totals = ClusterSums::zeros(k, x.cols());
-        if let Some(kernels) = self.fused_kernels(n, x.cols(), k) {
+        if let Some(kernels) = self.fused_kernels() {
             let (c, c_norms) = self.fused_centroids(centroids)?;
             let launch = |block| self.launch_fused(kernels, x, block, (&c, &c_norms), Some(points.weights));
             let collect = |done: Launched| done.collect(labels, distances, Some(&mut totals));

@@ -123,8 +123,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
             Some(kernels) => Some((kernels, weights.clone().map_or_else(|| mlx_rs::ops::ones::<f32>(&[n]), Ok)?)),
             None => None,
         };
-        let k = centroids.shape()[0] as usize;
-        let halves = match kernel.fused_kernels(n as usize, d, k) {
+        let halves = match kernel.fused_kernels() {
             Some(kernels) => Some(kernels.halves(&plain, &x_norms)?),
             None => None,
         };
@@ -158,7 +157,7 @@ impl<'s, 'a> MlxLloyd<'s, 'a> {
     fn cuda_nearest(&self, kernels: &LloydKernels, centroids: &Array) -> Result<(Array, Array)> {
         let (c, c_norms) = lift_centroid_array(centroids.clone(), self.k(), self.kernel.split)?;
         if let Some(halves) = &self.halves {
-            let products = self.kernel.fused_products(self.plain.shape()[1] as usize);
+            let products = self.kernel.fused_products();
             return kernels.nearest_fused(&self.plain, &self.x_norms, halves, (centroids, &c_norms), products);
         }
         let n = self.x_norms.shape()[0] as usize;

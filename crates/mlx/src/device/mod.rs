@@ -31,24 +31,18 @@ pub use engine::MlxEngine;
 use mlx_kmeans::error::Result;
 use mlx_kmeans::matrix::MatRef;
 
-/// Whether Lloyd steps on `n × d` data with `k` centroids use the fused kernel when the
-/// configuration leaves it open. By the measurements of `benchmarks/gpu.md`: with rows that
-/// stay in the kernel's shared memory (d ≤ 192) it is faster from 1M × 128 rows with
-/// k = 1024 on, GEMMs with blocks of the distance matrix below that (100k × 128) and with
-/// 768 features. Past 2^31 entries those GEMMs gave labels
-/// that were not the nearest centroids of half the rows (10M × 128, k = 4096: lifted rows of
-/// 3.8·10^9 entries), where the fused kernel, whose indices are 64-bit, gives the exact ones.
-fn fused_by_default(n: usize, d: usize, k: usize) -> bool {
-    let limit = i32::MAX as usize;
-    let beyond_32_bits = n.saturating_mul(3 * d) > limit || n.saturating_mul(k) > limit;
-    beyond_32_bits || (d <= 192 && n.saturating_mul(k) >= 1 << 29)
-}
+/// Whether Lloyd steps use the fused kernel when the configuration leaves it open: yes. With
+/// one float16 product per distance it was as fast as GEMMs with blocks of the distance
+/// matrix or faster on every workload of `benchmarks/gpu.md` (H100, 2026-12-07: 100k × 768,
+/// k = 500, 1.53 against 2.38 ms a step; 500k × 768, k = 1000, 9.97 against 9.58, within the
+/// runs' spread), and past 2^31 entries those GEMMs gave labels that were not the nearest
+/// centroids of half the rows (10M × 128, k = 4096), where the fused kernel, whose indices are
+/// 64-bit, gives the exact ones.
+const FUSED_BY_DEFAULT: bool = true;
 
-/// The fused kernel's products for rows of `d` features when the configuration leaves them
-/// open: the split's three (measured in `benchmarks/gpu.md`).
-fn products_by_default(_d: usize) -> cuda::Products {
-    cuda::Products::Three
-}
+/// The fused kernel's products when the configuration leaves them open: one (faster on every
+/// workload measured, the most on many features: 1M × 768, k = 10000, 139 against 217 ms).
+const PRODUCTS_BY_DEFAULT: cuda::Products = cuda::Products::One;
 
 /// Rows per MLX call, bounded so that a `rows × k` block stays near 2^27 floats (512 MB):
 /// one block for the common shapes (100k rows, k ≤ 1024), so the resident data is used whole.
@@ -74,10 +68,10 @@ pub struct MlxConfig {
     pub cuda_kernels: bool,
     /// With the custom kernels: each row's nearest centroid by the fused kernel (no `n × k`
     /// matrix; `Some(true)`), or from blocks of the distance matrix made by a GEMM
-    /// (`Some(false)`); `None` picks by the shape (see [`fused_by_default`]).
+    /// (`Some(false)`); `None`: [`FUSED_BY_DEFAULT`].
     pub fused: Option<bool>,
     /// Float16 products per distance in the fused kernel (`cuda::Products`): `Some(3)` the
-    /// split, `Some(1)` the high parts; `None` picks by the shape (see [`products_by_default`]).
+    /// split, `Some(1)` the high parts; `None`: [`PRODUCTS_BY_DEFAULT`].
     pub products: Option<u8>,
     /// Device memory (bytes) the fit's data and its working copies may take; past it the data
     /// stays on the host and is streamed in blocks (`stream.rs`). `None`: MLX's memory limit.

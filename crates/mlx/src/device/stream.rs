@@ -10,7 +10,7 @@ use mlx_rs::Array;
 
 use super::cuda::{LloydKernels, Products};
 use super::kernel::add_block_sums;
-use super::{eval_all, fused_by_default, lift_centroid_array, products_by_default, MlxKernel, Shift};
+use super::{eval_all, lift_centroid_array, MlxKernel, Shift, FUSED_BY_DEFAULT, PRODUCTS_BY_DEFAULT};
 use mlx_kmeans::error::Result;
 use mlx_kmeans::kernel::ClusterSums;
 use mlx_kmeans::matrix::{column_moments, MatRef};
@@ -64,17 +64,16 @@ impl MlxKernel<'_> {
         rows.saturating_mul(cols).saturating_mul(4 * copies) <= self.device_bytes
     }
 
-    /// The custom kernels when they assign `rows` rows of `d` features against `k` centroids
-    /// by the fused kernel: forced, or for streamed data (streamed blocks of the distance
-    /// matrix took several times as long a pass: `benchmarks/gpu.md`), or by the shape.
-    pub(super) fn fused_kernels(&self, rows: usize, d: usize, k: usize) -> Option<&LloydKernels> {
-        let fused = self.fused.unwrap_or_else(|| self.streamed || fused_by_default(rows, d, k));
+    /// The custom kernels when they assign rows by the fused kernel: unless the configuration
+    /// asks for blocks of the distance matrix (see [`FUSED_BY_DEFAULT`]).
+    pub(super) fn fused_kernels(&self) -> Option<&LloydKernels> {
+        let fused = self.fused.unwrap_or(FUSED_BY_DEFAULT);
         self.kernels.as_ref().filter(|_| fused)
     }
 
-    /// The fused kernel's products for rows of `d` features: forced, or by the shape.
-    pub(super) fn fused_products(&self, d: usize) -> Products {
-        self.products.unwrap_or_else(|| products_by_default(d))
+    /// The fused kernel's products: forced, or the default.
+    pub(super) fn fused_products(&self) -> Products {
+        self.products.unwrap_or(PRODUCTS_BY_DEFAULT)
     }
 
     /// Centroids given on the host as [`Self::launch_fused`] takes them: centred, with their
@@ -98,7 +97,7 @@ impl MlxKernel<'_> {
         let centred = self.centred_rows(x, start, end)?;
         let norms = centred.square()?.sum_axis(1, false)?;
         let halves = kernels.halves(&centred, &norms)?;
-        let products = self.fused_products(centred.shape()[1] as usize);
+        let products = self.fused_products();
         let (labels, distances) = kernels.nearest_fused(&centred, &norms, &halves, (c, c_norms), products)?;
         let sums = match sums {
             Some(weights) => {
