@@ -2,7 +2,8 @@
 //! Lloyd step on an NVIDIA GPU. MLX's own ops need the `n × k` distance matrix, a full pass
 //! over it for `argmin` and another for the value at it, and per-cluster sums as a one-hot
 //! GEMM. Here `fused_assign` finds each row's candidates on the tensor cores without that
-//! matrix (exact through a float16 split, with `exact_candidates` deciding near ties), or
+//! matrix (one float16 product, or three of a float16 split, with a rigorous bound, and
+//! `exact_candidates` deciding among the centroids within it by float64 distances), or
 //! `row_argmin` reads blocks of the matrix once; `chunk_sums` and `cluster_means` make the
 //! sums in one read of the data, in a fixed order with float64 accumulation. MLX JIT-compiles
 //! each kernel once per process and template values, and runs it inside the step's graph like
