@@ -28,7 +28,7 @@
     constexpr bool RESIDENT = DP <= 192;
     constexpr int BK = RESIDENT ? 64 : 32, LDB = BK + 8, LDA = RESIDENT ? DP + 8 : BK + 8;
     constexpr int KT = (DP + BK - 1) / BK, CT = (K + BN - 1) / BN, TILES = KT * CT;
-    constexpr int A_TILE = BM * LDA, B_TILE = BN * LDB;  // halves, each of hi and lo
+    constexpr int A_TILE = BM * LDA, B_TILE = BN * LDB;  // halves, each of the parts read
     constexpr int A_FIXED = RESIDENT ? HALVES * A_TILE : 0;
     constexpr int STAGE = RESIDENT ? HALVES * B_TILE : HALVES * (A_TILE + B_TILE);
     extern __shared__ __align__(16) unsigned short smem[];
