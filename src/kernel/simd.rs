@@ -153,6 +153,10 @@ struct Packed {
     rounded_norm_max: f64,
     residual_max: f64,
     sq_norm_max: f64,
+    /// Per centroid, float32 upper bounds on its norm (as given and rounded) and on its
+    /// rounding residual's norm: each centroid's own share of the error bound.
+    widths: Vec<f32>,
+    residuals: Vec<f32>,
 }
 
 /// Upper bounds on the norm of each (rounded) row and of its rounding residual.
@@ -464,15 +468,19 @@ fn pack_centroids(kind: Dots, centroids: MatRef<'_, f32>) -> Packed {
     let sq_norm_max = max(&sq_norms);
     let norm_max = sq_norm_max.sqrt() * (1.0 + 1e-12);
     let rounded_words;
-    let (words, rounded_norm_max, residual_max) = match kind {
-        Dots::F32 => (as_words(centroids.as_slice()), norm_max, 0.0),
+    let norms: Vec<f64> = sq_norms.iter().map(|&v| v.sqrt() * (1.0 + 1e-12)).collect();
+    let (words, rounded, residuals) = match kind {
+        Dots::F32 => (as_words(centroids.as_slice()), norms.clone(), vec![0.0; k]),
         Dots::Bf16 | Dots::Amx => {
             let mut words = vec![0u32; k * depth];
-            let norms = round_rows(centroids, depth, false, &mut words);
+            let rounded = round_rows(centroids, depth, false, &mut words);
             rounded_words = words;
-            (&rounded_words[..], max(&norms.rounded), max(&norms.residual))
+            (&rounded_words[..], rounded.rounded, rounded.residual)
         }
     };
+    let (rounded_norm_max, residual_max) = (max(&rounded), max(&residuals));
+    let widths = norms.iter().zip(&rounded).map(|(&a, &b)| f32_up(a.max(b))).collect();
+    let residuals = residuals.iter().map(|&r| f32_up(r)).collect();
     // Strips of 16 centroids, `[strip][step][lane]`: for the tiles, 16 steps of a strip are
     // one tile of the second operand (16 rows of 64 bytes).
     let padded = k.div_ceil(layout.cols) * layout.cols;
@@ -493,6 +501,18 @@ fn pack_centroids(kind: Dots, centroids: MatRef<'_, f32>) -> Packed {
         rounded_norm_max,
         residual_max,
         sq_norm_max,
+        widths,
+        residuals,
+    }
+}
+
+/// The smallest float32 at least `value`.
+fn f32_up(value: f64) -> f32 {
+    let rounded = value as f32;
+    if (rounded as f64) < value {
+        rounded.next_up()
+    } else {
+        rounded
     }
 }
 

@@ -45,12 +45,30 @@ pub(super) unsafe fn settle_block(
     let k = centroids.rows();
     let mut candidates = Vec::new();
     let mut partials: Vec<f32> = Vec::new();
+    // First every row's best two partial distances; the rows of near ties are fetched
+    // meanwhile (their values are read again only where the kind rounded them), so that
+    // the re-checks below find them in cache instead of waiting on each in turn.
+    let fetch = bound.unrounded.is_some();
+    let firsts: Vec<(f32, usize, f32)> = (0..labels.len())
+        .map(|r| {
+            let row_dots = &block.dots[r * block.padded..r * block.padded + k];
+            // SAFETY: this function runs with AVX-512F; `c_norms` holds a value per dot.
+            let first = unsafe { argmin2(row_dots, &c_norms[..k]) };
+            let error = bound.of_row(block.rounded[r], block.residual[r], block.norms[r] as f64);
+            if fetch && !(first.2 as f64 > first.0 as f64 + 2.0 * error) {
+                prefetch(block.rows.row(r));
+            }
+            first
+        })
+        .collect();
     for r in 0..labels.len() {
         let row_dots = &block.dots[r * block.padded..r * block.padded + k];
         let x_sq = block.norms[r] as f64;
         let error = bound.of_row(block.rounded[r], block.residual[r], x_sq);
-        let row = Row { x: block.rows.row(r), dots: row_dots, x_sq, error, unrounded: bound.unrounded.as_deref() };
-        let (label, distance, runner_up) = settle_row(&row, c_norms, centroids, measure, &mut candidates);
+        let row =
+            Row { x: block.rows.row(r), dots: row_dots, x_sq, error, norms: (block.rounded[r], block.residual[r]) };
+        let (label, distance, runner_up) =
+            settle_row(&row, firsts[r], c_norms, centroids, bound, measure, &mut candidates);
         labels[r] = label;
         distances[r] = distance as f32;
         match extra {
@@ -80,34 +98,35 @@ pub(super) unsafe fn settle_block(
 }
 
 /// One row of a block: its values, dot products, `‖x‖²` (a float32 sum), the error bound
-/// of its partial distances, and (for a kind that rounds the rows) the bound of float32
-/// products of the row as it is.
+/// of its partial distances, and the bounds on its (rounded) norm and rounding residual.
 struct Row<'a> {
     x: &'a [f32],
     dots: &'a [f32],
     x_sq: f64,
     error: f64,
-    unrounded: Option<&'a Bound>,
+    norms: (f64, f64),
 }
 
 /// One row's label, exact squared distance, and a lower bound on its squared distance to
 /// every other centroid, from its partial distances (`c_norms − 2·dots`) and their error
-/// bound. Where several centroids lie within twice the bound of the best, and the kind
-/// rounded the rows, their partial distances are computed again in float32 from the row
-/// and centroids as they are (a bound a few hundred times tighter), and only those still
-/// within twice that bound of the best are measured exactly. Without `measure`, a row
-/// with no near tie keeps its computed distance. `candidates` is scratch space.
+/// bound. Where the runner-up lies within twice the bound of the best, each centroid's own
+/// share of the bound (its norms) rules out those that cannot be nearest; where several
+/// remain and the kind rounded the rows, their partial distances are computed again in
+/// float32 from the row and centroids as they are (a bound a few hundred times tighter),
+/// and only those still within twice that bound of the best are measured exactly. Without
+/// `measure`, a row with one centroid left keeps its computed distance. `candidates` is
+/// scratch space.
 #[inline(always)]
 fn settle_row(
     row: &Row<'_>,
+    (best, best_j, runner_up): (f32, usize, f32),
     c_norms: &[f32],
     centroids: MatRef<'_, f32>,
+    bound: &Bound,
     measure: bool,
     candidates: &mut Vec<(usize, f32)>,
 ) -> (u32, f64, f64) {
     let (x, dots, x_sq, error) = (row.x, row.dots, row.x_sq, row.error);
-    // SAFETY: `settle_block`, the only caller, runs with AVX-512F.
-    let (best, best_j, runner_up) = unsafe { argmin2(dots, &c_norms[..dots.len()]) };
     let (best, runner_up) = (best as f64, runner_up as f64);
     // Every centroid left out has a true partial distance above `best + error`, and one at
     // least `runner_up − error`.
@@ -118,13 +137,31 @@ fn settle_row(
         let distance = if measure { exact_sq_distance(x, centroids.row(best_j)) } else { (best + x_sq).max(0.0) };
         return (best_j as u32, distance, outside.max(0.0));
     }
-    let limit = (!everything).then_some((best + 2.0 * error) as f32);
-    let mut nearest =
-        Nearest { label: u32::MAX, distance: f64::INFINITY, other: if everything { f64::INFINITY } else { outside } };
     candidates.clear();
-    // SAFETY: as above; `c_norms` holds a value for every dot product.
-    unsafe { for_each_within(dots, c_norms, limit, |j| candidates.push((j, 0.0))) };
-    if let (Some(unrounded), false, true) = (row.unrounded, everything, candidates.len() > 1) {
+    let outside = if everything {
+        // SAFETY: as above; `c_norms` holds a value for every dot product.
+        unsafe { for_each_within(dots, c_norms, None, |j| candidates.push((j, 0.0))) };
+        f64::INFINITY
+    } else {
+        let (norm, residual) = row.norms;
+        let own = bound.per_centroid(norm, residual, x_sq);
+        let best_error = own.of(bound, best_j, c_norms[best_j]);
+        // Centroid `j` may be nearest only if `v_j − e_j ≤ best + e_best`; the float32
+        // difference is within `u·(|best| + 2·error)` of the true one for every such `j`.
+        let u = f32::EPSILON as f64 / 2.0;
+        let limit = super::f32_up(best + best_error + 2.0 * u * (best.abs() + 2.0 * error) + f64::MIN_POSITIVE);
+        // SAFETY: as above.
+        unsafe { for_each_possible(dots, c_norms, bound, own, limit, |j| candidates.push((j, 0.0))) };
+        // Every centroid left out has a true partial distance above `best + e_best`.
+        (runner_up - error).max(best + best_error) + x_sq
+    };
+    if let (false, [(only, _)]) = (everything, &candidates[..]) {
+        let only = *only;
+        let distance = if measure { exact_sq_distance(x, centroids.row(only)) } else { (best + x_sq).max(0.0) };
+        return (only as u32, distance, outside.max(0.0));
+    }
+    let mut nearest = Nearest { label: u32::MAX, distance: f64::INFINITY, other: outside };
+    if let (Some(unrounded), false, true) = (bound.unrounded.as_deref(), everything, candidates.len() > 1) {
         // Only rows with near ties need this bound (the row's norm inflated by its rounding).
         let fine = unrounded.of_row((x_sq * super::inflation(x.len())).sqrt(), 0.0, x_sq);
         let mut fine_best = f64::INFINITY;
@@ -135,9 +172,14 @@ fn settle_row(
         }
         if fine_best.is_finite() && fine.is_finite() && candidates.iter().all(|c| c.1.is_finite()) {
             // A candidate beyond `fine_best + 2·fine` is truly farther than the best's.
+            let close = |partial: f32| partial as f64 <= fine_best + 2.0 * fine;
+            // One left: without `measure`, its float32 distance (within `fine`) serves.
+            let settled = !measure && candidates.iter().filter(|c| close(c.1)).count() == 1;
             for &(j, partial) in candidates.iter() {
-                if partial as f64 <= fine_best + 2.0 * fine {
-                    nearest.take(j, exact_sq_distance(x, centroids.row(j)));
+                if close(partial) {
+                    let distance =
+                        if settled { (partial as f64 + x_sq).max(0.0) } else { exact_sq_distance(x, centroids.row(j)) };
+                    nearest.take(j, distance);
                 } else {
                     nearest.other = nearest.other.min(partial as f64 - fine + x_sq);
                 }
@@ -149,6 +191,18 @@ fn settle_row(
         nearest.take(j, exact_sq_distance(x, centroids.row(j)));
     }
     (nearest.label, nearest.distance, nearest.other.max(0.0))
+}
+
+/// Asks for `values` in the second-level cache, a line at a time.
+#[inline(always)]
+fn prefetch(values: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in values.chunks(16) {
+        // SAFETY: a prefetch reads nothing into the program and never faults.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = values;
 }
 
 /// The nearest of the centroids measured so far (ties to the first measured) and a lower
@@ -292,6 +346,63 @@ unsafe fn for_each_within(dots: &[f32], c_norms: &[f32], limit: Option<f32>, mut
     }
 }
 
+/// Calls `visit(j)`, in increasing `j`, for each centroid whose partial distance less its
+/// own error bound (`own`) is at most `limit`: the only ones that may be nearest.
+///
+/// # Safety
+/// AVX-512F must be supported; `c_norms` holds at least `dots.len()` values, and `bound`
+/// a width and residual for each.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn for_each_possible(
+    dots: &[f32],
+    c_norms: &[f32],
+    bound: &Bound,
+    own: PerCentroid,
+    limit: f32,
+    mut visit: impl FnMut(usize),
+) {
+    use std::arch::x86_64::*;
+    const LANES: usize = 16;
+    let n = dots.len();
+    debug_assert!(c_norms.len() >= n && bound.widths.len() >= n && bound.residuals.len() >= n);
+    let (a, b, t, e) = (_mm512_set1_ps(own.a), _mm512_set1_ps(own.b), _mm512_set1_ps(own.t), _mm512_set1_ps(own.e));
+    let limit = _mm512_set1_ps(limit);
+    let mut j = 0;
+    while j < n {
+        let mask = super::x86::first_lanes(n - j);
+        let d = _mm512_maskz_loadu_ps(mask, dots.as_ptr().add(j));
+        let c = _mm512_maskz_loadu_ps(mask, c_norms.as_ptr().add(j));
+        let w = _mm512_maskz_loadu_ps(mask, bound.widths.as_ptr().add(j));
+        let r = _mm512_maskz_loadu_ps(mask, bound.residuals.as_ptr().add(j));
+        let v = _mm512_sub_ps(c, _mm512_add_ps(d, d));
+        let error = _mm512_fmadd_ps(a, w, _mm512_fmadd_ps(b, r, _mm512_fmadd_ps(t, c, e)));
+        let mut within = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(mask, _mm512_sub_ps(v, error), limit);
+        while within != 0 {
+            visit(j + within.trailing_zeros() as usize);
+            within &= within - 1;
+        }
+        j += LANES;
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn for_each_possible(
+    dots: &[f32],
+    c_norms: &[f32],
+    bound: &Bound,
+    own: PerCentroid,
+    limit: f32,
+    mut visit: impl FnMut(usize),
+) {
+    for (j, (&dot, &c_norm)) in dots.iter().zip(c_norms).enumerate() {
+        if c_norm - 2.0 * dot - own.of(bound, j, c_norm) as f32 <= limit {
+            visit(j);
+        }
+    }
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn for_each_within(dots: &[f32], c_norms: &[f32], limit: Option<f32>, mut visit: impl FnMut(usize)) {
     for (j, (&dot, &c_norm)) in dots.iter().zip(c_norms).enumerate() {
@@ -317,9 +428,32 @@ pub(super) struct Bound {
     residual_max: f64,
     sq_norm_max: f64,
     flushed: f64,
+    /// Per centroid: upper bounds on its norms and its rounding residual's (`Packed`).
+    widths: Vec<f32>,
+    residuals: Vec<f32>,
     /// For kinds that round the rows and centroids: the bound of float32 products of them
     /// as they are (nothing rounded, `d + 4` roundings).
     pub(super) unrounded: Option<Box<Bound>>,
+}
+
+/// A row's error bound with each centroid's own norms in place of the largest:
+/// `e_j = a·w_j + b·r_j + t·‖c_j‖² + e` (`w_j`, `r_j`: the centroid's norm and residual
+/// bounds), each coefficient rounded up, so float32 arithmetic never undercuts the bound.
+#[derive(Clone, Copy)]
+pub(super) struct PerCentroid {
+    a: f32,
+    b: f32,
+    t: f32,
+    e: f32,
+}
+
+impl PerCentroid {
+    /// `e_j` for centroid `j` (`c_norm`: its float32 `‖c_j‖²`).
+    #[inline(always)]
+    pub(super) fn of(self, bound: &Bound, j: usize, c_norm: f32) -> f64 {
+        let (a, b, t, e) = (self.a as f64, self.b as f64, self.t as f64, self.e as f64);
+        a * bound.widths[j] as f64 + b * bound.residuals[j] as f64 + t * c_norm as f64 + e
+    }
 }
 
 impl Bound {
@@ -336,6 +470,8 @@ impl Bound {
                 residual_max: 0.0,
                 sq_norm_max: packed.sq_norm_max,
                 flushed: 4.0 * d as f64 * f32::MIN_POSITIVE as f64,
+                widths: Vec::new(),
+                residuals: Vec::new(),
                 unrounded: None,
             })
         });
@@ -346,13 +482,32 @@ impl Bound {
             residual_max: packed.residual_max,
             sq_norm_max: packed.sq_norm_max,
             flushed: 4.0 * d as f64 * f32::MIN_POSITIVE as f64,
+            widths: packed.widths.clone(),
+            residuals: packed.residuals.clone(),
             unrounded,
+        }
+    }
+
+    /// [`Bound::of_row`]'s terms split by centroid: `inputs` as `2·residual·w_j + 2·norm·r_j`,
+    /// `dot` and `roundings` as `(2γ + 4u)·norm·w_j + 2u·‖c_j‖²`, the rest alike. Every term
+    /// is at most its counterpart in `of_row`, so `e_j` never exceeds the row's bound.
+    pub(super) fn per_centroid(&self, norm: f64, residual: f64, x_sq: f64) -> PerCentroid {
+        let u = f32::EPSILON as f64 / 2.0;
+        // The margins of `of_row`, and room for the float32 sums of `e_j` (four roundings).
+        let margin = (1.0 + 1e-6) * (1.0 + 1e-5);
+        let up = |v: f64| super::f32_up(v * margin);
+        PerCentroid {
+            a: up(2.0 * residual + (2.0 * self.gamma + 4.0 * u) * norm),
+            b: up(2.0 * norm),
+            // `‖c_j‖²` comes as its float32 rounding: at most `u` relatively below.
+            t: up(2.0 * u * (1.0 + 2.0 * u)),
+            e: up(self.gamma * x_sq + self.flushed + f64::MIN_POSITIVE),
         }
     }
 
     /// For a row with (rounded) norm `norm`, residual norm `residual` and `‖x‖² = x_sq` (a
     /// float32 sum, whose own error joins the bound).
-    fn of_row(&self, norm: f64, residual: f64, x_sq: f64) -> f64 {
+    pub(super) fn of_row(&self, norm: f64, residual: f64, x_sq: f64) -> f64 {
         let u = f32::EPSILON as f64 / 2.0;
         let inputs = 2.0 * (residual * self.norm_max + norm * self.residual_max);
         let dot = 2.0 * self.gamma * norm * self.rounded_norm_max;

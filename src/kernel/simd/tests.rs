@@ -80,8 +80,21 @@ fn dots_match_float64_sums_of_the_same_values() {
 fn labels_are_exact_and_second_is_a_lower_bound() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     for kind in supported_kinds() {
-        for (n, k, d, offset) in [(3000, 70, 96, 30.0f64), (500, 17, 33, 0.0), (400, 1100, 20, 2.0)] {
+        // The last case scales each centroid apart (norms from 0.1 to 3), so that each
+        // centroid's own share of the error bound differs from the largest.
+        for (n, k, d, offset, scaled) in [
+            (3000, 70, 96, 30.0f64, false),
+            (500, 17, 33, 0.0, false),
+            (400, 1100, 20, 2.0, false),
+            (2000, 90, 64, 1.0, true),
+        ] {
             let mut c: Vec<f32> = (0..k * d).map(|_| (offset + rng.random::<f64>()) as f32).collect();
+            if scaled {
+                for centroid in c.chunks_exact_mut(d) {
+                    let scale = 0.1 + 2.9 * rng.random::<f64>();
+                    centroid.iter_mut().for_each(|v| *v = (*v as f64 * scale) as f32);
+                }
+            }
             let mut x = vec![0f32; n * d];
             for i in 0..n {
                 let (a, b) = (rng.random_range(0..k), rng.random_range(0..k));
@@ -327,6 +340,61 @@ fn kept_distance_bounds_lie_above_the_exact_distances() {
             // Another width than the one kept: no bounds.
             let narrow = MatRef::new(&c[..k * (d - 1)], k, d - 1).unwrap();
             assert!(!kept.labelled_sq_distance_bounds(0, narrow, &[0], &mut [0.0]));
+        }
+    }
+}
+
+/// Each centroid's own share of the error bound: at least the error of every computed partial
+/// distance `‖c_j‖² − 2x·c_j` (float32 as the scans compute it, against float64 sums of the
+/// values as given) and at most the row's whole bound, on centroids of norms 0.05 to 4 with a
+/// common offset (where the rounding residuals matter most).
+#[test]
+fn each_centroids_share_of_the_bound_holds() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    for kind in supported_kinds() {
+        for (m, k, d, offset) in [(64, 200, 96, 3.0f64), (32, 37, 33, 0.0), (48, 500, 768, 0.5)] {
+            let x: Vec<f32> = (0..m * d).map(|_| (offset + rng.random::<f64>() * 2.0 - 1.0) as f32).collect();
+            let mut c: Vec<f32> = (0..k * d).map(|_| (offset + rng.random::<f64>() * 2.0 - 1.0) as f32).collect();
+            for centroid in c.chunks_exact_mut(d) {
+                let scale = 0.05 + 3.95 * rng.random::<f64>();
+                centroid.iter_mut().for_each(|v| *v = (*v as f64 * scale) as f32);
+            }
+            let (xm, cm) = (MatRef::new(&x, m, d).unwrap(), MatRef::new(&c, k, d).unwrap());
+            let layout = kind.layout(d);
+            let depth = layout.depth;
+            let packed = pack_centroids(kind, cm);
+            let padded = packed.padded;
+            let tiled = m.next_multiple_of(layout.rows);
+            let mut words = vec![0u32; tiled * depth];
+            let norms = row_sq_norms(xm);
+            let (a, made) = match kind {
+                Dots::F32 => (as_words(&x), exact_row_norms(&norms, d)),
+                Dots::Bf16 | Dots::Amx => {
+                    let made = round_rows(xm, depth, kind == Dots::Amx, &mut words);
+                    (&words[..], made)
+                }
+            };
+            let mut dots = vec![0f32; tiled * padded];
+            unsafe { kernel_dots(kind, a, tiled, depth, &packed.strips, padded, &mut dots) };
+            let bound = Bound::new(kind, d, &packed);
+            let mut tighter = 0;
+            for r in 0..m {
+                let x_sq = norms[r] as f64;
+                let whole = bound.of_row(made.rounded[r], made.residual[r], x_sq);
+                let own = bound.per_centroid(made.rounded[r], made.residual[r], x_sq);
+                for j in 0..k {
+                    let computed = (packed.c_norms[j] - 2.0 * dots[r * padded + j]) as f64;
+                    let c_sq: f64 = cm.row(j).iter().map(|&v| (v as f64).powi(2)).sum();
+                    let dot: f64 = xm.row(r).iter().zip(cm.row(j)).map(|(&a, &b)| a as f64 * b as f64).sum();
+                    let error = (computed - (c_sq - 2.0 * dot)).abs();
+                    let share = own.of(&bound, j, packed.c_norms[j]);
+                    assert!(error <= share, "{kind:?} ({m},{k},{d}) [{r},{j}]: error {error} above {share}");
+                    assert!(share <= whole * (1.0 + 1e-4), "{kind:?} [{r},{j}]: {share} above the row's {whole}");
+                    tighter += (share < 0.5 * whole) as usize;
+                }
+            }
+            // Most centroids are well inside the largest norm: their share is far below it.
+            assert!(tighter > m * k / 4, "{kind:?} ({m},{k},{d}): {tighter} of {}", m * k);
         }
     }
 }
