@@ -157,6 +157,8 @@ struct Packed {
     /// rounding residual's norm: each centroid's own share of the error bound.
     widths: Vec<f32>,
     residuals: Vec<f32>,
+    /// `c_norms` padded to `padded` with infinities, for kernels that scan as they go.
+    scan_norms: Vec<f32>,
 }
 
 /// Upper bounds on the norm of each (rounded) row and of its rounding residual.
@@ -401,9 +403,11 @@ pub fn assign_rows(
                     }
                 };
                 // SAFETY: `kind` is supported (asserted above); `a` holds `tiled × depth`
-                // words, the strips `padded × depth`, and `dots` `tiled × padded` values.
-                unsafe { kernel_dots(kind, a, tiled, depth, &packed.strips, padded, &mut dots[..tiled * padded]) };
-                let block = Block { rows, norms, rounded, residual, dots: &dots[..], padded };
+                // words, the strips `padded × depth`, `dots` `tiled × padded` values, and
+                // the padded norms `padded`.
+                let dots = &mut dots[..tiled * padded];
+                let firsts = unsafe { kernel_dots_scanned(kind, a, tiled, depth, &packed, dots) };
+                let block = Block { rows, norms, rounded, residual, dots: &dots[..], padded, firsts: firsts.as_deref() };
                 // SAFETY: every kind runs on AVX-512F (`kind.supported()`, asserted above).
                 unsafe { settle_block(&block, &packed.c_norms, centroids, &bound, labels, distances, extra, measure) };
             },
@@ -493,10 +497,13 @@ fn pack_centroids(kind: Dots, centroids: MatRef<'_, f32>) -> Packed {
             }
         }
     }
+    let c_norms: Vec<f32> = sq_norms.iter().map(|&v| v as f32).collect();
+    let scan_norms = c_norms.iter().copied().chain(std::iter::repeat(f32::INFINITY)).take(padded).collect();
     Packed {
         strips,
         padded,
-        c_norms: sq_norms.iter().map(|&v| v as f32).collect(),
+        c_norms,
+        scan_norms,
         norm_max,
         rounded_norm_max,
         residual_max,
@@ -527,10 +534,35 @@ unsafe fn kernel_dots(kind: Dots, a: &[u32], m: usize, depth: usize, strips: &[u
     match kind {
         Dots::F32 => x86::dots_f32(a, m, depth, strips, padded, dots),
         Dots::Bf16 => x86::dots_bf16(a, m, depth, strips, padded, dots),
-        Dots::Amx => x86::dots_amx(a, m, depth, strips, padded, dots),
+        Dots::Amx => x86::dots_amx(a, m, depth, strips, padded, dots, None),
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("{kind:?} kernels exist on x86-64 only ({a:p}, {m}, {depth}, {strips:p}, {padded}, {dots:p})")
+}
+
+/// [`kernel_dots`] with the centroids `packed`, and where the kind scans the partial
+/// distances as it goes (AMX: while its tiles multiply), each row's least partial distance,
+/// its centroid and the runner-up, as `settle::argmin2` gives them.
+///
+/// # Safety
+/// As [`kernel_dots`].
+unsafe fn kernel_dots_scanned(
+    kind: Dots,
+    a: &[u32],
+    m: usize,
+    depth: usize,
+    packed: &Packed,
+    dots: &mut [f32],
+) -> Option<Vec<(f32, usize, f32)>> {
+    #[cfg(target_arch = "x86_64")]
+    if kind == Dots::Amx {
+        let mut lanes = vec![x86::Lanes::new(); m];
+        let scan = Some((&packed.scan_norms[..], &mut lanes[..]));
+        x86::dots_amx(a, m, depth, &packed.strips, packed.padded, dots, scan);
+        return Some(lanes.into_iter().map(|lanes| lanes.finish()).collect());
+    }
+    kernel_dots(kind, a, m, depth, &packed.strips, packed.padded, dots);
+    None
 }
 
 /// Float32 dot products of the rows of `x` with a few centroids (at most 16; k-means++

@@ -13,6 +13,9 @@ pub(super) struct Block<'a> {
     pub residual: &'a [f64],
     pub dots: &'a [f32],
     pub padded: usize,
+    /// Each row's least partial distance, its centroid and the runner-up, where the kernel
+    /// scanned them already (as [`argmin2`] gives them).
+    pub firsts: Option<&'a [(f32, usize, f32)]>,
 }
 
 /// `value` (a squared distance's lower bound) as a float32 no larger, never negative.
@@ -52,8 +55,11 @@ pub(super) unsafe fn settle_block(
     let firsts: Vec<(f32, usize, f32)> = (0..labels.len())
         .map(|r| {
             let row_dots = &block.dots[r * block.padded..r * block.padded + k];
-            // SAFETY: this function runs with AVX-512F; `c_norms` holds a value per dot.
-            let first = unsafe { argmin2(row_dots, &c_norms[..k]) };
+            let first = match block.firsts {
+                Some(firsts) => firsts[r],
+                // SAFETY: this function runs with AVX-512F; `c_norms` holds a value per dot.
+                None => unsafe { argmin2(row_dots, &c_norms[..k]) },
+            };
             let error = bound.of_row(block.rounded[r], block.residual[r], block.norms[r] as f64);
             if fetch && !(first.2 as f64 > first.0 as f64 + 2.0 * error) {
                 prefetch(block.rows.row(r));
@@ -261,9 +267,10 @@ pub(crate) unsafe fn dot_f32(x: &[f32], c: &[f32]) -> f32 {
 }
 
 /// [`crate::kernel::cpu::argmin2_partial`] (the same minimum, first index and runner-up) on
-/// 16-lane vectors: per lane the running minimum, its index and the lane's runner-up,
-/// branch-free; then the lanes' minima, the lowest index among the lanes that hold it, and
-/// the smallest of every other value. Not-a-number partials are never taken, as there.
+/// 16-lane vectors ([`super::x86::Lanes`]): per lane the running minimum, its index and the
+/// lane's runner-up, branch-free; then the lanes' minima, the lowest index among the lanes
+/// that hold it, and the smallest of every other value. Not-a-number partials are never
+/// taken, as there.
 ///
 /// # Safety
 /// AVX-512F must be supported; `c_norms` holds at least `dots.len()` values.
@@ -271,47 +278,22 @@ pub(crate) unsafe fn dot_f32(x: &[f32], c: &[f32]) -> f32 {
 #[inline]
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn argmin2(dots: &[f32], c_norms: &[f32]) -> (f32, usize, f32) {
+    use super::x86::Lanes;
     use std::arch::x86_64::*;
     const LANES: usize = 16;
     let n = dots.len();
     debug_assert!(c_norms.len() >= n);
-    let infinity = _mm512_set1_ps(f32::INFINITY);
-    let (mut best, mut second) = (infinity, infinity);
-    let mut best_at = _mm512_setzero_si512();
-    let mut at = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    let step = _mm512_set1_epi32(LANES as i32);
+    let mut lanes = Lanes::new();
     let mut j = 0;
     while j < n {
         // Lanes past the end read an infinite norm: never a minimum nor a runner-up.
         let mask = super::x86::first_lanes(n - j);
         let d = _mm512_maskz_loadu_ps(mask, dots.as_ptr().add(j));
-        let c = _mm512_mask_loadu_ps(infinity, mask, c_norms.as_ptr().add(j));
-        // `c − 2·d`, rounded once as the scalar scan's (doubling is exact).
-        let v = _mm512_sub_ps(c, _mm512_add_ps(d, d));
-        let better = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, best);
-        let displaced = _mm512_mask_blend_ps(better, v, best);
-        let lower = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(displaced, second);
-        second = _mm512_mask_blend_ps(lower, second, displaced);
-        best = _mm512_mask_blend_ps(better, best, v);
-        best_at = _mm512_mask_blend_epi32(better, best_at, at);
-        at = _mm512_add_epi32(at, step);
+        let c = _mm512_mask_loadu_ps(_mm512_set1_ps(f32::INFINITY), mask, c_norms.as_ptr().add(j));
+        lanes.step(d, c, j);
         j += LANES;
     }
-    let value = _mm512_reduce_min_ps(best);
-    let holding = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(best, _mm512_set1_ps(value));
-    // Lane `l` holds only indices `l mod 16`, so one lane holds the winner (where `value`
-    // is finite; otherwise every value is infinite and so is the runner-up).
-    let (index, winner) = if holding.count_ones() == 1 {
-        let mut at = [0i32; LANES];
-        _mm512_storeu_si512(at.as_mut_ptr().cast(), best_at);
-        (at[holding.trailing_zeros() as usize], holding)
-    } else {
-        let index = _mm512_mask_reduce_min_epi32(holding, best_at);
-        (index, holding & _mm512_cmpeq_epi32_mask(best_at, _mm512_set1_epi32(index)))
-    };
-    let others = _mm512_mask_blend_ps(winner, best, infinity);
-    let runner_up = _mm512_reduce_min_ps(_mm512_min_ps(second, others));
-    (value, index as usize, runner_up)
+    lanes.finish()
 }
 
 /// Calls `visit(j)`, in increasing `j`, for each partial distance `c_norms[j] − 2·dots[j]`

@@ -308,6 +308,43 @@ fn vector_argmin_equals_a_plain_scan() {
     }
 }
 
+/// The AMX kernel's scan as it multiplies gives each row what `argmin2` gives on its stored
+/// dots (the same least value, centroid and runner-up), over depths of one step to more than
+/// 32 (rows scanned one per step), centroids not a multiple of 32, ties from duplicated
+/// centroids, and rows holding an infinity or a not-a-number.
+#[test]
+fn amx_scan_equals_the_scan_of_its_dots() {
+    if !Dots::Amx.supported() {
+        return;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    for (m, k, d) in [(64, 37, 20), (96, 500, 768), (32, 70, 1100), (64, 1, 64), (32, 33, 129)] {
+        let mut x: Vec<f32> = (0..m * d).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+        let mut c: Vec<f32> = (0..k * d).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+        if k > 3 {
+            let twin = c[..d].to_vec();
+            c[2 * d..3 * d].copy_from_slice(&twin);
+            x[..d].copy_from_slice(&twin);
+        }
+        x[d] = f32::INFINITY;
+        x[2 * d + 1] = f32::NAN;
+        let (xm, cm) = (MatRef::new(&x, m, d).unwrap(), MatRef::new(&c, k, d).unwrap());
+        let depth = Dots::Amx.layout(d).depth;
+        let packed = pack_centroids(Dots::Amx, cm);
+        let mut words = vec![0u32; m * depth];
+        round_rows(xm, depth, true, &mut words);
+        let mut dots = vec![0f32; m * packed.padded];
+        let firsts = unsafe { kernel_dots_scanned(Dots::Amx, &words, m, depth, &packed, &mut dots) }.unwrap();
+        for r in 0..m {
+            let row = &dots[r * packed.padded..r * packed.padded + k];
+            let want = unsafe { settle::argmin2(row, &packed.c_norms) };
+            let got = firsts[r];
+            let same = |a: f32, b: f32| a == b || (a.is_nan() && b.is_nan());
+            assert!(same(got.0, want.0) && got.1 == want.1 && same(got.2, want.2), "({m},{k},{d}) row {r}: {got:?} vs {want:?}");
+        }
+    }
+}
+
 /// The kept rows' bounds on each row's distance to its labelled centroid lie above the exact
 /// float64 distance of the float32 row, and within the rounding of the kept row above it, for
 /// every kind that keeps rows, from the first row and from a later piece, at widths that

@@ -243,13 +243,38 @@ const TILE_CONFIG: TileConfig = {
 /// centroids (tmm6–7, one strip each). The rows `a` are laid out in tiles of 16
 /// (`super::row_words`), `m` is a multiple of 32 and `depth` of 16; `padded` of 32.
 ///
+/// With `scan` (the centroids' squared norms, `padded` of them, infinite past the last, and
+/// one [`Lanes`] per row), each row's partial distances are also scanned as [`Lanes::step`]
+/// takes them, in centroid order: the 32 × 32 block stored last is scanned a few rows at a
+/// time between the loads and products of the next, so that the vector units work while the
+/// tiles multiply.
+///
 /// # Safety
 /// [`amx_ready`] must hold, and the slices be at least `m × depth`, `padded × depth` and
-/// `m × padded`.
-pub unsafe fn dots_amx(a: &[u32], m: usize, depth: usize, strips: &[u32], padded: usize, dots: &mut [f32]) {
+/// `m × padded` (`scan`: `padded` norms and `m` lanes).
+#[target_feature(enable = "avx512f")]
+pub unsafe fn dots_amx(
+    a: &[u32],
+    m: usize,
+    depth: usize,
+    strips: &[u32],
+    padded: usize,
+    dots: &mut [f32],
+    mut scan: Option<(&[f32], &mut [Lanes])>,
+) {
     assert!(m.is_multiple_of(32) && depth.is_multiple_of(16) && padded.is_multiple_of(32));
+    assert!(a.len() >= m * depth && strips.len() >= padded * depth && dots.len() >= m * padded);
+    if let Some((c_norms, lanes)) = &scan {
+        assert!(c_norms.len() >= padded && lanes.len() >= m);
+    }
     let out_bytes = padded * 4;
     let strip_stride = depth * LANES;
+    let steps = depth / 16;
+    // Rows of the block stored last scanned after each step's products.
+    let rows_per_step = 32usize.div_ceil(steps.max(1));
+    let dots = dots.as_mut_ptr();
+    // The block whose dots were stored last and are not yet scanned: (first row, centroid).
+    let mut stored: Option<(usize, usize)> = None;
     asm!("ldtilecfg [{}]", in(reg) TILE_CONFIG.0.as_ptr(), options(nostack, readonly));
     for r0 in (0..m).step_by(32) {
         // Rows come in tiles of 16 (`super::row_words`): each tile load reads 1 KiB in a row.
@@ -259,7 +284,8 @@ pub unsafe fn dots_amx(a: &[u32], m: usize, depth: usize, strips: &[u32], padded
             let b0 = strips.as_ptr().add(c0 / LANES * strip_stride);
             let b1 = b0.add(strip_stride);
             asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
-            for p0 in (0..depth).step_by(16) {
+            for step in 0..steps {
+                let p0 = step * 16;
                 // Each product follows the loads it needs, so that loads overlap products.
                 asm!(
                     "tileloadd tmm4, [{a0} + {stride}*1]",
@@ -277,8 +303,12 @@ pub unsafe fn dots_amx(a: &[u32], m: usize, depth: usize, strips: &[u32], padded
                     stride = in(reg) 4 * LANES,
                     options(nostack, readonly),
                 );
+                if let (Some((c_norms, lanes)), Some((s0, j0))) = (&mut scan, stored) {
+                    let first = s0 + step * rows_per_step;
+                    scan_rows(dots, padded, c_norms, lanes, first..(first + rows_per_step).min(s0 + 32), j0);
+                }
             }
-            let out = dots.as_mut_ptr().add(r0 * padded + c0);
+            let out = dots.add(r0 * padded + c0);
             asm!(
                 "tilestored [{c00} + {out_bytes}*1], tmm0",
                 "tilestored [{c01} + {out_bytes}*1], tmm1",
@@ -291,9 +321,91 @@ pub unsafe fn dots_amx(a: &[u32], m: usize, depth: usize, strips: &[u32], padded
                 out_bytes = in(reg) out_bytes,
                 options(nostack),
             );
+            stored = Some((r0, c0));
         }
     }
     asm!("tilerelease", options(nostack, nomem));
+    if let (Some((c_norms, lanes)), Some((s0, j0))) = (&mut scan, stored) {
+        scan_rows(dots, padded, c_norms, lanes, s0..s0 + 32, j0);
+    }
+}
+
+/// [`Lanes::step`] for `rows` on the 32 centroids from `j0` (two steps each).
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn scan_rows(
+    dots: *const f32,
+    padded: usize,
+    c_norms: &[f32],
+    lanes: &mut [Lanes],
+    rows: std::ops::Range<usize>,
+    j0: usize,
+) {
+    let (c_low, c_high) = (_mm512_loadu_ps(c_norms.as_ptr().add(j0)), _mm512_loadu_ps(c_norms.as_ptr().add(j0 + LANES)));
+    for r in rows {
+        let row = dots.add(r * padded + j0);
+        let lane = &mut lanes[r];
+        lane.step(_mm512_loadu_ps(row), c_low, j0);
+        lane.step(_mm512_loadu_ps(row.add(LANES)), c_high, j0 + LANES);
+    }
+}
+
+/// A row's running scan of its partial distances `c_norms − 2·dots`, 16 centroids at a time
+/// (lane `l` sees centroids `l mod 16` in increasing order): per lane the least value, its
+/// centroid and the lane's runner-up. [`Lanes::finish`] gives the row's least value, the
+/// lowest centroid holding it and the runner-up, whichever code fed the lanes.
+#[derive(Clone, Copy)]
+pub struct Lanes {
+    best: __m512,
+    second: __m512,
+    best_at: __m512i,
+}
+
+impl Lanes {
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn new() -> Self {
+        let infinity = _mm512_set1_ps(f32::INFINITY);
+        Self { best: infinity, second: infinity, best_at: _mm512_setzero_si512() }
+    }
+
+    /// Takes the dots `d` of centroids `first..first + 16` with their squared norms `c`
+    /// (infinite for lanes past the last centroid).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn step(&mut self, d: __m512, c: __m512, first: usize) {
+        let at = _mm512_add_epi32(_mm512_set1_epi32(first as i32), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+        // `c − 2·d`, rounded once as the scalar scan's (doubling is exact).
+        let v = _mm512_sub_ps(c, _mm512_add_ps(d, d));
+        let better = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, self.best);
+        let displaced = _mm512_mask_blend_ps(better, v, self.best);
+        let lower = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(displaced, self.second);
+        self.second = _mm512_mask_blend_ps(lower, self.second, displaced);
+        self.best = _mm512_mask_blend_ps(better, self.best, v);
+        self.best_at = _mm512_mask_blend_epi32(better, self.best_at, at);
+    }
+
+    /// The least value, the lowest centroid holding it, and the least of every other value.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub fn finish(self) -> (f32, usize, f32) {
+        let value = _mm512_reduce_min_ps(self.best);
+        let holding = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(self.best, _mm512_set1_ps(value));
+        // Lane `l` holds only indices `l mod 16`, so one lane holds the winner (where `value`
+        // is finite; otherwise every value is infinite and so is the runner-up).
+        let (index, winner) = if holding.count_ones() == 1 {
+            let mut at = [0i32; LANES];
+            // SAFETY: `at` holds 16 values.
+            unsafe { _mm512_storeu_si512(at.as_mut_ptr().cast(), self.best_at) };
+            (at[holding.trailing_zeros() as usize], holding)
+        } else {
+            let index = _mm512_mask_reduce_min_epi32(holding, self.best_at);
+            (index, holding & _mm512_cmpeq_epi32_mask(self.best_at, _mm512_set1_epi32(index)))
+        };
+        let others = _mm512_mask_blend_ps(winner, self.best, _mm512_set1_ps(f32::INFINITY));
+        let runner_up = _mm512_reduce_min_ps(_mm512_min_ps(self.second, others));
+        (value, index as usize, runner_up)
+    }
 }
 
 /// Rows per tile of [`thin_dots_f32`] and most candidates per tile.
