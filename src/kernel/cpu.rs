@@ -315,7 +315,7 @@ fn on_simd_kernels<T: Scalar>(
     };
     let rows = match which {
         Which::All => simd::Rows::All(rows),
-        Which::Listed(listed) => simd::Rows::Listed(rows, listed),
+        Which::Listed(listed, kept) => simd::Rows::Listed(rows, listed, kept),
         Which::Kept(kept, first) => simd::Rows::Kept(rows, kept, first),
     };
     simd::assign_rows(kind, rows, norms, centres, labels, distances, extra, measure);
@@ -326,7 +326,8 @@ fn on_simd_kernels<T: Scalar>(
 /// [`simd::Rows`]).
 enum Which<'a> {
     All,
-    Listed(&'a [usize]),
+    /// Listed rows, from the rows the kernel kept (every row of `x`) where given.
+    Listed(&'a [usize], Option<&'a simd::RoundedRows>),
     Kept(&'a simd::RoundedRows, usize),
 }
 
@@ -493,7 +494,26 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         second: &mut [T],
     ) -> Result<()> {
         let extra = Extra::RunnerUp(&mut *second);
-        if on_simd_kernels(x, x_sq_norms, Which::Listed(rows), centroids, labels, distances, extra, true) {
+        if on_simd_kernels(x, x_sq_norms, Which::Listed(rows, None), centroids, labels, distances, extra, true) {
+            return Ok(());
+        }
+        super::assign_top2_of_gathered(self, x, x_sq_norms, rows, centroids, labels, distances, second)
+    }
+
+    fn assign_top2_rows_labels(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        rows: &[usize],
+        kept: Option<&KeptRows>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        second: &mut [T],
+    ) -> Result<()> {
+        let extra = Extra::RunnerUp(&mut *second);
+        let kept = kept.and_then(|kept| kept.get::<simd::RoundedRows>());
+        if on_simd_kernels(x, x_sq_norms, Which::Listed(rows, kept), centroids, labels, distances, extra, false) {
             return Ok(());
         }
         super::assign_top2_of_gathered(self, x, x_sq_norms, rows, centroids, labels, distances, second)

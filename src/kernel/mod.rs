@@ -167,6 +167,25 @@ pub trait Kernel<T: Scalar>: Sync {
         assign_top2_of_gathered(self, x, x_sq_norms, rows, centroids, labels, distances, second)
     }
 
+    /// [`assign_top2_rows`](Kernel::assign_top2_rows) with distances only within the
+    /// kernel's error bound (as [`assign_top2_labels`](Kernel::assign_top2_labels) gives
+    /// them), from the rows the kernel kept (`kept`: every row of `x`) where given. The
+    /// default is `assign_top2_rows`.
+    #[allow(clippy::too_many_arguments)]
+    fn assign_top2_rows_labels(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        rows: &[usize],
+        _kept: Option<&KeptRows>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        second: &mut [T],
+    ) -> Result<()> {
+        self.assign_top2_rows(x, x_sq_norms, rows, centroids, labels, distances, second)
+    }
+
     /// [`pairwise`](Kernel::pairwise) of the rows `rows` of `x` (`rows.len() × k` into `out`),
     /// each row's values as `pairwise` gives them where the kernel promises rows independent
     /// ([`seeding_error_bound`](Kernel::seeding_error_bound)). The default gathers the rows.

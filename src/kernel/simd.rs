@@ -22,7 +22,7 @@ const THIN_MAX: usize = 8;
 use rayon::prelude::*;
 
 use crate::matrix::MatRef;
-use settle::{settle_block, Block, Bound};
+use settle::{settle_block, Block, Bound, Source};
 
 /// Columns per SIMD strip (float32 lanes of a 512-bit register).
 const LANES: usize = 16;
@@ -249,6 +249,28 @@ impl RoundedRows {
         true
     }
 
+    /// The kept words of the rows `listed` laid out as a block of rows `0..listed.len()` of
+    /// `depth` words (tiles for AMX) in `words`, and their norms' bounds.
+    fn gather(&self, listed: &[usize], depth: usize, words: &mut [u32]) -> RowNorms {
+        let tiles = self.kind == Dots::Amx;
+        for (r, &i) in listed.iter().enumerate() {
+            let ((from, from_stride), (to, to_stride)) = (row_words(i, depth, tiles), row_words(r, depth, tiles));
+            if tiles {
+                // Tiles take whole chunks of 16 words (`Layout::depth`).
+                for chunk in 0..depth / LANES {
+                    let (from, to) = (from + chunk * from_stride, to + chunk * to_stride);
+                    words[to..to + LANES].copy_from_slice(&self.words[from..from + LANES]);
+                }
+            } else {
+                words[to..to + depth].copy_from_slice(&self.words[from..from + depth]);
+            }
+        }
+        RowNorms {
+            rounded: listed.iter().map(|&i| self.norms.rounded[i]).collect(),
+            residual: listed.iter().map(|&i| self.norms.residual[i]).collect(),
+        }
+    }
+
     /// Whether the rows `first..first + rows.rows()` kept here can stand for `rows` in a pass
     /// of `kind` (the caller vouches that they are those rows): the same kind and width, and
     /// `first` where a tile starts.
@@ -307,8 +329,10 @@ pub enum Rows<'a> {
     All(MatRef<'a, f32>),
     /// The listed rows of the matrix (one label, distance and bound per listed row; norms
     /// are every row's): each block copies its rows into a buffer of its own, in cache,
-    /// instead of the caller gathering them all first.
-    Listed(MatRef<'a, f32>, &'a [usize]),
+    /// instead of the caller gathering them all first; or, where `kept` holds every row of
+    /// the matrix rounded for the kind, copies their rounded words (half the bytes) and reads
+    /// the rows themselves only for near ties.
+    Listed(MatRef<'a, f32>, &'a [usize], Option<&'a RoundedRows>),
     /// Every row of the matrix, whose rounded words are those of rows `first..` of `kept`
     /// (where they serve the kind; else the rows are rounded as ever).
     Kept(MatRef<'a, f32>, &'a RoundedRows, usize),
@@ -330,7 +354,9 @@ pub fn assign_rows(
 ) {
     let (x, subset, kept) = match rows {
         Rows::All(x) => (x, None, None),
-        Rows::Listed(x, listed) => (x, Some(listed), None),
+        Rows::Listed(x, listed, kept) => {
+            (x, Some(listed), kept.filter(|kept| kept.serves(kind, 0, x)).map(|kept| (kept, 0)))
+        }
         Rows::Kept(x, kept, first) => (x, None, kept.serves(kind, first, x).then_some((kept, first))),
     };
     assert!(kind.supported(), "{kind:?} kernels on a CPU without them");
@@ -352,8 +378,11 @@ pub fn assign_rows(
             lower.chunks_mut(block * members.len().max(1)).map(|lower| Extra::Groups { members, lower }).collect()
         }
     };
-    let words_per_block = if kind == Dots::F32 || kept.is_some() { 0 } else { block * depth };
-    let copied_per_block = if subset.is_some() { block } else { 0 };
+    let words_per_block = if kind == Dots::F32 || (kept.is_some() && subset.is_none()) { 0 } else { block * depth };
+    let copied_per_block = match (subset, kept) {
+        (Some(_), None) => block,
+        _ => 0,
+    };
     labels
         .par_chunks_mut(block)
         .zip(distances.par_chunks_mut(block))
@@ -370,9 +399,16 @@ pub fn assign_rows(
                 // Rows the tiles compute: a whole number of tiles (the extra rows of a last
                 // block hold stale words; their dots are never read).
                 let tiled = m.next_multiple_of(layout.rows);
-                let (rows, norms) = match subset {
-                    None => (x.slice_rows(start, start + m), &x_sq_norms[start..start + m]),
-                    Some(subset) => {
+                let (rows, norms) = match (subset, kept) {
+                    (None, _) => (Source::Rows(x.slice_rows(start, start + m)), &x_sq_norms[start..start + m]),
+                    // The rows are read where they lie, and only for near ties.
+                    (Some(subset), Some(_)) => {
+                        let listed = &subset[start..start + m];
+                        copied_norms.clear();
+                        copied_norms.extend(listed.iter().map(|&i| x_sq_norms[i]));
+                        (Source::Listed(x, listed), &copied_norms[..])
+                    }
+                    (Some(subset), None) => {
                         let listed = &subset[start..start + m];
                         for ((copy, norm), &i) in
                             copied.chunks_exact_mut(d.max(1)).zip(copied_norms.iter_mut()).zip(listed)
@@ -381,23 +417,30 @@ pub fn assign_rows(
                             *norm = x_sq_norms[i];
                         }
                         let rows = MatRef::new(&copied[..m * d], m, d).expect("a block of copied rows");
-                        (rows, &copied_norms[..m])
+                        (Source::Rows(rows), &copied_norms[..m])
                     }
                 };
                 let made;
-                let (a, rounded, residual): (&[u32], &[f64], &[f64]) = match (kind, kept) {
-                    (Dots::F32, _) => {
+                let (a, rounded, residual): (&[u32], &[f64], &[f64]) = match (kind, kept, rows) {
+                    (Dots::F32, _, Source::Rows(rows)) => {
                         made = exact_row_norms(norms, d);
                         (as_words(rows.as_slice()), &made.rounded, &made.residual)
                     }
+                    (Dots::F32, _, Source::Listed(..)) => unreachable!("float32 rows keep no copy"),
+                    // Listed rows' rounded words gathered from the kept copy, tile by tile.
+                    (_, Some((kept, _)), Source::Listed(_, listed)) => {
+                        made = kept.gather(listed, depth, &mut words[..tiled * depth]);
+                        (&words[..tiled * depth], &made.rounded, &made.residual)
+                    }
                     // `first + start` starts a tile (`serves`), and the kept words run to a
                     // whole piece past the last row: `tiled` rows' words are there.
-                    (_, Some((kept, first))) => {
+                    (_, Some((kept, first)), Source::Rows(_)) => {
                         let at = first + start;
                         let a = &kept.words[at * depth..(at + tiled) * depth];
                         (a, &kept.norms.rounded[at..at + m], &kept.norms.residual[at..at + m])
                     }
-                    (Dots::Bf16 | Dots::Amx, None) => {
+                    (Dots::Bf16 | Dots::Amx, None, Source::Listed(..)) => unreachable!("listed rows are copied"),
+                    (Dots::Bf16 | Dots::Amx, None, Source::Rows(rows)) => {
                         made = round_rows(rows, depth, kind == Dots::Amx, &mut words[..tiled * depth]);
                         (&words[..tiled * depth], &made.rounded, &made.residual)
                     }
@@ -407,7 +450,8 @@ pub fn assign_rows(
                 // the padded norms `padded`.
                 let dots = &mut dots[..tiled * padded];
                 let firsts = unsafe { kernel_dots_scanned(kind, a, tiled, depth, &packed, dots) };
-                let block = Block { rows, norms, rounded, residual, dots: &dots[..], padded, firsts: firsts.as_deref() };
+                let block =
+                    Block { rows, norms, rounded, residual, dots: &dots[..], padded, firsts: firsts.as_deref() };
                 // SAFETY: every kind runs on AVX-512F (`kind.supported()`, asserted above).
                 unsafe { settle_block(&block, &packed.c_norms, centroids, &bound, labels, distances, extra, measure) };
             },

@@ -265,7 +265,12 @@ impl BoundedPass {
             } else if !rows.is_empty() {
                 let m = rows.len();
                 let (mut l, mut dist) = (vec![0u32; m], vec![T::zero(); m]);
-                kernel.assign_top2_rows(x, x_sq_norms, &rows, centroids, &mut l, &mut dist, &mut second[..m])?;
+                let second = &mut second[..m];
+                if measure {
+                    kernel.assign_top2_rows(x, x_sq_norms, &rows, centroids, &mut l, &mut dist, second)?;
+                } else {
+                    kernel.assign_top2_rows_labels(x, x_sq_norms, &rows, kept, centroids, &mut l, &mut dist, second)?;
+                }
                 for (r, &i) in rows.iter().enumerate() {
                     (labels[i], distances[i], lower[i]) = (l[r], dist[r], second[r].as_f64().sqrt());
                 }

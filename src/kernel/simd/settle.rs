@@ -6,7 +6,7 @@ use crate::matrix::{exact_sq_distance, MatRef};
 
 /// One block of rows with their dot products, for [`settle_block`].
 pub(super) struct Block<'a> {
-    pub rows: MatRef<'a, f32>,
+    pub rows: Source<'a>,
     pub norms: &'a [f32],
     /// Upper bounds on the norm of each (rounded) row and of its rounding residual.
     pub rounded: &'a [f64],
@@ -16,6 +16,23 @@ pub(super) struct Block<'a> {
     /// Each row's least partial distance, its centroid and the runner-up, where the kernel
     /// scanned them already (as [`argmin2`] gives them).
     pub firsts: Option<&'a [(f32, usize, f32)]>,
+}
+
+/// Where a block's float32 rows lie: in a matrix of their own, or listed rows of one.
+#[derive(Clone, Copy)]
+pub(super) enum Source<'a> {
+    Rows(MatRef<'a, f32>),
+    Listed(MatRef<'a, f32>, &'a [usize]),
+}
+
+impl<'a> Source<'a> {
+    #[inline(always)]
+    fn row(&self, r: usize) -> &'a [f32] {
+        match *self {
+            Source::Rows(rows) => rows.row(r),
+            Source::Listed(x, listed) => x.row(listed[r]),
+        }
+    }
 }
 
 /// `value` (a squared distance's lower bound) as a float32 no larger, never negative.

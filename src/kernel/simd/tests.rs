@@ -173,7 +173,7 @@ fn labels_are_exact_and_second_is_a_lower_bound() {
             let extra = Extra::RunnerUp(&mut sub_second);
             assign_rows(
                 kind,
-                Rows::Listed(xm, &subset),
+                Rows::Listed(xm, &subset, None),
                 &row_sq_norms(xm),
                 cm,
                 &mut sub_labels,
@@ -187,6 +187,21 @@ fn labels_are_exact_and_second_is_a_lower_bound() {
                     (labels[i], dist[i], second[i]),
                     "{kind:?} row {i}"
                 );
+            }
+            // The same subset from the rows kept rounded, labels only: the same labels, the
+            // runner-up bounds of a pass that measures only near ties, close distances.
+            if let Some(kept) = RoundedRows::new(kind, xm) {
+                let (mut kept_labels, mut kept_dist, mut kept_second) = (vec![0u32; m], vec![0f32; m], vec![0f32; m]);
+                let extra = Extra::RunnerUp(&mut kept_second);
+                let rows = Rows::Listed(xm, &subset, Some(&kept));
+                assign_rows(kind, rows, &row_sq_norms(xm), cm, &mut kept_labels, &mut kept_dist, extra, false);
+                for (r, &i) in subset.iter().enumerate() {
+                    assert_eq!((kept_labels[r], kept_second[r]), (labels[i], loose_second[i]), "{kind:?} kept row {i}");
+                    assert!(
+                        (kept_dist[r] - unmeasured_dist[i]).abs() <= 1e-6 * unmeasured_dist[i].abs(),
+                        "{kind:?} row {i}"
+                    );
+                }
             }
             for i in 0..n {
                 let exact: Vec<f64> = (0..k).map(|j| exact_sq_distance(xm.row(i), cm.row(j))).collect();
@@ -340,7 +355,10 @@ fn amx_scan_equals_the_scan_of_its_dots() {
             let want = unsafe { settle::argmin2(row, &packed.c_norms) };
             let got = firsts[r];
             let same = |a: f32, b: f32| a == b || (a.is_nan() && b.is_nan());
-            assert!(same(got.0, want.0) && got.1 == want.1 && same(got.2, want.2), "({m},{k},{d}) row {r}: {got:?} vs {want:?}");
+            assert!(
+                same(got.0, want.0) && got.1 == want.1 && same(got.2, want.2),
+                "({m},{k},{d}) row {r}: {got:?} vs {want:?}"
+            );
         }
     }
 }

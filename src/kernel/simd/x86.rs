@@ -341,7 +341,8 @@ unsafe fn scan_rows(
     rows: std::ops::Range<usize>,
     j0: usize,
 ) {
-    let (c_low, c_high) = (_mm512_loadu_ps(c_norms.as_ptr().add(j0)), _mm512_loadu_ps(c_norms.as_ptr().add(j0 + LANES)));
+    let (c_low, c_high) =
+        (_mm512_loadu_ps(c_norms.as_ptr().add(j0)), _mm512_loadu_ps(c_norms.as_ptr().add(j0 + LANES)));
     for r in rows {
         let row = dots.add(r * padded + j0);
         let lane = &mut lanes[r];
@@ -374,7 +375,10 @@ impl Lanes {
     #[inline]
     #[target_feature(enable = "avx512f")]
     pub fn step(&mut self, d: __m512, c: __m512, first: usize) {
-        let at = _mm512_add_epi32(_mm512_set1_epi32(first as i32), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+        let at = _mm512_add_epi32(
+            _mm512_set1_epi32(first as i32),
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        );
         // `c − 2·d`, rounded once as the scalar scan's (doubling is exact).
         let v = _mm512_sub_ps(c, _mm512_add_ps(d, d));
         let better = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, self.best);
