@@ -42,14 +42,24 @@ pub struct InertiaBySums {
 impl InertiaBySums {
     /// About the mean of `centroids` (they lie among the rows): one pass over the rows.
     pub fn new<T: Scalar>(x: MatRef<'_, T>, centroids: &[T]) -> Self {
-        let d = x.cols();
+        let centre = Self::centre(centroids, x.cols());
+        let spreads = (0..x.rows()).into_par_iter().with_min_len(256).map(|i| sq_distance(x.row(i), &centre)).collect();
+        Self::of_spreads(&centre, spreads)
+    }
+
+    /// The centre [`InertiaBySums::new`] takes: the mean of `centroids` (`d` wide), in their type.
+    pub fn centre<T: Scalar>(centroids: &[T], d: usize) -> Vec<T> {
         let k = centroids.len() / d.max(1);
         let mut mean = vec![0.0f64; d];
         for row in centroids.chunks_exact(d.max(1)) {
             mean.iter_mut().zip(row).for_each(|(c, &v)| *c += v.as_f64());
         }
-        let centre: Vec<T> = mean.iter().map(|&c| T::of_f64(c / k.max(1) as f64)).collect();
-        let spreads = (0..x.rows()).into_par_iter().with_min_len(256).map(|i| sq_distance(x.row(i), &centre)).collect();
+        mean.iter().map(|&c| T::of_f64(c / k.max(1) as f64)).collect()
+    }
+
+    /// From each row's `sq_distance` to `centre` (as [`InertiaBySums::new`] takes them,
+    /// measured elsewhere in the same pass over the rows).
+    pub fn of_spreads<T: Scalar>(centre: &[T], spreads: Vec<f64>) -> Self {
         Self { centre: centre.iter().map(|c| c.as_f64()).collect(), spreads }
     }
 

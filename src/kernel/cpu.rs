@@ -519,11 +519,15 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         super::assign_top2_of_gathered(self, x, x_sq_norms, rows, centroids, labels, distances, second)
     }
 
-    fn keep_rows(&self, x: MatRef<'_, T>) -> Option<KeptRows> {
+    fn keep_rows(&self, x: MatRef<'_, T>, spreads: Option<(&[T], &mut [f64])>) -> Option<KeptRows> {
         if x.cols() < SIMD_MIN {
             return None;
         }
-        simd::RoundedRows::new(Dots::chosen()?, x.as_f32()?).map(KeptRows::new)
+        let spreads = match spreads {
+            Some((centre, spreads)) => Some((T::as_f32s(centre)?, spreads)),
+            None => None,
+        };
+        simd::RoundedRows::with_spreads(Dots::chosen()?, x.as_f32()?, spreads).map(KeptRows::new)
     }
 
     fn labelled_sq_distance_bounds(

@@ -75,7 +75,10 @@ pub trait Kernel<T: Scalar>: Sync {
     /// same rows ([`assign_labels`](Kernel::assign_labels)); `None` where it reads them as
     /// they are. The cpu kernel's bfloat16 kinds keep the rows rounded once: half the bytes
     /// of float32 (a copy of half the data's size), and no rounding per pass.
-    fn keep_rows(&self, _x: MatRef<'_, T>) -> Option<KeptRows> {
+    ///
+    /// With `spreads` (a centre and one entry per row), each row's `matrix::sq_distance` to
+    /// the centre is measured in the same pass over the rows, where rows are kept.
+    fn keep_rows(&self, _x: MatRef<'_, T>, _spreads: Option<(&[T], &mut [f64])>) -> Option<KeptRows> {
         None
     }
 

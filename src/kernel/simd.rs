@@ -183,6 +183,13 @@ impl RoundedRows {
     /// `x` rounded for `kind`; `None` for a kind that reads float32 rows as they are, one
     /// this CPU lacks, or a width whose padded words would take over 5/8 of the data's bytes.
     pub fn new(kind: Dots, x: MatRef<'_, f32>) -> Option<Self> {
+        Self::with_spreads(kind, x, None)
+    }
+
+    /// [`RoundedRows::new`], and with `spreads` (a centre, one entry per row) each row's
+    /// `matrix::sq_distance` to the centre, measured while the row is in cache (where rows
+    /// are kept; otherwise `spreads` is left as it is).
+    pub fn with_spreads(kind: Dots, x: MatRef<'_, f32>, mut spreads: Option<(&[f32], &mut [f64])>) -> Option<Self> {
         if kind == Dots::F32 || !kind.supported() {
             return None;
         }
@@ -194,12 +201,27 @@ impl RoundedRows {
             return None;
         }
         let mut words = vec![0u32; n.next_multiple_of(PIECE_ROWS) * depth];
+        let (centre, mut spreads) = match spreads.as_mut() {
+            Some((centre, spreads)) => {
+                assert!(centre.len() == d && spreads.len() == n, "a centre and a spread per row");
+                (Some(*centre), spreads.chunks_mut(PIECE_ROWS).map(Some).collect())
+            }
+            None => (None, Vec::new()),
+        };
+        spreads.resize_with(n.div_ceil(PIECE_ROWS), || None);
         let pieces: Vec<RowNorms> = words
             .par_chunks_mut((PIECE_ROWS * depth).max(1))
+            .zip(spreads.par_iter_mut())
             .enumerate()
-            .map(|(p, words)| {
+            .map(|(p, (words, spreads))| {
                 let rows = x.slice_rows(p * PIECE_ROWS, ((p + 1) * PIECE_ROWS).min(n));
-                round_rows(rows, depth, kind == Dots::Amx, words)
+                let norms = round_rows(rows, depth, kind == Dots::Amx, words);
+                if let (Some(centre), Some(spreads)) = (centre, spreads) {
+                    for (r, spread) in spreads.iter_mut().enumerate() {
+                        *spread = crate::matrix::sq_distance(rows.row(r), centre);
+                    }
+                }
+                norms
             })
             .collect();
         let norms = RowNorms {

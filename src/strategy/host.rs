@@ -222,8 +222,18 @@ impl<'s, T: Scalar, P: HostPass<T>> HostLloyd<'s, T, P> {
             let sums = self.pass.assign_sum(kernel, points, centroids, labels, distances, keep_going)?;
             return Ok((sums, weighted_sum(distances, points.weights)));
         }
-        // The rows kept as the kernel reads them, so that no later pass rounds them again.
-        let rows = self.kept_rows.get_or_insert_with(|| kernel.keep_rows(points.x)).as_ref();
+        // The rows kept as the kernel reads them, so that no later pass rounds them again; the
+        // same pass over the rows measures what the inertia by sums needs of them.
+        if self.kept_rows.is_none() {
+            let centre = InertiaBySums::centre(centroids.as_slice(), points.cols());
+            let mut spreads = vec![0.0; points.rows()];
+            let kept = kernel.keep_rows(points.x, Some((&centre, &mut spreads)));
+            if kept.is_some() && self.by_sums.is_none() {
+                self.by_sums = Some(InertiaBySums::of_spreads(&centre, spreads));
+            }
+            self.kept_rows = Some(kept);
+        }
+        let rows = self.kept_rows.as_ref().and_then(Option::as_ref);
         self.pass.assign_measure(kernel, points, rows, centroids, labels, distances, keep_going)?;
         let sums = match self.kept.take() {
             None => kernel.accumulate(points.x, points.weights, labels, centroids.rows())?,

@@ -110,3 +110,29 @@ fn nothing_moves_when_every_row_lies_on_its_centroid() {
     assert_eq!(relocate_empty_clusters(m, None, &labels, &centroids, &mut sums), 0);
     assert_eq!((sums.sums, sums.weights), before);
 }
+
+/// The spreads the kernel measures while keeping the rows give the inertia by sums the pass
+/// of its own gives, bit for bit (rows of 64 and 301 features, an odd count, a last partial
+/// piece of rows), and the kernel leaves them alone where it keeps no rows (too narrow).
+#[test]
+fn spreads_measured_while_keeping_rows_are_a_pass_of_their_own() {
+    use crate::kernel::{cpu::CpuKernel, Kernel};
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for (n, d, k) in [(1000, 64, 7), (130, 301, 3), (70, 8, 5)] {
+        let x: Vec<f32> = (0..n * d).map(|_| 30.0 + rng.random::<f32>() * 4.0).collect();
+        let xm = MatRef::new(&x, n, d).unwrap();
+        let centroids: Vec<f32> = x[..k * d].to_vec();
+        let labels: Vec<u32> = (0..n).map(|i| (i % k) as u32).collect();
+        let sums = crate::kernel::accumulate_by_cluster(xm, None, &labels, k);
+        let alone = InertiaBySums::new(xm, &centroids).inertia(&sums, &centroids, &labels, None);
+        let centre = InertiaBySums::centre(&centroids, d);
+        let mut spreads = vec![-1.0; n];
+        let kept = Kernel::<f32>::keep_rows(&CpuKernel, xm, Some((&centre, &mut spreads)));
+        if kept.is_none() {
+            assert!(spreads.iter().all(|&s| s == -1.0), "({n},{d}): spreads written without rows kept");
+            continue;
+        }
+        let by_spreads = InertiaBySums::of_spreads(&centre, spreads).inertia(&sums, &centroids, &labels, None);
+        assert_eq!(by_spreads.to_bits(), alone.to_bits(), "({n},{d})");
+    }
+}
