@@ -29,8 +29,11 @@ data = np.load(sys.argv[1])
 x, centroids, init = data["x"], data["centroids"], data["init"]
 labels, distances, _ = native().assign(x, centroids)
 fit = KMeans(len(init), init=init, n_init=1, max_iter=8, tol=0.0, backend="cpu").fit(x)
+fits = {a: KMeans(len(init), init=init, n_init=1, max_iter=20, tol=0.0, backend="cpu", algorithm=a).fit(x)
+        for a in ("lloyd", "elkan")}
 np.savez(sys.argv[2], labels=labels, distances=distances, fit_labels=fit.labels_,
-         fit_centroids=fit.cluster_centers_)
+         fit_centroids=fit.cluster_centers_,
+         **{f"{a}_{v}": getattr(f, v + "_") for a, f in fits.items() for v in ("labels", "cluster_centers", "n_iter")})
 print(json.dumps({"kernel": native().cpu_kernel(), "n_iter": int(fit.n_iter_)}))
 """
 
@@ -98,6 +101,20 @@ def test_fits_are_identical_across_kernels(runs):
         assert report["n_iter"] == first_report["n_iter"], (kind, first_kind)
         np.testing.assert_array_equal(got["fit_labels"], first["fit_labels"], err_msg=f"{kind} vs {first_kind}")
         np.testing.assert_array_equal(got["fit_centroids"], first["fit_centroids"], err_msg=f"{kind} vs {first_kind}")
+
+
+def test_bounded_fits_equal_dense_fits_on_every_kernel(runs):
+    """Bounds (`elkan`: bounds in every pass after the first, from the rows the kernel kept
+    where it keeps them) skip searches, never change a label: the same iterations, labels and
+    centroids as dense passes (`lloyd`), bit for bit, on every kernel and across kernels."""
+    _, _, results = runs
+    _, first = next(iter(results.values()))
+    for kind, (_, got) in results.items():
+        for algorithm in ("lloyd", "elkan"):
+            for value in ("n_iter", "labels", "cluster_centers"):
+                np.testing.assert_array_equal(
+                    got[f"{algorithm}_{value}"], first[f"lloyd_{value}"], err_msg=f"{kind} {algorithm} {value}"
+                )
 
 
 def test_the_variable_picks_a_supported_kernel(runs):

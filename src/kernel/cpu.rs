@@ -5,7 +5,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::simd::{self, Dots};
-use super::{ClusterSums, KeptRows, Kernel, SeedingScreen};
+use super::{ClusterSums, KeptRows, KeptRowsOf, Kernel, SeedingScreen};
 use crate::error::Result;
 use crate::matrix::{exact_sq_distance, row_sq_norms, MatRef};
 use crate::scalar::Scalar;
@@ -532,13 +532,13 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
 
     fn labelled_sq_distance_bounds(
         &self,
-        (kept, first): (&KeptRows, usize),
+        (kept, which): (&KeptRows, KeptRowsOf<'_>),
         centroids: MatRef<'_, T>,
         labels: &[u32],
         out: &mut [f64],
     ) -> bool {
         match (kept.get::<simd::RoundedRows>(), centroids.as_f32()) {
-            (Some(rows), Some(centroids)) => rows.labelled_sq_distance_bounds(first, centroids, labels, out),
+            (Some(rows), Some(centroids)) => rows.labelled_sq_distance_bounds(which, centroids, labels, out),
             _ => false,
         }
     }

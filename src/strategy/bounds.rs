@@ -1,6 +1,8 @@
 //! Triangle-inequality bounds for Lloyd iterations (Hamerly's variant: one lower bound per
-//! row). Each iteration computes every row's exact distance to its own centroid (by
-//! differences, one pass over the row); a row keeps its label without a search when
+//! row). Each iteration bounds every row's distance to its own centroid: exactly (by
+//! differences, one pass over the row), or where the pass need not measure rows, by the
+//! bound the row kept from the last pass (loosened by its centroid's move) and only where
+//! that fails from the row as the kernel kept it; a row keeps its label without a search when
 //! that distance is at most half the gap from its centroid to the nearest other centroid,
 //! or at most a lower bound on its distance to every other centroid. The bound is the
 //! distance to the runner-up at the row's last full search, loosened by how far centroids
@@ -15,7 +17,7 @@ use rayon::prelude::*;
 
 use super::host::{DensePass, HostPass};
 use crate::error::Result;
-use crate::kernel::{partial_error_bound, ClusterSums, KeptRows, Kernel};
+use crate::kernel::{partial_error_bound, ClusterSums, KeptRows, KeptRowsOf, Kernel};
 use crate::matrix::{row_sq_norms, sq_distance, MatRef, Points, REDUCE_CHUNK};
 use crate::monitor::{for_each_chunk, KeepGoing};
 use crate::scalar::Scalar;
@@ -25,6 +27,10 @@ pub struct BoundedPass {
     /// Lower bound (a distance, not squared) on each row's distance to any centroid other
     /// than its own.
     lower: Vec<f64>,
+    /// Upper bound (a distance) on each row's distance to its own centroid, from the row as
+    /// the kernel kept it at the last pass that bounded it, loosened by how far that centroid
+    /// has moved since; infinite where none is known (rows searched since, measured passes).
+    upper: Vec<f64>,
     /// Whether `lower` (and the labels) describe the current centroids.
     valid: bool,
     /// Whether the next pass is the fit's first: a dense one (it moves centroids most).
@@ -91,7 +97,7 @@ impl Default for BoundsSchedule {
 impl BoundedPass {
     /// Bounds in every pass after the first (`algorithm="elkan"`).
     pub fn new(n: usize) -> Self {
-        Self { lower: vec![0.0; n], valid: false, first: true, choice: None }
+        Self { lower: vec![0.0; n], upper: vec![f64::INFINITY; n], valid: false, first: true, choice: None }
     }
 
     /// Bounds where they save time, chosen as the fit runs (`algorithm="auto"`).
@@ -103,7 +109,8 @@ impl BoundedPass {
     /// last pass left (and already loosened), or, with none, a full search that makes them.
     pub fn resume(lower: Option<Vec<f64>>, n: usize) -> Self {
         let valid = lower.is_some();
-        Self { lower: lower.unwrap_or_else(|| vec![0.0; n]), valid, first: false, choice: None }
+        let upper = vec![f64::INFINITY; n];
+        Self { lower: lower.unwrap_or_else(|| vec![0.0; n]), upper, valid, first: false, choice: None }
     }
 
     /// The lower bounds, for the chunk's next pass.
@@ -216,35 +223,59 @@ impl BoundedPass {
             // Rounding in the gaps and lower bounds (made from partial distances): the same
             // margin within which the kernel decides near ties again.
             let error = partial_error_bound::<T>(d);
+            let slack_of = |i: usize| error * (x_sq_norms[i].as_f64() + 2.0 * c_norm_max);
+            let bound_of = |i: usize| half_gaps[labels[i] as usize].max(self.lower[i]);
             // A pass that need not measure its rows bounds each row's own distance from the
-            // rows the kernel kept (half the bytes), where it kept them.
-            let kept_bounds = kept.filter(|_| !measure).and_then(|kept| {
-                let mut bounds = vec![0.0; n];
-                kernel.labelled_sq_distance_bounds((kept, 0), centroids, labels, &mut bounds).then_some(bounds)
+            // rows the kernel kept (half the bytes), where it kept them: first by the bound a
+            // row kept from the last such pass (loosened since), and only where that fails
+            // from its kept row.
+            let kept = kept.filter(|_| !measure);
+            let unsure: Vec<usize> = match kept {
+                Some(_) => (0..n)
+                    .into_par_iter()
+                    .with_min_len(REDUCE_CHUNK)
+                    .filter(|&i| {
+                        let upper = self.upper[i];
+                        !(upper.is_finite() && upper * upper + slack_of(i) <= bound_of(i).powi(2))
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            let unsure_labels: Vec<u32> = unsure.iter().map(|&i| labels[i]).collect();
+            let mut own_bounds = vec![0.0; unsure.len()];
+            let kept_bounds = kept.is_some_and(|kept| {
+                let which = (kept, KeptRowsOf::Listed(&unsure));
+                kernel.labelled_sq_distance_bounds(which, centroids, &unsure_labels, &mut own_bounds)
             });
-            search.par_chunks_mut(REDUCE_CHUNK).zip(distances.par_chunks_mut(REDUCE_CHUNK)).enumerate().for_each(
-                |(c, (search, distances))| {
-                    for (r, (needs, dist)) in search.iter_mut().zip(distances.iter_mut()).enumerate() {
-                        let i = c * REDUCE_CHUNK + r;
-                        let j = labels[i] as usize;
-                        // By differences: exact up to the final rounding, like the kernel's (or
-                        // above it, from the kept rows).
-                        let own = match &kept_bounds {
-                            Some(bounds) => bounds[i],
-                            None => sq_distance(x.row(i), centroids.row(j)),
-                        };
-                        *dist = T::of_f64(own);
-                        let slack = error * (x_sq_norms[i].as_f64() + 2.0 * c_norm_max);
-                        let bound = half_gaps[j].max(self.lower[i]);
-                        *needs = !(own + slack <= bound * bound);
-                    }
-                },
-            );
+            if kept_bounds {
+                search.fill(false);
+                for (&i, &own) in unsure.iter().zip(&own_bounds) {
+                    self.upper[i] = own.sqrt();
+                    search[i] = !(own + slack_of(i) <= bound_of(i).powi(2));
+                }
+                // Settled by the bound kept: its square stands for the distance.
+                distances.par_iter_mut().zip(&self.upper).for_each(|(dist, &upper)| *dist = T::of_f64(upper * upper));
+            } else {
+                self.upper.fill(f64::INFINITY);
+                search.par_chunks_mut(REDUCE_CHUNK).zip(distances.par_chunks_mut(REDUCE_CHUNK)).enumerate().for_each(
+                    |(c, (search, distances))| {
+                        for (r, (needs, dist)) in search.iter_mut().zip(distances.iter_mut()).enumerate() {
+                            let i = c * REDUCE_CHUNK + r;
+                            // By differences: exact up to the final rounding, like the kernel's.
+                            let own = sq_distance(x.row(i), centroids.row(labels[i] as usize));
+                            *dist = T::of_f64(own);
+                            *needs = !(own + slack_of(i) <= bound_of(i).powi(2));
+                        }
+                    },
+                );
+            }
+        } else {
+            self.upper.fill(f64::INFINITY);
         }
         let step = kernel.rows_per_check(k, d).min(n);
         let mut searched = 0;
         let mut second = vec![T::zero(); step];
-        let lower = &mut self.lower;
+        let (lower, upper) = (&mut self.lower, &mut self.upper);
         for_each_chunk(n, step, keep_going, |start, end| {
             let rows: Vec<usize> = (start..end).filter(|&i| search[i]).collect();
             searched += rows.len();
@@ -262,6 +293,8 @@ impl BoundedPass {
                 for (lower, &s) in lower[start..end].iter_mut().zip(second.iter()) {
                     *lower = s.as_f64().sqrt();
                 }
+                // A searched row's distance is the search's (within its error bound): no upper bound.
+                upper[start..end].fill(f64::INFINITY);
             } else if !rows.is_empty() {
                 let m = rows.len();
                 let (mut l, mut dist) = (vec![0u32; m], vec![T::zero(); m]);
@@ -273,6 +306,7 @@ impl BoundedPass {
                 }
                 for (r, &i) in rows.iter().enumerate() {
                     (labels[i], distances[i], lower[i]) = (l[r], dist[r], second[r].as_f64().sqrt());
+                    upper[i] = f64::INFINITY;
                 }
             }
             Ok(())
@@ -327,6 +361,8 @@ impl BoundedPass {
         self.lower.par_iter_mut().zip(labels.par_iter()).for_each(|(lower, &label)| {
             *lower = (*lower - farthest.other_than(label)).max(0.0);
         });
+        // A row's own centroid moved at most its shift away (infinite bounds stay so).
+        self.upper.par_iter_mut().zip(labels.par_iter()).for_each(|(upper, &label)| *upper += shifts[label as usize]);
     }
 }
 

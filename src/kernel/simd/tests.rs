@@ -382,7 +382,7 @@ fn kept_distance_bounds_lie_above_the_exact_distances() {
             for first in [0, 64] {
                 let labels: Vec<u32> = (first..n).map(|i| (i % k) as u32).collect();
                 let mut bounds = vec![0.0; labels.len()];
-                assert!(kept.labelled_sq_distance_bounds(first, cm, &labels, &mut bounds));
+                assert!(kept.labelled_sq_distance_bounds(KeptRowsOf::From(first), cm, &labels, &mut bounds));
                 for (r, (&bound, &label)) in bounds.iter().zip(&labels).enumerate() {
                     let i = first + r;
                     let exact = exact_sq_distance(xm.row(i), cm.row(label as usize));
@@ -392,9 +392,24 @@ fn kept_distance_bounds_lie_above_the_exact_distances() {
                     assert!(bound <= loose, "{kind:?} d={d} row {i}: bound {bound} far above {exact}");
                 }
             }
+            // Listed rows (out of order, one twice) get the bounds they get in order.
+            let labels: Vec<u32> = (0..n).map(|i| (i % k) as u32).collect();
+            let mut in_order = vec![0.0; n];
+            assert!(kept.labelled_sq_distance_bounds(KeptRowsOf::From(0), cm, &labels, &mut in_order));
+            let listed: Vec<usize> = (0..n).rev().step_by(3).chain([1, 1]).collect();
+            let listed_labels: Vec<u32> = listed.iter().map(|&i| labels[i]).collect();
+            let mut bounds = vec![0.0; listed.len()];
+            assert!(kept.labelled_sq_distance_bounds(KeptRowsOf::Listed(&listed), cm, &listed_labels, &mut bounds));
+            for (&i, &bound) in listed.iter().zip(&bounds) {
+                assert_eq!(bound, in_order[i], "{kind:?} d={d} row {i}");
+            }
+            assert!(
+                !kept.labelled_sq_distance_bounds(KeptRowsOf::Listed(&[n]), cm, &[0], &mut [0.0]),
+                "a row past the end"
+            );
             // Another width than the one kept: no bounds.
             let narrow = MatRef::new(&c[..k * (d - 1)], k, d - 1).unwrap();
-            assert!(!kept.labelled_sq_distance_bounds(0, narrow, &[0], &mut [0.0]));
+            assert!(!kept.labelled_sq_distance_bounds(KeptRowsOf::From(0), narrow, &[0], &mut [0.0]));
         }
     }
 }

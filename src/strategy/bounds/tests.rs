@@ -39,3 +39,45 @@ fn half_gaps_are_half_the_nearest_other_distance() {
         }
     }
 }
+
+/// Rows that settled by their own distance bound keep it only as far as their centroid's
+/// moves allow: two 64-D clusters (float32, rows kept rounded), three bounded passes, then
+/// the first centroid jumps past the second, and the next bounded pass must move its rows to
+/// the second (their exact nearest), as a dense pass does.
+#[test]
+fn own_bounds_loosen_by_their_centroids_moves() {
+    use crate::kernel::Kernel;
+    use crate::matrix::Points;
+    let (n, d) = (400, 64);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let x: Vec<f32> = (0..n * d)
+        .map(|e| {
+            let centre = if (e / d) % 2 == 0 || e % d != 0 { 0.0 } else { 10.0 };
+            centre + rng.random::<f32>() * 0.2 - 0.1
+        })
+        .collect();
+    let xm = MatRef::new(&x, n, d).unwrap();
+    let norms = row_sq_norms(xm);
+    let points = Points { x: xm, x_sq_norms: &norms, weights: None };
+    let Some(kept) = Kernel::<f32>::keep_rows(&CpuKernel, xm, None) else {
+        return; // no kept rows on this CPU: the path under test does not run
+    };
+    let mut centroids = vec![0f32; 2 * d];
+    centroids[d] = 10.0;
+    let (mut labels, mut distances) = (vec![0u32; n], vec![0f32; n]);
+    let mut pass = BoundedPass::new(n);
+    let mut go = || true;
+    for _ in 0..3 {
+        let cm = MatRef::new(&centroids, 2, d).unwrap();
+        pass.assign_measure(&CpuKernel, points, Some(&kept), cm, &mut labels, &mut distances, &mut go).unwrap();
+        pass.moved(&centroids, &centroids, d, &labels);
+    }
+    assert!(pass.valid && pass.upper.iter().all(|u| u.is_finite()), "the rows settled by their kept bounds");
+    assert!(labels.iter().enumerate().all(|(i, &l)| l as usize == i % 2));
+    let old = centroids.clone();
+    centroids[0] = 25.0;
+    pass.moved(&old, &centroids, d, &labels);
+    let cm = MatRef::new(&centroids, 2, d).unwrap();
+    pass.assign_measure(&CpuKernel, points, Some(&kept), cm, &mut labels, &mut distances, &mut go).unwrap();
+    assert!(labels.iter().all(|&l| l == 1), "rows left at a centroid that moved away");
+}
