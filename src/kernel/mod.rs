@@ -37,10 +37,10 @@ pub trait Kernel<T: Scalar>: Sync {
         distances: &mut [T],
     ) -> Result<()>;
 
-    /// [`assign`](Kernel::assign)'s labels, with each row's squared distance only within the
-    /// kernel's error bound of the exact one (a kernel that decides most rows from computed
-    /// products may skip measuring them): for a Lloyd pass that takes its inertia from the
-    /// cluster sums. The default is `assign`.
+    /// [`assign`](Kernel::assign)'s labels, with each row's squared distance only an upper
+    /// bound within the kernel's error bound of the exact one, up to its rounding to `T` (a
+    /// kernel that decides most rows from computed products may skip measuring them): for a
+    /// Lloyd pass that takes its inertia from the cluster sums. The default is `assign`.
     /// With `kept` (rows this kernel kept of a matrix `x` is rows `first..` of,
     /// [`keep_rows`](Kernel::keep_rows)), the products read them instead of `x`.
     fn assign_labels(
@@ -170,8 +170,8 @@ pub trait Kernel<T: Scalar>: Sync {
         assign_top2_of_gathered(self, x, x_sq_norms, rows, centroids, labels, distances, second)
     }
 
-    /// [`assign_top2_rows`](Kernel::assign_top2_rows) with distances only within the
-    /// kernel's error bound (as [`assign_top2_labels`](Kernel::assign_top2_labels) gives
+    /// [`assign_top2_rows`](Kernel::assign_top2_rows) with distances only upper bounds within
+    /// the kernel's error bound (as [`assign_top2_labels`](Kernel::assign_top2_labels) gives
     /// them), from the rows the kernel kept (`kept`: every row of `x`) where given. The
     /// default is `assign_top2_rows`.
     #[allow(clippy::too_many_arguments)]

@@ -362,8 +362,9 @@ pub enum Rows<'a> {
 }
 
 /// [`assign`] of the rows `rows` says. Without `measure`, a row whose best centroid the error
-/// bound settles keeps its computed distance (its partial distance plus its norm, within the
-/// bound) instead of being measured exactly; rows with near ties are measured as ever.
+/// bound settles keeps its computed distance raised by that bound (its partial distance plus
+/// its norm and the bound: an upper bound on the exact one) instead of being measured
+/// exactly; rows with near ties are measured as ever.
 #[allow(clippy::too_many_arguments)]
 pub fn assign_rows(
     kind: Dots,

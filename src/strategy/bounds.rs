@@ -27,9 +27,9 @@ pub struct BoundedPass {
     /// Lower bound (a distance, not squared) on each row's distance to any centroid other
     /// than its own.
     lower: Vec<f64>,
-    /// Upper bound (a distance) on each row's distance to its own centroid, from the row as
-    /// the kernel kept it at the last pass that bounded it, loosened by how far that centroid
-    /// has moved since; infinite where none is known (rows searched since, measured passes).
+    /// Upper bound (a distance) on each row's distance to its own centroid, from the last pass
+    /// (the row as the kernel kept it, or its search), loosened by how far that centroid has
+    /// moved since; infinite where none is known (before bounded passes, measured passes).
     upper: Vec<f64>,
     /// Whether `lower` (and the labels) describe the current centroids.
     valid: bool,
@@ -209,8 +209,13 @@ impl BoundedPass {
         let (n, k, d) = (x.rows(), centroids.rows(), x.cols());
         let mut search = vec![true; n];
         let tested = self.valid;
+        let c_norms = row_sq_norms(centroids);
+        let c_norm_max = c_norms.iter().fold(0.0f64, |m, v| m.max(v.as_f64()));
+        // Rounding in the gaps and lower bounds (made from partial distances): the same
+        // margin within which the kernel decides near ties again.
+        let error = partial_error_bound::<T>(d);
+        let slack_of = |i: usize| error * (x_sq_norms[i].as_f64() + 2.0 * c_norm_max);
         if tested {
-            let c_norms = row_sq_norms(centroids);
             let measured;
             let half_gaps = match known_gaps {
                 Some(gaps) => gaps,
@@ -219,26 +224,16 @@ impl BoundedPass {
                     &measured
                 }
             };
-            let c_norm_max = c_norms.iter().fold(0.0f64, |m, v| m.max(v.as_f64()));
-            // Rounding in the gaps and lower bounds (made from partial distances): the same
-            // margin within which the kernel decides near ties again.
-            let error = partial_error_bound::<T>(d);
-            let slack_of = |i: usize| error * (x_sq_norms[i].as_f64() + 2.0 * c_norm_max);
             let bound_of = |i: usize| half_gaps[labels[i] as usize].max(self.lower[i]);
-            // A pass that need not measure its rows bounds each row's own distance from the
-            // rows the kernel kept (half the bytes), where it kept them: first by the bound a
-            // row kept from the last such pass (loosened since), and only where that fails
-            // from its kept row.
+            // A pass that need not measure its rows bounds each row's own distance by the bound
+            // it kept from the last pass (loosened since): a row it leaves is searched (a new
+            // bound from its kept row seldom settles it, and costs a read of the row); a row
+            // with no bound yet gets one from the rows the kernel kept (half the bytes).
             let kept = kept.filter(|_| !measure);
             let unsure: Vec<usize> = match kept {
-                Some(_) => (0..n)
-                    .into_par_iter()
-                    .with_min_len(REDUCE_CHUNK)
-                    .filter(|&i| {
-                        let upper = self.upper[i];
-                        !(upper.is_finite() && upper * upper + slack_of(i) <= bound_of(i).powi(2))
-                    })
-                    .collect(),
+                Some(_) => {
+                    (0..n).into_par_iter().with_min_len(REDUCE_CHUNK).filter(|&i| self.upper[i].is_infinite()).collect()
+                }
                 None => Vec::new(),
             };
             let unsure_labels: Vec<u32> = unsure.iter().map(|&i| labels[i]).collect();
@@ -248,11 +243,15 @@ impl BoundedPass {
                 kernel.labelled_sq_distance_bounds(which, centroids, &unsure_labels, &mut own_bounds)
             });
             if kept_bounds {
-                search.fill(false);
                 for (&i, &own) in unsure.iter().zip(&own_bounds) {
                     self.upper[i] = own.sqrt();
-                    search[i] = !(own + slack_of(i) <= bound_of(i).powi(2));
                 }
+                search
+                    .par_iter_mut()
+                    .zip(&self.upper)
+                    .enumerate()
+                    .with_min_len(REDUCE_CHUNK)
+                    .for_each(|(i, (needs, &upper))| *needs = !(upper * upper + slack_of(i) <= bound_of(i).powi(2)));
                 // Settled by the bound kept: its square stands for the distance.
                 distances.par_iter_mut().zip(&self.upper).for_each(|(dist, &upper)| *dist = T::of_f64(upper * upper));
             } else {
@@ -293,8 +292,11 @@ impl BoundedPass {
                 for (lower, &s) in lower[start..end].iter_mut().zip(second.iter()) {
                     *lower = s.as_f64().sqrt();
                 }
-                // A searched row's distance is the search's (within its error bound): no upper bound.
-                upper[start..end].fill(f64::INFINITY);
+                // A searched row's distance bounds it next: an upper bound where not measured,
+                // exact or within the kernel's float32 error otherwise (the slack covers it).
+                for (r, (upper, dist)) in upper[start..end].iter_mut().zip(distances.iter()).enumerate() {
+                    *upper = (dist.as_f64() + slack_of(start + r)).sqrt();
+                }
             } else if !rows.is_empty() {
                 let m = rows.len();
                 let (mut l, mut dist) = (vec![0u32; m], vec![T::zero(); m]);
@@ -306,7 +308,7 @@ impl BoundedPass {
                 }
                 for (r, &i) in rows.iter().enumerate() {
                     (labels[i], distances[i], lower[i]) = (l[r], dist[r], second[r].as_f64().sqrt());
-                    upper[i] = f64::INFINITY;
+                    upper[i] = (dist[r].as_f64() + slack_of(i)).sqrt();
                 }
             }
             Ok(())

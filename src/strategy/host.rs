@@ -32,8 +32,8 @@ pub trait HostPass<T: Scalar> {
 
     /// Labels of every row for `centroids`, as [`assign_sum`](HostPass::assign_sum) gives
     /// them, without the sums (its caller moves the rows whose labels changed) and with
-    /// distances that may be only within the kernel's error bound (its caller takes the
-    /// inertia from the sums). `kept`: the rows as the kernel kept them, for its products.
+    /// distances that may be only upper bounds within the kernel's error bound (its caller
+    /// takes the inertia from the sums). `kept`: the rows as the kernel kept them, for its products.
     fn assign_measure(
         &mut self,
         kernel: &dyn Kernel<T>,

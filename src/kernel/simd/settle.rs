@@ -137,8 +137,8 @@ struct Row<'a> {
 /// remain and the kind rounded the rows, their partial distances are computed again in
 /// float32 from the row and centroids as they are (a bound a few hundred times tighter),
 /// and only those still within twice that bound of the best are measured exactly. Without
-/// `measure`, a row with one centroid left keeps its computed distance. `candidates` is
-/// scratch space.
+/// `measure`, a row with one centroid left keeps its computed distance raised by its error
+/// bound (an upper bound on the exact one). `candidates` is scratch space.
 #[inline(always)]
 fn settle_row(
     row: &Row<'_>,
@@ -156,8 +156,14 @@ fn settle_row(
     let outside = (runner_up - error).max(best + error) + x_sq;
     // Values so large that the float32 partials overflow: every centroid is measured.
     let everything = !(best.is_finite() && error.is_finite());
+    // Without `measure`: the computed distance raised by its error bound (the centroid's own
+    // share), so that it is an upper bound on the exact one (up to its rounding to float32).
+    let above = |j: usize, partial: f64| {
+        let (norm, residual) = row.norms;
+        (partial + bound.per_centroid(norm, residual, x_sq).of(bound, j, c_norms[j]) + x_sq).max(0.0)
+    };
     if !everything && runner_up > best + 2.0 * error {
-        let distance = if measure { exact_sq_distance(x, centroids.row(best_j)) } else { (best + x_sq).max(0.0) };
+        let distance = if measure { exact_sq_distance(x, centroids.row(best_j)) } else { above(best_j, best) };
         return (best_j as u32, distance, outside.max(0.0));
     }
     candidates.clear();
@@ -180,7 +186,7 @@ fn settle_row(
     };
     if let (false, [(only, _)]) = (everything, &candidates[..]) {
         let only = *only;
-        let distance = if measure { exact_sq_distance(x, centroids.row(only)) } else { (best + x_sq).max(0.0) };
+        let distance = if measure { exact_sq_distance(x, centroids.row(only)) } else { above(only, best) };
         return (only as u32, distance, outside.max(0.0));
     }
     let mut nearest = Nearest { label: u32::MAX, distance: f64::INFINITY, other: outside };
@@ -196,12 +202,16 @@ fn settle_row(
         if fine_best.is_finite() && fine.is_finite() && candidates.iter().all(|c| c.1.is_finite()) {
             // A candidate beyond `fine_best + 2·fine` is truly farther than the best's.
             let close = |partial: f32| partial as f64 <= fine_best + 2.0 * fine;
-            // One left: without `measure`, its float32 distance (within `fine`) serves.
+            // One left: without `measure`, its float32 distance raised by `fine` serves (an
+            // upper bound, as above).
             let settled = !measure && candidates.iter().filter(|c| close(c.1)).count() == 1;
             for &(j, partial) in candidates.iter() {
                 if close(partial) {
-                    let distance =
-                        if settled { (partial as f64 + x_sq).max(0.0) } else { exact_sq_distance(x, centroids.row(j)) };
+                    let distance = if settled {
+                        (partial as f64 + fine + x_sq).max(0.0)
+                    } else {
+                        exact_sq_distance(x, centroids.row(j))
+                    };
                     nearest.take(j, distance);
                 } else {
                     nearest.other = nearest.other.min(partial as f64 - fine + x_sq);

@@ -140,6 +140,14 @@ fn labels_are_exact_and_second_is_a_lower_bound() {
                 let x_sq: f64 = xm.row(i).iter().map(|&v| (v as f64).powi(2)).sum();
                 let slack = 0.02 * (x_sq + c_max);
                 assert!((unmeasured_dist[i] as f64 - dist[i] as f64).abs() <= slack, "{kind:?} row {i}");
+                // An upper bound on the exact distance, up to the rounding of both to float32.
+                let floor = dist[i] as f64 * (1.0 - f32::EPSILON as f64);
+                assert!(
+                    unmeasured_dist[i] as f64 >= floor,
+                    "{kind:?} row {i}: {} below {}",
+                    unmeasured_dist[i],
+                    dist[i]
+                );
             }
             // Rows kept rounded, for the whole and for rows from a tile's start on (and from a
             // row that starts none, which rounds them again): what rounding each pass gives.

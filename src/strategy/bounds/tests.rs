@@ -81,3 +81,109 @@ fn own_bounds_loosen_by_their_centroids_moves() {
     pass.assign_measure(&CpuKernel, points, Some(&kept), cm, &mut labels, &mut distances, &mut go).unwrap();
     assert!(labels.iter().all(|&l| l == 1), "rows left at a centroid that moved away");
 }
+
+/// The cpu kernel with passes split into chunks of 64 rows (as they are on data of millions
+/// of rows), so that bounded passes search chunks after the first in place and listed.
+struct SmallChunks;
+
+impl Kernel<f32> for SmallChunks {
+    fn name(&self) -> &'static str {
+        "cpu in small chunks"
+    }
+    fn assign(&self, x: MatRef<'_, f32>, n: &[f32], c: MatRef<'_, f32>, l: &mut [u32], d: &mut [f32]) -> Result<()> {
+        CpuKernel.assign(x, n, c, l, d)
+    }
+    fn assign_top2(
+        &self,
+        x: MatRef<'_, f32>,
+        n: &[f32],
+        c: MatRef<'_, f32>,
+        l: &mut [u32],
+        d: &mut [f32],
+        second: &mut [f32],
+    ) -> Result<()> {
+        CpuKernel.assign_top2(x, n, c, l, d, second)
+    }
+    fn assign_top2_labels(
+        &self,
+        x: MatRef<'_, f32>,
+        n: &[f32],
+        kept: Option<(&KeptRows, usize)>,
+        c: MatRef<'_, f32>,
+        l: &mut [u32],
+        d: &mut [f32],
+        second: &mut [f32],
+    ) -> Result<()> {
+        CpuKernel.assign_top2_labels(x, n, kept, c, l, d, second)
+    }
+    fn assign_top2_rows_labels(
+        &self,
+        x: MatRef<'_, f32>,
+        n: &[f32],
+        rows: &[usize],
+        kept: Option<&KeptRows>,
+        c: MatRef<'_, f32>,
+        l: &mut [u32],
+        d: &mut [f32],
+        second: &mut [f32],
+    ) -> Result<()> {
+        CpuKernel.assign_top2_rows_labels(x, n, rows, kept, c, l, d, second)
+    }
+    fn labelled_sq_distance_bounds(
+        &self,
+        kept: (&KeptRows, KeptRowsOf<'_>),
+        c: MatRef<'_, f32>,
+        l: &[u32],
+        out: &mut [f64],
+    ) -> bool {
+        CpuKernel.labelled_sq_distance_bounds(kept, c, l, out)
+    }
+    fn pairwise(&self, x: MatRef<'_, f32>, n: &[f32], c: MatRef<'_, f32>, out: &mut [f32]) -> Result<()> {
+        CpuKernel.pairwise(x, n, c, out)
+    }
+    fn rows_per_check(&self, _k: usize, _d: usize) -> usize {
+        64
+    }
+}
+
+/// Bounded passes over chunks of 64 rows from rows kept rounded (each row's own bound kept
+/// from the chunk that searched it, in place or listed) give the labels of dense passes, pass
+/// after pass, while the centroids move as Lloyd's update moves them.
+#[test]
+fn bounded_passes_in_chunks_give_the_dense_labels() {
+    use crate::matrix::{exact_sq_distance, Points};
+    use crate::update::average;
+    let (n, d, k) = (1500, 64, 20);
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let means: Vec<f32> = (0..6 * d).map(|_| rng.random::<f32>() * 2.0).collect();
+    let x: Vec<f32> = (0..n * d).map(|e| means[(e / d) % 6 * d + e % d] + rng.random::<f32>() - 0.5).collect();
+    let xm = MatRef::new(&x, n, d).unwrap();
+    let norms = row_sq_norms(xm);
+    let points = Points { x: xm, x_sq_norms: &norms, weights: None };
+    let Some(kept) = Kernel::<f32>::keep_rows(&CpuKernel, xm, None) else {
+        return; // no kept rows on this CPU: the path under test does not run
+    };
+    let mut centroids: Vec<f32> = (0..k).flat_map(|j| xm.row(j * 73).to_vec()).collect();
+    let (mut labels, mut distances) = (vec![0u32; n], vec![0f32; n]);
+    let (mut dense_labels, mut dense_distances) = (vec![0u32; n], vec![0f32; n]);
+    let mut pass = BoundedPass::new(n);
+    let mut go = || true;
+    for step in 0..8 {
+        let cm = MatRef::new(&centroids, k, d).unwrap();
+        pass.assign_measure(&SmallChunks, points, Some(&kept), cm, &mut labels, &mut distances, &mut go).unwrap();
+        CpuKernel.assign(xm, &norms, cm, &mut dense_labels, &mut dense_distances).unwrap();
+        assert_eq!(labels, dense_labels, "pass {step}");
+        if pass.valid {
+            // Each row's kept bound lies above its exact distance to its centroid.
+            for (i, &upper) in pass.upper.iter().enumerate() {
+                let exact = exact_sq_distance(xm.row(i), cm.row(labels[i] as usize));
+                assert!(upper * upper >= exact, "pass {step} row {i}: {upper}² below {exact}");
+            }
+        }
+        let sums = crate::kernel::accumulate_by_cluster(xm, None, &labels, k);
+        let updated = average(&sums, &centroids, d, false);
+        pass.moved(&centroids, &updated, d, &labels);
+        centroids = updated;
+    }
+    assert!(pass.valid, "bounded passes ran");
+}
