@@ -1,4 +1,5 @@
 use super::*;
+use crate::kernel::KeptRowsOf;
 use crate::matrix::{exact_sq_distance, row_sq_norms};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;

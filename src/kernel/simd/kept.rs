@@ -1,0 +1,158 @@
+//! Rows rounded once for a kind's products and kept between passes, with their norms'
+//! bounds: the rows' words for blocks of listed rows, and bounds on each row's distance to
+//! its centroid read from them.
+
+use rayon::prelude::*;
+
+use super::{inflation, round_rows, row_words, Dots, RowNorms, LANES};
+use crate::kernel::KeptRowsOf;
+use crate::matrix::MatRef;
+
+/// Rows per piece of [`RoundedRows`]: whole tiles of every kind.
+const PIECE_ROWS: usize = 64;
+
+/// A matrix's rows rounded once, laid out as a kind's products read them, with their norms'
+/// bounds: passes over the same rows read half the bytes of float32 and round nothing.
+pub struct RoundedRows {
+    kind: Dots,
+    cols: usize,
+    pub(super) words: Vec<u32>,
+    pub(super) norms: RowNorms,
+}
+
+impl RoundedRows {
+    /// `x` rounded for `kind`; `None` for a kind that reads float32 rows as they are, one
+    /// this CPU lacks, or a width whose padded words would take over 5/8 of the data's bytes.
+    pub fn new(kind: Dots, x: MatRef<'_, f32>) -> Option<Self> {
+        Self::with_spreads(kind, x, None)
+    }
+
+    /// [`RoundedRows::new`], and with `spreads` (a centre, one entry per row) each row's
+    /// `matrix::sq_distance` to the centre, measured while the row is in cache (where rows
+    /// are kept; otherwise `spreads` is left as it is).
+    pub fn with_spreads(kind: Dots, x: MatRef<'_, f32>, mut spreads: Option<(&[f32], &mut [f64])>) -> Option<Self> {
+        if kind == Dots::F32 || !kind.supported() {
+            return None;
+        }
+        let (n, d) = (x.rows(), x.cols());
+        let depth = kind.layout(d).depth;
+        // A kept copy is half the data's size; where padding to whole tiles makes it much
+        // more (a few features past a multiple of 32), rounding each pass is the cheaper way.
+        if 8 * depth > 5 * d {
+            return None;
+        }
+        let mut words = vec![0u32; n.next_multiple_of(PIECE_ROWS) * depth];
+        let (centre, mut spreads) = match spreads.as_mut() {
+            Some((centre, spreads)) => {
+                assert!(centre.len() == d && spreads.len() == n, "a centre and a spread per row");
+                (Some(*centre), spreads.chunks_mut(PIECE_ROWS).map(Some).collect())
+            }
+            None => (None, Vec::new()),
+        };
+        spreads.resize_with(n.div_ceil(PIECE_ROWS), || None);
+        let pieces: Vec<RowNorms> = words
+            .par_chunks_mut((PIECE_ROWS * depth).max(1))
+            .zip(spreads.par_iter_mut())
+            .enumerate()
+            .map(|(p, (words, spreads))| {
+                let rows = x.slice_rows(p * PIECE_ROWS, ((p + 1) * PIECE_ROWS).min(n));
+                let norms = round_rows(rows, depth, kind == Dots::Amx, words);
+                if let (Some(centre), Some(spreads)) = (centre, spreads) {
+                    for (r, spread) in spreads.iter_mut().enumerate() {
+                        *spread = crate::matrix::sq_distance(rows.row(r), centre);
+                    }
+                }
+                norms
+            })
+            .collect();
+        let norms = RowNorms {
+            rounded: pieces.iter().flat_map(|p| p.rounded.iter().copied()).collect(),
+            residual: pieces.iter().flat_map(|p| p.residual.iter().copied()).collect(),
+        };
+        Some(Self { kind, cols: d, words, norms })
+    }
+
+    /// Upper bounds on `‖x_i − c_{labels[r]}‖²` for the kept rows `i = which.row(r)` into `out`:
+    /// `(‖x̃_i − c‖ + ‖x_i − x̃_i‖)²`, with `x̃_i` the kept (rounded) row, its distance summed
+    /// in float32 and inflated by its rounding bound, and the rounding residual's norm kept
+    /// with it: half the bytes of the float32 rows. False where these rows or the width are
+    /// not the ones kept here.
+    pub fn labelled_sq_distance_bounds(
+        &self,
+        which: KeptRowsOf<'_>,
+        centroids: MatRef<'_, f32>,
+        labels: &[u32],
+        out: &mut [f64],
+    ) -> bool {
+        let d = centroids.cols();
+        if d != self.cols || !which.within(labels.len(), self.norms.rounded.len()) || out.len() != labels.len() {
+            return false;
+        }
+        let depth = self.kind.layout(d).depth;
+        let chunks = depth.div_ceil(LANES);
+        let width = 2 * LANES * chunks;
+        let mut padded = vec![0f32; centroids.rows() * width];
+        for (row, centre) in padded.chunks_exact_mut(width.max(1)).zip(centroids.as_slice().chunks_exact(d.max(1))) {
+            row[..d].copy_from_slice(centre);
+        }
+        // Float32 sums of up to `d` squares of rounded differences (`inflation` of a few more).
+        let inflate = inflation(d + 2);
+        let tiles = self.kind == Dots::Amx;
+        out.par_chunks_mut(4096).zip(labels.par_chunks(4096)).enumerate().for_each(|(b, (out, labels))| {
+            for (r, (bound, &label)) in out.iter_mut().zip(labels).enumerate() {
+                let i = which.row(b * 4096 + r);
+                let (start, chunk_stride) = row_words(i, depth, tiles);
+                let centre = &padded[label as usize * width..][..width];
+                // SAFETY: the kinds that keep rows run on AVX-512F (`RoundedRows::new`); the
+                // row's words lie within `words` (whole pieces of rows, padded).
+                let sq = unsafe { kept_sq_distance(&self.words[start..], chunk_stride, depth, centre) };
+                *bound = ((sq as f64 * inflate).sqrt() + self.norms.residual[i]).powi(2);
+            }
+        });
+        true
+    }
+
+    /// The kept words of the rows `listed` laid out as a block of rows `0..listed.len()` of
+    /// `depth` words (tiles for AMX) in `words`, and their norms' bounds.
+    pub(super) fn gather(&self, listed: &[usize], depth: usize, words: &mut [u32]) -> RowNorms {
+        let tiles = self.kind == Dots::Amx;
+        for (r, &i) in listed.iter().enumerate() {
+            let ((from, from_stride), (to, to_stride)) = (row_words(i, depth, tiles), row_words(r, depth, tiles));
+            if tiles {
+                // Tiles take whole chunks of 16 words (`Layout::depth`).
+                for chunk in 0..depth / LANES {
+                    let (from, to) = (from + chunk * from_stride, to + chunk * to_stride);
+                    words[to..to + LANES].copy_from_slice(&self.words[from..from + LANES]);
+                }
+            } else {
+                words[to..to + depth].copy_from_slice(&self.words[from..from + depth]);
+            }
+        }
+        RowNorms {
+            rounded: listed.iter().map(|&i| self.norms.rounded[i]).collect(),
+            residual: listed.iter().map(|&i| self.norms.residual[i]).collect(),
+        }
+    }
+
+    /// Whether the rows `first..first + rows.rows()` kept here can stand for `rows` in a pass
+    /// of `kind` (the caller vouches that they are those rows): the same kind and width, and
+    /// `first` where a tile starts.
+    pub(super) fn serves(&self, kind: Dots, first: usize, rows: MatRef<'_, f32>) -> bool {
+        let layout = kind.layout(rows.cols());
+        self.kind == kind
+            && self.cols == rows.cols()
+            && first.is_multiple_of(layout.rows)
+            && first + rows.rows() <= self.norms.rounded.len()
+    }
+}
+
+/// [`super::x86::kept_sq_distance`] of a row's `depth` kept words.
+///
+/// # Safety
+/// AVX-512F must be supported; `words` holds the row's words as [`row_words`] places them.
+unsafe fn kept_sq_distance(words: &[u32], chunk_stride: usize, depth: usize, centre: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    return super::x86::kept_sq_distance(words, chunk_stride, depth, centre);
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("kept rows exist on x86-64 only ({}, {chunk_stride}, {depth}, {})", words.len(), centre.len())
+}
