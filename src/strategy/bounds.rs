@@ -1,8 +1,8 @@
 //! Triangle-inequality bounds for Lloyd iterations (Hamerly's variant: one lower bound per
 //! row). Each iteration bounds every row's distance to its own centroid: exactly (by
 //! differences, one pass over the row), or where the pass need not measure rows, by the
-//! bound the row kept from the last pass (loosened by its centroid's move) and only where
-//! that fails from the row as the kernel kept it; a row keeps its label without a search when
+//! bound the row kept from the last pass (loosened by its centroid's move), or where it has
+//! none from the row as the kernel kept it; a row keeps its label without a search when
 //! that distance is at most half the gap from its centroid to the nearest other centroid,
 //! or at most a lower bound on its distance to every other centroid. The bound is the
 //! distance to the runner-up at the row's last full search, loosened by how far centroids

@@ -52,7 +52,8 @@ fn round_down(value: f64) -> f32 {
 }
 
 /// [`settle_row`] for every row of a block: labels, distances (exact, or with `measure`
-/// false only where near ties need them) and the bounds asked for (`extra`: the block's share).
+/// false upper bounds within the error bound, exact only where near ties need them) and the
+/// bounds asked for (`extra`: the block's share).
 /// Compiled for AVX-512F, which every kind implies, so that the float64 re-checks and the
 /// scans run on wide vectors (the crate's baseline is SSE2).
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
