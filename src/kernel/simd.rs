@@ -159,7 +159,8 @@ struct Packed {
     /// rounding residual's norm: each centroid's own share of the error bound.
     widths: Vec<f32>,
     residuals: Vec<f32>,
-    /// `c_norms` padded to `padded` with infinities, for kernels that scan as they go.
+    /// `c_norms` padded to `padded` with infinities, for kernels that scan as they go (AMX).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     scan_norms: Vec<f32>,
 }
 
