@@ -5,7 +5,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::simd::{self, Dots};
-use super::{ClusterSums, KeptRows, KeptRowsOf, Kernel, SeedingScreen};
+use super::{ClusterSums, KeptRows, Kernel, SeedingScreen};
 use crate::error::Result;
 use crate::matrix::{exact_sq_distance, row_sq_norms, MatRef};
 use crate::scalar::Scalar;
@@ -341,6 +341,27 @@ impl<'a> Which<'a> {
     }
 }
 
+/// `assign_top2` of the listed `rows` of `x`: on the SIMD kernels where they run (from the
+/// `kept` rows where given; without `measure`, distances are upper bounds within the error
+/// bound), else on the rows gathered.
+#[allow(clippy::too_many_arguments)]
+fn listed_top2<T: Scalar>(
+    kernel: &CpuKernel,
+    (x, x_sq_norms, rows): (MatRef<'_, T>, &[T], &[usize]),
+    kept: Option<&simd::RoundedRows>,
+    measure: bool,
+    centroids: MatRef<'_, T>,
+    labels: &mut [u32],
+    distances: &mut [T],
+    second: &mut [T],
+) -> Result<()> {
+    let extra = Extra::RunnerUp(&mut *second);
+    if on_simd_kernels(x, x_sq_norms, Which::Listed(rows, kept), centroids, labels, distances, extra, measure) {
+        return Ok(());
+    }
+    super::assign_top2_of_gathered(kernel, x, x_sq_norms, rows, centroids, labels, distances, second)
+}
+
 /// [`simd::Extra`] in the data's float type.
 enum Extra<'a, T> {
     None,
@@ -493,11 +514,7 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         distances: &mut [T],
         second: &mut [T],
     ) -> Result<()> {
-        let extra = Extra::RunnerUp(&mut *second);
-        if on_simd_kernels(x, x_sq_norms, Which::Listed(rows, None), centroids, labels, distances, extra, true) {
-            return Ok(());
-        }
-        super::assign_top2_of_gathered(self, x, x_sq_norms, rows, centroids, labels, distances, second)
+        listed_top2(self, (x, x_sq_norms, rows), None, true, centroids, labels, distances, second)
     }
 
     fn assign_top2_rows_labels(
@@ -511,12 +528,8 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         distances: &mut [T],
         second: &mut [T],
     ) -> Result<()> {
-        let extra = Extra::RunnerUp(&mut *second);
         let kept = kept.and_then(|kept| kept.get::<simd::RoundedRows>());
-        if on_simd_kernels(x, x_sq_norms, Which::Listed(rows, kept), centroids, labels, distances, extra, false) {
-            return Ok(());
-        }
-        super::assign_top2_of_gathered(self, x, x_sq_norms, rows, centroids, labels, distances, second)
+        listed_top2(self, (x, x_sq_norms, rows), kept, false, centroids, labels, distances, second)
     }
 
     fn keep_rows(&self, x: MatRef<'_, T>, spreads: Option<(&[T], &mut [f64])>) -> Option<KeptRows> {
@@ -532,13 +545,13 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
 
     fn labelled_sq_distance_bounds(
         &self,
-        (kept, which): (&KeptRows, KeptRowsOf<'_>),
+        (kept, rows): (&KeptRows, &[usize]),
         centroids: MatRef<'_, T>,
         labels: &[u32],
         out: &mut [f64],
     ) -> bool {
         match (kept.get::<simd::RoundedRows>(), centroids.as_f32()) {
-            (Some(rows), Some(centroids)) => rows.labelled_sq_distance_bounds(which, centroids, labels, out),
+            (Some(kept), Some(centroids)) => kept.labelled_sq_distance_bounds(rows, centroids, labels, out),
             _ => false,
         }
     }

@@ -88,7 +88,7 @@ pub trait Kernel<T: Scalar>: Sync {
     /// caller measures the rows).
     fn labelled_sq_distance_bounds(
         &self,
-        _kept: (&KeptRows, KeptRowsOf<'_>),
+        _kept: (&KeptRows, &[usize]),
         _centroids: MatRef<'_, T>,
         _labels: &[u32],
         _out: &mut [f64],
@@ -423,32 +423,6 @@ pub fn partial_error_bound<T: Scalar>(d: usize) -> f64 {
 /// float32 first: each coordinate is rounded once more (four units more).
 pub fn centred_f32_error_bound(d: usize) -> f64 {
     partial_error_bound::<f32>(d) + 4.0 * f32::EPSILON as f64 / 2.0
-}
-
-/// Which rows of a kept copy a call takes: those from a first one on, or the listed ones.
-#[derive(Debug, Clone, Copy)]
-pub enum KeptRowsOf<'a> {
-    From(usize),
-    Listed(&'a [usize]),
-}
-
-impl KeptRowsOf<'_> {
-    /// The kept row the call's `r`-th entry stands for.
-    #[inline(always)]
-    pub fn row(&self, r: usize) -> usize {
-        match *self {
-            KeptRowsOf::From(first) => first + r,
-            KeptRowsOf::Listed(rows) => rows[r],
-        }
-    }
-
-    /// Whether `count` entries lie among `n` kept rows.
-    pub fn within(&self, count: usize, n: usize) -> bool {
-        match *self {
-            KeptRowsOf::From(first) => first + count <= n,
-            KeptRowsOf::Listed(rows) => rows.len() == count && rows.iter().all(|&i| i < n),
-        }
-    }
 }
 
 /// Rows a kernel kept of a matrix ([`Kernel::keep_rows`]), in whatever form it reads them.

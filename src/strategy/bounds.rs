@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use super::host::{DensePass, HostPass};
 use crate::error::Result;
-use crate::kernel::{partial_error_bound, ClusterSums, KeptRows, KeptRowsOf, Kernel};
+use crate::kernel::{partial_error_bound, ClusterSums, KeptRows, Kernel};
 use crate::matrix::{row_sq_norms, sq_distance, MatRef, Points, REDUCE_CHUNK};
 use crate::monitor::{for_each_chunk, KeepGoing};
 use crate::scalar::Scalar;
@@ -239,8 +239,7 @@ impl BoundedPass {
             let unsure_labels: Vec<u32> = unsure.iter().map(|&i| labels[i]).collect();
             let mut own_bounds = vec![0.0; unsure.len()];
             let kept_bounds = kept.is_some_and(|kept| {
-                let which = (kept, KeptRowsOf::Listed(&unsure));
-                kernel.labelled_sq_distance_bounds(which, centroids, &unsure_labels, &mut own_bounds)
+                kernel.labelled_sq_distance_bounds((kept, &unsure), centroids, &unsure_labels, &mut own_bounds)
             });
             if kept_bounds {
                 for (&i, &own) in unsure.iter().zip(&own_bounds) {

@@ -228,7 +228,7 @@ impl<'s, T: Scalar, P: HostPass<T>> HostLloyd<'s, T, P> {
             let centre = InertiaBySums::centre(centroids.as_slice(), points.cols());
             let mut spreads = vec![0.0; points.rows()];
             let kept = kernel.keep_rows(points.x, Some((&centre, &mut spreads)));
-            if kept.is_some() && self.by_sums.is_none() {
+            if kept.is_some() {
                 self.by_sums = Some(InertiaBySums::of_spreads(&centre, spreads));
             }
             self.kept_rows = Some(kept);

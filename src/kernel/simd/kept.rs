@@ -5,7 +5,6 @@
 use rayon::prelude::*;
 
 use super::{inflation, round_rows, row_words, Dots, RowNorms, LANES};
-use crate::kernel::KeptRowsOf;
 use crate::matrix::MatRef;
 
 /// Rows per piece of [`RoundedRows`]: whole tiles of every kind.
@@ -72,20 +71,21 @@ impl RoundedRows {
         Some(Self { kind, cols: d, words, norms })
     }
 
-    /// Upper bounds on `‖x_i − c_{labels[r]}‖²` for the kept rows `i = which.row(r)` into `out`:
+    /// Upper bounds on `‖x_i − c_{labels[r]}‖²` for the kept rows `i = rows[r]` into `out`:
     /// `(‖x̃_i − c‖ + ‖x_i − x̃_i‖)²`, with `x̃_i` the kept (rounded) row, its distance summed
     /// in float32 and inflated by its rounding bound, and the rounding residual's norm kept
     /// with it: half the bytes of the float32 rows. False where these rows or the width are
     /// not the ones kept here.
     pub fn labelled_sq_distance_bounds(
         &self,
-        which: KeptRowsOf<'_>,
+        rows: &[usize],
         centroids: MatRef<'_, f32>,
         labels: &[u32],
         out: &mut [f64],
     ) -> bool {
         let d = centroids.cols();
-        if d != self.cols || !which.within(labels.len(), self.norms.rounded.len()) || out.len() != labels.len() {
+        let n = self.norms.rounded.len();
+        if d != self.cols || rows.len() != labels.len() || out.len() != labels.len() || rows.iter().any(|&i| i >= n) {
             return false;
         }
         let depth = self.kind.layout(d).depth;
@@ -100,7 +100,7 @@ impl RoundedRows {
         let tiles = self.kind == Dots::Amx;
         out.par_chunks_mut(4096).zip(labels.par_chunks(4096)).enumerate().for_each(|(b, (out, labels))| {
             for (r, (bound, &label)) in out.iter_mut().zip(labels).enumerate() {
-                let i = which.row(b * 4096 + r);
+                let i = rows[b * 4096 + r];
                 let (start, chunk_stride) = row_words(i, depth, tiles);
                 let centre = &padded[label as usize * width..][..width];
                 // SAFETY: the kinds that keep rows run on AVX-512F (`RoundedRows::new`); the

@@ -1,5 +1,4 @@
 use super::*;
-use crate::kernel::KeptRowsOf;
 use crate::matrix::{exact_sq_distance, row_sq_norms};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -13,6 +12,28 @@ fn bf16_value(word: u32, high: bool) -> f64 {
     f32::from_bits(if high { word & 0xffff_0000 } else { word << 16 }) as f64
 }
 
+/// The dots of the rows `xm` with the centroids `cm` as a pass of `kind` computes them (rows
+/// rounded as the kind rounds them): the packed centroids, `tiled × padded` dots, and the
+/// rows' norm bounds.
+fn dots_of(kind: Dots, xm: MatRef<'_, f32>, cm: MatRef<'_, f32>) -> (Packed, Vec<f32>, RowNorms) {
+    let (m, d) = (xm.rows(), xm.cols());
+    let layout = kind.layout(d);
+    let depth = layout.depth;
+    let packed = pack_centroids(kind, cm);
+    let tiled = m.next_multiple_of(layout.rows);
+    let mut words = vec![0u32; tiled * depth];
+    let (a, made) = match kind {
+        Dots::F32 => (as_words(xm.as_slice()), exact_row_norms(&row_sq_norms(xm), d)),
+        Dots::Bf16 | Dots::Amx => {
+            let made = round_rows(xm, depth, kind == Dots::Amx, &mut words);
+            (&words[..], made)
+        }
+    };
+    let mut dots = vec![0f32; tiled * packed.padded];
+    unsafe { kernel_dots(kind, a, tiled, depth, &packed.strips, packed.padded, &mut dots) };
+    (packed, dots, made)
+}
+
 /// The kernels' dot products against float64 sums of the same (rounded) values, over shapes
 /// that leave partial tiles (rows not a multiple of 6, centroids not of 16 or 64, an odd
 /// number of features).
@@ -24,12 +45,9 @@ fn dots_match_float64_sums_of_the_same_values() {
             let x: Vec<f32> = (0..m * d).map(|_| rng.random::<f32>() * 4.0 - 2.0).collect();
             let c: Vec<f32> = (0..k * d).map(|_| rng.random::<f32>() * 4.0 - 2.0).collect();
             let (xm, cm) = (MatRef::new(&x, m, d).unwrap(), MatRef::new(&c, k, d).unwrap());
-            let layout = kind.layout(d);
-            let depth = layout.depth;
-            let packed = pack_centroids(kind, cm);
+            let depth = kind.layout(d).depth;
+            let (packed, dots, _) = dots_of(kind, xm, cm);
             let padded = packed.padded;
-            let tiled = m.next_multiple_of(layout.rows);
-            let mut dots = vec![0f32; tiled * padded];
             // The values each kernel multiplies: float32 as given, or rounded to bfloat16.
             let (x_values, c_values): (Vec<f64>, Vec<f64>) = match kind {
                 Dots::F32 => (x.iter().map(|&v| v as f64).collect(), c.iter().map(|&v| v as f64).collect()),
@@ -44,15 +62,6 @@ fn dots_match_float64_sums_of_the_same_values() {
                 }
             };
             let width = x_values.len() / m;
-            let mut words = vec![0u32; tiled * depth];
-            let a = match kind {
-                Dots::F32 => as_words(&x),
-                Dots::Bf16 | Dots::Amx => {
-                    round_rows(xm, depth, kind == Dots::Amx, &mut words);
-                    &words[..]
-                }
-            };
-            unsafe { kernel_dots(kind, a, tiled, depth, &packed.strips, padded, &mut dots) };
             for r in 0..m {
                 for j in 0..k {
                     let exact: f64 = (0..width).map(|p| x_values[r * width + p] * c_values[j * width + p]).sum();
@@ -389,9 +398,10 @@ fn kept_distance_bounds_lie_above_the_exact_distances() {
                 continue;
             };
             for first in [0, 64] {
-                let labels: Vec<u32> = (first..n).map(|i| (i % k) as u32).collect();
+                let rows: Vec<usize> = (first..n).collect();
+                let labels: Vec<u32> = rows.iter().map(|&i| (i % k) as u32).collect();
                 let mut bounds = vec![0.0; labels.len()];
-                assert!(kept.labelled_sq_distance_bounds(KeptRowsOf::From(first), cm, &labels, &mut bounds));
+                assert!(kept.labelled_sq_distance_bounds(&rows, cm, &labels, &mut bounds));
                 for (r, (&bound, &label)) in bounds.iter().zip(&labels).enumerate() {
                     let i = first + r;
                     let exact = exact_sq_distance(xm.row(i), cm.row(label as usize));
@@ -404,21 +414,19 @@ fn kept_distance_bounds_lie_above_the_exact_distances() {
             // Listed rows (out of order, one twice) get the bounds they get in order.
             let labels: Vec<u32> = (0..n).map(|i| (i % k) as u32).collect();
             let mut in_order = vec![0.0; n];
-            assert!(kept.labelled_sq_distance_bounds(KeptRowsOf::From(0), cm, &labels, &mut in_order));
+            let all: Vec<usize> = (0..n).collect();
+            assert!(kept.labelled_sq_distance_bounds(&all, cm, &labels, &mut in_order));
             let listed: Vec<usize> = (0..n).rev().step_by(3).chain([1, 1]).collect();
             let listed_labels: Vec<u32> = listed.iter().map(|&i| labels[i]).collect();
             let mut bounds = vec![0.0; listed.len()];
-            assert!(kept.labelled_sq_distance_bounds(KeptRowsOf::Listed(&listed), cm, &listed_labels, &mut bounds));
+            assert!(kept.labelled_sq_distance_bounds(&listed, cm, &listed_labels, &mut bounds));
             for (&i, &bound) in listed.iter().zip(&bounds) {
                 assert_eq!(bound, in_order[i], "{kind:?} d={d} row {i}");
             }
-            assert!(
-                !kept.labelled_sq_distance_bounds(KeptRowsOf::Listed(&[n]), cm, &[0], &mut [0.0]),
-                "a row past the end"
-            );
+            assert!(!kept.labelled_sq_distance_bounds(&[n], cm, &[0], &mut [0.0]), "a row past the end");
             // Another width than the one kept: no bounds.
             let narrow = MatRef::new(&c[..k * (d - 1)], k, d - 1).unwrap();
-            assert!(!kept.labelled_sq_distance_bounds(KeptRowsOf::From(0), narrow, &[0], &mut [0.0]));
+            assert!(!kept.labelled_sq_distance_bounds(&[0], narrow, &[0], &mut [0.0]));
         }
     }
 }
@@ -439,22 +447,9 @@ fn each_centroids_share_of_the_bound_holds() {
                 centroid.iter_mut().for_each(|v| *v = (*v as f64 * scale) as f32);
             }
             let (xm, cm) = (MatRef::new(&x, m, d).unwrap(), MatRef::new(&c, k, d).unwrap());
-            let layout = kind.layout(d);
-            let depth = layout.depth;
-            let packed = pack_centroids(kind, cm);
-            let padded = packed.padded;
-            let tiled = m.next_multiple_of(layout.rows);
-            let mut words = vec![0u32; tiled * depth];
             let norms = row_sq_norms(xm);
-            let (a, made) = match kind {
-                Dots::F32 => (as_words(&x), exact_row_norms(&norms, d)),
-                Dots::Bf16 | Dots::Amx => {
-                    let made = round_rows(xm, depth, kind == Dots::Amx, &mut words);
-                    (&words[..], made)
-                }
-            };
-            let mut dots = vec![0f32; tiled * padded];
-            unsafe { kernel_dots(kind, a, tiled, depth, &packed.strips, padded, &mut dots) };
+            let (packed, dots, made) = dots_of(kind, xm, cm);
+            let padded = packed.padded;
             let bound = Bound::new(kind, d, &packed);
             let mut tighter = 0;
             for r in 0..m {

@@ -131,7 +131,7 @@ impl Kernel<f32> for SmallChunks {
     }
     fn labelled_sq_distance_bounds(
         &self,
-        kept: (&KeptRows, KeptRowsOf<'_>),
+        kept: (&KeptRows, &[usize]),
         c: MatRef<'_, f32>,
         l: &[u32],
         out: &mut [f64],
