@@ -305,7 +305,7 @@ def report(workload, spec, groups, results, rate, input_bytes):
     medians = {p: statistics.median(r["time"] for r in runs) for p, runs in results.items() if runs}
     print(f"\n{workload}: {n}x{d} float32, k={k}, {spec['iters']} iterations for equal work; "
           f"sgemm (NumPy, same shape) {rate:.0f} GFLOP/s; input {input_bytes / 2**20:.0f} MiB")
-    header = f"{'peer':<24}{'time s':>9}{'iters':>7}{'inertia':>13}{'vs ours':>9}{'GFLOP/s':>9}{'% sgemm':>9}{'peak RSS':>10}{'RSS/input':>10}"
+    header = f"{'peer':<24}{'time s':>9}{'iters':>7}{'inertia':>13}{'vs ours':>9}{'ms/it':>8}{'GFLOP/s':>9}{'% sgemm':>9}{'peak RSS':>10}{'RSS/input':>10}"
     for group in groups:
         ours = GROUPS[group][0]
         print(f"-- {group}")
@@ -317,15 +317,17 @@ def report(workload, spec, groups, results, rate, input_bytes):
             t = medians[peer]
             n_iter = statistics.median(r["n_iter"] for r in runs)
             inertia = statistics.median(r["inertia"] for r in runs)
+            # Each run's own time per iteration (runs from other random rows take other counts).
+            per_iter = statistics.median(1e3 * r["time"] / max(r["n_iter"], 1) for r in runs)
             gflops = 2.0 * n * k * d * n_iter / t / 1e9 if group == "equal" and n_iter > 0 else float("nan")
             peak = statistics.median(r["peak_rss"] for r in runs)
             grown = statistics.median(r["peak_rss"] - r["rss_before"] for r in runs)
             ratio = t / medians[ours] if ours in medians else float("nan")
             print(
-                f"{peer:<24}{t:>9.3f}{n_iter:>7.0f}{inertia:>13.5e}{ratio:>9.2f}{gflops:>9.1f}"
+                f"{peer:<24}{t:>9.3f}{n_iter:>7.0f}{inertia:>13.5e}{ratio:>9.2f}{per_iter:>8.1f}{gflops:>9.1f}"
                 f"{100 * gflops / rate:>8.0f}%{peak / 2**20:>8.0f}Mi{(input_bytes + grown) / input_bytes:>10.2f}"
             )
-    print("(vs ours: peer time / our time in the same group; RSS/input: (input + peak growth during the fit) / input)")
+    print("(vs ours: peer time / our time in the same group; ms/it: the median of each run's time / its iterations; RSS/input: (input + peak growth during the fit) / input)")
 
 
 if __name__ == "__main__":

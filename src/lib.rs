@@ -9,6 +9,7 @@ pub mod matrix;
 pub mod minibatch;
 pub mod monitor;
 pub mod options;
+pub mod pages;
 pub mod params;
 pub mod sampling;
 pub mod scalar;

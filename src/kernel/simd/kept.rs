@@ -40,7 +40,8 @@ impl RoundedRows {
         if 8 * depth > 5 * d {
             return None;
         }
-        let mut words = vec![0u32; n.next_multiple_of(PIECE_ROWS) * depth];
+        let len = n.next_multiple_of(PIECE_ROWS) * depth;
+        let mut words = crate::pages::with_capacity::<u32>(len);
         let (centre, mut spreads) = match spreads.as_mut() {
             Some((centre, spreads)) => {
                 assert!(centre.len() == d && spreads.len() == n, "a centre and a spread per row");
@@ -49,11 +50,12 @@ impl RoundedRows {
             None => (None, Vec::new()),
         };
         spreads.resize_with(n.div_ceil(PIECE_ROWS), || None);
-        let pieces: Vec<RowNorms> = words
+        let pieces: Vec<RowNorms> = words.spare_capacity_mut()[..len]
             .par_chunks_mut((PIECE_ROWS * depth).max(1))
             .zip(spreads.par_iter_mut())
             .enumerate()
             .map(|(p, (words, spreads))| {
+                let words = crate::pages::zeroed(words);
                 let rows = x.slice_rows(p * PIECE_ROWS, ((p + 1) * PIECE_ROWS).min(n));
                 let norms = round_rows(rows, depth, kind == Dots::Amx, words);
                 if let (Some(centre), Some(spreads)) = (centre, spreads) {
@@ -64,6 +66,8 @@ impl RoundedRows {
                 norms
             })
             .collect();
+        // SAFETY: the pieces cover `len` words, each zeroed before it was written.
+        unsafe { words.set_len(len) };
         let norms = RowNorms {
             rounded: pieces.iter().flat_map(|p| p.rounded.iter().copied()).collect(),
             residual: pieces.iter().flat_map(|p| p.residual.iter().copied()).collect(),
