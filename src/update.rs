@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use crate::kernel::ClusterSums;
-use crate::matrix::{exact_sq_distance, normalize_rows, sq_distance, weight_at, MatRef};
+use crate::matrix::{normalize_rows, sq_distance, weight_at, MatRef};
 use crate::scalar::Scalar;
 
 /// Sum over centroids of the squared distance each one moved.
@@ -198,7 +198,7 @@ pub fn farthest_rows<T: Scalar>(
     (0..x.rows())
         .into_par_iter()
         .filter(|&i| weights.is_none_or(|w| w[i] > T::zero()))
-        .map(|i| (exact_sq_distance(x.row(i), &centroids[labels[i] as usize * d..(labels[i] as usize + 1) * d]), i))
+        .map(|i| (sq_distance(x.row(i), &centroids[labels[i] as usize * d..(labels[i] as usize + 1) * d]), i))
         .fold(Vec::new, keep)
         .reduce(Vec::new, |a, b| b.into_iter().fold(a, keep))
 }
