@@ -394,12 +394,21 @@ fn round_rows(rows: MatRef<'_, f32>, depth: usize, tiles: bool, words: &mut [u32
     RowNorms { rounded, residual }
 }
 
+/// Centroids a task of [`pack_centroids`] rounds at once.
+const PACK_ROWS: usize = 32;
+
 /// Rounds the centroids if the kind asks, lays them out in strips and takes their norms.
 fn pack_centroids(kind: Dots, centroids: MatRef<'_, f32>) -> Packed {
     let (k, d) = (centroids.rows(), centroids.cols());
     let layout = kind.layout(d);
     let depth = layout.depth;
-    let sq_norms: Vec<f64> = (0..k).map(|j| centroids.row(j).iter().map(|&v| (v as f64) * (v as f64)).sum()).collect();
+    // Every step works row by row (or strip by strip), in parallel: packing runs once per
+    // kernel call, while the other threads would wait.
+    let sq_norms: Vec<f64> = (0..k)
+        .into_par_iter()
+        .with_min_len(PACK_ROWS)
+        .map(|j| centroids.row(j).iter().map(|&v| (v as f64) * (v as f64)).sum())
+        .collect();
     let max = |v: &[f64]| v.iter().fold(0.0f64, |m, &a| m.max(a));
     let sq_norm_max = max(&sq_norms);
     let norm_max = sq_norm_max.sqrt() * (1.0 + 1e-12);
@@ -409,9 +418,16 @@ fn pack_centroids(kind: Dots, centroids: MatRef<'_, f32>) -> Packed {
         Dots::F32 => (as_words(centroids.as_slice()), norms.clone(), vec![0.0; k]),
         Dots::Bf16 | Dots::Amx => {
             let mut words = vec![0u32; k * depth];
-            let rounded = round_rows(centroids, depth, false, &mut words);
+            let pieces: Vec<RowNorms> = (words.par_chunks_mut((PACK_ROWS * depth).max(1)).enumerate())
+                .map(|(p, words)| {
+                    let rows = centroids.slice_rows(p * PACK_ROWS, ((p + 1) * PACK_ROWS).min(k));
+                    round_rows(rows, depth, false, words)
+                })
+                .collect();
             rounded_words = words;
-            (&rounded_words[..], rounded.rounded, rounded.residual)
+            let rounded = pieces.iter().flat_map(|p| p.rounded.iter().copied()).collect();
+            let residual = pieces.iter().flat_map(|p| p.residual.iter().copied()).collect();
+            (&rounded_words[..], rounded, residual)
         }
     };
     let (rounded_norm_max, residual_max) = (max(&rounded), max(&residuals));
@@ -421,14 +437,14 @@ fn pack_centroids(kind: Dots, centroids: MatRef<'_, f32>) -> Packed {
     // one tile of the second operand (16 rows of 64 bytes).
     let padded = k.div_ceil(layout.cols) * layout.cols;
     let mut strips = vec![0u32; padded * depth];
-    for (s, strip) in strips.chunks_exact_mut(depth * LANES).enumerate() {
+    strips.par_chunks_exact_mut((depth * LANES).max(1)).enumerate().for_each(|(s, strip)| {
         for lane in 0..LANES.min(k.saturating_sub(s * LANES)) {
             let row = &words[(s * LANES + lane) * depth..(s * LANES + lane + 1) * depth];
             for (p, &word) in row.iter().enumerate() {
                 strip[p * LANES + lane] = word;
             }
         }
-    }
+    });
     let c_norms: Vec<f32> = sq_norms.iter().map(|&v| v as f32).collect();
     let scan_norms = c_norms.iter().copied().chain(std::iter::repeat(f32::INFINITY)).take(padded).collect();
     Packed {
