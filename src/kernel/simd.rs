@@ -170,6 +170,16 @@ struct RowNorms {
     residual: Vec<f64>,
 }
 
+impl RowNorms {
+    /// The bounds of consecutive pieces of rows, as one.
+    fn joined(pieces: &[RowNorms]) -> Self {
+        RowNorms {
+            rounded: pieces.iter().flat_map(|p| p.rounded.iter().copied()).collect(),
+            residual: pieces.iter().flat_map(|p| p.residual.iter().copied()).collect(),
+        }
+    }
+}
+
 /// How a kind lays out rows and centroids: `depth` steps per row (zero-padded), centroids
 /// padded to a multiple of `cols`, rows of a block to a multiple of `rows`.
 #[derive(Debug, Clone, Copy)]
@@ -425,9 +435,8 @@ fn pack_centroids(kind: Dots, centroids: MatRef<'_, f32>) -> Packed {
                 })
                 .collect();
             rounded_words = words;
-            let rounded = pieces.iter().flat_map(|p| p.rounded.iter().copied()).collect();
-            let residual = pieces.iter().flat_map(|p| p.residual.iter().copied()).collect();
-            (&rounded_words[..], rounded, residual)
+            let norms = RowNorms::joined(&pieces);
+            (&rounded_words[..], norms.rounded, norms.residual)
         }
     };
     let (rounded_norm_max, residual_max) = (max(&rounded), max(&residuals));

@@ -68,11 +68,7 @@ impl RoundedRows {
             .collect();
         // SAFETY: the pieces cover `len` words, each zeroed before it was written.
         unsafe { words.set_len(len) };
-        let norms = RowNorms {
-            rounded: pieces.iter().flat_map(|p| p.rounded.iter().copied()).collect(),
-            residual: pieces.iter().flat_map(|p| p.residual.iter().copied()).collect(),
-        };
-        Some(Self { kind, cols: d, words, norms })
+        Some(Self { kind, cols: d, words, norms: RowNorms::joined(&pieces) })
     }
 
     /// Upper bounds on `‖x_i − c_{labels[r]}‖²` for the kept rows `i = rows[r]` into `out`:
