@@ -1,10 +1,12 @@
 //! Deciding each row from its computed dot products: the error bound of the partial
 //! distances, and the exact re-check of every centroid within twice that bound of the best.
 
+mod pairs;
 mod scans;
 
 use super::{Dots, Extra, Packed};
 use crate::matrix::{exact_sq_distance, MatRef};
+use pairs::rule_out_by_pairs;
 pub(super) use scans::argmin2;
 pub(crate) use scans::dot_f32;
 use scans::{for_each_possible, for_each_within};
@@ -71,40 +73,31 @@ pub(super) unsafe fn settle_block(
     let k = centroids.rows();
     let mut candidates = Vec::new();
     let mut partials: Vec<f32> = Vec::new();
-    // First every row's best two partial distances; the rows of near ties are fetched
-    // meanwhile (their values are read again only where the kind rounded them), so that
-    // the re-checks below find them in cache instead of waiting on each in turn.
-    let fetch = bound.unrounded.is_some();
-    let firsts: Vec<(f32, usize, f32)> = (0..labels.len())
-        .map(|r| {
-            let row_dots = &block.dots[r * block.padded..r * block.padded + k];
-            let first = match block.firsts {
-                Some(firsts) => firsts[r],
-                // SAFETY: this function runs with AVX-512F; `c_norms` holds a value per dot.
-                None => unsafe { argmin2(row_dots, &c_norms[..k]) },
-            };
-            let error = bound.of_row(block.rounded[r], block.residual[r], block.norms[r] as f64);
-            if fetch && !(first.2 as f64 > first.0 as f64 + 2.0 * error) {
-                prefetch(block.rows.row(r));
-            }
-            first
-        })
-        .collect();
+    // The rows of near ties are read where they lie, without prefetching: asking for them
+    // ahead cost more than it saved (`benchmarks/README.md`).
     for r in 0..labels.len() {
         let row_dots = &block.dots[r * block.padded..r * block.padded + k];
+        let first = match block.firsts {
+            Some(firsts) => firsts[r],
+            // SAFETY: this function runs with AVX-512F; `c_norms` holds a value per dot.
+            None => unsafe { argmin2(row_dots, &c_norms[..k]) },
+        };
         let x_sq = block.norms[r] as f64;
         let error = bound.of_row(block.rounded[r], block.residual[r], x_sq);
         let row =
             Row { x: block.rows.row(r), dots: row_dots, x_sq, error, norms: (block.rounded[r], block.residual[r]) };
-        let (label, distance, runner_up) =
-            settle_row(&row, firsts[r], c_norms, centroids, bound, measure, &mut candidates);
+        let (label, distance, runner_up) = settle_row(&row, first, c_norms, centroids, bound, measure, &mut candidates);
         labels[r] = label;
         distances[r] = distance as f32;
         match extra {
             Extra::None => {}
             // Rounded down, so that it stays a lower bound, and never below the row's own
-            // distance (a runner-up is at least as far, up to rounding).
-            Extra::RunnerUp(second) => second[r] = round_down(runner_up).max(distances[r]),
+            // distance where that is measured (a runner-up is at least as far, up to
+            // rounding; an unmeasured distance is an upper bound, which a runner-up that only
+            // the pair bound ruled out may lie below).
+            Extra::RunnerUp(second) => {
+                second[r] = if measure { round_down(runner_up).max(distances[r]) } else { round_down(runner_up) }
+            }
             Extra::Groups { members, lower } => {
                 // The row's partial distances as `argmin2` computes them, its own left out.
                 partials.clear();
@@ -188,7 +181,9 @@ fn settle_row(
         // SAFETY: as above.
         unsafe { for_each_possible(dots, c_norms, bound, own, limit, |j| candidates.push((j, 0.0))) };
         // Every centroid left out has a true partial distance above `best + e_best`.
-        (runner_up - error).max(best + best_error) + x_sq
+        let outside = (runner_up - error).max(best + best_error) + x_sq;
+        let (best_at, limit) = (best_j, limit as f64);
+        outside.min(rule_out_by_pairs(row, best_at, limit, own, c_norms, centroids, bound, candidates))
     };
     if let (false, [(only, _)]) = (everything, &candidates[..]) {
         let only = *only;
@@ -230,18 +225,6 @@ fn settle_row(
         nearest.take(j, exact_sq_distance(x, centroids.row(j)));
     }
     (nearest.label, nearest.distance, nearest.other.max(0.0))
-}
-
-/// Asks for `values` in the second-level cache, a line at a time.
-#[inline(always)]
-fn prefetch(values: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in values.chunks(16) {
-        // SAFETY: a prefetch reads nothing into the program and never faults.
-        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(line.as_ptr().cast()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = values;
 }
 
 /// The nearest of the centroids measured so far (ties to the first measured) and a lower

@@ -33,6 +33,45 @@ pub(crate) unsafe fn dot_f32(x: &[f32], c: &[f32]) -> f32 {
     _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(sums[0], sums[1]), _mm512_add_ps(sums[2], sums[3])))
 }
 
+/// `‖a − b‖²` in float32 (the differences rounded once, then squared and summed as
+/// [`dot_f32`] sums): within [`super::super::inflation`] and two roundings of the true value.
+///
+/// # Safety
+/// AVX-512F must be supported; `b` holds at least `a.len()` values.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn sq_difference_f32(a: &[f32], b: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    const LANES: usize = 16;
+    let n = a.len();
+    let mut sums = [_mm512_setzero_ps(); 4];
+    let mut j = 0;
+    while j + 4 * LANES <= n {
+        for (s, sum) in sums.iter_mut().enumerate() {
+            let at = j + s * LANES;
+            let diff = _mm512_sub_ps(_mm512_loadu_ps(a.as_ptr().add(at)), _mm512_loadu_ps(b.as_ptr().add(at)));
+            *sum = _mm512_fmadd_ps(diff, diff, *sum);
+        }
+        j += 4 * LANES;
+    }
+    while j < n {
+        let mask = crate::kernel::simd::x86::first_lanes(n - j);
+        let diff = _mm512_sub_ps(
+            _mm512_maskz_loadu_ps(mask, a.as_ptr().add(j)),
+            _mm512_maskz_loadu_ps(mask, b.as_ptr().add(j)),
+        );
+        sums[0] = _mm512_fmadd_ps(diff, diff, sums[0]);
+        j += LANES;
+    }
+    _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(sums[0], sums[1]), _mm512_add_ps(sums[2], sums[3])))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub(super) unsafe fn sq_difference_f32(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(&u, &v)| (u - v) * (u - v)).sum()
+}
+
 #[cfg(not(target_arch = "x86_64"))]
 pub(crate) unsafe fn dot_f32(x: &[f32], c: &[f32]) -> f32 {
     x.iter().zip(c).map(|(&a, &b)| a * b).sum()
