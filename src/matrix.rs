@@ -18,10 +18,21 @@ pub struct ValueSummary {
 }
 
 /// One chunk of float32 values summarised on their bits, so that the loop has no branch and
-/// vectorises: a non-negative float orders as its bits do, and one is finite where its
+/// vectorises (on AVX-512 where the CPU has it: the baseline's vectors have no unsigned
+/// maximum): a non-negative float orders as its bits do, and one is finite where its
 /// magnitude's bits lie below infinity's. NaN and infinities are told apart only where the
 /// chunk has one.
 fn f32_summary(chunk: &[f32]) -> ValueSummary {
+    #[cfg(target_arch = "x86_64")]
+    if wide_vectors() {
+        // SAFETY: AVX-512F is present (checked at run time).
+        return unsafe { wide::f32_summary(chunk) };
+    }
+    f32_summary_inline(chunk)
+}
+
+#[inline(always)]
+fn f32_summary_inline(chunk: &[f32]) -> ValueSummary {
     const MAGNITUDE: u32 = 0x7fff_ffff;
     let infinity = f32::INFINITY.to_bits();
     let (mut largest, mut not_finite) = (0u32, 0u32);
@@ -240,7 +251,12 @@ fn add_scaled_inline<T: Scalar>(sum: &mut [f64], row: &[T], weight: f64) {
 /// The same loops compiled for AVX-512F.
 #[cfg(target_arch = "x86_64")]
 mod wide {
-    use super::{add_scaled_inline, exact_sq_distance, sq_norm_inline, Scalar};
+    use super::{add_scaled_inline, exact_sq_distance, f32_summary_inline, sq_norm_inline, Scalar, ValueSummary};
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn f32_summary(chunk: &[f32]) -> ValueSummary {
+        f32_summary_inline(chunk)
+    }
 
     #[target_feature(enable = "avx512f")]
     pub unsafe fn sq_norm<T: Scalar>(row: &[T]) -> T {
