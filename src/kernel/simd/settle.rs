@@ -155,14 +155,13 @@ fn settle_row(
     let outside = (runner_up - error).max(best + error) + x_sq;
     // Values so large that the float32 partials overflow: every centroid is measured.
     let everything = !(best.is_finite() && error.is_finite());
-    // Without `measure`: the computed distance raised by its error bound (the centroid's own
-    // share), so that it is an upper bound on the exact one (up to its rounding to float32).
-    let above = |j: usize, partial: f64| {
-        let (norm, residual) = row.norms;
-        (partial + bound.per_centroid(norm, residual, x_sq).of(bound, j, c_norms[j]) + x_sq).max(0.0)
-    };
+    // Without `measure`: the computed distance raised by its error bound ([`above`]).
     if !everything && runner_up > best + 2.0 * error {
-        let distance = if measure { exact_sq_distance(x, centroids.row(best_j)) } else { above(best_j, best) };
+        let distance = if measure {
+            exact_sq_distance(x, centroids.row(best_j))
+        } else {
+            above(row, bound, c_norms, best_j, best)
+        };
         return (best_j as u32, distance, outside.max(0.0));
     }
     candidates.clear();
@@ -187,7 +186,8 @@ fn settle_row(
     };
     if let (false, [(only, _)]) = (everything, &candidates[..]) {
         let only = *only;
-        let distance = if measure { exact_sq_distance(x, centroids.row(only)) } else { above(only, best) };
+        let distance =
+            if measure { exact_sq_distance(x, centroids.row(only)) } else { above(row, bound, c_norms, only, best) };
         return (only as u32, distance, outside.max(0.0));
     }
     let mut nearest = Nearest { label: u32::MAX, distance: f64::INFINITY, other: outside };
@@ -225,6 +225,16 @@ fn settle_row(
         nearest.take(j, exact_sq_distance(x, centroids.row(j)));
     }
     (nearest.label, nearest.distance, nearest.other.max(0.0))
+}
+
+/// Without `measure`: the row's computed partial distance to centroid `j` raised by its error
+/// bound (the centroid's own share), so that it is an upper bound on the exact squared
+/// distance (up to its rounding to float32). A function rather than a closure, so that it is
+/// compiled for AVX-512F with its caller.
+#[inline(always)]
+fn above(row: &Row<'_>, bound: &Bound, c_norms: &[f32], j: usize, partial: f64) -> f64 {
+    let (norm, residual) = row.norms;
+    (partial + bound.per_centroid(norm, residual, row.x_sq).of(bound, j, c_norms[j]) + row.x_sq).max(0.0)
 }
 
 /// The nearest of the centroids measured so far (ties to the first measured) and a lower
