@@ -100,18 +100,25 @@ impl InertiaBySums {
 /// left as they are; the next assignment settles them. Distances are measured exactly (by
 /// differences, in float64) against `centroids`, the centroids that gave `labels`, so every
 /// backend ranks the rows alike: the expanded form would misorder rows by cancellation.
+/// With `upper` (each row's squared distance to its centroid as the pass gave it: exact, or
+/// an upper bound), only the rows whose bound reaches the farthest ones are measured
+/// ([`farthest_rows_within`]).
 pub fn relocate_empty_clusters<T: Scalar>(
     x: MatRef<'_, T>,
     weights: Option<&[T]>,
     labels: &[u32],
     centroids: &[T],
+    upper: Option<&[T]>,
     sums: &mut ClusterSums,
 ) -> usize {
     let empty = empty_clusters(sums);
     if empty.is_empty() {
         return 0;
     }
-    let farthest = farthest_rows(x, weights, labels, centroids, empty.len());
+    let farthest = match upper {
+        Some(upper) => farthest_rows_within(x, weights, labels, centroids, empty.len(), upper),
+        None => farthest_rows(x, weights, labels, centroids, empty.len()),
+    };
     let rows = farthest
         .into_iter()
         .map(|(distance, i)| (distance, labels[i] as usize, weights.map_or(1.0, |w| w[i].as_f64()), x.row(i)));
@@ -182,12 +189,74 @@ pub fn farthest_rows<T: Scalar>(
     centroids: &[T],
     wanted: usize,
 ) -> Vec<(f64, usize)> {
+    let rows = (0..x.rows()).into_par_iter().filter(|&i| weights.is_none_or(|w| w[i] > T::zero()));
+    farthest_of(rows, wanted, |i| own_sq_distance(x, labels, centroids, i))
+}
+
+/// [`farthest_rows`] where `upper` bounds each row's squared distance from above (up to its
+/// rounding to `T`): the `wanted` rows of largest bound are measured, and then only the rows
+/// whose bound reaches the least of those distances (no other row can be farther). Where a
+/// measured distance exceeds its bound, every row is measured instead (and the fault logged).
+pub fn farthest_rows_within<T: Scalar>(
+    x: MatRef<'_, T>,
+    weights: Option<&[T]>,
+    labels: &[u32],
+    centroids: &[T],
+    wanted: usize,
+    upper: &[T],
+) -> Vec<(f64, usize)> {
+    assert_eq!(upper.len(), x.rows(), "one bound per row");
+    let counts = |i: usize| weights.is_none_or(|w| w[i] > T::zero());
+    // The bound widened by its rounding to `T`.
+    let bound = |i: usize| upper[i].as_f64() * (1.0 + 4.0 * T::epsilon().as_f64()) + f64::MIN_POSITIVE;
+    let faulty = |measured: &[(f64, usize)]| {
+        let fault = measured.iter().find(|&&(distance, i)| !(distance <= bound(i)));
+        if let Some(&(distance, i)) = fault {
+            log::warn!(
+                "row {i} lies {distance:e} from its centroid, beyond the pass's bound {:e}: every row measured",
+                bound(i)
+            );
+        }
+        fault.is_some()
+    };
+    let by_bound = farthest_of((0..x.rows()).into_par_iter().filter(|&i| counts(i)), wanted, bound);
+    let first: Vec<(f64, usize)> =
+        by_bound.iter().map(|&(_, i)| (own_sq_distance(x, labels, centroids, i), i)).collect();
+    let Some(threshold) = first.iter().map(|&(distance, _)| distance).reduce(f64::min) else {
+        return Vec::new();
+    };
+    if faulty(&first) {
+        return farthest_rows(x, weights, labels, centroids, wanted);
+    }
+    let reaching: Vec<usize> = (0..x.rows()).into_par_iter().filter(|&i| counts(i) && bound(i) >= threshold).collect();
+    let measured: Vec<(f64, usize)> =
+        reaching.par_iter().map(|&i| (own_sq_distance(x, labels, centroids, i), i)).collect();
+    if faulty(&measured) {
+        return farthest_rows(x, weights, labels, centroids, wanted);
+    }
+    // `reaching` ascends, so ties among positions go to the lowest row as well.
+    let top = farthest_of((0..measured.len()).into_par_iter(), wanted, |at| measured[at].0);
+    top.into_iter().map(|(_, at)| measured[at]).collect()
+}
+
+/// The exact squared distance (by differences, in float64) from row `i` to its centroid.
+fn own_sq_distance<T: Scalar>(x: MatRef<'_, T>, labels: &[u32], centroids: &[T], i: usize) -> f64 {
+    let (d, label) = (x.cols(), labels[i] as usize);
+    sq_distance(x.row(i), &centroids[label * d..(label + 1) * d])
+}
+
+/// The `wanted` items of largest `value` (ties by lowest item), each with its value, largest
+/// first: one parallel pass that keeps a short list per task.
+fn farthest_of<I, V>(items: impl ParallelIterator<Item = I>, wanted: usize, value: V) -> Vec<(f64, I)>
+where
+    I: Ord + Copy + Send,
+    V: Fn(I) -> f64 + Sync + Send,
+{
     if wanted == 0 {
         return Vec::new();
     }
-    let d = x.cols();
-    let farther = |a: &(f64, usize), b: &(f64, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-    let keep = |mut top: Vec<(f64, usize)>, item: (f64, usize)| {
+    let farther = |a: &(f64, I), b: &(f64, I)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    let keep = |mut top: Vec<(f64, I)>, item: (f64, I)| {
         if top.len() < wanted || farther(&item, top.last().expect("full list")).is_lt() {
             let at = top.partition_point(|t| farther(t, &item).is_lt());
             top.insert(at, item);
@@ -195,12 +264,7 @@ pub fn farthest_rows<T: Scalar>(
         }
         top
     };
-    (0..x.rows())
-        .into_par_iter()
-        .filter(|&i| weights.is_none_or(|w| w[i] > T::zero()))
-        .map(|i| (sq_distance(x.row(i), &centroids[labels[i] as usize * d..(labels[i] as usize + 1) * d]), i))
-        .fold(Vec::new, keep)
-        .reduce(Vec::new, |a, b| b.into_iter().fold(a, keep))
+    items.map(|i| (value(i), i)).fold(Vec::new, keep).reduce(Vec::new, |a, b| b.into_iter().fold(a, keep))
 }
 
 #[cfg(test)]

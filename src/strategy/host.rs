@@ -267,7 +267,10 @@ impl<T: Scalar, P: HostPass<T>> LloydStep<T> for HostLloyd<'_, T, P> {
         // The repair changes the sums but not the labels: the kept sums stay those of the labels.
         let repaired = (!empty_clusters(&sums).is_empty()).then(|| {
             let mut repaired = sums.clone();
-            relocate_empty_clusters(x, self.points.weights, &self.labels, &self.centroids, &mut repaired);
+            // Passes over the rows the kernel kept bound each row's distance from above (exact
+            // where they measured it); others may give the expanded form's, which can lie below.
+            let upper = self.kept_rows.as_ref().and_then(Option::as_ref).map(|_| &self.distances[..]);
+            relocate_empty_clusters(x, self.points.weights, &self.labels, &self.centroids, upper, &mut repaired);
             repaired
         });
         let updated = average(repaired.as_ref().unwrap_or(&sums), &self.centroids, d, self.spherical);

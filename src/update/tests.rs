@@ -72,7 +72,7 @@ fn empty_clusters_take_the_farthest_rows_and_their_sums_move_with_them() {
     let (x, labels, centroids) = line();
     let m = MatRef::new(&x, 6, 1).unwrap();
     let mut sums = sums_by_hand(&x, 1, None, &labels, 4);
-    let moved = relocate_empty_clusters(m, None, &labels, &centroids, &mut sums);
+    let moved = relocate_empty_clusters(m, None, &labels, &centroids, None, &mut sums);
     assert_eq!(moved, 2);
     // Cluster 2 takes row 3, cluster 3 row 4 (tied with row 5: the lower index): the sums
     // are those of the labels so changed.
@@ -93,7 +93,7 @@ fn a_zero_weight_row_is_never_taken_and_ties_go_to_the_lowest_row() {
     assert_eq!(far[0], (4.0, 4), "rows 4 and 5 lie 2 from centroid 10: the lower index first");
     assert_eq!(far[1], (4.0, 5));
     let mut sums = sums_by_hand(&x, 1, Some(&weights), &labels, 3);
-    assert_eq!(relocate_empty_clusters(m, Some(&weights[..]), &labels, &centroids[..3], &mut sums), 1);
+    assert_eq!(relocate_empty_clusters(m, Some(&weights[..]), &labels, &centroids[..3], None, &mut sums), 1);
     let expected = sums_by_hand(&x, 1, Some(&weights), &[0, 0, 0, 0, 2, 1], 3);
     assert_eq!(sums.weights, expected.weights);
     assert_eq!(sums.sums, expected.sums);
@@ -107,7 +107,7 @@ fn nothing_moves_when_every_row_lies_on_its_centroid() {
     let m = MatRef::new(&x, 3, 1).unwrap();
     let mut sums = sums_by_hand(&x, 1, None, &labels, 3);
     let before = (sums.sums.clone(), sums.weights.clone());
-    assert_eq!(relocate_empty_clusters(m, None, &labels, &centroids, &mut sums), 0);
+    assert_eq!(relocate_empty_clusters(m, None, &labels, &centroids, None, &mut sums), 0);
     assert_eq!((sums.sums, sums.weights), before);
 }
 
@@ -134,5 +134,41 @@ fn spreads_measured_while_keeping_rows_are_a_pass_of_their_own() {
         }
         let by_spreads = InertiaBySums::of_spreads(&centre, spreads).inertia(&sums, &centroids, &labels, None);
         assert_eq!(by_spreads.to_bits(), alone.to_bits(), "({n},{d})");
+    }
+}
+
+/// The farthest rows found from bounds on their distances are those every row's measure
+/// gives, ties included: bounds loose by up to a tenth, bounds equal to the distances, and a
+/// measured row's bound below its distance (a faulty pass: every row is measured instead).
+#[test]
+fn farthest_rows_within_bounds_are_the_farthest_rows() {
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let (n, d, k) = (3000, 8, 12);
+    // Coordinates on a coarse grid, so that many rows lie equally far from their centroid.
+    let x: Vec<f32> = (0..n * d).map(|_| rng.random_range(-4i32..=4) as f32).collect();
+    let labels: Vec<u32> = (0..n).map(|_| rng.random_range(0..k as u32)).collect();
+    let centroids: Vec<f32> = (0..k * d).map(|_| rng.random_range(-2i32..=2) as f32).collect();
+    let m = MatRef::new(&x, n, d).unwrap();
+    let exact: Vec<f64> = (0..n)
+        .map(|i| {
+            let c = &centroids[labels[i] as usize * d..(labels[i] as usize + 1) * d];
+            x[i * d..(i + 1) * d].iter().zip(c).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum()
+        })
+        .collect();
+    let weights: Vec<f32> = (0..n).map(|i| if i % 7 == 0 { 0.0 } else { 1.0 }).collect();
+    for wanted in [1, 5, 40] {
+        for w in [None, Some(&weights[..])] {
+            let expected = farthest_rows(m, w, &labels, &centroids, wanted);
+            assert_eq!(expected.len(), wanted);
+            let loose: Vec<f32> = exact.iter().map(|&e| (e * (1.0 + 0.1 * rng.random::<f64>())) as f32).collect();
+            let tight: Vec<f32> = exact.iter().map(|&e| e as f32).collect();
+            let mut faulty = loose.clone();
+            faulty[expected[0].1] = (expected[0].0 * 0.999) as f32;
+            for (case, upper) in [&loose, &tight, &faulty].into_iter().enumerate() {
+                let got = farthest_rows_within(m, w, &labels, &centroids, wanted, upper);
+                assert_eq!(got, expected, "{wanted} rows, case {case}, weights {}", w.is_some());
+            }
+        }
     }
 }
