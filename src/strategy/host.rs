@@ -176,8 +176,9 @@ pub struct HostLloyd<'s, T, P> {
 }
 
 /// Moving more than this share of the rows costs more than summing all of them again: a
-/// moved row is read out of order and changes two clusters' sums.
-const MOVED_SHARE: f64 = 0.25;
+/// moved row is read out of order and changes two clusters' sums (on C, moving 27 % of the
+/// rows took 80–94 ms an iteration against 92–98 ms for summing them all).
+const MOVED_SHARE: f64 = 0.4;
 
 impl<'s, T: Scalar, P: HostPass<T>> HostLloyd<'s, T, P> {
     pub fn new(kernel: &'s dyn Kernel<T>, points: Points<'s, T>, centroids: Vec<T>, spherical: bool, pass: P) -> Self {
