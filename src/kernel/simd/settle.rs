@@ -179,10 +179,10 @@ fn settle_row(
         let limit = super::f32_up(best + best_error + 2.0 * u * (best.abs() + 2.0 * error) + f64::MIN_POSITIVE);
         // SAFETY: as above.
         unsafe { for_each_possible(dots, c_norms, bound, own, limit, |j| candidates.push((j, 0.0))) };
-        // Every centroid left out has a true partial distance above `best + e_best`.
+        // Every centroid left out has a true partial distance above `best + e_best`; those the
+        // pair bound rules out next come with their own lower bound.
         let outside = (runner_up - error).max(best + best_error) + x_sq;
-        let (best_at, limit) = (best_j, limit as f64);
-        outside.min(rule_out_by_pairs(row, best_at, limit, own, c_norms, centroids, bound, candidates))
+        outside.min(rule_out_by_pairs(row, best_j, limit as f64, own, c_norms, centroids, bound, candidates))
     };
     if let (false, [(only, _)]) = (everything, &candidates[..]) {
         let only = *only;
