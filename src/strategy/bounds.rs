@@ -415,21 +415,23 @@ impl<T: Scalar> HostPass<T> for BoundedPass {
         &mut self,
         kernel: &dyn Kernel<T>,
         points: Points<'_, T>,
+        kept: Option<&KeptRows>,
         centroids: MatRef<'_, T>,
         labels: &mut [u32],
         distances: &mut [T],
         keep_going: KeepGoing<'_>,
     ) -> Result<()> {
         if !self.valid {
-            return DensePass.assign(kernel, points, centroids, labels, distances, keep_going);
+            return DensePass.assign(kernel, points, kept, centroids, labels, distances, keep_going);
         }
+        // Labels only: the caller measures every row's distance after.
         self.bounded_assign(
             kernel,
             points.x,
             points.x_sq_norms,
             centroids,
             None,
-            (None, true),
+            (kept, false),
             labels,
             distances,
             keep_going,

@@ -325,13 +325,14 @@ impl<T: Scalar> HostPass<T> for GroupedPass {
         &mut self,
         kernel: &dyn Kernel<T>,
         points: Points<'_, T>,
+        kept: Option<&KeptRows>,
         centroids: MatRef<'_, T>,
         labels: &mut [u32],
         distances: &mut [T],
         keep_going: KeepGoing<'_>,
     ) -> Result<()> {
         if !self.valid {
-            return DensePass.assign(kernel, points, centroids, labels, distances, keep_going);
+            return DensePass.assign(kernel, points, kept, centroids, labels, distances, keep_going);
         }
         self.search(kernel, points, centroids, labels, distances, keep_going)?;
         Ok(())

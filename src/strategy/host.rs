@@ -47,10 +47,13 @@ pub trait HostPass<T: Scalar> {
 
     /// Labels only (the final assignment; its caller measures the distances): `distances`
     /// holds the pass's working values, as `assign_sum` left them and it leaves them.
+    /// `kept`: the rows as the kernel kept them, for its products.
+    #[allow(clippy::too_many_arguments)]
     fn assign(
         &mut self,
         kernel: &dyn Kernel<T>,
         points: Points<'_, T>,
+        kept: Option<&KeptRows>,
         centroids: MatRef<'_, T>,
         labels: &mut [u32],
         distances: &mut [T],
@@ -96,12 +99,13 @@ impl<T: Scalar, P: HostPass<T>> HostPass<T> for &mut P {
         &mut self,
         kernel: &dyn Kernel<T>,
         points: Points<'_, T>,
+        kept: Option<&KeptRows>,
         centroids: MatRef<'_, T>,
         labels: &mut [u32],
         distances: &mut [T],
         keep_going: KeepGoing<'_>,
     ) -> Result<()> {
-        (**self).assign(kernel, points, centroids, labels, distances, keep_going)
+        (**self).assign(kernel, points, kept, centroids, labels, distances, keep_going)
     }
 
     fn moved(&mut self, old: &[T], new: &[T], d: usize, labels: &[u32]) {
@@ -143,12 +147,13 @@ impl<T: Scalar> HostPass<T> for DensePass {
         &mut self,
         kernel: &dyn Kernel<T>,
         points: Points<'_, T>,
+        kept: Option<&KeptRows>,
         centroids: MatRef<'_, T>,
         labels: &mut [u32],
         distances: &mut [T],
         keep_going: KeepGoing<'_>,
     ) -> Result<()> {
-        assign_in_chunks(kernel, points.x, points.x_sq_norms, None, centroids, labels, distances, keep_going)
+        assign_in_chunks(kernel, points.x, points.x_sq_norms, kept, centroids, labels, distances, keep_going)
     }
 }
 
@@ -291,7 +296,9 @@ impl<T: Scalar, P: HostPass<T>> LloydStep<T> for HostLloyd<'_, T, P> {
         let centroids = MatRef::new(&self.centroids, self.centroids.len() / d, d)?;
         if !labels_current {
             // One more assignment so the labels match the returned centroids.
-            self.pass.assign(self.kernel, self.points, centroids, &mut self.labels, &mut self.distances, keep_going)?;
+            let kept = self.kept_rows.as_ref().and_then(Option::as_ref);
+            let (labels, distances) = (&mut self.labels, &mut self.distances);
+            self.pass.assign(self.kernel, self.points, kept, centroids, labels, distances, keep_going)?;
         }
         let (distances, inertia) =
             self.kernel.labelled_sq_distances(self.points.x, self.points.weights, centroids, &self.labels)?;

@@ -186,4 +186,9 @@ fn bounded_passes_in_chunks_give_the_dense_labels() {
         centroids = updated;
     }
     assert!(pass.valid, "bounded passes ran");
+    // The final assignment (labels only, from the bounds and the kept rows) gives them too.
+    let cm = MatRef::new(&centroids, k, d).unwrap();
+    pass.assign(&SmallChunks, points, Some(&kept), cm, &mut labels, &mut distances, &mut go).unwrap();
+    CpuKernel.assign(xm, &norms, cm, &mut dense_labels, &mut dense_distances).unwrap();
+    assert_eq!(labels, dense_labels, "the final assignment");
 }
