@@ -281,6 +281,7 @@ pub fn assign_rows(
         (Some(_), None) => block,
         _ => 0,
     };
+    let labels_total = labels.len();
     labels
         .par_chunks_mut(block)
         .zip(distances.par_chunks_mut(block))
@@ -347,13 +348,30 @@ pub fn assign_rows(
                 // words, the strips `padded × depth`, `dots` `tiled × padded` values, and
                 // the padded norms `padded`.
                 let dots = &mut dots[..tiled * padded];
-                let firsts = unsafe { kernel_dots_scanned(kind, a, tiled, depth, &packed, dots) };
+                // The rows the next block reads (the task's next, most often), where they lie.
+                let next = (start + m)..(start + m + block).min(labels_total);
+                // (Listed rows gathered from the kept ones gained nothing from it.)
+                let ahead: &[u8] = match (subset, kept) {
+                    (Some(_), _) => &[],
+                    (None, Some((kept, first))) => {
+                        let words = &kept.words[((first + next.start) * depth).min(kept.words.len())..];
+                        as_bytes(&words[..(next.len() * depth).min(words.len())])
+                    }
+                    (None, None) => as_bytes(as_words(x.slice_rows(next.start, next.end).as_slice())),
+                };
+                let firsts = unsafe { kernel_dots_scanned(kind, a, tiled, depth, &packed, dots, ahead) };
                 let block =
                     Block { rows, norms, rounded, residual, dots: &dots[..], padded, firsts: firsts.as_deref() };
                 // SAFETY: every kind runs on AVX-512F (`kind.supported()`, asserted above).
                 unsafe { settle_block(&block, &packed.c_norms, centroids, &bound, labels, distances, extra, measure) };
             },
         );
+}
+
+/// Words as their bytes.
+fn as_bytes(words: &[u32]) -> &[u8] {
+    // SAFETY: every u32 is four initialised bytes; u8 has alignment 1.
+    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), 4 * words.len()) }
 }
 
 /// Float32 values as the kernels' words (their bits).
@@ -491,7 +509,7 @@ unsafe fn kernel_dots(kind: Dots, a: &[u32], m: usize, depth: usize, strips: &[u
     match kind {
         Dots::F32 => x86::dots_f32(a, m, depth, strips, padded, dots),
         Dots::Bf16 => x86::dots_bf16(a, m, depth, strips, padded, dots),
-        Dots::Amx => x86::dots_amx(a, m, depth, strips, padded, dots, None),
+        Dots::Amx => x86::dots_amx(a, m, depth, strips, padded, dots, None, &[]),
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("{kind:?} kernels exist on x86-64 only ({a:p}, {m}, {depth}, {strips:p}, {padded}, {dots:p})")
@@ -499,7 +517,8 @@ unsafe fn kernel_dots(kind: Dots, a: &[u32], m: usize, depth: usize, strips: &[u
 
 /// [`kernel_dots`] with the centroids `packed`, and where the kind scans the partial
 /// distances as it goes (AMX: while its tiles multiply), each row's least partial distance,
-/// its centroid and the runner-up, as `settle::argmin2` gives them.
+/// its centroid and the runner-up, as `settle::argmin2` gives them; `ahead`: bytes the next
+/// block reads, asked for while these multiply (AMX).
 ///
 /// # Safety
 /// As [`kernel_dots`].
@@ -510,12 +529,13 @@ unsafe fn kernel_dots_scanned(
     depth: usize,
     packed: &Packed,
     dots: &mut [f32],
+    ahead: &[u8],
 ) -> Option<Vec<(f32, usize, f32)>> {
     #[cfg(target_arch = "x86_64")]
     if kind == Dots::Amx {
         let mut lanes = vec![x86::Lanes::new(); m];
         let scan = Some((&packed.scan_norms[..], &mut lanes[..]));
-        x86::dots_amx(a, m, depth, &packed.strips, packed.padded, dots, scan);
+        x86::dots_amx(a, m, depth, &packed.strips, packed.padded, dots, scan, ahead);
         return Some(lanes.into_iter().map(|lanes| lanes.finish()).collect());
     }
     kernel_dots(kind, a, m, depth, &packed.strips, packed.padded, dots);

@@ -367,7 +367,7 @@ fn amx_scan_equals_the_scan_of_its_dots() {
         let mut words = vec![0u32; m * depth];
         round_rows(xm, depth, true, &mut words);
         let mut dots = vec![0f32; m * packed.padded];
-        let firsts = unsafe { kernel_dots_scanned(Dots::Amx, &words, m, depth, &packed, &mut dots) }.unwrap();
+        let firsts = unsafe { kernel_dots_scanned(Dots::Amx, &words, m, depth, &packed, &mut dots, &[]) }.unwrap();
         for r in 0..m {
             let row = &dots[r * packed.padded..r * packed.padded + k];
             let want = unsafe { settle::argmin2(row, &packed.c_norms) };

@@ -247,7 +247,8 @@ const TILE_CONFIG: TileConfig = {
 /// one [`Lanes`] per row), each row's partial distances are also scanned as [`Lanes::step`]
 /// takes them, in centroid order: the 32 × 32 block stored last is scanned a few rows at a
 /// time between the loads and products of the next, so that the vector units work while the
-/// tiles multiply.
+/// tiles multiply. The bytes `ahead` (the next block's rows) are asked for into the cache,
+/// spread over the steps.
 ///
 /// # Safety
 /// [`amx_ready`] must hold, and the slices be at least `m × depth`, `padded × depth` and
@@ -261,6 +262,7 @@ pub unsafe fn dots_amx(
     padded: usize,
     dots: &mut [f32],
     mut scan: Option<(&[f32], &mut [Lanes])>,
+    ahead: &[u8],
 ) {
     assert!(m.is_multiple_of(32) && depth.is_multiple_of(16) && padded.is_multiple_of(32));
     assert!(a.len() >= m * depth && strips.len() >= padded * depth && dots.len() >= m * padded);
@@ -275,6 +277,11 @@ pub unsafe fn dots_amx(
     let dots = dots.as_mut_ptr();
     // The block whose dots were stored last and are not yet scanned: (first row, centroid).
     let mut stored: Option<(usize, usize)> = None;
+    // The next block's rows asked for into the second-level cache a few lines a step, so
+    // that their reads from memory overlap these products.
+    let lines = ahead.len().div_ceil(64);
+    let per_step = lines.div_ceil(((m / 32) * (padded / 32) * steps).max(1));
+    let mut next_line = 0;
     asm!("ldtilecfg [{}]", in(reg) TILE_CONFIG.0.as_ptr(), options(nostack, readonly));
     for r0 in (0..m).step_by(32) {
         // Rows come in tiles of 16 (`super::row_words`): each tile load reads 1 KiB in a row.
@@ -303,6 +310,10 @@ pub unsafe fn dots_amx(
                     stride = in(reg) 4 * LANES,
                     options(nostack, readonly),
                 );
+                for line in next_line..(next_line + per_step).min(lines) {
+                    _mm_prefetch::<_MM_HINT_T1>(ahead.as_ptr().add(64 * line).cast());
+                }
+                next_line += per_step;
                 if let (Some((c_norms, lanes)), Some((s0, j0))) = (&mut scan, stored) {
                     let first = s0 + step * rows_per_step;
                     scan_rows(dots, padded, c_norms, lanes, first..(first + rows_per_step).min(s0 + 32), j0);
