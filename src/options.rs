@@ -84,6 +84,8 @@ pub enum BoundsKind {
     Hamerly,
     /// One lower bound per row and group of centroids (`strategy::grouped`).
     Grouped,
+    /// Each row's nearest centroids and a lower bound on the others (`strategy::candidates`).
+    Candidates,
 }
 
 /// Every switch of one native call.

@@ -42,8 +42,8 @@ def test_algorithm_chooses_dense_or_bounded_passes_with_the_same_result(X, caplo
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_either_kind_of_bounds_gives_the_dense_result(monkeypatch, caplog, dtype):
-    """`MLX_KMEANS_CPU_BOUNDS` picks Hamerly's bounds or grouped ones (the default: Hamerly's);
-    both give 'lloyd''s labels, centroids, inertia and iterations, against the float64 NumPy
+    """`MLX_KMEANS_CPU_BOUNDS` picks Hamerly's bounds, grouped ones or lists of nearest
+    centroids (the default on 40 features: Hamerly's); each gives 'lloyd''s labels, centroids, inertia and iterations, against the float64 NumPy
     nearest centroids at the end. Many centroids per true cluster (the case grouped bounds
     are for), with duplicated rows (exact ties between them) and 40 features."""
     X, _ = make_mixture(5000, 40, 25, seed=4, spread=1.5)
@@ -52,7 +52,7 @@ def test_either_kind_of_bounds_gives_the_dense_result(monkeypatch, caplog, dtype
     fit = lambda algorithm: KMeans(150, init=init, n_init=1, tol=0.0, max_iter=30, algorithm=algorithm, backend="cpu").fit(X)
     dense = fit("lloyd")
     logged = {}
-    for kind in ("hamerly", "grouped", None):
+    for kind in ("hamerly", "grouped", "candidates", None):
         if kind is None:
             monkeypatch.delenv("MLX_KMEANS_CPU_BOUNDS", raising=False)
         else:
@@ -66,6 +66,7 @@ def test_either_kind_of_bounds_gives_the_dense_result(monkeypatch, caplog, dtype
         assert bounded.inertia_ == pytest.approx(dense.inertia_, rel=1e-12)
         assert bounded.n_iter_ == dense.n_iter_
     assert logged["grouped"] == ["bounded Lloyd passes: Grouped bounds"]
+    assert logged["candidates"] == ["bounded Lloyd passes: Candidates bounds"]
     assert logged["hamerly"] == logged[None] == ["bounded Lloyd passes: Hamerly bounds"]
     assert dense.n_iter_ > 5
     x64, c64 = X.astype(np.float64), dense.cluster_centers_.astype(np.float64)
@@ -205,3 +206,36 @@ def test_an_exception_in_the_log_bridge_ends_the_fit_as_it_is(backend, entry):
         logger.removeHandler(handler)
         logger.setLevel(level)
     assert KMeans(10, random_state=0, backend=backend).fit(X).cluster_centers_.shape == (10, 8)
+
+
+def test_lists_of_nearest_centroids_give_the_dense_labels_on_wide_rows(caplog):
+    """The default on wide rows with many rows per centroid (lists of each row's nearest
+    centroids, rows laid out by label, Hamerly's test first) gives 'lloyd''s labels,
+    centroids and iterations at every stopping point: a mixture of C's shape with as many
+    true centres as centroids, uneven sizes and spreads (many near ties, relocated clusters),
+    where a run of rows once searched centroids short of its rows' own lists."""
+    rng = np.random.default_rng(0)
+    n, d, k = 100_000, 768, 500
+    means = rng.normal(scale=1.0, size=(k, d)).astype(np.float32)
+    sizes, spreads = rng.dirichlet(np.ones(k)), rng.uniform(0.5, 1.5, size=k).astype(np.float32)
+    X = np.empty((n, d), dtype=np.float32)
+    for start in range(0, n, 65536):
+        end = min(n, start + 65536)
+        which = rng.choice(k, end - start, p=sizes)
+        X[start:end] = rng.standard_normal((end - start, d), dtype=np.float32)
+        X[start:end] *= spreads[which, None]
+        X[start:end] += means[which]
+    init = X[np.sort(np.random.default_rng(1).choice(n, k, replace=False))]
+    for max_iter in (9, 25):
+        fit = lambda algorithm: KMeans(
+            k, init=init, n_init=1, tol=0.0, max_iter=max_iter, algorithm=algorithm, backend="cpu"
+        ).fit(X)
+        dense = fit("lloyd")
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
+            listed = fit("auto")
+        messages = [r.getMessage() for r in caplog.records]
+        assert "bounded Lloyd passes: Candidates bounds" in messages
+        np.testing.assert_array_equal(listed.labels_, dense.labels_, err_msg=f"{max_iter} iterations")
+        np.testing.assert_array_equal(listed.cluster_centers_, dense.cluster_centers_)
+        assert listed.n_iter_ == dense.n_iter_

@@ -81,7 +81,7 @@ def current() -> Options:
     return Options(
         backend=_value(BACKEND),
         cpu_dots=_choice("MLX_KMEANS_CPU_DOTS", ("amx", "bf16", "f32", "gemm")),
-        cpu_bounds=_choice("MLX_KMEANS_CPU_BOUNDS", ("hamerly", "grouped")),
+        cpu_bounds=_choice("MLX_KMEANS_CPU_BOUNDS", ("hamerly", "grouped", "candidates")),
         seeding_prune=_forced("MLX_KMEANS_SEEDING_PRUNE") is not False,
         seeding_screen=_forced("MLX_KMEANS_SEEDING_SCREEN"),
         mlx_cuda_kernels=_forced("MLX_KMEANS_MLX_CUDA_KERNELS") is not False,

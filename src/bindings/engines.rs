@@ -44,6 +44,7 @@ pub fn configure(options: &Bound<'_, PyDict>) -> PyResult<()> {
                     None => None,
                     Some("hamerly") => Some(BoundsKind::Hamerly),
                     Some("grouped") => Some(BoundsKind::Grouped),
+                    Some("candidates") => Some(BoundsKind::Candidates),
                     Some(other) => return Err(PyValueError::new_err(format!("unknown cpu bounds {other:?}"))),
                 }
             }

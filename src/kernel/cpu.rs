@@ -5,7 +5,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::simd::{self, Dots};
-use super::{ClusterSums, KeptRows, Kernel, SeedingScreen};
+use super::{At, ClusterSums, KeptRows, Kernel, SeedingScreen};
 use crate::error::Result;
 use crate::matrix::{exact_sq_distance, row_sq_norms, MatRef};
 use crate::scalar::Scalar;
@@ -312,20 +312,34 @@ fn on_simd_kernels<T: Scalar>(
             Some(lower) => simd::Extra::Groups { members, lower },
             None => return false,
         },
+        Extra::Nearest { t, nearest, beyond, second } => match (T::as_f32s_mut(beyond), T::as_f32s_mut(second)) {
+            (Some(beyond), Some(second)) => simd::Extra::Nearest { t, nearest, beyond, second },
+            _ => return false,
+        },
     };
     let rows = match which {
         Which::All => simd::Rows::All(rows),
         Which::Listed(listed, kept) => simd::Rows::Listed(rows, listed, kept),
         Which::Kept(kept, first) => simd::Rows::Kept(rows, kept, first),
+        Which::Reordered(listed, kept, first) => simd::Rows::Reordered(rows, listed, kept, first),
+        Which::ReorderedListed(listed, positions, kept) => simd::Rows::ReorderedListed(rows, listed, positions, kept),
     };
     simd::assign_rows(kind, rows, norms, centres, labels, distances, extra, measure);
     true
 }
 
+/// A copy of the kept rows in another order (`Kernel::reorder_kept`): a type of its own, so
+/// that it is never read as the rows in their own order.
+struct Reordered(simd::RoundedRows);
+
 /// Which rows of `x` an assignment on the SIMD kernels takes, and from where (see
 /// [`simd::Rows`]).
 enum Which<'a> {
     All,
+    /// Listed rows whose words are rows `first..` of a reordered copy.
+    Reordered(&'a [usize], &'a simd::RoundedRows, usize),
+    /// Listed rows whose words are the rows `positions` of a reordered copy.
+    ReorderedListed(&'a [usize], &'a [usize], &'a simd::RoundedRows),
     /// Listed rows, from the rows the kernel kept (every row of `x`) where given.
     Listed(&'a [usize], Option<&'a simd::RoundedRows>),
     Kept(&'a simd::RoundedRows, usize),
@@ -367,6 +381,7 @@ enum Extra<'a, T> {
     None,
     RunnerUp(&'a mut [T]),
     Groups { members: &'a [Vec<u32>], lower: &'a mut [T] },
+    Nearest { t: usize, nearest: &'a mut [u32], beyond: &'a mut [T], second: &'a mut [T] },
 }
 
 /// Labels (the exact nearest centroids, ties to the lowest index), squared distances, and
@@ -530,6 +545,57 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
     ) -> Result<()> {
         let kept = kept.and_then(|kept| kept.get::<simd::RoundedRows>());
         listed_top2(self, (x, x_sq_norms, rows), kept, false, centroids, labels, distances, second)
+    }
+
+    fn assign_nearest_labels(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        rows: Option<&[usize]>,
+        kept: Option<(&KeptRows, usize)>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        (nearest, beyond, second): (&mut [u32], &mut [T], &mut [T]),
+    ) -> Result<bool> {
+        let t = nearest.len() / labels.len().max(1);
+        let m = labels.len();
+        assert!(nearest.len() == t * m && beyond.len() == m && second.len() == m, "t nearest and two bounds a row");
+        let which = match rows {
+            Some(rows) => Which::Listed(rows, kept.filter(|k| k.1 == 0).and_then(|k| k.0.get::<simd::RoundedRows>())),
+            None => Which::of(kept),
+        };
+        let extra = Extra::Nearest { t, nearest, beyond, second };
+        Ok(on_simd_kernels(x, x_sq_norms, which, centroids, labels, distances, extra, false))
+    }
+
+    fn reorder_kept(&self, kept: &KeptRows, order: &[usize]) -> Option<KeptRows> {
+        kept.get::<simd::RoundedRows>()?.reordered(order).map(|copy| KeptRows::new(Reordered(copy)))
+    }
+
+    fn assign_reordered_labels(
+        &self,
+        x: MatRef<'_, T>,
+        x_sq_norms: &[T],
+        rows: &[usize],
+        (reordered, at): (&KeptRows, At<'_>),
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        second: &mut [T],
+    ) -> Result<bool> {
+        let Some(Reordered(copy)) = reordered.get::<Reordered>() else {
+            return Ok(false);
+        };
+        let which = match at {
+            At::Run(first) if copy.serves_listed_of(first, rows.len(), x.cols()) => Which::Reordered(rows, copy, first),
+            At::Positions(positions) if copy.serves_positions(positions, rows.len(), x.cols()) => {
+                Which::ReorderedListed(rows, positions, copy)
+            }
+            _ => return Ok(false),
+        };
+        let extra = Extra::RunnerUp(second);
+        Ok(on_simd_kernels(x, x_sq_norms, which, centroids, labels, distances, extra, false))
     }
 
     fn keep_rows(&self, x: MatRef<'_, T>, spreads: Option<(&[T], &mut [f64])>) -> Option<KeptRows> {

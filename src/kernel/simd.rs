@@ -202,6 +202,15 @@ pub enum Extra<'a> {
         members: &'a [Vec<u32>],
         lower: &'a mut [f32],
     },
+    /// Per row, the `t` centroids of least computed distance (`nearest`, `rows × t`,
+    /// row-major; `u32::MAX` where there are fewer), a lower bound on its squared distance to
+    /// every other centroid (`beyond`; zero where a distance overflowed), and `RunnerUp`'s.
+    Nearest {
+        t: usize,
+        nearest: &'a mut [u32],
+        beyond: &'a mut [f32],
+        second: &'a mut [f32],
+    },
 }
 
 /// Labels (the exact nearest centroids, ties to the lowest index) and exact squared
@@ -233,6 +242,13 @@ pub enum Rows<'a> {
     /// Every row of the matrix, whose rounded words are those of rows `first..` of `kept`
     /// (where they serve the kind; else the rows are rounded as ever).
     Kept(MatRef<'a, f32>, &'a RoundedRows, usize),
+    /// The listed rows of the matrix, whose rounded words are those of rows `first..` of
+    /// `kept`, a copy of the rows in another order ([`RoundedRows::reordered`]): read in
+    /// place, as `Kept` reads them; the rows themselves only for near ties.
+    Reordered(MatRef<'a, f32>, &'a [usize], &'a RoundedRows, usize),
+    /// The listed rows of the matrix, whose rounded words are the rows `positions` (one per
+    /// listed row) of `kept`, a copy in another order: gathered from there.
+    ReorderedListed(MatRef<'a, f32>, &'a [usize], &'a [usize], &'a RoundedRows),
 }
 
 /// [`assign`] of the rows `rows` says. Without `measure`, a row whose best centroid the error
@@ -256,6 +272,24 @@ pub fn assign_rows(
             (x, Some(listed), kept.filter(|kept| kept.serves(kind, 0, x)).map(|kept| (kept, 0)))
         }
         Rows::Kept(x, kept, first) => (x, None, kept.serves(kind, first, x).then_some((kept, first))),
+        Rows::Reordered(x, listed, kept, first) => {
+            assert!(kept.serves_listed(kind, first, listed.len(), x.cols()), "reordered rows the kind reads");
+            (x, Some(listed), Some((kept, first)))
+        }
+        Rows::ReorderedListed(x, listed, positions, kept) => {
+            let within = positions.iter().all(|&p| p < kept.norms.rounded.len());
+            assert!(within && kept.serves_listed(kind, 0, 0, x.cols()), "reordered rows the kind reads");
+            (x, Some(listed), Some((kept, 0)))
+        }
+    };
+    let reordered = matches!(rows, Rows::Reordered(..));
+    // Where listed rows' words are gathered from: their own places, or their positions.
+    let gathered_at = match rows {
+        Rows::ReorderedListed(_, listed, positions, _) => {
+            assert_eq!(listed.len(), positions.len(), "a position per listed row");
+            positions
+        }
+        _ => subset.unwrap_or(&[]),
     };
     assert!(kind.supported(), "{kind:?} kernels on a CPU without them");
     assert_eq!(labels.len(), subset.map_or(x.rows(), <[usize]>::len), "one label per row assigned");
@@ -266,7 +300,9 @@ pub fn assign_rows(
     let padded = packed.padded;
     // Rows per block: enough for the microkernel to reuse each strip of centroids, few
     // enough that the block's partial distances stay in cache. Results do not depend on it.
-    let block = (BLOCK_BYTES / (4 * padded)).clamp(BLOCK_MIN, BLOCK_MAX).next_multiple_of(layout.rows);
+    // (No more than the rows: a call on a few rows allocates no more than they need.)
+    let block =
+        (BLOCK_BYTES / (4 * padded)).clamp(BLOCK_MIN, BLOCK_MAX).min(labels.len().max(1)).next_multiple_of(layout.rows);
     let bound = Bound::new(kind, d, &packed);
     // Each block's share of the bounds asked for.
     let mut extras: Vec<Extra<'_>> = match extra {
@@ -275,8 +311,14 @@ pub fn assign_rows(
         Extra::Groups { members, lower } => {
             lower.chunks_mut(block * members.len().max(1)).map(|lower| Extra::Groups { members, lower }).collect()
         }
+        Extra::Nearest { t, nearest, beyond, second } => (nearest.chunks_mut(block * t.max(1)))
+            .zip(beyond.chunks_mut(block))
+            .zip(second.chunks_mut(block))
+            .map(|((nearest, beyond), second)| Extra::Nearest { t, nearest, beyond, second })
+            .collect(),
     };
-    let words_per_block = if kind == Dots::F32 || (kept.is_some() && subset.is_none()) { 0 } else { block * depth };
+    let in_place = kept.is_some() && (subset.is_none() || reordered);
+    let words_per_block = if kind == Dots::F32 || in_place { 0 } else { block * depth };
     let copied_per_block = match (subset, kept) {
         (Some(_), None) => block,
         _ => 0,
@@ -326,8 +368,15 @@ pub fn assign_rows(
                         (as_words(rows.as_slice()), &made.rounded, &made.residual)
                     }
                     (Dots::F32, _, Source::Listed(..)) => unreachable!("float32 rows keep no copy"),
+                    // Reordered rows' words in place, as below.
+                    (_, Some((kept, first)), Source::Listed(..)) if reordered => {
+                        let at = first + start;
+                        let a = &kept.words[at * depth..(at + tiled) * depth];
+                        (a, &kept.norms.rounded[at..at + m], &kept.norms.residual[at..at + m])
+                    }
                     // Listed rows' rounded words gathered from the kept copy, tile by tile.
-                    (_, Some((kept, _)), Source::Listed(_, listed)) => {
+                    (_, Some((kept, _)), Source::Listed(..)) => {
+                        let listed = &gathered_at[start..start + m];
                         made = kept.gather(listed, depth, &mut words[..tiled * depth]);
                         (&words[..tiled * depth], &made.rounded, &made.residual)
                     }
@@ -366,6 +415,18 @@ pub fn assign_rows(
                 unsafe { settle_block(&block, &packed.c_norms, centroids, &bound, labels, distances, extra, measure) };
             },
         );
+}
+
+/// Asks for the cache line of `words[0]` (into the second-level cache), where the CPU can.
+#[inline(always)]
+fn prefetch(words: &[u32]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing architecturally; the address lies within `words`.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(words.as_ptr().cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = words;
 }
 
 /// Words as their bytes.

@@ -246,7 +246,7 @@ fn unmeasured_passes_give_the_measured_fit_in_float32() {
     }
 }
 
-const BOUNDS_KINDS: [BoundsKind; 2] = [BoundsKind::Hamerly, BoundsKind::Grouped];
+const BOUNDS_KINDS: [BoundsKind; 3] = [BoundsKind::Hamerly, BoundsKind::Grouped, BoundsKind::Candidates];
 
 fn with_bounds(kind: BoundsKind) -> HostEngine<CpuKernel> {
     HostEngine::new(CpuKernel, true).with_bounds_kind(Some(kind))
@@ -330,4 +330,68 @@ fn bad_arguments_are_errors_not_panics() {
     assert!(fit(&CPU, xm, None, &params(2), Init::Given(&[0.0; 3]), &mut |_| true).is_err());
     assert!(fit(&CPU, xm, Some(&[1.0, -1.0, 1.0, 1.0]), &params(2), Init::Random, &mut |_| true).is_err());
     assert!(MatRef::new(&x, 3, 2).is_err());
+}
+
+/// Lists of nearest centroids (each row's eight, a bound on the others, rows laid out by label,
+/// Hamerly's test before the search) give the dense labels at every iteration, in float32
+/// where the cpu kernel makes lists (elsewhere Hamerly's bounds stand in) and float64: a
+/// mixture with two or three centroids per blob (near ties all along), duplicated rows, and
+/// a duplicated initial centroid (an empty cluster to relocate).
+#[test]
+fn candidate_lists_give_the_dense_labels_at_every_iteration() {
+    for seed in 0..6u64 {
+        candidate_lists_on_a_mixture(
+            seed,
+            6000 + 1000 * seed as usize,
+            48 + 16 * (seed as usize % 2),
+            60 + 10 * seed as usize,
+        );
+    }
+    // Wider rows, as many centroids as blobs, of uneven sizes and spreads.
+    candidate_lists_on_a_mixture(7, 20000, 256, 120);
+}
+
+fn candidate_lists_on_a_mixture(seed: u64, n: usize, d: usize, k: usize) {
+    let blobs = if d > 128 { k } else { k / 2 - 5 };
+    let mut rng = ChaCha8Rng::seed_from_u64(31 + seed);
+    let means: Vec<f64> = (0..blobs * d).map(|_| rng.random::<f64>() * 6.0).collect();
+    let spreads: Vec<f64> = (0..blobs).map(|_| 0.5 + rng.random::<f64>()).collect();
+    let mut x: Vec<f64> = (0..n * d)
+        .map(|e| {
+            let row = e / d;
+            // Uneven sizes where wide: blob `b` takes rows in proportion to `b + 1`.
+            let b = if d > 128 {
+                ((row * 7919) % (blobs * (blobs + 1) / 2) * 2).isqrt().min(blobs - 1)
+            } else {
+                (row * 7919) % blobs
+            };
+            means[b * d + e % d] + spreads[b] * (rng.random::<f64>() * 2.0 - 1.0)
+        })
+        .collect();
+    for i in (11..n).step_by(11) {
+        let previous = x[(i - 1) * d..i * d].to_vec();
+        x[i * d..(i + 1) * d].copy_from_slice(&previous);
+    }
+    let xm = MatRef::new(&x, n, d).unwrap();
+    let mut init: Vec<f64> = (0..k).flat_map(|j| xm.row(j * 97 + 5).to_vec()).collect();
+    let twin = init[..d].to_vec();
+    init[9 * d..10 * d].copy_from_slice(&twin);
+    let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let init32: Vec<f32> = init.iter().map(|&v| v as f32).collect();
+    let x32m = MatRef::new(&x32, n, d).unwrap();
+    let lists = with_bounds(BoundsKind::Candidates);
+    let counts: &[usize] = if d > 128 { &[6, 9, 14, 25] } else { &[1, 2, 3, 4, 5, 6, 7, 8, 10, 13, 20, 30] };
+    for &max_iter in counts {
+        let mut p = params(k);
+        p.max_iter = max_iter;
+        p.algorithm = Algorithm::Dense;
+        let dense32 = fit(&CPU, x32m, None, &p, Init::Given(&init32), &mut |_| true).unwrap();
+        let dense = fit(&CPU, xm, None, &p, Init::Given(&init), &mut |_| true).unwrap();
+        p.algorithm = Algorithm::Auto;
+        let listed32 = fit(&lists, x32m, None, &p, Init::Given(&init32), &mut |_| true).unwrap();
+        let listed = fit(&lists, xm, None, &p, Init::Given(&init), &mut |_| true).unwrap();
+        assert_eq!(listed32.labels, dense32.labels, "float32, seed {seed}, {max_iter} iterations");
+        assert_same_fit(&listed32, &dense32);
+        assert_same_fit(&listed, &dense);
+    }
 }

@@ -445,14 +445,14 @@ impl<T: Scalar> HostPass<T> for BoundedPass {
 }
 
 /// The two largest moves among the centroids, and which centroid made the largest.
-struct Farthest {
+pub(super) struct Farthest {
     first: f64,
     runner_up: f64,
     farthest: usize,
 }
 
 impl Farthest {
-    fn of(shifts: &[f64]) -> Self {
+    pub(super) fn of(shifts: &[f64]) -> Self {
         let mut two = Self { first: 0.0, runner_up: 0.0, farthest: usize::MAX };
         for (j, &s) in shifts.iter().enumerate() {
             if s > two.first {
@@ -465,7 +465,7 @@ impl Farthest {
     }
 
     /// The largest move of a centroid other than `label`.
-    fn other_than(&self, label: u32) -> f64 {
+    pub(super) fn other_than(&self, label: u32) -> f64 {
         if label as usize == self.farthest {
             self.runner_up
         } else {

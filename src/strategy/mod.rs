@@ -11,6 +11,7 @@
 //! these; a new backend or trick is a new strategy, never a new branch inside a loop.
 
 pub mod bounds;
+mod candidates;
 pub mod chunked;
 pub mod grouped;
 mod host;
@@ -190,14 +191,20 @@ impl<T: Scalar, K: Kernel<T>> Engine<T> for HostEngine<K> {
         let (n, k) = (points.rows(), centroids.len() / points.cols());
         // Bounds pay off once there are several centroids and rows to spare per centroid.
         let bounded = self.bounds && params.algorithm != Algorithm::Dense && k > 1 && n >= 4 * k;
-        // Hamerly's bounds unless grouped ones are asked for: on the measured workloads
-        // (benchmarks/README.md, "Grouped bounds") the grouped ones cost more than they
-        // saved wherever the kernel's dense search runs on matrix tiles or bfloat16.
-        let kind = self.bounds_kind.unwrap_or(BoundsKind::Hamerly);
+        // Unless asked for others: lists of nearest centroids on wide rows with many rows per
+        // centroid, Hamerly's bounds elsewhere (benchmarks/README.md, "Lists of nearest
+        // centroids"). Grouped bounds cost more than they saved wherever the kernel's dense
+        // search runs on matrix tiles or bfloat16 ("Grouped bounds").
+        let wide = points.cols() >= LISTS_MIN_FEATURES && n >= LISTS_MIN_ROWS_PER_CENTROID * k;
+        let chosen =
+            if wide && params.algorithm == Algorithm::Auto { BoundsKind::Candidates } else { BoundsKind::Hamerly };
+        let kind = self.bounds_kind.unwrap_or(chosen);
         if bounded {
             log::debug!("bounded Lloyd passes: {kind:?} bounds");
         }
-        Ok(if bounded && kind == BoundsKind::Grouped {
+        Ok(if bounded && kind == BoundsKind::Candidates {
+            host_lloyd(&self.kernel, points, centroids, params, candidates::CandidatePass::new(n))
+        } else if bounded && kind == BoundsKind::Grouped {
             host_lloyd(
                 &self.kernel,
                 points,
@@ -216,6 +223,12 @@ impl<T: Scalar, K: Kernel<T>> Engine<T> for HostEngine<K> {
         })
     }
 }
+
+/// Fewest features for which `algorithm="auto"` takes lists of nearest centroids (on 128
+/// features they cost more than Hamerly's bounds).
+const LISTS_MIN_FEATURES: usize = 256;
+/// Fewest rows per centroid for the same (a run of rows per label amortises its centroids).
+const LISTS_MIN_ROWS_PER_CENTROID: usize = 32;
 
 /// Host Lloyd steps by `pass`; a fit of more than one pass keeps its rows and sums from the first.
 fn host_lloyd<'s, T: Scalar, P: HostPass<T> + 's>(

@@ -98,6 +98,12 @@ pub(super) unsafe fn settle_block(
             Extra::RunnerUp(second) => {
                 second[r] = if measure { round_down(runner_up).max(distances[r]) } else { round_down(runner_up) }
             }
+            Extra::Nearest { t, nearest, beyond, second } => {
+                let nearest = &mut nearest[r * *t..(r + 1) * *t];
+                beyond[r] = least_partials(row_dots, &c_norms[..k], error, x_sq, nearest);
+                // As `RunnerUp` gives it (without `measure`).
+                second[r] = round_down(runner_up);
+            }
             Extra::Groups { members, lower } => {
                 // The row's partial distances as `argmin2` computes them, its own left out.
                 partials.clear();
@@ -117,6 +123,91 @@ pub(super) unsafe fn settle_block(
             }
         }
     }
+}
+
+/// The `nearest.len()` centroids of least computed partial distance (`c_norms − 2·dots`)
+/// into `nearest` (`u32::MAX` past the last centroid), and a lower bound on the squared
+/// distance to every other: the next least partial less the row's error bound, plus `‖x‖²`
+/// (infinite with no other; zero where a partial or the bound is not finite).
+#[inline(always)]
+fn least_partials(dots: &[f32], c_norms: &[f32], error: f64, x_sq: f64, nearest: &mut [u32]) -> f32 {
+    const LANES: usize = 16;
+    let t = nearest.len();
+    assert!(t < LANES, "fewer nearest centroids a row than {LANES}");
+    nearest.fill(u32::MAX);
+    if dots.len() <= t {
+        nearest[..dots.len()].iter_mut().enumerate().for_each(|(j, n)| *n = j as u32);
+        return if error.is_finite() { f32::INFINITY } else { 0.0 };
+    }
+    // Each lane's least partial: the `t + 1`-th least of those is at least the `t + 1`-th
+    // least of all, so every partial up to it holds the `t + 1` least. Whole chunks of
+    // sixteen first (so that the loops run on vectors), then the rest.
+    let whole = dots.len() / LANES * LANES;
+    let partial_of = |j: usize| c_norms[j] - 2.0 * dots[j];
+    let mut lanes = [f32::INFINITY; LANES];
+    let mut spread = [0f32; LANES];
+    for c in (0..whole).step_by(LANES) {
+        let (dots, c_norms) = (&dots[c..c + LANES], &c_norms[c..c + LANES]);
+        for lane in 0..LANES {
+            let partial = c_norms[lane] - 2.0 * dots[lane];
+            // Not-a-number or infinite anywhere shows in the sum of zeros times each.
+            spread[lane] += partial * 0.0;
+            lanes[lane] = if partial < lanes[lane] { partial } else { lanes[lane] };
+        }
+    }
+    for j in whole..dots.len() {
+        let partial = partial_of(j);
+        spread[0] += partial * 0.0;
+        lanes[j - whole] = lanes[j - whole].min(partial);
+    }
+    if !(spread.iter().all(|v| *v == 0.0) && error.is_finite()) {
+        return 0.0;
+    }
+    lanes.sort_unstable_by(f32::total_cmp);
+    let limit = lanes[t];
+    // Every partial up to the limit, sixteen compared at a time (few pass).
+    let mut least = [(f32::INFINITY, u32::MAX); 4 * LANES];
+    let mut count = 0;
+    let mut spill: Vec<(f32, u32)> = Vec::new();
+    let mut take = |partial: f32, j: usize| {
+        if count < least.len() {
+            least[count] = (partial, j as u32);
+            count += 1;
+        } else {
+            spill.push((partial, j as u32));
+        }
+    };
+    for c in (0..whole).step_by(LANES) {
+        let (dots, c_norms) = (&dots[c..c + LANES], &c_norms[c..c + LANES]);
+        let mut any = false;
+        for lane in 0..LANES {
+            any |= c_norms[lane] - 2.0 * dots[lane] <= limit;
+        }
+        if any {
+            for lane in 0..LANES {
+                let partial = c_norms[lane] - 2.0 * dots[lane];
+                if partial <= limit {
+                    take(partial, c + lane);
+                }
+            }
+        }
+    }
+    for j in whole..dots.len() {
+        if partial_of(j) <= limit {
+            take(partial_of(j), j);
+        }
+    }
+    let least = if spill.is_empty() {
+        &mut least[..count]
+    } else {
+        spill.extend_from_slice(&least[..count]);
+        &mut spill[..]
+    };
+    least.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    for (n, &(_, j)) in nearest.iter_mut().zip(least.iter()) {
+        *n = j;
+    }
+    round_down(least[t].0 as f64 - error + x_sq)
 }
 
 /// One row of a block: its values, dot products, `‖x‖²` (a float32 sum), the error bound

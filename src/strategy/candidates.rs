@@ -1,0 +1,394 @@
+//! Bounds from each row's nearest centroids (several bounds a row, as in Drake and Hamerly's
+//! "Accelerated k-means with adaptive distance bounds", 2012, kept as a list instead). A
+//! full search keeps, per row, the few centroids of least computed distance and a lower
+//! bound on its distance to every other centroid. The rows are then laid out in runs by
+//! label (labels whose lists overlap share a run). Each pass first keeps unread the rows
+//! whose own distance's bound lies below their bound on every other centroid (Hamerly's
+//! test); it searches the others run by run against the union of their lists and the
+//! centroids that moved farthest since (which every run measures), on the kernel's products
+//! (from a copy of the kept rows laid out run by run, once most rows are searched). A row
+//! keeps the nearest of those when its distance lies below its bound less the farthest any
+//! centroid outside the run's set has moved since the bound was made; any other row is
+//! searched against every centroid (renewing its list and bound). So the labels are those
+//! of a dense pass.
+//!
+//! Where many centroids share one true cluster and many features blur Hamerly's single
+//! bound (`super::bounds`), a row's rivals are a handful of centroids: a run's union is a
+//! dozen or two, and most rows settle with a few per cent of a dense pass's products.
+
+use rayon::prelude::*;
+
+use super::bounds::{centroid_shifts, BoundedPass, Farthest};
+use super::host::{DensePass, HostPass};
+use crate::error::Result;
+use crate::kernel::{partial_error_bound, ClusterSums, KeptRows, Kernel};
+use crate::matrix::{row_sq_norms, MatRef, Points};
+use crate::monitor::{for_each_chunk, KeepGoing};
+use crate::scalar::Scalar;
+
+/// Centroids each row keeps from its last full search.
+const NEAREST: usize = 8;
+/// Centroids added a pass to those every row measures: the farthest movers.
+const FAR_STEP: usize = 8;
+/// At most this many such centroids; then the moves of the others loosen the bounds.
+const FAR_MOST: usize = 16;
+/// Fewest centroids a group is searched against (the cpu kernel's products need 16).
+const GROUP_MIN: usize = 16;
+/// When more than this share of the rows needs a full search, the next pass searches all.
+const FAIL_SHARE: f64 = 0.5;
+/// Dense passes before the first lists: centroids move far in a fit's first steps.
+const DENSE_FIRST: usize = 4;
+
+pub struct CandidatePass {
+    /// `n × NEAREST`: each row's centroids of least computed distance at its last full search.
+    nearest: Vec<u32>,
+    /// Lower bound (a distance) on each row's distance to any centroid not in its list, when
+    /// the list was made.
+    beyond: Vec<f64>,
+    /// Centroids every row measures (ascending): those that moved farthest since the lists.
+    far: Vec<u32>,
+    /// Per row, an upper bound on its distance to its own centroid and a lower bound on its
+    /// distance to every other (distances, loosened by the moves since the last pass): rows
+    /// with the first below the second keep their label unread.
+    own: Vec<f64>,
+    lower: Vec<f64>,
+    /// Each row's place in the copy of the kept rows.
+    position: Vec<usize>,
+    /// The labels the runs were laid out by.
+    laid_out: Option<Vec<u32>>,
+    /// Each row of the copy's row (`usize::MAX`: padding), and where each run starts there.
+    layout: (Vec<usize>, Vec<usize>),
+    /// The step at which each row's list and bound were made (counted from the last full
+    /// search of every row).
+    since: Vec<u32>,
+    /// Per step since then, how far each centroid has moved in all (a distance; the first
+    /// entry zeros): what loosens a bound made at that step.
+    paths: Vec<Vec<f64>>,
+    /// Whether the lists and bounds describe the current centroids.
+    valid: bool,
+    /// Dense passes left before the lists are made (the first passes move centroids most).
+    dense_left: usize,
+    /// Hamerly's bounds, where the kernel keeps no rows or gives no lists.
+    hamerly: Option<BoundedPass>,
+    /// The rows in runs (by their labels when the lists were made), each run searched
+    /// against its own centroids: the rows of run `g` are `members[starts[g]..starts[g + 1]]`.
+    members: Vec<usize>,
+    starts: Vec<usize>,
+    /// The kept rows copied run by run, each run from a whole tile (`RUN_ALIGN`), where the
+    /// kernel makes such a copy: runs read in place instead of gathered.
+    copy: Option<(KeptRows, Vec<usize>)>,
+}
+
+/// Rows a run of the copy starts at a multiple of (the cpu kernel's tiles).
+const RUN_ALIGN: usize = 32;
+/// Labels run together while their centroids number at most this (the cpu kernel's products
+/// take centroids 32 at a time).
+const BATCH_CENTROIDS: usize = 32;
+
+impl CandidatePass {
+    pub fn new(n: usize) -> Self {
+        Self {
+            nearest: vec![u32::MAX; n * NEAREST],
+            beyond: vec![0.0; n],
+            far: Vec::new(),
+            own: vec![f64::INFINITY; n],
+            lower: vec![0.0; n],
+            position: Vec::new(),
+            laid_out: None,
+            layout: (Vec::new(), Vec::new()),
+            since: vec![0; n],
+            paths: Vec::new(),
+            valid: false,
+            dense_left: DENSE_FIRST,
+            hamerly: None,
+            members: Vec::new(),
+            starts: Vec::new(),
+            copy: None,
+        }
+    }
+
+    /// Hamerly's bounds from here on (chosen as `algorithm="auto"` chooses them).
+    fn hamerly(&mut self) -> &mut BoundedPass {
+        let n = self.beyond.len();
+        (self.nearest, self.members, self.starts, self.copy, self.laid_out) =
+            (Vec::new(), Vec::new(), Vec::new(), None, None);
+        self.layout = (Vec::new(), Vec::new());
+        self.hamerly.get_or_insert_with(|| BoundedPass::chosen(n))
+    }
+
+    /// A full search of every row that makes the lists; false where the kernel gives none.
+    #[allow(clippy::too_many_arguments)]
+    fn make<T: Scalar>(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        kept: &KeptRows,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<bool> {
+        let (x, norms, n) = (points.x, points.x_sq_norms, points.rows());
+        let (mut beyond, mut second) = (vec![T::zero(); n], vec![T::zero(); n]);
+        let mut given = true;
+        let step = kernel.rows_per_check(centroids.rows(), x.cols()).min(n).next_multiple_of(64);
+        for_each_chunk(n, step, keep_going, |start, end| {
+            if given {
+                let nearest = &mut self.nearest[start * NEAREST..end * NEAREST];
+                let lists = (nearest, &mut beyond[start..end], &mut second[start..end]);
+                given = kernel.assign_nearest_labels(
+                    x.slice_rows(start, end),
+                    &norms[start..end],
+                    None,
+                    Some((kept, start)),
+                    centroids,
+                    &mut labels[start..end],
+                    &mut distances[start..end],
+                    lists,
+                )?;
+            }
+            Ok(())
+        })?;
+        if given {
+            // The runs stay while most rows keep the label they were laid out by (a run's
+            // centroids are its rows' lists, whatever their labels).
+            let stale = match &self.laid_out {
+                Some(then) => then.iter().zip(labels.iter()).filter(|(a, b)| a != b).count() * 5 > n,
+                None => true,
+            };
+            if stale {
+                self.regroup(labels, centroids.rows());
+            }
+            self.beyond.par_iter_mut().zip(&beyond).for_each(|(b, &sq)| *b = sq.as_f64().max(0.0).sqrt());
+            self.since.fill(0);
+            // Hamerly's test from the search's own bounds.
+            let slack = Slack::of(centroids, x.cols());
+            (self.own.par_iter_mut().enumerate()).for_each(|(i, own)| *own = slack.raised(distances[i], norms[i]));
+            self.lower.par_iter_mut().zip(&second).for_each(|(lower, &sq)| *lower = sq.as_f64().max(0.0).sqrt());
+            self.paths = vec![vec![0.0; centroids.rows()]];
+            self.far.clear();
+            self.valid = true;
+        }
+        Ok(given)
+    }
+
+    /// Runs of the rows by label, and the kept rows copied run by run where the kernel can.
+    fn regroup(&mut self, labels: &[u32], k: usize) {
+        let mut by_label = vec![0usize; k + 1];
+        for &label in labels {
+            by_label[label as usize + 1] += 1;
+        }
+        for j in 0..k {
+            by_label[j + 1] += by_label[j];
+        }
+        let mut rows = vec![0usize; labels.len()];
+        let mut next = by_label.clone();
+        for (i, &label) in labels.iter().enumerate() {
+            rows[next[label as usize]] = i;
+            next[label as usize] += 1;
+        }
+        // Each label's centroids: its rows' lists.
+        let nearest = &self.nearest;
+        let sets: Vec<Vec<u32>> = (0..k)
+            .into_par_iter()
+            .map(|a| {
+                let listed =
+                    rows[by_label[a]..by_label[a + 1]].iter().flat_map(|&i| &nearest[i * NEAREST..(i + 1) * NEAREST]);
+                let mut set: Vec<u32> = listed.copied().filter(|&j| (j as usize) < k).collect();
+                set.sort_unstable();
+                set.dedup();
+                set
+            })
+            .collect();
+        // Labels whose sets overlap run together while their union stays within a batch (one
+        // kernel call for them): a label's rivals first.
+        let mut taken = vec![false; k];
+        let (mut members, mut starts, mut order, mut firsts) = (Vec::new(), vec![0], Vec::new(), Vec::new());
+        for a in 0..k {
+            if taken[a] || by_label[a + 1] == by_label[a] {
+                continue;
+            }
+            let mut union = sets[a].clone();
+            let mut batch = vec![a];
+            taken[a] = true;
+            let mut at = 0;
+            while at < union.len() {
+                let b = union[at] as usize;
+                at += 1;
+                if taken[b] || by_label[b + 1] == by_label[b] {
+                    continue;
+                }
+                let mut joined: Vec<u32> = union.iter().chain(&sets[b]).copied().collect();
+                joined.sort_unstable();
+                joined.dedup();
+                if joined.len() <= BATCH_CENTROIDS {
+                    (union, at) = (joined, 0);
+                    taken[b] = true;
+                    batch.push(b);
+                }
+            }
+            // Each batch from a whole tile of the copy, padded with rows of zeros.
+            firsts.push(order.len());
+            for &label in &batch {
+                members.extend_from_slice(&rows[by_label[label]..by_label[label + 1]]);
+                order.extend_from_slice(&rows[by_label[label]..by_label[label + 1]]);
+            }
+            starts.push(members.len());
+            order.resize(order.len().next_multiple_of(RUN_ALIGN), usize::MAX);
+        }
+        self.copy = None;
+        self.position = vec![0; labels.len()];
+        for (p, &i) in order.iter().enumerate().filter(|(_, &i)| i != usize::MAX) {
+            self.position[i] = p;
+        }
+        (self.members, self.starts, self.layout) = (members, starts, (order, firsts));
+        self.laid_out = Some(labels.to_vec());
+    }
+
+    /// The kept rows copied run by run (`layout`), where the kernel makes such a copy.
+    fn copy_runs<T: Scalar>(&mut self, kernel: &dyn Kernel<T>, kept: &KeptRows) {
+        let (order, firsts) = &self.layout;
+        self.copy = kernel.reorder_kept(kept, order).map(|copy| (copy, firsts.clone()));
+    }
+}
+
+impl CandidatePass {
+    /// The share of rows sure to settle among their own lists: their own distance's bound
+    /// below their lists' bound less the farthest move since among the centroids other than
+    /// the far movers (a run's test leaves out the moves of its own centroids too).
+    fn settling_share(&self) -> f64 {
+        let Some(now) = self.paths.last() else {
+            return 0.0;
+        };
+        let moved: Vec<f64> = (self.paths.iter())
+            .map(|then| {
+                let outside = (0..now.len()).filter(|j| self.far.binary_search(&(*j as u32)).is_err());
+                outside.fold(0.0f64, |m, j| m.max(now[j] - then[j]))
+            })
+            .collect();
+        let settling = (self.own.par_iter().zip(&self.beyond).zip(&self.since))
+            .filter(|((own, beyond), since)| **own < **beyond - moved[**since as usize])
+            .count();
+        settling as f64 / self.own.len().max(1) as f64
+    }
+}
+
+/// Rounding in a pass's distances, which are upper bounds only up to their rounding to the
+/// float type: each row's own distance bound is raised by it (the margin the bounded passes
+/// of `super::bounds` take).
+struct Slack {
+    error: f64,
+    c_norm_max: f64,
+}
+
+impl Slack {
+    fn of<T: Scalar>(centroids: MatRef<'_, T>, d: usize) -> Self {
+        let c_norm_max = row_sq_norms(centroids).iter().fold(0.0f64, |m, v| m.max(v.as_f64()));
+        Self { error: partial_error_bound::<T>(d), c_norm_max }
+    }
+
+    /// A distance (not squared) at least the row's, from its squared distance `upper`.
+    fn raised<T: Scalar>(&self, upper: T, x_sq_norm: T) -> f64 {
+        (upper.as_f64() + self.error * (x_sq_norm.as_f64() + 2.0 * self.c_norm_max)).max(0.0).sqrt()
+    }
+}
+
+mod search;
+
+impl<T: Scalar> HostPass<T> for CandidatePass {
+    fn assign_sum(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<ClusterSums> {
+        // Passes that sum every row read it anyway: Hamerly's bounds, from its own distance.
+        self.hamerly().assign_sum(kernel, points, centroids, labels, distances, keep_going)
+    }
+
+    fn assign_measure(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        kept: Option<&KeptRows>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<()> {
+        let kept = match (self.hamerly.is_some(), kept) {
+            (false, Some(kept)) => kept,
+            _ => return self.hamerly().assign_measure(kernel, points, kept, centroids, labels, distances, keep_going),
+        };
+        if self.dense_left > 0 {
+            self.dense_left -= 1;
+            return DensePass.assign_measure(kernel, points, Some(kept), centroids, labels, distances, keep_going);
+        }
+        if self.valid && self.settling_share() < 1.0 - FAIL_SHARE {
+            // Most rows would fail the lists' test: searching all rows again costs less.
+            self.valid = false;
+        }
+        if self.valid {
+            return self.search(kernel, points, kept, centroids, labels, distances, keep_going);
+        }
+        if !self.make(kernel, points, kept, centroids, labels, distances, keep_going)? {
+            log::debug!("the kernel gives no lists of nearest centroids: Hamerly's bounds");
+            let hamerly = self.hamerly();
+            return hamerly.assign_measure(kernel, points, Some(kept), centroids, labels, distances, keep_going);
+        }
+        log::debug!("each row's {NEAREST} nearest centroids listed");
+        Ok(())
+    }
+
+    fn assign(
+        &mut self,
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        kept: Option<&KeptRows>,
+        centroids: MatRef<'_, T>,
+        labels: &mut [u32],
+        distances: &mut [T],
+        keep_going: KeepGoing<'_>,
+    ) -> Result<()> {
+        if let Some(hamerly) = self.hamerly.as_mut() {
+            return hamerly.assign(kernel, points, kept, centroids, labels, distances, keep_going);
+        }
+        match kept {
+            Some(kept) if self.valid => self.search(kernel, points, kept, centroids, labels, distances, keep_going),
+            _ => DensePass.assign(kernel, points, kept, centroids, labels, distances, keep_going),
+        }
+    }
+
+    fn moved(&mut self, old: &[T], new: &[T], d: usize, labels: &[u32]) {
+        if let Some(hamerly) = self.hamerly.as_mut() {
+            return HostPass::<T>::moved(hamerly, old, new, d, labels);
+        }
+        if !self.valid {
+            return;
+        }
+        let shifts = centroid_shifts(old, new, d);
+        // The farthest movers join the centroids every row measures, while there is room.
+        let mut movers: Vec<u32> = (0..shifts.len() as u32)
+            .filter(|j| shifts[*j as usize] > 0.0 && self.far.binary_search(j).is_err())
+            .collect();
+        movers.sort_unstable_by(|a, b| shifts[*b as usize].total_cmp(&shifts[*a as usize]));
+        let room = FAR_MOST.saturating_sub(self.far.len()).min(FAR_STEP);
+        self.far.extend(movers.iter().take(room));
+        self.far.sort_unstable();
+        let farthest = Farthest::of(&shifts);
+        (self.own.par_iter_mut().zip(self.lower.par_iter_mut()).zip(labels.par_iter())).for_each(
+            |((own, lower), &label)| {
+                *own += shifts[label as usize] * (1.0 + 1e-9);
+                *lower = (*lower - farthest.other_than(label) * (1.0 + 1e-9)).max(0.0);
+            },
+        );
+        let paths: Vec<f64> = self
+            .paths
+            .last()
+            .map_or(shifts.clone(), |last| last.iter().zip(&shifts).map(|(path, shift)| path + shift).collect());
+        self.paths.push(paths);
+    }
+}
