@@ -210,10 +210,10 @@ def test_an_exception_in_the_log_bridge_ends_the_fit_as_it_is(backend, entry):
 
 def test_lists_of_nearest_centroids_give_the_dense_labels_on_wide_rows(caplog):
     """The default on wide rows with many rows per centroid (lists of each row's nearest
-    centroids, rows laid out by label, Hamerly's test first) gives 'lloyd''s labels,
-    centroids and iterations at every stopping point: a mixture of C's shape with as many
-    true centres as centroids, uneven sizes and spreads (many near ties, relocated clusters),
-    where a run of rows once searched centroids short of its rows' own lists."""
+    centroids, rows taken in runs by label, Hamerly's test first) gives 'lloyd''s labels,
+    centroids and iterations at two stopping points: `benchmarks/bench.py`'s Dirichlet
+    mixture of C's shape (as many true centres as centroids, uneven sizes and spreads: many
+    near ties)."""
     rng = np.random.default_rng(0)
     n, d, k = 100_000, 768, 500
     means = rng.normal(scale=1.0, size=(k, d)).astype(np.float32)

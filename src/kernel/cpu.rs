@@ -5,7 +5,7 @@ use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::simd::{self, Dots};
-use super::{At, ClusterSums, KeptRows, Kernel, SeedingScreen};
+use super::{ClusterSums, KeptRows, Kernel, SeedingScreen};
 use crate::error::Result;
 use crate::matrix::{exact_sq_distance, row_sq_norms, MatRef};
 use crate::scalar::Scalar;
@@ -321,25 +321,15 @@ fn on_simd_kernels<T: Scalar>(
         Which::All => simd::Rows::All(rows),
         Which::Listed(listed, kept) => simd::Rows::Listed(rows, listed, kept),
         Which::Kept(kept, first) => simd::Rows::Kept(rows, kept, first),
-        Which::Reordered(listed, kept, first) => simd::Rows::Reordered(rows, listed, kept, first),
-        Which::ReorderedListed(listed, positions, kept) => simd::Rows::ReorderedListed(rows, listed, positions, kept),
     };
     simd::assign_rows(kind, rows, norms, centres, labels, distances, extra, measure);
     true
 }
 
-/// A copy of the kept rows in another order (`Kernel::reorder_kept`): a type of its own, so
-/// that it is never read as the rows in their own order.
-struct Reordered(simd::RoundedRows);
-
 /// Which rows of `x` an assignment on the SIMD kernels takes, and from where (see
 /// [`simd::Rows`]).
 enum Which<'a> {
     All,
-    /// Listed rows whose words are rows `first..` of a reordered copy.
-    Reordered(&'a [usize], &'a simd::RoundedRows, usize),
-    /// Listed rows whose words are the rows `positions` of a reordered copy.
-    ReorderedListed(&'a [usize], &'a [usize], &'a simd::RoundedRows),
     /// Listed rows, from the rows the kernel kept (every row of `x`) where given.
     Listed(&'a [usize], Option<&'a simd::RoundedRows>),
     Kept(&'a simd::RoundedRows, usize),
@@ -566,35 +556,6 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
             None => Which::of(kept),
         };
         let extra = Extra::Nearest { t, nearest, beyond, second };
-        Ok(on_simd_kernels(x, x_sq_norms, which, centroids, labels, distances, extra, false))
-    }
-
-    fn reorder_kept(&self, kept: &KeptRows, order: &[usize]) -> Option<KeptRows> {
-        kept.get::<simd::RoundedRows>()?.reordered(order).map(|copy| KeptRows::new(Reordered(copy)))
-    }
-
-    fn assign_reordered_labels(
-        &self,
-        x: MatRef<'_, T>,
-        x_sq_norms: &[T],
-        rows: &[usize],
-        (reordered, at): (&KeptRows, At<'_>),
-        centroids: MatRef<'_, T>,
-        labels: &mut [u32],
-        distances: &mut [T],
-        second: &mut [T],
-    ) -> Result<bool> {
-        let Some(Reordered(copy)) = reordered.get::<Reordered>() else {
-            return Ok(false);
-        };
-        let which = match at {
-            At::Run(first) if copy.serves_listed_of(first, rows.len(), x.cols()) => Which::Reordered(rows, copy, first),
-            At::Positions(positions) if copy.serves_positions(positions, rows.len(), x.cols()) => {
-                Which::ReorderedListed(rows, positions, copy)
-            }
-            _ => return Ok(false),
-        };
-        let extra = Extra::RunnerUp(second);
         Ok(on_simd_kernels(x, x_sq_norms, which, centroids, labels, distances, extra, false))
     }
 

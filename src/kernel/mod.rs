@@ -170,32 +170,6 @@ pub trait Kernel<T: Scalar>: Sync {
         assign_top2_of_gathered(self, x, x_sq_norms, rows, centroids, labels, distances, second)
     }
 
-    /// The rows this kernel kept ([`keep_rows`](Kernel::keep_rows)) copied in the order
-    /// `order` (row `p` of the copy is row `order[p]`; `usize::MAX`: a row of padding), for
-    /// [`assign_reordered_labels`](Kernel::assign_reordered_labels). `None` where it keeps none.
-    fn reorder_kept(&self, _kept: &KeptRows, _order: &[usize]) -> Option<KeptRows> {
-        None
-    }
-
-    /// [`assign_top2_rows_labels`](Kernel::assign_top2_rows_labels) of the listed rows
-    /// `rows` of `x`, whose words are rows of `reordered` (a copy by
-    /// [`reorder_kept`](Kernel::reorder_kept)) where `at` says. False where the kernel cannot
-    /// (nothing is written).
-    #[allow(clippy::too_many_arguments)]
-    fn assign_reordered_labels(
-        &self,
-        _x: MatRef<'_, T>,
-        _x_sq_norms: &[T],
-        _rows: &[usize],
-        _reordered: (&KeptRows, At<'_>),
-        _centroids: MatRef<'_, T>,
-        _labels: &mut [u32],
-        _distances: &mut [T],
-        _second: &mut [T],
-    ) -> Result<bool> {
-        Ok(false)
-    }
-
     /// Labels (as [`assign_labels`](Kernel::assign_labels) gives them, distances only upper
     /// bounds within the kernel's error bound) of the rows `rows` of `x` (every row where
     /// `None`), read from the rows the kernel kept where `kept` gives them (`kept`: the rows
@@ -473,15 +447,6 @@ pub fn partial_error_bound<T: Scalar>(d: usize) -> f64 {
 /// float32 first: each coordinate is rounded once more (four units more).
 pub fn centred_f32_error_bound(d: usize) -> f64 {
     partial_error_bound::<f32>(d) + 4.0 * f32::EPSILON as f64 / 2.0
-}
-
-/// Where listed rows lie in a reordered copy of the kept rows ([`Kernel::reorder_kept`]).
-#[derive(Debug, Clone, Copy)]
-pub enum At<'a> {
-    /// One after another from this row of the copy (a multiple of 32), read in place.
-    Run(usize),
-    /// At these rows of the copy, one per listed row, gathered.
-    Positions(&'a [usize]),
 }
 
 /// Rows a kernel kept of a matrix ([`Kernel::keep_rows`]), in whatever form it reads them.

@@ -242,13 +242,6 @@ pub enum Rows<'a> {
     /// Every row of the matrix, whose rounded words are those of rows `first..` of `kept`
     /// (where they serve the kind; else the rows are rounded as ever).
     Kept(MatRef<'a, f32>, &'a RoundedRows, usize),
-    /// The listed rows of the matrix, whose rounded words are those of rows `first..` of
-    /// `kept`, a copy of the rows in another order ([`RoundedRows::reordered`]): read in
-    /// place, as `Kept` reads them; the rows themselves only for near ties.
-    Reordered(MatRef<'a, f32>, &'a [usize], &'a RoundedRows, usize),
-    /// The listed rows of the matrix, whose rounded words are the rows `positions` (one per
-    /// listed row) of `kept`, a copy in another order: gathered from there.
-    ReorderedListed(MatRef<'a, f32>, &'a [usize], &'a [usize], &'a RoundedRows),
 }
 
 /// [`assign`] of the rows `rows` says. Without `measure`, a row whose best centroid the error
@@ -272,24 +265,6 @@ pub fn assign_rows(
             (x, Some(listed), kept.filter(|kept| kept.serves(kind, 0, x)).map(|kept| (kept, 0)))
         }
         Rows::Kept(x, kept, first) => (x, None, kept.serves(kind, first, x).then_some((kept, first))),
-        Rows::Reordered(x, listed, kept, first) => {
-            assert!(kept.serves_listed(kind, first, listed.len(), x.cols()), "reordered rows the kind reads");
-            (x, Some(listed), Some((kept, first)))
-        }
-        Rows::ReorderedListed(x, listed, positions, kept) => {
-            let within = positions.iter().all(|&p| p < kept.norms.rounded.len());
-            assert!(within && kept.serves_listed(kind, 0, 0, x.cols()), "reordered rows the kind reads");
-            (x, Some(listed), Some((kept, 0)))
-        }
-    };
-    let reordered = matches!(rows, Rows::Reordered(..));
-    // Where listed rows' words are gathered from: their own places, or their positions.
-    let gathered_at = match rows {
-        Rows::ReorderedListed(_, listed, positions, _) => {
-            assert_eq!(listed.len(), positions.len(), "a position per listed row");
-            positions
-        }
-        _ => subset.unwrap_or(&[]),
     };
     assert!(kind.supported(), "{kind:?} kernels on a CPU without them");
     assert_eq!(labels.len(), subset.map_or(x.rows(), <[usize]>::len), "one label per row assigned");
@@ -317,8 +292,7 @@ pub fn assign_rows(
             .map(|((nearest, beyond), second)| Extra::Nearest { t, nearest, beyond, second })
             .collect(),
     };
-    let in_place = kept.is_some() && (subset.is_none() || reordered);
-    let words_per_block = if kind == Dots::F32 || in_place { 0 } else { block * depth };
+    let words_per_block = if kind == Dots::F32 || (kept.is_some() && subset.is_none()) { 0 } else { block * depth };
     let copied_per_block = match (subset, kept) {
         (Some(_), None) => block,
         _ => 0,
@@ -368,15 +342,8 @@ pub fn assign_rows(
                         (as_words(rows.as_slice()), &made.rounded, &made.residual)
                     }
                     (Dots::F32, _, Source::Listed(..)) => unreachable!("float32 rows keep no copy"),
-                    // Reordered rows' words in place, as below.
-                    (_, Some((kept, first)), Source::Listed(..)) if reordered => {
-                        let at = first + start;
-                        let a = &kept.words[at * depth..(at + tiled) * depth];
-                        (a, &kept.norms.rounded[at..at + m], &kept.norms.residual[at..at + m])
-                    }
                     // Listed rows' rounded words gathered from the kept copy, tile by tile.
-                    (_, Some((kept, _)), Source::Listed(..)) => {
-                        let listed = &gathered_at[start..start + m];
+                    (_, Some((kept, _)), Source::Listed(_, listed)) => {
                         made = kept.gather(listed, depth, &mut words[..tiled * depth]);
                         (&words[..tiled * depth], &made.rounded, &made.residual)
                     }
@@ -415,18 +382,6 @@ pub fn assign_rows(
                 unsafe { settle_block(&block, &packed.c_norms, centroids, &bound, labels, distances, extra, measure) };
             },
         );
-}
-
-/// Asks for the cache line of `words[0]` (into the second-level cache), where the CPU can.
-#[inline(always)]
-fn prefetch(words: &[u32]) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch reads nothing architecturally; the address lies within `words`.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(words.as_ptr().cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = words;
 }
 
 /// Words as their bytes.

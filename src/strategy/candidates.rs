@@ -1,16 +1,15 @@
 //! Bounds from each row's nearest centroids (several bounds a row, as in Drake and Hamerly's
 //! "Accelerated k-means with adaptive distance bounds", 2012, kept as a list instead). A
 //! full search keeps, per row, the few centroids of least computed distance and a lower
-//! bound on its distance to every other centroid. The rows are then laid out in runs by
-//! label (labels whose lists overlap share a run). Each pass first keeps unread the rows
-//! whose own distance's bound lies below their bound on every other centroid (Hamerly's
-//! test); it searches the others run by run against the union of their lists and the
-//! centroids that moved farthest since (which every run measures), on the kernel's products
-//! (from a copy of the kept rows laid out run by run, once most rows are searched). A row
-//! keeps the nearest of those when its distance lies below its bound less the farthest any
-//! centroid outside the run's set has moved since the bound was made; any other row is
-//! searched against every centroid (renewing its list and bound). So the labels are those
-//! of a dense pass.
+//! bound on its distance to every other centroid. The rows are then taken in runs by label
+//! (labels whose lists overlap share a run). Each pass first keeps unread the rows whose own
+//! distance's bound lies below their bound on every other centroid (Hamerly's test); it
+//! searches the others run by run against the union of their lists and the centroids that
+//! moved farthest since (which every run measures), on the kernel's products from the rows
+//! it kept. A row keeps the nearest of those when its distance lies below its bound less the
+//! farthest any centroid outside the run's set has moved since the bound was made; any other
+//! row is searched against every centroid (renewing its list and bound). So the labels are
+//! those of a dense pass.
 //!
 //! Where many centroids share one true cluster and many features blur Hamerly's single
 //! bound (`super::bounds`), a row's rivals are a handful of centroids: a run's union is a
@@ -52,12 +51,8 @@ pub struct CandidatePass {
     /// with the first below the second keep their label unread.
     own: Vec<f64>,
     lower: Vec<f64>,
-    /// Each row's place in the copy of the kept rows.
-    position: Vec<usize>,
     /// The labels the runs were laid out by.
     laid_out: Option<Vec<u32>>,
-    /// Each row of the copy's row (`usize::MAX`: padding), and where each run starts there.
-    layout: (Vec<usize>, Vec<usize>),
     /// The step at which each row's list and bound were made (counted from the last full
     /// search of every row).
     since: Vec<u32>,
@@ -74,13 +69,8 @@ pub struct CandidatePass {
     /// against its own centroids: the rows of run `g` are `members[starts[g]..starts[g + 1]]`.
     members: Vec<usize>,
     starts: Vec<usize>,
-    /// The kept rows copied run by run, each run from a whole tile (`RUN_ALIGN`), where the
-    /// kernel makes such a copy: runs read in place instead of gathered.
-    copy: Option<(KeptRows, Vec<usize>)>,
 }
 
-/// Rows a run of the copy starts at a multiple of (the cpu kernel's tiles).
-const RUN_ALIGN: usize = 32;
 /// Labels run together while their centroids number at most this (the cpu kernel's products
 /// take centroids 32 at a time).
 const BATCH_CENTROIDS: usize = 32;
@@ -93,9 +83,7 @@ impl CandidatePass {
             far: Vec::new(),
             own: vec![f64::INFINITY; n],
             lower: vec![0.0; n],
-            position: Vec::new(),
             laid_out: None,
-            layout: (Vec::new(), Vec::new()),
             since: vec![0; n],
             paths: Vec::new(),
             valid: false,
@@ -103,16 +91,13 @@ impl CandidatePass {
             hamerly: None,
             members: Vec::new(),
             starts: Vec::new(),
-            copy: None,
         }
     }
 
     /// Hamerly's bounds from here on (chosen as `algorithm="auto"` chooses them).
     fn hamerly(&mut self) -> &mut BoundedPass {
         let n = self.beyond.len();
-        (self.nearest, self.members, self.starts, self.copy, self.laid_out) =
-            (Vec::new(), Vec::new(), Vec::new(), None, None);
-        self.layout = (Vec::new(), Vec::new());
+        (self.nearest, self.members, self.starts, self.laid_out) = (Vec::new(), Vec::new(), Vec::new(), None);
         self.hamerly.get_or_insert_with(|| BoundedPass::chosen(n))
     }
 
@@ -203,7 +188,7 @@ impl CandidatePass {
         // Labels whose sets overlap run together while their union stays within a batch (one
         // kernel call for them): a label's rivals first.
         let mut taken = vec![false; k];
-        let (mut members, mut starts, mut order, mut firsts) = (Vec::new(), vec![0], Vec::new(), Vec::new());
+        let (mut members, mut starts) = (Vec::new(), vec![0]);
         for a in 0..k {
             if taken[a] || by_label[a + 1] == by_label[a] {
                 continue;
@@ -227,28 +212,13 @@ impl CandidatePass {
                     batch.push(b);
                 }
             }
-            // Each batch from a whole tile of the copy, padded with rows of zeros.
-            firsts.push(order.len());
             for &label in &batch {
                 members.extend_from_slice(&rows[by_label[label]..by_label[label + 1]]);
-                order.extend_from_slice(&rows[by_label[label]..by_label[label + 1]]);
             }
             starts.push(members.len());
-            order.resize(order.len().next_multiple_of(RUN_ALIGN), usize::MAX);
         }
-        self.copy = None;
-        self.position = vec![0; labels.len()];
-        for (p, &i) in order.iter().enumerate().filter(|(_, &i)| i != usize::MAX) {
-            self.position[i] = p;
-        }
-        (self.members, self.starts, self.layout) = (members, starts, (order, firsts));
+        (self.members, self.starts) = (members, starts);
         self.laid_out = Some(labels.to_vec());
-    }
-
-    /// The kept rows copied run by run (`layout`), where the kernel makes such a copy.
-    fn copy_runs<T: Scalar>(&mut self, kernel: &dyn Kernel<T>, kept: &KeptRows) {
-        let (order, firsts) = &self.layout;
-        self.copy = kernel.reorder_kept(kept, order).map(|copy| (copy, firsts.clone()));
     }
 }
 

@@ -7,9 +7,6 @@ use rayon::prelude::*;
 use super::{inflation, round_rows, row_words, Dots, RowNorms, LANES};
 use crate::matrix::MatRef;
 
-/// Rows ahead whose kept words a gather asks for.
-const GATHER_AHEAD: usize = 4;
-
 /// Rows per piece of [`RoundedRows`]: whole tiles of every kind.
 const PIECE_ROWS: usize = 64;
 
@@ -120,14 +117,6 @@ impl RoundedRows {
     pub(super) fn gather(&self, listed: &[usize], depth: usize, words: &mut [u32]) -> RowNorms {
         let tiles = self.kind == Dots::Amx;
         for (r, &i) in listed.iter().enumerate() {
-            // Rows listed out of order are read from memory line by line: a few rows ahead
-            // are asked for, so that their reads overlap.
-            if let Some(&ahead) = listed.get(r + GATHER_AHEAD) {
-                let (from, from_stride) = row_words(ahead, depth, tiles);
-                for chunk in 0..depth.div_ceil(LANES) {
-                    super::prefetch(&self.words[(from + chunk * from_stride).min(self.words.len() - 1)..]);
-                }
-            }
             let ((from, from_stride), (to, to_stride)) = (row_words(i, depth, tiles), row_words(r, depth, tiles));
             if tiles {
                 // Tiles take whole chunks of 16 words (`Layout::depth`).
@@ -143,70 +132,6 @@ impl RoundedRows {
             rounded: listed.iter().map(|&i| self.norms.rounded[i]).collect(),
             residual: listed.iter().map(|&i| self.norms.residual[i]).collect(),
         }
-    }
-
-    /// Whether rows `first..first + count` kept here can stand for listed rows of `cols`
-    /// features in a pass of `kind` (the caller vouches that they are those rows).
-    pub(super) fn serves_listed(&self, kind: Dots, first: usize, count: usize, cols: usize) -> bool {
-        let layout = kind.layout(cols);
-        self.kind == kind
-            && self.cols == cols
-            && first.is_multiple_of(layout.rows)
-            && (first + count.next_multiple_of(layout.rows)) * layout.depth <= self.words.len()
-    }
-
-    /// [`RoundedRows::serves_listed`] for the kind these rows were kept for.
-    pub fn serves_listed_of(&self, first: usize, count: usize, cols: usize) -> bool {
-        self.serves_listed(self.kind, first, count, cols)
-    }
-
-    /// Whether the rows `positions` kept here can stand for `count` listed rows of `cols`
-    /// features, gathered, in a pass of the kind they were kept for.
-    pub fn serves_positions(&self, positions: &[usize], count: usize, cols: usize) -> bool {
-        let n = self.norms.rounded.len();
-        self.cols == cols && positions.len() == count && positions.iter().all(|&p| p < n)
-    }
-
-    /// The kept rows in the order `order` (row `p` of the copy is row `order[p]` here, or
-    /// zeros where `order[p]` is `usize::MAX`: padding, so that runs of rows can start at
-    /// whole tiles), with their norms' bounds; `None` past the kept rows.
-    pub fn reordered(&self, order: &[usize]) -> Option<Self> {
-        let n = self.norms.rounded.len();
-        if order.iter().any(|&i| i != usize::MAX && i >= n) {
-            return None;
-        }
-        let depth = self.kind.layout(self.cols).depth;
-        let tiles = self.kind == Dots::Amx;
-        let len = order.len().next_multiple_of(PIECE_ROWS) * depth;
-        // Ordinary pages: this copy is made afresh as a fit goes, where first writes to fresh huge
-        // pages cost several times more (measured: 190–310 ms against 70 ms on C).
-        let mut words = Vec::with_capacity(len);
-        let pieces: Vec<RowNorms> = words.spare_capacity_mut()[..len]
-            .par_chunks_mut((PIECE_ROWS * depth).max(1))
-            .enumerate()
-            .map(|(p, words)| {
-                let words = crate::pages::zeroed(words);
-                let listed = &order[(p * PIECE_ROWS).min(order.len())..((p + 1) * PIECE_ROWS).min(order.len())];
-                let (mut rounded, mut residual) = (vec![0.0; listed.len()], vec![0.0; listed.len()]);
-                for (r, &i) in listed.iter().enumerate() {
-                    if i == usize::MAX {
-                        continue;
-                    }
-                    let ((from, from_stride), (to, to_stride)) =
-                        (row_words(i, depth, tiles), row_words(r, depth, tiles));
-                    for chunk in 0..depth.div_ceil(LANES) {
-                        let (from, to) = (from + chunk * from_stride, to + chunk * to_stride);
-                        let width = LANES.min(depth - chunk * LANES);
-                        words[to..to + width].copy_from_slice(&self.words[from..from + width]);
-                    }
-                    (rounded[r], residual[r]) = (self.norms.rounded[i], self.norms.residual[i]);
-                }
-                RowNorms { rounded, residual }
-            })
-            .collect();
-        // SAFETY: the pieces cover `len` words, each zeroed before it was written.
-        unsafe { words.set_len(len) };
-        Some(Self { kind: self.kind, cols: self.cols, words, norms: RowNorms::joined(&pieces) })
     }
 
     /// Whether the rows `first..first + rows.rows()` kept here can stand for `rows` in a pass

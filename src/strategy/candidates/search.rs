@@ -5,15 +5,13 @@ use rayon::prelude::*;
 
 use super::{CandidatePass, Slack, FAIL_SHARE, GROUP_MIN, NEAREST};
 use crate::error::Result;
-use crate::kernel::{At, KeptRows, Kernel};
+use crate::kernel::{KeptRows, Kernel};
 use crate::matrix::{MatRef, Points};
 use crate::monitor::{for_each_chunk, KeepGoing};
 use crate::scalar::Scalar;
 
-/// One run's rows to search (all of them: `whole`) and its centroids.
+/// One run's rows to search and its centroids.
 struct Group {
-    run: usize,
-    whole: bool,
     rows: Vec<usize>,
     set: Vec<u32>,
 }
@@ -47,12 +45,6 @@ impl CandidatePass {
         // its label unread (Hamerly's test); the others are searched.
         let (own, lower) = (&self.own, &self.lower);
         let sure: Vec<bool> = (own.par_iter().zip(lower.par_iter())).map(|(own, lower)| own < lower).collect();
-        // The rows are copied run by run (read in place instead of gathered) once most are to
-        // be searched (the copy costs about a pass of its own).
-        let unsure = sure.iter().filter(|&&sure| !sure).count();
-        if self.copy.is_none() && 4 * unsure > 3 * n {
-            self.copy_runs(kernel, kept);
-        }
         let (nearest, far, members, starts) = (&self.nearest, &self.far, &self.members, &self.starts);
         // Each run's rows to search, and its centroids: the rows' lists and the far movers
         // (ascending, so that ties go to the lowest index as in a dense pass), at least
@@ -65,8 +57,6 @@ impl CandidatePass {
                 if rows.is_empty() {
                     return None;
                 }
-                // Nearly all the run: read in place, every row searched.
-                let rows = if 8 * rows.len() > 7 * run.len() { run.to_vec() } else { rows };
                 let listed = rows.iter().flat_map(|&i| nearest[i * NEAREST..(i + 1) * NEAREST].iter().copied());
                 let mut set: Vec<u32> = listed.chain(far.iter().copied()).filter(|&j| (j as usize) < k).collect();
                 set.sort_unstable();
@@ -75,10 +65,9 @@ impl CandidatePass {
                 let extra: Vec<u32> = (0..k as u32).filter(|j| set.binary_search(j).is_err()).take(wanted).collect();
                 set.extend(extra);
                 set.sort_unstable();
-                Some(Group { run: g, whole: rows.len() == run.len(), rows, set })
+                Some(Group { rows, set })
             })
             .collect();
-        let (copy, position) = (self.copy.as_ref(), &self.position);
         let searched: Vec<Found<T>> = groups
             .par_iter()
             .map(|group| {
@@ -87,32 +76,16 @@ impl CandidatePass {
                 let subset = MatRef::new(&values, set.len(), d)?;
                 let m = rows.len();
                 let (mut found, mut upper, mut second) = (vec![0u32; m], vec![T::zero(); m], vec![T::zero(); m]);
-                let positions: Vec<usize>;
-                let in_place = match copy {
-                    Some((copy, firsts)) => {
-                        let at = if group.whole {
-                            At::Run(firsts[group.run])
-                        } else {
-                            positions = rows.iter().map(|&i| position[i]).collect();
-                            At::Positions(&positions)
-                        };
-                        let out = (&mut found[..], &mut upper[..], &mut second[..]);
-                        kernel.assign_reordered_labels(x, norms, rows, (copy, at), subset, out.0, out.1, out.2)?
-                    }
-                    None => false,
-                };
-                if !in_place {
-                    kernel.assign_top2_rows_labels(
-                        x,
-                        norms,
-                        rows,
-                        Some(kept),
-                        subset,
-                        &mut found,
-                        &mut upper,
-                        &mut second,
-                    )?;
-                }
+                kernel.assign_top2_rows_labels(
+                    x,
+                    norms,
+                    rows,
+                    Some(kept),
+                    subset,
+                    &mut found,
+                    &mut upper,
+                    &mut second,
+                )?;
                 let found = found.iter().map(|&l| set[l as usize]).collect();
                 Ok(Found { labels: found, upper, second })
             })
