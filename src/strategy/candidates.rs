@@ -157,7 +157,7 @@ impl CandidatePass {
         Ok(given)
     }
 
-    /// Runs of the rows by label, and the kept rows copied run by run where the kernel can.
+    /// Runs of the rows by label (labels whose lists overlap run together).
     fn regroup(&mut self, labels: &[u32], k: usize) {
         let mut by_label = vec![0usize; k + 1];
         for &label in labels {
