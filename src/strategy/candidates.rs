@@ -220,22 +220,22 @@ impl CandidatePass {
         (self.members, self.starts) = (members, starts);
         self.laid_out = Some(labels.to_vec());
     }
-}
 
-impl CandidatePass {
+    /// The farthest any centroid outside `set` (ascending) has moved since step `at`.
+    fn moved_outside(&self, at: u32, set: &[u32]) -> f64 {
+        let (now, then) = (self.paths.last().expect("paths from the lists' making"), &self.paths[at as usize]);
+        let outside = (0..now.len()).filter(|&j| set.binary_search(&(j as u32)).is_err());
+        outside.fold(0.0f64, |m, j| m.max(now[j] - then[j]))
+    }
+
     /// The share of rows sure to settle among their own lists: their own distance's bound
     /// below their lists' bound less the farthest move since among the centroids other than
     /// the far movers (a run's test leaves out the moves of its own centroids too).
     fn settling_share(&self) -> f64 {
-        let Some(now) = self.paths.last() else {
+        if self.paths.is_empty() {
             return 0.0;
-        };
-        let moved: Vec<f64> = (self.paths.iter())
-            .map(|then| {
-                let outside = (0..now.len()).filter(|j| self.far.binary_search(&(*j as u32)).is_err());
-                outside.fold(0.0f64, |m, j| m.max(now[j] - then[j]))
-            })
-            .collect();
+        }
+        let moved: Vec<f64> = (0..self.paths.len() as u32).map(|at| self.moved_outside(at, &self.far)).collect();
         let settling = (self.own.par_iter().zip(&self.beyond).zip(&self.since))
             .filter(|((own, beyond), since)| **own < **beyond - moved[**since as usize])
             .count();

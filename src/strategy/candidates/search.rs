@@ -94,8 +94,7 @@ impl CandidatePass {
             return Err(crate::error::Error::Interrupted);
         }
         let slack = Slack::of(centroids, d);
-        let now = self.paths.last().expect("paths from the lists' making");
-        let (since, beyond, paths) = (&self.since, &self.beyond, &self.paths);
+        let (since, beyond) = (&self.since, &self.beyond);
         // A row keeps the nearest of its run's centroids where that lies below its bound less
         // the farthest move since the bound among the centroids outside the set (strictly:
         // every other centroid is farther, so ties cannot differ from a dense pass). Its bound
@@ -109,11 +108,8 @@ impl CandidatePass {
                         let moved = match loosen.iter().find(|(s, _)| *s == at) {
                             Some(&(_, moved)) => moved,
                             None => {
-                                let then = &paths[at as usize];
-                                let moved = (0..k)
-                                    .filter(|j| group.set.binary_search(&(*j as u32)).is_err())
-                                    .fold(0.0f64, |m, j| m.max(now[j] - then[j]))
-                                    * (1.0 + 1e-9);
+                                // A relative margin for the float64 sums of the moves.
+                                let moved = self.moved_outside(at, &group.set) * (1.0 + 1e-9);
                                 loosen.push((at, moved));
                                 moved
                             }
