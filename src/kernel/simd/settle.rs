@@ -9,7 +9,7 @@ use crate::matrix::{exact_sq_distance, MatRef};
 use pairs::rule_out_by_pairs;
 pub(super) use scans::argmin2;
 pub(crate) use scans::dot_f32;
-use scans::{for_each_possible, for_each_within};
+use scans::{for_each_possible, for_each_within, lane_minima, nth_least, within_limit};
 
 /// One block of rows with their dot products, for [`settle_block`].
 pub(super) struct Block<'a> {
@@ -140,70 +140,36 @@ fn least_partials(dots: &[f32], c_norms: &[f32], error: f64, x_sq: f64, nearest:
         return if error.is_finite() { f32::INFINITY } else { 0.0 };
     }
     // Each lane's least partial: the `t + 1`-th least of those is at least the `t + 1`-th
-    // least of all, so every partial up to it holds the `t + 1` least. Whole chunks of
-    // sixteen first (so that the loops run on vectors), then the rest.
-    let whole = dots.len() / LANES * LANES;
-    let partial_of = |j: usize| c_norms[j] - 2.0 * dots[j];
-    let mut lanes = [f32::INFINITY; LANES];
-    let mut spread = [0f32; LANES];
-    for c in (0..whole).step_by(LANES) {
-        let (dots, c_norms) = (&dots[c..c + LANES], &c_norms[c..c + LANES]);
-        for lane in 0..LANES {
-            let partial = c_norms[lane] - 2.0 * dots[lane];
-            // Not-a-number or infinite anywhere shows in the sum of zeros times each.
-            spread[lane] += partial * 0.0;
-            lanes[lane] = if partial < lanes[lane] { partial } else { lanes[lane] };
-        }
-    }
-    for j in whole..dots.len() {
-        let partial = partial_of(j);
-        spread[0] += partial * 0.0;
-        lanes[j - whole] = lanes[j - whole].min(partial);
-    }
-    if !(spread.iter().all(|v| *v == 0.0) && error.is_finite()) {
+    // least of all, so every partial up to it holds the `t + 1` least.
+    // SAFETY: settling runs with AVX-512F; `c_norms` holds a value per dot.
+    let lanes = unsafe { lane_minima(dots, c_norms) };
+    let Some(lanes) = lanes.filter(|_| error.is_finite()) else {
         return 0.0;
-    }
-    lanes.sort_unstable_by(f32::total_cmp);
-    let limit = lanes[t];
-    // Every partial up to the limit, sixteen compared at a time (few pass).
-    let mut least = [(f32::INFINITY, u32::MAX); 4 * LANES];
-    let mut count = 0;
+    };
+    // SAFETY: as above; every lane is finite or infinite.
+    let limit = unsafe { nth_least(&lanes, t) };
+    // Every partial up to the limit (few pass), packed; a list of them where many tie.
+    let (mut values, mut indices) = ([0f32; 4 * LANES], [0u32; 4 * LANES]);
+    // SAFETY: as above.
+    let packed = unsafe { within_limit(dots, c_norms, limit, (&mut values, &mut indices)) };
     let mut spill: Vec<(f32, u32)> = Vec::new();
-    let mut take = |partial: f32, j: usize| {
-        if count < least.len() {
-            least[count] = (partial, j as u32);
-            count += 1;
-        } else {
-            spill.push((partial, j as u32));
-        }
-    };
-    for c in (0..whole).step_by(LANES) {
-        let (dots, c_norms) = (&dots[c..c + LANES], &c_norms[c..c + LANES]);
-        let mut any = false;
-        for lane in 0..LANES {
-            any |= c_norms[lane] - 2.0 * dots[lane] <= limit;
-        }
-        if any {
-            for lane in 0..LANES {
-                let partial = c_norms[lane] - 2.0 * dots[lane];
-                if partial <= limit {
-                    take(partial, c + lane);
-                }
+    let mut pairs = [(f32::INFINITY, u32::MAX); 4 * LANES];
+    let least = match packed {
+        Some(count) => {
+            for (pair, (&value, &index)) in pairs.iter_mut().zip(values[..count].iter().zip(&indices[..count])) {
+                *pair = (value, index);
             }
+            &mut pairs[..count]
         }
-    }
-    for j in whole..dots.len() {
-        if partial_of(j) <= limit {
-            take(partial_of(j), j);
+        None => {
+            let take = |j: usize| spill.push((c_norms[j] - 2.0 * dots[j], j as u32));
+            // SAFETY: as above.
+            unsafe { for_each_within(dots, c_norms, Some(limit), take) };
+            &mut spill[..]
         }
-    }
-    let least = if spill.is_empty() {
-        &mut least[..count]
-    } else {
-        spill.extend_from_slice(&least[..count]);
-        &mut spill[..]
     };
-    least.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    // Finite values: ordered by value, then index.
+    least.sort_unstable_by(|a, b| a.0.partial_cmp(&b.0).expect("finite partials").then(a.1.cmp(&b.1)));
     for (n, &(_, j)) in nearest.iter_mut().zip(least.iter()) {
         *n = j;
     }
