@@ -570,6 +570,13 @@ impl<T: Scalar> Kernel<T> for CpuKernel {
         simd::RoundedRows::with_spreads(Dots::chosen()?, x.as_f32()?, spreads).map(KeptRows::new)
     }
 
+    fn lay_out_kept(&self, kept: &mut KeptRows, x: MatRef<'_, T>, order: &[usize]) -> bool {
+        match (kept.get_mut::<simd::RoundedRows>(), x.as_f32()) {
+            (Some(kept), Some(x)) => kept.lay_out(x, order),
+            _ => false,
+        }
+    }
+
     fn labelled_sq_distance_bounds(
         &self,
         (kept, rows): (&KeptRows, &[usize]),

@@ -82,6 +82,14 @@ pub trait Kernel<T: Scalar>: Sync {
         None
     }
 
+    /// The `kept` rows of `x` laid out in `order` (a permutation of the rows), so that listed
+    /// rows given in that order are read where they lie instead of copied; passes over every
+    /// row in its own order then read `x` again. False (nothing changed) where the kernel does
+    /// not lay out its rows.
+    fn lay_out_kept(&self, _kept: &mut KeptRows, _x: MatRef<'_, T>, _order: &[usize]) -> bool {
+        false
+    }
+
     /// Upper bounds on each row's squared distance to its labelled centroid (the rows `rows`
     /// of `kept`, one per label) into `out`, read from the rows as the kernel kept them: within
     /// the bound, cheaper than measuring the rows. False where the kernel gives none (the
@@ -460,6 +468,10 @@ impl KeptRows {
     /// The rows as the kernel that kept them made them.
     pub fn get<R: std::any::Any>(&self) -> Option<&R> {
         self.0.downcast_ref()
+    }
+
+    pub fn get_mut<R: std::any::Any>(&mut self) -> Option<&mut R> {
+        self.0.downcast_mut()
     }
 }
 

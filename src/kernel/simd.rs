@@ -264,7 +264,9 @@ pub fn assign_rows(
         Rows::Listed(x, listed, kept) => {
             (x, Some(listed), kept.filter(|kept| kept.serves(kind, 0, x)).map(|kept| (kept, 0)))
         }
-        Rows::Kept(x, kept, first) => (x, None, kept.serves(kind, first, x).then_some((kept, first))),
+        Rows::Kept(x, kept, first) => {
+            (x, None, (kept.serves(kind, first, x) && !kept.laid_out()).then_some((kept, first)))
+        }
     };
     assert!(kind.supported(), "{kind:?} kernels on a CPU without them");
     assert_eq!(labels.len(), subset.map_or(x.rows(), <[usize]>::len), "one label per row assigned");
@@ -297,6 +299,9 @@ pub fn assign_rows(
         (Some(_), None) => block,
         _ => 0,
     };
+    // Listed rows that lie in order in a laid-out copy are read there, with the rows between
+    // them: at most this many rows' products a block.
+    let stretch_most = if subset.is_some() && kept.is_some_and(|(kept, _)| kept.laid_out()) { 4 * block } else { 0 };
     let labels_total = labels.len();
     labels
         .par_chunks_mut(block)
@@ -306,7 +311,7 @@ pub fn assign_rows(
         .for_each_init(
             || {
                 let copies = (vec![0f32; copied_per_block * d], vec![0f32; copied_per_block]);
-                (vec![0u32; words_per_block], vec![0f32; block * padded], copies)
+                (vec![0u32; words_per_block], vec![0f32; block.max(stretch_most) * padded], copies)
             },
             |(words, dots, (copied, copied_norms)), (b, ((labels, distances), extra))| {
                 let start = b * block;
@@ -336,6 +341,9 @@ pub fn assign_rows(
                     }
                 };
                 let made;
+                // Rows the products run over, and where the block's rows lie among them when
+                // they are read in place among others.
+                let (mut computed, mut picked) = (tiled, None);
                 let (a, rounded, residual): (&[u32], &[f64], &[f64]) = match (kind, kept, rows) {
                     (Dots::F32, _, Source::Rows(rows)) => {
                         made = exact_row_norms(norms, d);
@@ -344,8 +352,18 @@ pub fn assign_rows(
                     (Dots::F32, _, Source::Listed(..)) => unreachable!("float32 rows keep no copy"),
                     // Listed rows' rounded words gathered from the kept copy, tile by tile.
                     (_, Some((kept, _)), Source::Listed(_, listed)) => {
-                        made = kept.gather(listed, depth, &mut words[..tiled * depth]);
-                        (&words[..tiled * depth], &made.rounded, &made.residual)
+                        match kept.stretch(listed, layout.rows, stretch_most) {
+                            Some((first, offsets)) => {
+                                computed = (offsets[m - 1] + 1).next_multiple_of(layout.rows);
+                                made = kept.norms_at(first, &offsets);
+                                picked = Some(offsets);
+                                (&kept.words[first * depth..(first + computed) * depth], &made.rounded, &made.residual)
+                            }
+                            None => {
+                                made = kept.gather(listed, depth, &mut words[..tiled * depth]);
+                                (&words[..tiled * depth], &made.rounded, &made.residual)
+                            }
+                        }
                     }
                     // `first + start` starts a tile (`serves`), and the kept words run to a
                     // whole piece past the last row: `tiled` rows' words are there.
@@ -363,7 +381,7 @@ pub fn assign_rows(
                 // SAFETY: `kind` is supported (asserted above); `a` holds `tiled × depth`
                 // words, the strips `padded × depth`, `dots` `tiled × padded` values, and
                 // the padded norms `padded`.
-                let dots = &mut dots[..tiled * padded];
+                let dots = &mut dots[..computed * padded];
                 // The rows the next block reads (the task's next, most often), where they lie.
                 let next = (start + m)..(start + m + block).min(labels_total);
                 // (Listed rows gathered from the kept ones gained nothing from it.)
@@ -375,9 +393,17 @@ pub fn assign_rows(
                     }
                     (None, None) => as_bytes(as_words(x.slice_rows(next.start, next.end).as_slice())),
                 };
-                let firsts = unsafe { kernel_dots_scanned(kind, a, tiled, depth, &packed, dots, ahead) };
-                let block =
-                    Block { rows, norms, rounded, residual, dots: &dots[..], padded, firsts: firsts.as_deref() };
+                let mut firsts = unsafe { kernel_dots_scanned(kind, a, computed, depth, &packed, dots, ahead) };
+                if let Some(offsets) = &picked {
+                    // The block's rows' products first, in order (an offset is never below
+                    // its row's place, so nothing is overwritten before it is read).
+                    for (r, &offset) in offsets.iter().enumerate() {
+                        dots.copy_within(offset * padded..(offset + 1) * padded, r * padded);
+                    }
+                    firsts = firsts.map(|firsts| offsets.iter().map(|&offset| firsts[offset]).collect());
+                }
+                let dots = &dots[..tiled * padded];
+                let block = Block { rows, norms, rounded, residual, dots, padded, firsts: firsts.as_deref() };
                 // SAFETY: every kind runs on AVX-512F (`kind.supported()`, asserted above).
                 unsafe { settle_block(&block, &packed.c_norms, centroids, &bound, labels, distances, extra, measure) };
             },

@@ -69,6 +69,8 @@ pub struct CandidatePass {
     /// against its own centroids: the rows of run `g` are `members[starts[g]..starts[g + 1]]`.
     members: Vec<usize>,
     starts: Vec<usize>,
+    /// The runs' order of the rows, for the kept rows to be laid out in (`HostPass::layout`).
+    layout: Option<Vec<usize>>,
 }
 
 /// Labels run together while their centroids number at most this (the cpu kernel's products
@@ -91,6 +93,7 @@ impl CandidatePass {
             hamerly: None,
             members: Vec::new(),
             starts: Vec::new(),
+            layout: None,
         }
     }
 
@@ -217,6 +220,7 @@ impl CandidatePass {
             }
             starts.push(members.len());
         }
+        self.layout = Some(members.clone());
         (self.members, self.starts) = (members, starts);
         self.laid_out = Some(labels.to_vec());
     }
@@ -330,6 +334,10 @@ impl<T: Scalar> HostPass<T> for CandidatePass {
             Some(kept) if self.valid => self.search(kernel, points, kept, centroids, labels, distances, keep_going),
             _ => DensePass.assign(kernel, points, kept, centroids, labels, distances, keep_going),
         }
+    }
+
+    fn layout(&mut self) -> Option<Vec<usize>> {
+        self.layout.take()
     }
 
     fn moved(&mut self, old: &[T], new: &[T], d: usize, labels: &[u32]) {

@@ -62,6 +62,12 @@ pub trait HostPass<T: Scalar> {
 
     /// The centroids moved from `old` to `new` (`k × d` each) after a pass gave `labels`.
     fn moved(&mut self, _old: &[T], _new: &[T], _d: usize, _labels: &[u32]) {}
+
+    /// An order of the rows the pass asks the kept rows to be laid out in (asked once: it
+    /// lists rows in that order from its next pass on).
+    fn layout(&mut self) -> Option<Vec<usize>> {
+        None
+    }
 }
 
 /// A pass lent to a step (to read its state afterwards).
@@ -110,6 +116,10 @@ impl<T: Scalar, P: HostPass<T>> HostPass<T> for &mut P {
 
     fn moved(&mut self, old: &[T], new: &[T], d: usize, labels: &[u32]) {
         (**self).moved(old, new, d, labels)
+    }
+
+    fn layout(&mut self) -> Option<Vec<usize>> {
+        (**self).layout()
     }
 }
 
@@ -241,6 +251,9 @@ impl<'s, T: Scalar, P: HostPass<T>> HostLloyd<'s, T, P> {
         }
         let rows = self.kept_rows.as_ref().and_then(Option::as_ref);
         self.pass.assign_measure(kernel, points, rows, centroids, labels, distances, keep_going)?;
+        if let (Some(order), Some(Some(kept))) = (self.pass.layout(), self.kept_rows.as_mut()) {
+            kernel.lay_out_kept(kept, points.x, &order);
+        }
         let sums = match self.kept.take() {
             None => kernel.accumulate(points.x, points.weights, labels, centroids.rows())?,
             Some(mut kept) => {

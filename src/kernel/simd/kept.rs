@@ -17,6 +17,9 @@ pub struct RoundedRows {
     cols: usize,
     pub(super) words: Vec<u32>,
     pub(super) norms: RowNorms,
+    /// Where the rows were laid out in an order of their own ([`RoundedRows::lay_out`]),
+    /// each row's place in it; the rows in their own order otherwise.
+    places: Option<Vec<u32>>,
 }
 
 impl RoundedRows {
@@ -68,7 +71,70 @@ impl RoundedRows {
             .collect();
         // SAFETY: the pieces cover `len` words, each zeroed before it was written.
         unsafe { words.set_len(len) };
-        Some(Self { kind, cols: d, words, norms: RowNorms::joined(&pieces) })
+        Some(Self { kind, cols: d, words, norms: RowNorms::joined(&pieces), places: None })
+    }
+
+    /// The rows of `x` (those kept here) rounded again and laid out in `order` (a permutation
+    /// of the rows): listed rows that lie in order here are then read where they lie, with no
+    /// copy (`Rows::Listed`), while passes over every row in its own order round the rows
+    /// again. The words are written over in place (every row's padding is zeros, as before).
+    /// False (nothing changed) where `x` or `order` do not fit the rows kept.
+    pub fn lay_out(&mut self, x: MatRef<'_, f32>, order: &[usize]) -> bool {
+        let (n, d) = (self.norms.rounded.len(), self.cols);
+        if x.rows() != n || x.cols() != d || order.len() != n {
+            return false;
+        }
+        let mut places = vec![u32::MAX; n];
+        for (place, &i) in order.iter().enumerate() {
+            if i >= n || places[i] != u32::MAX {
+                return false;
+            }
+            places[i] = place as u32;
+        }
+        let depth = self.kind.layout(d).depth;
+        let tiles = self.kind == Dots::Amx;
+        let pieces: Vec<RowNorms> = (self.words)
+            .par_chunks_mut((PIECE_ROWS * depth).max(1))
+            .enumerate()
+            .map_init(Vec::new, |copied, (p, words)| {
+                let listed = &order[(p * PIECE_ROWS).min(n)..((p + 1) * PIECE_ROWS).min(n)];
+                copied.clear();
+                listed.iter().for_each(|&i| copied.extend_from_slice(x.row(i)));
+                let rows = MatRef::new(copied, listed.len(), d).expect("a piece of listed rows");
+                round_rows(rows, depth, tiles, words)
+            })
+            .collect();
+        (self.norms, self.places) = (RowNorms::joined(&pieces), Some(places));
+        true
+    }
+
+    /// Where row `i` lies among the rows kept.
+    fn place(&self, i: usize) -> usize {
+        self.places.as_ref().map_or(i, |places| places[i] as usize)
+    }
+
+    /// Where the listed rows lie in order among the rows kept, from a whole tile (of `rows`
+    /// rows) on: the first tile's first row and the listed rows' offsets from it, where they
+    /// all lie, ascending, within `most` rows of it.
+    pub(super) fn stretch(&self, listed: &[usize], tile_rows: usize, most: usize) -> Option<(usize, Vec<usize>)> {
+        let places = self.places.as_ref()?;
+        let first = (places[*listed.first()?] as usize) / tile_rows * tile_rows;
+        let offsets: Vec<usize> = listed.iter().map(|&i| (places[i] as usize).wrapping_sub(first)).collect();
+        let ascending = offsets.windows(2).all(|pair| pair[0] < pair[1]);
+        (ascending && offsets.last().is_some_and(|&last| last < most)).then_some((first, offsets))
+    }
+
+    /// Whether the rows lie in an order of their own (then only listed rows read them).
+    pub(super) fn laid_out(&self) -> bool {
+        self.places.is_some()
+    }
+
+    /// The norms' bounds of the rows at `offsets` from `first` among the rows kept.
+    pub(super) fn norms_at(&self, first: usize, offsets: &[usize]) -> RowNorms {
+        RowNorms {
+            rounded: offsets.iter().map(|&o| self.norms.rounded[first + o]).collect(),
+            residual: offsets.iter().map(|&o| self.norms.residual[first + o]).collect(),
+        }
     }
 
     /// Upper bounds on `‖x_i − c_{labels[r]}‖²` for the kept rows `i = rows[r]` into `out`:
@@ -100,7 +166,7 @@ impl RoundedRows {
         let tiles = self.kind == Dots::Amx;
         out.par_chunks_mut(4096).zip(labels.par_chunks(4096)).enumerate().for_each(|(b, (out, labels))| {
             for (r, (bound, &label)) in out.iter_mut().zip(labels).enumerate() {
-                let i = rows[b * 4096 + r];
+                let i = self.place(rows[b * 4096 + r]);
                 let (start, chunk_stride) = row_words(i, depth, tiles);
                 let centre = &padded[label as usize * width..][..width];
                 // SAFETY: the kinds that keep rows run on AVX-512F (`RoundedRows::new`); the
@@ -117,6 +183,7 @@ impl RoundedRows {
     pub(super) fn gather(&self, listed: &[usize], depth: usize, words: &mut [u32]) -> RowNorms {
         let tiles = self.kind == Dots::Amx;
         for (r, &i) in listed.iter().enumerate() {
+            let i = self.place(i);
             let ((from, from_stride), (to, to_stride)) = (row_words(i, depth, tiles), row_words(r, depth, tiles));
             if tiles {
                 // Tiles take whole chunks of 16 words (`Layout::depth`).
@@ -129,8 +196,8 @@ impl RoundedRows {
             }
         }
         RowNorms {
-            rounded: listed.iter().map(|&i| self.norms.rounded[i]).collect(),
-            residual: listed.iter().map(|&i| self.norms.residual[i]).collect(),
+            rounded: listed.iter().map(|&i| self.norms.rounded[self.place(i)]).collect(),
+            residual: listed.iter().map(|&i| self.norms.residual[self.place(i)]).collect(),
         }
     }
 

@@ -221,6 +221,9 @@ fn labels_are_exact_and_second_is_a_lower_bound() {
                     );
                 }
             }
+            if let Some(kept) = RoundedRows::new(kind, xm) {
+                listed_rows_of_a_laid_out_copy_match_the_copy_in_order(kind, xm, cm, &kept, &subset);
+            }
             for i in 0..n {
                 let exact: Vec<f64> = (0..k).map(|j| exact_sq_distance(xm.row(i), cm.row(j))).collect();
                 let best = (0..k).fold(0, |b, j| if exact[j] < exact[b] { j } else { b });
@@ -234,6 +237,48 @@ fn labels_are_exact_and_second_is_a_lower_bound() {
             }
         }
     }
+}
+
+/// Rows kept and laid out in an order of their own (`RoundedRows::lay_out`): listed rows in
+/// that order (read in place, from a row inside a tile, with gaps) and out of it (copied) get
+/// exactly what the copy in the rows' own order gives them; a pass over every row in its own
+/// order gets the labels of the copy in order; bad orders change nothing.
+fn listed_rows_of_a_laid_out_copy_match_the_copy_in_order(
+    kind: Dots,
+    xm: MatRef<'_, f32>,
+    cm: MatRef<'_, f32>,
+    kept: &RoundedRows,
+    subset: &[usize],
+) {
+    let (n, norms) = (xm.rows(), row_sq_norms(xm));
+    let pass = |rows: Rows<'_>, m: usize| {
+        let (mut labels, mut dist, mut second) = (vec![0u32; m], vec![0f32; m], vec![0f32; m]);
+        assign_rows(kind, rows, &norms, cm, &mut labels, &mut dist, Extra::RunnerUp(&mut second), false);
+        (labels, dist, second)
+    };
+    // An order of the rows far from their own: odd rows first, each half backwards.
+    let order: Vec<usize> = (0..n).rev().filter(|i| i % 2 == 1).chain((0..n).rev().filter(|i| i % 2 == 0)).collect();
+    let mut laid = RoundedRows::new(kind, xm).expect("kept as before");
+    assert!(!laid.lay_out(xm, &order[1..]), "{kind:?}: an order missing a row");
+    let twice: Vec<usize> = order.iter().map(|&i| if i == 0 { 1 } else { i }).collect();
+    assert!(!laid.lay_out(xm, &twice), "{kind:?}: an order with a row twice");
+    assert!(!laid.laid_out());
+    assert!(laid.lay_out(xm, &order));
+    let in_place: Vec<usize> = (5..n).filter(|place| place % 5 != 2).map(|place| order[place]).collect();
+    for listed in [&in_place[..], subset] {
+        let expected = pass(Rows::Listed(xm, listed, Some(kept)), listed.len());
+        let got = pass(Rows::Listed(xm, listed, Some(&laid)), listed.len());
+        assert_eq!(got, expected, "{kind:?}: {} listed rows", listed.len());
+    }
+    assert!(laid.stretch(&in_place[..100.min(in_place.len())], 16, 1 << 20).is_some(), "{kind:?}: read in place");
+    let every = pass(Rows::Kept(xm, &laid, 0), n);
+    assert_eq!(every.0, pass(Rows::Kept(xm, kept, 0), n).0, "{kind:?}: every row in its own order");
+    let labels: Vec<u32> = (0..n).map(|i| (i % cm.rows()) as u32).collect();
+    let (mut bounds, mut laid_bounds) = (vec![0.0; n], vec![0.0; n]);
+    let all: Vec<usize> = (0..n).collect();
+    assert!(kept.labelled_sq_distance_bounds(&all, cm, &labels, &mut bounds));
+    assert!(laid.labelled_sq_distance_bounds(&all, cm, &labels, &mut laid_bounds));
+    assert_eq!(bounds, laid_bounds, "{kind:?}: distance bounds");
 }
 
 /// Group bounds on every kind: labels as without them, and each row's bound for each group at
