@@ -239,6 +239,54 @@ fn labels_are_exact_and_second_is_a_lower_bound() {
     }
 }
 
+/// Lists of nearest centroids on every kind, against float64 distances: `t` distinct
+/// centroids a row, a bound on every centroid outside the list at most its exact distance,
+/// and not loose (above the `t + 1`-th least exact distance less a small share), on rows
+/// near many centroids (so that the lists' limit takes several) and with ties.
+#[test]
+fn lists_of_nearest_centroids_bound_every_other_centroid() {
+    let mut rng = ChaCha8Rng::seed_from_u64(33);
+    for kind in supported_kinds() {
+        for (n, k, d, t) in [(400, 300, 64, 8), (300, 40, 33, 8), (200, 12, 48, 8), (100, 9, 40, 3)] {
+            let c: Vec<f32> = (0..k * d).map(|_| rng.random::<f32>()).collect();
+            let mut x: Vec<f32> = (0..n * d).map(|_| rng.random::<f32>()).collect();
+            // Rows on a centroid, and one halfway between two.
+            x[..d].copy_from_slice(&c[..d]);
+            for p in 0..d {
+                x[d + p] = 0.5 * (c[p] + c[d + p]);
+            }
+            let (xm, cm) = (MatRef::new(&x, n, d).unwrap(), MatRef::new(&c, k, d).unwrap());
+            let (mut labels, mut dist, mut second) = (vec![0u32; n], vec![0f32; n], vec![0f32; n]);
+            let (mut nearest, mut beyond) = (vec![0u32; n * t], vec![0f32; n]);
+            let extra = Extra::Nearest { t, nearest: &mut nearest, beyond: &mut beyond, second: &mut second };
+            assign_rows(kind, Rows::All(xm), &row_sq_norms(xm), cm, &mut labels, &mut dist, extra, false);
+            for i in 0..n {
+                let mut exact: Vec<(f64, usize)> =
+                    (0..k).map(|j| (exact_sq_distance(xm.row(i), cm.row(j)), j)).collect();
+                let list = &nearest[i * t..(i + 1) * t];
+                let mut distinct = list.to_vec();
+                distinct.sort_unstable();
+                distinct.dedup();
+                assert_eq!(distinct.len(), t, "{kind:?} row {i}: {list:?}");
+                assert!(list.iter().all(|&j| (j as usize) < k), "{kind:?} row {i}: {list:?}");
+                for &(sq, j) in &exact {
+                    if !list.contains(&(j as u32)) {
+                        assert!(
+                            beyond[i] as f64 <= sq,
+                            "{kind:?} row {i}: bound {} above centroid {j}'s {sq}",
+                            beyond[i]
+                        );
+                    }
+                }
+                exact.sort_by(|a, b| a.0.total_cmp(&b.0));
+                let x_sq: f64 = xm.row(i).iter().map(|&v| (v as f64).powi(2)).sum();
+                let slack = 0.02 * (x_sq + 1.0);
+                assert!(beyond[i] as f64 >= exact[t].0 - slack, "{kind:?} row {i}: bound {} loose", beyond[i]);
+            }
+        }
+    }
+}
+
 /// Rows kept and laid out in an order of their own (`RoundedRows::lay_out`): listed rows in
 /// that order (read in place, from a row inside a tile, with gaps) and out of it (copied) get
 /// exactly what the copy in the rows' own order gives them; a pass over every row in its own
