@@ -294,6 +294,7 @@ pub fn assign_rows(
             .map(|((nearest, beyond), second)| Extra::Nearest { t, nearest, beyond, second })
             .collect(),
     };
+    // Words for rows rounded or copied here (made on first use: rows read in place need none).
     let words_per_block = if kind == Dots::F32 || (kept.is_some() && subset.is_none()) { 0 } else { block * depth };
     let copied_per_block = match (subset, kept) {
         (Some(_), None) => block,
@@ -311,7 +312,7 @@ pub fn assign_rows(
         .for_each_init(
             || {
                 let copies = (vec![0f32; copied_per_block * d], vec![0f32; copied_per_block]);
-                (vec![0u32; words_per_block], vec![0f32; block.max(stretch_most) * padded], copies)
+                (Vec::new(), vec![0f32; block.max(stretch_most) * padded], copies)
             },
             |(words, dots, (copied, copied_norms)), (b, ((labels, distances), extra))| {
                 let start = b * block;
@@ -340,6 +341,9 @@ pub fn assign_rows(
                         (Source::Rows(rows), &copied_norms[..m])
                     }
                 };
+                if words.len() < words_per_block && !(subset.is_some() && stretch_most > 0) {
+                    words.resize(words_per_block, 0);
+                }
                 let made;
                 // Rows the products run over, and where the block's rows lie among them when
                 // they are read in place among others.
@@ -360,6 +364,7 @@ pub fn assign_rows(
                                 (&kept.words[first * depth..(first + computed) * depth], &made.rounded, &made.residual)
                             }
                             None => {
+                                words.resize(words_per_block, 0);
                                 made = kept.gather(listed, depth, &mut words[..tiled * depth]);
                                 (&words[..tiled * depth], &made.rounded, &made.residual)
                             }
@@ -386,6 +391,9 @@ pub fn assign_rows(
                 let next = (start + m)..(start + m + block).min(labels_total);
                 // (Listed rows gathered from the kept ones gained nothing from it.)
                 let ahead: &[u8] = match (subset, kept) {
+                    (Some(subset), Some((kept, _))) if picked.is_some() => {
+                        kept.stretch_bytes(&subset[next.clone()], layout.rows, stretch_most)
+                    }
                     (Some(_), _) => &[],
                     (None, Some((kept, first))) => {
                         let words = &kept.words[((first + next.start) * depth).min(kept.words.len())..];

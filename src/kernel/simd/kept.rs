@@ -124,6 +124,20 @@ impl RoundedRows {
         (ascending && offsets.last().is_some_and(|&last| last < most)).then_some((first, offsets))
     }
 
+    /// The words [`RoundedRows::stretch`] reads for the listed rows (from the first's tile to
+    /// the last row), as bytes to ask for ahead; none where they lie out of order or apart.
+    pub(super) fn stretch_bytes(&self, listed: &[usize], tile_rows: usize, most: usize) -> &[u8] {
+        let (Some(places), Some(&first), Some(&last)) = (self.places.as_ref(), listed.first(), listed.last()) else {
+            return &[];
+        };
+        let (start, end) = ((places[first] as usize) / tile_rows * tile_rows, places[last] as usize + 1);
+        if end <= start || end - start > most {
+            return &[];
+        }
+        let depth = self.kind.layout(self.cols).depth;
+        super::as_bytes(&self.words[start * depth..end * depth])
+    }
+
     /// Whether the rows lie in an order of their own (then only listed rows read them).
     pub(super) fn laid_out(&self) -> bool {
         self.places.is_some()
