@@ -5,6 +5,7 @@ use crate::kernel::Kernel;
 use crate::matrix::Points;
 use crate::options::BoundsKind;
 use crate::params::Algorithm;
+use crate::strategy::candidates::TEST_SWITCH_RATIO;
 use crate::strategy::{HostEngine, HostLloyd, LloydStep};
 use approx::assert_relative_eq;
 use rand::{RngExt, SeedableRng};
@@ -393,5 +394,12 @@ fn candidate_lists_on_a_mixture(seed: u64, n: usize, d: usize, k: usize) {
         assert_eq!(listed32.labels, dense32.labels, "float32, seed {seed}, {max_iter} iterations");
         assert_same_fit(&listed32, &dense32);
         assert_same_fit(&listed, &dense);
+        // The first pass from the lists hands the fit to Hamerly's bounds (the kept rows back
+        // in their own order): the same fit.
+        let switching = TEST_SWITCH_RATIO.with(|ratio| ratio.replace(0.0));
+        let handed32 = fit(&lists, x32m, None, &p, Init::Given(&init32), &mut |_| true).unwrap();
+        TEST_SWITCH_RATIO.with(|ratio| ratio.set(switching));
+        assert_eq!(handed32.labels, dense32.labels, "handed over, seed {seed}, {max_iter} iterations");
+        assert_same_fit(&handed32, &dense32);
     }
 }

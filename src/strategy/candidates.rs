@@ -63,6 +63,10 @@ pub struct CandidatePass {
     valid: bool,
     /// Dense passes left before the lists are made (the first passes move centroids most).
     dense_left: usize,
+    /// How long the last search of every row (making the lists) took: a pass from the lists
+    /// that takes longer than `switch_ratio` times it hands the fit to Hamerly's bounds.
+    full: Option<std::time::Duration>,
+    switch_ratio: f64,
     /// Hamerly's bounds, where the kernel keeps no rows or gives no lists.
     hamerly: Option<BoundedPass>,
     /// The rows in runs (by their labels when the lists were made), each run searched
@@ -71,6 +75,23 @@ pub struct CandidatePass {
     starts: Vec<usize>,
     /// The runs' order of the rows, for the kept rows to be laid out in (`HostPass::layout`).
     layout: Option<Vec<usize>>,
+}
+
+/// A pass from the lists slower than this share of the last full search hands the fit to
+/// Hamerly's bounds (where the lists save nothing).
+const SWITCH_RATIO: f64 = 1.0;
+
+#[cfg(test)]
+thread_local! {
+    /// [`SWITCH_RATIO`] for passes made on this thread (tests force the hand-over).
+    pub(crate) static TEST_SWITCH_RATIO: std::cell::Cell<f64> = const { std::cell::Cell::new(SWITCH_RATIO) };
+}
+
+fn switch_ratio() -> f64 {
+    #[cfg(test)]
+    return TEST_SWITCH_RATIO.with(std::cell::Cell::get);
+    #[cfg(not(test))]
+    SWITCH_RATIO
 }
 
 /// Labels run together while their centroids number at most this (the cpu kernel's products
@@ -90,6 +111,8 @@ impl CandidatePass {
             paths: Vec::new(),
             valid: false,
             dense_left: DENSE_FIRST,
+            full: None,
+            switch_ratio: switch_ratio(),
             hamerly: None,
             members: Vec::new(),
             starts: Vec::new(),
@@ -100,6 +123,10 @@ impl CandidatePass {
     /// Hamerly's bounds from here on (chosen as `algorithm="auto"` chooses them).
     fn hamerly(&mut self) -> &mut BoundedPass {
         let n = self.beyond.len();
+        if !self.members.is_empty() {
+            // The kept rows back in their own order, which Hamerly's dense passes read.
+            self.layout = Some((0..n).collect());
+        }
         (self.nearest, self.members, self.starts, self.laid_out) = (Vec::new(), Vec::new(), Vec::new(), None);
         self.hamerly.get_or_insert_with(|| BoundedPass::chosen(n))
     }
@@ -306,13 +333,28 @@ impl<T: Scalar> HostPass<T> for CandidatePass {
             self.valid = false;
         }
         if self.valid {
-            return self.search(kernel, points, kept, centroids, labels, distances, keep_going);
+            let started = std::time::Instant::now();
+            self.search(kernel, points, kept, centroids, labels, distances, keep_going)?;
+            if let Some(full) = self.full {
+                let ratio = started.elapsed().as_secs_f64() / full.as_secs_f64().max(1e-9);
+                let keep = ratio < self.switch_ratio;
+                log::debug!(
+                    "a pass from the lists took {ratio:.2}× the last full search: {}",
+                    if keep { "keeping the lists" } else { "Hamerly's bounds follow" }
+                );
+                if !keep {
+                    self.hamerly();
+                }
+            }
+            return Ok(());
         }
+        let started = std::time::Instant::now();
         if !self.make(kernel, points, kept, centroids, labels, distances, keep_going)? {
             log::debug!("the kernel gives no lists of nearest centroids: Hamerly's bounds");
             let hamerly = self.hamerly();
             return hamerly.assign_measure(kernel, points, Some(kept), centroids, labels, distances, keep_going);
         }
+        self.full = Some(started.elapsed());
         log::debug!("each row's {NEAREST} nearest centroids listed");
         Ok(())
     }

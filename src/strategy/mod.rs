@@ -11,7 +11,7 @@
 //! these; a new backend or trick is a new strategy, never a new branch inside a loop.
 
 pub mod bounds;
-mod candidates;
+pub(crate) mod candidates;
 pub mod chunked;
 pub mod grouped;
 mod host;

@@ -77,8 +77,9 @@ impl RoundedRows {
     /// The rows of `x` (those kept here) rounded again and laid out in `order` (a permutation
     /// of the rows): listed rows that lie in order here are then read where they lie, with no
     /// copy (`Rows::Listed`), while passes over every row in its own order round the rows
-    /// again. The words are written over in place (every row's padding is zeros, as before).
-    /// False (nothing changed) where `x` or `order` do not fit the rows kept.
+    /// again. The words are written over in place (every row's padding is zeros, as before);
+    /// the rows' own order makes them serve every pass again. False (nothing changed) where
+    /// `x` or `order` do not fit the rows kept.
     pub fn lay_out(&mut self, x: MatRef<'_, f32>, order: &[usize]) -> bool {
         let (n, d) = (self.norms.rounded.len(), self.cols);
         if x.rows() != n || x.cols() != d || order.len() != n {
@@ -104,7 +105,9 @@ impl RoundedRows {
                 round_rows(rows, depth, tiles, words)
             })
             .collect();
-        (self.norms, self.places) = (RowNorms::joined(&pieces), Some(places));
+        // Rows laid out in their own order are read as any kept rows are.
+        let own_order = order.iter().enumerate().all(|(place, &i)| place == i);
+        (self.norms, self.places) = (RowNorms::joined(&pieces), (!own_order).then_some(places));
         true
     }
 

@@ -290,7 +290,8 @@ fn lists_of_nearest_centroids_bound_every_other_centroid() {
 /// Rows kept and laid out in an order of their own (`RoundedRows::lay_out`): listed rows in
 /// that order (read in place, from a row inside a tile, with gaps) and out of it (copied) get
 /// exactly what the copy in the rows' own order gives them; a pass over every row in its own
-/// order gets the labels of the copy in order; bad orders change nothing.
+/// order gets the labels of the copy in order; bad orders change nothing; the rows' own order
+/// restores the copy.
 fn listed_rows_of_a_laid_out_copy_match_the_copy_in_order(
     kind: Dots,
     xm: MatRef<'_, f32>,
@@ -327,6 +328,11 @@ fn listed_rows_of_a_laid_out_copy_match_the_copy_in_order(
     assert!(kept.labelled_sq_distance_bounds(&all, cm, &labels, &mut bounds));
     assert!(laid.labelled_sq_distance_bounds(&all, cm, &labels, &mut laid_bounds));
     assert_eq!(bounds, laid_bounds, "{kind:?}: distance bounds");
+    // Laid out again in the rows' own order: every pass reads them as the copy in order.
+    let own: Vec<usize> = (0..n).collect();
+    assert!(laid.lay_out(xm, &own));
+    assert!(!laid.laid_out(), "{kind:?}: rows in their own order");
+    assert_eq!(pass(Rows::Kept(xm, &laid, 0), n), pass(Rows::Kept(xm, kept, 0), n), "{kind:?}: own order");
 }
 
 /// Group bounds on every kind: labels as without them, and each row's bound for each group at
