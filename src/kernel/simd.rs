@@ -588,6 +588,8 @@ unsafe fn kernel_dots_scanned(
         x86::dots_amx(a, m, depth, &packed.strips, packed.padded, dots, scan, ahead);
         return Some(lanes.into_iter().map(|lanes| lanes.finish()).collect());
     }
+    // Only the AMX kernel asks for rows ahead.
+    let _ = ahead;
     kernel_dots(kind, a, m, depth, &packed.strips, packed.padded, dots);
     None
 }
