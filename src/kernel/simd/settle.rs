@@ -9,7 +9,7 @@ use crate::matrix::{exact_sq_distance, MatRef};
 use pairs::rule_out_by_pairs;
 pub(super) use scans::argmin2;
 pub(crate) use scans::dot_f32;
-use scans::{for_each_possible, for_each_within, lane_minima, nth_least, within_limit};
+use scans::{for_each_possible, for_each_within, lane_minima, nth_least};
 
 /// One block of rows with their dot products, for [`settle_block`].
 pub(super) struct Block<'a> {
@@ -148,25 +148,26 @@ fn least_partials(dots: &[f32], c_norms: &[f32], error: f64, x_sq: f64, nearest:
     };
     // SAFETY: as above; every lane is finite or infinite.
     let limit = unsafe { nth_least(&lanes, t) };
-    // Every partial up to the limit (few pass), packed; a list of them where many tie.
-    let (mut values, mut indices) = ([0f32; 4 * LANES], [0u32; 4 * LANES]);
-    // SAFETY: as above.
-    let packed = unsafe { within_limit(dots, c_norms, limit, (&mut values, &mut indices)) };
+    // Every partial up to the limit (few pass); a list of them where many tie.
+    let mut least = [(f32::INFINITY, u32::MAX); 4 * LANES];
+    let mut count = 0;
     let mut spill: Vec<(f32, u32)> = Vec::new();
-    let mut pairs = [(f32::INFINITY, u32::MAX); 4 * LANES];
-    let least = match packed {
-        Some(count) => {
-            for (pair, (&value, &index)) in pairs.iter_mut().zip(values[..count].iter().zip(&indices[..count])) {
-                *pair = (value, index);
-            }
-            &mut pairs[..count]
+    let take = |j: usize| {
+        let partial = c_norms[j] - 2.0 * dots[j];
+        if count < least.len() {
+            least[count] = (partial, j as u32);
+            count += 1;
+        } else {
+            spill.push((partial, j as u32));
         }
-        None => {
-            let take = |j: usize| spill.push((c_norms[j] - 2.0 * dots[j], j as u32));
-            // SAFETY: as above.
-            unsafe { for_each_within(dots, c_norms, Some(limit), take) };
-            &mut spill[..]
-        }
+    };
+    // SAFETY: as above.
+    unsafe { for_each_within(dots, c_norms, Some(limit), take) };
+    let least = if spill.is_empty() {
+        &mut least[..count]
+    } else {
+        spill.extend_from_slice(&least[..count]);
+        &mut spill[..]
     };
     // Finite values: ordered by value, then index.
     least.sort_unstable_by(|a, b| a.0.partial_cmp(&b.0).expect("finite partials").then(a.1.cmp(&b.1)));

@@ -180,67 +180,6 @@ pub(super) unsafe fn nth_least(lanes: &[f32; 16], t: usize) -> f32 {
     sorted[t]
 }
 
-/// The partial distances `c_norms[j] − 2·dots[j]` at most `limit` and their `j`, in
-/// increasing `j`, into `values` and `indices`; their count, or `None` where more than fit.
-///
-/// # Safety
-/// AVX-512F must be supported; `c_norms` holds at least `dots.len()` values.
-#[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx512f")]
-pub(super) unsafe fn within_limit<const N: usize>(
-    dots: &[f32],
-    c_norms: &[f32],
-    limit: f32,
-    (values, indices): (&mut [f32; N], &mut [u32; N]),
-) -> Option<usize> {
-    use std::arch::x86_64::*;
-    const LANES: usize = 16;
-    let (n, bound) = (dots.len(), _mm512_set1_ps(limit));
-    let lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    let (mut count, mut j) = (0, 0);
-    while j < n {
-        let mask = crate::kernel::simd::x86::first_lanes(n - j);
-        let d = _mm512_maskz_loadu_ps(mask, dots.as_ptr().add(j));
-        let c = _mm512_maskz_loadu_ps(mask, c_norms.as_ptr().add(j));
-        let v = _mm512_sub_ps(c, _mm512_add_ps(d, d));
-        let within = _mm512_mask_cmp_ps_mask::<_CMP_LE_OQ>(mask, v, bound);
-        if within != 0 {
-            if count + LANES > N {
-                return None;
-            }
-            // Packed stores, in lane order, of the values within and their indices.
-            _mm512_mask_compressstoreu_ps(values.as_mut_ptr().add(count).cast(), within, v);
-            let at = _mm512_add_epi32(_mm512_set1_epi32(j as i32), lanes);
-            _mm512_mask_compressstoreu_epi32(indices.as_mut_ptr().add(count).cast(), within, at);
-            count += within.count_ones() as usize;
-        }
-        j += LANES;
-    }
-    Some(count)
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-pub(super) unsafe fn within_limit<const N: usize>(
-    dots: &[f32],
-    c_norms: &[f32],
-    limit: f32,
-    (values, indices): (&mut [f32; N], &mut [u32; N]),
-) -> Option<usize> {
-    let mut count = 0;
-    for (j, (&dot, &c_norm)) in dots.iter().zip(c_norms).enumerate() {
-        let partial = c_norm - 2.0 * dot;
-        if partial <= limit {
-            if count == N {
-                return None;
-            }
-            (values[count], indices[count]) = (partial, j as u32);
-            count += 1;
-        }
-    }
-    Some(count)
-}
-
 /// Calls `visit(j)`, in increasing `j`, for each partial distance `c_norms[j] − 2·dots[j]`
 /// at most `limit`, or for every `j` without a limit.
 ///
