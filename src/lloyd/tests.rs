@@ -5,7 +5,7 @@ use crate::kernel::Kernel;
 use crate::matrix::Points;
 use crate::options::BoundsKind;
 use crate::params::Algorithm;
-use crate::strategy::candidates::TEST_SWITCH_RATIO;
+use crate::strategy::candidates::{TEST_SETTLING_FLOOR, TEST_SWITCH_RATIO};
 use crate::strategy::{HostEngine, HostLloyd, LloydStep};
 use approx::assert_relative_eq;
 use rand::{RngExt, SeedableRng};
@@ -401,5 +401,11 @@ fn candidate_lists_on_a_mixture(seed: u64, n: usize, d: usize, k: usize) {
         TEST_SWITCH_RATIO.with(|ratio| ratio.set(switching));
         assert_eq!(handed32.labels, dense32.labels, "handed over, seed {seed}, {max_iter} iterations");
         assert_same_fit(&handed32, &dense32);
+        // Lists made again at every pass once made (from the kept rows laid out by label).
+        let floor = TEST_SETTLING_FLOOR.with(|floor| floor.replace(2.0));
+        let renewed32 = fit(&lists, x32m, None, &p, Init::Given(&init32), &mut |_| true).unwrap();
+        TEST_SETTLING_FLOOR.with(|f| f.set(floor));
+        assert_eq!(renewed32.labels, dense32.labels, "renewed, seed {seed}, {max_iter} iterations");
+        assert_same_fit(&renewed32, &dense32);
     }
 }

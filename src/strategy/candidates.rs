@@ -67,6 +67,8 @@ pub struct CandidatePass {
     /// that takes longer than `switch_ratio` times it hands the fit to Hamerly's bounds.
     full: Option<std::time::Duration>,
     switch_ratio: f64,
+    /// The predicted share of rows settling below which a pass makes the lists again.
+    settling_floor: f64,
     /// Hamerly's bounds, where the kernel keeps no rows or gives no lists.
     hamerly: Option<BoundedPass>,
     /// The rows in runs (by their labels when the lists were made), each run searched
@@ -75,16 +77,23 @@ pub struct CandidatePass {
     starts: Vec<usize>,
     /// The runs' order of the rows, for the kept rows to be laid out in (`HostPass::layout`).
     layout: Option<Vec<usize>>,
+    /// Whether the kept rows lie in the runs' order (`members`).
+    in_runs: bool,
 }
 
 /// A pass from the lists slower than this share of the last full search hands the fit to
 /// Hamerly's bounds (where the lists save nothing).
 const SWITCH_RATIO: f64 = 1.0;
 
+/// The predicted share of rows settling from the lists below which a pass makes them again.
+const SETTLING_FLOOR: f64 = 1.0 - FAIL_SHARE;
+
 #[cfg(test)]
 thread_local! {
-    /// [`SWITCH_RATIO`] for passes made on this thread (tests force the hand-over).
+    /// [`SWITCH_RATIO`] and [`SETTLING_FLOOR`] for passes made on this thread (tests force
+    /// the hand-over, or lists made again at every pass).
     pub(crate) static TEST_SWITCH_RATIO: std::cell::Cell<f64> = const { std::cell::Cell::new(SWITCH_RATIO) };
+    pub(crate) static TEST_SETTLING_FLOOR: std::cell::Cell<f64> = const { std::cell::Cell::new(SETTLING_FLOOR) };
 }
 
 fn switch_ratio() -> f64 {
@@ -92,6 +101,13 @@ fn switch_ratio() -> f64 {
     return TEST_SWITCH_RATIO.with(std::cell::Cell::get);
     #[cfg(not(test))]
     SWITCH_RATIO
+}
+
+fn settling_floor() -> f64 {
+    #[cfg(test)]
+    return TEST_SETTLING_FLOOR.with(std::cell::Cell::get);
+    #[cfg(not(test))]
+    SETTLING_FLOOR
 }
 
 /// Labels run together while their centroids number at most this (the cpu kernel's products
@@ -113,10 +129,12 @@ impl CandidatePass {
             dense_left: DENSE_FIRST,
             full: None,
             switch_ratio: switch_ratio(),
+            settling_floor: settling_floor(),
             hamerly: None,
             members: Vec::new(),
             starts: Vec::new(),
             layout: None,
+            in_runs: false,
         }
     }
 
@@ -127,6 +145,7 @@ impl CandidatePass {
             // The kept rows back in their own order, which Hamerly's dense passes read.
             self.layout = Some((0..n).collect());
         }
+        self.in_runs = false;
         (self.nearest, self.members, self.starts, self.laid_out) = (Vec::new(), Vec::new(), Vec::new(), None);
         self.hamerly.get_or_insert_with(|| BoundedPass::chosen(n))
     }
@@ -147,8 +166,32 @@ impl CandidatePass {
         let (mut beyond, mut second) = (vec![T::zero(); n], vec![T::zero(); n]);
         let mut given = true;
         let step = kernel.rows_per_check(centroids.rows(), x.cols()).min(n).next_multiple_of(64);
+        // Where the kept rows lie in the runs' order, each chunk lists the rows in that order
+        // (read where they lie, not rounded again from the rows) and its results are moved to
+        // the rows' places.
+        let in_runs = self.in_runs.then(|| self.members.clone());
         for_each_chunk(n, step, keep_going, |start, end| {
-            if given {
+            if let (true, Some(order)) = (given, &in_runs) {
+                let (rows, m) = (&order[start..end], end - start);
+                let (mut found, mut upper) = (vec![0u32; m], vec![T::zero(); m]);
+                let (mut lists, mut bounds, mut seconds) =
+                    (vec![u32::MAX; m * NEAREST], vec![T::zero(); m], vec![T::zero(); m]);
+                given = kernel.assign_nearest_labels(
+                    x,
+                    norms,
+                    Some(rows),
+                    Some((kept, 0)),
+                    centroids,
+                    &mut found,
+                    &mut upper,
+                    (&mut lists, &mut bounds, &mut seconds),
+                )?;
+                for (r, &i) in rows.iter().enumerate() {
+                    (labels[i], distances[i], beyond[i], second[i]) = (found[r], upper[r], bounds[r], seconds[r]);
+                    self.nearest[i * NEAREST..(i + 1) * NEAREST]
+                        .copy_from_slice(&lists[r * NEAREST..(r + 1) * NEAREST]);
+                }
+            } else if given {
                 let nearest = &mut self.nearest[start * NEAREST..end * NEAREST];
                 let lists = (nearest, &mut beyond[start..end], &mut second[start..end]);
                 given = kernel.assign_nearest_labels(
@@ -247,7 +290,7 @@ impl CandidatePass {
             }
             starts.push(members.len());
         }
-        self.layout = Some(members.clone());
+        (self.layout, self.in_runs) = (Some(members.clone()), false);
         (self.members, self.starts) = (members, starts);
         self.laid_out = Some(labels.to_vec());
     }
@@ -328,7 +371,7 @@ impl<T: Scalar> HostPass<T> for CandidatePass {
             self.dense_left -= 1;
             return DensePass.assign_measure(kernel, points, Some(kept), centroids, labels, distances, keep_going);
         }
-        if self.valid && self.settling_share() < 1.0 - FAIL_SHARE {
+        if self.valid && self.settling_share() < self.settling_floor {
             // Most rows would fail the lists' test: searching all rows again costs less.
             self.valid = false;
         }
@@ -380,6 +423,11 @@ impl<T: Scalar> HostPass<T> for CandidatePass {
 
     fn layout(&mut self) -> Option<Vec<usize>> {
         self.layout.take()
+    }
+
+    fn laid_out(&mut self, done: bool) {
+        // Laid out in the runs' order (not back in the rows' own, after a hand-over).
+        self.in_runs = done && self.hamerly.is_none() && !self.members.is_empty();
     }
 
     fn moved(&mut self, old: &[T], new: &[T], d: usize, labels: &[u32]) {

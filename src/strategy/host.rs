@@ -68,6 +68,9 @@ pub trait HostPass<T: Scalar> {
     fn layout(&mut self) -> Option<Vec<usize>> {
         None
     }
+
+    /// Whether the kept rows were laid out in the order [`HostPass::layout`] last asked for.
+    fn laid_out(&mut self, _done: bool) {}
 }
 
 /// A pass lent to a step (to read its state afterwards).
@@ -120,6 +123,10 @@ impl<T: Scalar, P: HostPass<T>> HostPass<T> for &mut P {
 
     fn layout(&mut self) -> Option<Vec<usize>> {
         (**self).layout()
+    }
+
+    fn laid_out(&mut self, done: bool) {
+        (**self).laid_out(done)
     }
 }
 
@@ -251,8 +258,12 @@ impl<'s, T: Scalar, P: HostPass<T>> HostLloyd<'s, T, P> {
         }
         let rows = self.kept_rows.as_ref().and_then(Option::as_ref);
         self.pass.assign_measure(kernel, points, rows, centroids, labels, distances, keep_going)?;
-        if let (Some(order), Some(Some(kept))) = (self.pass.layout(), self.kept_rows.as_mut()) {
-            kernel.lay_out_kept(kept, points.x, &order);
+        if let Some(order) = self.pass.layout() {
+            let done = match self.kept_rows.as_mut() {
+                Some(Some(kept)) => kernel.lay_out_kept(kept, points.x, &order),
+                _ => false,
+            };
+            self.pass.laid_out(done);
         }
         let sums = match self.kept.take() {
             None => kernel.accumulate(points.x, points.weights, labels, centroids.rows())?,
