@@ -172,24 +172,13 @@ impl CandidatePass {
         let in_runs = self.in_runs.then(|| self.members.clone());
         for_each_chunk(n, step, keep_going, |start, end| {
             if let (true, Some(order)) = (given, &in_runs) {
-                let (rows, m) = (&order[start..end], end - start);
-                let (mut found, mut upper) = (vec![0u32; m], vec![T::zero(); m]);
-                let (mut lists, mut bounds, mut seconds) =
-                    (vec![u32::MAX; m * NEAREST], vec![T::zero(); m], vec![T::zero(); m]);
-                given = kernel.assign_nearest_labels(
-                    x,
-                    norms,
-                    Some(rows),
-                    Some((kept, 0)),
-                    centroids,
-                    &mut found,
-                    &mut upper,
-                    (&mut lists, &mut bounds, &mut seconds),
-                )?;
+                let rows = &order[start..end];
+                let listed = ListedSearch::of(kernel, points, rows, kept, centroids)?;
+                given = listed.given;
                 for (r, &i) in rows.iter().enumerate() {
-                    (labels[i], distances[i], beyond[i], second[i]) = (found[r], upper[r], bounds[r], seconds[r]);
-                    self.nearest[i * NEAREST..(i + 1) * NEAREST]
-                        .copy_from_slice(&lists[r * NEAREST..(r + 1) * NEAREST]);
+                    (labels[i], distances[i]) = (listed.labels[r], listed.upper[r]);
+                    (beyond[i], second[i]) = (listed.beyond[r], listed.second[r]);
+                    self.nearest[i * NEAREST..(i + 1) * NEAREST].copy_from_slice(listed.nearest(r));
                 }
             } else if given {
                 let nearest = &mut self.nearest[start * NEAREST..end * NEAREST];
@@ -314,6 +303,50 @@ impl CandidatePass {
             .filter(|((own, beyond), since)| **own < **beyond - moved[**since as usize])
             .count();
         settling as f64 / self.own.len().max(1) as f64
+    }
+}
+
+/// A full search of listed rows (from the kept rows) with their lists of nearest centroids:
+/// per listed row its label, an upper bound on its distance, its list, the bound on every
+/// centroid outside the list and the runner-up's bound; `given` false where the kernel
+/// gives no lists.
+struct ListedSearch<T> {
+    labels: Vec<u32>,
+    upper: Vec<T>,
+    nearest: Vec<u32>,
+    beyond: Vec<T>,
+    second: Vec<T>,
+    given: bool,
+}
+
+impl<T: Scalar> ListedSearch<T> {
+    fn of(
+        kernel: &dyn Kernel<T>,
+        points: Points<'_, T>,
+        rows: &[usize],
+        kept: &KeptRows,
+        centroids: MatRef<'_, T>,
+    ) -> Result<Self> {
+        let m = rows.len();
+        let (mut labels, mut upper) = (vec![0u32; m], vec![T::zero(); m]);
+        let (mut nearest, mut beyond, mut second) =
+            (vec![u32::MAX; m * NEAREST], vec![T::zero(); m], vec![T::zero(); m]);
+        let given = kernel.assign_nearest_labels(
+            points.x,
+            points.x_sq_norms,
+            Some(rows),
+            Some((kept, 0)),
+            centroids,
+            &mut labels,
+            &mut upper,
+            (&mut nearest, &mut beyond, &mut second),
+        )?;
+        Ok(Self { labels, upper, nearest, beyond, second, given })
+    }
+
+    /// The list of listed row `r`.
+    fn nearest(&self, r: usize) -> &[u32] {
+        &self.nearest[r * NEAREST..(r + 1) * NEAREST]
     }
 }
 

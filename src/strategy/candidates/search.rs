@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::{CandidatePass, Slack, FAIL_SHARE, GROUP_MIN, NEAREST};
+use super::{CandidatePass, ListedSearch, Slack, FAIL_SHARE, GROUP_MIN, NEAREST};
 use crate::error::Result;
 use crate::kernel::{KeptRows, Kernel};
 use crate::matrix::{MatRef, Points};
@@ -145,40 +145,20 @@ impl CandidatePass {
         let step = kernel.rows_per_check(k, d).min(n).max(1);
         for_each_chunk(failing.len(), step, keep_going, |start, end| {
             let rows = &failing[start..end];
-            let m = rows.len();
-            let (mut found, mut upper) = (vec![0u32; m], vec![T::zero(); m]);
-            let (mut lists, mut bounds, mut second) =
-                (vec![u32::MAX; m * NEAREST], vec![T::zero(); m], vec![T::zero(); m]);
-            let given = kernel.assign_nearest_labels(
-                x,
-                norms,
-                Some(rows),
-                Some((kept, 0)),
-                centroids,
-                &mut found,
-                &mut upper,
-                (&mut lists, &mut bounds, &mut second),
-            )?;
-            if !given {
+            let mut listed = ListedSearch::of(kernel, points, rows, kept, centroids)?;
+            if !listed.given {
                 // Not expected after lists were made: a search without them, and no bounds.
-                kernel.assign_top2_rows_labels(
-                    x,
-                    norms,
-                    rows,
-                    Some(kept),
-                    centroids,
-                    &mut found,
-                    &mut upper,
-                    &mut second,
-                )?;
-                bounds.fill(T::zero());
-                second.fill(T::zero());
+                let (found, upper, second) = (&mut listed.labels, &mut listed.upper, &mut listed.second);
+                kernel.assign_top2_rows_labels(x, norms, rows, Some(kept), centroids, found, upper, second)?;
+                listed.beyond.fill(T::zero());
+                listed.second.fill(T::zero());
             }
             for (r, &i) in rows.iter().enumerate() {
-                (labels[i], distances[i], self.since[i]) = (found[r], upper[r], made_at);
-                self.nearest[i * NEAREST..(i + 1) * NEAREST].copy_from_slice(&lists[r * NEAREST..(r + 1) * NEAREST]);
-                self.beyond[i] = bounds[r].as_f64().max(0.0).sqrt();
-                (self.own[i], self.lower[i]) = (slack.raised(upper[r], norms[i]), second[r].as_f64().max(0.0).sqrt());
+                (labels[i], distances[i], self.since[i]) = (listed.labels[r], listed.upper[r], made_at);
+                self.nearest[i * NEAREST..(i + 1) * NEAREST].copy_from_slice(listed.nearest(r));
+                self.beyond[i] = listed.beyond[r].as_f64().max(0.0).sqrt();
+                self.own[i] = slack.raised(listed.upper[r], norms[i]);
+                self.lower[i] = listed.second[r].as_f64().max(0.0).sqrt();
             }
             Ok(())
         })?;
