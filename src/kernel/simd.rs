@@ -294,8 +294,9 @@ pub fn assign_rows(
             .map(|((nearest, beyond), second)| Extra::Nearest { t, nearest, beyond, second })
             .collect(),
     };
-    // Words for rows rounded or copied here (made on first use: rows read in place need none).
-    let words_per_block = if kind == Dots::F32 || (kept.is_some() && subset.is_none()) { 0 } else { block * depth };
+    // Words for rows rounded or copied here (made by the first block that does: rows read
+    // where they lie need none).
+    let words_per_block = block * depth;
     let copied_per_block = match (subset, kept) {
         (Some(_), None) => block,
         _ => 0,
@@ -341,9 +342,6 @@ pub fn assign_rows(
                         (Source::Rows(rows), &copied_norms[..m])
                     }
                 };
-                if words.len() < words_per_block && !(subset.is_some() && stretch_most > 0) {
-                    words.resize(words_per_block, 0);
-                }
                 let made;
                 // Rows the products run over, and where the block's rows lie among them when
                 // they are read in place among others.
@@ -359,7 +357,7 @@ pub fn assign_rows(
                         match kept.stretch(listed, layout.rows, stretch_most) {
                             Some((first, offsets)) => {
                                 computed = (offsets[m - 1] + 1).next_multiple_of(layout.rows);
-                                made = kept.norms_at(first, &offsets);
+                                made = kept.norms_of(listed);
                                 picked = Some(offsets);
                                 (&kept.words[first * depth..(first + computed) * depth], &made.rounded, &made.residual)
                             }
@@ -379,6 +377,7 @@ pub fn assign_rows(
                     }
                     (Dots::Bf16 | Dots::Amx, None, Source::Listed(..)) => unreachable!("listed rows are copied"),
                     (Dots::Bf16 | Dots::Amx, None, Source::Rows(rows)) => {
+                        words.resize(words_per_block, 0);
                         made = round_rows(rows, depth, kind == Dots::Amx, &mut words[..tiled * depth]);
                         (&words[..tiled * depth], &made.rounded, &made.residual)
                     }

@@ -169,9 +169,9 @@ impl CandidatePass {
         // Where the kept rows lie in the runs' order, each chunk lists the rows in that order
         // (read where they lie, not rounded again from the rows) and its results are moved to
         // the rows' places.
-        let in_runs = self.in_runs.then(|| self.members.clone());
+        let in_runs = self.in_runs.then_some(&self.members);
         for_each_chunk(n, step, keep_going, |start, end| {
-            if let (true, Some(order)) = (given, &in_runs) {
+            if let (true, Some(order)) = (given, in_runs) {
                 let rows = &order[start..end];
                 let listed = ListedSearch::of(kernel, points, rows, kept, centroids)?;
                 given = listed.given;

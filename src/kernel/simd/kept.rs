@@ -146,11 +146,11 @@ impl RoundedRows {
         self.places.is_some()
     }
 
-    /// The norms' bounds of the rows at `offsets` from `first` among the rows kept.
-    pub(super) fn norms_at(&self, first: usize, offsets: &[usize]) -> RowNorms {
+    /// The norms' bounds of the listed rows, wherever they lie among the rows kept.
+    pub(super) fn norms_of(&self, listed: &[usize]) -> RowNorms {
         RowNorms {
-            rounded: offsets.iter().map(|&o| self.norms.rounded[first + o]).collect(),
-            residual: offsets.iter().map(|&o| self.norms.residual[first + o]).collect(),
+            rounded: listed.iter().map(|&i| self.norms.rounded[self.place(i)]).collect(),
+            residual: listed.iter().map(|&i| self.norms.residual[self.place(i)]).collect(),
         }
     }
 
@@ -212,10 +212,7 @@ impl RoundedRows {
                 words[to..to + depth].copy_from_slice(&self.words[from..from + depth]);
             }
         }
-        RowNorms {
-            rounded: listed.iter().map(|&i| self.norms.rounded[self.place(i)]).collect(),
-            residual: listed.iter().map(|&i| self.norms.residual[self.place(i)]).collect(),
-        }
+        self.norms_of(listed)
     }
 
     /// Whether the rows `first..first + rows.rows()` kept here can stand for `rows` in a pass
