@@ -1,6 +1,6 @@
-//! Large buffers written once per fit, on huge pages where the OS offers them: a fresh
-//! buffer of a few hundred megabytes otherwise costs a page fault per 4 KiB on first write,
-//! which takes longer than writing it.
+//! Large buffers written once per fit, on huge pages where the OS offers them quickly: a
+//! fresh buffer of a few hundred megabytes otherwise costs a page fault per 4 KiB on first
+//! write, which takes longer than writing it.
 
 use std::mem::MaybeUninit;
 
@@ -10,24 +10,65 @@ const HUGE_PAGE: usize = 2 << 20;
 
 /// An empty vector with room for `len` values whose whole huge pages are advised to be
 /// huge (Linux, transparent huge pages in `madvise` or `always` mode; elsewhere a plain
-/// allocation). Write it through [`zeroed`] on its spare capacity, then set its length.
+/// allocation) while they come quickly. Write it through [`zeroed`] on its spare capacity,
+/// then set its length.
 pub fn with_capacity<T>(len: usize) -> Vec<T> {
     let mut values = Vec::with_capacity(len);
     advise_huge(&mut values);
     values
 }
 
+/// A huge page that takes longer than this to fault in comes from memory its host must
+/// back afresh (a virtual machine whose free memory was handed back): there 4 KiB pages,
+/// taken from what was freed lately, cost a fraction of the time. On a 2-core VM, 153 MB
+/// took 250–440 ms on such huge pages (5–6 ms a page) and 65–80 ms on 4 KiB pages; huge
+/// pages the host still backed took 0.3–0.5 ms each.
+#[cfg(target_os = "linux")]
+const SLOW_HUGE_PAGE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Each whole huge page advised and faulted in turn, until one comes slowly: the rest are
+/// left to 4 KiB pages, faulted as they are written. A buffer's pages can come partly from
+/// memory the host backs and partly not, so one page first would not tell.
 #[cfg(target_os = "linux")]
 fn advise_huge<T>(values: &mut Vec<T>) {
     let bytes = values.capacity() * std::mem::size_of::<T>();
     let start = values.as_mut_ptr() as usize;
     let (first, end) = (start.next_multiple_of(HUGE_PAGE), (start + bytes) & !(HUGE_PAGE - 1));
-    if end > first {
-        // SAFETY: the range lies within the vector's allocation; the advice changes how the
-        // pages are backed, never their contents. A kernel without huge pages refuses it,
-        // which leaves ordinary pages: nothing to handle.
-        unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE) };
+    if end <= first {
+        return;
     }
+    let started = std::time::Instant::now();
+    let huge = fault_while_quick((end - first) / HUGE_PAGE, |p| {
+        let page = first + p * HUGE_PAGE;
+        // SAFETY: the page lies within the vector's allocation; the advice changes how it is
+        // backed, never its contents (a kernel without huge pages refuses it, which leaves
+        // ordinary pages: nothing to handle), and its first byte, in the vector's spare
+        // capacity, is written before it is read.
+        unsafe {
+            libc::madvise(page as *mut libc::c_void, HUGE_PAGE, libc::MADV_HUGEPAGE);
+            let started = std::time::Instant::now();
+            std::ptr::write_volatile(page as *mut u8, 0);
+            started.elapsed()
+        }
+    });
+    log::debug!(
+        "a fresh buffer of {} MiB: {} MiB on huge pages, faulted in {:.1} ms",
+        bytes >> 20,
+        (huge * HUGE_PAGE) >> 20,
+        started.elapsed().as_secs_f64() * 1e3
+    );
+}
+
+/// Faults pages `0..pages` in turn by `fault` (which says how long each took) until one
+/// takes longer than [`SLOW_HUGE_PAGE`]; how many it faulted, that one included.
+#[cfg(target_os = "linux")]
+fn fault_while_quick(pages: usize, mut fault: impl FnMut(usize) -> std::time::Duration) -> usize {
+    for page in 0..pages {
+        if fault(page) > SLOW_HUGE_PAGE {
+            return page + 1;
+        }
+    }
+    pages
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -47,6 +88,27 @@ pub fn zeroed<T: Copy + Default>(part: &mut [MaybeUninit<T>]) -> &mut [T] {
 mod tests {
     use super::*;
     use rayon::prelude::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn huge_pages_are_taken_until_one_comes_slowly() {
+        let ms = std::time::Duration::from_micros;
+        let took = |times: Vec<u64>| {
+            let mut asked = Vec::new();
+            let faulted = fault_while_quick(times.len(), |p| {
+                asked.push(p);
+                ms(times[p])
+            });
+            (faulted, asked)
+        };
+        assert_eq!(took(vec![]), (0, vec![]));
+        assert_eq!(took(vec![300, 400, 300]), (3, vec![0, 1, 2]));
+        assert_eq!(took(vec![6000, 300, 300]), (1, vec![0]));
+        assert_eq!(took(vec![300, 300, 5500, 300]), (3, vec![0, 1, 2]));
+        // The limit itself is quick enough.
+        let limit = SLOW_HUGE_PAGE.as_micros() as u64;
+        assert_eq!(took(vec![limit, limit + 1, 300]), (2, vec![0, 1]));
+    }
 
     #[test]
     fn a_buffer_filled_in_parallel_parts_is_all_zeros_then_written() {
