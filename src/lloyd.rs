@@ -81,7 +81,10 @@ pub fn fit<T: Scalar>(
         if params.spherical {
             normalize_rows(&mut centroids, x.cols());
         }
-        let steps = engine.lloyd(points, centroids, params)?;
+        let mut steps = engine.lloyd(points, centroids, params)?;
+        if !params.distances {
+            steps.spare_distances();
+        }
         lloyd(steps, params.max_iter, || Ok(tol), run, &mut *monitor)
     })
 }

@@ -31,6 +31,10 @@ pub struct KMeansParams {
     /// Keep centroids at unit norm (for cosine similarity on normalised data).
     pub spherical: bool,
     pub algorithm: Algorithm,
+    /// Whether the fit returns each row's squared distance to its centroid; without them a
+    /// strategy that keeps the cluster sums may take the inertia from the sums and leave
+    /// `distances` empty.
+    pub distances: bool,
 }
 
 impl KMeansParams {

@@ -91,6 +91,12 @@ impl InertiaBySums {
             .sum();
         total.max(0.0)
     }
+
+    /// The rows' weighted spread about the centre: what the rounding of
+    /// [`InertiaBySums::inertia`] is relative to.
+    pub fn spread<T: Scalar>(&self, weights: Option<&[T]>) -> f64 {
+        self.spreads.iter().enumerate().map(|(i, spread)| weight_at(weights, i) * spread).sum()
+    }
 }
 
 /// Empty-cluster repair (scikit-learn's policy): each cluster with no weight takes over the

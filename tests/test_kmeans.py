@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from sklearn.cluster import KMeans as SkKMeans
@@ -251,3 +253,43 @@ def test_distances_are_accurate_far_from_the_origin(backend, offset):
     result = kmeans(X, 8, seed=0, backend=backend)
     own = ((X.astype(np.float64) - result.centroids.astype(np.float64)[result.labels]) ** 2).sum(1)
     np.testing.assert_allclose(result.distances, own, rtol=2.0**-22, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_inertia_without_a_pass_for_distances_matches_float64(dtype, weighted, caplog):
+    """`KMeans.fit` keeps no per-row distances: a converged fit's inertia comes from the kept
+    cluster sums, with no pass over the rows. It stays within 1e-9 of the float64 sum over
+    the returned labels and centres, as `kmeans()`'s (which returns the distances) does."""
+    X, _ = make_mixture(4000, 48, 12, seed=5, dtype=dtype)
+    w = np.random.default_rng(1).uniform(0.5, 2.0, len(X)).astype(dtype) if weighted else None
+    with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
+        est = KMeans(12, random_state=0, n_init=1, backend="cpu").fit(X, sample_weight=w)
+    assert "final inertia from the cluster sums" in caplog.text
+    assert est.n_iter_ < est.max_iter
+    centres = est.cluster_centers_.astype(np.float64)
+    own = ((X.astype(np.float64) - centres[est.labels_]) ** 2).sum(1)
+    expected = float(own @ (np.ones(len(X)) if w is None else w.astype(np.float64)))
+    assert est.inertia_ == pytest.approx(expected, rel=1e-9, abs=0)
+    result = kmeans(X, 12, seed=0, n_init=1, sample_weight=w, backend="cpu")
+    np.testing.assert_array_equal(result.labels, est.labels_)
+    np.testing.assert_allclose(result.distances, own, rtol=1e-5)
+    assert result.inertia == pytest.approx(expected, rel=1e-9, abs=0)
+
+
+def test_rows_on_their_centroids_give_an_inertia_of_exactly_zero(caplog):
+    """Where the inertia is tiny next to the rows' spread the sums' rounding would show, so
+    the fit measures every row instead: rows lying on their centroids give exactly zero,
+    while the same rows with some noise take the inertia from the sums."""
+    rng = np.random.default_rng(2)
+    points = rng.normal(0.0, 10.0, (12, 48)).astype(np.float32)
+    X = np.repeat(points, 340, axis=0)
+    noisy = X + rng.normal(0.0, 0.5, X.shape).astype(np.float32)
+    for data, on_centroids in ((noisy, False), (X, True)):
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="mlx_kmeans"):
+            est = KMeans(12, init=points + 0.25, n_init=1, tol=0.0, backend="cpu").fit(data)
+        by_sums = "final inertia from the cluster sums" in caplog.text
+        assert by_sums != on_centroids
+        if on_centroids:
+            assert est.inertia_ == 0.0

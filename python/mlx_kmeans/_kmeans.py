@@ -77,7 +77,8 @@ class KMeans(_BaseKMeans):
 
     def fit(self, X, y=None, sample_weight=None):
         """Compute k-means clustering of X (n_samples × n_features)."""
-        result, backend = self._fit(X, sample_weight)
+        # The estimator keeps no per-row distances: the engine may spare their pass.
+        result, backend = self._fit(X, sample_weight, distances=False)
         self._set_fitted(result["centroids"], result["labels"])
         self.inertia_ = float(result["inertia"])
         self.n_iter_ = int(result["n_iter"])
@@ -87,11 +88,11 @@ class KMeans(_BaseKMeans):
         self._warn_if_fewer_distinct()
         return self
 
-    def _fit(self, X, sample_weight=None, progress=None, desc=None):
+    def _fit(self, X, sample_weight=None, progress=None, desc=None, distances=True):
         """The one road from every Lloyd entry point (`fit`, `kmeans`, faiss-style
         `Kmeans.train`) to the engine: checks, backend, init, the native fit. Returns the
         engine's result and the backend that ran. `progress` replaces the verbose bar, and
-        `desc` names it."""
+        `desc` names it. Without `distances` the result's may be empty."""
         self._check_params()
         if larger_than_memory(X):
             return self._fit_streamed(X, sample_weight, progress, desc)
@@ -112,7 +113,13 @@ class KMeans(_BaseKMeans):
             else:
                 engine = engine_module(backend)
                 result = engine.kmeans_fit(
-                    X, weights, algorithm=algorithm, progress=progress, backend=native_backend(backend), **options
+                    X,
+                    weights,
+                    algorithm=algorithm,
+                    progress=progress,
+                    backend=native_backend(backend),
+                    distances=distances,
+                    **options,
                 )
         return result, backend
 

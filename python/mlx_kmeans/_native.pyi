@@ -80,7 +80,10 @@ def kmeans_fit(
     algorithm: Literal["auto", "lloyd", "elkan"] = "auto",
     progress: Optional[_Progress] = None,
     backend: _Backend = None,
-) -> _KMeansFit: ...
+    distances: bool = True,
+) -> _KMeansFit:
+    """Lloyd's k-means on a matrix in memory. Without `distances` the result's may be empty
+    (the inertia is then taken from the cluster sums where the engine keeps them)."""
 def kmeans_fit_chunks(
     driver: Any,
     *,

@@ -26,7 +26,7 @@ pub(super) fn algorithm(name: &str) -> PyResult<Algorithm> {
 }
 
 #[pyfunction]
-#[pyo3(signature = (x, sample_weight, *, n_clusters, init, n_init, max_iter, tol, seed, spherical=false, algorithm="auto", progress=None, backend=None))]
+#[pyo3(signature = (x, sample_weight, *, n_clusters, init, n_init, max_iter, tol, seed, spherical=false, algorithm="auto", progress=None, backend=None, distances=true))]
 pub fn kmeans_fit<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
@@ -41,9 +41,10 @@ pub fn kmeans_fit<'py>(
     algorithm: &str,
     progress: Option<Py<PyAny>>,
     backend: Option<&Bound<'py, PyAny>>,
+    distances: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let params =
-        KMeansParams { n_clusters, n_init, max_iter, tol, seed, spherical, algorithm: self::algorithm(algorithm)? };
+    let algorithm = self::algorithm(algorithm)?;
+    let params = KMeansParams { n_clusters, n_init, max_iter, tol, seed, spherical, algorithm, distances };
     let spec = BackendSpec::from_py(backend)?;
     by_dtype!(x, kmeans_fit_t(py, x, sample_weight, init, &params, progress, &spec))
 }

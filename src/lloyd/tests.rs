@@ -39,6 +39,7 @@ fn params(k: usize) -> KMeansParams {
         seed: 7,
         spherical: false,
         algorithm: Algorithm::Bounded,
+        distances: true,
     }
 }
 

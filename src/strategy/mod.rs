@@ -67,6 +67,10 @@ pub trait LloydStep<T> {
     /// `labels_current`: the last step's labels already belong to the current centroids
     /// (strict convergence), so no assignment is needed beyond what the strategy prefers.
     fn finish(self: Box<Self>, labels_current: bool, keep_going: KeepGoing<'_>) -> Result<Assignment<T>>;
+
+    /// The caller needs no per-row distances from [`LloydStep::finish`]: a strategy that can
+    /// give the inertia without measuring each row may leave them empty.
+    fn spare_distances(&mut self) {}
 }
 
 /// A backend: its kernel and the strategies by which fits run their steps on it.

@@ -133,7 +133,7 @@ fn mixture(n: usize, d: usize, centres: usize, seed: u64) -> Vec<f64> {
 }
 
 fn params(k: usize, algorithm: Algorithm, tol: f64) -> KMeansParams {
-    KMeansParams { n_clusters: k, n_init: 1, max_iter: 100, tol, seed: 3, spherical: false, algorithm }
+    KMeansParams { n_clusters: k, n_init: 1, max_iter: 100, tol, seed: 3, spherical: false, algorithm, distances: true }
 }
 
 #[test]
