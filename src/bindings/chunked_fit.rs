@@ -146,16 +146,8 @@ pub fn kmeans_fit_chunks<'py>(
     backend: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     refresh_log_levels(py)?;
-    let params = KMeansParams {
-        n_clusters,
-        n_init,
-        max_iter,
-        tol,
-        seed,
-        spherical,
-        algorithm: self::algorithm(algorithm)?,
-        distances: true,
-    };
+    let algorithm = self::algorithm(algorithm)?;
+    let params = KMeansParams { n_clusters, n_init, max_iter, tol, seed, spherical, algorithm, distances: true };
     let spec = BackendSpec::from_py(backend)?;
     let shape = (n_rows, n_features);
     if float64 {

@@ -115,16 +115,8 @@ pub fn kmeans_fit_sparse<'py>(
     spherical: bool,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let params = KMeansParams {
-        n_clusters,
-        n_init,
-        max_iter,
-        tol,
-        seed,
-        spherical,
-        algorithm: Algorithm::Dense,
-        distances: true,
-    };
+    let algorithm = Algorithm::Dense;
+    let params = KMeansParams { n_clusters, n_init, max_iter, tol, seed, spherical, algorithm, distances: true };
     let csr = (indptr, indices, data, n_features);
     by_csr!(data, indices, fit_t(py, csr, sample_weight, init, &params, progress))
 }
