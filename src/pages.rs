@@ -26,9 +26,10 @@ pub fn with_capacity<T>(len: usize) -> Vec<T> {
 #[cfg(target_os = "linux")]
 const SLOW_HUGE_PAGE: std::time::Duration = std::time::Duration::from_millis(2);
 
-/// Each whole huge page advised and faulted in turn, until one comes slowly: the rest are
-/// left to 4 KiB pages, faulted as they are written. A buffer's pages can come partly from
-/// memory the host backs and partly not, so one page first would not tell.
+/// Each whole huge page advised and faulted, a page per thread at a time, until one comes
+/// slowly: the rest are left to 4 KiB pages, faulted as they are written. A buffer's pages
+/// can come partly from memory the host backs and partly not, so one page first would not
+/// tell; faulting them on every thread keeps a large buffer's zeroing parallel.
 #[cfg(target_os = "linux")]
 fn advise_huge<T>(values: &mut Vec<T>) {
     let bytes = values.capacity() * std::mem::size_of::<T>();
@@ -38,7 +39,8 @@ fn advise_huge<T>(values: &mut Vec<T>) {
         return;
     }
     let started = std::time::Instant::now();
-    let huge = fault_while_quick((end - first) / HUGE_PAGE, |p| {
+    let threads = rayon::current_num_threads();
+    let huge = fault_while_quick((end - first) / HUGE_PAGE, threads, |p| {
         let page = first + p * HUGE_PAGE;
         // SAFETY: the page lies within the vector's allocation; the advice changes how it is
         // backed, never its contents (a kernel without huge pages refuses it, which leaves
@@ -59,16 +61,22 @@ fn advise_huge<T>(values: &mut Vec<T>) {
     );
 }
 
-/// Faults pages `0..pages` in turn by `fault` (which says how long each took) until one
-/// takes longer than [`SLOW_HUGE_PAGE`]; how many it faulted, that one included.
+/// Faults pages `0..pages` by `fault` (which says how long each took), `group` at a time in
+/// parallel, until a group holds one that took longer than [`SLOW_HUGE_PAGE`]; how many it
+/// faulted, that group included.
 #[cfg(target_os = "linux")]
-fn fault_while_quick(pages: usize, mut fault: impl FnMut(usize) -> std::time::Duration) -> usize {
-    for page in 0..pages {
-        if fault(page) > SLOW_HUGE_PAGE {
-            return page + 1;
+fn fault_while_quick(pages: usize, group: usize, fault: impl Fn(usize) -> std::time::Duration + Sync) -> usize {
+    use rayon::prelude::*;
+    let mut faulted = 0;
+    while faulted < pages {
+        let last = (faulted + group.max(1)).min(pages);
+        let slowest = (faulted..last).into_par_iter().map(&fault).max().unwrap_or_default();
+        faulted = last;
+        if slowest > SLOW_HUGE_PAGE {
+            break;
         }
     }
-    pages
+    faulted
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -93,21 +101,29 @@ mod tests {
     #[test]
     fn huge_pages_are_taken_until_one_comes_slowly() {
         let ms = std::time::Duration::from_micros;
-        let took = |times: Vec<u64>| {
-            let mut asked = Vec::new();
-            let faulted = fault_while_quick(times.len(), |p| {
-                asked.push(p);
+        let took = |times: Vec<u64>, group: usize| {
+            let asked = std::sync::Mutex::new(Vec::new());
+            let faulted = fault_while_quick(times.len(), group, |p| {
+                asked.lock().unwrap().push(p);
                 ms(times[p])
             });
+            let mut asked = asked.into_inner().unwrap();
+            asked.sort_unstable();
             (faulted, asked)
         };
-        assert_eq!(took(vec![]), (0, vec![]));
-        assert_eq!(took(vec![300, 400, 300]), (3, vec![0, 1, 2]));
-        assert_eq!(took(vec![6000, 300, 300]), (1, vec![0]));
-        assert_eq!(took(vec![300, 300, 5500, 300]), (3, vec![0, 1, 2]));
+        for group in [0, 1] {
+            assert_eq!(took(vec![], group), (0, vec![]));
+            assert_eq!(took(vec![300, 400, 300], group), (3, vec![0, 1, 2]));
+            assert_eq!(took(vec![6000, 300, 300], group), (1, vec![0]));
+            assert_eq!(took(vec![300, 300, 5500, 300], group), (3, vec![0, 1, 2]));
+        }
         // The limit itself is quick enough.
         let limit = SLOW_HUGE_PAGE.as_micros() as u64;
-        assert_eq!(took(vec![limit, limit + 1, 300]), (2, vec![0, 1]));
+        assert_eq!(took(vec![limit, limit + 1, 300], 1), (2, vec![0, 1]));
+        // A group is faulted whole: a slow page stops the pages after its group.
+        assert_eq!(took(vec![300, 6000, 300, 300, 300], 2), (2, vec![0, 1]));
+        assert_eq!(took(vec![300, 300, 300, 6000, 300, 300], 2), (4, vec![0, 1, 2, 3]));
+        assert_eq!(took(vec![300, 300, 300], 2), (3, vec![0, 1, 2]));
     }
 
     #[test]
