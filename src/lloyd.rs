@@ -81,10 +81,7 @@ pub fn fit<T: Scalar>(
         if params.spherical {
             normalize_rows(&mut centroids, x.cols());
         }
-        let mut steps = engine.lloyd(points, centroids, params)?;
-        if !params.distances {
-            steps.spare_distances();
-        }
+        let steps = engine.lloyd(points, centroids, params)?;
         lloyd(steps, params.max_iter, || Ok(tol), run, &mut *monitor)
     })
 }

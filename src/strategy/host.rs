@@ -193,7 +193,7 @@ pub struct HostLloyd<'s, T, P> {
     /// Whether the first pass keeps the rows and sums already (a fit of one pass would keep
     /// a copy it never reads again).
     keep_first: bool,
-    /// Whether `finish` may leave the distances unmeasured ([`LloydStep::spare_distances`]).
+    /// Whether `finish` may leave the distances unmeasured (the caller needs none).
     spare_distances: bool,
     spherical: bool,
     pass: P,
@@ -228,6 +228,12 @@ impl<'s, T: Scalar, P: HostPass<T>> HostLloyd<'s, T, P> {
     /// of more than one pass).
     pub fn keeping_from_first(self, keep_first: bool) -> Self {
         Self { keep_first, ..self }
+    }
+
+    /// Where the caller needs no per-row distances, `finish` may take the inertia from the
+    /// kept sums and leave them empty (`KMeansParams::distances`).
+    pub fn sparing_distances(self, spare_distances: bool) -> Self {
+        Self { spare_distances, ..self }
     }
 
     /// Whether passes keep their sums (and move the rows whose labels changed): where the
@@ -354,9 +360,5 @@ impl<T: Scalar, P: HostPass<T>> LloydStep<T> for HostLloyd<'_, T, P> {
         let (distances, inertia) =
             self.kernel.labelled_sq_distances(self.points.x, self.points.weights, centroids, &self.labels)?;
         Ok(Assignment { centroids: self.centroids, labels: self.labels, distances, inertia })
-    }
-
-    fn spare_distances(&mut self) {
-        self.spare_distances = true;
     }
 }

@@ -67,10 +67,6 @@ pub trait LloydStep<T> {
     /// `labels_current`: the last step's labels already belong to the current centroids
     /// (strict convergence), so no assignment is needed beyond what the strategy prefers.
     fn finish(self: Box<Self>, labels_current: bool, keep_going: KeepGoing<'_>) -> Result<Assignment<T>>;
-
-    /// The caller needs no per-row distances from [`LloydStep::finish`]: a strategy that can
-    /// give the inertia without measuring each row may leave them empty.
-    fn spare_distances(&mut self) {}
 }
 
 /// A backend: its kernel and the strategies by which fits run their steps on it.
@@ -242,5 +238,6 @@ fn host_lloyd<'s, T: Scalar, P: HostPass<T> + 's>(
     params: &KMeansParams,
     pass: P,
 ) -> Box<dyn LloydStep<T> + 's> {
-    Box::new(HostLloyd::new(kernel, points, centroids, params.spherical, pass).keeping_from_first(params.max_iter > 1))
+    let steps = HostLloyd::new(kernel, points, centroids, params.spherical, pass);
+    Box::new(steps.keeping_from_first(params.max_iter > 1).sparing_distances(!params.distances))
 }
