@@ -62,7 +62,10 @@ fn accumulate_in_strips<T: Scalar>(
         .par_iter()
         .map(|&c0| {
             let w = width.min(d - c0);
-            let mut strip = vec![0.0f64; k * w];
+            // Zeros written, not `vec!`'s calloc: fresh pages mapped to the shared zero page
+            // on the first read fault again on the first write, each with a TLB shootdown.
+            let mut strip = Vec::with_capacity(k * w);
+            strip.resize(k * w, 0.0f64);
             let mut shares = vec![0.0f64; if centroids.is_some() { n } else { 0 }];
             for (i, &label) in labels.iter().enumerate() {
                 let at = label as usize * w;
