@@ -110,10 +110,6 @@ fn settling_floor() -> f64 {
     SETTLING_FLOOR
 }
 
-/// Labels run together while their centroids number at most this (the cpu kernel's products
-/// take centroids 32 at a time).
-const BATCH_CENTROIDS: usize = 32;
-
 impl CandidatePass {
     pub fn new(n: usize) -> Self {
         Self {
@@ -219,71 +215,6 @@ impl CandidatePass {
         Ok(given)
     }
 
-    /// Runs of the rows by label (labels whose lists overlap run together).
-    fn regroup(&mut self, labels: &[u32], k: usize) {
-        let mut by_label = vec![0usize; k + 1];
-        for &label in labels {
-            by_label[label as usize + 1] += 1;
-        }
-        for j in 0..k {
-            by_label[j + 1] += by_label[j];
-        }
-        let mut rows = vec![0usize; labels.len()];
-        let mut next = by_label.clone();
-        for (i, &label) in labels.iter().enumerate() {
-            rows[next[label as usize]] = i;
-            next[label as usize] += 1;
-        }
-        // Each label's centroids: its rows' lists.
-        let nearest = &self.nearest;
-        let sets: Vec<Vec<u32>> = (0..k)
-            .into_par_iter()
-            .map(|a| {
-                let listed =
-                    rows[by_label[a]..by_label[a + 1]].iter().flat_map(|&i| &nearest[i * NEAREST..(i + 1) * NEAREST]);
-                let mut set: Vec<u32> = listed.copied().filter(|&j| (j as usize) < k).collect();
-                set.sort_unstable();
-                set.dedup();
-                set
-            })
-            .collect();
-        // Labels whose sets overlap run together while their union stays within a batch (one
-        // kernel call for them): a label's rivals first.
-        let mut taken = vec![false; k];
-        let (mut members, mut starts) = (Vec::new(), vec![0]);
-        for a in 0..k {
-            if taken[a] || by_label[a + 1] == by_label[a] {
-                continue;
-            }
-            let mut union = sets[a].clone();
-            let mut batch = vec![a];
-            taken[a] = true;
-            let mut at = 0;
-            while at < union.len() {
-                let b = union[at] as usize;
-                at += 1;
-                if taken[b] || by_label[b + 1] == by_label[b] {
-                    continue;
-                }
-                let mut joined: Vec<u32> = union.iter().chain(&sets[b]).copied().collect();
-                joined.sort_unstable();
-                joined.dedup();
-                if joined.len() <= BATCH_CENTROIDS {
-                    (union, at) = (joined, 0);
-                    taken[b] = true;
-                    batch.push(b);
-                }
-            }
-            for &label in &batch {
-                members.extend_from_slice(&rows[by_label[label]..by_label[label + 1]]);
-            }
-            starts.push(members.len());
-        }
-        (self.layout, self.in_runs) = (Some(members.clone()), false);
-        (self.members, self.starts) = (members, starts);
-        self.laid_out = Some(labels.to_vec());
-    }
-
     /// The farthest any centroid outside `set` (ascending) has moved since step `at`.
     fn moved_outside(&self, at: u32, set: &[u32]) -> f64 {
         let (now, then) = (self.paths.last().expect("paths from the lists' making"), &self.paths[at as usize]);
@@ -370,6 +301,7 @@ impl Slack {
     }
 }
 
+mod runs;
 mod search;
 
 impl<T: Scalar> HostPass<T> for CandidatePass {
