@@ -25,6 +25,29 @@ struct Found<T> {
     second: Vec<T>,
 }
 
+impl Group {
+    /// The run `g`'s rows to search, with their lists' centroids and the far movers
+    /// (ascending, so that ties go to the lowest index as in a dense pass), at least
+    /// `GROUP_MIN` of them. Each centroid is taken once by marking it with the run in `marks`
+    /// (one per centroid, none holding `g` on entry): the rows' lists repeat many.
+    fn of(rows: Vec<usize>, nearest: &[u32], far: &[u32], k: usize, marks: &mut [usize], g: usize) -> Self {
+        let listed = rows.iter().flat_map(|&i| nearest[i * NEAREST..(i + 1) * NEAREST].iter().copied());
+        let mut set = Vec::new();
+        for j in listed.chain(far.iter().copied()).filter(|&j| (j as usize) < k) {
+            if marks[j as usize] != g {
+                marks[j as usize] = g;
+                set.push(j);
+            }
+        }
+        set.sort_unstable();
+        let wanted = GROUP_MIN.min(k).saturating_sub(set.len());
+        let extra: Vec<u32> = (0..k as u32).filter(|j| set.binary_search(j).is_err()).take(wanted).collect();
+        set.extend(extra);
+        set.sort_unstable();
+        Group { rows, set }
+    }
+}
+
 impl CandidatePass {
     /// Labels of every row for `centroids` from the lists (distances upper bounds within the
     /// kernel's error bound); rows the lists cannot settle are searched in full.
@@ -46,33 +69,26 @@ impl CandidatePass {
         let (own, lower) = (&self.own, &self.lower);
         let sure: Vec<bool> = (own.par_iter().zip(lower.par_iter())).map(|(own, lower)| own < lower).collect();
         let (nearest, far, members, starts) = (&self.nearest, &self.far, &self.members, &self.starts);
-        // Each run's rows to search, and its centroids: the rows' lists and the far movers
-        // (ascending, so that ties go to the lowest index as in a dense pass), at least
-        // `GROUP_MIN` of them.
+        // Each run's rows to search, and its centroids (`Group::of`).
         let groups: Vec<Group> = (0..starts.len().saturating_sub(1))
             .into_par_iter()
-            .filter_map(|g| {
-                let run = &members[starts[g]..starts[g + 1]];
-                let rows: Vec<usize> = run.iter().copied().filter(|&i| !sure[i]).collect();
-                if rows.is_empty() {
-                    return None;
-                }
-                let listed = rows.iter().flat_map(|&i| nearest[i * NEAREST..(i + 1) * NEAREST].iter().copied());
-                let mut set: Vec<u32> = listed.chain(far.iter().copied()).filter(|&j| (j as usize) < k).collect();
-                set.sort_unstable();
-                set.dedup();
-                let wanted = GROUP_MIN.min(k).saturating_sub(set.len());
-                let extra: Vec<u32> = (0..k as u32).filter(|j| set.binary_search(j).is_err()).take(wanted).collect();
-                set.extend(extra);
-                set.sort_unstable();
-                Some(Group { rows, set })
-            })
+            .map_init(
+                || vec![usize::MAX; k],
+                |marks, g| {
+                    let run = &members[starts[g]..starts[g + 1]];
+                    let rows: Vec<usize> = run.iter().copied().filter(|&i| !sure[i]).collect();
+                    (!rows.is_empty()).then(|| Group::of(rows, nearest, far, k, marks, g))
+                },
+            )
+            .flatten()
             .collect();
         let searched: Vec<Found<T>> = groups
             .par_iter()
             .map(|group| {
                 let (rows, set) = (&group.rows[..], &group.set);
-                let values: Vec<T> = set.iter().flat_map(|&j| centroids.row(j as usize).iter().copied()).collect();
+                // Whole rows copied at once (a flat map's collect grows and copies value by value).
+                let mut values: Vec<T> = Vec::with_capacity(set.len() * d);
+                set.iter().for_each(|&j| values.extend_from_slice(centroids.row(j as usize)));
                 let subset = MatRef::new(&values, set.len(), d)?;
                 let m = rows.len();
                 let (mut found, mut upper, mut second) = (vec![0u32; m], vec![T::zero(); m], vec![T::zero(); m]);
