@@ -313,9 +313,10 @@ pub fn assign_rows(
         .for_each_init(
             || {
                 let copies = (vec![0f32; copied_per_block * d], vec![0f32; copied_per_block]);
-                (Vec::new(), vec![0f32; block.max(stretch_most) * padded], copies)
+                (Vec::new(), Scratch::at_least(block.max(stretch_most) * padded), copies)
             },
             |(words, dots, (copied, copied_norms)), (b, ((labels, distances), extra))| {
+                let dots = &mut dots.values;
                 let start = b * block;
                 let m = labels.len();
                 // Rows the tiles compute: a whole number of tiles (the extra rows of a last
@@ -415,6 +416,41 @@ pub fn assign_rows(
                 unsafe { settle_block(&block, &packed.c_norms, centroids, &bound, labels, distances, extra, measure) };
             },
         );
+}
+
+/// A thread's block of partial distances, kept between kernel calls: the lists' passes call
+/// the kernel once per run of a few rows, and a fresh block each time cost its allocation
+/// and zeroing. Values left by an earlier call are never read: the products write every
+/// value a block reads.
+struct Scratch {
+    values: Vec<f32>,
+}
+
+thread_local! {
+    static SPARE_DOTS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+impl Scratch {
+    /// This thread's block, grown to at least `len` values.
+    fn at_least(len: usize) -> Self {
+        let mut values = SPARE_DOTS.with(std::cell::Cell::take);
+        if values.len() < len {
+            values.resize(len, 0.0);
+        }
+        Self { values }
+    }
+}
+
+/// Most values a thread keeps between calls (8 MiB): more (tens of thousands of centroids)
+/// is freed with the call.
+const SPARE_MOST: usize = 1 << 21;
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.values.capacity() <= SPARE_MOST {
+            SPARE_DOTS.with(|spare| spare.set(std::mem::take(&mut self.values)));
+        }
+    }
 }
 
 /// Words as their bytes.
