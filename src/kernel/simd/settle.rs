@@ -148,29 +148,26 @@ fn least_partials(dots: &[f32], c_norms: &[f32], error: f64, x_sq: f64, nearest:
     };
     // SAFETY: as above; every lane is finite or infinite.
     let limit = unsafe { nth_least(&lanes, t) };
-    // Every partial up to the limit (few pass); a list of them where many tie.
-    let mut least = [(f32::INFINITY, u32::MAX); 4 * LANES];
+    // Every partial up to the limit (few pass; at least `t + 1`), visited in increasing index:
+    // the `t + 1` least kept in order of value, then index (a later equal value goes after).
+    let mut least = [(f32::INFINITY, u32::MAX); LANES];
     let mut count = 0;
-    let mut spill: Vec<(f32, u32)> = Vec::new();
     let take = |j: usize| {
         let partial = c_norms[j] - 2.0 * dots[j];
-        if count < least.len() {
-            least[count] = (partial, j as u32);
-            count += 1;
-        } else {
-            spill.push((partial, j as u32));
+        if count == t + 1 && !(partial < least[t].0) {
+            return;
         }
+        let mut at = count.min(t);
+        while at > 0 && partial < least[at - 1].0 {
+            least[at] = least[at - 1];
+            at -= 1;
+        }
+        least[at] = (partial, j as u32);
+        count = (count + 1).min(t + 1);
     };
     // SAFETY: as above.
     unsafe { for_each_within(dots, c_norms, Some(limit), take) };
-    let least = if spill.is_empty() {
-        &mut least[..count]
-    } else {
-        spill.extend_from_slice(&least[..count]);
-        &mut spill[..]
-    };
-    // Finite values: ordered by value, then index.
-    least.sort_unstable_by(|a, b| a.0.partial_cmp(&b.0).expect("finite partials").then(a.1.cmp(&b.1)));
+    assert!(count == t + 1, "at least t + 1 partials up to the (t + 1)-th least lane minimum");
     for (n, &(_, j)) in nearest.iter_mut().zip(least.iter()) {
         *n = j;
     }
