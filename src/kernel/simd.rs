@@ -494,13 +494,27 @@ fn row_words(r: usize, depth: usize, tiles: bool) -> (usize, usize) {
 /// Rounds each row of `rows` to bfloat16 pairs in `words` (`depth` words per row, laid out as
 /// [`row_words`] says; words past the row's pairs are left as they are) and bounds its norms.
 fn round_rows(rows: MatRef<'_, f32>, depth: usize, tiles: bool, words: &mut [u32]) -> RowNorms {
-    let (m, d) = (rows.rows(), rows.cols());
+    round_rows_of(rows.rows(), rows.cols(), |r| rows.row(r), depth, tiles, words)
+}
+
+/// [`round_rows`] of the `m` rows `row(0)`, …, `row(m − 1)` (each `d` wide), read where
+/// they lie.
+fn round_rows_of<'a>(
+    m: usize,
+    d: usize,
+    row: impl Fn(usize) -> &'a [f32],
+    depth: usize,
+    tiles: bool,
+    words: &mut [u32],
+) -> RowNorms {
     let inflate = inflation(d);
     let (mut rounded, mut residual) = (vec![0.0; m], vec![0.0; m]);
     for r in 0..m {
         let (start, chunk_stride) = row_words(r, depth, tiles);
+        let row = row(r);
+        assert_eq!(row.len(), d, "rows of one width");
         // SAFETY: only called for bfloat16 kinds, which `assign` checked are supported.
-        let (rounded_sq, residual_sq) = unsafe { round_row(rows.row(r), &mut words[start..], chunk_stride) };
+        let (rounded_sq, residual_sq) = unsafe { round_row(row, &mut words[start..], chunk_stride) };
         rounded[r] = (rounded_sq as f64 * inflate).sqrt();
         residual[r] = (residual_sq as f64 * inflate).sqrt();
     }

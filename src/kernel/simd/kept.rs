@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::{inflation, round_rows, row_words, Dots, RowNorms, LANES};
+use super::{inflation, round_rows, round_rows_of, row_words, Dots, RowNorms, LANES};
 use crate::matrix::MatRef;
 
 /// Rows per piece of [`RoundedRows`]: whole tiles of every kind.
@@ -97,12 +97,9 @@ impl RoundedRows {
         let pieces: Vec<RowNorms> = (self.words)
             .par_chunks_mut((PIECE_ROWS * depth).max(1))
             .enumerate()
-            .map_init(Vec::new, |copied, (p, words)| {
+            .map(|(p, words)| {
                 let listed = &order[(p * PIECE_ROWS).min(n)..((p + 1) * PIECE_ROWS).min(n)];
-                copied.clear();
-                listed.iter().for_each(|&i| copied.extend_from_slice(x.row(i)));
-                let rows = MatRef::new(copied, listed.len(), d).expect("a piece of listed rows");
-                round_rows(rows, depth, tiles, words)
+                round_rows_of(listed.len(), d, |r| x.row(listed[r]), depth, tiles, words)
             })
             .collect();
         // Rows laid out in their own order are read as any kept rows are.
