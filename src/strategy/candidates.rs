@@ -301,6 +301,21 @@ impl Slack {
     }
 }
 
+/// The centroids below `k` that `listed` names, each once, ascending. Rows' lists name the
+/// same centroids many times: each is taken once by marking it with `stamp` in `marks` (one
+/// entry per centroid, none holding `stamp` on entry), and only the distinct ones are sorted.
+fn distinct_centroids(listed: impl Iterator<Item = u32>, k: usize, marks: &mut [usize], stamp: usize) -> Vec<u32> {
+    let mut distinct = Vec::new();
+    for j in listed.filter(|&j| (j as usize) < k) {
+        if marks[j as usize] != stamp {
+            marks[j as usize] = stamp;
+            distinct.push(j);
+        }
+    }
+    distinct.sort_unstable();
+    distinct
+}
+
 mod runs;
 mod search;
 

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::{CandidatePass, NEAREST};
+use super::{distinct_centroids, CandidatePass, NEAREST};
 
 /// Labels run together while their centroids number at most this (the cpu kernel's products
 /// take centroids 32 at a time).
@@ -25,26 +25,16 @@ impl CandidatePass {
             rows[next[label as usize]] = i;
             next[label as usize] += 1;
         }
-        // Each label's centroids: its rows' lists. Each centroid is taken once, marked with
-        // the label (the rows list it many times), and only the distinct ones are sorted.
+        // Each label's centroids: its rows' lists.
         let nearest = &self.nearest;
         let sets: Vec<Vec<u32>> = (0..k)
             .into_par_iter()
             .map_init(
-                || vec![u32::MAX; k],
+                || vec![usize::MAX; k],
                 |marks, a| {
-                    let listed = rows[by_label[a]..by_label[a + 1]]
-                        .iter()
-                        .flat_map(|&i| &nearest[i * NEAREST..(i + 1) * NEAREST]);
-                    let mut set = Vec::new();
-                    for &j in listed.filter(|&&j| (j as usize) < k) {
-                        if marks[j as usize] != a as u32 {
-                            marks[j as usize] = a as u32;
-                            set.push(j);
-                        }
-                    }
-                    set.sort_unstable();
-                    set
+                    let rows = &rows[by_label[a]..by_label[a + 1]];
+                    let listed = rows.iter().flat_map(|&i| nearest[i * NEAREST..(i + 1) * NEAREST].iter().copied());
+                    distinct_centroids(listed, k, marks, a)
                 },
             )
             .collect();

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::{CandidatePass, ListedSearch, Slack, FAIL_SHARE, GROUP_MIN, NEAREST};
+use super::{distinct_centroids, CandidatePass, ListedSearch, Slack, FAIL_SHARE, GROUP_MIN, NEAREST};
 use crate::error::Result;
 use crate::kernel::{KeptRows, Kernel};
 use crate::matrix::{MatRef, Points};
@@ -28,18 +28,10 @@ struct Found<T> {
 impl Group {
     /// The run `g`'s rows to search, with their lists' centroids and the far movers
     /// (ascending, so that ties go to the lowest index as in a dense pass), at least
-    /// `GROUP_MIN` of them. Each centroid is taken once by marking it with the run in `marks`
-    /// (one per centroid, none holding `g` on entry): the rows' lists repeat many.
+    /// `GROUP_MIN` of them (`marks`: as [`distinct_centroids`] takes them, `g` the stamp).
     fn of(rows: Vec<usize>, nearest: &[u32], far: &[u32], k: usize, marks: &mut [usize], g: usize) -> Self {
         let listed = rows.iter().flat_map(|&i| nearest[i * NEAREST..(i + 1) * NEAREST].iter().copied());
-        let mut set = Vec::new();
-        for j in listed.chain(far.iter().copied()).filter(|&j| (j as usize) < k) {
-            if marks[j as usize] != g {
-                marks[j as usize] = g;
-                set.push(j);
-            }
-        }
-        set.sort_unstable();
+        let mut set = distinct_centroids(listed.chain(far.iter().copied()), k, marks, g);
         let wanted = GROUP_MIN.min(k).saturating_sub(set.len());
         let extra: Vec<u32> = (0..k as u32).filter(|j| set.binary_search(j).is_err()).take(wanted).collect();
         set.extend(extra);
